@@ -1,0 +1,121 @@
+# memray-c - see README.md. `make V=1` shows full commands.
+
+PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+LIBDIR    ?= $(PREFIX)/lib
+MANPREFIX ?= $(PREFIX)/share/man
+DESTDIR   ?=
+
+BUILD ?= build
+SAN   ?=
+CC    ?= cc
+WARN   = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden \
+	-MMD -MP $(SAN)
+LDLIBS_TOOLS = -larchive -lz
+LDLIBS_TRACKER = -lunwind -ldl -lpthread
+
+TOOLS   = memray-record memray-stat
+LIB_SRC = lib/live.c lib/stream_write.c lib/stream_read.c lib/input.c lib/util.c lib/dump.c
+TRACKER_SRC = lib/tracker/tracker.c lib/tracker/hooks.c lib/stream_write.c
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+FIXTURE_SRC = $(wildcard tests/fixtures/*.c)
+FIXTURE_CXX = $(wildcard tests/fixtures/*.cc)
+
+ifeq ($(V),1)
+Q =
+else
+Q = @
+endif
+
+LIB_OBJ     = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TRACKER_OBJ = $(TRACKER_SRC:%.c=$(BUILD)/obj/tracker/%.o)
+TOOL_BINS   = $(TOOLS:%=$(BUILD)/bin/%)
+TRACKER     = $(BUILD)/lib/memray-c/libmemray-tracker.so
+UNIT_BINS   = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FIXTURES    = $(FIXTURE_SRC:tests/fixtures/%.c=$(BUILD)/fixtures/%) \
+              $(FIXTURE_CXX:tests/fixtures/%.cc=$(BUILD)/fixtures/%)
+
+all: $(TOOL_BINS) $(TRACKER)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The tracker is never built with sanitizers: it is preloaded into
+# programs that do not carry their runtime.
+$(BUILD)/obj/tracker/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $< (tracker)")
+	$(Q)$(CC) $(filter-out $(SAN),$(ALL_CFLAGS)) -c -o $@ $<
+
+$(BUILD)/libmemray.a: $(LIB_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/%: $(BUILD)/obj/cmd/%/main.o $(BUILD)/libmemray.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(SAN) -o $@ $^ $(LDLIBS_TOOLS)
+
+$(TRACKER): $(TRACKER_OBJ)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-z,nodelete -Wl,-z,now -o $@ $^ $(LDLIBS_TRACKER)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libmemray.a
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(SAN) -o $@ $^ $(LDLIBS_TOOLS)
+
+# Fixture programs keep frame pointers and debug info so that tests can
+# check their stacks with addr2line.
+$(BUILD)/fixtures/%: tests/fixtures/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) -O0 -g -fno-omit-frame-pointer -fno-inline -o $@ $< -ldl -lpthread
+
+$(BUILD)/fixtures/%: tests/fixtures/%.cc
+	@mkdir -p $(@D)
+	$(Q)$(CXX) -O0 -g -fno-omit-frame-pointer -o $@ $<
+
+$(BUILD)/fixtures/libdlopened.so: tests/fixtures/dlopened.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) -O0 -g -shared -fPIC -o $@ $<
+
+fixtures: $(FIXTURES) $(BUILD)/fixtures/libdlopened.so
+
+unit: $(UNIT_BINS)
+	@for t in $(UNIT_BINS); do echo "# $$t"; $$t || exit 1; done
+
+check: all fixtures unit
+	MEMRAY_BUILD=$(abspath $(BUILD)) bats --tap tests/bats | tests/summarize
+
+asan:
+	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
+
+bench: all
+	bench/churn.sh $(BUILD)
+
+deps:
+	tests/deps.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/memray-c $(DESTDIR)$(MANPREFIX)/man1 $(DESTDIR)$(MANPREFIX)/man5
+	install -m 755 $(TOOL_BINS) $(DESTDIR)$(BINDIR)
+	install -m 755 $(TRACKER) $(DESTDIR)$(LIBDIR)/memray-c
+	install -m 644 man/*.1 $(DESTDIR)$(MANPREFIX)/man1
+	install -m 644 man/*.5 $(DESTDIR)$(MANPREFIX)/man5
+
+uninstall:
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(LIBDIR)/memray-c/libmemray-tracker.so
+	-rmdir $(DESTDIR)$(LIBDIR)/memray-c
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man1/%,$(wildcard man/*.1))
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man5/%,$(wildcard man/*.5))
+
+clean:
+	rm -rf build build-asan
+
+.PHONY: all fixtures unit check asan bench deps install uninstall clean
+.PRECIOUS: $(BUILD)/obj/%.o
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,423 @@
+/*
+ * memray-record - run a program with the tracker preloaded and deliver
+ * its event stream to stdout or a file.
+ *
+ * The tracker writes chunks into a pipe; this process relays them to the
+ * output (compressing with -z), so the program never writes to the output
+ * itself and never sees it go away.
+ */
+#define _GNU_SOURCE
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "../../lib/util.h"
+
+static const char usage_text[] =
+	"usage: memray-record [-fqz] [-o FILE] [--native | --no-native] [--interval MS]\n"
+	"                     [--] PROGRAM [ARGS...]\n"
+	"\n"
+	"Runs PROGRAM with the memray tracker preloaded and writes its allocation\n"
+	"event stream (memray-stream(5)) to FILE, to stdout when stdout is not a\n"
+	"terminal, or else to memray-PROGRAM.PID.bin.\n"
+	"\n"
+	"  -o, --output FILE   write the stream to FILE ('-' for stdout)\n"
+	"  -f, --force         overwrite FILE if it exists\n"
+	"  -z, --compress      compress the stream with zlib (gzip format)\n"
+	"      --native        record native stacks (default unless PROGRAM is Python)\n"
+	"      --no-native     do not record native stacks\n"
+	"      --interval MS   milliseconds between memory records (default 10)\n"
+	"  -q, --quiet         no messages but errors\n"
+	"  -h, --help          show this help\n"
+	"      --version       show the version\n";
+
+static void usage(int status)
+{
+	fputs(usage_text, status ? stderr : stdout);
+	exit(status);
+}
+
+struct opts {
+	const char *output;
+	int force, compress, quiet;
+	const char *native; /* "auto", "1" or "0" */
+	long interval_ms;
+};
+
+/* ---- finding things ----------------------------------------------------- */
+
+/* The tracker next to this binary: <dir>/../lib/memray-c/, which is both
+ * the build tree's layout and the installed one. */
+static int find_tracker(char *out, size_t n)
+{
+	const char *env = getenv("MEMRAY_TRACKER");
+	if (env && env[0]) {
+		snprintf(out, n, "%s", env);
+		return access(out, R_OK);
+	}
+	char self[PATH_MAX];
+	ssize_t k = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (k <= 0)
+		return -1;
+	self[k] = 0;
+	snprintf(out, n, "%s/../lib/memray-c/libmemray-tracker.so", dirname(self));
+	char *real = realpath(out, NULL);
+	if (!real)
+		return -1;
+	snprintf(out, n, "%s", real);
+	free(real);
+	return 0;
+}
+
+/* Resolves PROGRAM as execvp would. Returns 0, or the exit status that
+ * reports the failure (127 not found, 126 not executable). */
+static int find_program(const char *prog, char *out, size_t n)
+{
+	struct stat st;
+	if (strchr(prog, '/')) {
+		snprintf(out, n, "%s", prog);
+		if (stat(out, &st) < 0) {
+			warnmsg("cannot run '%s': %s", prog, strerror(errno));
+			return errno == ENOENT || errno == ENOTDIR ? 127 : 126;
+		}
+		if (S_ISDIR(st.st_mode) || access(out, X_OK) < 0) {
+			warnmsg("cannot run '%s': %s", prog,
+				S_ISDIR(st.st_mode) ? "Is a directory" : strerror(errno));
+			return 126;
+		}
+		return 0;
+	}
+	const char *path = getenv("PATH");
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	int denied = 0;
+	while (*path) {
+		const char *end = strchr(path, ':');
+		size_t len = end ? (size_t)(end - path) : strlen(path);
+		snprintf(out, n, "%.*s%s%s", (int)len, path, len ? "/" : "", prog);
+		if (stat(out, &st) == 0 && !S_ISDIR(st.st_mode)) {
+			if (access(out, X_OK) == 0)
+				return 0;
+			denied = 1;
+		}
+		path += len + (end ? 1 : 0);
+	}
+	if (denied) {
+		warnmsg("cannot run '%s': Permission denied", prog);
+		return 126;
+	}
+	warnmsg("%s: command not found", prog);
+	return 127;
+}
+
+/* Why the tracker cannot be preloaded into path, or NULL if it can. */
+static const char *unrecordable(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) == 0 && geteuid() != 0 &&
+	    (((st.st_mode & S_ISUID) && st.st_uid != geteuid()) ||
+	     ((st.st_mode & S_ISGID) && st.st_gid != getegid())))
+		return "is setuid or setgid";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	unsigned char buf[4096];
+	ssize_t k = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (k < (ssize_t)sizeof(Elf64_Ehdr) || memcmp(buf, ELFMAG, SELFMAG) != 0)
+		return NULL; /* a script: its interpreter is what runs */
+	if (buf[EI_CLASS] != ELFCLASS64)
+		return NULL;
+	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
+	if (eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > (uint64_t)k)
+		return NULL;
+	for (int i = 0; i < eh->e_phnum; i++) {
+		Elf64_Phdr ph;
+		memcpy(&ph, buf + eh->e_phoff + (size_t)i * sizeof(ph), sizeof(ph));
+		if (ph.p_type == PT_INTERP || ph.p_type == PT_DYNAMIC)
+			return NULL;
+	}
+	return "is statically linked";
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+struct out {
+	int fd;
+	const char *name; /* for messages */
+	z_stream z;
+	int compress;
+	int cut;     /* the output went away or filled: drain, keep nothing */
+	int err;
+	unsigned long long bytes_in;
+};
+
+static void out_write(struct out *o, const void *data, size_t n)
+{
+	const char *p = data;
+	while (n > 0 && !o->cut) {
+		ssize_t k = write(o->fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			o->cut = 1;
+			o->err = k < 0 ? errno : EIO;
+			return;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+static void out_data(struct out *o, const void *data, size_t n, int finish)
+{
+	if (!o->compress) {
+		out_write(o, data, n);
+		return;
+	}
+	unsigned char buf[65536];
+	o->z.next_in = (unsigned char *)data;
+	o->z.avail_in = (uInt)n;
+	do {
+		o->z.next_out = buf;
+		o->z.avail_out = sizeof(buf);
+		deflate(&o->z, finish ? Z_FINISH : Z_NO_FLUSH);
+		out_write(o, buf, sizeof(buf) - o->z.avail_out);
+	} while (o->z.avail_out == 0);
+}
+
+static int open_output(const char *path, int force)
+{
+	int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (force ? O_TRUNC : O_EXCL);
+	int fd = open(path, flags, 0644);
+	if (fd >= 0)
+		return fd;
+	if (errno == EEXIST)
+		die(EXIT_USAGE, "'%s' already exists (use -f to overwrite it)", path);
+	if (errno == ELOOP)
+		die(EXIT_USAGE, "'%s' is a symbolic link; not following it", path);
+	die(EXIT_USAGE, "cannot create '%s': %s", path, strerror(errno));
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+static pid_t child;
+
+static void forward(int sig)
+{
+	if (child > 0)
+		kill(child, sig);
+}
+
+static void child_env(const char *tracker, int fd, const struct opts *o)
+{
+	char buf[64];
+	const char *pre = getenv("LD_PRELOAD");
+	if (pre && pre[0]) {
+		setenv("MEMRAY_LD_PRELOAD", pre, 1);
+		size_t n = strlen(tracker) + strlen(pre) + 2;
+		char *both = malloc(n);
+		snprintf(both, n, "%s:%s", tracker, pre);
+		setenv("LD_PRELOAD", both, 1);
+	} else {
+		unsetenv("MEMRAY_LD_PRELOAD");
+		setenv("LD_PRELOAD", tracker, 1);
+	}
+	snprintf(buf, sizeof(buf), "%d", fd);
+	setenv("MEMRAY_FD", buf, 1);
+	setenv("MEMRAY_NATIVE", o->native, 1);
+	snprintf(buf, sizeof(buf), "%ld", o->interval_ms * 1000);
+	setenv("MEMRAY_INTERVAL_US", buf, 1);
+}
+
+static int exit_status(int ws, const char *prog, int quiet)
+{
+	if (WIFEXITED(ws))
+		return WEXITSTATUS(ws);
+	if (WIFSIGNALED(ws)) {
+		int sig = WTERMSIG(ws);
+		if (!quiet)
+			warnmsg("%s was killed by signal %d (%s); the stream holds what was "
+				"flushed before", prog, sig, strsignal(sig));
+		return 128 + sig;
+	}
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	progname = "memray-record";
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "compress", no_argument, NULL, 'z' },
+		{ "native", no_argument, NULL, 'N' },
+		{ "no-native", no_argument, NULL, 'n' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { NULL, 0, 0, 0, "auto", 10 };
+	int c;
+	char *end;
+	while ((c = getopt_long(argc, argv, "+o:fzqh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o': o.output = optarg; break;
+		case 'f': o.force = 1; break;
+		case 'z': o.compress = 1; break;
+		case 'N': o.native = "1"; break;
+		case 'n': o.native = "0"; break;
+		case 'q': o.quiet = 1; break;
+		case 'i':
+			o.interval_ms = strtol(optarg, &end, 10);
+			if (*end || end == optarg || o.interval_ms < 1 || o.interval_ms > 3600000)
+				die(EXIT_USAGE, "invalid --interval '%s': expected milliseconds "
+				    "from 1 to 3600000", optarg);
+			break;
+		case 'h': usage(EXIT_OK); break;
+		case 'V': printf("memray-record %s\n", MEMRAY_VERSION); return EXIT_OK;
+		default: usage(EXIT_USAGE);
+		}
+	}
+	if (optind >= argc) {
+		warnmsg("no program to run");
+		usage(EXIT_USAGE);
+	}
+	char **prog_argv = argv + optind;
+	char tracker[PATH_MAX], path[PATH_MAX];
+	if (find_tracker(tracker, sizeof(tracker)) < 0)
+		die(EXIT_USAGE, "cannot find libmemray-tracker.so (set MEMRAY_TRACKER or "
+		    "install memray-c with make install)");
+	int rc = find_program(prog_argv[0], path, sizeof(path));
+	if (rc)
+		return rc;
+	const char *why = unrecordable(path);
+	if (why)
+		warnmsg("'%s' %s: it will run, but nothing can be recorded", prog_argv[0], why);
+
+	/* Where the stream goes. */
+	struct out out = { .fd = -1 };
+	int to_stdout = 0, default_name = 0;
+	char name[PATH_MAX];
+	if (o.output && strcmp(o.output, "-") != 0) {
+		if (!why)
+			out.fd = open_output(o.output, o.force);
+		out.name = o.output;
+	} else if (o.output || !isatty(STDOUT_FILENO)) {
+		to_stdout = 1;
+		out.fd = STDOUT_FILENO;
+		out.name = "standard output";
+	} else {
+		default_name = !why;
+	}
+
+	int data[2], errp[2], go[2];
+	if (pipe2(data, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0)
+		die(EXIT_USAGE, "cannot create a pipe: %s", strerror(errno));
+	fcntl(data[0], F_SETPIPE_SZ, 1 << 20);
+
+	child = fork();
+	if (child < 0)
+		die(EXIT_USAGE, "cannot fork: %s", strerror(errno));
+	if (child == 0) {
+		close(data[0]);
+		close(errp[0]);
+		close(go[1]);
+		if (to_stdout)
+			dup2(STDERR_FILENO, STDOUT_FILENO);
+		if (!why) {
+			int fd = dup(data[1]); /* without close-on-exec */
+			child_env(tracker, fd, &o);
+		}
+		char ok;
+		if (default_name && read(go[0], &ok, 1) != 1)
+			_exit(127);
+		execv(path, prog_argv);
+		int e = errno;
+		if (write(errp[1], &e, sizeof(e)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(data[1]);
+	close(errp[1]);
+	close(go[0]);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, forward);
+	signal(SIGHUP, forward);
+
+	if (default_name) {
+		char *base = basename(prog_argv[0]);
+		snprintf(name, sizeof(name), "memray-%s.%d.bin", base, (int)child);
+		out.fd = open_output(name, o.force);
+		out.name = name;
+		if (write(go[1], "g", 1) != 1)
+			die(EXIT_USAGE, "cannot start '%s'", prog_argv[0]);
+	}
+	close(go[1]);
+
+	int e = 0;
+	if (read(errp[0], &e, sizeof(e)) == (ssize_t)sizeof(e)) {
+		waitpid(child, NULL, 0);
+		if (out.name && !to_stdout)
+			unlink(out.name);
+		warnmsg("cannot run '%s': %s", prog_argv[0], strerror(e));
+		return e == ENOENT ? 127 : 126;
+	}
+	close(errp[0]);
+
+	if (o.compress && out.fd >= 0) {
+		out.compress = 1;
+		if (deflateInit2(&out.z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+				 Z_DEFAULT_STRATEGY) != Z_OK)
+			die(EXIT_USAGE, "cannot start zlib");
+	}
+	if (out.fd < 0)
+		out.cut = 1;
+	static char buf[1 << 16];
+	for (;;) {
+		ssize_t k = read(data[0], buf, sizeof(buf));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		out.bytes_in += (unsigned long long)k;
+		out_data(&out, buf, (size_t)k, 0);
+	}
+	if (out.compress) {
+		out_data(&out, NULL, 0, 1);
+		deflateEnd(&out.z);
+	}
+	int ws = 0;
+	while (waitpid(child, &ws, 0) < 0 && errno == EINTR)
+		;
+	int status = exit_status(ws, prog_argv[0], o.quiet);
+	if (out.fd >= 0 && !to_stdout && close(out.fd) < 0 && !out.err)
+		out.err = errno;
+	if (out.err) {
+		if (out.err == EPIPE)
+			warnmsg("the stream was cut: %s went away", out.name);
+		else
+			warnmsg("the stream in %s is incomplete: %s", out.name, strerror(out.err));
+	} else if (!why && out.bytes_in == 0) {
+		warnmsg("nothing was recorded: '%s' did not load the tracker", prog_argv[0]);
+	} else if (!why && !o.quiet && !to_stdout) {
+		char h[16];
+		warnmsg("wrote %s (%s)", out.name, human_size(h, out.bytes_in));
+	}
+	return status;
+}

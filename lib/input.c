@@ -1,0 +1,101 @@
+/*
+ * input.c - libarchive-backed input (see input.h).
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "input.h"
+
+struct mr_input {
+	struct archive *a;
+	int fd;
+	int started; /* the raw entry header has been read */
+	int done;
+	char name[512];
+	char err[512];
+};
+
+struct mr_input *mr_input_open(const char *path, char *err, size_t errlen)
+{
+	struct mr_input *in = calloc(1, sizeof(*in));
+	if (!in) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (strcmp(path, "-") == 0) {
+		in->fd = 0;
+		snprintf(in->name, sizeof(in->name), "<stdin>");
+	} else {
+		in->fd = open(path, O_RDONLY | O_CLOEXEC);
+		snprintf(in->name, sizeof(in->name), "%s", path);
+		if (in->fd < 0) {
+			snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+			free(in);
+			return NULL;
+		}
+	}
+	in->a = archive_read_new();
+	archive_read_support_filter_all(in->a);
+	archive_read_support_format_raw(in->a);
+	if (archive_read_open_fd(in->a, in->fd, 64 * 1024) != ARCHIVE_OK) {
+		/* An empty input fails here; it reads as zero bytes. */
+		in->done = 1;
+	}
+	return in;
+}
+
+ssize_t mr_input_read(struct mr_input *in, void *buf, size_t n)
+{
+	if (in->done)
+		return 0;
+	if (!in->started) {
+		struct archive_entry *e;
+		int rc = archive_read_next_header(in->a, &e);
+		in->started = 1;
+		if (rc == ARCHIVE_EOF) {
+			in->done = 1;
+			return 0;
+		}
+		if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+			snprintf(in->err, sizeof(in->err), "%s",
+				 archive_error_string(in->a) ? archive_error_string(in->a)
+							     : "unreadable input");
+			return -1;
+		}
+	}
+	size_t got = 0;
+	while (got < n) {
+		la_ssize_t k = archive_read_data(in->a, (char *)buf + got, n - got);
+		if (k == 0) {
+			in->done = 1;
+			break;
+		}
+		if (k < 0) {
+			snprintf(in->err, sizeof(in->err), "%s",
+				 archive_error_string(in->a) ? archive_error_string(in->a)
+							     : "read error");
+			return got ? (ssize_t)got : -1;
+		}
+		got += (size_t)k;
+	}
+	return (ssize_t)got;
+}
+
+const char *mr_input_error(const struct mr_input *in) { return in->err; }
+const char *mr_input_name(const struct mr_input *in) { return in->name; }
+
+void mr_input_close(struct mr_input *in)
+{
+	if (!in)
+		return;
+	archive_read_free(in->a);
+	if (in->fd > 0)
+		close(in->fd);
+	free(in);
+}

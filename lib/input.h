@@ -1,0 +1,25 @@
+/*
+ * input.h - reading a stream from a file or stdin, plain or compressed.
+ *
+ * Compression (gzip, zstd, xz, lz4, bzip2, ...) is recognised by content
+ * through libarchive's raw format with every filter enabled.
+ */
+#ifndef MEMRAY_INPUT_H
+#define MEMRAY_INPUT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct mr_input;
+
+/* Opens path ("-" is stdin). Returns NULL with a message in err. */
+struct mr_input *mr_input_open(const char *path, char *err, size_t errlen);
+/* Reads up to n bytes; returns the count, 0 at the end, -1 on error with
+ * the message in mr_input_error(). */
+ssize_t mr_input_read(struct mr_input *in, void *buf, size_t n);
+const char *mr_input_error(const struct mr_input *in);
+/* The name to show in messages: the path, or "<stdin>". */
+const char *mr_input_name(const struct mr_input *in);
+void mr_input_close(struct mr_input *in);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * live.h - the live set of a process, replayed from its events: heap
+ * blocks by address, and mapped byte ranges (which munmap can cut in
+ * pieces). Keeps the live byte count and its high-water mark.
+ */
+#ifndef MEMRAY_LIVE_H
+#define MEMRAY_LIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct live_block {
+	uint64_t addr, size; /* addr 0: empty slot */
+};
+
+struct live_range {
+	uint64_t start, end;
+};
+
+struct live {
+	struct live_block *blocks;
+	size_t cap, count;
+	struct live_range *ranges;
+	size_t nranges, ranges_cap;
+	uint64_t bytes, peak;
+	uint64_t double_allocs; /* an address allocated again while live */
+	uint64_t unknown_frees; /* frees of addresses not live */
+};
+
+void live_init(struct live *l);
+void live_free_all(struct live *l);
+/* Records an allocation by `allocator` (enum mr_allocator). */
+void live_alloc(struct live *l, int allocator, uint64_t addr, uint64_t size);
+/* Records a release; len is used by munmap and mremap only. */
+void live_free(struct live *l, int allocator, uint64_t addr, uint64_t len);
+/* The size of the live heap block at addr, or 0 if none. */
+uint64_t live_block_size(const struct live *l, uint64_t addr);
+
+#endif

@@ -1,0 +1,242 @@
+/*
+ * stream.h - the memray stream: constants, writer and reader.
+ *
+ * The byte-level specification is man/memray-stream.5; this header is its
+ * C mirror. A stream is a sequence of chunks, each at most MR_CHUNK_MAX
+ * bytes (PIPE_BUF, so a write of one chunk is atomic on a pipe) and tagged
+ * with the pid that wrote it. The payloads of one pid's chunks, joined,
+ * form that process's record stream: a HEADER record, then any records,
+ * then a TRAILER. Records may span chunks.
+ */
+#ifndef MEMRAY_STREAM_H
+#define MEMRAY_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MR_MAGIC "MRYC"
+#define MR_MAGIC_LEN 4
+#define MR_FORMAT_VERSION 1
+#define MR_CHUNK_HEADER 12
+#define MR_CHUNK_MAX 4096
+#define MR_PAYLOAD_MAX (MR_CHUNK_MAX - MR_CHUNK_HEADER)
+#define MR_STRING_MAX (1u << 20) /* longest string a reader accepts */
+#define MR_BUILD_ID_MAX 64
+#define MR_SEGMENTS_MAX 64
+
+/* Record tags: the first byte of every record. */
+enum mr_tag {
+	MR_TAG_HEADER = 0x01,
+	MR_TAG_STRING = 0x02,
+	MR_TAG_PYFRAME = 0x03,
+	MR_TAG_NODE_NATIVE = 0x04,
+	MR_TAG_NODE_PYTHON = 0x05,
+	MR_TAG_THREAD = 0x06,
+	MR_TAG_THREAD_NAME = 0x07,
+	MR_TAG_THREAD_SWITCH = 0x08,
+	MR_TAG_MODULE_LOAD = 0x09,
+	MR_TAG_MODULE_UNLOAD = 0x0a,
+	MR_TAG_MEMORY = 0x0b,
+	MR_TAG_TRAILER = 0x0c,
+	MR_TAG_ALLOC = 0x20, /* | allocator */
+	MR_TAG_FREE = 0x40,  /* | allocator */
+	MR_TAG_MOVE = 0x60,  /* | allocator */
+};
+
+/* The function that made an event. */
+enum mr_allocator {
+	MR_MALLOC = 1,
+	MR_CALLOC,
+	MR_REALLOC,
+	MR_REALLOCARRAY,
+	MR_POSIX_MEMALIGN,
+	MR_ALIGNED_ALLOC,
+	MR_MEMALIGN,
+	MR_VALLOC,
+	MR_PVALLOC,
+	MR_MMAP,
+	MR_MREMAP,
+	MR_FREE,
+	MR_MUNMAP,
+	MR_ALLOCATOR_END
+};
+
+/* Header flags: what was recorded. */
+enum {
+	MR_F_NATIVE = 1 << 0,         /* native stacks (instruction pointers) */
+	MR_F_PYTHON = 1 << 1,         /* Python stacks */
+	MR_F_PYMALLOC = 1 << 2,       /* pymalloc hid small Python objects */
+	MR_F_PYTHON_ALLOCS = 1 << 3,  /* every Python object allocation traced */
+	MR_F_FOLLOW_FORK = 1 << 4,    /* children record into the same stream */
+};
+
+const char *mr_allocator_name(int allocator);
+const char *mr_tag_name(int tag);
+
+/* ---- writer ------------------------------------------------------------ */
+
+/* Called with a whole chunk (header and payload); returns 0 or -1. */
+typedef int (*mr_sink)(void *ctx, const uint8_t *chunk, size_t len);
+
+/*
+ * Encodes records into chunks. Not thread-safe: the tracker holds its lock
+ * around every call. Never allocates: the chunk lives inside the struct.
+ * Ids (strings, frames, nodes, threads, modules) are handed out in order
+ * from 1; 0 means "none".
+ */
+struct mr_writer {
+	uint8_t chunk[MR_CHUNK_MAX];
+	size_t len; /* bytes used in chunk, header included */
+	mr_sink sink;
+	void *ctx;
+	int failed; /* the sink failed once: everything after is dropped */
+	uint32_t pid;
+	uint16_t seq;
+	uint64_t last_addr, last_ip;
+	uint32_t next_string, next_frame, next_node, next_thread, next_module;
+	uint32_t cur_thread;
+	uint64_t last_time_us;
+	uint64_t n_records, n_allocs, n_frees, bytes_allocated;
+};
+
+struct mr_segment {
+	uint64_t vaddr; /* relative to the module's load base */
+	uint64_t size;
+	uint32_t prot;  /* PF_R | PF_W | PF_X as in the ELF program header */
+};
+
+struct mr_header_info {
+	const char *tool_version;
+	uint32_t pid, ppid;
+	uint64_t start_us;   /* microseconds since the epoch */
+	uint64_t page_size;
+	uint64_t flags;      /* MR_F_* */
+	uint64_t interval_us;
+	int argc;
+	char *const *argv;
+	const char *exe;
+};
+
+void mr_writer_init(struct mr_writer *w, uint32_t pid, mr_sink sink, void *ctx);
+int mr_w_flush(struct mr_writer *w);
+void mr_w_header(struct mr_writer *w, const struct mr_header_info *h);
+uint32_t mr_w_string(struct mr_writer *w, const char *s, size_t n);
+uint32_t mr_w_pyframe(struct mr_writer *w, uint32_t function, uint32_t file,
+		      uint32_t line);
+uint32_t mr_w_node_native(struct mr_writer *w, uint32_t parent, uint64_t ip);
+uint32_t mr_w_node_python(struct mr_writer *w, uint32_t parent, uint32_t frame);
+uint32_t mr_w_thread(struct mr_writer *w, uint64_t tid, const char *name);
+void mr_w_thread_name(struct mr_writer *w, uint32_t thread, const char *name);
+void mr_w_switch(struct mr_writer *w, uint32_t thread);
+uint32_t mr_w_module_load(struct mr_writer *w, uint32_t path, uint64_t base,
+			  const uint8_t *build_id, size_t build_id_len,
+			  const struct mr_segment *segs, size_t nsegs);
+void mr_w_module_unload(struct mr_writer *w, uint32_t module);
+void mr_w_memory(struct mr_writer *w, uint64_t time_us, uint64_t rss, uint64_t heap);
+void mr_w_alloc(struct mr_writer *w, int allocator, uint64_t addr, uint64_t size,
+		uint32_t stack);
+void mr_w_free(struct mr_writer *w, int allocator, uint64_t addr, uint64_t len);
+void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
+	       uint64_t old_len, uint64_t addr, uint64_t size, uint32_t stack);
+void mr_w_trailer(struct mr_writer *w, uint64_t time_us);
+
+/* ---- reader ------------------------------------------------------------ */
+
+struct mr_input;
+
+struct mr_header {
+	uint64_t version;
+	char *tool_version;
+	uint32_t pid, ppid;
+	uint64_t start_us, page_size, flags, interval_us;
+	uint32_t argc;
+	char **argv;
+	char *exe;
+};
+
+struct mr_node {
+	uint32_t parent;
+	uint8_t python; /* 0: value is an instruction pointer; 1: a pyframe id */
+	uint64_t value;
+};
+
+struct mr_pyframe {
+	uint32_t function, file, line;
+};
+
+struct mr_thread {
+	uint64_t tid;
+	char *name;
+};
+
+struct mr_module {
+	uint32_t path;
+	uint64_t base;
+	uint8_t build_id[MR_BUILD_ID_MAX];
+	uint32_t build_id_len;
+	uint32_t nsegs;
+	struct mr_segment segs[MR_SEGMENTS_MAX];
+	int loaded;
+};
+
+struct mr_trailer {
+	uint64_t time_us, n_records, n_allocs, n_frees, bytes_allocated;
+};
+
+/* Everything known about one process of the stream; its tables grow as
+ * records arrive and stay valid until mr_reader_free. */
+struct mr_proc {
+	uint32_t pid;
+	int has_header, has_trailer;
+	struct mr_header header;
+	struct mr_trailer trailer;
+	/* Tables indexed by id; index 0 is unused ("none"). */
+	char **strings; size_t nstrings, strings_cap;
+	struct mr_pyframe *frames; size_t nframes, frames_cap;
+	struct mr_node *nodes; size_t nnodes, nodes_cap;
+	struct mr_thread *threads; size_t nthreads, threads_cap;
+	struct mr_module *modules; size_t nmodules, modules_cap;
+	uint32_t cur_thread;
+	uint64_t last_addr, last_ip, last_time_us;
+	uint64_t n_records, n_allocs, n_frees, bytes_allocated;
+	/* reassembly of this pid's payload */
+	uint8_t *buf; size_t buf_start, buf_end, buf_cap;
+	uint64_t consumed; /* payload bytes decoded so far */
+	struct mr_span { uint64_t pos, file_off, len; } *spans;
+	size_t nspans, spans_cap;
+	uint16_t next_seq;
+};
+
+/* One decoded record. Pointers inside stay valid until the next call. */
+struct mr_record {
+	int tag;        /* the raw tag byte */
+	int allocator;  /* for ALLOC, FREE and MOVE */
+	uint64_t offset; /* where the record starts in the input */
+	struct mr_proc *proc;
+	uint32_t thread; /* for events: the thread they belong to */
+	uint32_t id;     /* STRING, PYFRAME, NODE_*, THREAD*, MODULE_*: the id */
+	uint64_t addr, size, old_addr, old_size; /* events; size is length */
+	uint32_t stack;
+	uint64_t time_us, rss, heap; /* MEMORY */
+};
+
+struct mr_reader {
+	struct mr_input *in;
+	struct mr_proc **procs; size_t nprocs;
+	struct mr_proc *cur;
+	uint64_t offset; /* bytes read from the input */
+	int eof;
+	int pending_eof_check;
+	char err[512];
+};
+
+void mr_reader_init(struct mr_reader *r, struct mr_input *in);
+void mr_reader_free(struct mr_reader *r);
+/* Returns 1 with a record, 0 at a clean end of the stream, -1 on damage
+ * with r->err saying what and where ("truncated at byte N: ..."). Records
+ * before the damage have all been returned. */
+int mr_next(struct mr_reader *r, struct mr_record *rec);
+
+const char *mr_string(const struct mr_proc *p, uint32_t id);
+
+#endif

@@ -1,0 +1,686 @@
+/*
+ * stream_read.c - decoding a stream (see stream.h and memray-stream(5)).
+ *
+ * Trusts no byte: every length, count and id is checked before use, and
+ * nothing is allocated on a length's say-so before the bytes it claims
+ * have arrived. Chunks are demultiplexed by pid into per-process buffers;
+ * a record is decoded only once all its bytes are buffered, then
+ * committed, so a record cut by the end of the input leaves the tables as
+ * they were after the record before it.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "input.h"
+#include "stream.h"
+#include "varint.h"
+
+#define MAX_PROCS 65536
+#define MAX_ARGC 65536
+
+static const char *const tag_names[] = {
+	[MR_TAG_HEADER] = "header", [MR_TAG_STRING] = "string",
+	[MR_TAG_PYFRAME] = "pyframe", [MR_TAG_NODE_NATIVE] = "node",
+	[MR_TAG_NODE_PYTHON] = "pynode", [MR_TAG_THREAD] = "thread",
+	[MR_TAG_THREAD_NAME] = "thread_name", [MR_TAG_THREAD_SWITCH] = "switch",
+	[MR_TAG_MODULE_LOAD] = "module", [MR_TAG_MODULE_UNLOAD] = "unload",
+	[MR_TAG_MEMORY] = "memory", [MR_TAG_TRAILER] = "trailer",
+};
+
+const char *mr_tag_name(int tag)
+{
+	switch (tag & 0xe0) {
+	case MR_TAG_ALLOC: return "alloc";
+	case MR_TAG_FREE: return "free";
+	case MR_TAG_MOVE: return "move";
+	}
+	if (tag > 0 && tag <= MR_TAG_TRAILER)
+		return tag_names[tag];
+	return NULL;
+}
+
+const char *mr_string(const struct mr_proc *p, uint32_t id)
+{
+	if (id == 0 || id >= p->nstrings)
+		return "";
+	return p->strings[id];
+}
+
+void mr_reader_init(struct mr_reader *r, struct mr_input *in)
+{
+	memset(r, 0, sizeof(*r));
+	r->in = in;
+}
+
+static void proc_free(struct mr_proc *p)
+{
+	for (size_t i = 1; i < p->nstrings; i++)
+		free(p->strings[i]);
+	free(p->strings);
+	for (size_t i = 1; i < p->nthreads; i++)
+		free(p->threads[i].name);
+	free(p->threads);
+	free(p->frames);
+	free(p->nodes);
+	free(p->modules);
+	for (uint32_t i = 0; i < p->header.argc; i++)
+		free(p->header.argv[i]);
+	free(p->header.argv);
+	free(p->header.tool_version);
+	free(p->header.exe);
+	free(p->buf);
+	free(p->spans);
+	free(p);
+}
+
+void mr_reader_free(struct mr_reader *r)
+{
+	for (size_t i = 0; i < r->nprocs; i++)
+		proc_free(r->procs[i]);
+	free(r->procs);
+	r->procs = NULL;
+	r->nprocs = 0;
+}
+
+static int fail(struct mr_reader *r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q) {
+		fprintf(stderr, "out of memory\n");
+		abort();
+	}
+	return q;
+}
+
+/* Grows *arr (element size sz) so index `need` is valid. */
+static void grow(void **arr, size_t *cap, size_t need, size_t sz)
+{
+	if (need < *cap)
+		return;
+	size_t n = *cap ? *cap : 16;
+	while (n <= need)
+		n *= 2;
+	*arr = xrealloc(*arr, n * sz);
+	memset((char *)*arr + *cap * sz, 0, (n - *cap) * sz);
+	*cap = n;
+}
+
+/* The input offset of payload position pos of process p. */
+static uint64_t file_offset(const struct mr_proc *p, uint64_t pos)
+{
+	for (size_t i = 0; i < p->nspans; i++) {
+		const struct mr_span *s = &p->spans[i];
+		if (pos >= s->pos && pos < s->pos + s->len)
+			return s->file_off + (pos - s->pos);
+	}
+	if (p->nspans) {
+		const struct mr_span *s = &p->spans[p->nspans - 1];
+		return s->file_off + s->len;
+	}
+	return 0;
+}
+
+/* ---- decoding one record ---------------------------------------------- */
+
+struct cur {
+	const uint8_t *p, *e;
+	int st; /* 1 fine, 0 needs more bytes, -1 malformed */
+	const char *why;
+};
+
+static uint64_t get_u(struct cur *c)
+{
+	uint64_t v = 0;
+	if (c->st != 1)
+		return 0;
+	int n = varint_get(c->p, c->e, &v);
+	if (n <= 0) {
+		c->st = n;
+		c->why = "malformed varint";
+		return 0;
+	}
+	c->p += n;
+	return v;
+}
+
+static uint64_t get_addr(struct cur *c, uint64_t *reg)
+{
+	uint64_t u = get_u(c);
+	int64_t d = zigzag_decode(u >> 1);
+	if (!(u & 1))
+		d = (int64_t)((uint64_t)d * 16);
+	*reg += (uint64_t)d;
+	return *reg;
+}
+
+static const uint8_t *get_bytes(struct cur *c, uint64_t n, uint64_t limit)
+{
+	if (c->st != 1)
+		return NULL;
+	if (n > limit) {
+		c->st = -1;
+		c->why = "length out of bounds";
+		return NULL;
+	}
+	if ((uint64_t)(c->e - c->p) < n) {
+		c->st = 0;
+		return NULL;
+	}
+	const uint8_t *s = c->p;
+	c->p += n;
+	return s;
+}
+
+static char *dup_bytes(const uint8_t *s, size_t n)
+{
+	char *d = xrealloc(NULL, n + 1);
+	memcpy(d, s, n);
+	d[n] = 0;
+	return d;
+}
+
+/* A string field: pointer and length into the buffer. */
+static const uint8_t *get_str(struct cur *c, uint64_t *len)
+{
+	*len = get_u(c);
+	return get_bytes(c, *len, MR_STRING_MAX);
+}
+
+static int bad(struct cur *c, const char *why)
+{
+	if (c->st == 1) {
+		c->st = -1;
+		c->why = why;
+	}
+	return 0;
+}
+
+static int check_id(struct cur *c, uint64_t id, size_t n, const char *what)
+{
+	if (id >= n)
+		return bad(c, what);
+	return 1;
+}
+
+#define PUSH(arr, n, cap, elem) do { \
+	grow((void **)&(arr), &(cap), (n), sizeof(*(arr))); \
+	(arr)[(n)++] = (elem); \
+} while (0)
+
+static void add_string(struct mr_proc *p, const uint8_t *s, uint64_t n)
+{
+	char *d = dup_bytes(s, n);
+	PUSH(p->strings, p->nstrings, p->strings_cap, d);
+}
+
+static int decode_header(struct mr_proc *p, struct cur *c)
+{
+	struct mr_header h;
+	memset(&h, 0, sizeof(h));
+	uint64_t len;
+	h.version = get_u(c);
+	if (c->st == 1 && h.version != MR_FORMAT_VERSION) {
+		c->st = -1;
+		c->why = "unsupported format version";
+		return 0;
+	}
+	const uint8_t *tv = get_str(c, &len);
+	uint64_t tvlen = len;
+	h.pid = (uint32_t)get_u(c);
+	h.ppid = (uint32_t)get_u(c);
+	h.start_us = get_u(c);
+	h.page_size = get_u(c);
+	h.flags = get_u(c);
+	h.interval_us = get_u(c);
+	uint64_t argc = get_u(c);
+	if (c->st == 1 && argc > MAX_ARGC)
+		return bad(c, "argument count out of bounds");
+	const struct cur mark = *c;
+	for (uint64_t i = 0; i < argc && c->st == 1; i++)
+		get_str(c, &len);
+	const uint8_t *exe = get_str(c, &len);
+	uint64_t exelen = len;
+	if (c->st != 1)
+		return 0;
+	/* Complete: commit. */
+	h.tool_version = dup_bytes(tv, tvlen);
+	h.exe = dup_bytes(exe, exelen);
+	h.argc = (uint32_t)argc;
+	h.argv = xrealloc(NULL, (argc + 1) * sizeof(char *));
+	struct cur a = mark;
+	for (uint64_t i = 0; i < argc; i++) {
+		const uint8_t *s = get_str(&a, &len);
+		h.argv[i] = dup_bytes(s, len);
+	}
+	h.argv[argc] = NULL;
+	p->header = h;
+	p->has_header = 1;
+	return 1;
+}
+
+/* Decodes the record at the front of p's buffer into rec. Returns 1 done,
+ * 0 incomplete, -1 corrupt (c->why says why). */
+static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
+		  const char **why)
+{
+	struct cur c = { p->buf + p->buf_start, p->buf + p->buf_end, 1, NULL };
+	if (c.p == c.e)
+		return 0;
+	int tag = *c.p++;
+	uint64_t len, v;
+	const uint8_t *s;
+	uint64_t last_addr = p->last_addr;
+
+	memset(rec, 0, sizeof(*rec));
+	rec->tag = tag;
+	rec->proc = p;
+	rec->thread = p->cur_thread;
+	rec->offset = file_offset(p, p->consumed);
+
+	if (p->has_trailer) {
+		*why = "data after the trailer";
+		return -1;
+	}
+	if (!p->has_header && tag != MR_TAG_HEADER) {
+		*why = "the stream does not start with a header record";
+		return -1;
+	}
+	switch (tag & 0xe0) {
+	case MR_TAG_ALLOC:
+	case MR_TAG_FREE:
+	case MR_TAG_MOVE: {
+		int a = tag & 0x1f;
+		if (!mr_allocator_name(a)) {
+			*why = "unknown allocator";
+			return -1;
+		}
+		rec->allocator = a;
+		if ((tag & 0xe0) == MR_TAG_ALLOC) {
+			rec->addr = get_addr(&c, &last_addr);
+			rec->size = get_u(&c);
+			v = get_u(&c);
+			check_id(&c, v, p->nnodes ? p->nnodes : 1, "stack id out of bounds");
+			rec->stack = (uint32_t)v;
+		} else if ((tag & 0xe0) == MR_TAG_FREE) {
+			rec->addr = get_addr(&c, &last_addr);
+			if (a == MR_MUNMAP)
+				rec->size = get_u(&c);
+		} else {
+			rec->old_addr = get_addr(&c, &last_addr);
+			if (a == MR_MREMAP)
+				rec->old_size = get_u(&c);
+			rec->addr = get_addr(&c, &last_addr);
+			rec->size = get_u(&c);
+			v = get_u(&c);
+			check_id(&c, v, p->nnodes ? p->nnodes : 1, "stack id out of bounds");
+			rec->stack = (uint32_t)v;
+		}
+		break;
+	}
+	default:
+		switch (tag) {
+		case MR_TAG_HEADER:
+			if (p->has_header) {
+				*why = "a second header record";
+				return -1;
+			}
+			decode_header(p, &c);
+			break;
+		case MR_TAG_STRING:
+			s = get_str(&c, &len);
+			if (c.st == 1) {
+				if (p->nstrings == 0)
+					add_string(p, (const uint8_t *)"", 0);
+				add_string(p, s, len);
+				rec->id = (uint32_t)(p->nstrings - 1);
+			}
+			break;
+		case MR_TAG_PYFRAME: {
+			struct mr_pyframe f;
+			size_t ns = p->nstrings ? p->nstrings : 1;
+			v = get_u(&c); check_id(&c, v, ns, "function string id out of bounds");
+			f.function = (uint32_t)v;
+			v = get_u(&c); check_id(&c, v, ns, "file string id out of bounds");
+			f.file = (uint32_t)v;
+			v = get_u(&c);
+			if (c.st == 1 && v > UINT32_MAX)
+				bad(&c, "line number out of bounds");
+			f.line = (uint32_t)v;
+			if (c.st == 1) {
+				if (p->nframes == 0)
+					PUSH(p->frames, p->nframes, p->frames_cap, f);
+				PUSH(p->frames, p->nframes, p->frames_cap, f);
+				rec->id = (uint32_t)(p->nframes - 1);
+			}
+			break;
+		}
+		case MR_TAG_NODE_NATIVE:
+		case MR_TAG_NODE_PYTHON: {
+			struct mr_node n = { 0, tag == MR_TAG_NODE_PYTHON, 0 };
+			size_t next = p->nnodes ? p->nnodes : 1;
+			v = get_u(&c);
+			if (c.st == 1 && (v == 0 || v > next))
+				bad(&c, "parent node out of bounds");
+			n.parent = (uint32_t)(next - v);
+			v = get_u(&c);
+			if (tag == MR_TAG_NODE_NATIVE) {
+				n.value = p->last_ip + (uint64_t)zigzag_decode(v);
+			} else {
+				check_id(&c, v, p->nframes ? p->nframes : 1,
+					 "python frame id out of bounds");
+				n.value = v;
+			}
+			if (c.st == 1) {
+				if (p->nnodes == 0) {
+					struct mr_node root = { 0, 0, 0 };
+					PUSH(p->nodes, p->nnodes, p->nodes_cap, root);
+				}
+				if (!n.python)
+					p->last_ip = n.value;
+				PUSH(p->nodes, p->nnodes, p->nodes_cap, n);
+				rec->id = (uint32_t)(p->nnodes - 1);
+			}
+			break;
+		}
+		case MR_TAG_THREAD: {
+			struct mr_thread t;
+			t.tid = get_u(&c);
+			s = get_str(&c, &len);
+			if (c.st == 1) {
+				if (p->nthreads == 0) {
+					struct mr_thread none = { 0, NULL };
+					PUSH(p->threads, p->nthreads, p->threads_cap, none);
+				}
+				t.name = dup_bytes(s, len);
+				PUSH(p->threads, p->nthreads, p->threads_cap, t);
+				rec->id = (uint32_t)(p->nthreads - 1);
+				p->cur_thread = rec->id;
+				rec->thread = rec->id;
+			}
+			break;
+		}
+		case MR_TAG_THREAD_NAME:
+			v = get_u(&c);
+			check_id(&c, v, p->nthreads, "thread id out of bounds");
+			if (c.st == 1 && v == 0)
+				bad(&c, "thread id out of bounds");
+			s = get_str(&c, &len);
+			if (c.st == 1) {
+				free(p->threads[v].name);
+				p->threads[v].name = dup_bytes(s, len);
+				rec->id = (uint32_t)v;
+			}
+			break;
+		case MR_TAG_THREAD_SWITCH:
+			v = get_u(&c);
+			check_id(&c, v, p->nthreads, "thread id out of bounds");
+			if (c.st == 1 && v == 0)
+				bad(&c, "thread id out of bounds");
+			if (c.st == 1) {
+				p->cur_thread = (uint32_t)v;
+				rec->id = rec->thread = (uint32_t)v;
+			}
+			break;
+		case MR_TAG_MODULE_LOAD: {
+			struct mr_module m;
+			memset(&m, 0, sizeof(m));
+			v = get_u(&c);
+			check_id(&c, v, p->nstrings ? p->nstrings : 1, "path string id out of bounds");
+			m.path = (uint32_t)v;
+			m.base = get_u(&c);
+			len = get_u(&c);
+			s = get_bytes(&c, len, MR_BUILD_ID_MAX);
+			if (c.st == 1) {
+				memcpy(m.build_id, s, len);
+				m.build_id_len = (uint32_t)len;
+			}
+			v = get_u(&c);
+			if (c.st == 1 && v > MR_SEGMENTS_MAX)
+				bad(&c, "segment count out of bounds");
+			m.nsegs = (uint32_t)v;
+			for (uint32_t i = 0; i < m.nsegs && c.st == 1; i++) {
+				m.segs[i].vaddr = get_u(&c);
+				m.segs[i].size = get_u(&c);
+				m.segs[i].prot = (uint32_t)get_u(&c);
+			}
+			if (c.st == 1) {
+				m.loaded = 1;
+				if (p->nmodules == 0) {
+					struct mr_module none;
+					memset(&none, 0, sizeof(none));
+					PUSH(p->modules, p->nmodules, p->modules_cap, none);
+				}
+				PUSH(p->modules, p->nmodules, p->modules_cap, m);
+				rec->id = (uint32_t)(p->nmodules - 1);
+			}
+			break;
+		}
+		case MR_TAG_MODULE_UNLOAD:
+			v = get_u(&c);
+			check_id(&c, v, p->nmodules, "module id out of bounds");
+			if (c.st == 1 && (v == 0 || !p->modules[v].loaded))
+				bad(&c, "unload of a module that is not loaded");
+			if (c.st == 1) {
+				p->modules[v].loaded = 0;
+				rec->id = (uint32_t)v;
+			}
+			break;
+		case MR_TAG_MEMORY:
+			v = get_u(&c);
+			rec->time_us = p->last_time_us + v;
+			rec->rss = get_u(&c);
+			rec->heap = get_u(&c);
+			if (c.st == 1)
+				p->last_time_us = rec->time_us;
+			break;
+		case MR_TAG_TRAILER: {
+			struct mr_trailer t;
+			t.time_us = get_u(&c);
+			t.n_records = get_u(&c);
+			t.n_allocs = get_u(&c);
+			t.n_frees = get_u(&c);
+			t.bytes_allocated = get_u(&c);
+			if (c.st == 1) {
+				if (t.n_records != p->n_records || t.n_allocs != p->n_allocs ||
+				    t.n_frees != p->n_frees) {
+					*why = "the trailer's counts disagree with the records read";
+					return -1;
+				}
+				p->trailer = t;
+				p->has_trailer = 1;
+			}
+			break;
+		}
+		default:
+			*why = "unknown record tag";
+			return -1;
+		}
+	}
+	if (c.st != 1) {
+		*why = c.why;
+		return c.st;
+	}
+	/* Commit. */
+	size_t used = (size_t)(c.p - (p->buf + p->buf_start));
+	p->buf_start += used;
+	p->consumed += used;
+	p->last_addr = last_addr;
+	if (tag != MR_TAG_TRAILER)
+		p->n_records++;
+	switch (tag & 0xe0) {
+	case MR_TAG_ALLOC:
+		p->n_allocs++;
+		p->bytes_allocated += rec->size;
+		break;
+	case MR_TAG_FREE:
+		p->n_frees++;
+		break;
+	case MR_TAG_MOVE:
+		p->n_allocs++;
+		p->n_frees++;
+		p->bytes_allocated += rec->size;
+		break;
+	}
+	(void)r;
+	return 1;
+}
+
+/* ---- chunks ------------------------------------------------------------ */
+
+static struct mr_proc *proc_for(struct mr_reader *r, uint32_t pid)
+{
+	for (size_t i = r->nprocs; i-- > 0;)
+		if (r->procs[i]->pid == pid)
+			return r->procs[i];
+	if (r->nprocs >= MAX_PROCS)
+		return NULL;
+	struct mr_proc *p = xrealloc(NULL, sizeof(*p));
+	memset(p, 0, sizeof(*p));
+	p->pid = pid;
+	r->procs = xrealloc(r->procs, (r->nprocs + 1) * sizeof(*r->procs));
+	r->procs[r->nprocs++] = p;
+	return p;
+}
+
+static void proc_append(struct mr_proc *p, const uint8_t *data, size_t n,
+			uint64_t file_off)
+{
+	/* Drop consumed bytes and spans before growing. */
+	if (p->buf_start > 0) {
+		memmove(p->buf, p->buf + p->buf_start, p->buf_end - p->buf_start);
+		p->buf_end -= p->buf_start;
+		p->buf_start = 0;
+	}
+	size_t keep = 0;
+	for (size_t i = 0; i < p->nspans; i++)
+		if (p->spans[i].pos + p->spans[i].len > p->consumed)
+			p->spans[keep++] = p->spans[i];
+	p->nspans = keep;
+	if (p->buf_end + n > p->buf_cap) {
+		size_t cap = p->buf_cap ? p->buf_cap : 8192;
+		while (cap < p->buf_end + n)
+			cap *= 2;
+		p->buf = xrealloc(p->buf, cap);
+		p->buf_cap = cap;
+	}
+	memcpy(p->buf + p->buf_end, data, n);
+	uint64_t pos = p->consumed + (p->buf_end - p->buf_start);
+	p->buf_end += n;
+	if (p->nspans == p->spans_cap) {
+		p->spans_cap = p->spans_cap ? p->spans_cap * 2 : 8;
+		p->spans = xrealloc(p->spans, p->spans_cap * sizeof(*p->spans));
+	}
+	p->spans[p->nspans++] = (struct mr_span){ pos, file_off, n };
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* Reads exactly n bytes; returns the count read (short only at the end). */
+static ssize_t read_full(struct mr_reader *r, uint8_t *buf, size_t n)
+{
+	ssize_t k = mr_input_read(r->in, buf, n);
+	if (k < 0)
+		return -1;
+	r->offset += (uint64_t)k;
+	return k;
+}
+
+/* At the end of the input: everything complete, or say what is missing. */
+static int at_end(struct mr_reader *r)
+{
+	if (r->nprocs == 0)
+		return fail(r, "empty input: no stream was recorded");
+	for (size_t i = 0; i < r->nprocs; i++) {
+		struct mr_proc *p = r->procs[i];
+		if (p->buf_end > p->buf_start)
+			return fail(r, "truncated at byte %" PRIu64 ": pid %u's last record is incomplete",
+				    file_offset(p, p->consumed), p->pid);
+		if (!p->has_trailer)
+			return fail(r, "truncated at byte %" PRIu64 ": no trailer for pid %u"
+				    " (the program was killed or the stream was cut)",
+				    r->offset, p->pid);
+	}
+	return 0;
+}
+
+/* Reads one chunk into its process's buffer. 1 read, 0 end, -1 damage. */
+static int read_chunk(struct mr_reader *r)
+{
+	uint8_t h[MR_CHUNK_HEADER], payload[MR_PAYLOAD_MAX];
+	uint64_t start = r->offset;
+	ssize_t k = read_full(r, h, sizeof(h));
+	if (k < 0)
+		return fail(r, "read error at byte %" PRIu64 ": %s", r->offset,
+			    mr_input_error(r->in));
+	if (k == 0)
+		return 0;
+	if (memcmp(h, MR_MAGIC, MR_MAGIC_LEN) != 0) {
+		if (start == 0)
+			return fail(r, "not a memray stream (bad magic at byte 0)");
+		return fail(r, "corrupt at byte %" PRIu64 ": bad chunk magic", start);
+	}
+	if ((size_t)k < sizeof(h))
+		return fail(r, "truncated at byte %" PRIu64 ": incomplete chunk header", start);
+	uint32_t pid = (uint32_t)get_le(h + 4, 4);
+	size_t len = (size_t)get_le(h + 8, 2);
+	uint16_t seq = (uint16_t)get_le(h + 10, 2);
+	if (len == 0 || len > MR_PAYLOAD_MAX)
+		return fail(r, "corrupt at byte %" PRIu64 ": chunk length %zu out of bounds",
+			    start, len);
+	k = read_full(r, payload, len);
+	if (k < 0)
+		return fail(r, "read error at byte %" PRIu64 ": %s", r->offset,
+			    mr_input_error(r->in));
+	if ((size_t)k < len)
+		return fail(r, "truncated at byte %" PRIu64 ": incomplete chunk", start);
+	struct mr_proc *p = proc_for(r, pid);
+	if (!p)
+		return fail(r, "corrupt at byte %" PRIu64 ": too many processes", start);
+	if (seq != p->next_seq)
+		return fail(r, "corrupt at byte %" PRIu64 ": chunk %u of pid %u follows chunk %u"
+			    " (chunks were lost)", start, seq, pid, (uint16_t)(p->next_seq - 1));
+	p->next_seq++;
+	proc_append(p, payload, len, start + MR_CHUNK_HEADER);
+	r->cur = p;
+	return 1;
+}
+
+int mr_next(struct mr_reader *r, struct mr_record *rec)
+{
+	if (r->err[0])
+		return -1;
+	for (;;) {
+		if (r->cur) {
+			const char *why = NULL;
+			int rc = decode(r, r->cur, rec, &why);
+			if (rc == 1)
+				return 1;
+			if (rc < 0)
+				return fail(r, "corrupt at byte %" PRIu64 ": %s",
+					    file_offset(r->cur, r->cur->consumed), why);
+		}
+		int rc = read_chunk(r);
+		if (rc < 0)
+			return -1;
+		if (rc == 0)
+			return at_end(r) < 0 ? -1 : 0;
+	}
+}

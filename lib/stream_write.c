@@ -1,0 +1,321 @@
+/*
+ * stream_write.c - encoding records into chunks (see stream.h).
+ *
+ * Used inside the tracker, so it never allocates and never calls anything
+ * that could allocate: records are built in a small stack buffer and
+ * copied into the chunk, which is handed to the sink when full.
+ */
+#include <string.h>
+
+#include "stream.h"
+#include "varint.h"
+
+static const char *const allocator_names[MR_ALLOCATOR_END] = {
+	[MR_MALLOC] = "malloc", [MR_CALLOC] = "calloc", [MR_REALLOC] = "realloc",
+	[MR_REALLOCARRAY] = "reallocarray", [MR_POSIX_MEMALIGN] = "posix_memalign",
+	[MR_ALIGNED_ALLOC] = "aligned_alloc", [MR_MEMALIGN] = "memalign",
+	[MR_VALLOC] = "valloc", [MR_PVALLOC] = "pvalloc", [MR_MMAP] = "mmap",
+	[MR_MREMAP] = "mremap", [MR_FREE] = "free", [MR_MUNMAP] = "munmap",
+};
+
+const char *mr_allocator_name(int a)
+{
+	if (a <= 0 || a >= MR_ALLOCATOR_END)
+		return NULL;
+	return allocator_names[a];
+}
+
+void mr_writer_init(struct mr_writer *w, uint32_t pid, mr_sink sink, void *ctx)
+{
+	memset(w, 0, sizeof(*w));
+	w->pid = pid;
+	w->sink = sink;
+	w->ctx = ctx;
+	w->len = MR_CHUNK_HEADER;
+	w->next_string = w->next_frame = w->next_node = 1;
+	w->next_thread = w->next_module = 1;
+}
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+int mr_w_flush(struct mr_writer *w)
+{
+	if (w->len == MR_CHUNK_HEADER)
+		return w->failed ? -1 : 0;
+	memcpy(w->chunk, MR_MAGIC, MR_MAGIC_LEN);
+	put_le(w->chunk + 4, w->pid, 4);
+	put_le(w->chunk + 8, w->len - MR_CHUNK_HEADER, 2);
+	put_le(w->chunk + 10, w->seq, 2);
+	if (!w->failed && w->sink(w->ctx, w->chunk, w->len) < 0)
+		w->failed = 1;
+	w->seq++;
+	w->len = MR_CHUNK_HEADER;
+	return w->failed ? -1 : 0;
+}
+
+static void append(struct mr_writer *w, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	while (n > 0) {
+		size_t room = MR_CHUNK_MAX - w->len;
+		size_t k = n < room ? n : room;
+		memcpy(w->chunk + w->len, p, k);
+		w->len += k;
+		p += k;
+		n -= k;
+		if (w->len == MR_CHUNK_MAX)
+			mr_w_flush(w);
+	}
+}
+
+/* A record under construction: tag and fixed fields, no strings. */
+struct rec {
+	uint8_t b[96];
+	size_t n;
+};
+
+static void rec_start(struct rec *r, int tag)
+{
+	r->b[0] = (uint8_t)tag;
+	r->n = 1;
+}
+
+static void rec_u(struct rec *r, uint64_t v)
+{
+	r->n += varint_put(r->b + r->n, v);
+}
+
+/* Addresses are written as a difference from a register (the previous
+ * address written), divided by 16 when the difference allows it. The low
+ * bit of the varint says which: 0 scaled, 1 not. */
+static void rec_addr(struct rec *r, uint64_t *reg, uint64_t addr)
+{
+	int64_t d = (int64_t)(addr - *reg);
+	if ((d & 15) == 0)
+		rec_u(r, zigzag_encode(d / 16) << 1);
+	else
+		rec_u(r, zigzag_encode(d) << 1 | 1);
+	*reg = addr;
+}
+
+static void rec_end(struct mr_writer *w, struct rec *r)
+{
+	append(w, r->b, r->n);
+	w->n_records++;
+}
+
+/* A string field: its length, then its bytes (which may span chunks). */
+static void put_str(struct mr_writer *w, const char *s, size_t n)
+{
+	uint8_t len[VARINT_MAX];
+	append(w, len, varint_put(len, n));
+	append(w, s, n);
+}
+
+static void put_cstr(struct mr_writer *w, const char *s)
+{
+	put_str(w, s ? s : "", s ? strlen(s) : 0);
+}
+
+void mr_w_header(struct mr_writer *w, const struct mr_header_info *h)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_HEADER);
+	rec_u(&r, MR_FORMAT_VERSION);
+	append(w, r.b, r.n);
+	put_cstr(w, h->tool_version);
+	r.n = 0;
+	rec_u(&r, h->pid);
+	rec_u(&r, h->ppid);
+	rec_u(&r, h->start_us);
+	rec_u(&r, h->page_size);
+	rec_u(&r, h->flags);
+	rec_u(&r, h->interval_us);
+	rec_u(&r, (uint64_t)h->argc);
+	append(w, r.b, r.n);
+	for (int i = 0; i < h->argc; i++)
+		put_cstr(w, h->argv[i]);
+	put_cstr(w, h->exe);
+	w->n_records++;
+}
+
+uint32_t mr_w_string(struct mr_writer *w, const char *s, size_t n)
+{
+	uint8_t tag = MR_TAG_STRING;
+	append(w, &tag, 1);
+	put_str(w, s, n);
+	w->n_records++;
+	return w->next_string++;
+}
+
+uint32_t mr_w_pyframe(struct mr_writer *w, uint32_t function, uint32_t file,
+		      uint32_t line)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_PYFRAME);
+	rec_u(&r, function);
+	rec_u(&r, file);
+	rec_u(&r, line);
+	rec_end(w, &r);
+	return w->next_frame++;
+}
+
+uint32_t mr_w_node_native(struct mr_writer *w, uint32_t parent, uint64_t ip)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_NODE_NATIVE);
+	rec_u(&r, w->next_node - parent);
+	rec_u(&r, zigzag_encode((int64_t)(ip - w->last_ip)));
+	w->last_ip = ip;
+	rec_end(w, &r);
+	return w->next_node++;
+}
+
+uint32_t mr_w_node_python(struct mr_writer *w, uint32_t parent, uint32_t frame)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_NODE_PYTHON);
+	rec_u(&r, w->next_node - parent);
+	rec_u(&r, frame);
+	rec_end(w, &r);
+	return w->next_node++;
+}
+
+uint32_t mr_w_thread(struct mr_writer *w, uint64_t tid, const char *name)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_THREAD);
+	rec_u(&r, tid);
+	append(w, r.b, r.n);
+	put_cstr(w, name);
+	w->n_records++;
+	w->cur_thread = w->next_thread;
+	return w->next_thread++;
+}
+
+void mr_w_thread_name(struct mr_writer *w, uint32_t thread, const char *name)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_THREAD_NAME);
+	rec_u(&r, thread);
+	append(w, r.b, r.n);
+	put_cstr(w, name);
+	w->n_records++;
+}
+
+void mr_w_switch(struct mr_writer *w, uint32_t thread)
+{
+	if (thread == w->cur_thread)
+		return;
+	struct rec r;
+	rec_start(&r, MR_TAG_THREAD_SWITCH);
+	rec_u(&r, thread);
+	rec_end(w, &r);
+	w->cur_thread = thread;
+}
+
+uint32_t mr_w_module_load(struct mr_writer *w, uint32_t path, uint64_t base,
+			  const uint8_t *build_id, size_t build_id_len,
+			  const struct mr_segment *segs, size_t nsegs)
+{
+	struct rec r;
+	if (build_id_len > MR_BUILD_ID_MAX)
+		build_id_len = 0;
+	if (nsegs > MR_SEGMENTS_MAX)
+		nsegs = MR_SEGMENTS_MAX;
+	rec_start(&r, MR_TAG_MODULE_LOAD);
+	rec_u(&r, path);
+	rec_u(&r, base);
+	rec_u(&r, build_id_len);
+	append(w, r.b, r.n);
+	append(w, build_id, build_id_len);
+	r.n = 0;
+	rec_u(&r, nsegs);
+	append(w, r.b, r.n);
+	for (size_t i = 0; i < nsegs; i++) {
+		r.n = 0;
+		rec_u(&r, segs[i].vaddr);
+		rec_u(&r, segs[i].size);
+		rec_u(&r, segs[i].prot);
+		append(w, r.b, r.n);
+	}
+	w->n_records++;
+	return w->next_module++;
+}
+
+void mr_w_module_unload(struct mr_writer *w, uint32_t module)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_MODULE_UNLOAD);
+	rec_u(&r, module);
+	rec_end(w, &r);
+}
+
+void mr_w_memory(struct mr_writer *w, uint64_t time_us, uint64_t rss, uint64_t heap)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_MEMORY);
+	rec_u(&r, time_us - w->last_time_us);
+	rec_u(&r, rss);
+	rec_u(&r, heap);
+	w->last_time_us = time_us;
+	rec_end(w, &r);
+}
+
+void mr_w_alloc(struct mr_writer *w, int allocator, uint64_t addr, uint64_t size,
+		uint32_t stack)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_ALLOC | allocator);
+	rec_addr(&r, &w->last_addr, addr);
+	rec_u(&r, size);
+	rec_u(&r, stack);
+	rec_end(w, &r);
+	w->n_allocs++;
+	w->bytes_allocated += size;
+}
+
+void mr_w_free(struct mr_writer *w, int allocator, uint64_t addr, uint64_t len)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_FREE | allocator);
+	rec_addr(&r, &w->last_addr, addr);
+	if (allocator == MR_MUNMAP)
+		rec_u(&r, len);
+	rec_end(w, &r);
+	w->n_frees++;
+}
+
+void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
+	       uint64_t old_len, uint64_t addr, uint64_t size, uint32_t stack)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_MOVE | allocator);
+	rec_addr(&r, &w->last_addr, old_addr);
+	if (allocator == MR_MREMAP)
+		rec_u(&r, old_len);
+	rec_addr(&r, &w->last_addr, addr);
+	rec_u(&r, size);
+	rec_u(&r, stack);
+	rec_end(w, &r);
+	w->n_allocs++;
+	w->n_frees++;
+	w->bytes_allocated += size;
+}
+
+void mr_w_trailer(struct mr_writer *w, uint64_t time_us)
+{
+	struct rec r;
+	rec_start(&r, MR_TAG_TRAILER);
+	rec_u(&r, time_us);
+	rec_u(&r, w->n_records);
+	rec_u(&r, w->n_allocs);
+	rec_u(&r, w->n_frees);
+	rec_u(&r, w->bytes_allocated);
+	append(w, r.b, r.n);
+	mr_w_flush(w);
+}

@@ -1,0 +1,232 @@
+/*
+ * hooks.c - the interposed functions. Each is a few lines: call the real
+ * function, then record (releases are recorded before the real call, so
+ * the address cannot be reused by another thread in between).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+
+#include "../stream.h"
+#include "tracker.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+static inline int recording(void)
+{
+	return likely(tracker_active) && !tracker_guard;
+}
+
+EXPORT void *malloc(size_t size)
+{
+	if (unlikely(!real.malloc) && !tracker_resolve())
+		return boot_alloc(size);
+	void *p = real.malloc(size);
+	if (recording() && p)
+		tracker_alloc(MR_MALLOC, p, size);
+	return p;
+}
+
+EXPORT void free(void *p)
+{
+	if (!p || unlikely(boot_owns(p)))
+		return;
+	if (unlikely(!real.free) && !tracker_resolve())
+		return;
+	if (recording())
+		tracker_free(MR_FREE, p, 0);
+	real.free(p);
+}
+
+EXPORT void *calloc(size_t n, size_t size)
+{
+	if (unlikely(!real.calloc) && !tracker_resolve()) {
+		size_t total;
+		if (__builtin_mul_overflow(n, size, &total))
+			return NULL;
+		return boot_alloc(total); /* static, so already zeroed */
+	}
+	void *p = real.calloc(n, size);
+	if (recording() && p)
+		tracker_alloc(MR_CALLOC, p, n * size);
+	return p;
+}
+
+/* realloc of a bootstrap block: move it to the real heap. */
+static void *boot_move(void *old, size_t size)
+{
+	void *p = malloc(size);
+	if (p) {
+		size_t n = boot_size(old);
+		memcpy(p, old, n < size ? n : size);
+	}
+	return p;
+}
+
+EXPORT void *realloc(void *old, size_t size)
+{
+	if (unlikely(!real.realloc) && !tracker_resolve())
+		return old ? NULL : boot_alloc(size);
+	if (unlikely(old && boot_owns(old)))
+		return boot_move(old, size);
+	if (!recording())
+		return real.realloc(old, size);
+	return tracker_realloc(MR_REALLOC, old, 1, size);
+}
+
+EXPORT void *reallocarray(void *old, size_t n, size_t size)
+{
+	size_t total;
+	if (unlikely(!real.reallocarray) && !tracker_resolve())
+		return NULL;
+	if (unlikely(old && boot_owns(old))) {
+		if (__builtin_mul_overflow(n, size, &total)) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		return boot_move(old, total);
+	}
+	if (!recording())
+		return real.reallocarray(old, n, size);
+	return tracker_realloc(MR_REALLOCARRAY, old, n, size);
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+	if (unlikely(!real.posix_memalign) && !tracker_resolve())
+		return ENOMEM;
+	int rc = real.posix_memalign(out, align, size);
+	if (recording() && rc == 0)
+		tracker_alloc(MR_POSIX_MEMALIGN, *out, size);
+	return rc;
+}
+
+#define ALIGNED_HOOK(name, ALLOCATOR, params, args, size_expr) \
+	EXPORT void *name params \
+	{ \
+		if (unlikely(!real.name) && !tracker_resolve()) \
+			return NULL; \
+		void *p = real.name args; \
+		if (recording() && p) \
+			tracker_alloc(ALLOCATOR, p, size_expr); \
+		return p; \
+	}
+
+ALIGNED_HOOK(aligned_alloc, MR_ALIGNED_ALLOC, (size_t align, size_t size), (align, size), size)
+ALIGNED_HOOK(memalign, MR_MEMALIGN, (size_t align, size_t size), (align, size), size)
+ALIGNED_HOOK(valloc, MR_VALLOC, (size_t size), (size), size)
+ALIGNED_HOOK(pvalloc, MR_PVALLOC, (size_t size), (size), size)
+
+EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	if (unlikely(!real.mmap) && !tracker_resolve())
+		return MAP_FAILED;
+	void *p = real.mmap(addr, len, prot, flags, fd, off);
+	if (recording() && p != MAP_FAILED)
+		tracker_alloc(MR_MMAP, p, len);
+	return p;
+}
+
+EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	if (unlikely(!real.mmap64) && !tracker_resolve())
+		return MAP_FAILED;
+	void *p = real.mmap64(addr, len, prot, flags, fd, off);
+	if (recording() && p != MAP_FAILED)
+		tracker_alloc(MR_MMAP, p, len);
+	return p;
+}
+
+EXPORT int munmap(void *addr, size_t len)
+{
+	if (unlikely(!real.munmap) && !tracker_resolve())
+		return -1;
+	if (recording())
+		tracker_free(MR_MUNMAP, addr, len);
+	return real.munmap(addr, len);
+}
+
+EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	void *new_addr = NULL;
+	if (flags & MREMAP_FIXED) {
+		va_list ap;
+		va_start(ap, flags);
+		new_addr = va_arg(ap, void *);
+		va_end(ap);
+	}
+	if (unlikely(!real.mremap) && !tracker_resolve())
+		return MAP_FAILED;
+	if (!recording())
+		return real.mremap(old, old_len, new_len, flags, new_addr);
+	return tracker_mremap(old, old_len, new_len, flags, new_addr);
+}
+
+EXPORT void *dlopen(const char *file, int mode)
+{
+	if (unlikely(!real.dlopen) && !tracker_resolve())
+		return NULL;
+	void *h = real.dlopen(file, mode);
+	if (recording() && h)
+		tracker_modules_changed(0);
+	return h;
+}
+
+EXPORT int dlclose(void *h)
+{
+	if (unlikely(!real.dlclose) && !tracker_resolve())
+		return -1;
+	int rc = real.dlclose(h);
+	if (recording() && rc == 0)
+		tracker_modules_changed(1);
+	return rc;
+}
+
+EXPORT int pthread_setname_np(unsigned long thread, const char *name)
+{
+	if (unlikely(!real.pthread_setname_np) && !tracker_resolve())
+		return EAGAIN;
+	int rc = real.pthread_setname_np(thread, name);
+	if (recording() && rc == 0)
+		tracker_thread_renamed(thread, name);
+	return rc;
+}
+
+EXPORT int prctl(int option, ...)
+{
+	va_list ap;
+	va_start(ap, option);
+	unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long);
+	unsigned long a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
+	va_end(ap);
+	if (unlikely(!real.prctl) && !tracker_resolve()) {
+		errno = EAGAIN;
+		return -1;
+	}
+	int rc = real.prctl(option, a2, a3, a4, a5);
+	if (recording() && rc == 0 && option == PR_SET_NAME)
+		tracker_thread_renamed(0, (const char *)a2);
+	return rc;
+}
+
+EXPORT void _exit(int status)
+{
+	tracker_finish();
+	if (!real._exit)
+		tracker_resolve();
+	real._exit(status);
+}
+
+EXPORT void _Exit(int status)
+{
+	tracker_finish();
+	if (!real._Exit)
+		tracker_resolve();
+	real._Exit(status);
+}

@@ -1,0 +1,838 @@
+/*
+ * tracker.c - the recording side of libmemray-tracker.so.
+ *
+ * One writer (struct mr_writer) behind one mutex carries every record of
+ * the process, so the stream's order of events is an order in which they
+ * happened. Chunks go to the descriptor memray-record passed in
+ * MEMRAY_FD, a pipe to memray-record itself. Native stacks are unwound
+ * with libunwind outside the lock; the lock covers interning them in the
+ * stack trie and encoding the event.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "../stream.h"
+#include "../util.h"
+#include "tracker.h"
+
+#define MAX_FRAMES 256
+#define TICK_MAX_US 50000 /* flush at least this often */
+
+struct real_fns real;
+volatile int tracker_active;
+__thread int tracker_guard __attribute__((tls_model("initial-exec")));
+
+/* Per-thread state. The stack cache holds the thread's previous stack,
+ * root first, with the trie node of each prefix: a new stack only interns
+ * the frames below the point where it differs. */
+struct tstate {
+	uint32_t index; /* thread id in the stream; 0 until registered */
+	int depth;
+	uintptr_t ips[MAX_FRAMES];
+	uint32_t ids[MAX_FRAMES];
+};
+static __thread struct tstate ts __attribute__((tls_model("initial-exec")));
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mr_writer writer;
+static int out_fd = -1;
+static int native_stacks;
+static uint64_t interval_us = 10000;
+static struct timespec start_mono;
+static pid_t my_pid;
+static uint64_t live_heap;
+static uintptr_t self_lo, self_hi; /* our own code, skipped in stacks */
+static pthread_key_t thread_key;
+static pthread_t sampler;
+static int statm_fd = -1;
+
+static uint64_t now_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)(t.tv_sec - start_mono.tv_sec) * 1000000u +
+	       (uint64_t)((t.tv_nsec - start_mono.tv_nsec) / 1000);
+}
+
+/* ---- bootstrap allocator ------------------------------------------------
+ * dlsym may calloc before `real` is known; those few blocks come from
+ * here and are never given back. Each block is preceded by its size. */
+
+static _Alignas(16) char boot_buf[256 * 1024];
+static size_t boot_used;
+
+void *boot_alloc(size_t size)
+{
+	size_t need = ((size + 15) & ~(size_t)15) + 16;
+	size_t at = __atomic_fetch_add(&boot_used, need, __ATOMIC_RELAXED);
+	if (at + need > sizeof(boot_buf) || need < size)
+		return NULL;
+	*(size_t *)(boot_buf + at) = size;
+	return boot_buf + at + 16;
+}
+
+int boot_owns(const void *p)
+{
+	return (const char *)p >= boot_buf && (const char *)p < boot_buf + sizeof(boot_buf);
+}
+
+size_t boot_size(const void *p)
+{
+	return *(const size_t *)((const char *)p - 16);
+}
+
+/* ---- finding the real functions ---------------------------------------- */
+
+__attribute__((noreturn)) static void raw_exit(int status)
+{
+	syscall(SYS_exit_group, status);
+	for (;;)
+		;
+}
+
+int tracker_resolve(void)
+{
+	static int state; /* 0 not yet, 1 in progress, 2 done */
+	if (state == 2)
+		return 1;
+	if (state == 1)
+		return 0;
+	state = 1;
+#define R(name) real.name = (__typeof__(real.name))dlsym(RTLD_NEXT, #name)
+	R(calloc);
+	R(malloc);
+	R(free);
+	R(realloc);
+	R(reallocarray);
+	R(posix_memalign);
+	R(aligned_alloc);
+	R(memalign);
+	R(valloc);
+	R(pvalloc);
+	R(mmap);
+	R(mmap64);
+	R(munmap);
+	R(mremap);
+	R(malloc_usable_size);
+	R(dlopen);
+	R(dlclose);
+	R(pthread_setname_np);
+	R(prctl);
+	R(_exit);
+	R(_Exit);
+#undef R
+	if (!real._exit)
+		real._exit = raw_exit;
+	if (!real._Exit)
+		real._Exit = raw_exit;
+	state = 2;
+	return 1;
+}
+
+/* ---- the sink ----------------------------------------------------------- */
+
+/* Writes one chunk. SIGPIPE is blocked around the write so that a reader
+ * that went away never kills the program; a failure stops recording. */
+static int sink(void *ctx, const uint8_t *chunk, size_t len)
+{
+	(void)ctx;
+	sigset_t pipe_set, old, pending;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	sigpending(&pending);
+	int was_pending = sigismember(&pending, SIGPIPE);
+	ssize_t k;
+	do
+		k = write(out_fd, chunk, len);
+	while (k < 0 && errno == EINTR);
+	int err = k < 0 ? errno : 0;
+	if (err == EPIPE && !was_pending) {
+		struct timespec zero = { 0, 0 };
+		sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (k != (ssize_t)len) {
+		tracker_active = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the stack trie ----------------------------------------------------
+ * Open addressing over (parent, ip) -> node id, in memory mapped directly
+ * so the tracker's own tables never touch the program's heap. */
+
+struct trie_slot {
+	uintptr_t ip;
+	uint32_t parent, id;
+};
+static struct trie_slot *trie;
+static size_t trie_cap, trie_count;
+
+static void *raw_map(size_t n)
+{
+	void *p = real.mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static size_t trie_hash(uint32_t parent, uintptr_t ip)
+{
+	uint64_t h = (uint64_t)ip * 0x9e3779b97f4a7c15ull ^ (uint64_t)parent * 0xc2b2ae3d27d4eb4full;
+	return (size_t)(h ^ (h >> 29));
+}
+
+static int trie_grow(void)
+{
+	size_t cap = trie_cap ? trie_cap * 2 : 1 << 14;
+	struct trie_slot *t = raw_map(cap * sizeof(*t));
+	if (!t)
+		return -1;
+	for (size_t i = 0; i < trie_cap; i++) {
+		if (!trie[i].id)
+			continue;
+		size_t j = trie_hash(trie[i].parent, trie[i].ip) & (cap - 1);
+		while (t[j].id)
+			j = (j + 1) & (cap - 1);
+		t[j] = trie[i];
+	}
+	if (trie)
+		real.munmap(trie, trie_cap * sizeof(*trie));
+	trie = t;
+	trie_cap = cap;
+	return 0;
+}
+
+/* The node for (parent, ip), written to the stream if new. Locked. */
+static uint32_t trie_node(uint32_t parent, uintptr_t ip)
+{
+	if (trie_count * 2 >= trie_cap && trie_grow() < 0)
+		return parent;
+	size_t j = trie_hash(parent, ip) & (trie_cap - 1);
+	while (trie[j].id) {
+		if (trie[j].ip == ip && trie[j].parent == parent)
+			return trie[j].id;
+		j = (j + 1) & (trie_cap - 1);
+	}
+	trie[j].ip = ip;
+	trie[j].parent = parent;
+	trie[j].id = mr_w_node_native(&writer, parent, ip);
+	trie_count++;
+	return trie[j].id;
+}
+
+/* A captured stack, before interning. */
+struct capture {
+	int n;         /* frames, root first */
+	int same;      /* leading frames equal to the thread's cached stack */
+	uintptr_t ips[MAX_FRAMES];
+};
+
+/* Unwinds the calling thread, outside the lock. */
+static void capture(struct capture *c)
+{
+	void *raw[MAX_FRAMES];
+	c->n = c->same = 0;
+	if (!native_stacks)
+		return;
+	int n = unw_backtrace(raw, MAX_FRAMES);
+	int skip = 0;
+	while (skip < n && (uintptr_t)raw[skip] >= self_lo && (uintptr_t)raw[skip] < self_hi)
+		skip++;
+	for (int i = n - 1; i >= skip; i--)
+		c->ips[c->n++] = (uintptr_t)raw[i];
+	while (c->same < c->n && c->same < ts.depth && ts.ips[c->same] == c->ips[c->same])
+		c->same++;
+}
+
+/* Interns the capture and returns its leaf node. Locked. */
+static uint32_t intern(const struct capture *c)
+{
+	if (c->n == 0)
+		return 0;
+	uint32_t parent = c->same ? ts.ids[c->same - 1] : 0;
+	for (int i = c->same; i < c->n; i++) {
+		parent = trie_node(parent, c->ips[i]);
+		ts.ips[i] = c->ips[i];
+		ts.ids[i] = parent;
+	}
+	ts.depth = c->n;
+	return parent;
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+struct thread_entry {
+	pthread_t self;
+	uint32_t index;
+};
+static struct thread_entry *threads;
+static size_t nthreads, threads_cap;
+
+static void thread_gone(void *arg)
+{
+	uint32_t index = (uint32_t)(uintptr_t)arg;
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < nthreads; i++)
+		if (threads[i].index == index) {
+			threads[i] = threads[--nthreads];
+			break;
+		}
+	pthread_mutex_unlock(&lock);
+}
+
+/* Makes the calling thread the stream's current thread, announcing it
+ * first if it is new. Locked. */
+static void thread_current(void)
+{
+	if (!ts.index) {
+		char name[17] = "";
+		syscall(SYS_prctl, PR_GET_NAME, name, 0, 0, 0);
+		ts.index = mr_w_thread(&writer, (uint64_t)syscall(SYS_gettid), name);
+		if (nthreads == threads_cap) {
+			size_t cap = threads_cap ? threads_cap * 2 : 64;
+			struct thread_entry *t = raw_map(cap * sizeof(*t));
+			if (t) {
+				if (threads) {
+					memcpy(t, threads, nthreads * sizeof(*t));
+					real.munmap(threads, threads_cap * sizeof(*t));
+				}
+				threads = t;
+				threads_cap = cap;
+			}
+		}
+		if (nthreads < threads_cap) {
+			threads[nthreads++] = (struct thread_entry){ pthread_self(), ts.index };
+			pthread_setspecific(thread_key, (void *)(uintptr_t)ts.index);
+		}
+	}
+	mr_w_switch(&writer, ts.index);
+}
+
+void tracker_thread_renamed(unsigned long thread, const char *name)
+{
+	tracker_guard = 1;
+	pthread_mutex_lock(&lock);
+	if (tracker_active) {
+		if (thread == 0 || thread == (unsigned long)pthread_self()) {
+			if (ts.index)
+				mr_w_thread_name(&writer, ts.index, name);
+			else
+				thread_current(); /* announced with its new name */
+		} else {
+			for (size_t i = 0; i < nthreads; i++)
+				if ((unsigned long)threads[i].self == thread) {
+					mr_w_thread_name(&writer, threads[i].index, name);
+					break;
+				}
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	tracker_guard = 0;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static size_t usable(void *p)
+{
+	return real.malloc_usable_size ? real.malloc_usable_size(p) : 0;
+}
+
+static void heap_sub(uint64_t n)
+{
+	live_heap = live_heap > n ? live_heap - n : 0;
+}
+
+void tracker_alloc(int allocator, void *p, size_t size)
+{
+	struct capture c;
+	tracker_guard = 1;
+	capture(&c);
+	pthread_mutex_lock(&lock);
+	if (tracker_active) {
+		thread_current();
+		mr_w_alloc(&writer, allocator, (uintptr_t)p, size, intern(&c));
+		live_heap += allocator == MR_MMAP ? size : usable(p);
+	}
+	pthread_mutex_unlock(&lock);
+	tracker_guard = 0;
+}
+
+void tracker_free(int allocator, void *p, size_t len)
+{
+	tracker_guard = 1;
+	size_t n = allocator == MR_MUNMAP ? len : usable(p);
+	pthread_mutex_lock(&lock);
+	if (tracker_active) {
+		thread_current();
+		mr_w_free(&writer, allocator, (uintptr_t)p, len);
+		heap_sub(n);
+	}
+	pthread_mutex_unlock(&lock);
+	tracker_guard = 0;
+}
+
+void *tracker_realloc(int allocator, void *old, size_t nmemb, size_t size)
+{
+	struct capture c;
+	size_t total;
+	int overflow = __builtin_mul_overflow(nmemb, size, &total);
+	tracker_guard = 1;
+	capture(&c);
+	size_t old_n = old ? usable(old) : 0;
+	pthread_mutex_lock(&lock);
+	void *p = allocator == MR_REALLOC ? real.realloc(old, size)
+					  : real.reallocarray(old, nmemb, size);
+	if (tracker_active && !overflow) {
+		thread_current();
+		if (p && old) {
+			mr_w_move(&writer, allocator, (uintptr_t)old, 0, (uintptr_t)p, total, intern(&c));
+			heap_sub(old_n);
+			live_heap += usable(p);
+		} else if (p) {
+			mr_w_alloc(&writer, allocator, (uintptr_t)p, total, intern(&c));
+			live_heap += usable(p);
+		} else if (old && total == 0) {
+			mr_w_free(&writer, allocator, (uintptr_t)old, 0); /* realloc(p, 0) frees */
+			heap_sub(old_n);
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	tracker_guard = 0;
+	return p;
+}
+
+void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr)
+{
+	struct capture c;
+	tracker_guard = 1;
+	capture(&c);
+	pthread_mutex_lock(&lock);
+	void *p = real.mremap(old, old_len, new_len, flags, new_addr);
+	if (tracker_active && p != MAP_FAILED) {
+		thread_current();
+		mr_w_move(&writer, MR_MREMAP, (uintptr_t)old, old_len, (uintptr_t)p, new_len,
+			  intern(&c));
+		heap_sub(old_len);
+		live_heap += new_len;
+	}
+	pthread_mutex_unlock(&lock);
+	tracker_guard = 0;
+	return p;
+}
+
+/* ---- modules ------------------------------------------------------------
+ * The loaded objects are listed with dl_iterate_phdr outside the lock (it
+ * takes the loader's lock, which a thread inside dlopen holds while it
+ * allocates), then compared with what the stream already has. */
+
+struct module {
+	char *path;
+	uintptr_t base;
+	uint8_t build_id[MR_BUILD_ID_MAX];
+	uint32_t build_id_len, nsegs;
+	struct mr_segment segs[MR_SEGMENTS_MAX];
+	uint32_t id;  /* in the stream; 0 while not yet written */
+	int seen;
+};
+static struct module *known;
+static size_t nknown, known_cap;
+static unsigned long long map_adds = (unsigned long long)-1, map_subs;
+
+struct scan {
+	struct module *mods;
+	size_t n, cap;
+};
+
+static void copy_build_id(struct module *m, const struct dl_phdr_info *info, const ElfW(Phdr) *ph)
+{
+	const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr);
+	const char *end = p + ph->p_memsz;
+	while (p + sizeof(ElfW(Nhdr)) <= end) {
+		const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
+		size_t name = (nh->n_namesz + 3) & ~3u, desc = (nh->n_descsz + 3) & ~3u;
+		const char *d = p + sizeof(*nh) + name;
+		if (d + desc > end)
+			return;
+		if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+		    memcmp(p + sizeof(*nh), "GNU", 4) == 0 && nh->n_descsz <= MR_BUILD_ID_MAX) {
+			memcpy(m->build_id, d, nh->n_descsz);
+			m->build_id_len = nh->n_descsz;
+			return;
+		}
+		p = d + desc;
+	}
+}
+
+static char *dup_path(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = real.malloc(n);
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
+static int scan_one(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct scan *s = arg;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		struct module *m = real.realloc(s->mods, cap * sizeof(*m));
+		if (!m)
+			return 1;
+		s->mods = m;
+		s->cap = cap;
+	}
+	struct module *m = &s->mods[s->n];
+	memset(m, 0, sizeof(*m));
+	char exe[4096];
+	const char *name = info->dlpi_name;
+	if (!name || !name[0]) {
+		ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		exe[k > 0 ? k : 0] = 0;
+		name = exe;
+	}
+	m->path = dup_path(name);
+	if (!m->path)
+		return 1;
+	m->base = info->dlpi_addr;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_LOAD && m->nsegs < MR_SEGMENTS_MAX)
+			m->segs[m->nsegs++] = (struct mr_segment){ ph->p_vaddr, ph->p_memsz, ph->p_flags };
+		else if (ph->p_type == PT_NOTE && !m->build_id_len)
+			copy_build_id(m, info, ph);
+	}
+	s->n++;
+	return 0;
+}
+
+static int count_changes(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	unsigned long long *c = arg;
+	c[0] = info->dlpi_adds;
+	c[1] = info->dlpi_subs;
+	return 1;
+}
+
+/* Brings the stream's module list up to date. Call with the guard set and
+ * the lock not held. */
+static void modules_sync(int force)
+{
+	unsigned long long c[2] = { 0, 0 };
+	dl_iterate_phdr(count_changes, c);
+	if (!force && c[0] == map_adds && c[1] == map_subs)
+		return;
+	struct scan s = { NULL, 0, 0 };
+	dl_iterate_phdr(scan_one, &s);
+	pthread_mutex_lock(&lock);
+	if (tracker_active) {
+		map_adds = c[0];
+		map_subs = c[1];
+		for (size_t i = 0; i < nknown; i++)
+			known[i].seen = 0;
+		for (size_t i = 0; i < s.n; i++) {
+			struct module *m = &s.mods[i];
+			size_t j;
+			for (j = 0; j < nknown; j++)
+				if (known[j].base == m->base && strcmp(known[j].path, m->path) == 0)
+					break;
+			if (j < nknown) {
+				known[j].seen = 1;
+				real.free(m->path);
+				continue;
+			}
+			if (nknown == known_cap) {
+				size_t cap = known_cap ? known_cap * 2 : 64;
+				struct module *k = real.realloc(known, cap * sizeof(*k));
+				if (!k) {
+					real.free(m->path);
+					continue;
+				}
+				known = k;
+				known_cap = cap;
+			}
+			uint32_t path = mr_w_string(&writer, m->path, strlen(m->path));
+			m->id = mr_w_module_load(&writer, path, m->base, m->build_id,
+						 m->build_id_len, m->segs, m->nsegs);
+			m->seen = 1;
+			known[nknown++] = *m;
+		}
+		for (size_t i = 0; i < nknown;) {
+			if (!known[i].seen) {
+				mr_w_module_unload(&writer, known[i].id);
+				real.free(known[i].path);
+				known[i] = known[--nknown];
+			} else {
+				i++;
+			}
+		}
+	} else {
+		for (size_t i = 0; i < s.n; i++)
+			real.free(s.mods[i].path);
+	}
+	pthread_mutex_unlock(&lock);
+	real.free(s.mods);
+}
+
+void tracker_modules_changed(int closed)
+{
+	tracker_guard = 1;
+	if (closed)
+		unw_flush_cache(unw_local_addr_space, 0, 0);
+	modules_sync(0);
+	tracker_guard = 0;
+}
+
+/* ---- the sampler thread ------------------------------------------------- */
+
+static uint64_t read_rss(void)
+{
+	char buf[128];
+	ssize_t k = pread(statm_fd, buf, sizeof(buf) - 1, 0);
+	if (k <= 0)
+		return 0;
+	buf[k] = 0;
+	char *p = strchr(buf, ' ');
+	return p ? strtoull(p + 1, NULL, 10) * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+static void memory_record(void)
+{
+	uint64_t rss = read_rss();
+	mr_w_memory(&writer, now_us(), rss, live_heap);
+}
+
+static void *sampler_main(void *arg)
+{
+	(void)arg;
+	tracker_guard = 1;
+	uint64_t tick = interval_us < TICK_MAX_US ? interval_us : TICK_MAX_US;
+	uint64_t next_memory = interval_us;
+	while (tracker_active) {
+		struct timespec t = { (time_t)(tick / 1000000), (long)(tick % 1000000) * 1000 };
+		nanosleep(&t, NULL);
+		modules_sync(0);
+		pthread_mutex_lock(&lock);
+		if (tracker_active) {
+			if (now_us() >= next_memory) {
+				memory_record();
+				next_memory += interval_us;
+				if (next_memory < now_us())
+					next_memory = now_us() + interval_us;
+			}
+			mr_w_flush(&writer);
+		}
+		pthread_mutex_unlock(&lock);
+	}
+	return NULL;
+}
+
+/* ---- start, fork and finish --------------------------------------------- */
+
+static int prepare_locked;
+
+static void at_prepare(void)
+{
+	prepare_locked = !tracker_guard;
+	if (prepare_locked)
+		pthread_mutex_lock(&lock);
+}
+
+static void at_parent(void)
+{
+	if (prepare_locked)
+		pthread_mutex_unlock(&lock);
+}
+
+/* The child of a fork is not recorded (until --follow-fork exists): it
+ * goes inert and lets go of the stream. */
+static void at_child(void)
+{
+	tracker_active = 0;
+	pthread_mutex_init(&lock, NULL);
+	if (out_fd >= 0)
+		close(out_fd);
+	if (statm_fd >= 0)
+		close(statm_fd);
+	out_fd = statm_fd = -1;
+}
+
+/* Takes the descriptor memray-record passed, out of the program's way: a
+ * high number, close-on-exec, the original number closed. */
+static int adopt_fd(const char *s)
+{
+	char *end;
+	long fd = strtol(s, &end, 10);
+	struct stat st;
+	if (*end || fd < 0 || fstat((int)fd, &st) < 0 || !S_ISFIFO(st.st_mode))
+		return -1;
+	struct rlimit rl;
+	int floor = 100;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
+		floor = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 64;
+	int high = fcntl((int)fd, F_DUPFD_CLOEXEC, floor);
+	if (high < 0)
+		return -1;
+	close((int)fd);
+	return high;
+}
+
+/* Restores the environment memray-record changed, so the program and
+ * anything it runs see the environment the user gave. */
+static void restore_env(void)
+{
+	const char *saved = getenv("MEMRAY_LD_PRELOAD");
+	if (saved && saved[0])
+		setenv("LD_PRELOAD", saved, 1);
+	else
+		unsetenv("LD_PRELOAD");
+	unsetenv("MEMRAY_LD_PRELOAD");
+	unsetenv("MEMRAY_FD");
+	unsetenv("MEMRAY_NATIVE");
+	unsetenv("MEMRAY_INTERVAL_US");
+}
+
+static void find_self(void)
+{
+	Dl_info di;
+	if (!dladdr((void *)find_self, &di))
+		return;
+	const ElfW(Ehdr) *eh = di.dli_fbase;
+	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	/* dli_fbase is the ELF header, at the load bias plus the first
+	 * segment's vaddr, which is 0 for a shared object. */
+	for (int i = 0; i < eh->e_phnum; i++)
+		if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
+			uintptr_t a = (uintptr_t)eh + ph[i].p_vaddr;
+			if (a < lo)
+				lo = a;
+			if (a + ph[i].p_memsz > hi)
+				hi = a + ph[i].p_memsz;
+		}
+	self_lo = lo;
+	self_hi = hi;
+}
+
+__attribute__((constructor(101))) static void tracker_start(int argc, char **argv, char **envp)
+{
+	(void)envp;
+	tracker_guard = 1;
+	tracker_resolve();
+	const char *fd = getenv("MEMRAY_FD");
+	if (!fd) {
+		tracker_guard = 0;
+		return;
+	}
+	const char *native = getenv("MEMRAY_NATIVE");
+	const char *interval = getenv("MEMRAY_INTERVAL_US");
+	out_fd = adopt_fd(fd);
+	int is_python = dlsym(RTLD_DEFAULT, "Py_Initialize") != NULL;
+	if (native && strcmp(native, "auto") != 0)
+		native_stacks = native[0] == '1';
+	else
+		native_stacks = !is_python;
+	if (interval && atoll(interval) > 0)
+		interval_us = (uint64_t)atoll(interval);
+	restore_env();
+	if (out_fd < 0) {
+		tracker_guard = 0;
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &start_mono);
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	my_pid = getpid();
+	find_self();
+	if (native_stacks)
+		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+	statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (statm_fd >= 0 && statm_fd < 100) {
+		int high = fcntl(statm_fd, F_DUPFD_CLOEXEC, 100);
+		close(statm_fd);
+		statm_fd = high;
+	}
+	pthread_key_create(&thread_key, thread_gone);
+
+	char exe[4096];
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[k > 0 ? k : 0] = 0;
+	struct mr_header_info h = {
+		.tool_version = MEMRAY_VERSION,
+		.pid = (uint32_t)my_pid,
+		.ppid = (uint32_t)getppid(),
+		.start_us = (uint64_t)wall.tv_sec * 1000000u + (uint64_t)wall.tv_nsec / 1000,
+		.page_size = (uint64_t)sysconf(_SC_PAGESIZE),
+		.flags = native_stacks ? MR_F_NATIVE : 0,
+		.interval_us = interval_us,
+		.argc = argc,
+		.argv = argv,
+		.exe = exe,
+	};
+	mr_writer_init(&writer, (uint32_t)my_pid, sink, NULL);
+	mr_w_header(&writer, &h);
+	tracker_active = 1;
+	modules_sync(1);
+	pthread_mutex_lock(&lock);
+	thread_current();
+	memory_record();
+	mr_w_flush(&writer);
+	pthread_mutex_unlock(&lock);
+	pthread_atfork(at_prepare, at_parent, at_child);
+
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	if (pthread_create(&sampler, &attr, sampler_main, NULL) == 0)
+		pthread_setname_np(sampler, "memray-sampler");
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	tracker_guard = 0;
+}
+
+void tracker_finish(void)
+{
+	if (!tracker_active)
+		return;
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	pthread_mutex_lock(&lock);
+	if (tracker_active && getpid() == my_pid) {
+		memory_record();
+		mr_w_trailer(&writer, now_us());
+		tracker_active = 0;
+	}
+	pthread_mutex_unlock(&lock);
+	tracker_guard = guard;
+}
+
+__attribute__((destructor(101))) static void tracker_stop(void)
+{
+	tracker_finish();
+}

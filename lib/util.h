@@ -1,0 +1,35 @@
+/*
+ * util.h - the one error reporter, human-size printer and text escaper.
+ */
+#ifndef MEMRAY_UTIL_H
+#define MEMRAY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define MEMRAY_VERSION "0.1.0"
+
+/* Exit statuses shared by every tool. */
+enum { EXIT_OK = 0, EXIT_CHECK = 1, EXIT_USAGE = 2 };
+
+extern const char *progname;
+
+/* "progname: message" on stderr. */
+void warnmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* warnmsg, then exit(status). */
+void die(int status, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
+
+/* Formats n bytes for people ("984 B", "1.5 KiB", "12.0 MiB") into buf,
+ * which needs 16 bytes; returns buf. */
+char *human_size(char *buf, uint64_t n);
+
+/* Writes s (n bytes, any content) as a double-quoted C-style string:
+ * backslash, quote and bytes outside printable ASCII become escapes. */
+void put_quoted(FILE *f, const char *s, size_t n);
+
+/* Flushes stdout and reports a failed write (full disk, closed pipe). */
+int close_stdout(void);
+
+#endif
