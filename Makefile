@@ -96,6 +96,14 @@ asan:
 bench: all
 	bench/churn.sh $(BUILD)
 
+# Set-up and a first recording on a fresh machine: packages, build, then
+# a demo program recorded and summarised.
+demo:
+	$(MAKE) deps
+	$(MAKE) all fixtures
+	$(BUILD)/bin/memray-record -f -o demo.bin $(BUILD)/fixtures/demo
+	$(BUILD)/bin/memray-stat demo.bin
+
 deps:
 	tests/deps.sh
 
@@ -115,7 +123,7 @@ uninstall:
 clean:
 	rm -rf build build-asan
 
-.PHONY: all fixtures unit check asan bench deps install uninstall clean
+.PHONY: all fixtures unit check asan bench demo deps install uninstall clean
 .PRECIOUS: $(BUILD)/obj/%.o
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

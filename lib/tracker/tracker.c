@@ -149,32 +149,64 @@ int tracker_resolve(void)
 
 /* ---- the sink ----------------------------------------------------------- */
 
-/* Writes one chunk. SIGPIPE is blocked around the write so that a reader
+/* Chunks are gathered into one write of up to BATCH bytes: one system
+ * call and one wake-up of memray-record per 64 KiB, not per chunk. */
+#define BATCH (64 * 1024)
+static uint8_t batch[BATCH];
+static size_t batch_len;
+
+/* Writes the batch. SIGPIPE is blocked around the write so that a reader
  * that went away never kills the program; a failure stops recording. */
-static int sink(void *ctx, const uint8_t *chunk, size_t len)
+static int batch_write(void)
 {
-	(void)ctx;
+	if (batch_len == 0 || out_fd < 0)
+		return 0;
 	sigset_t pipe_set, old, pending;
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
 	sigpending(&pending);
 	int was_pending = sigismember(&pending, SIGPIPE);
-	ssize_t k;
-	do
-		k = write(out_fd, chunk, len);
-	while (k < 0 && errno == EINTR);
-	int err = k < 0 ? errno : 0;
-	if (err == EPIPE && !was_pending) {
+	size_t done = 0;
+	ssize_t k = 0;
+	while (done < batch_len) {
+		k = write(out_fd, batch + done, batch_len - done);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		done += (size_t)k;
+	}
+	if (k < 0 && errno == EPIPE && !was_pending) {
 		struct timespec zero = { 0, 0 };
 		sigtimedwait(&pipe_set, NULL, &zero);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (k != (ssize_t)len) {
+	int short_write = done < batch_len;
+	batch_len = 0;
+	if (short_write) {
 		tracker_active = 0;
 		return -1;
 	}
 	return 0;
+}
+
+/* The writer's sink: called with the lock held, one whole chunk. */
+static int sink(void *ctx, const uint8_t *chunk, size_t len)
+{
+	(void)ctx;
+	if (batch_len + len > BATCH && batch_write() < 0)
+		return -1;
+	memcpy(batch + batch_len, chunk, len);
+	batch_len += len;
+	return 0;
+}
+
+/* Sends everything encoded so far. Locked. */
+static void flush_all(void)
+{
+	mr_w_flush(&writer);
+	batch_write();
 }
 
 /* ---- the stack trie ----------------------------------------------------
@@ -642,7 +674,7 @@ static void *sampler_main(void *arg)
 				if (next_memory < now_us())
 					next_memory = now_us() + interval_us;
 			}
-			mr_w_flush(&writer);
+			flush_all();
 		}
 		pthread_mutex_unlock(&lock);
 	}
@@ -798,7 +830,7 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	pthread_mutex_lock(&lock);
 	thread_current();
 	memory_record();
-	mr_w_flush(&writer);
+	flush_all();
 	pthread_mutex_unlock(&lock);
 	pthread_atfork(at_prepare, at_parent, at_child);
 
@@ -826,6 +858,7 @@ void tracker_finish(void)
 	if (tracker_active && getpid() == my_pid) {
 		memory_record();
 		mr_w_trailer(&writer, now_us());
+		batch_write();
 		tracker_active = 0;
 	}
 	pthread_mutex_unlock(&lock);

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the Debian packages memray-c needs that are missing.
+set -e
+pkgs="build-essential libunwind-dev libarchive-dev libdw-dev libelf-dev zlib1g-dev
+bats bats-support bats-assert python3 binutils gzip zstd xz-utils heaptrack"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && { echo "deps: all installed"; exit 0; }
+echo "deps: installing$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
