@@ -20,7 +20,7 @@ TOOLS   = memray-record memray-stat
 LIB_SRC = lib/live.c lib/stream_write.c lib/stream_read.c lib/input.c lib/util.c lib/dump.c
 TRACKER_SRC = lib/tracker/tracker.c lib/tracker/hooks.c lib/stream_write.c
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
-FIXTURE_SRC = $(wildcard tests/fixtures/*.c)
+FIXTURE_SRC = $(filter-out tests/fixtures/dlopened.c,$(wildcard tests/fixtures/*.c))
 FIXTURE_CXX = $(wildcard tests/fixtures/*.cc)
 
 ifeq ($(V),1)
@@ -72,7 +72,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libmemray.a
 # check their stacks with addr2line.
 $(BUILD)/fixtures/%: tests/fixtures/%.c
 	@mkdir -p $(@D)
-	$(Q)$(CC) -O0 -g -fno-omit-frame-pointer -fno-inline -o $@ $< -ldl -lpthread
+	$(Q)$(CC) -O0 -g -fno-builtin -fno-omit-frame-pointer -fno-inline -o $@ $< -ldl -lpthread
 
 $(BUILD)/fixtures/%: tests/fixtures/%.cc
 	@mkdir -p $(@D)

@@ -126,6 +126,7 @@ void mr_dump_record(FILE *f, const struct mr_record *rec)
 			rec->rss, rec->heap);
 		break;
 	case MR_TAG_TRAILER:
+	case MR_TAG_EXEC:
 		fprintf(f, " time_us=%" PRIu64 " records=%" PRIu64 " allocs=%" PRIu64
 			" frees=%" PRIu64 " bytes=%" PRIu64,
 			p->trailer.time_us, p->trailer.n_records, p->trailer.n_allocs,

@@ -38,6 +38,7 @@ enum mr_tag {
 	MR_TAG_MODULE_UNLOAD = 0x0a,
 	MR_TAG_MEMORY = 0x0b,
 	MR_TAG_TRAILER = 0x0c,
+	MR_TAG_EXEC = 0x0d,
 	MR_TAG_ALLOC = 0x20, /* | allocator */
 	MR_TAG_FREE = 0x40,  /* | allocator */
 	MR_TAG_MOVE = 0x60,  /* | allocator */
@@ -139,6 +140,10 @@ void mr_w_free(struct mr_writer *w, int allocator, uint64_t addr, uint64_t len);
 void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
 	       uint64_t old_len, uint64_t addr, uint64_t size, uint32_t stack);
 void mr_w_trailer(struct mr_writer *w, uint64_t time_us);
+/* The process is about to exec: the counts so far, like a trailer. If a
+ * HEADER follows, it starts the new program image of the same pid; any
+ * other record means the exec failed and this image goes on. */
+void mr_w_exec(struct mr_writer *w, uint64_t time_us);
 
 /* ---- reader ------------------------------------------------------------ */
 
@@ -188,6 +193,7 @@ struct mr_trailer {
 struct mr_proc {
 	uint32_t pid;
 	int has_header, has_trailer;
+	int exec_pending; /* an EXEC record was the last one read */
 	struct mr_header header;
 	struct mr_trailer trailer;
 	/* Tables indexed by id; index 0 is unused ("none"). */

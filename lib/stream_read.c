@@ -28,6 +28,7 @@ static const char *const tag_names[] = {
 	[MR_TAG_THREAD_NAME] = "thread_name", [MR_TAG_THREAD_SWITCH] = "switch",
 	[MR_TAG_MODULE_LOAD] = "module", [MR_TAG_MODULE_UNLOAD] = "unload",
 	[MR_TAG_MEMORY] = "memory", [MR_TAG_TRAILER] = "trailer",
+	[MR_TAG_EXEC] = "exec",
 };
 
 const char *mr_tag_name(int tag)
@@ -37,7 +38,7 @@ const char *mr_tag_name(int tag)
 	case MR_TAG_FREE: return "free";
 	case MR_TAG_MOVE: return "move";
 	}
-	if (tag > 0 && tag <= MR_TAG_TRAILER)
+	if (tag > 0 && tag <= MR_TAG_EXEC)
 		return tag_names[tag];
 	return NULL;
 }
@@ -293,6 +294,9 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 		*why = "data after the trailer";
 		return -1;
 	}
+	if (p->exec_pending && tag == MR_TAG_HEADER)
+		return 2; /* a new program image: the caller moves the bytes */
+	p->exec_pending = 0;
 	if (!p->has_header && tag != MR_TAG_HEADER) {
 		*why = "the stream does not start with a header record";
 		return -1;
@@ -485,7 +489,8 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 			if (c.st == 1)
 				p->last_time_us = rec->time_us;
 			break;
-		case MR_TAG_TRAILER: {
+		case MR_TAG_TRAILER:
+		case MR_TAG_EXEC: {
 			struct mr_trailer t;
 			t.time_us = get_u(&c);
 			t.n_records = get_u(&c);
@@ -499,7 +504,10 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 					return -1;
 				}
 				p->trailer = t;
-				p->has_trailer = 1;
+				if (tag == MR_TAG_TRAILER)
+					p->has_trailer = 1;
+				else
+					p->exec_pending = 1;
 			}
 			break;
 		}
@@ -604,6 +612,26 @@ static ssize_t read_full(struct mr_reader *r, uint8_t *buf, size_t n)
 }
 
 /* At the end of the input: everything complete, or say what is missing. */
+/* The process p exec'd: its remaining bytes start the new image, a
+ * process of its own with the same pid. */
+static struct mr_proc *new_image(struct mr_reader *r, struct mr_proc *p)
+{
+	struct mr_proc *q = xrealloc(NULL, sizeof(*q));
+	memset(q, 0, sizeof(*q));
+	q->pid = p->pid;
+	q->next_seq = p->next_seq;
+	q->buf = p->buf; q->buf_start = p->buf_start; q->buf_end = p->buf_end;
+	q->buf_cap = p->buf_cap; q->consumed = p->consumed;
+	q->spans = p->spans; q->nspans = p->nspans; q->spans_cap = p->spans_cap;
+	p->buf = NULL; p->buf_start = p->buf_end = p->buf_cap = 0;
+	p->spans = NULL; p->nspans = p->spans_cap = 0;
+	p->exec_pending = 0;
+	p->has_trailer = 1; /* this image is complete */
+	r->procs = xrealloc(r->procs, (r->nprocs + 1) * sizeof(*r->procs));
+	r->procs[r->nprocs++] = q;
+	return q;
+}
+
 static int at_end(struct mr_reader *r)
 {
 	if (r->nprocs == 0)
@@ -671,6 +699,10 @@ int mr_next(struct mr_reader *r, struct mr_record *rec)
 		if (r->cur) {
 			const char *why = NULL;
 			int rc = decode(r, r->cur, rec, &why);
+			if (rc == 2) {
+				r->cur = new_image(r, r->cur);
+				continue;
+			}
 			if (rc == 1)
 				return 1;
 			if (rc < 0)

@@ -307,15 +307,27 @@ void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
 	w->bytes_allocated += size;
 }
 
-void mr_w_trailer(struct mr_writer *w, uint64_t time_us)
+static void put_counts(struct mr_writer *w, int tag, uint64_t time_us)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_TRAILER);
+	rec_start(&r, tag);
 	rec_u(&r, time_us);
 	rec_u(&r, w->n_records);
 	rec_u(&r, w->n_allocs);
 	rec_u(&r, w->n_frees);
 	rec_u(&r, w->bytes_allocated);
 	append(w, r.b, r.n);
+}
+
+void mr_w_trailer(struct mr_writer *w, uint64_t time_us)
+{
+	put_counts(w, MR_TAG_TRAILER, time_us);
+	mr_w_flush(w);
+}
+
+void mr_w_exec(struct mr_writer *w, uint64_t time_us)
+{
+	put_counts(w, MR_TAG_EXEC, time_us);
+	w->n_records++;
 	mr_w_flush(w);
 }

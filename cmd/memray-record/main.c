@@ -199,6 +199,9 @@ static void out_data(struct out *o, const void *data, size_t n, int finish)
 
 static int open_output(const char *path, int force)
 {
+	struct stat st;
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+		die(EXIT_USAGE, "'%s' is a symbolic link; not following it", path);
 	int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (force ? O_TRUNC : O_EXCL);
 	int fd = open(path, flags, 0644);
 	if (fd >= 0)
@@ -236,6 +239,8 @@ static void child_env(const char *tracker, int fd, const struct opts *o)
 	}
 	snprintf(buf, sizeof(buf), "%d", fd);
 	setenv("MEMRAY_FD", buf, 1);
+	snprintf(buf, sizeof(buf), "%d", (int)getpid());
+	setenv("MEMRAY_PID", buf, 1);
 	setenv("MEMRAY_NATIVE", o->native, 1);
 	snprintf(buf, sizeof(buf), "%ld", o->interval_ms * 1000);
 	setenv("MEMRAY_INTERVAL_US", buf, 1);

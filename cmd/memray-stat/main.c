@@ -58,7 +58,12 @@ static void account(struct totals *t, const struct mr_record *rec)
 		live_alloc(&t->live, rec->allocator, rec->addr, rec->size);
 		return;
 	}
-	if (rec->tag == MR_TAG_MEMORY) {
+	if (rec->tag == MR_TAG_HEADER) {
+		/* A new program image (after exec) starts with an empty heap. */
+		uint64_t peak = t->live.peak;
+		live_free_all(&t->live);
+		t->live.peak = peak;
+	} else if (rec->tag == MR_TAG_MEMORY) {
 		if (rec->rss > t->peak_rss)
 			t->peak_rss = rec->rss;
 		if (rec->time_us > t->duration_us)

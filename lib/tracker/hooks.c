@@ -215,6 +215,82 @@ EXPORT int prctl(int option, ...)
 	return rc;
 }
 
+/* ---- exec: the recorded process goes on recording in its new image ---- */
+
+extern char **environ;
+
+static int exec_with(int path_search, const char *file, char *const argv[], char *const envp[])
+{
+	if (unlikely(!real.execve) && !tracker_resolve())
+		return -1;
+	char **env = recording() ? tracker_exec_env(envp) : NULL;
+	char *const *use = env ? env : envp;
+	int rc = path_search ? real.execvpe(file, argv, use) : real.execve(file, argv, use);
+	if (env) {
+		int e = errno;
+		tracker_exec_failed(env);
+		errno = e;
+	}
+	return rc;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	return exec_with(0, path, argv, envp);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	return exec_with(0, path, argv, environ);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	return exec_with(1, file, argv, environ);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	return exec_with(1, file, argv, envp);
+}
+
+/* The execl family: the variadic arguments gathered into an argv. */
+#define GATHER_ARGS(first, ap, argv, extra) \
+	size_t n_ = 1; \
+	va_start(ap, first); \
+	while (va_arg(ap, const char *)) \
+		n_++; \
+	va_end(ap); \
+	const char *argv[n_ + 1]; \
+	argv[0] = first; \
+	va_start(ap, first); \
+	for (size_t i_ = 1; i_ <= n_; i_++) \
+		argv[i_] = va_arg(ap, const char *); \
+	extra; \
+	va_end(ap)
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	GATHER_ARGS(arg, ap, argv, (void)0);
+	return exec_with(0, path, (char *const *)argv, environ);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	GATHER_ARGS(arg, ap, argv, (void)0);
+	return exec_with(1, file, (char *const *)argv, environ);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	char *const *envp;
+	GATHER_ARGS(arg, ap, argv, envp = va_arg(ap, char *const *));
+	return exec_with(0, path, (char *const *)argv, envp);
+}
+
 EXPORT void _exit(int status)
 {
 	tracker_finish();

@@ -136,6 +136,8 @@ int tracker_resolve(void)
 	R(dlclose);
 	R(pthread_setname_np);
 	R(prctl);
+	R(execve);
+	R(execvpe);
 	R(_exit);
 	R(_Exit);
 #undef R
@@ -733,6 +735,9 @@ static int adopt_fd(const char *s)
 
 /* Restores the environment memray-record changed, so the program and
  * anything it runs see the environment the user gave. */
+static char self_path[4096];
+static char native_env[8] = "auto";
+
 static void restore_env(void)
 {
 	const char *saved = getenv("MEMRAY_LD_PRELOAD");
@@ -744,6 +749,8 @@ static void restore_env(void)
 	unsetenv("MEMRAY_FD");
 	unsetenv("MEMRAY_NATIVE");
 	unsetenv("MEMRAY_INTERVAL_US");
+	unsetenv("MEMRAY_PID");
+	unsetenv("MEMRAY_SEQ");
 }
 
 static void find_self(void)
@@ -751,6 +758,7 @@ static void find_self(void)
 	Dl_info di;
 	if (!dladdr((void *)find_self, &di))
 		return;
+	snprintf(self_path, sizeof(self_path), "%s", di.dli_fname);
 	const ElfW(Ehdr) *eh = di.dli_fbase;
 	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
 	uintptr_t lo = UINTPTR_MAX, hi = 0;
@@ -780,7 +788,13 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	}
 	const char *native = getenv("MEMRAY_NATIVE");
 	const char *interval = getenv("MEMRAY_INTERVAL_US");
-	out_fd = adopt_fd(fd);
+	const char *pid = getenv("MEMRAY_PID");
+	const char *seq = getenv("MEMRAY_SEQ");
+	/* Only the process memray-record started (or that process after an
+	 * exec) records; anything else that inherited the variables does not. */
+	out_fd = pid && atol(pid) == (long)getpid() ? adopt_fd(fd) : -1;
+	if (native)
+		snprintf(native_env, sizeof(native_env), "%s", native);
 	int is_python = dlsym(RTLD_DEFAULT, "Py_Initialize") != NULL;
 	if (native && strcmp(native, "auto") != 0)
 		native_stacks = native[0] == '1';
@@ -824,6 +838,8 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 		.exe = exe,
 	};
 	mr_writer_init(&writer, (uint32_t)my_pid, sink, NULL);
+	if (seq)
+		writer.seq = (uint16_t)atol(seq);
 	mr_w_header(&writer, &h);
 	tracker_active = 1;
 	modules_sync(1);
@@ -863,6 +879,95 @@ void tracker_finish(void)
 	}
 	pthread_mutex_unlock(&lock);
 	tracker_guard = guard;
+}
+
+/* ---- exec ---------------------------------------------------------------- */
+
+static char *env_entry(const char *name, const char *value)
+{
+	size_t n = strlen(name) + strlen(value) + 2;
+	char *s = real.malloc(n);
+	if (s)
+		snprintf(s, n, "%s=%s", name, value);
+	return s;
+}
+
+static void free_env(char **env)
+{
+	if (!env)
+		return;
+	for (char **e = env; *e; e++)
+		if (strncmp(*e, "LD_PRELOAD=", 11) == 0 || strncmp(*e, "MEMRAY_", 7) == 0)
+			real.free(*e);
+	real.free(env);
+}
+
+char **tracker_exec_env(char *const envp[])
+{
+	if (getpid() != my_pid || out_fd < 0)
+		return NULL;
+	tracker_guard = 1;
+	size_t n = 0;
+	const char *user_preload = NULL;
+	for (; envp && envp[n]; n++)
+		if (strncmp(envp[n], "LD_PRELOAD=", 11) == 0)
+			user_preload = envp[n] + 11;
+	char **env = real.malloc((n + 10) * sizeof(char *));
+	if (!env) {
+		tracker_guard = 0;
+		return NULL;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(envp[i], "LD_PRELOAD=", 11) != 0 && strncmp(envp[i], "MEMRAY_", 7) != 0)
+			env[k++] = envp[i];
+	char buf[4096 * 2 + 2], num[32];
+	if (user_preload && user_preload[0]) {
+		snprintf(buf, sizeof(buf), "%s:%s", self_path, user_preload);
+		env[k++] = env_entry("MEMRAY_LD_PRELOAD", user_preload);
+	} else {
+		snprintf(buf, sizeof(buf), "%s", self_path);
+	}
+	env[k++] = env_entry("LD_PRELOAD", buf);
+	snprintf(num, sizeof(num), "%d", out_fd);
+	env[k++] = env_entry("MEMRAY_FD", num);
+	snprintf(num, sizeof(num), "%d", (int)my_pid);
+	env[k++] = env_entry("MEMRAY_PID", num);
+	env[k++] = env_entry("MEMRAY_NATIVE", native_env);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)interval_us);
+	env[k++] = env_entry("MEMRAY_INTERVAL_US", num);
+	pthread_mutex_lock(&lock);
+	int ok = tracker_active;
+	if (ok) {
+		mr_w_exec(&writer, now_us());
+		batch_write();
+		tracker_active = 0;
+		snprintf(num, sizeof(num), "%u", (unsigned)writer.seq);
+		env[k++] = env_entry("MEMRAY_SEQ", num);
+	}
+	pthread_mutex_unlock(&lock);
+	env[k] = NULL;
+	for (size_t i = 0; i < k; i++)
+		if (!env[i])
+			ok = 0;
+	if (!ok || fcntl(out_fd, F_SETFD, 0) < 0) {
+		free_env(env);
+		tracker_guard = 0;
+		return NULL; /* recording stops; the exec goes ahead unchanged */
+	}
+	tracker_guard = 0;
+	return env;
+}
+
+void tracker_exec_failed(char **env)
+{
+	tracker_guard = 1;
+	fcntl(out_fd, F_SETFD, FD_CLOEXEC);
+	free_env(env);
+	pthread_mutex_lock(&lock);
+	tracker_active = 1; /* the stream goes on: the next record is not a header */
+	pthread_mutex_unlock(&lock);
+	tracker_guard = 0;
 }
 
 __attribute__((destructor(101))) static void tracker_stop(void)

@@ -41,6 +41,8 @@ struct real_fns {
 	int (*dlclose)(void *);
 	int (*pthread_setname_np)(unsigned long, const char *);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
 	void (*_exit)(int) __attribute__((noreturn));
 	void (*_Exit)(int) __attribute__((noreturn));
 };
@@ -67,5 +69,11 @@ void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void 
 void tracker_modules_changed(int closed);
 void tracker_thread_renamed(unsigned long thread, const char *name);
 void tracker_finish(void);
+/* Before an exec in the recorded process: ends this image's records with
+ * an EXEC record, lets the stream's descriptor survive the exec and
+ * returns envp plus what the new image's tracker needs (NULL: exec
+ * unchanged, as in a forked child). tracker_exec_failed undoes it. */
+char **tracker_exec_env(char *const envp[]);
+void tracker_exec_failed(char **env);
 
 #endif

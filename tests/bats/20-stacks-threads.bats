@@ -1,0 +1,99 @@
+#!/usr/bin/env bats
+# Native stacks, threads, modules and memory records.
+
+load helper
+
+alloc_stack() { # FILE ALLOCATOR SIZE: the stack id of that event
+	dump "$1" | awk -v a="$2" -v s="size=$3" '$3 == "alloc" && $4 == a && $6 == s' | field stack
+}
+
+@test "a native chain main -> a -> b -> c -> valloc is recorded with those return addresses" {
+	memray-record -q -o c.bin "$FIX/allocs" chain > /dev/null
+	s=$(alloc_stack c.bin valloc 984)
+	run bash -c "$(declare -f symbolize stack_ips); symbolize c.bin \$(stack_ips c.bin $s) | head -4"
+	assert_output "chain_c allocs
+chain_b allocs
+chain_a allocs
+main allocs"
+}
+
+@test "native stacks are on for native programs and off with --no-native" {
+	memray-record -q -o on.bin "$FIX/allocs" chain > /dev/null
+	dump on.bin | head -1 | grep -q "flags=native"
+	[ "$(alloc_stack on.bin valloc 984)" != 0 ]
+	memray-record -q --no-native -o off.bin "$FIX/allocs" chain > /dev/null
+	dump off.bin | head -1 | grep -q "flags=none"
+	[ "$(alloc_stack off.bin valloc 984)" = 0 ]
+	! dump off.bin | grep -q " node "
+}
+
+@test "a repeated stack is interned once" {
+	memray-record -q -o demo.bin "$FIX/demo" > /dev/null
+	nodes=$(dump demo.bin | grep -c " node ")
+	allocs=$(dump demo.bin | grep -c " alloc ")
+	[ "$allocs" -gt 10000 ]
+	[ "$nodes" -lt 200 ]
+}
+
+@test "a pthread's allocations carry its thread, whose name follows prctl and pthread_setname_np" {
+	memray-record -q -o t.bin "$FIX/allocs" thread > /dev/null
+	main_tid=$(dump t.bin | head -1 | field pid)
+	run bash -c "memray-stat --dump t.bin | awk '\$3 == \"thread\" || \$3 == \"thread_name\"' | cut -d' ' -f3-"
+	assert_line --regexp '^thread id=1 tid='"$main_tid"' name="allocs"$'
+	assert_line --regexp '^thread id=2 tid=[0-9]+ name="worker-one"$'
+	assert_line 'thread_name id=2 name="worker-two"'
+	t1=$(dump t.bin | awk '$3 == "alloc" && $4 == "valloc" && $6 == "size=984"' | field thread)
+	t2=$(dump t.bin | awk '$3 == "alloc" && $4 == "valloc" && $6 == "size=985"' | field thread)
+	[ "$t1" = 2 ] && [ "$t2" = 2 ]
+	tid=$(dump t.bin | awk '$3 == "thread" && $4 == "id=2"' | field tid)
+	[ "$tid" != "$main_tid" ]
+}
+
+@test "a thread renamed by another thread gets a thread_name record" {
+	memray-record -q -o o.bin "$FIX/allocs" rename-other > /dev/null
+	dump o.bin | grep -E ' thread(_name)? id=2 .*name="renamed-outside"'
+	[ "$(dump o.bin | awk '$4 == "valloc" && $6 == "size=986"' | field thread)" = 2 ]
+}
+
+@test "a library loaded with dlopen: the allocation's return address falls in its recorded map entry" {
+	memray-record -q -o d.bin "$FIX/allocs" dlopen "$FIX/libdlopened.so" > /dev/null
+	s=$(alloc_stack d.bin valloc 984)
+	leaf=$(stack_ips d.bin "$s" | head -1)
+	line=$(dump d.bin | grep ' module .*libdlopened.so"')
+	base=$(echo "$line" | field base)
+	segs=$(echo "$line" | field segments)
+	found=0
+	for seg in ${segs//,/ }; do
+		v=${seg%%+*}; rest=${seg#*+}; len=${rest%%:*}; perm=${rest#*:}
+		[[ $perm == *x ]] || continue
+		(( leaf >= base + v && leaf < base + v + len )) && found=1
+	done
+	[ "$found" = 1 ]
+	# the module record comes before the event, and is unloaded by dlclose
+	mod_off=$(echo "$line" | cut -d' ' -f1)
+	ev_off=$(dump d.bin | awk '$4 == "valloc" && $6 == "size=984"' | cut -d' ' -f1)
+	[ "$mod_off" -lt "$ev_off" ]
+	id=$(echo "$line" | field id)
+	dump d.bin | grep -q " unload id=$id$"
+	run bash -c "$(declare -f symbolize stack_ips); symbolize d.bin $leaf"
+	assert_output "dlopened_alloc libdlopened.so"
+}
+
+@test "modules carry build-ids that match the files" {
+	memray-record -q -o b.bin "$FIX/allocs" none
+	id=$(dump b.bin | grep " module .*fixtures/allocs\"" | field build_id)
+	readelf -n "$FIX/allocs" | grep -q "Build ID: $id"
+}
+
+@test "memory records: RSS above 0, heap at least 984, times increasing about an interval apart" {
+	memray-record -q --interval 20 -o s.bin "$FIX/allocs" sleep 1 > /dev/null
+	run bash -c "memray-stat --dump s.bin | awk '\$3 == \"memory\"'"
+	n=${#lines[@]}
+	[ "$n" -ge 20 ] && [ "$n" -le 70 ]
+	echo "$output" | awk '{ split($4, t, "="); split($5, r, "="); split($6, h, "=")
+		if (r[2] <= 0) exit 1
+		if (NR > 1 && t[2] <= last) exit 2
+		last = t[2]; if (h[2] >= 984) big = 1 }
+		END { exit big ? 0 : 3 }'
+	dump s.bin | head -1 | grep -q "interval_us=20000"
+}

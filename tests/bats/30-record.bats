@@ -1,0 +1,207 @@
+#!/usr/bin/env bats
+# memray-record as a user runs it: output rules, exit status, processes.
+
+load helper
+
+@test "the stream goes to stdout when it is a pipe, and the program's stdout to stderr" {
+	run bash -c "memray-record '$FIX/allocs' stdout 2>err.txt | memray-stat --dump > d.txt"
+	assert_success
+	grep -q "^program output$" err.txt
+	head -1 d.txt | grep -q " header version=1 "
+	tail -1 d.txt | grep -q " trailer "
+}
+
+@test "with -o FILE the program's stdout is left alone" {
+	run memray-record -q -o out.bin "$FIX/allocs" stdout
+	assert_success
+	assert_output "program output"
+	dump out.bin | tail -1 | grep -q " trailer "
+}
+
+@test "-o - writes the stream to stdout" {
+	memray-record -o - "$FIX/allocs" none > s.bin
+	dump s.bin | head -1 | grep -q " header "
+}
+
+@test "on a terminal without -o the stream goes to memray-PROGRAM.PID.bin and says so" {
+	command -v script || skip "script(1) is missing"
+	run script -qec "memray-record '$FIX/allocs' none" /dev/null
+	assert_success
+	assert_output --regexp "memray-record: wrote memray-allocs\.[0-9]+\.bin"
+	f=$(ls memray-allocs.*.bin)
+	pid=${f#memray-allocs.}; pid=${pid%.bin}
+	dump "$f" | head -1 | grep -q " pid=$pid "
+}
+
+@test "an existing output file is not overwritten without -f, and is with -f" {
+	echo precious > out.bin
+	run memray-record -o out.bin "$FIX/allocs" none
+	assert_failure 2
+	assert_output --partial "'out.bin' already exists (use -f to overwrite it)"
+	[ "$(cat out.bin)" = precious ]
+	run memray-record -q -f -o out.bin "$FIX/allocs" none
+	assert_success
+	dump out.bin | head -1 | grep -q " header "
+}
+
+@test "a planted symbolic link is never followed, even with -f" {
+	ln -s target.bin link.bin
+	run memray-record -o link.bin "$FIX/allocs" none
+	assert_failure 2
+	assert_output --partial "'link.bin' is a symbolic link; not following it"
+	run memray-record -f -o link.bin "$FIX/allocs" none
+	assert_failure 2
+	[ ! -e target.bin ]
+}
+
+@test "-z writes a gzip stream that memray-stat reads by its content" {
+	memray-record -q -z -o z.bin "$FIX/demo" > /dev/null
+	[ "$(head -c 2 z.bin | od -An -tx1 | tr -d ' ')" = 1f8b ]
+	run memray-stat z.bin
+	assert_success
+	assert_output --partial "allocations:"
+	memray-record -q -o plain.bin "$FIX/demo" > /dev/null
+	[ "$(stat -c %s z.bin)" -lt "$(stat -c %s plain.bin)" ]
+}
+
+@test "exit status is the program's own, 128+N when signal N killed it" {
+	run memray-record -q -o a.bin "$FIX/allocs" status 3
+	assert_failure 3
+	run memray-record -q -f -o a.bin "$FIX/allocs" signal 15
+	assert_failure 143
+	run memray-record -f -o a.bin "$FIX/allocs" signal 6
+	assert_failure 134
+	assert_output --partial "was killed by signal 6"
+}
+
+@test "a missing command exits 127 and a non-executable one 126, with a message" {
+	run -127 memray-record -o a.bin no-such-command-here
+	assert_failure 127
+	assert_output "memray-record: no-such-command-here: command not found"
+	[ ! -e a.bin ]
+	echo 'echo hi' > noexec.sh
+	run memray-record -o a.bin ./noexec.sh
+	assert_failure 126
+	assert_output --partial "cannot run './noexec.sh': Permission denied"
+	run memray-record -o a.bin "$BATS_TEST_TMPDIR"
+	assert_failure 126
+}
+
+@test "usage errors exit 2: no program, bad --interval, unknown option" {
+	run memray-record
+	assert_failure 2
+	assert_output --partial "no program to run"
+	run memray-record --interval 0 true
+	assert_failure 2
+	assert_output --partial "invalid --interval '0'"
+	run memray-record --interval 5x true
+	assert_failure 2
+	run memray-record --bogus true
+	assert_failure 2
+	assert_output --partial "usage: memray-record"
+}
+
+@test "-- ends memray-record's options; options after PROGRAM belong to it" {
+	run memray-record -q -o a.bin -- "$FIX/allocs" status 4
+	assert_failure 4
+	run memray-record -q -o b.bin "$FIX/allocs" -q
+	assert_failure 2
+	assert_output --partial "unknown case '-q'"
+}
+
+@test "a script runs through its interpreter and is recorded" {
+	printf '#!/bin/sh\nexec "%s" chain\n' "$FIX/allocs" > run.sh
+	chmod +x run.sh
+	memray-record -q -o s.bin ./run.sh > /dev/null
+	[ "$(events valloc s.bin 984 | wc -l)" = 1 ]
+}
+
+@test "a static program still runs, with a warning that nothing can be recorded" {
+	printf 'int main(void){return 5;}\n' > st.c
+	cc -static -o st st.c 2>/dev/null || skip "no static libc"
+	run memray-record -o st.bin ./st
+	assert_failure 5
+	assert_output --partial "'./st' is statically linked: it will run, but nothing can be recorded"
+	[ ! -e st.bin ]
+}
+
+@test "a setuid program run by another user still runs, with a warning" {
+	[ "$(id -u)" = 0 ] || skip "needs root to make a setuid file"
+	command -v setpriv || skip "setpriv is missing"
+	d=$(mktemp -d /tmp/memray-suid.XXXXXX)
+	chmod 755 "$d"
+	cp "$FIX/allocs" "$d/allocs"
+	chmod 4755 "$d/allocs"
+	cp -r "$MEMRAY_BUILD/bin" "$MEMRAY_BUILD/lib" "$d/"
+	run setpriv --reuid=65534 --regid=65534 --clear-groups "$d/bin/memray-record" -o "$d/x.bin" "$d/allocs" status 7
+	rm -rf "$d"
+	assert_failure 7
+	assert_output --partial "is setuid or setgid: it will run, but nothing can be recorded"
+}
+
+@test "the program sees the user's environment: LD_PRELOAD restored, no MEMRAY_ variables" {
+	run env -u LD_PRELOAD memray-record -q -o e.bin "$FIX/allocs" env LD_PRELOAD
+	assert_output "(unset)"
+	run env LD_PRELOAD="$FIX/libdlopened.so" memray-record -q -f -o e.bin "$FIX/allocs" env LD_PRELOAD
+	assert_output "$FIX/libdlopened.so"
+	run memray-record -q -f -o e.bin "$FIX/allocs" env MEMRAY_FD
+	assert_output "(unset)"
+}
+
+@test "a program with no allocations, and one that calls _exit, give complete streams" {
+	memray-record -q -o none.bin "$FIX/allocs" none
+	run memray-stat none.bin
+	assert_success
+	memray-record -q -o exit.bin "$FIX/allocs" exit-now > /dev/null
+	run memray-stat exit.bin
+	assert_success
+	[ "$(events valloc exit.bin 984 | wc -l)" = 1 ]
+	dump exit.bin | tail -1 | grep -q " trailer "
+}
+
+@test "SIGKILL in the middle: the stream reads up to the kill and holds what was flushed" {
+	memray-record -o k.bin "$FIX/allocs" sleep 5 > /dev/null 2> err.txt &
+	rec=$!
+	for i in $(seq 50); do
+		child=$(pgrep -P $rec) && [ -n "$child" ] && break
+		sleep 0.1
+	done
+	sleep 0.5
+	kill -9 "$child"
+	st=0
+	wait $rec || st=$?
+	[ "$st" = 137 ]
+	grep -q "killed by signal 9" err.txt
+	run memray-stat --dump k.bin
+	assert_failure 2
+	assert_output --partial " alloc valloc "
+	assert_output --partial "size=984"
+	assert_output --regexp "memray-stat: k.bin: truncated at byte [0-9]+: no trailer"
+}
+
+@test "children made by fork are not recorded and write nothing into the stream" {
+	memray-record -q -o f.bin "$FIX/allocs" fork > /dev/null
+	[ "$(dump f.bin | awk '{print $2}' | sort -u | wc -l)" = 1 ]
+	[ "$(events valloc f.bin 984 | wc -l)" = 1 ]
+	[ "$(events valloc f.bin 987 | wc -l)" = 0 ]
+	run memray-stat f.bin
+	assert_success
+}
+
+@test "exec'd programs are not recorded and do not inherit the stream's descriptor" {
+	"$FIX/allocs" exec "$FIX/allocs" fds | head -n -1 > plain.txt
+	memray-record -q -o x.bin "$FIX/allocs" exec "$FIX/allocs" fds | head -n -1 > recorded.txt
+	diff plain.txt recorded.txt
+	[ "$(dump x.bin | grep -c ' header ')" = 1 ]
+	[ "$(events valloc x.bin 984 | wc -l)" = 1 ]
+}
+
+@test "the tracker is found installed as well as in the build tree" {
+	make -s -C "$BATS_TEST_DIRNAME/../.." BUILD="$MEMRAY_BUILD" install DESTDIR="$BATS_TEST_TMPDIR/root" PREFIX=/opt/m > /dev/null
+	[ -x root/opt/m/bin/memray-record ]
+	[ -f root/opt/m/lib/memray-c/libmemray-tracker.so ]
+	[ -f root/opt/m/share/man/man1/memray-record.1 ]
+	[ -f root/opt/m/share/man/man5/memray-stream.5 ]
+	root/opt/m/bin/memray-record -q -o i.bin "$FIX/allocs" chain > /dev/null
+	[ "$(events valloc i.bin 984 | wc -l)" = 1 ]
+}
