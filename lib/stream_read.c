@@ -649,24 +649,33 @@ static int at_end(struct mr_reader *r)
 	return 0;
 }
 
-/* Reads one chunk into its process's buffer. 1 read, 0 end, -1 damage. */
+/* Reads one chunk into its process's buffer. 1 read, 0 end, -1 damage.
+ * A chunk cut short by the end of the input still delivers its bytes, so
+ * the records it completes are read; the end is reported after them. */
 static int read_chunk(struct mr_reader *r)
 {
 	uint8_t h[MR_CHUNK_HEADER], payload[MR_PAYLOAD_MAX];
 	uint64_t start = r->offset;
+	if (r->eof)
+		return 0;
 	ssize_t k = read_full(r, h, sizeof(h));
 	if (k < 0)
 		return fail(r, "read error at byte %" PRIu64 ": %s", r->offset,
 			    mr_input_error(r->in));
 	if (k == 0)
 		return 0;
-	if (memcmp(h, MR_MAGIC, MR_MAGIC_LEN) != 0) {
+	size_t m = (size_t)k < MR_MAGIC_LEN ? (size_t)k : MR_MAGIC_LEN;
+	if (memcmp(h, MR_MAGIC, m) != 0) {
 		if (start == 0)
 			return fail(r, "not a memray stream (bad magic at byte 0)");
 		return fail(r, "corrupt at byte %" PRIu64 ": bad chunk magic", start);
 	}
-	if ((size_t)k < sizeof(h))
-		return fail(r, "truncated at byte %" PRIu64 ": incomplete chunk header", start);
+	if ((size_t)k < sizeof(h)) {
+		r->eof = 1;
+		if (start == 0)
+			return fail(r, "truncated at byte 0: incomplete chunk header");
+		return 0;
+	}
 	uint32_t pid = (uint32_t)get_le(h + 4, 4);
 	size_t len = (size_t)get_le(h + 8, 2);
 	uint16_t seq = (uint16_t)get_le(h + 10, 2);
@@ -677,8 +686,6 @@ static int read_chunk(struct mr_reader *r)
 	if (k < 0)
 		return fail(r, "read error at byte %" PRIu64 ": %s", r->offset,
 			    mr_input_error(r->in));
-	if ((size_t)k < len)
-		return fail(r, "truncated at byte %" PRIu64 ": incomplete chunk", start);
 	struct mr_proc *p = proc_for(r, pid);
 	if (!p)
 		return fail(r, "corrupt at byte %" PRIu64 ": too many processes", start);
@@ -686,7 +693,10 @@ static int read_chunk(struct mr_reader *r)
 		return fail(r, "corrupt at byte %" PRIu64 ": chunk %u of pid %u follows chunk %u"
 			    " (chunks were lost)", start, seq, pid, (uint16_t)(p->next_seq - 1));
 	p->next_seq++;
-	proc_append(p, payload, len, start + MR_CHUNK_HEADER);
+	if ((size_t)k < len)
+		r->eof = 1;
+	if (k > 0)
+		proc_append(p, payload, (size_t)k, start + MR_CHUNK_HEADER);
 	r->cur = p;
 	return 1;
 }

@@ -1,0 +1,126 @@
+#!/usr/bin/env bats
+# Reading streams: pipes, files, compression, damage.
+
+load helper
+
+setup_file() {
+	cd "$BATS_FILE_TMPDIR"
+	"$BIN/memray-record" -q -o small.bin "$FIX/allocs" none
+	"$BIN/memray-record" -q -o demo.bin "$FIX/demo" > /dev/null
+}
+
+@test "the same recording read from a pipe and from a file gives identical dumps" {
+	dump "$BATS_FILE_TMPDIR/demo.bin" > file.txt
+	cat "$BATS_FILE_TMPDIR/demo.bin" | memray-stat --dump > pipe.txt
+	cat "$BATS_FILE_TMPDIR/demo.bin" | memray-stat --dump - > dash.txt
+	[ "$(wc -l < file.txt)" -gt 1000 ]
+	cmp file.txt pipe.txt
+	cmp file.txt dash.txt
+}
+
+@test "compressed streams (gzip, zstd, xz, bzip2) read the same as plain, by content" {
+	f=$BATS_FILE_TMPDIR/demo.bin
+	dump "$f" > plain.txt
+	for z in gzip zstd xz bzip2; do
+		command -v $z > /dev/null || continue
+		$z -c "$f" > demo.$z.data
+		dump demo.$z.data > $z.txt
+		cmp plain.txt $z.txt
+	done
+}
+
+@test "truncation at every byte offset never crashes the reader and always reports where" {
+	f=$BATS_FILE_TMPDIR/small.bin
+	size=$(stat -c %s "$f")
+	[ "$size" -gt 500 ]
+	for ((i = 0; i < size; i++)); do
+		head -c $i "$f" > cut.bin
+		st=0
+		memray-stat --dump cut.bin > out.txt 2> err.txt || st=$?
+		[ "$st" = 2 ] || { echo "offset $i: exit $st"; cat err.txt; false; }
+		if [ $i = 0 ]; then
+			grep -q "memray-stat: cut.bin: empty input" err.txt
+			continue
+		fi
+		n=$(sed -n 's/.*truncated at byte \([0-9]*\).*/\1/p' err.txt)
+		[ -n "$n" ] && [ "$n" -le "$i" ] || { echo "offset $i: $(cat err.txt)"; false; }
+		# every record printed starts before the cut
+		awk -v i=$i '$1 >= i { exit 1 }' out.txt
+	done
+	memray-stat --dump "$f" > /dev/null
+}
+
+@test "what was read before the damage is printed before the error" {
+	f=$BATS_FILE_TMPDIR/demo.bin
+	dump "$f" > full.txt
+	head -c 3000 "$f" > cut.bin
+	run memray-stat --dump cut.bin
+	assert_failure 2
+	n=$(memray-stat --dump cut.bin 2>/dev/null | wc -l)
+	[ "$n" -gt 20 ]
+	diff <(memray-stat --dump cut.bin 2>/dev/null) <(head -n $n full.txt)
+}
+
+@test "a corrupted byte is reported as corruption with its offset" {
+	f=$BATS_FILE_TMPDIR/small.bin
+	cp "$f" bad.bin
+	printf 'XXXX' | dd of=bad.bin bs=1 seek=0 conv=notrunc status=none
+	run memray-stat --dump bad.bin
+	assert_failure 2
+	assert_output "memray-stat: bad.bin: not a memray stream (bad magic at byte 0)"
+	cp "$f" bad.bin
+	printf '\x7f' | dd of=bad.bin bs=1 seek=13 conv=notrunc status=none
+	run memray-stat --dump bad.bin
+	assert_failure 2
+	assert_output --partial "corrupt at byte 12: unsupported format version"
+	cp "$f" bad.bin
+	printf '\xee' | dd of=bad.bin bs=1 seek=$(( $(stat -c %s "$f") - 30 )) conv=notrunc status=none
+	run memray-stat --dump bad.bin
+	assert_failure 2
+	assert_output --regexp "memray-stat: bad.bin: (corrupt|truncated) at byte [0-9]+"
+}
+
+@test "unreadable input: a missing file, text, an empty file; the other files are still read" {
+	run memray-stat --dump no-such.bin
+	assert_failure 2
+	assert_output "memray-stat: cannot open 'no-such.bin': No such file or directory"
+	echo "hello world, not a stream" > text.bin
+	run memray-stat text.bin
+	assert_failure 2
+	assert_output --partial "memray-stat: text.bin: not a memray stream"
+	: > empty.bin
+	run memray-stat empty.bin
+	assert_failure 2
+	assert_output --partial "memray-stat: empty.bin: empty input"
+	run memray-stat no-such.bin "$BATS_FILE_TMPDIR/small.bin"
+	assert_failure 2
+	assert_output --partial "allocations:"
+}
+
+@test "memray-stat prints totals that match the dump" {
+	f=$BATS_FILE_TMPDIR/demo.bin
+	run memray-stat "$f"
+	assert_success
+	allocs=$(dump "$f" | awk '$3 == "alloc" || $3 == "move"' | wc -l)
+	assert_line "allocations:     $allocs"
+	# the demo leaks one 1 MiB buffer: live at the end is at least that
+	live=$(echo "$output" | awk '/^live at end:/ { print $4 }')
+	[ "$live" -ge 1048576 ]
+	peak=$(echo "$output" | awk '/^peak heap:/ { print $3 }')
+	[ "$peak" -ge "$live" ]
+}
+
+@test "usage: --help, --version, unknown options" {
+	run memray-stat --help
+	assert_success
+	assert_line --index 0 "usage: memray-stat [--dump] [FILE...]"
+	run memray-stat --version
+	assert_output --regexp '^memray-stat [0-9]+\.[0-9]+\.[0-9]+$'
+	run memray-stat --bogus
+	assert_failure 2
+	run memray-record --help
+	assert_success
+	assert_line --index 0 --partial "usage: memray-record"
+	run memray-record --version
+	assert_output --regexp '^memray-record [0-9]+\.[0-9]+\.[0-9]+$'
+}
