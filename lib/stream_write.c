@@ -72,14 +72,25 @@ static void append(struct mr_writer *w, const void *data, size_t n)
 	}
 }
 
-/* A record under construction: tag and fixed fields, no strings. */
+/* A record under construction: tag and fixed fields, no strings. It is
+ * encoded straight into the chunk when the chunk has room for any such
+ * record, else into `local` and copied across the chunk boundary. */
+#define REC_MAX 96
 struct rec {
-	uint8_t b[96];
+	uint8_t *b;
 	size_t n;
+	uint8_t local[REC_MAX];
 };
 
-static void rec_start(struct rec *r, int tag)
+static void rec_local(struct rec *r)
 {
+	r->b = r->local;
+	r->n = 0;
+}
+
+static void rec_init(struct mr_writer *w, struct rec *r, int tag)
+{
+	r->b = MR_CHUNK_MAX - w->len >= REC_MAX ? w->chunk + w->len : r->local;
 	r->b[0] = (uint8_t)tag;
 	r->n = 1;
 }
@@ -104,7 +115,13 @@ static void rec_addr(struct rec *r, uint64_t *reg, uint64_t addr)
 
 static void rec_end(struct mr_writer *w, struct rec *r)
 {
-	append(w, r->b, r->n);
+	if (r->b == r->local) {
+		append(w, r->b, r->n);
+	} else {
+		w->len += r->n;
+		if (w->len == MR_CHUNK_MAX)
+			mr_w_flush(w);
+	}
 	w->n_records++;
 }
 
@@ -124,7 +141,8 @@ static void put_cstr(struct mr_writer *w, const char *s)
 void mr_w_header(struct mr_writer *w, const struct mr_header_info *h)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_HEADER);
+	rec_local(&r); r.b[0] = (uint8_t)MR_TAG_HEADER;
+	r.n = 1;
 	rec_u(&r, MR_FORMAT_VERSION);
 	append(w, r.b, r.n);
 	put_cstr(w, h->tool_version);
@@ -156,7 +174,7 @@ uint32_t mr_w_pyframe(struct mr_writer *w, uint32_t function, uint32_t file,
 		      uint32_t line)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_PYFRAME);
+	rec_init(w, &r, MR_TAG_PYFRAME);
 	rec_u(&r, function);
 	rec_u(&r, file);
 	rec_u(&r, line);
@@ -167,7 +185,7 @@ uint32_t mr_w_pyframe(struct mr_writer *w, uint32_t function, uint32_t file,
 uint32_t mr_w_node_native(struct mr_writer *w, uint32_t parent, uint64_t ip)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_NODE_NATIVE);
+	rec_init(w, &r, MR_TAG_NODE_NATIVE);
 	rec_u(&r, w->next_node - parent);
 	rec_u(&r, zigzag_encode((int64_t)(ip - w->last_ip)));
 	w->last_ip = ip;
@@ -178,7 +196,7 @@ uint32_t mr_w_node_native(struct mr_writer *w, uint32_t parent, uint64_t ip)
 uint32_t mr_w_node_python(struct mr_writer *w, uint32_t parent, uint32_t frame)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_NODE_PYTHON);
+	rec_init(w, &r, MR_TAG_NODE_PYTHON);
 	rec_u(&r, w->next_node - parent);
 	rec_u(&r, frame);
 	rec_end(w, &r);
@@ -188,7 +206,8 @@ uint32_t mr_w_node_python(struct mr_writer *w, uint32_t parent, uint32_t frame)
 uint32_t mr_w_thread(struct mr_writer *w, uint64_t tid, const char *name)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_THREAD);
+	rec_local(&r); r.b[0] = (uint8_t)MR_TAG_THREAD;
+	r.n = 1;
 	rec_u(&r, tid);
 	append(w, r.b, r.n);
 	put_cstr(w, name);
@@ -200,7 +219,8 @@ uint32_t mr_w_thread(struct mr_writer *w, uint64_t tid, const char *name)
 void mr_w_thread_name(struct mr_writer *w, uint32_t thread, const char *name)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_THREAD_NAME);
+	rec_local(&r); r.b[0] = (uint8_t)MR_TAG_THREAD_NAME;
+	r.n = 1;
 	rec_u(&r, thread);
 	append(w, r.b, r.n);
 	put_cstr(w, name);
@@ -212,7 +232,7 @@ void mr_w_switch(struct mr_writer *w, uint32_t thread)
 	if (thread == w->cur_thread)
 		return;
 	struct rec r;
-	rec_start(&r, MR_TAG_THREAD_SWITCH);
+	rec_init(w, &r, MR_TAG_THREAD_SWITCH);
 	rec_u(&r, thread);
 	rec_end(w, &r);
 	w->cur_thread = thread;
@@ -227,7 +247,8 @@ uint32_t mr_w_module_load(struct mr_writer *w, uint32_t path, uint64_t base,
 		build_id_len = 0;
 	if (nsegs > MR_SEGMENTS_MAX)
 		nsegs = MR_SEGMENTS_MAX;
-	rec_start(&r, MR_TAG_MODULE_LOAD);
+	rec_local(&r); r.b[0] = (uint8_t)MR_TAG_MODULE_LOAD;
+	r.n = 1;
 	rec_u(&r, path);
 	rec_u(&r, base);
 	rec_u(&r, build_id_len);
@@ -250,7 +271,7 @@ uint32_t mr_w_module_load(struct mr_writer *w, uint32_t path, uint64_t base,
 void mr_w_module_unload(struct mr_writer *w, uint32_t module)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_MODULE_UNLOAD);
+	rec_init(w, &r, MR_TAG_MODULE_UNLOAD);
 	rec_u(&r, module);
 	rec_end(w, &r);
 }
@@ -258,7 +279,7 @@ void mr_w_module_unload(struct mr_writer *w, uint32_t module)
 void mr_w_memory(struct mr_writer *w, uint64_t time_us, uint64_t rss, uint64_t heap)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_MEMORY);
+	rec_init(w, &r, MR_TAG_MEMORY);
 	rec_u(&r, time_us - w->last_time_us);
 	rec_u(&r, rss);
 	rec_u(&r, heap);
@@ -270,7 +291,7 @@ void mr_w_alloc(struct mr_writer *w, int allocator, uint64_t addr, uint64_t size
 		uint32_t stack)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_ALLOC | allocator);
+	rec_init(w, &r, MR_TAG_ALLOC | allocator);
 	rec_addr(&r, &w->last_addr, addr);
 	rec_u(&r, size);
 	rec_u(&r, stack);
@@ -282,7 +303,7 @@ void mr_w_alloc(struct mr_writer *w, int allocator, uint64_t addr, uint64_t size
 void mr_w_free(struct mr_writer *w, int allocator, uint64_t addr, uint64_t len)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_FREE | allocator);
+	rec_init(w, &r, MR_TAG_FREE | allocator);
 	rec_addr(&r, &w->last_addr, addr);
 	if (allocator == MR_MUNMAP)
 		rec_u(&r, len);
@@ -294,7 +315,7 @@ void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
 	       uint64_t old_len, uint64_t addr, uint64_t size, uint32_t stack)
 {
 	struct rec r;
-	rec_start(&r, MR_TAG_MOVE | allocator);
+	rec_init(w, &r, MR_TAG_MOVE | allocator);
 	rec_addr(&r, &w->last_addr, old_addr);
 	if (allocator == MR_MREMAP)
 		rec_u(&r, old_len);
@@ -310,7 +331,8 @@ void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
 static void put_counts(struct mr_writer *w, int tag, uint64_t time_us)
 {
 	struct rec r;
-	rec_start(&r, tag);
+	rec_local(&r); r.b[0] = (uint8_t)tag;
+	r.n = 1;
 	rec_u(&r, time_us);
 	rec_u(&r, w->n_records);
 	rec_u(&r, w->n_allocs);
