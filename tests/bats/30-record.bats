@@ -205,3 +205,16 @@ load helper
 	root/opt/m/bin/memray-record -q -o i.bin "$FIX/allocs" chain > /dev/null
 	[ "$(events valloc i.bin 984 | wc -l)" = 1 ]
 }
+
+@test "an exec in the recorded process goes on recording in the new image; a failed exec changes nothing" {
+	memray-record -q -o e.bin "$FIX/allocs" exec-self > /dev/null
+	run memray-stat e.bin
+	assert_success
+	[ "$(dump e.bin | grep -c ' header ')" = 2 ]
+	[ "$(dump e.bin | grep -c ' exec ')" = 2 ]
+	[ "$(dump e.bin | grep -c ' trailer ')" = 1 ]
+	# the failed exec's EXEC record is followed by the first image's own valloc
+	[ "$(events valloc e.bin 984 | wc -l)" = 2 ]
+	dump e.bin | awk '$3 == "header"' | tail -1 | grep -q 'argv=".*allocs" "chain"'
+	[ "$(dump e.bin | awk '{print $2}' | sort -u | wc -l)" = 1 ]
+}
