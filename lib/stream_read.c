@@ -58,7 +58,7 @@ void mr_reader_init(struct mr_reader *r, struct mr_input *in)
 
 static void proc_free(struct mr_proc *p)
 {
-	for (size_t i = 1; i < p->nstrings; i++)
+	for (size_t i = 0; i < p->nstrings; i++)
 		free(p->strings[i]);
 	free(p->strings);
 	for (size_t i = 1; i < p->nthreads; i++)
