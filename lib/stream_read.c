@@ -159,10 +159,16 @@ static uint64_t get_u(struct cur *c)
 static uint64_t get_addr(struct cur *c, uint64_t *reg)
 {
 	uint64_t u = get_u(c);
-	int64_t d = zigzag_decode(u >> 1);
-	if (!(u & 1))
-		d = (int64_t)((uint64_t)d * 16);
-	*reg += (uint64_t)d;
+	if ((u & 1) == 0)
+		*reg += (uint64_t)zigzag_decode(u >> 1) * 16;
+	else if ((u & 3) == 1)
+		*reg += (uint64_t)zigzag_decode(u >> 2);
+	else if (u == 3)
+		*reg = get_u(c);
+	else if (c->st == 1) {
+		c->st = -1;
+		c->why = "malformed address";
+	}
 	return *reg;
 }
 

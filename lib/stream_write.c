@@ -101,15 +101,22 @@ static void rec_u(struct rec *r, uint64_t v)
 }
 
 /* Addresses are written as a difference from a register (the previous
- * address written), divided by 16 when the difference allows it. The low
- * bit of the varint says which: 0 scaled, 1 not. */
+ * address written). The low bits of the varint say how:
+ *   ...0   the difference divided by 16, zigzagged, shifted left by 1
+ *   ..01   the difference, zigzagged, shifted left by 2 (below 2^62)
+ *   0b11   exactly 3: the absolute address follows as a second varint */
 static void rec_addr(struct rec *r, uint64_t *reg, uint64_t addr)
 {
 	int64_t d = (int64_t)(addr - *reg);
-	if ((d & 15) == 0)
+	uint64_t z = zigzag_encode(d);
+	if ((d & 15) == 0) {
 		rec_u(r, zigzag_encode(d / 16) << 1);
-	else
-		rec_u(r, zigzag_encode(d) << 1 | 1);
+	} else if (z < (1ull << 62)) {
+		rec_u(r, z << 2 | 1);
+	} else {
+		rec_u(r, 3);
+		rec_u(r, addr);
+	}
 	*reg = addr;
 }
 

@@ -2,7 +2,8 @@
 # Installs the Debian packages memray-c needs that are missing.
 set -e
 pkgs="build-essential libunwind-dev libarchive-dev libdw-dev libelf-dev zlib1g-dev
-bats bats-support bats-assert python3 binutils gzip zstd xz-utils heaptrack"
+bats bats-support bats-assert python3 binutils gzip zstd xz-utils bzip2
+mandoc bsdextrautils util-linux heaptrack"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
