@@ -62,7 +62,8 @@ static uint64_t live_heap;
 static uintptr_t self_lo, self_hi; /* our own code, skipped in stacks */
 static pthread_key_t thread_key;
 static pthread_t sampler;
-static int statm_fd = -1;
+static dev_t out_dev;
+static ino_t out_ino;
 
 static uint64_t now_us(void)
 {
@@ -163,6 +164,15 @@ static int batch_write(void)
 {
 	if (batch_len == 0 || out_fd < 0)
 		return 0;
+	/* A program that closed every descriptor may since have opened a file
+	 * of its own under our number: never write into it. */
+	struct stat st;
+	if (fstat(out_fd, &st) < 0 || st.st_dev != out_dev || st.st_ino != out_ino) {
+		tracker_active = 0;
+		out_fd = -1;
+		batch_len = 0;
+		return -1;
+	}
 	sigset_t pipe_set, old, pending;
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
@@ -644,7 +654,13 @@ void tracker_modules_changed(int closed)
 static uint64_t read_rss(void)
 {
 	char buf[128];
-	ssize_t k = pread(statm_fd, buf, sizeof(buf) - 1, 0);
+	/* Opened for each reading, so no descriptor of ours stays open for the
+	 * program to close or find in its way. */
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
 	if (k <= 0)
 		return 0;
 	buf[k] = 0;
@@ -708,9 +724,7 @@ static void at_child(void)
 	pthread_mutex_init(&lock, NULL);
 	if (out_fd >= 0)
 		close(out_fd);
-	if (statm_fd >= 0)
-		close(statm_fd);
-	out_fd = statm_fd = -1;
+	out_fd = -1;
 }
 
 /* Takes the descriptor memray-record passed, out of the program's way: a
@@ -730,6 +744,8 @@ static int adopt_fd(const char *s)
 	if (high < 0)
 		return -1;
 	close((int)fd);
+	out_dev = st.st_dev;
+	out_ino = st.st_ino;
 	return high;
 }
 
@@ -814,12 +830,6 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	find_self();
 	if (native_stacks)
 		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-	statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-	if (statm_fd >= 0 && statm_fd < 100) {
-		int high = fcntl(statm_fd, F_DUPFD_CLOEXEC, 100);
-		close(statm_fd);
-		statm_fd = high;
-	}
 	pthread_key_create(&thread_key, thread_gone);
 
 	char exe[4096];

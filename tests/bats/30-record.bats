@@ -221,3 +221,13 @@ load helper
 	dump e.bin | awk '$3 == "header"' | tail -1 | grep -q 'argv=".*allocs" "chain"'
 	[ "$(dump e.bin | awk '{print $2}' | sort -u | wc -l)" = 1 ]
 }
+
+@test "a program that closes every descriptor and reuses the numbers never gets tracker bytes in its files" {
+	run memray-record -q -o c.bin "$FIX/allocs" close-all "$BATS_TEST_TMPDIR/mine.txt"
+	assert_success
+	[ "$(cat mine.txt)" = mine ]
+	run memray-stat --dump c.bin
+	assert_failure 2
+	assert_output --partial " header "
+	assert_output --partial "no trailer"
+}
