@@ -647,6 +647,9 @@ static int at_end(struct mr_reader *r)
 		if (p->buf_end > p->buf_start)
 			return fail(r, "truncated at byte %" PRIu64 ": pid %u's last record is incomplete",
 				    file_offset(p, p->consumed), p->pid);
+		if (!p->has_trailer && p->exec_pending)
+			return fail(r, "truncated at byte %" PRIu64 ": pid %u exec'd a program that"
+				    " did not record (statically linked or setuid?)", r->offset, p->pid);
 		if (!p->has_trailer)
 			return fail(r, "truncated at byte %" PRIu64 ": no trailer for pid %u"
 				    " (the program was killed or the stream was cut)",

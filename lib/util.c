@@ -31,6 +31,18 @@ void die(int status, const char *fmt, ...)
 	exit(status);
 }
 
+void bad_option(int c, const char *arg)
+{
+	extern int optopt;
+	char shortopt[3] = { '-', (char)optopt, 0 };
+	int is_long = arg && arg[0] == '-' && arg[1] == '-';
+	const char *name = is_long || !optopt ? arg : shortopt;
+	if (c == ':')
+		warnmsg("option '%s' needs an argument", name);
+	else
+		warnmsg("unknown option '%s'", name);
+}
+
 char *human_size(char *buf, uint64_t n)
 {
 	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };

@@ -21,6 +21,11 @@ void warnmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 
+/* Reports the option getopt_long rejected: call with opterr = 0 and an
+ * option string starting with ':' (after any '+'), with what getopt_long
+ * returned (':' missing argument, '?' unknown) and argv[optind - 1]. */
+void bad_option(int c, const char *arg);
+
 /* Formats n bytes for people ("984 B", "1.5 KiB", "12.0 MiB") into buf,
  * which needs 16 bytes; returns buf. */
 char *human_size(char *buf, uint64_t n);

@@ -42,9 +42,13 @@ static const char usage_text[] =
 	"  -h, --help          show this help\n"
 	"      --version       show the version\n";
 
+/* The whole help on request; only the usage lines after a mistake. */
 static void usage(int status)
 {
-	fputs(usage_text, status ? stderr : stdout);
+	if (status == EXIT_OK)
+		fputs(usage_text, stdout);
+	else
+		fprintf(stderr, "%.*s", (int)(strstr(usage_text, "\n\n") - usage_text + 1), usage_text);
 	exit(status);
 }
 
@@ -160,7 +164,7 @@ struct out {
 	int compress;
 	int cut;     /* the output went away or filled: drain, keep nothing */
 	int err;
-	unsigned long long bytes_in;
+	unsigned long long bytes_in, bytes_out;
 };
 
 static void out_write(struct out *o, const void *data, size_t n)
@@ -177,6 +181,7 @@ static void out_write(struct out *o, const void *data, size_t n)
 		}
 		p += k;
 		n -= (size_t)k;
+		o->bytes_out += (unsigned long long)k;
 	}
 }
 
@@ -278,7 +283,8 @@ int main(int argc, char **argv)
 	struct opts o = { NULL, 0, 0, 0, "auto", 10 };
 	int c;
 	char *end;
-	while ((c = getopt_long(argc, argv, "+o:fzqh", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:o:fzqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o': o.output = optarg; break;
 		case 'f': o.force = 1; break;
@@ -294,7 +300,7 @@ int main(int argc, char **argv)
 			break;
 		case 'h': usage(EXIT_OK); break;
 		case 'V': printf("memray-record %s\n", MEMRAY_VERSION); return EXIT_OK;
-		default: usage(EXIT_USAGE);
+		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
 	if (optind >= argc) {
@@ -315,11 +321,12 @@ int main(int argc, char **argv)
 
 	/* Where the stream goes. */
 	struct out out = { .fd = -1 };
-	int to_stdout = 0, default_name = 0;
+	int to_stdout = 0, default_name = 0, created = 0;
 	char name[PATH_MAX];
 	if (o.output && strcmp(o.output, "-") != 0) {
 		if (!why)
 			out.fd = open_output(o.output, o.force);
+		created = out.fd >= 0;
 		out.name = o.output;
 	} else if (o.output || !isatty(STDOUT_FILENO)) {
 		to_stdout = 1;
@@ -369,6 +376,7 @@ int main(int argc, char **argv)
 		char *base = basename(prog_argv[0]);
 		snprintf(name, sizeof(name), "memray-%s.%d.bin", base, (int)child);
 		out.fd = open_output(name, o.force);
+		created = 1;
 		out.name = name;
 		if (write(go[1], "g", 1) != 1)
 			die(EXIT_USAGE, "cannot start '%s'", prog_argv[0]);
@@ -378,7 +386,7 @@ int main(int argc, char **argv)
 	int e = 0;
 	if (read(errp[0], &e, sizeof(e)) == (ssize_t)sizeof(e)) {
 		waitpid(child, NULL, 0);
-		if (out.name && !to_stdout)
+		if (created)
 			unlink(out.name);
 		warnmsg("cannot run '%s': %s", prog_argv[0], strerror(e));
 		return e == ENOENT ? 127 : 126;
@@ -422,7 +430,7 @@ int main(int argc, char **argv)
 		warnmsg("nothing was recorded: '%s' did not load the tracker", prog_argv[0]);
 	} else if (!why && !o.quiet && !to_stdout) {
 		char h[16];
-		warnmsg("wrote %s (%s)", out.name, human_size(h, out.bytes_in));
+		warnmsg("wrote %s (%s)", out.name, human_size(h, out.bytes_out));
 	}
 	return status;
 }

@@ -26,9 +26,13 @@ static const char usage_text[] =
 	"  -h, --help      show this help\n"
 	"      --version   show the version\n";
 
+/* The whole help on request; only the usage lines after a mistake. */
 static void usage(int status)
 {
-	fputs(usage_text, status ? stderr : stdout);
+	if (status == EXIT_OK)
+		fputs(usage_text, stdout);
+	else
+		fprintf(stderr, "%.*s", (int)(strstr(usage_text, "\n\n") - usage_text + 1), usage_text);
 	exit(status);
 }
 
@@ -124,12 +128,13 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	int dump = 0, c;
-	while ((c = getopt_long(argc, argv, "dh", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":dh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd': dump = 1; break;
 		case 'h': usage(EXIT_OK); break;
 		case 'V': printf("memray-stat %s\n", MEMRAY_VERSION); return EXIT_OK;
-		default: usage(EXIT_USAGE);
+		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
 	struct totals t;

@@ -128,7 +128,7 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	if (unlikely(!real.mmap) && !tracker_resolve())
 		return MAP_FAILED;
 	void *p = real.mmap(addr, len, prot, flags, fd, off);
-	if (recording() && p != MAP_FAILED)
+	if (recording() && p != MAP_FAILED && !tracker_own_call(__builtin_return_address(0)))
 		tracker_alloc(MR_MMAP, p, len);
 	return p;
 }
@@ -147,7 +147,7 @@ EXPORT int munmap(void *addr, size_t len)
 {
 	if (unlikely(!real.munmap) && !tracker_resolve())
 		return -1;
-	if (recording())
+	if (recording() && !tracker_own_call(__builtin_return_address(0)))
 		tracker_free(MR_MUNMAP, addr, len);
 	return real.munmap(addr, len);
 }

@@ -769,27 +769,70 @@ static void restore_env(void)
 	unsetenv("MEMRAY_SEQ");
 }
 
-static void find_self(void)
+/* The executable code of the object containing addr, as [*lo, *hi). */
+static int text_range(const void *addr, uintptr_t *lo, uintptr_t *hi, char *path, size_t n)
 {
 	Dl_info di;
-	if (!dladdr((void *)find_self, &di))
-		return;
-	snprintf(self_path, sizeof(self_path), "%s", di.dli_fname);
+	if (!dladdr(addr, &di) || !di.dli_fbase)
+		return -1;
+	if (path)
+		snprintf(path, n, "%s", di.dli_fname);
 	const ElfW(Ehdr) *eh = di.dli_fbase;
 	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
-	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	*lo = UINTPTR_MAX;
+	*hi = 0;
 	/* dli_fbase is the ELF header, at the load bias plus the first
 	 * segment's vaddr, which is 0 for a shared object. */
 	for (int i = 0; i < eh->e_phnum; i++)
 		if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
 			uintptr_t a = (uintptr_t)eh + ph[i].p_vaddr;
-			if (a < lo)
-				lo = a;
-			if (a + ph[i].p_memsz > hi)
-				hi = a + ph[i].p_memsz;
+			if (a < *lo)
+				*lo = a;
+			if (a + ph[i].p_memsz > *hi)
+				*hi = a + ph[i].p_memsz;
 		}
-	self_lo = lo;
-	self_hi = hi;
+	return 0;
+}
+
+static uintptr_t unwind_lo, unwind_hi; /* libunwind's code */
+
+static void find_self(void)
+{
+	text_range((void *)find_self, &self_lo, &self_hi, self_path, sizeof(self_path));
+	text_range((void *)unw_backtrace, &unwind_lo, &unwind_hi, NULL, 0);
+}
+
+/* libunwind maps and unmaps its caches itself, sometimes outside the
+ * tracker (a thread's cache is unmapped when the thread exits): those
+ * calls are the tracker's, not the program's. */
+int tracker_own_call(const void *caller)
+{
+	uintptr_t a = (uintptr_t)caller;
+	return (a >= unwind_lo && a < unwind_hi) || (a >= self_lo && a < self_hi);
+}
+
+/* libunwind opens a pipe of its own the first time it unwinds (to check
+ * that addresses are readable). Unwinding once here, with the low
+ * descriptor numbers held by placeholders, keeps that pipe out of the
+ * numbers the program expects its own open() calls to get. */
+static void unwinder_start(void)
+{
+	int held[64], n = 0;
+	while (n < 64) {
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			break;
+		if (fd >= 64) {
+			close(fd);
+			break;
+		}
+		held[n++] = fd;
+	}
+	void *ips[8];
+	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+	unw_backtrace(ips, 8);
+	while (n > 0)
+		close(held[--n]);
 }
 
 __attribute__((constructor(101))) static void tracker_start(int argc, char **argv, char **envp)
@@ -829,7 +872,7 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	my_pid = getpid();
 	find_self();
 	if (native_stacks)
-		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+		unwinder_start();
 	pthread_key_create(&thread_key, thread_gone);
 
 	char exe[4096];

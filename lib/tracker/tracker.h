@@ -69,6 +69,7 @@ void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void 
 void tracker_modules_changed(int closed);
 void tracker_thread_renamed(unsigned long thread, const char *name);
 void tracker_finish(void);
+int tracker_own_call(const void *caller);
 /* Before an exec in the recorded process: ends this image's records with
  * an EXEC record, lets the stream's descriptor survive the exec and
  * returns envp plus what the new image's tracker needs (NULL: exec

@@ -7,7 +7,7 @@ load helper
 TOOLS="memray-record memray-stat"
 MAN=$BATS_TEST_DIRNAME/../../man
 
-render() { mandoc -T ascii "$1" | col -b; }
+render() { mandoc -T ascii "$1" | col -bx; }
 
 options() { grep -o -- '--[a-z][a-z-]*' | sort -u; }
 

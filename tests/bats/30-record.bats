@@ -231,3 +231,11 @@ load helper
 	assert_output --partial " header "
 	assert_output --partial "no trailer"
 }
+
+@test "the program's first open() gets the same descriptor number as without recording" {
+	"$FIX/allocs" first-fd | tail -1 > plain.txt
+	memray-record -q -o n.bin --native "$FIX/allocs" first-fd | tail -1 > native.txt
+	memray-record -q -o p.bin --no-native "$FIX/allocs" first-fd | tail -1 > python.txt
+	diff plain.txt native.txt
+	diff plain.txt python.txt
+}
