@@ -18,7 +18,7 @@ LDLIBS_TRACKER = -lunwind -ldl -lpthread
 
 TOOLS   = memray-record memray-stat
 LIB_SRC = lib/live.c lib/stream_write.c lib/stream_read.c lib/input.c lib/util.c lib/dump.c
-TRACKER_SRC = lib/tracker/tracker.c lib/tracker/hooks.c lib/stream_write.c
+TRACKER_SRC = lib/tracker/tracker.c lib/tracker/hooks.c lib/tracker/python.c lib/stream_write.c
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 FIXTURE_SRC = $(filter-out tests/fixtures/dlopened.c,$(wildcard tests/fixtures/*.c))
 FIXTURE_CXX = $(wildcard tests/fixtures/*.cc)

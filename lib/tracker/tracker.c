@@ -31,6 +31,7 @@
 
 #include "../stream.h"
 #include "../util.h"
+#include "python.h"
 #include "tracker.h"
 
 #define MAX_FRAMES 256
@@ -50,6 +51,19 @@ struct tstate {
 	uint32_t ids[MAX_FRAMES];
 };
 static __thread struct tstate ts __attribute__((tls_model("initial-exec")));
+
+/* Per-thread Python stacks: the frames just walked and the previous stack
+ * with its trie nodes, in memory of their own (a thread's C stack may be
+ * small, and static TLS should stay small). */
+#define MAX_PY_FRAMES 2048
+struct pystate {
+	int depth;
+	struct pyent prev[MAX_PY_FRAMES];
+	struct pyent cur[MAX_PY_FRAMES];
+};
+static __thread struct pystate *pyts __attribute__((tls_model("initial-exec")));
+static int python_stacks; /* the program is CPython and frames are walked */
+#define PY_NODE (1ull << 63) /* a trie key holding a PYFRAME id */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mr_writer writer;
@@ -278,7 +292,8 @@ static uint32_t trie_node(uint32_t parent, uintptr_t ip)
 	}
 	trie[j].ip = ip;
 	trie[j].parent = parent;
-	trie[j].id = mr_w_node_native(&writer, parent, ip);
+	trie[j].id = ip & PY_NODE ? mr_w_node_python(&writer, parent, (uint32_t)ip)
+				  : mr_w_node_native(&writer, parent, ip);
 	trie_count++;
 	return trie[j].id;
 }
@@ -288,13 +303,37 @@ struct capture {
 	int n;         /* frames, root first */
 	int same;      /* leading frames equal to the thread's cached stack */
 	uintptr_t ips[MAX_FRAMES];
+	int pyn, pysame; /* the same for Python frames, in pyts->cur */
 };
+
+static void capture_python(struct capture *c)
+{
+	c->pyn = c->pysame = 0;
+	if (!python_stacks || !python_ready())
+		return;
+	if (!pyts) {
+		void *p = real.mmap(NULL, sizeof(struct pystate), PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return;
+		pyts = p;
+	}
+	struct pystate *s = pyts;
+	c->pyn = python_walk(s->cur, MAX_PY_FRAMES);
+	while (c->pysame < c->pyn && c->pysame < s->depth &&
+	       s->prev[c->pysame].frame == s->cur[c->pysame].frame &&
+	       s->prev[c->pysame].code == s->cur[c->pysame].code &&
+	       s->prev[c->pysame].lasti == s->cur[c->pysame].lasti)
+		c->pysame++;
+}
+
 
 /* Unwinds the calling thread, outside the lock. */
 static void capture(struct capture *c)
 {
 	void *raw[MAX_FRAMES];
 	c->n = c->same = 0;
+	capture_python(c);
 	if (!native_stacks)
 		return;
 	int n = unw_backtrace(raw, MAX_FRAMES);
@@ -308,10 +347,24 @@ static void capture(struct capture *c)
 }
 
 /* Interns the capture and returns its leaf node. Locked. */
+static uint32_t intern_python(const struct capture *c)
+{
+	struct pystate *s = pyts;
+	uint32_t parent = c->pysame ? s->prev[c->pysame - 1].node : 0;
+	for (int i = c->pysame; i < c->pyn; i++) {
+		uint32_t frame = python_frame_id(&writer, &s->cur[i]);
+		parent = trie_node(parent, PY_NODE | frame);
+		s->prev[i] = s->cur[i];
+		s->prev[i].node = parent;
+	}
+	s->depth = c->pyn;
+	return parent;
+}
+
 static uint32_t intern(const struct capture *c)
 {
 	if (c->n == 0)
-		return 0;
+		return c->pyn ? intern_python(c) : 0;
 	uint32_t parent = c->same ? ts.ids[c->same - 1] : 0;
 	for (int i = c->same; i < c->n; i++) {
 		parent = trie_node(parent, c->ips[i]);
@@ -334,6 +387,10 @@ static size_t nthreads, threads_cap;
 static void thread_gone(void *arg)
 {
 	uint32_t index = (uint32_t)(uintptr_t)arg;
+	if (pyts) {
+		real.munmap(pyts, sizeof(*pyts));
+		pyts = NULL;
+	}
 	pthread_mutex_lock(&lock);
 	for (size_t i = 0; i < nthreads; i++)
 		if (threads[i].index == index) {
@@ -854,13 +911,19 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	out_fd = pid && atol(pid) == (long)getpid() ? adopt_fd(fd) : -1;
 	if (native)
 		snprintf(native_env, sizeof(native_env), "%s", native);
-	int is_python = dlsym(RTLD_DEFAULT, "Py_Initialize") != NULL;
+	int is_python = python_start();
 	if (native && strcmp(native, "auto") != 0)
 		native_stacks = native[0] == '1';
 	else
 		native_stacks = !is_python;
 	if (interval && atoll(interval) > 0)
 		interval_us = (uint64_t)atoll(interval);
+	python_stacks = is_python && !native_stacks;
+	const char *pymalloc = getenv("PYTHONMALLOC");
+	uint64_t py_flags = 0;
+	if (is_python)
+		py_flags = (python_stacks ? MR_F_PYTHON : 0) | (pymalloc && strncmp(pymalloc, "malloc", 6) == 0
+						  ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
 	restore_env();
 	if (out_fd < 0) {
 		tracker_guard = 0;
@@ -884,7 +947,7 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 		.ppid = (uint32_t)getppid(),
 		.start_us = (uint64_t)wall.tv_sec * 1000000u + (uint64_t)wall.tv_nsec / 1000,
 		.page_size = (uint64_t)sysconf(_SC_PAGESIZE),
-		.flags = native_stacks ? MR_F_NATIVE : 0,
+		.flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags,
 		.interval_us = interval_us,
 		.argc = argc,
 		.argv = argv,

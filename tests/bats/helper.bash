@@ -61,3 +61,26 @@ symbolize() {
 		done
 	done
 }
+
+# pystack FILE STACK: the Python frames of stack node STACK, root first,
+# one "function file:line" per line (file reduced to its base name).
+pystack() {
+	memray-stat --dump "$1" | awk -v s="$2" '
+		function val(f) { sub(/^[a-z_]+=/, "", f); return f }
+		$3 == "string" { id = val($4); str = substr($0, index($0, "\"") + 1); sub(/"$/, "", str); S[id] = str }
+		$3 == "pyframe" { id = val($4); FN[id] = S[val($5)]; n = split(S[val($6)], p, "/"); FL[id] = p[n]; LN[id] = val($7) }
+		$3 == "pynode" { id = val($4); P[id] = val($5); F[id] = val($6) }
+		$3 == "node" { id = val($4); P[id] = val($5); F[id] = "" }
+		END {
+			n = 0
+			while (s != 0 && s != "") { if (F[s] != "") out[n++] = FN[F[s]] " " FL[F[s]] ":" LN[F[s]]; s = P[s] }
+			for (i = n - 1; i >= 0; i--) print out[i]
+		}'
+}
+
+# pystack_of FILE AWKCOND: the Python stack of the first event matching AWKCOND
+pystack_of() {
+	local s
+	s=$(memray-stat --dump "$1" | awk "$2" | head -1 | sed -n 's/.* stack=\([0-9]*\).*/\1/p')
+	[ -n "$s" ] && pystack "$1" "$s"
+}
