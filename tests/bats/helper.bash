@@ -84,3 +84,37 @@ pystack_of() {
 	s=$(memray-stat --dump "$1" | awk "$2" | head -1 | sed -n 's/.* stack=\([0-9]*\).*/\1/p')
 	[ -n "$s" ] && pystack "$1" "$s"
 }
+
+PYDIR=$BATS_TEST_DIRNAME/../fixtures/py
+
+# pythons: Debian's /usr/bin/python3 and every CPython 3.9-3.13 under
+# pyenv, by real path; the missing minor versions are reported on fd 3.
+pythons() {
+	echo /usr/bin/python3
+	local m p
+	for m in 9 10 11 12 13; do
+		p=$(ls -d /root/.pyenv/versions/3.$m.*/bin/python3 2>/dev/null | grep -v -- '-dev\|t/bin' | tail -1)
+		if [ -n "$p" ]; then
+			echo "$p"
+		else
+			echo "# CPython 3.$m is not installed: skipped" >&3
+		fi
+	done
+}
+
+# on_every_python COMMAND...: runs COMMAND with $PY set to each Python;
+# fails naming the Python that failed.
+on_every_python() {
+	local PY
+	for PY in $(pythons); do
+		"$@" || { echo "failed with $PY"; return 1; }
+	done
+}
+
+# expect_pystack FILE SIZE EXPECTED: the Python stack of the allocation of
+# SIZE bytes is EXPECTED (lines "function file:line", root first).
+expect_pystack() {
+	local got
+	got=$(pystack_of "$1" "(\$3 == \"alloc\" || \$3 == \"move\") && (\$6 == \"size=$2\" || \$7 == \"size=$2\")")
+	[ "$got" = "$3" ] || { printf 'size %s with %s:\n--- got\n%s\n--- expected\n%s\n' "$2" "$PY" "$got" "$3"; return 1; }
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env bats
+# Python stacks on every CPython 3.9-3.13 on the machine.
+
+load helper
+
+chain() {
+	memray-record -q -f -o c.bin "$PY" "$PYDIR/chain.py" &&
+	expect_pystack c.bin 1048577 "<module> chain.py:13
+alloc_func1 chain.py:10
+alloc_func2 chain.py:6
+alloc_func3 chain.py:2" &&
+	dump c.bin | head -1 | grep -q "flags=python,pymalloc " &&
+	dump c.bin | head -1 | grep -qv "native"
+}
+
+@test "a three-deep call chain allocating 1 MiB: function, file and line of every frame, root first" {
+	on_every_python chain
+}
+
+threads() {
+	memray-record -q -f -o t.bin "$PY" "$PYDIR/threads.py" || return 1
+	local one two
+	one=$(pystack_of t.bin '$6 == "size=111112"' | tail -1)
+	two=$(pystack_of t.bin '$6 == "size=222223"' | tail -1)
+	[ "$one" = "worker_one threads.py:5" ] && [ "$two" = "worker_two threads.py:9" ] ||
+		{ echo "leaves: $one / $two"; return 1; }
+	local t1 t2
+	t1=$(dump t.bin | awk '$3 == "alloc" && $6 == "size=111112"' | field thread)
+	t2=$(dump t.bin | awk '$3 == "alloc" && $6 == "size=222223"' | field thread)
+	[ "$t1" != 1 ] && [ "$t2" != 1 ] && [ "$t1" != "$t2" ] || { echo "threads $t1 $t2"; return 1; }
+	# the thread's own stack starts in threading's bootstrap, not in the main thread's frames
+	pystack_of t.bin '$6 == "size=111112"' | head -1 | grep -Eq "^(Thread\.)?_bootstrap threading.py:"
+}
+
+@test "two threads allocating at different lines: each event carries its thread and its own stack" {
+	on_every_python threads
+}
+
+tasks() {
+	memray-record -q -f -o a.bin "$PY" "$PYDIR/tasks.py" || return 1
+	local a b
+	a=$(dump a.bin | awk '$6 == "size=123452" && $3 == "alloc"' | wc -l)
+	b=$(dump a.bin | awk '$6 == "size=123453" && $3 == "alloc"' | wc -l)
+	[ "$a" = 3 ] && [ "$b" = 3 ] || { echo "counts $a $b"; return 1; }
+	pystack_of a.bin '$6 == "size=123452"' | tail -1 | grep -qx "task_a tasks.py:9" &&
+	pystack_of a.bin '$6 == "size=123453"' | tail -1 | grep -qx "task_b tasks.py:14" &&
+	! pystack_of a.bin '$6 == "size=123452"' | grep -q task_b &&
+	! pystack_of a.bin '$6 == "size=123453"' | grep -q task_a &&
+	pystack_of a.bin '$6 == "size=123452"' | head -1 | grep -qx "<module> tasks.py:22"
+}
+
+@test "asyncio: two interleaving tasks each show their own coroutine at the right line" {
+	on_every_python tasks
+}
+
+exceptions() {
+	memray-record -q -f -o e.bin "$PY" "$PYDIR/exceptions.py" &&
+	expect_pystack e.bin 333334 "<module> exceptions.py:21
+catcher exceptions.py:18"
+}
+
+@test "an exception unwinding several frames, then an allocation in the catching frame" {
+	on_every_python exceptions
+}
+
+generator() {
+	memray-record -q -f -o g.bin "$PY" "$PYDIR/generator.py" &&
+	expect_pystack g.bin 444442 "<module> generator.py:13
+consume generator.py:8
+numbers generator.py:3" &&
+	expect_pystack g.bin 444444 "<module> generator.py:13
+consume generator.py:8
+numbers generator.py:3"
+}
+
+@test "a generator suspended and resumed: its frame sits under the consumer's loop line" {
+	on_every_python generator
+}
+
+callback() {
+	memray-record -q -f -o k.bin "$PY" "$PYDIR/callback.py" &&
+	expect_pystack k.bin 555556 "<module> callback.py:10
+key callback.py:2" &&
+	expect_pystack k.bin 555557 "<module> callback.py:11
+via_map callback.py:7"
+}
+
+@test "C code calling back into Python: sorted(key=...) and map" {
+	on_every_python callback
+}
+
+recursion() {
+	memray-record -q -f -o r.bin "$PY" "$PYDIR/recursion.py" 990 || return 1
+	local s n
+	s=$(pystack_of r.bin '$6 == "size=666667"')
+	n=$(echo "$s" | grep -c "^down recursion.py:")
+	[ "$n" = 991 ] || { echo "$n down frames"; return 1; }
+	[ "$(echo "$s" | head -1)" = "<module> recursion.py:10" ] &&
+	[ "$(echo "$s" | tail -1)" = "down recursion.py:6" ] &&
+	[ "$(echo "$s" | sed -n 3p)" = "down recursion.py:7" ]
+}
+
+@test "deep recursion: 990 levels give 991 frames with the right lines" {
+	on_every_python recursion
+}
+
+modules() {
+	cd "$PYDIR" &&
+	memray-record -q -f -o "$BATS_TEST_TMPDIR/m.bin" "$PY" -m modmain &&
+	cd "$BATS_TEST_TMPDIR" &&
+	local s
+	s=$(pystack_of m.bin '$6 == "size=777778"')
+	echo "$s" | head -1 | grep -Eq "_run_module_as_main (runpy.py|<frozen runpy>):" &&
+	echo "$s" | tail -2 | tr '\n' '|' | grep -qx "<module> modmain.py:6|main modmain.py:2|" ||
+		{ echo "-m: $s"; return 1; }
+	memray-record -q -f -o c.bin "$PY" -c 'def f():
+    return bytearray(888888)
+f()' &&
+	expect_pystack c.bin 888889 "<module> <string>:3
+f <string>:2"
+}
+
+@test "python3 -m module and python3 -c" {
+	on_every_python modules
+}
+
+@test "a repeated stack costs a few bytes: 10000 allocations at one line" {
+	cat > loop.py <<'PY'
+keep = []
+for i in range(10000):
+    keep.append(bytearray(1000))
+PY
+	memray-record -q -o l.bin /usr/bin/python3 loop.py
+	n=$(dump l.bin | awk '$3 == "alloc" && $6 == "size=1001"' | wc -l)
+	[ "$n" = 10000 ]
+	# the stack is interned once: every event names the same node
+	[ "$(dump l.bin | awk '$3 == "alloc" && $6 == "size=1001"' | field stack | sort -u | wc -l)" = 1 ]
+}
+
+@test "numpy.ones(10**7) shows 80 MB at that line" {
+	/usr/bin/python3 -c "import numpy" 2>/dev/null || skip "python3-numpy is not installed"
+	memray-record -q -o n.bin /usr/bin/python3 "$PYDIR/numpy_ones.py"
+	s=$(pystack_of n.bin '$3 == "alloc" && $6 == "size=80000000"')
+	[ "$(echo "$s" | head -1)" = "<module> numpy_ones.py:3" ]
+	echo "$s" | tail -1 | grep -q "^ones numeric.py:"
+}
