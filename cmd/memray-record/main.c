@@ -26,7 +26,7 @@
 
 static const char usage_text[] =
 	"usage: memray-record [-fqz] [-o FILE] [--native | --no-native] [--interval MS]\n"
-	"                     [--] PROGRAM [ARGS...]\n"
+	"                     [--trace-python-allocators] [--] PROGRAM [ARGS...]\n"
 	"\n"
 	"Runs PROGRAM with the memray tracker preloaded and writes its allocation\n"
 	"event stream (memray-stream(5)) to FILE, to stdout when stdout is not a\n"
@@ -38,6 +38,9 @@ static const char usage_text[] =
 	"      --native        record native stacks (default unless PROGRAM is Python)\n"
 	"      --no-native     do not record native stacks\n"
 	"      --interval MS   milliseconds between memory records (default 10)\n"
+	"      --trace-python-allocators\n"
+	"                      record every Python object allocation (runs the\n"
+	"                      program with PYTHONMALLOC=malloc)\n"
 	"  -q, --quiet         no messages but errors\n"
 	"  -h, --help          show this help\n"
 	"      --version       show the version\n";
@@ -56,6 +59,7 @@ struct opts {
 	const char *output;
 	int force, compress, quiet;
 	const char *native; /* "auto", "1" or "0" */
+	int python_allocators;
 	long interval_ms;
 };
 
@@ -247,6 +251,10 @@ static void child_env(const char *tracker, int fd, const struct opts *o)
 	snprintf(buf, sizeof(buf), "%d", (int)getpid());
 	setenv("MEMRAY_PID", buf, 1);
 	setenv("MEMRAY_NATIVE", o->native, 1);
+	/* pymalloc hides small objects inside its arenas; with the system
+	 * allocator every object is a malloc the tracker sees. */
+	if (o->python_allocators)
+		setenv("PYTHONMALLOC", "malloc", 1);
 	snprintf(buf, sizeof(buf), "%ld", o->interval_ms * 1000);
 	setenv("MEMRAY_INTERVAL_US", buf, 1);
 }
@@ -275,12 +283,13 @@ int main(int argc, char **argv)
 		{ "native", no_argument, NULL, 'N' },
 		{ "no-native", no_argument, NULL, 'n' },
 		{ "interval", required_argument, NULL, 'i' },
+		{ "trace-python-allocators", no_argument, NULL, 'P' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { NULL, 0, 0, 0, "auto", 10 };
+	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10 };
 	int c;
 	char *end;
 	opterr = 0;
@@ -292,6 +301,7 @@ int main(int argc, char **argv)
 		case 'N': o.native = "1"; break;
 		case 'n': o.native = "0"; break;
 		case 'q': o.quiet = 1; break;
+		case 'P': o.python_allocators = 1; break;
 		case 'i':
 			o.interval_ms = strtol(optarg, &end, 10);
 			if (*end || end == optarg || o.interval_ms < 1 || o.interval_ms > 3600000)

@@ -144,3 +144,24 @@ PY
 	[ "$(echo "$s" | head -1)" = "<module> numpy_ones.py:3" ]
 	echo "$s" | tail -1 | grep -q "^ones numeric.py:"
 }
+
+small_objects() {
+	printf 'def make():\n    return [object() for i in range(5000)]\nkeep = make()\n' > small.py
+	memray-record -q -f -o p.bin "$PY" small.py &&
+	memray-record -q -f -o t.bin --trace-python-allocators "$PY" small.py || return 1
+	dump p.bin | head -1 | grep -q "flags=python,pymalloc " || return 1
+	dump t.bin | head -1 | grep -q "flags=python,python-allocators " || return 1
+	# with the system allocator each of the 5000 objects is an event at that line
+	local n
+	n=$(memray-stat --dump t.bin | awk '$3 == "alloc" && $6 == "size=16"' | wc -l)
+	[ "$n" -ge 5000 ] || { echo "$n objects of 16 bytes"; return 1; }
+	pystack_of t.bin '$3 == "alloc" && $6 == "size=16"' >/dev/null
+	local line
+	line=$(memray-stat --dump t.bin | awk '$3 == "alloc" && $6 == "size=16"' | field stack | sort | uniq -c | sort -rn | head -1 | awk '{print $2}')
+	pystack t.bin "$line" | grep -Eq "^(make\.<locals>\.)?<listcomp> small.py:2$|^make small.py:2$" ||
+		{ pystack t.bin "$line"; return 1; }
+}
+
+@test "--trace-python-allocators shows every object; without it the stream says pymalloc hid them" {
+	on_every_python small_objects
+}
