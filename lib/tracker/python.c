@@ -57,6 +57,8 @@ const char *python_version(void)
 	return version;
 }
 
+static void follow_thread_names(void);
+
 int python_start(void)
 {
 	const char *(*get_version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "Py_GetVersion");
@@ -82,11 +84,174 @@ int python_start(void)
 	F(as_utf8, "PyUnicode_AsUTF8AndSize");
 	F(code_type, "PyCode_Type");
 #undef F
+	follow_thread_names();
 	if (!api.is_initialized || !api.this_thread_state || !api.addr2line || !api.code_type) {
 		L = NULL;
 		return 0;
 	}
 	return 1;
+}
+
+/* ---- thread names -------------------------------------------------------
+ * Python's threading.Thread.name is not the OS thread's name. Once
+ * `threading` is fully imported, at a safe point (a pending call, run by
+ * the main thread between bytecodes), Thread's name setter and
+ * _set_ident (called first thing in a new thread, returned from before
+ * its target runs, so no extra frame is ever on a thread's stack) are wrapped to report names to the tracker through a
+ * builtin function. The sampler thread schedules that pending call at
+ * every tick until it has been done. */
+
+typedef void PyObject;
+static struct {
+	PyObject *(*module_dict)(PyObject *);
+	PyObject *(*unicode)(const char *);
+	PyObject *(*get_module)(PyObject *);
+	PyObject *(*dict_new)(void);
+	int (*dict_set)(PyObject *, const char *, PyObject *);
+	PyObject *(*dict_get)(PyObject *, const char *);
+	PyObject *(*builtins)(void);
+	PyObject *(*run)(const char *, int, PyObject *, PyObject *, void *);
+	PyObject *(*call)(PyObject *, ...);
+	void (*decref)(PyObject *);
+	void (*fetch)(PyObject **, PyObject **, PyObject **);
+	void (*restore)(PyObject *, PyObject *, PyObject *);
+	void (*clear)(void);
+	PyObject *(*cfunction)(void *, PyObject *, PyObject *);
+	int (*parse)(PyObject *, const char *, ...);
+	PyObject *(*none)(const char *, ...);
+	int (*add_pending)(int (*)(void *), void *);
+} napi;
+
+static const char patch_source[] =
+	"def patch(threading, report):\n"
+	"    T = threading.Thread\n"
+	"    prop = T.__dict__.get('name')\n"
+	"    if not isinstance(prop, property) or prop.fset is None:\n"
+	"        return\n"
+	"    fset = prop.fset\n"
+	"    def name(self, value):\n"
+	"        fset(self, value)\n"
+	"        report(-1 if self._ident is None else self._ident, self._name)\n"
+	"    T.name = property(prop.fget, name, prop.fdel, prop.__doc__)\n"
+	"    set_ident = T._set_ident\n"
+	"    def _set_ident(self):\n"
+	"        set_ident(self)\n"
+	"        report(0, self._name)\n"
+	"    T._set_ident = _set_ident\n"
+	"    for t in list(threading._active.values()):\n"
+	"        report(t._ident, t._name)\n";
+
+static PyObject *report_name(PyObject *self, PyObject *args)
+{
+	(void)self;
+	unsigned long long ident;
+	const char *name;
+	if (napi.parse(args, "Ks", &ident, &name)) {
+		if (ident != ~0ull)
+			tracker_thread_renamed((unsigned long)ident, name);
+	} else {
+		napi.clear();
+	}
+	return napi.none("");
+}
+
+static struct {
+	const char *name;
+	void *meth;
+	int flags;
+	const char *doc;
+} report_def = { "memray_thread_name", (void *)report_name, 1 /* METH_VARARGS */, NULL };
+
+static int patched, pending;
+
+static void patch_threading(PyObject *threading)
+{
+	PyObject *g = napi.dict_new();
+	if (!g)
+		return;
+	napi.dict_set(g, "__builtins__", napi.builtins());
+	PyObject *r = napi.run(patch_source, 257 /* Py_file_input */, g, g, NULL);
+	if (r) {
+		napi.decref(r);
+		PyObject *fn = napi.dict_get(g, "patch"); /* borrowed */
+		PyObject *report = napi.cfunction(&report_def, NULL, NULL);
+		if (fn && report) {
+			PyObject *res = napi.call(fn, threading, report, NULL);
+			if (res)
+				napi.decref(res);
+		}
+		if (report)
+			napi.decref(report);
+	}
+	napi.decref(g);
+}
+
+/* Runs in the main thread where the interpreter runs pending calls, a
+ * point where Python code may run. Patches `threading` if it has finished
+ * importing (its last global, _main_thread, exists), else does nothing and
+ * waits to be scheduled again. Never raises into the program. */
+static int pending_patch(void *arg)
+{
+	(void)arg;
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	PyObject *type, *value, *tb;
+	napi.fetch(&type, &value, &tb);
+	PyObject *name = napi.unicode("threading");
+	PyObject *mod = name ? napi.get_module(name) : NULL;
+	if (mod) {
+		PyObject *dict = napi.module_dict(mod); /* borrowed */
+		if (dict && napi.dict_get(dict, "_main_thread")) {
+			patched = 1;
+			patch_threading(mod);
+		}
+		napi.decref(mod);
+	}
+	if (name)
+		napi.decref(name);
+	napi.clear();
+	napi.restore(type, value, tb);
+	pending = 0;
+	tracker_guard = guard;
+	return 0;
+}
+
+void python_poll(void)
+{
+	if (patched || pending || !napi.add_pending || !python_ready())
+		return;
+	pending = 1;
+	if (napi.add_pending(pending_patch, NULL) != 0)
+		pending = 0;
+}
+
+static void follow_thread_names(void)
+{
+#define F(field, name) napi.field = (__typeof__(napi.field))dlsym(RTLD_DEFAULT, name)
+	F(module_dict, "PyModule_GetDict");
+	F(unicode, "PyUnicode_FromString");
+	F(get_module, "PyImport_GetModule");
+	F(dict_new, "PyDict_New");
+	F(dict_set, "PyDict_SetItemString");
+	F(dict_get, "PyDict_GetItemString");
+	F(builtins, "PyEval_GetBuiltins");
+	F(run, "PyRun_StringFlags");
+	F(call, "PyObject_CallFunctionObjArgs");
+	F(decref, "Py_DecRef");
+	F(fetch, "PyErr_Fetch");
+	F(restore, "PyErr_Restore");
+	F(clear, "PyErr_Clear");
+	F(cfunction, "PyCFunction_NewEx");
+	F(parse, "PyArg_ParseTuple");
+	F(none, "Py_BuildValue");
+	F(add_pending, "Py_AddPendingCall");
+#undef F
+	void **p = (void **)&napi;
+	for (size_t i = 0; i < sizeof(napi) / sizeof(void *); i++)
+		if (!p[i]) {
+			napi.add_pending = NULL; /* no thread names */
+			return;
+		}
 }
 
 int python_ready(void)

@@ -35,6 +35,9 @@ int python_walk(struct pyent *out, int max);
 /* The PYFRAME id of e, writing its strings and frame record if new.
  * Under the tracker's lock. */
 uint32_t python_frame_id(struct mr_writer *w, const struct pyent *e);
+/* Until done, asks the interpreter to run the code that makes
+ * threading.Thread report its names. From the sampler thread. */
+void python_poll(void);
 /* "3.12.1" or "" */
 const char *python_version(void);
 

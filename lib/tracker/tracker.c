@@ -402,12 +402,12 @@ static void thread_gone(void *arg)
 
 /* Makes the calling thread the stream's current thread, announcing it
  * first if it is new. Locked. */
-static void thread_current(void)
+static void thread_announce(const char *given)
 {
 	if (!ts.index) {
 		char name[17] = "";
 		syscall(SYS_prctl, PR_GET_NAME, name, 0, 0, 0);
-		ts.index = mr_w_thread(&writer, (uint64_t)syscall(SYS_gettid), name);
+		ts.index = mr_w_thread(&writer, (uint64_t)syscall(SYS_gettid), given ? given : name);
 		if (nthreads == threads_cap) {
 			size_t cap = threads_cap ? threads_cap * 2 : 64;
 			struct thread_entry *t = raw_map(cap * sizeof(*t));
@@ -428,8 +428,14 @@ static void thread_current(void)
 	mr_w_switch(&writer, ts.index);
 }
 
+static void thread_current(void)
+{
+	thread_announce(NULL);
+}
+
 void tracker_thread_renamed(unsigned long thread, const char *name)
 {
+	int guard = tracker_guard;
 	tracker_guard = 1;
 	pthread_mutex_lock(&lock);
 	if (tracker_active) {
@@ -437,7 +443,7 @@ void tracker_thread_renamed(unsigned long thread, const char *name)
 			if (ts.index)
 				mr_w_thread_name(&writer, ts.index, name);
 			else
-				thread_current(); /* announced with its new name */
+				thread_announce(name);
 		} else {
 			for (size_t i = 0; i < nthreads; i++)
 				if ((unsigned long)threads[i].self == thread) {
@@ -447,7 +453,7 @@ void tracker_thread_renamed(unsigned long thread, const char *name)
 		}
 	}
 	pthread_mutex_unlock(&lock);
-	tracker_guard = 0;
+	tracker_guard = guard;
 }
 
 /* ---- events ------------------------------------------------------------- */
@@ -741,6 +747,8 @@ static void *sampler_main(void *arg)
 		struct timespec t = { (time_t)(tick / 1000000), (long)(tick % 1000000) * 1000 };
 		nanosleep(&t, NULL);
 		modules_sync(0);
+		if (python_stacks)
+			python_poll();
 		pthread_mutex_lock(&lock);
 		if (tracker_active) {
 			if (now_us() >= next_memory) {

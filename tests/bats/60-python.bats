@@ -165,3 +165,75 @@ small_objects() {
 @test "--trace-python-allocators shows every object; without it the stream says pymalloc hid them" {
 	on_every_python small_objects
 }
+
+names() {
+	memray-record -q -f -o n.bin "$PY" "$PYDIR/names.py" || return 1
+	run_names=$(dump n.bin | awk '$3 == "thread" || $3 == "thread_name"' | cut -d' ' -f3- | tr '\n' '|')
+	echo "$run_names" | grep -q 'thread_name id=1 name="MainThread"' &&
+	echo "$run_names" | grep -q 'thread_name id=2 name="worker-A"|thread_name id=2 name="renamed-inside"|thread_name id=2 name="renamed-outside"' ||
+		{ echo "$run_names"; return 1; }
+	# each allocation comes after the name it was made under
+	dump n.bin | awk '
+		$3 == "thread_name" && $4 == "id=2" { name = $5 }
+		$3 == "alloc" && $6 == "size=101011" { a = name }
+		$3 == "alloc" && $6 == "size=101012" { b = name }
+		$3 == "alloc" && $6 == "size=101013" { c = name }
+		END { exit !(a == "name=\"worker-A\"" && b == "name=\"renamed-inside\"" &&
+			c == "name=\"renamed-outside\"") }'
+}
+
+@test "thread names follow threading.Thread.name: at start, renamed inside, renamed from outside" {
+	on_every_python names
+}
+
+same_output() {
+	"$PY" "$PYDIR/same_output.py" > plain.out 2> plain.err
+	local plain=$? recorded=0
+	memray-record -q -f -o s.bin "$PY" "$PYDIR/same_output.py" > rec.out 2> rec.err || recorded=$?
+	[ "$plain" = "$recorded" ] && [ "$plain" = 1 ] && cmp plain.out rec.out && cmp plain.err rec.err
+}
+
+@test "the program's output, exceptions and exit status are the same with and without recording" {
+	on_every_python same_output
+}
+
+stdlib_jobs() {
+	local d=$BATS_TEST_TMPDIR/job
+	rm -rf "$d"; mkdir -p "$d"
+	printf 'import unittest\nclass T(unittest.TestCase):\n    def test_ok(self):\n        self.assertEqual(sum([1, 2]), 3)\n    def test_fail(self):\n        self.assertEqual(1, 2)\n' > "$d/test_small.py"
+	printf '{"b": [1, 2, {"c": null}], "a": "\\u00e9"}\n' > "$d/in.json"
+	local st1=0 st2=0
+	(cd "$d" && "$PY" -m unittest test_small) > u1.out 2>&1 || st1=$?
+	(cd "$d" && memray-record -q -f -o "$BATS_TEST_TMPDIR/u.bin" "$PY" -m unittest test_small) > u2.out 2>&1 || st2=$?
+	[ "$st1" = 1 ] && [ "$st2" = 1 ] || { echo "unittest: $st1 $st2"; return 1; }
+	diff <(sed 's/[0-9.]*s$//' u1.out) <(sed 's/[0-9.]*s$//' u2.out) || return 1
+	"$PY" -m json.tool --sort-keys "$d/in.json" > j1.out &&
+	memray-record -q -f -o j.bin "$PY" -m json.tool --sort-keys "$d/in.json" > j2.out &&
+	cmp j1.out j2.out || return 1
+	cp -r "$PYDIR" "$d/pkg1" && cp -r "$PYDIR" "$d/pkg2"
+	"$PY" -m compileall -q "$d/pkg1" > c1.out 2>&1 &&
+	memray-record -q -f -o c.bin "$PY" -m compileall -q "$d/pkg2" > c2.out 2>&1 &&
+	cmp c1.out c2.out &&
+	[ "$(ls "$d/pkg1/__pycache__" | wc -l)" = "$(ls "$d/pkg2/__pycache__" | wc -l)" ] &&
+	memray-stat c.bin > /dev/null
+}
+
+@test "stdlib jobs behave the same under recording: unittest, json.tool, compileall" {
+	on_every_python stdlib_jobs
+}
+
+profiled() {
+	local want
+	want=$("$PY" "$PYDIR/profiled.py") &&
+	[ "$want" = "setprofile saw 1 call
+cProfile saw 1 function" ] &&
+	[ "$(memray-record -q -f -o p.bin "$PY" "$PYDIR/profiled.py")" = "$want" ] &&
+	# frames are read from the interpreter, so the program's own profiler
+	# takes nothing away from the recorded stacks
+	expect_pystack p.bin 1000000 "<module> profiled.py:18
+target profiled.py:14"
+}
+
+@test "a program that installs its own profiler works as without recording, and stacks stay complete" {
+	on_every_python profiled
+}
