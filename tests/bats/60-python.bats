@@ -237,3 +237,17 @@ target profiled.py:14"
 @test "a program that installs its own profiler works as without recording, and stacks stay complete" {
 	on_every_python profiled
 }
+
+rawthreads() {
+	memray-record -q -f -o r.bin "$PY" "$PYDIR/rawthreads.py" &&
+	expect_pystack r.bin 121213 "raw rawthreads.py:11" &&
+	expect_pystack r.bin 131314 "from_c rawthreads.py:23" || return 1
+	local t1 t2
+	t1=$(dump r.bin | awk '$3 == "alloc" && $6 == "size=121213"' | field thread)
+	t2=$(dump r.bin | awk '$3 == "alloc" && $6 == "size=131314"' | field thread)
+	[ "$t1" != 1 ] && [ "$t2" != 1 ] && [ "$t1" != "$t2" ]
+}
+
+@test "raw _thread threads and a thread started from C (pthread_create through ctypes) carry their own threads and stacks" {
+	on_every_python rawthreads
+}
