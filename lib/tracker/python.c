@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 /* Where things are, per minor version (x86-64 and aarch64 share them). */
 struct layout {
 	int minor;
+	int f_is_entry; /* 3.11: the frame's is_entry flag, else -1 */
 	/* thread state -> current frame: *(tstate + tstate_frame), and for
 	 * 3.11/3.12 through the cframe: *(*(tstate + tstate_frame) + cframe_current) */
 	int tstate_frame, cframe_current;
@@ -29,11 +31,11 @@ struct layout {
 };
 
 static const struct layout layouts[] = {
-	{ 9, 24, -1, 24, 32, 104, -1, 104, 112, 112, 40, -1, -1, 0, 48 },
-	{ 10, 24, -1, 24, 32, 96, -1, 104, 112, 112, 40, -1, -1, 0, 48 },
-	{ 11, 56, 8, 48, 32, 56, 69, 112, 120, 128, 72, 184, 168, 0, 48 },
-	{ 12, 56, 0, 8, 0, 56, 70, 112, 120, 128, 68, 192, 176, 0, 40 },
-	{ 13, 72, -1, 8, 0, 56, 70, 112, 120, 128, 68, 200, 184, 1, 40 },
+	{ 9, -1, 24, -1, 24, 32, 104, -1, 104, 112, 112, 40, -1, -1, 0, 48 },
+	{ 10, -1, 24, -1, 24, 32, 96, -1, 104, 112, 112, 40, -1, -1, 0, 48 },
+	{ 11, 68, 56, 8, 48, 32, 56, 69, 112, 120, 128, 72, 184, 168, 0, 48 },
+	{ 12, -1, 56, 0, 8, 0, 56, 70, 112, 120, 128, 68, 192, 176, 0, 40 },
+	{ 13, -1, 72, -1, 8, 0, 56, 70, 112, 120, 128, 68, 200, 184, 1, 40 },
 };
 
 enum { OWNED_BY_GENERATOR = 1, OWNED_BY_CSTACK = 3 };
@@ -254,6 +256,18 @@ static void follow_thread_names(void)
 		}
 }
 
+int python_eval_range(uintptr_t *lo, uintptr_t *hi)
+{
+	void *f = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
+	Dl_info di;
+	const ElfW(Sym) *sym = NULL;
+	if (!f || !dladdr1(f, &di, (void **)&sym, RTLD_DL_SYMENT) || !sym || !sym->st_size)
+		return 0;
+	*lo = (uintptr_t)f;
+	*hi = (uintptr_t)f + sym->st_size;
+	return 1;
+}
+
 int python_ready(void)
 {
 	if (!L)
@@ -292,16 +306,23 @@ int python_walk(struct pyent *out, int max)
 		f = f ? AT(f, L->cframe_current, const void *) : NULL;
 	int n = 0;
 	for (; f && n < max; f = AT(f, L->f_back, const void *)) {
-		if (L->f_owner >= 0 && AT(f, L->f_owner, char) == OWNED_BY_CSTACK)
+		if (L->f_owner >= 0 && AT(f, L->f_owner, char) == OWNED_BY_CSTACK) {
+			/* 3.12+: the shim frame under each run of the evaluation loop */
+			if (n)
+				out[n - 1].entry = 1;
 			continue;
+		}
 		const void *code = AT(f, L->f_code, const void *);
 		if (!code || AT(code, 8, const void *) != api.code_type)
 			continue;
 		int64_t lasti = frame_lasti(f, code);
 		if (lasti < 0)
 			continue;
-		out[n++] = (struct pyent){ f, code, lasti, 0 };
+		uint8_t entry = L->minor <= 10 ? 1 : L->f_is_entry >= 0 ? AT(f, L->f_is_entry, uint8_t) != 0 : 0;
+		out[n++] = (struct pyent){ f, code, lasti, 0, entry };
 	}
+	if (n)
+		out[n - 1].entry = 1;
 	/* root first */
 	for (int i = 0, j = n - 1; i < j; i++, j--) {
 		struct pyent t = out[i];

@@ -22,6 +22,7 @@ struct pyent {
 	const void *frame, *code;
 	int64_t lasti;
 	uint32_t node; /* in the per-thread cache: the trie node of the prefix */
+	uint8_t entry; /* the root-most frame of one run of the evaluation loop */
 };
 
 /* Finds the C-API of the interpreter in this process, if any. Returns 1
@@ -38,6 +39,9 @@ uint32_t python_frame_id(struct mr_writer *w, const struct pyent *e);
 /* Until done, asks the interpreter to run the code that makes
  * threading.Thread report its names. From the sampler thread. */
 void python_poll(void);
+/* The code of the interpreter's evaluation function, where hybrid stacks
+ * put Python frames; 0 if unknown. */
+int python_eval_range(uintptr_t *lo, uintptr_t *hi);
 /* "3.12.1" or "" */
 const char *python_version(void);
 

@@ -60,7 +60,15 @@ struct pystate {
 	int depth;
 	struct pyent prev[MAX_PY_FRAMES];
 	struct pyent cur[MAX_PY_FRAMES];
+	/* hybrid stacks (--native on Python): native frames with the Python
+	 * frames in place of the evaluation loop's; ip 0 marks a Python item */
+	int hdepth;
+	struct hitem {
+		uintptr_t ip;
+		struct pyent py;
+	} hprev[MAX_PY_FRAMES + MAX_FRAMES], hcur[MAX_PY_FRAMES + MAX_FRAMES];
 };
+static uintptr_t eval_lo, eval_hi; /* the interpreter's evaluation loop */
 static __thread struct pystate *pyts __attribute__((tls_model("initial-exec")));
 static int python_stacks; /* the program is CPython and frames are walked */
 #define PY_NODE (1ull << 63) /* a trie key holding a PYFRAME id */
@@ -304,6 +312,7 @@ struct capture {
 	int same;      /* leading frames equal to the thread's cached stack */
 	uintptr_t ips[MAX_FRAMES];
 	int pyn, pysame; /* the same for Python frames, in pyts->cur */
+	int hn, hsame;   /* the same for a hybrid stack, in pyts->hcur */
 };
 
 static void capture_python(struct capture *c)
@@ -328,11 +337,62 @@ static void capture_python(struct capture *c)
 }
 
 
+/* Merges the native and Python stacks of c into pyts->hcur: walking from
+ * the leaf, each native frame in the evaluation loop is replaced by the
+ * Python frames that run of the loop executes (down to its entry frame).
+ * Python frames left over (a native stack cut short) go at the root. */
+static void hybrid(struct capture *c)
+{
+	struct pystate *s = pyts;
+	struct hitem *h = s->hcur;
+	int n = 0, g = c->pyn - 1; /* g: the leaf-most Python frame not yet placed */
+	for (int i = c->n - 1; i >= 0; i--) {
+		uintptr_t ip = c->ips[i];
+		if (ip > eval_lo && ip <= eval_hi && g >= 0) {
+			do
+				h[n++] = (struct hitem){ 0, s->cur[g] };
+			while (!s->cur[g--].entry && g >= 0);
+		} else {
+			h[n++] = (struct hitem){ ip, { 0 } };
+		}
+	}
+	while (g >= 0)
+		h[n++] = (struct hitem){ 0, s->cur[g--] };
+	for (int i = 0, j = n - 1; i < j; i++, j--) {
+		struct hitem t = h[i];
+		h[i] = h[j];
+		h[j] = t;
+	}
+	c->hn = n;
+	while (c->hsame < n && c->hsame < s->hdepth) {
+		const struct hitem *a = &s->hprev[c->hsame], *b = &h[c->hsame];
+		if (a->ip != b->ip || (!a->ip && (a->py.frame != b->py.frame ||
+			a->py.code != b->py.code || a->py.lasti != b->py.lasti)))
+			break;
+		c->hsame++;
+	}
+}
+
+static uint32_t intern_hybrid(const struct capture *c)
+{
+	struct pystate *s = pyts;
+	uint32_t parent = c->hsame ? s->hprev[c->hsame - 1].py.node : 0;
+	for (int i = c->hsame; i < c->hn; i++) {
+		const struct hitem *h = &s->hcur[i];
+		uint64_t key = h->ip ? h->ip : PY_NODE | python_frame_id(&writer, &h->py);
+		parent = trie_node(parent, key);
+		s->hprev[i] = *h;
+		s->hprev[i].py.node = parent;
+	}
+	s->hdepth = c->hn;
+	return parent;
+}
+
 /* Unwinds the calling thread, outside the lock. */
 static void capture(struct capture *c)
 {
 	void *raw[MAX_FRAMES];
-	c->n = c->same = 0;
+	c->n = c->same = c->hn = c->hsame = 0;
 	capture_python(c);
 	if (!native_stacks)
 		return;
@@ -342,6 +402,10 @@ static void capture(struct capture *c)
 		skip++;
 	for (int i = n - 1; i >= skip; i--)
 		c->ips[c->n++] = (uintptr_t)raw[i];
+	if (c->pyn) {
+		hybrid(c);
+		return;
+	}
 	while (c->same < c->n && c->same < ts.depth && ts.ips[c->same] == c->ips[c->same])
 		c->same++;
 }
@@ -363,6 +427,8 @@ static uint32_t intern_python(const struct capture *c)
 
 static uint32_t intern(const struct capture *c)
 {
+	if (c->hn)
+		return intern_hybrid(c);
 	if (c->n == 0)
 		return c->pyn ? intern_python(c) : 0;
 	uint32_t parent = c->same ? ts.ids[c->same - 1] : 0;
@@ -926,7 +992,9 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 		native_stacks = !is_python;
 	if (interval && atoll(interval) > 0)
 		interval_us = (uint64_t)atoll(interval);
-	python_stacks = is_python && !native_stacks;
+	python_stacks = is_python;
+	if (is_python && native_stacks && !python_eval_range(&eval_lo, &eval_hi))
+		python_stacks = 0; /* no evaluation loop to put Python frames in */
 	const char *pymalloc = getenv("PYTHONMALLOC");
 	uint64_t py_flags = 0;
 	if (is_python)

@@ -251,3 +251,48 @@ rawthreads() {
 @test "raw _thread threads and a thread started from C (pthread_create through ctypes) carry their own threads and stacks" {
 	on_every_python rawthreads
 }
+
+# leaf_to_root FILE STACK: "py NAME FILE:LINE" or "native 0xIP" per frame, leaf first
+leaf_to_root() {
+	memray-stat --dump "$1" | awk -v s="$2" '
+		function val(f) { sub(/^[a-z_]+=/, "", f); return f }
+		$3 == "string" { id = val($4); str = substr($0, index($0, "\"") + 1); sub(/"$/, "", str); S[id] = str }
+		$3 == "pyframe" { id = val($4); n = split(S[val($6)], p, "/"); FR[id] = S[val($5)] " " p[n] ":" val($7) }
+		$3 == "pynode" { id = val($4); P[id] = val($5); K[id] = "py " FR[val($6)] }
+		$3 == "node" { id = val($4); P[id] = val($5); K[id] = "native " val($6) }
+		END { while (s != 0 && s != "") { print K[s]; s = P[s] } }'
+}
+
+hybrid() {
+	memray-record -q -f --native -o h.bin "$PY" "$PYDIR/hybrid.py" || return 1
+	dump h.bin | head -1 | grep -q "flags=native,python," || return 1
+	# the allocation deflateInit2_ makes for zlib.compressobj() at make():4
+	local s frames
+	for s in $(dump h.bin | awk '$3 == "alloc" && $4 == "malloc"' | field stack | sort -u); do
+		frames=$(leaf_to_root h.bin "$s")
+		echo "$frames" | grep -m1 "^py " | grep -qx "py make hybrid.py:4" &&
+			symbolize h.bin "$(echo "$frames" | head -1 | sed 's/^native //')" | grep -q libz.so &&
+			break
+		frames=
+	done
+	[ -n "$frames" ] || { echo "no allocation under make()"; return 1; }
+	# Python frames in order, root first, with native frames below make()
+	[ "$(echo "$frames" | grep '^py ' | tac | tr '\n' '|')" = "py <module> hybrid.py:9|py outer hybrid.py:7|py make hybrid.py:4|" ] ||
+		{ echo "$frames"; return 1; }
+	local leaf
+	leaf=$(echo "$frames" | head -1)
+	[ "${leaf%% *}" = native ] || { echo "leaf: $leaf"; return 1; }
+	symbolize h.bin "${leaf#native }" | grep -q "libz.so" ||
+		{ echo "leaf $(symbolize h.bin "${leaf#native }")"; return 1; }
+	# and the interpreter's and the zlib module's native frames in between
+	# (named only where the binary has symbols: not in Debian's static python3)
+	[ "$(echo "$frames" | sed '/^py make/q' | grep -c '^native')" -ge 3 ] || { echo "$frames"; return 1; }
+	if [ "$PY" != /usr/bin/python3 ]; then
+		symbolize h.bin $(echo "$frames" | sed '/^py make/q' | grep '^native' | sed 's/^native //') |
+			grep -q "^zlib_compressobj"
+	fi
+}
+
+@test "--native on Python: hybrid stacks with Python frames where the evaluation loop ran" {
+	on_every_python hybrid
+}
