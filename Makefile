@@ -95,6 +95,7 @@ asan:
 
 bench: all
 	bench/churn.sh $(BUILD)
+	bench/python.sh $(BUILD)
 
 # Set-up and a first recording on a fresh machine: packages, build, then
 # a demo program recorded and summarised.

@@ -1,5 +1,8 @@
 # buffers.py - large buffers: bytearrays of 100 KB to 10 MB allocated,
-# touched and freed, a few of them alive at a time.
+# touched and freed, a few of them alive at a time.  The sizes are
+# log-uniform and the same in every run (fixed seed).
+#
+# usage: python3 buffers.py [COUNT]     (default 1500)
 import random
 import sys
 

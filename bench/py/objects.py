@@ -1,9 +1,11 @@
 # objects.py - object churn: many small dicts, lists and tuples created and
 # dropped in a loop, with a small working set kept alive so that the
 # allocator sees both short-lived and longer-lived objects.
+#
+# usage: python3 objects.py [ITERATIONS]     (default 1500000)
 import sys
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_500_000
 
 
 def main(n):
