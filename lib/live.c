@@ -103,6 +103,13 @@ static void add_bytes(struct live *l, uint64_t n)
 
 /* ---- mapped ranges, kept sorted and disjoint --------------------------- */
 
+static void released(struct live *l, uint32_t stack, uint64_t addr, uint64_t bytes, int whole)
+{
+	l->bytes -= bytes;
+	if (l->on_release)
+		l->on_release(l->ctx, stack, addr, bytes, whole);
+}
+
 static void ranges_cut(struct live *l, uint64_t start, uint64_t end)
 {
 	for (size_t i = 0; i < l->nranges;) {
@@ -113,9 +120,9 @@ static void ranges_cut(struct live *l, uint64_t start, uint64_t end)
 		}
 		uint64_t lo = r->start > start ? r->start : start;
 		uint64_t hi = r->end < end ? r->end : end;
-		l->bytes -= hi - lo;
+		released(l, r->stack, lo, hi - lo, lo == r->start && hi == r->end);
 		if (r->start < start && r->end > end) { /* a hole in the middle */
-			struct live_range right = { end, r->end };
+			struct live_range right = { end, r->end, r->stack };
 			r->end = start;
 			if (l->nranges == l->ranges_cap) {
 				l->ranges_cap = l->ranges_cap ? l->ranges_cap * 2 : 64;
@@ -142,7 +149,7 @@ static void ranges_cut(struct live *l, uint64_t start, uint64_t end)
 	}
 }
 
-static void ranges_add(struct live *l, uint64_t start, uint64_t end)
+static void ranges_add(struct live *l, uint64_t start, uint64_t end, uint32_t stack)
 {
 	ranges_cut(l, start, end); /* a MAP_FIXED mapping replaces what was there */
 	size_t i = 0;
@@ -155,7 +162,7 @@ static void ranges_add(struct live *l, uint64_t start, uint64_t end)
 			abort();
 	}
 	memmove(&l->ranges[i + 1], &l->ranges[i], (l->nranges - i) * sizeof(*l->ranges));
-	l->ranges[i] = (struct live_range){ start, end };
+	l->ranges[i] = (struct live_range){ start, end, stack };
 	l->nranges++;
 	add_bytes(l, end - start);
 }
@@ -164,9 +171,15 @@ static void ranges_add(struct live *l, uint64_t start, uint64_t end)
 
 void live_alloc(struct live *l, int allocator, uint64_t addr, uint64_t size)
 {
+	live_alloc_at(l, allocator, addr, size, 0);
+}
+
+void live_alloc_at(struct live *l, int allocator, uint64_t addr, uint64_t size,
+		   uint32_t stack)
+{
 	if (is_mapping(allocator)) {
 		if (size)
-			ranges_add(l, addr, addr + size);
+			ranges_add(l, addr, addr + size, stack);
 		return;
 	}
 	if (!addr)
@@ -174,8 +187,9 @@ void live_alloc(struct live *l, int allocator, uint64_t addr, uint64_t size)
 	size_t j = find(l, addr);
 	if (j != (size_t)-1) {
 		l->double_allocs++;
-		l->bytes -= l->blocks[j].size;
+		released(l, l->blocks[j].stack, addr, l->blocks[j].size, 1);
 		l->blocks[j].size = size;
+		l->blocks[j].stack = stack;
 		add_bytes(l, size);
 		return;
 	}
@@ -184,7 +198,7 @@ void live_alloc(struct live *l, int allocator, uint64_t addr, uint64_t size)
 	j = slot_of(addr, l->cap);
 	while (l->blocks[j].addr)
 		j = (j + 1) & (l->cap - 1);
-	l->blocks[j] = (struct live_block){ addr, size };
+	l->blocks[j] = (struct live_block){ addr, size, stack };
 	l->count++;
 	add_bytes(l, size);
 }
@@ -201,6 +215,21 @@ void live_free(struct live *l, int allocator, uint64_t addr, uint64_t len)
 		l->unknown_frees++;
 		return;
 	}
-	l->bytes -= l->blocks[j].size;
+	struct live_block b = l->blocks[j];
 	remove_slot(l, j);
+	released(l, b.stack, b.addr, b.size, 1);
+}
+
+void live_release_all(struct live *l)
+{
+	for (size_t i = 0; i < l->cap; i++)
+		if (l->blocks[i].addr) {
+			released(l, l->blocks[i].stack, l->blocks[i].addr, l->blocks[i].size, 1);
+			l->blocks[i].addr = 0;
+		}
+	l->count = 0;
+	for (size_t i = 0; i < l->nranges; i++)
+		released(l, l->ranges[i].stack, l->ranges[i].start,
+			 l->ranges[i].end - l->ranges[i].start, 1);
+	l->nranges = 0;
 }

@@ -11,11 +11,19 @@
 
 struct live_block {
 	uint64_t addr, size; /* addr 0: empty slot */
+	uint32_t stack;
 };
 
 struct live_range {
 	uint64_t start, end;
+	uint32_t stack;
 };
+
+/* Told of every release: `bytes` of an allocation made at `stack` are no
+ * longer live; `whole` when nothing of that allocation is left (a heap
+ * block, or the last piece of a mapping). */
+typedef void (*live_release_fn)(void *ctx, uint32_t stack, uint64_t addr, uint64_t bytes,
+				int whole);
 
 struct live {
 	struct live_block *blocks;
@@ -25,12 +33,19 @@ struct live {
 	uint64_t bytes, peak;
 	uint64_t double_allocs; /* an address allocated again while live */
 	uint64_t unknown_frees; /* frees of addresses not live */
+	live_release_fn on_release; /* optional */
+	void *ctx;
 };
 
 void live_init(struct live *l);
 void live_free_all(struct live *l);
 /* Records an allocation by `allocator` (enum mr_allocator). */
 void live_alloc(struct live *l, int allocator, uint64_t addr, uint64_t size);
+/* The same, remembering the stack that made it. */
+void live_alloc_at(struct live *l, int allocator, uint64_t addr, uint64_t size,
+		   uint32_t stack);
+/* Releases everything still live (telling on_release), keeping the peak. */
+void live_release_all(struct live *l);
 /* Records a release; len is used by munmap and mremap only. */
 void live_free(struct live *l, int allocator, uint64_t addr, uint64_t len);
 /* The size of the live heap block at addr, or 0 if none. */

@@ -1,0 +1,281 @@
+/*
+ * collapse.c - see collapse.h.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collapse.h"
+#include "util.h"
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q) {
+		fputs("out of memory\n", stderr);
+		abort();
+	}
+	return q;
+}
+
+/* The length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	if (s[0] < 0x80)
+		return 1;
+	else if ((s[0] & 0xe0) == 0xc0 && s[0] >= 0xc2)
+		len = 2;
+	else if ((s[0] & 0xf0) == 0xe0)
+		len = 3;
+	else if ((s[0] & 0xf8) == 0xf0 && s[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+void collapse_escape(FILE *f, const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = s[i];
+		size_t k = utf8_len(s + i, n - i);
+		if (c == '\\')
+			fputs("\\\\", f);
+		else if (c == ';')
+			fputs("\\x3b", f);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c < 0x20 || c == 0x7f || k == 0)
+			fprintf(f, "\\x%02x", c);
+		else {
+			fwrite(s + i, 1, k, f);
+			i += k;
+			continue;
+		}
+		i++;
+	}
+}
+
+/* ---- one line per distinct rendered stack -------------------------------- */
+
+struct line {
+	char *text;
+	size_t len;
+	uint64_t value;
+};
+
+struct lines {
+	struct line *v;
+	size_t n, cap;
+	uint32_t *index;
+	size_t index_cap;
+};
+
+static uint64_t hash_text(const char *s, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void lines_add(struct lines *L, char *text, size_t len, uint64_t value)
+{
+	if ((L->n + 1) * 2 > L->index_cap) {
+		size_t cap = L->index_cap ? L->index_cap * 2 : 1024;
+		uint32_t *ix = xrealloc(NULL, cap * sizeof(*ix));
+		memset(ix, 0xff, cap * sizeof(*ix));
+		for (size_t i = 0; i < L->n; i++) {
+			size_t j = hash_text(L->v[i].text, L->v[i].len) & (cap - 1);
+			while (ix[j] != UINT32_MAX)
+				j = (j + 1) & (cap - 1);
+			ix[j] = (uint32_t)i;
+		}
+		free(L->index);
+		L->index = ix;
+		L->index_cap = cap;
+	}
+	size_t j = hash_text(text, len) & (L->index_cap - 1);
+	while (L->index[j] != UINT32_MAX) {
+		struct line *l = &L->v[L->index[j]];
+		if (l->len == len && memcmp(l->text, text, len) == 0) {
+			l->value += value;
+			free(text);
+			return;
+		}
+		j = (j + 1) & (L->index_cap - 1);
+	}
+	if (L->n == L->cap) {
+		L->cap = L->cap ? L->cap * 2 : 1024;
+		L->v = xrealloc(L->v, L->cap * sizeof(*L->v));
+	}
+	L->v[L->n] = (struct line){ text, len, value };
+	L->index[j] = (uint32_t)L->n++;
+}
+
+static int by_text(const void *a, const void *b)
+{
+	const struct line *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->text, y->text, n);
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* ---- rendering a stack ---------------------------------------------------- */
+
+static int is_import_system(const char *file)
+{
+	return strncmp(file, "<frozen importlib", 17) == 0 || strstr(file, "importlib/_bootstrap") != NULL;
+}
+
+/* CPython's own native code: libpython, or the interpreter executable. */
+static int is_cpython_module(const struct mr_proc *p, const char *module)
+{
+	const char *b = strrchr(module, '/');
+	b = b ? b + 1 : module;
+	return strncmp(b, "libpython", 9) == 0 || (p->header.exe && strcmp(module, p->header.exe) == 0);
+}
+
+static void frame(FILE *f, int *first, const char *s, size_t n)
+{
+	if (!*first)
+		fputc(';', f);
+	*first = 0;
+	collapse_escape(f, s, n);
+}
+
+static void render(FILE *f, struct replay *r, struct symbolizer *sym, const struct site *site,
+		   const struct collapse_opts *o)
+{
+	const struct mr_proc *p = site->proc;
+	int python = (p->header.flags & MR_F_PYTHON) != 0;
+	int native = o->frames == FRAMES_NATIVE ||
+		     (o->frames == FRAMES_AUTO && (!python || (p->header.flags & MR_F_NATIVE)));
+	int hybrid = python && native;
+	int first = 1;
+	if (o->by_thread) {
+		const char *name = site->thread < p->nthreads && p->threads[site->thread].name
+					   ? p->threads[site->thread].name : "?";
+		char buf[64];
+		snprintf(buf, sizeof(buf), " (thread %" PRIu64 ")",
+			 site->thread < p->nthreads ? p->threads[site->thread].tid : 0);
+		char *t = xrealloc(NULL, strlen(name) + strlen(buf) + 1);
+		strcpy(t, name);
+		strcat(t, buf);
+		frame(f, &first, t, strlen(t));
+		free(t);
+	}
+	/* the node path, leaf first */
+	static uint32_t *path;
+	static size_t cap;
+	size_t n = 0;
+	for (uint32_t s = site->stack; s && s < p->nnodes; s = p->nodes[s].parent) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			path = xrealloc(path, cap * sizeof(*path));
+		}
+		path[n++] = s;
+	}
+	int shown = 0;
+	for (size_t i = n; i-- > 0;) {
+		const struct mr_node *node = &p->nodes[path[i]];
+		if (node->python) {
+			const struct mr_pyframe *pf = &p->frames[node->value];
+			const char *file = mr_string(p, pf->file);
+			if (o->hide_import_system && is_import_system(file))
+				continue;
+			char *t = NULL;
+			size_t len = 0;
+			FILE *m = open_memstream(&t, &len);
+			fprintf(m, "%s (%s:%u)", mr_string(p, pf->function), file, pf->line);
+			fclose(m);
+			frame(f, &first, t, len);
+			free(t);
+			shown++;
+			continue;
+		}
+		if (!native)
+			continue;
+		const char *module;
+		const char *text = sym_frames(sym, p, node->value, &module);
+		if (hybrid && !o->all_frames && is_cpython_module(p, module))
+			continue;
+		for (const char *s = text; *s;) {
+			const char *e = strchr(s, '\n');
+			size_t len = e ? (size_t)(e - s) : strlen(s);
+			frame(f, &first, s, len);
+			shown++;
+			s += len + (e ? 1 : 0);
+		}
+	}
+	if (!shown)
+		frame(f, &first, "[unknown]", 9);
+	(void)r;
+}
+
+static void put_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
+{
+	fprintf(out, "# memray-fold %s\n", MEMRAY_VERSION);
+	if (r->nprocs) {
+		const struct mr_proc *p = r->procs[r->nprocs - 1].proc;
+		fputs("# command: ", out);
+		for (uint32_t i = 0; i < p->header.argc; i++) {
+			if (i)
+				fputc(' ', out);
+			collapse_escape(out, p->header.argv[i], strlen(p->header.argv[i]));
+		}
+		fprintf(out, "\n# pid: %u\n", p->pid);
+	}
+	fprintf(out, "# metric: %s\n", metric_name(o->metric));
+	fprintf(out, "# peak: %" PRIu64 "\n", r->peak);
+	fprintf(out, "# peak_ms: %" PRIu64 "\n", r->peak_time_us / 1000);
+	fprintf(out, "# peak_rss: %" PRIu64 "\n", r->peak_rss);
+	fprintf(out, "# allocations: %" PRIu64 "\n", r->n_allocs);
+	fprintf(out, "# bytes_allocated: %" PRIu64 "\n", r->bytes_allocated);
+	fprintf(out, "# duration_ms: %" PRIu64 "\n", r->duration_us / 1000);
+	if (r->ntimeline) {
+		fputs("# timeline: ms,rss,heap", out);
+		for (size_t i = 0; i < r->ntimeline; i++)
+			fprintf(out, " %" PRIu64 ",%" PRIu64 ",%" PRIu64, r->timeline[i].time_us / 1000,
+				r->timeline[i].rss, r->timeline[i].heap);
+		fputc('\n', out);
+	}
+}
+
+size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
+		      const struct collapse_opts *o)
+{
+	struct lines L;
+	memset(&L, 0, sizeof(L));
+	for (size_t i = 0; i < r->nsites; i++) {
+		const struct site *s = &r->sites[i];
+		uint64_t v = site_value(r, s, o->metric);
+		if (!v)
+			continue;
+		char *text = NULL;
+		size_t len = 0;
+		FILE *m = open_memstream(&text, &len);
+		render(m, r, sym, s, o);
+		fclose(m);
+		lines_add(&L, text, len, v);
+	}
+	qsort(L.v, L.n, sizeof(*L.v), by_text);
+	put_meta(out, r, o);
+	for (size_t i = 0; i < L.n; i++) {
+		fwrite(L.v[i].text, 1, L.v[i].len, out);
+		fprintf(out, " %" PRIu64 "\n", L.v[i].value);
+		free(L.v[i].text);
+	}
+	free(L.v);
+	free(L.index);
+	return L.n;
+}

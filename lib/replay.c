@@ -1,0 +1,256 @@
+/*
+ * replay.c - see replay.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replay.h"
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q) {
+		fputs("out of memory\n", stderr);
+		abort();
+	}
+	return q;
+}
+
+void replay_init(struct replay *r, int by_thread)
+{
+	memset(r, 0, sizeof(*r));
+	r->by_thread = by_thread;
+	r->stride = 1;
+	r->releasing_thread = -1;
+}
+
+void replay_free(struct replay *r)
+{
+	for (size_t i = 0; i < r->nprocs; i++) {
+		live_free_all(&r->procs[i].live);
+		free(r->procs[i].last_alloc);
+	}
+	free(r->procs);
+	free(r->sites);
+	free(r->index);
+	memset(r, 0, sizeof(*r));
+}
+
+static const char *const metric_names[] = { "peak", "total", "count", "leaked", "temporary" };
+
+int metric_parse(const char *name, enum metric *m)
+{
+	for (int i = 0; i < 5; i++)
+		if (strcmp(name, metric_names[i]) == 0) {
+			*m = (enum metric)i;
+			return 0;
+		}
+	return -1;
+}
+
+const char *metric_name(enum metric m)
+{
+	return metric_names[m];
+}
+
+uint64_t site_value(const struct replay *r, const struct site *s, enum metric m)
+{
+	switch (m) {
+	case METRIC_PEAK:
+		return (uint64_t)(s->snap_epoch == r->high_epoch ? s->snap_bytes : s->cur_bytes);
+	case METRIC_TOTAL: return s->total_bytes;
+	case METRIC_COUNT: return s->total_count;
+	case METRIC_LEAKED: return (uint64_t)s->cur_bytes;
+	case METRIC_TEMPORARY: return s->temp_bytes;
+	}
+	return 0;
+}
+
+/* ---- sites -------------------------------------------------------------- */
+
+static uint64_t site_hash(const struct mr_proc *p, uint32_t stack, uint32_t thread)
+{
+	uint64_t h = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull;
+	h ^= ((uint64_t)stack << 20 | thread) * 0xc2b2ae3d27d4eb4full;
+	return h ^ (h >> 31);
+}
+
+static uint32_t site_for(struct replay *r, struct mr_proc *p, uint32_t stack, uint32_t thread)
+{
+	if (!r->by_thread)
+		thread = 0;
+	if ((r->nsites + 1) * 2 > r->index_cap) {
+		size_t cap = r->index_cap ? r->index_cap * 2 : 1024;
+		uint32_t *ix = xrealloc(NULL, cap * sizeof(*ix));
+		memset(ix, 0xff, cap * sizeof(*ix));
+		for (size_t i = 0; i < r->nsites; i++) {
+			struct site *s = &r->sites[i];
+			size_t j = site_hash(s->proc, s->stack, s->thread) & (cap - 1);
+			while (ix[j] != UINT32_MAX)
+				j = (j + 1) & (cap - 1);
+			ix[j] = (uint32_t)i;
+		}
+		free(r->index);
+		r->index = ix;
+		r->index_cap = cap;
+	}
+	size_t j = site_hash(p, stack, thread) & (r->index_cap - 1);
+	while (r->index[j] != UINT32_MAX) {
+		struct site *s = &r->sites[r->index[j]];
+		if (s->proc == p && s->stack == stack && s->thread == thread)
+			return r->index[j];
+		j = (j + 1) & (r->index_cap - 1);
+	}
+	if (r->nsites == r->sites_cap) {
+		r->sites_cap = r->sites_cap ? r->sites_cap * 2 : 1024;
+		r->sites = xrealloc(r->sites, r->sites_cap * sizeof(*r->sites));
+	}
+	struct site *s = &r->sites[r->nsites];
+	memset(s, 0, sizeof(*s));
+	s->proc = p;
+	s->stack = stack;
+	s->thread = thread;
+	r->index[j] = (uint32_t)r->nsites;
+	return (uint32_t)r->nsites++;
+}
+
+/* Before a site's live bytes change: keep their value at the latest high. */
+static void touch(struct replay *r, struct site *s)
+{
+	if (s->snap_epoch != r->high_epoch) {
+		s->snap_bytes = s->cur_bytes;
+		s->snap_count = s->cur_count;
+		s->snap_epoch = r->high_epoch;
+	}
+}
+
+static void on_release(void *ctx, uint32_t site, uint64_t addr, uint64_t bytes, int whole)
+{
+	struct replay *r = ctx;
+	struct site *s = &r->sites[site];
+	touch(r, s);
+	s->cur_bytes -= (int64_t)bytes;
+	if (whole)
+		s->cur_count--;
+	r->live -= bytes;
+	int t = r->releasing_thread;
+	if (t >= 0 && r->cur && (size_t)t < r->cur->nthreads && r->cur->last_alloc[t] == addr) {
+		s->temp_bytes += bytes;
+		s->temp_count++;
+	}
+}
+
+static void allocated(struct replay *r, const struct mr_record *rec)
+{
+	struct replay_proc *rp = r->cur;
+	uint32_t ix = site_for(r, rec->proc, rec->stack, rec->thread);
+	struct site *s = &r->sites[ix];
+	touch(r, s);
+	/* An address allocated again while live: live_alloc_at releases the
+	 * old block first (through on_release). */
+	live_alloc_at(&rp->live, rec->allocator, rec->addr, rec->size, ix);
+	s = &r->sites[ix];
+	s->cur_bytes += (int64_t)rec->size;
+	s->cur_count++;
+	s->total_bytes += rec->size;
+	s->total_count++;
+	r->live += rec->size;
+	r->n_allocs++;
+	r->bytes_allocated += rec->size;
+	if (rec->thread < rp->nthreads)
+		rp->last_alloc[rec->thread] = rec->addr;
+	if (r->live > r->peak) {
+		r->peak = r->live;
+		r->high_epoch = ++r->epoch;
+		r->peak_time_us = r->now_us;
+	}
+}
+
+static void released(struct replay *r, const struct mr_record *rec, uint64_t addr,
+		     uint64_t len, int temporary_possible)
+{
+	r->releasing_thread = temporary_possible ? (int)rec->thread : -1;
+	live_free(&r->cur->live, rec->allocator, addr, len);
+	r->releasing_thread = -1;
+	if (r->cur && rec->thread < r->cur->nthreads && r->cur->last_alloc[rec->thread] == addr)
+		r->cur->last_alloc[rec->thread] = 0;
+}
+
+static struct replay_proc *proc_of(struct replay *r, struct mr_proc *p)
+{
+	if (r->cur && r->cur->proc == p)
+		return r->cur;
+	for (size_t i = r->nprocs; i-- > 0;)
+		if (r->procs[i].proc == p)
+			return &r->procs[i];
+	/* A new process, or a new image of one after exec: the old image's
+	 * memory is gone. */
+	for (size_t i = 0; i < r->nprocs; i++)
+		if (r->procs[i].proc->pid == p->pid && r->procs[i].live.on_release) {
+			r->cur = &r->procs[i];
+			live_release_all(&r->procs[i].live);
+		}
+	r->procs = xrealloc(r->procs, (r->nprocs + 1) * sizeof(*r->procs));
+	struct replay_proc *rp = &r->procs[r->nprocs++];
+	memset(rp, 0, sizeof(*rp));
+	rp->proc = p;
+	live_init(&rp->live);
+	rp->live.on_release = on_release;
+	rp->live.ctx = r;
+	return rp;
+}
+
+static void add_timepoint(struct replay *r, uint64_t time_us, uint64_t rss)
+{
+	if (r->skipped + 1 < r->stride) {
+		r->skipped++;
+		return;
+	}
+	r->skipped = 0;
+	if (r->ntimeline == TIMELINE_MAX) {
+		/* full: keep every other point, and from now on every other one */
+		for (size_t i = 0; i < TIMELINE_MAX / 2; i++)
+			r->timeline[i] = r->timeline[2 * i + 1];
+		r->ntimeline = TIMELINE_MAX / 2;
+		r->stride *= 2;
+	}
+	r->timeline[r->ntimeline++] = (struct timepoint){ time_us, rss, r->live };
+}
+
+void replay_record(struct replay *r, const struct mr_record *rec)
+{
+	struct mr_proc *p = rec->proc;
+	r->cur = proc_of(r, p);
+	struct replay_proc *rp = r->cur;
+	if (p->nthreads > rp->nthreads) {
+		rp->last_alloc = xrealloc(rp->last_alloc, p->nthreads * sizeof(uint64_t));
+		memset(rp->last_alloc + rp->nthreads, 0, (p->nthreads - rp->nthreads) * sizeof(uint64_t));
+		rp->nthreads = p->nthreads;
+	}
+	switch (rec->tag & 0xe0) {
+	case MR_TAG_ALLOC:
+		allocated(r, rec);
+		return;
+	case MR_TAG_FREE:
+		r->n_frees++;
+		released(r, rec, rec->addr, rec->size, 1);
+		return;
+	case MR_TAG_MOVE:
+		r->n_frees++;
+		released(r, rec, rec->old_addr, rec->old_size, 0);
+		allocated(r, rec);
+		return;
+	}
+	if (rec->tag == MR_TAG_MEMORY) {
+		r->now_us = rec->time_us;
+		if (rec->rss > r->peak_rss)
+			r->peak_rss = rec->rss;
+		if (rec->time_us > r->duration_us)
+			r->duration_us = rec->time_us;
+		add_timepoint(r, rec->time_us, rec->rss);
+	} else if (rec->tag == MR_TAG_TRAILER || rec->tag == MR_TAG_EXEC) {
+		if (p->trailer.time_us > r->duration_us)
+			r->duration_us = p->trailer.time_us;
+	}
+}

@@ -1,0 +1,73 @@
+/*
+ * replay.h - one pass over a stream, keeping for every (process, stack,
+ * thread) the numbers every metric needs, in memory bounded by the live
+ * allocations and the distinct stacks, never by the stream's length.
+ *
+ * Peak (the high-water mark of live bytes) costs O(1) per event: each new
+ * high starts an epoch; a site's live bytes are snapshotted the first time
+ * they change after the latest high, so at the end a site's value at the
+ * peak is its snapshot if it changed since, else its current value.
+ */
+#ifndef MEMRAY_REPLAY_H
+#define MEMRAY_REPLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "live.h"
+#include "stream.h"
+
+enum metric { METRIC_PEAK, METRIC_TOTAL, METRIC_COUNT, METRIC_LEAKED, METRIC_TEMPORARY };
+
+/* One allocation site: a stack of a process (and a thread, by thread). */
+struct site {
+	struct mr_proc *proc;
+	uint32_t stack, thread;
+	int64_t cur_bytes, cur_count;     /* live now */
+	int64_t snap_bytes, snap_count;   /* live at the latest high, if changed since */
+	uint64_t snap_epoch;
+	uint64_t total_bytes, total_count;
+	uint64_t temp_bytes, temp_count;
+};
+
+struct replay_proc {
+	struct mr_proc *proc;
+	struct live live;
+	uint64_t *last_alloc; /* per thread: the address of its latest allocation */
+	size_t nthreads;
+};
+
+struct timepoint {
+	uint64_t time_us, rss, heap;
+};
+
+#define TIMELINE_MAX 1000
+
+struct replay {
+	int by_thread;
+	struct site *sites;
+	size_t nsites, sites_cap;
+	uint32_t *index; /* open addressing over sites, by (proc, stack, thread) */
+	size_t index_cap;
+	struct replay_proc *procs;
+	size_t nprocs;
+	uint64_t live, peak, epoch, high_epoch;
+	uint64_t peak_time_us; /* the last memory record's time when the peak was reached */
+	uint64_t now_us, duration_us;
+	uint64_t n_allocs, n_frees, bytes_allocated, peak_rss;
+	struct timepoint timeline[TIMELINE_MAX];
+	size_t ntimeline, stride, skipped;
+	int releasing_thread; /* the thread whose free is being replayed, or -1 */
+	struct replay_proc *cur;
+};
+
+void replay_init(struct replay *r, int by_thread);
+void replay_free(struct replay *r);
+/* Feeds one record (every record of the stream, in order). */
+void replay_record(struct replay *r, const struct mr_record *rec);
+/* The site's value for a metric. */
+uint64_t site_value(const struct replay *r, const struct site *s, enum metric m);
+int metric_parse(const char *name, enum metric *m);
+const char *metric_name(enum metric m);
+
+#endif

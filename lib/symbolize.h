@@ -1,0 +1,28 @@
+/*
+ * symbolize.h - native frames named offline from a stream's module
+ * records, with elfutils' libdw: function, file:line, inlined frames.
+ * Each module file is opened once; a file whose build-id differs from the
+ * recorded one is reported once and gives raw addresses, never wrong
+ * names.
+ */
+#ifndef MEMRAY_SYMBOLIZE_H
+#define MEMRAY_SYMBOLIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stream.h"
+
+struct symbolizer;
+
+struct symbolizer *sym_new(void);
+void sym_free(struct symbolizer *s);
+
+/* The frames of return address ip in process p, root first, as
+ * "function (file:line)", "function (libfoo.so)" or "0xADDR (libfoo.so)",
+ * joined by '\n' (several when functions were inlined). The text stays
+ * valid until sym_free. *module receives the module's path ("" if none). */
+const char *sym_frames(struct symbolizer *s, const struct mr_proc *p, uint64_t ip,
+		       const char **module);
+
+#endif
