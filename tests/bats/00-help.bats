@@ -4,7 +4,7 @@
 
 load helper
 
-TOOLS="memray-record memray-stat"
+TOOLS="memray-record memray-stat memray-fold"
 MAN=$BATS_TEST_DIRNAME/../../man
 
 render() { mandoc -T ascii "$1" | col -bx; }

@@ -1,0 +1,171 @@
+#!/usr/bin/env bats
+# memray-fold: collapsed stacks, metrics, frames, metadata.
+
+load helper
+
+# fold_case CASE [OPTIONS...]: records peaks CASE and folds it, keeping
+# the stack below main() and the value: "frame;frame value"
+fold_case() {
+	local c=$1; shift
+	memray-record -q -f -o "$c.bin" "$FIX/peaks" "$c" || return 1
+	memray-fold "$@" "$c.bin" | grep -v '^#' | sed 's/^.*main (peaks\.c:[0-9]*);\{0,1\}//'
+}
+
+peak_of() { memray-fold "$@" | sed -n 's/^# peak: //p'; }
+
+@test "peak: two rounds of 1 KiB alloc+free hold one allocation of 1 KiB" {
+	run fold_case two-rounds
+	assert_output "two_rounds (peaks.c:20) 1024"
+}
+
+@test "peak: 1 KiB alloc+free then 2 KiB gives 2 KiB" {
+	run fold_case grow
+	assert_output "grow (peaks.c:26) 2048"
+}
+
+@test "peak: two live 1 KiB allocations from the same line are one line of 2 KiB" {
+	run fold_case same-line
+	assert_line "same_line (peaks.c:33) 2048"
+}
+
+@test "peak: partial unmaps (P = page size)" {
+	P=$(getconf PAGE_SIZE)
+	for c in unmap-first:11 unmap-ends:12 unmap-middle:17 unmap-two-holes:13 unmap-adjacent:10; do
+		memray-record -q -f -o m.bin "$FIX/peaks" "${c%:*}"
+		[ "$(peak_of m.bin)" = $(( ${c#*:} * P )) ] || { echo "$c: $(peak_of m.bin)"; false; }
+		# and the lines add up to the peak
+		[ "$(memray-fold m.bin | grep -v '^#' | awk '{ s += $NF } END { print s }')" = $(( ${c#*:} * P )) ]
+	done
+}
+
+@test "peak: a recursion allocating 1 KiB per level shows every level at the deepest point" {
+	run fold_case recursion
+	[ "${#lines[@]}" = 10 ]
+	for ((d = 0; d < 10; d++)); do
+		want="$(printf 'recurse (peaks.c:42);%.0s' $(seq $d))recurse (peaks.c:41) 1024"
+		assert_line "$want"
+	done
+}
+
+@test "metrics: total, count, leaked and temporary" {
+	memray-record -q -o t.bin "$FIX/peaks" temporary
+	run bash -c "memray-fold --metric=total t.bin | grep -v '^#' | sed 's/.*main (peaks.c:\([0-9]*\))/main:\1/' | sort"
+	assert_output "main:86 100
+main:87 200
+main:88 300"
+	run bash -c "memray-fold --metric=count t.bin | grep -v '^#' | awk '{ s += \$NF } END { print s }'"
+	assert_output 3
+	run bash -c "memray-fold -m temporary t.bin | grep -v '^#' | sed 's/.*main (peaks.c:\([0-9]*\))/main:\1/'"
+	assert_output "main:86 100
+main:88 300"
+	run bash -c "memray-fold --metric=leaked t.bin | grep -v '^#'"
+	assert_output ""
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	run bash -c "memray-fold --metric=leaked d.bin | grep -v '^#'"
+	assert_line --regexp "leak \(demo.c:3[0-9]\) 1048576$"
+}
+
+@test "every line loads in flamegraph.pl and speedscope: integers, one space, nothing after" {
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	memray-fold d.bin > d.folded
+	grep -v '^# ' d.folded | grep -Ev '^.* [0-9]+$' && false
+	[ "$(grep -vc '^# ' d.folded)" -gt 1 ]
+	for m in total count leaked temporary; do
+		memray-fold -m $m d.bin | grep -v '^# ' | grep -Ev '^.* [0-9]+$' && false
+	done
+	true
+}
+
+@test "metadata lines: command, pid, metric, peak, duration, a timeline of at most 1000 points" {
+	memray-record -q --interval 1 -o s.bin "$FIX/allocs" sleep 2 > /dev/null
+	run memray-fold -m total s.bin
+	assert_line --regexp "^# command: .*/allocs sleep 2$"
+	assert_line --regexp "^# pid: [0-9]+$"
+	assert_line "# metric: total"
+	assert_line --regexp "^# peak: [0-9]+$"
+	assert_line --regexp "^# duration_ms: (19|20|21)[0-9][0-9]$"
+	n=$(memray-fold s.bin | sed -n 's/^# timeline: ms,rss,heap //p' | wc -w)
+	[ "$n" -ge 400 ] && [ "$n" -le 1000 ]
+}
+
+@test "Python stacks: pure Python by default, hybrid with --native, names escaped" {
+	cat > hostile.py <<'PY'
+def make():
+    return bytearray(424242)
+make.__code__ = make.__code__.replace(co_name='a;b\nc "q" é')
+try:
+    make.__code__ = make.__code__.replace(co_qualname='a;b\nc "q" é')
+except TypeError:
+    pass
+make()
+PY
+	memray-record -q -o h.bin /usr/bin/python3 hostile.py
+	run bash -c "memray-fold -m total h.bin | grep ' 424243$'"
+	assert_output --regexp '^<module> \(/[^;]*/hostile.py:8\);a\\x3bb\\nc "q" é \(/[^;]*/hostile.py:2\) 424243$'
+	memray-record -q --native -o n.bin /usr/bin/python3 hostile.py
+	run bash -c "memray-fold -m total n.bin | grep ' 424243$'"
+	assert_output --regexp '^.*<module> \(/[^;]*/hostile.py:8\);a\\x3bb\\nc "q" é \(/[^;]*/hostile.py:2\)(;.*)? 424243$'
+	# CPython's own frames are hidden unless asked for
+	[ "$(memray-fold -m total n.bin | grep ' 424243$' | tr ';' '\n' | wc -l)" -lt \
+	  "$(memray-fold -m total --all-frames n.bin | grep ' 424243$' | tr ';' '\n' | wc -l)" ]
+	run bash -c "memray-fold -m total --python-only n.bin | grep ' 424243$'"
+	assert_output --regexp '^<module> \(/[^;]*/hostile.py:8\);a\\x3bb\\nc "q" é \(/[^;]*/hostile.py:2\) 424243$'
+}
+
+@test "--hide-import-system drops the import machinery's frames" {
+	mkdir -p pkg && printf 'X = bytearray(515151)\n' > pkg/big.py
+	printf 'import sys\nsys.path.insert(0, ".")\nimport pkg.big\n' > imp.py
+	memray-record -q -o i.bin /usr/bin/python3 imp.py
+	memray-fold -m total i.bin | grep ' 515152$' | grep -q 'importlib'
+	run bash -c "memray-fold -m total --hide-import-system i.bin | grep ' 515152$'"
+	assert_output --regexp '^<module> \(/[^;]*/imp.py:3\);<module> \(/[^;]*/pkg/big.py:1\) 515152$'
+}
+
+@test "--by-thread puts a root frame per thread" {
+	memray-record -q -o t.bin "$FIX/allocs" thread > /dev/null
+	run bash -c "memray-fold --by-thread -m total t.bin | grep -v '^#' | grep 'chain\|named_thread' | cut -d';' -f1 | sort -u"
+	assert_output --regexp '^worker-two \(thread [0-9]+\)$'
+}
+
+@test "--pid selects a process; an unknown pid is an error" {
+	memray-record -q -o p.bin "$FIX/allocs" chain > /dev/null
+	pid=$(dump p.bin | head -1 | field pid)
+	run memray-fold --pid "$pid" p.bin
+	assert_success
+	assert_line "# pid: $pid"
+	run memray-fold --pid 1 p.bin
+	assert_failure 2
+	assert_output "memray-fold: no process 1 in the input"
+}
+
+@test "compressed input, a cut stream, bad options" {
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	memray-fold d.bin > plain.txt
+	for z in gzip zstd xz bzip2; do
+		command -v $z > /dev/null || continue
+		$z -c d.bin | memray-fold > $z.txt
+		cmp plain.txt $z.txt
+	done
+	head -c 20000 d.bin > cut.bin
+	run memray-fold cut.bin
+	assert_failure 2
+	assert_output --regexp "memray-fold: cut.bin: truncated at byte [0-9]+"
+	assert_line --partial "# metric: peak"
+	run memray-fold --metric=bogus d.bin
+	assert_failure 2
+	assert_output --partial "unknown metric 'bogus'"
+}
+
+@test "a changed binary gives a warning and raw addresses, never wrong names" {
+	cp "$FIX/allocs" ./prog
+	./prog none
+	memray-record -q -o c.bin ./prog chain > /dev/null
+	memray-fold c.bin | grep -q 'chain_c (allocs.c:'
+	# rebuild it differently: another build-id
+	cc -O1 -g -o prog "$BATS_TEST_DIRNAME/../fixtures/allocs.c" -ldl -lpthread
+	run memray-fold c.bin
+	assert_success
+	assert_line --partial "memray-fold: warning: $BATS_TEST_TMPDIR/prog has changed since it was recorded"
+	! echo "$output" | grep -q "chain_c"
+	echo "$output" | grep -q "0x[0-9a-f]* (prog)"
+}
