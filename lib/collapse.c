@@ -268,7 +268,8 @@ size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
 		fclose(m);
 		lines_add(&L, text, len, v);
 	}
-	qsort(L.v, L.n, sizeof(*L.v), by_text);
+	if (L.n)
+		qsort(L.v, L.n, sizeof(*L.v), by_text);
 	put_meta(out, r, o);
 	for (size_t i = 0; i < L.n; i++) {
 		fwrite(L.v[i].text, 1, L.v[i].len, out);

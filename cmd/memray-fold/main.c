@@ -44,6 +44,9 @@ static void usage(int status)
 
 /* Feeds one input to the replay; returns 0, or 2 after reporting damage
  * (what came before it has been fed). */
+static struct mr_reader **readers; /* kept: the sites point into their tables */
+static size_t nreaders;
+
 static int fold_one(const char *path, struct replay *r, long pid)
 {
 	char err[600];
@@ -53,6 +56,10 @@ static int fold_one(const char *path, struct replay *r, long pid)
 		return EXIT_USAGE;
 	}
 	struct mr_reader *rd = malloc(sizeof(*rd));
+	readers = realloc(readers, (nreaders + 1) * sizeof(*readers));
+	if (!rd || !readers)
+		die(EXIT_USAGE, "out of memory");
+	readers[nreaders++] = rd;
 	struct mr_record rec;
 	int rc;
 	mr_reader_init(rd, in);
@@ -61,8 +68,8 @@ static int fold_one(const char *path, struct replay *r, long pid)
 			replay_record(r, &rec);
 	if (rc < 0)
 		warnmsg("%s: %s", mr_input_name(in), rd->err);
-	/* The reader's tables stay alive: the sites point into them. */
 	mr_input_close(in);
+	rd->in = NULL;
 	return rc < 0 ? EXIT_USAGE : EXIT_OK;
 }
 
@@ -122,6 +129,12 @@ int main(int argc, char **argv)
 	struct symbolizer *sym = sym_new();
 	collapse_write(stdout, &r, sym, &o);
 	sym_free(sym);
+	replay_free(&r);
+	for (size_t i = 0; i < nreaders; i++) {
+		mr_reader_free(readers[i]);
+		free(readers[i]);
+	}
+	free(readers);
 	if (close_stdout() < 0)
 		status = EXIT_USAGE;
 	return status;
