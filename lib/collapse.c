@@ -67,14 +67,8 @@ void collapse_escape(FILE *f, const char *str, size_t n)
 
 /* ---- one line per distinct rendered stack -------------------------------- */
 
-struct line {
-	char *text;
-	size_t len;
-	uint64_t value;
-};
-
 struct lines {
-	struct line *v;
+	struct collapsed *v;
 	size_t n, cap;
 	uint32_t *index;
 	size_t index_cap;
@@ -88,7 +82,7 @@ static uint64_t hash_text(const char *s, size_t n)
 	return h;
 }
 
-static void lines_add(struct lines *L, char *text, size_t len, uint64_t value)
+static void lines_add(struct lines *L, char *text, size_t len, uint64_t value, uint64_t count)
 {
 	if ((L->n + 1) * 2 > L->index_cap) {
 		size_t cap = L->index_cap ? L->index_cap * 2 : 1024;
@@ -106,9 +100,10 @@ static void lines_add(struct lines *L, char *text, size_t len, uint64_t value)
 	}
 	size_t j = hash_text(text, len) & (L->index_cap - 1);
 	while (L->index[j] != UINT32_MAX) {
-		struct line *l = &L->v[L->index[j]];
+		struct collapsed *l = &L->v[L->index[j]];
 		if (l->len == len && memcmp(l->text, text, len) == 0) {
 			l->value += value;
+			l->count += count;
 			free(text);
 			return;
 		}
@@ -118,13 +113,13 @@ static void lines_add(struct lines *L, char *text, size_t len, uint64_t value)
 		L->cap = L->cap ? L->cap * 2 : 1024;
 		L->v = xrealloc(L->v, L->cap * sizeof(*L->v));
 	}
-	L->v[L->n] = (struct line){ text, len, value };
+	L->v[L->n] = (struct collapsed){ text, len, value, count };
 	L->index[j] = (uint32_t)L->n++;
 }
 
 static int by_text(const void *a, const void *b)
 {
-	const struct line *x = a, *y = b;
+	const struct collapsed *x = a, *y = b;
 	size_t n = x->len < y->len ? x->len : y->len;
 	int c = memcmp(x->text, y->text, n);
 	return c ? c : (x->len > y->len) - (x->len < y->len);
@@ -222,7 +217,7 @@ static void render(FILE *f, struct replay *r, struct symbolizer *sym, const stru
 	(void)r;
 }
 
-static void put_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
+void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 {
 	fprintf(out, "# memray-fold %s\n", MEMRAY_VERSION);
 	if (r->nprocs) {
@@ -251,8 +246,8 @@ static void put_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 	}
 }
 
-size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
-		      const struct collapse_opts *o)
+size_t collapse_lines(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
+		      struct collapsed **out)
 {
 	struct lines L;
 	memset(&L, 0, sizeof(L));
@@ -266,17 +261,32 @@ size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
 		FILE *m = open_memstream(&text, &len);
 		render(m, r, sym, s, o);
 		fclose(m);
-		lines_add(&L, text, len, v);
+		lines_add(&L, text, len, v, site_count(r, s, o->metric));
 	}
 	if (L.n)
 		qsort(L.v, L.n, sizeof(*L.v), by_text);
-	put_meta(out, r, o);
-	for (size_t i = 0; i < L.n; i++) {
-		fwrite(L.v[i].text, 1, L.v[i].len, out);
-		fprintf(out, " %" PRIu64 "\n", L.v[i].value);
-		free(L.v[i].text);
-	}
-	free(L.v);
 	free(L.index);
+	*out = L.v;
 	return L.n;
+}
+
+void collapse_lines_free(struct collapsed *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].text);
+	free(v);
+}
+
+size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
+		      const struct collapse_opts *o)
+{
+	struct collapsed *v;
+	size_t n = collapse_lines(r, sym, o, &v);
+	collapse_meta(out, r, o);
+	for (size_t i = 0; i < n; i++) {
+		fwrite(v[i].text, 1, v[i].len, out);
+		fprintf(out, " %" PRIu64 "\n", v[i].value);
+	}
+	collapse_lines_free(v, n);
+	return n;
 }

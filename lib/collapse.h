@@ -24,8 +24,21 @@ struct collapse_opts {
 	int all_frames; /* keep CPython's own native frames in hybrid stacks */
 };
 
-/* Writes "# key: value" metadata lines, then the collapsed stacks sorted
- * by text. Returns the number of stack lines. */
+/* One distinct rendered stack: escaped frames joined by ';'. */
+struct collapsed {
+	char *text;
+	size_t len;
+	uint64_t value, count; /* the metric, and the allocations behind it */
+};
+
+/* The distinct stacks with a non-zero value, sorted by text; free with
+ * collapse_lines_free. */
+size_t collapse_lines(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
+		      struct collapsed **out);
+void collapse_lines_free(struct collapsed *v, size_t n);
+/* "# key: value" metadata lines. */
+void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o);
+/* Metadata, then the stacks. Returns the number of stack lines. */
 size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
 		      const struct collapse_opts *o);
 

@@ -67,6 +67,19 @@ uint64_t site_value(const struct replay *r, const struct site *s, enum metric m)
 	return 0;
 }
 
+uint64_t site_count(const struct replay *r, const struct site *s, enum metric m)
+{
+	switch (m) {
+	case METRIC_PEAK:
+		return (uint64_t)(s->snap_epoch == r->high_epoch ? s->snap_count : s->cur_count);
+	case METRIC_TOTAL:
+	case METRIC_COUNT: return s->total_count;
+	case METRIC_LEAKED: return (uint64_t)s->cur_count;
+	case METRIC_TEMPORARY: return s->temp_count;
+	}
+	return 0;
+}
+
 /* ---- sites -------------------------------------------------------------- */
 
 static uint64_t site_hash(const struct mr_proc *p, uint32_t stack, uint32_t thread)

@@ -67,6 +67,8 @@ void replay_free(struct replay *r);
 void replay_record(struct replay *r, const struct mr_record *rec);
 /* The site's value for a metric. */
 uint64_t site_value(const struct replay *r, const struct site *s, enum metric m);
+/* The number of allocations behind that value. */
+uint64_t site_count(const struct replay *r, const struct site *s, enum metric m);
 int metric_parse(const char *name, enum metric *m);
 const char *metric_name(enum metric m);
 

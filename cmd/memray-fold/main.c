@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../../lib/collapse.h"
-#include "../../lib/input.h"
+#include "../../lib/ingest.h"
 #include "../../lib/replay.h"
 #include "../../lib/symbolize.h"
 #include "../../lib/util.h"
@@ -40,37 +40,6 @@ static void usage(int status)
 	else
 		fprintf(stderr, "%.*s", (int)(strstr(usage_text, "\n\n") - usage_text + 1), usage_text);
 	exit(status);
-}
-
-/* Feeds one input to the replay; returns 0, or 2 after reporting damage
- * (what came before it has been fed). */
-static struct mr_reader **readers; /* kept: the sites point into their tables */
-static size_t nreaders;
-
-static int fold_one(const char *path, struct replay *r, long pid)
-{
-	char err[600];
-	struct mr_input *in = mr_input_open(path, err, sizeof(err));
-	if (!in) {
-		warnmsg("%s", err);
-		return EXIT_USAGE;
-	}
-	struct mr_reader *rd = malloc(sizeof(*rd));
-	readers = realloc(readers, (nreaders + 1) * sizeof(*readers));
-	if (!rd || !readers)
-		die(EXIT_USAGE, "out of memory");
-	readers[nreaders++] = rd;
-	struct mr_record rec;
-	int rc;
-	mr_reader_init(rd, in);
-	while ((rc = mr_next(rd, &rec)) == 1)
-		if (pid < 0 || rec.proc->pid == (uint32_t)pid)
-			replay_record(r, &rec);
-	if (rc < 0)
-		warnmsg("%s: %s", mr_input_name(in), rd->err);
-	mr_input_close(in);
-	rd->in = NULL;
-	return rc < 0 ? EXIT_USAGE : EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -117,12 +86,13 @@ int main(int argc, char **argv)
 		}
 	}
 	struct replay r;
+	struct ingest g = { NULL, 0, 0 };
 	replay_init(&r, o.by_thread);
 	int status = EXIT_OK;
 	if (optind == argc)
-		status = fold_one("-", &r, pid);
+		status = ingest_file(&g, &r, "-", pid);
 	for (int i = optind; i < argc; i++)
-		if (fold_one(argv[i], &r, pid) != EXIT_OK)
+		if (ingest_file(&g, &r, argv[i], pid) != EXIT_OK)
 			status = EXIT_USAGE;
 	if (pid >= 0 && r.nprocs == 0 && status == EXIT_OK)
 		die(EXIT_USAGE, "no process %ld in the input", pid);
@@ -130,11 +100,7 @@ int main(int argc, char **argv)
 	collapse_write(stdout, &r, sym, &o);
 	sym_free(sym);
 	replay_free(&r);
-	for (size_t i = 0; i < nreaders; i++) {
-		mr_reader_free(readers[i]);
-		free(readers[i]);
-	}
-	free(readers);
+	ingest_free(&g);
 	if (close_stdout() < 0)
 		status = EXIT_USAGE;
 	return status;

@@ -1,0 +1,47 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest.h"
+#include "input.h"
+#include "util.h"
+
+int ingest_file(struct ingest *g, struct replay *r, const char *path, long pid)
+{
+	char err[600];
+	struct mr_input *in = mr_input_open(path, err, sizeof(err));
+	if (!in) {
+		warnmsg("%s", err);
+		return EXIT_USAGE;
+	}
+	struct mr_reader *rd = malloc(sizeof(*rd));
+	struct mr_reader **v = realloc(g->readers, (g->n + 1) * sizeof(*v));
+	if (!rd || !v)
+		die(EXIT_USAGE, "out of memory");
+	g->readers = v;
+	g->readers[g->n++] = rd;
+	struct mr_record rec;
+	int rc;
+	mr_reader_init(rd, in);
+	while ((rc = mr_next(rd, &rec)) == 1) {
+		if (pid >= 0 && rec.proc->pid != (uint32_t)pid)
+			continue;
+		if (rec.tag == MR_TAG_HEADER && (rec.proc->header.flags & MR_F_PYMALLOC))
+			g->saw_pymalloc = 1;
+		replay_record(r, &rec);
+	}
+	if (rc < 0)
+		warnmsg("%s: %s", mr_input_name(in), rd->err);
+	mr_input_close(in);
+	rd->in = NULL;
+	return rc < 0 ? EXIT_USAGE : EXIT_OK;
+}
+
+void ingest_free(struct ingest *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		mr_reader_free(g->readers[i]);
+		free(g->readers[i]);
+	}
+	free(g->readers);
+	memset(g, 0, sizeof(*g));
+}

@@ -1,0 +1,24 @@
+/*
+ * ingest.h - feeding inputs to a replay: the reading loop every filter
+ * shares. Readers are kept until ingest_free, since the replay's sites
+ * point into their tables.
+ */
+#ifndef MEMRAY_INGEST_H
+#define MEMRAY_INGEST_H
+
+#include "replay.h"
+#include "stream.h"
+
+struct ingest {
+	struct mr_reader **readers;
+	size_t n;
+	int saw_pymalloc; /* a Python process ran with pymalloc hiding objects */
+};
+
+/* Replays path ("-" is stdin), only process pid if pid >= 0. Returns 0,
+ * or 2 after reporting the damage on stderr (what came before it has been
+ * replayed). */
+int ingest_file(struct ingest *g, struct replay *r, const char *path, long pid);
+void ingest_free(struct ingest *g);
+
+#endif
