@@ -219,7 +219,7 @@ static void render(FILE *f, struct replay *r, struct symbolizer *sym, const stru
 
 void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 {
-	fprintf(out, "# memray-fold %s\n", MEMRAY_VERSION);
+	fprintf(out, "# %s %s\n", progname, MEMRAY_VERSION);
 	if (r->nprocs) {
 		const struct mr_proc *p = r->procs[r->nprocs - 1].proc;
 		fputs("# command: ", out);

@@ -4,7 +4,7 @@
 
 load helper
 
-TOOLS="memray-record memray-stat memray-fold"
+TOOLS="memray-record memray-stat memray-fold memray-leaks"
 MAN=$BATS_TEST_DIRNAME/../../man
 
 render() { mandoc -T ascii "$1" | col -bx; }
