@@ -13,6 +13,11 @@ int ingest_file(struct ingest *g, struct replay *r, const char *path, long pid)
 		warnmsg("%s", err);
 		return EXIT_USAGE;
 	}
+	return ingest_input(g, r, in, pid);
+}
+
+int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long pid)
+{
 	struct mr_reader *rd = malloc(sizeof(*rd));
 	struct mr_reader **v = realloc(g->readers, (g->n + 1) * sizeof(*v));
 	if (!rd || !v)

@@ -19,6 +19,9 @@ struct ingest {
  * or 2 after reporting the damage on stderr (what came before it has been
  * replayed). */
 int ingest_file(struct ingest *g, struct replay *r, const char *path, long pid);
+/* The same for an input already open; it is closed. */
+struct mr_input;
+int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long pid);
 void ingest_free(struct ingest *g);
 
 #endif

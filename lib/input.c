@@ -17,6 +17,8 @@ struct mr_input {
 	int fd;
 	int started; /* the raw entry header has been read */
 	int done;
+	unsigned char peeked[64];
+	size_t npeeked, peek_at;
 	char name[512];
 	char err[512];
 };
@@ -50,7 +52,38 @@ struct mr_input *mr_input_open(const char *path, char *err, size_t errlen)
 	return in;
 }
 
+static ssize_t read_raw(struct mr_input *in, void *buf, size_t n);
+
 ssize_t mr_input_read(struct mr_input *in, void *buf, size_t n)
+{
+	size_t got = 0;
+	while (in->peek_at < in->npeeked && got < n)
+		((unsigned char *)buf)[got++] = in->peeked[in->peek_at++];
+	if (got == n)
+		return (ssize_t)got;
+	ssize_t k = read_raw(in, (char *)buf + got, n - got);
+	if (k < 0)
+		return got ? (ssize_t)got : -1;
+	return (ssize_t)(got + (size_t)k);
+}
+
+ssize_t mr_input_peek(struct mr_input *in, void *buf, size_t n)
+{
+	if (n > sizeof(in->peeked))
+		n = sizeof(in->peeked);
+	if (in->npeeked == 0) {
+		ssize_t k = read_raw(in, in->peeked, n);
+		if (k < 0)
+			return -1;
+		in->npeeked = (size_t)k;
+		in->peek_at = 0;
+	}
+	size_t m = in->npeeked < n ? in->npeeked : n;
+	memcpy(buf, in->peeked, m);
+	return (ssize_t)m;
+}
+
+static ssize_t read_raw(struct mr_input *in, void *buf, size_t n)
 {
 	if (in->done)
 		return 0;

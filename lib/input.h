@@ -18,6 +18,9 @@ struct mr_input *mr_input_open(const char *path, char *err, size_t errlen);
  * the message in mr_input_error(). */
 ssize_t mr_input_read(struct mr_input *in, void *buf, size_t n);
 const char *mr_input_error(const struct mr_input *in);
+/* Reads up to n (at most 64) bytes that the next reads return again;
+ * returns how many there were. */
+ssize_t mr_input_peek(struct mr_input *in, void *buf, size_t n);
 /* The name to show in messages: the path, or "<stdin>". */
 const char *mr_input_name(const struct mr_input *in);
 void mr_input_close(struct mr_input *in);

@@ -4,7 +4,7 @@
 
 load helper
 
-TOOLS="memray-record memray-stat memray-fold memray-leaks"
+TOOLS="memray-record memray-stat memray-fold memray-leaks memray-tree"
 MAN=$BATS_TEST_DIRNAME/../../man
 
 render() { mandoc -T ascii "$1" | col -bx; }

@@ -1,0 +1,279 @@
+/*
+ * memray-tree - collapsed stacks (or a stream) in, an indented tree of the
+ * heaviest paths out.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../lib/collapse.h"
+#include "../../lib/folded.h"
+#include "../../lib/ingest.h"
+#include "../../lib/input.h"
+#include "../../lib/util.h"
+
+static const char usage_text[] =
+	"usage: memray-tree [--depth N] [--min-percent P] [--biggest N] [--ascii] [FILE...]\n"
+	"\n"
+	"Reads collapsed stacks (from memray-fold or any other tool) or memray\n"
+	"streams, and prints the heaviest call paths as an indented tree with the\n"
+	"bytes and percent of the total at each node.\n"
+	"\n"
+	"  -d, --depth N         at most N levels below the root (default: all)\n"
+	"  -m, --min-percent P   hide nodes under P percent of the total (default 1)\n"
+	"  -b, --biggest N       at most N children per node, heaviest first (default 10)\n"
+	"  -a, --ascii           plain ASCII lines, no colour (the default when stdout\n"
+	"                        is not a terminal)\n"
+	"  -h, --help            show this help\n"
+	"      --version         show the version\n";
+
+static void usage(int status)
+{
+	if (status == EXIT_OK)
+		fputs(usage_text, stdout);
+	else
+		fprintf(stderr, "%.*s", (int)(strstr(usage_text, "\n\n") - usage_text + 1), usage_text);
+	exit(status);
+}
+
+/* ---- the tree: nodes by (parent, frame text) ----------------------------- */
+
+struct node {
+	char *name;
+	uint32_t parent, first_child, next_sibling;
+	uint64_t value;
+};
+static struct node *nodes; /* 0 is the root */
+static size_t nnodes, nodes_cap;
+static uint32_t *index_;
+static size_t index_cap;
+static char metric[32] = "";
+
+static uint64_t hash(uint32_t parent, const char *s, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ parent * 0x9e3779b97f4a7c15ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n);
+	if (!q)
+		die(EXIT_USAGE, "out of memory");
+	return q;
+}
+
+static uint32_t child(uint32_t parent, const char *s, size_t n)
+{
+	if ((nnodes + 1) * 2 > index_cap) {
+		size_t cap = index_cap ? index_cap * 2 : 4096;
+		uint32_t *ix = xrealloc(NULL, cap * sizeof(*ix));
+		memset(ix, 0xff, cap * sizeof(*ix));
+		for (size_t i = 1; i < nnodes; i++) {
+			size_t j = hash(nodes[i].parent, nodes[i].name, strlen(nodes[i].name)) & (cap - 1);
+			while (ix[j] != UINT32_MAX)
+				j = (j + 1) & (cap - 1);
+			ix[j] = (uint32_t)i;
+		}
+		free(index_);
+		index_ = ix;
+		index_cap = cap;
+	}
+	size_t j = hash(parent, s, n) & (index_cap - 1);
+	while (index_[j] != UINT32_MAX) {
+		struct node *c = &nodes[index_[j]];
+		if (c->parent == parent && strlen(c->name) == n && memcmp(c->name, s, n) == 0)
+			return index_[j];
+		j = (j + 1) & (index_cap - 1);
+	}
+	if (nnodes == nodes_cap) {
+		nodes_cap *= 2;
+		nodes = xrealloc(nodes, nodes_cap * sizeof(*nodes));
+	}
+	uint32_t id = (uint32_t)nnodes++;
+	nodes[id] = (struct node){ strndup(s, n), parent, 0, nodes[parent].first_child, 0 };
+	nodes[parent].first_child = id;
+	index_[j] = id;
+	return id;
+}
+
+static void add_stack(void *ctx, const char *s, size_t n, uint64_t value)
+{
+	(void)ctx;
+	uint32_t at = 0;
+	nodes[0].value += value;
+	for (size_t i = 0; i < n;) {
+		const char *semi = memchr(s + i, ';', n - i);
+		size_t len = semi ? (size_t)(semi - (s + i)) : n - i;
+		at = child(at, s + i, len);
+		nodes[at].value += value;
+		i += len + 1;
+	}
+}
+
+static void add_meta(void *ctx, const char *key, const char *value)
+{
+	(void)ctx;
+	if (strcmp(key, "metric") == 0)
+		snprintf(metric, sizeof(metric), "%s", value);
+}
+
+/* ---- printing ------------------------------------------------------------ */
+
+struct style {
+	const char *tee, *last, *bar, *blank, *on, *off;
+};
+
+static long max_depth = -1, biggest = 10;
+static double min_percent = 1.0;
+
+static int by_value(const void *a, const void *b)
+{
+	uint64_t x = nodes[*(const uint32_t *)a].value, y = nodes[*(const uint32_t *)b].value;
+	return (x < y) - (x > y);
+}
+
+static void print_node(uint32_t id, const char *prefix, int last, int depth, const struct style *st)
+{
+	char h[16];
+	double pct = nodes[0].value ? 100.0 * (double)nodes[id].value / (double)nodes[0].value : 0;
+	printf("%s%s%s%s%s (%.1f%%) %s\n", prefix, id == 0 ? "" : last ? st->last : st->tee, st->on,
+	       human_size(h, nodes[id].value), st->off, pct, nodes[id].name);
+	if (max_depth >= 0 && depth >= max_depth)
+		return;
+	size_t n = 0;
+	for (uint32_t c = nodes[id].first_child; c; c = nodes[c].next_sibling)
+		n++;
+	uint32_t *kids = xrealloc(NULL, (n ? n : 1) * sizeof(*kids));
+	n = 0;
+	for (uint32_t c = nodes[id].first_child; c; c = nodes[c].next_sibling)
+		if (100.0 * (double)nodes[c].value >= min_percent * (double)nodes[0].value)
+			kids[n++] = c;
+	qsort(kids, n, sizeof(*kids), by_value);
+	if ((long)n > biggest)
+		n = (size_t)biggest;
+	size_t plen = strlen(prefix) + strlen(st->bar) + 1;
+	char *sub = xrealloc(NULL, plen);
+	snprintf(sub, plen, "%s%s", prefix, id == 0 ? "" : last ? st->blank : st->bar);
+	for (size_t i = 0; i < n; i++)
+		print_node(kids[i], sub, i + 1 == n, depth + 1, st);
+	free(sub);
+	free(kids);
+}
+
+static int read_one(const char *path, struct replay *r, struct ingest *g, int *streams)
+{
+	char err[600];
+	struct mr_input *in = mr_input_open(path, err, sizeof(err));
+	if (!in) {
+		warnmsg("%s", err);
+		return EXIT_USAGE;
+	}
+	char magic[MR_MAGIC_LEN];
+	if (mr_input_peek(in, magic, sizeof(magic)) == MR_MAGIC_LEN &&
+	    memcmp(magic, MR_MAGIC, MR_MAGIC_LEN) == 0) {
+		(*streams)++;
+		return ingest_input(g, r, in, -1);
+	}
+	struct folded_sink sink = { add_stack, add_meta, NULL };
+	long bad = folded_read(in, &sink);
+	int status = EXIT_OK;
+	if (bad < 0) {
+		warnmsg("%s: %s", mr_input_name(in), mr_input_error(in));
+		status = EXIT_USAGE;
+	} else if (bad > 0) {
+		warnmsg("%s: %ld malformed lines skipped", mr_input_name(in), bad);
+	}
+	mr_input_close(in);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	progname = "memray-tree";
+	static const struct option longopts[] = {
+		{ "depth", required_argument, NULL, 'd' },
+		{ "min-percent", required_argument, NULL, 'm' },
+		{ "biggest", required_argument, NULL, 'b' },
+		{ "ascii", no_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ascii = !isatty(STDOUT_FILENO), c;
+	char *end;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":d:m:b:ah", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			max_depth = strtol(optarg, &end, 10);
+			if (*end || end == optarg || max_depth < 0)
+				die(EXIT_USAGE, "invalid --depth '%s'", optarg);
+			break;
+		case 'm':
+			min_percent = strtod(optarg, &end);
+			if (*end || end == optarg || min_percent < 0 || min_percent > 100)
+				die(EXIT_USAGE, "invalid --min-percent '%s': expected 0 to 100", optarg);
+			break;
+		case 'b':
+			biggest = strtol(optarg, &end, 10);
+			if (*end || end == optarg || biggest < 1)
+				die(EXIT_USAGE, "invalid --biggest '%s'", optarg);
+			break;
+		case 'a': ascii = 1; break;
+		case 'h': usage(EXIT_OK); break;
+		case 'V': printf("memray-tree %s\n", MEMRAY_VERSION); return EXIT_OK;
+		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
+		}
+	}
+	nodes_cap = 1024;
+	nodes = xrealloc(NULL, nodes_cap * sizeof(*nodes));
+	nodes[0] = (struct node){ NULL, 0, 0, 0, 0 };
+	nnodes = 1;
+	struct replay r;
+	struct ingest g = { NULL, 0, 0 };
+	replay_init(&r, 0);
+	int status = EXIT_OK, streams = 0;
+	if (optind == argc)
+		status = read_one("-", &r, &g, &streams);
+	for (int i = optind; i < argc; i++)
+		if (read_one(argv[i], &r, &g, &streams) != EXIT_OK)
+			status = EXIT_USAGE;
+	if (streams) {
+		/* streams are folded with the default metric, as memray-fold does */
+		struct collapse_opts o = { METRIC_PEAK, FRAMES_AUTO, 0, 0, 0 };
+		struct symbolizer *sym = sym_new();
+		struct collapsed *v;
+		size_t n = collapse_lines(&r, sym, &o, &v);
+		for (size_t i = 0; i < n; i++)
+			add_stack(NULL, v[i].text, v[i].len, v[i].value);
+		collapse_lines_free(v, n);
+		sym_free(sym);
+		if (!metric[0])
+			snprintf(metric, sizeof(metric), "peak");
+	}
+	static const struct style plain = { "|-- ", "`-- ", "|   ", "    ", "", "" };
+	static const struct style boxes = { "├── ", "└── ", "│   ", "    ", "\033[1;33m", "\033[0m" };
+	struct style st = ascii ? plain : boxes;
+	if (!ascii && getenv("NO_COLOR"))
+		st.on = st.off = "";
+	char root[64];
+	snprintf(root, sizeof(root), "total%s%s", metric[0] ? " " : "", metric);
+	nodes[0].name = root;
+	print_node(0, "", 1, 0, &st);
+	nodes[0].name = NULL;
+	for (size_t i = 0; i < nnodes; i++)
+		free(nodes[i].name);
+	free(nodes);
+	free(index_);
+	replay_free(&r);
+	ingest_free(&g);
+	if (close_stdout() < 0)
+		status = EXIT_USAGE;
+	return status;
+}

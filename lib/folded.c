@@ -1,0 +1,79 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "folded.h"
+#include "input.h"
+
+static int line(char *s, size_t n, const struct folded_sink *k)
+{
+	if (n && s[n - 1] == '\r')
+		s[--n] = 0;
+	if (n == 0)
+		return 0;
+	if (s[0] == '#') {
+		if (n < 2 || s[1] != ' ')
+			return 0;
+		char *key = s + 2, *colon = strstr(key, ": ");
+		if (colon) {
+			*colon = 0;
+			if (k->meta)
+				k->meta(k->ctx, key, colon + 2);
+		} else if (k->meta) {
+			k->meta(k->ctx, key, "");
+		}
+		return 0;
+	}
+	size_t end = n;
+	while (end > 0 && s[end - 1] >= '0' && s[end - 1] <= '9')
+		end--;
+	if (end == n || end < 2 || s[end - 1] != ' ' || n - end > 19)
+		return 1;
+	uint64_t v = strtoull(s + end, NULL, 10);
+	size_t flen = end - 1;
+	while (flen > 0 && s[flen - 1] == ' ')
+		flen--;
+	if (k->stack)
+		k->stack(k->ctx, s, flen, v);
+	return 0;
+}
+
+long folded_read(struct mr_input *in, const struct folded_sink *sink)
+{
+	char *buf = NULL;
+	size_t cap = 0, len = 0;
+	long bad = 0;
+	for (;;) {
+		if (cap - len < 65536) {
+			cap = cap ? cap * 2 : 1 << 17;
+			char *b = realloc(buf, cap);
+			if (!b) {
+				free(buf);
+				return -1;
+			}
+			buf = b;
+		}
+		ssize_t k = mr_input_read(in, buf + len, cap - len - 1);
+		if (k < 0) {
+			free(buf);
+			return -1;
+		}
+		size_t start = 0, end = len + (size_t)k;
+		for (size_t i = len; i < end; i++)
+			if (buf[i] == '\n') {
+				buf[i] = 0;
+				bad += line(buf + start, i - start, sink);
+				start = i + 1;
+			}
+		memmove(buf, buf + start, end - start);
+		len = end - start;
+		if (k == 0) {
+			if (len) {
+				buf[len] = 0;
+				bad += line(buf, len, sink);
+			}
+			break;
+		}
+	}
+	free(buf);
+	return bad;
+}

@@ -1,0 +1,27 @@
+/*
+ * folded.h - reading collapsed stacks ("frame;frame;frame 123"), from
+ * memray-fold or any other tool (heaptrack_print -F, stackcollapse-perf,
+ * inferno). Lines starting with "# " are metadata; a line that does not
+ * end in a space and an integer is counted as malformed and skipped.
+ */
+#ifndef MEMRAY_FOLDED_H
+#define MEMRAY_FOLDED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mr_input;
+
+struct folded_sink {
+	/* frames: the stack text (frames joined by ';'), len bytes */
+	void (*stack)(void *ctx, const char *frames, size_t len, uint64_t value);
+	/* key and value of a "# key: value" line (value may be empty) */
+	void (*meta)(void *ctx, const char *key, const char *value);
+	void *ctx;
+};
+
+/* Reads every line of in. Returns the number of malformed lines, or -1 on
+ * a read error. */
+long folded_read(struct mr_input *in, const struct folded_sink *sink);
+
+#endif

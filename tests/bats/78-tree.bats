@@ -1,0 +1,65 @@
+#!/usr/bin/env bats
+# memray-tree: collapsed stacks or a stream to an indented tree.
+
+load helper
+
+@test "collapsed stacks from any tool become a tree with bytes and percent per node" {
+	printf '# metric: total\nmain;a;b 600\nmain;a;c 300\nmain;d 100\nnot a stack line\n' > in.folded
+	run memray-tree in.folded
+	assert_success
+	assert_output "memray-tree: in.folded: 1 malformed lines skipped
+1000 B (100.0%) total total
+\`-- 1000 B (100.0%) main
+    |-- 900 B (90.0%) a
+    |   |-- 600 B (60.0%) b
+    |   \`-- 300 B (30.0%) c
+    \`-- 100 B (10.0%) d"
+}
+
+@test "--depth, --min-percent, --biggest" {
+	printf 'main;a;b 600\nmain;a;c 300\nmain;d 100\n' > in.folded
+	run memray-tree --depth 1 in.folded
+	assert_output "1000 B (100.0%) total
+\`-- 1000 B (100.0%) main"
+	run memray-tree --min-percent 20 in.folded
+	refute_output --partial " d"
+	assert_line --partial "300 B (30.0%) c"
+	run memray-tree --biggest 1 in.folded
+	refute_output --partial " c"
+	refute_output --partial " d"
+	assert_line --partial "600 B (60.0%) b"
+}
+
+@test "a stream goes straight in, folded at the peak" {
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	run memray-tree d.bin
+	assert_success
+	assert_line --index 0 --regexp '^[0-9.]+ (KiB|MiB) \(100.0%\) total peak$'
+	assert_line --partial "fill_cache (demo.c:"
+	cat d.bin | memray-tree --ascii - > piped.txt
+	diff <(memray-tree d.bin) piped.txt
+}
+
+@test "box drawing and colour on a terminal, never with --ascii or NO_COLOR" {
+	command -v script || skip "script(1) is missing"
+	printf 'main;a 10\nmain;b 5\n' > in.folded
+	script -qec "memray-tree in.folded" /dev/null > tty.txt
+	grep -q '└── ' tty.txt
+	grep -q $'\033\[1;33m' tty.txt
+	script -qec "memray-tree --ascii in.folded" /dev/null > ascii.txt
+	! grep -q '└── ' ascii.txt
+	grep -q '`-- ' ascii.txt
+	NO_COLOR=1 script -qec "memray-tree in.folded" /dev/null > nocolor.txt
+	grep -q '└── ' nocolor.txt
+	! grep -q $'\033' nocolor.txt
+}
+
+@test "bad options and unreadable input exit 2" {
+	run memray-tree --depth x in.folded
+	assert_failure 2
+	run memray-tree --min-percent 200 x
+	assert_failure 2
+	run memray-tree no-such.folded
+	assert_failure 2
+	assert_output --partial "cannot open 'no-such.folded'"
+}
