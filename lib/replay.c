@@ -171,6 +171,9 @@ static void allocated(struct replay *r, const struct mr_record *rec)
 	r->live += rec->size;
 	r->n_allocs++;
 	r->bytes_allocated += rec->size;
+	r->alloc_count[rec->allocator]++;
+	r->alloc_bytes[rec->allocator] += rec->size;
+	r->histogram[rec->size ? 64 - __builtin_clzll(rec->size) : 0]++;
 	if (rec->thread < rp->nthreads)
 		rp->last_alloc[rec->thread] = rec->addr;
 	if (r->live > r->peak) {

@@ -57,6 +57,8 @@ struct replay {
 	uint64_t n_allocs, n_frees, bytes_allocated, peak_rss;
 	struct timepoint timeline[TIMELINE_MAX];
 	size_t ntimeline, stride, skipped;
+	uint64_t alloc_count[MR_ALLOCATOR_END], alloc_bytes[MR_ALLOCATOR_END];
+	uint64_t histogram[65]; /* allocations by size: [0] size 0, [k] 2^(k-1) <= size < 2^k */
 	int releasing_thread; /* the thread whose free is being replayed, or -1 */
 	struct replay_proc *cur;
 };

@@ -60,6 +60,32 @@ char *human_size(char *buf, uint64_t n)
 	return buf;
 }
 
+int parse_size(const char *s, uint64_t *out)
+{
+	static const struct { const char *unit; double mult; } units[] = {
+		{ "", 1 }, { "B", 1 },
+		{ "K", 1024.0 }, { "KiB", 1024.0 }, { "KB", 1e3 }, { "k", 1024.0 },
+		{ "M", 1048576.0 }, { "MiB", 1048576.0 }, { "MB", 1e6 },
+		{ "G", 1073741824.0 }, { "GiB", 1073741824.0 }, { "GB", 1e9 },
+		{ "T", 1099511627776.0 }, { "TiB", 1099511627776.0 }, { "TB", 1e12 },
+	};
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || v < 0 || v != v)
+		return -1;
+	while (*end == ' ')
+		end++;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(end, units[i].unit) == 0) {
+			double b = v * units[i].mult;
+			if (b >= 18446744073709551615.0)
+				return -1;
+			*out = (uint64_t)(b + 0.5);
+			return 0;
+		}
+	return -1;
+}
+
 void put_quoted(FILE *f, const char *s, size_t n)
 {
 	fputc('"', f);

@@ -30,6 +30,11 @@ void bad_option(int c, const char *arg);
  * which needs 16 bytes; returns buf. */
 char *human_size(char *buf, uint64_t n);
 
+/* Parses a size for people: "1048576", "500M", "1.5GiB", "64 KB".
+ * K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024; KB, MB, GB, TB
+ * powers of 1000; B or nothing, bytes. Returns 0, or -1 if s is not one. */
+int parse_size(const char *s, uint64_t *out);
+
 /* Writes s (n bytes, any content) as a double-quoted C-style string:
  * backslash, quote and bytes outside printable ASCII become escapes. */
 void put_quoted(FILE *f, const char *s, size_t n);

@@ -1,6 +1,7 @@
 /*
- * memray-stat - the numbers a person wants first from a stream; with
- * --dump, every record as one line of text.
+ * memray-stat - the numbers a person wants first from a stream: totals,
+ * peak, allocator mix, sizes, top sites; as text or JSON; CI budgets.
+ * With --dump, every record as one line of text.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -8,25 +9,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../lib/collapse.h"
 #include "../../lib/dump.h"
+#include "../../lib/ingest.h"
 #include "../../lib/input.h"
-#include "../../lib/live.h"
-#include "../../lib/stream.h"
 #include "../../lib/util.h"
 
 static const char usage_text[] =
-	"usage: memray-stat [--dump] [FILE...]\n"
+	"usage: memray-stat [--dump | --json | --timeline] [-n N] [--max-peak SIZE]\n"
+	"                   [--max-leaked SIZE] [--max-allocations N] [FILE...]\n"
 	"\n"
 	"Reads memray streams (memray-stream(5)) from the FILEs, or standard input\n"
-	"when there is none or FILE is '-', plain or compressed, and prints totals:\n"
-	"allocations, frees, bytes allocated, peak heap, peak RSS and bytes still\n"
-	"live at the end.\n"
+	"when there is none or FILE is '-', plain or compressed, and prints the\n"
+	"command, duration, peak heap and when it happened, peak RSS, allocations,\n"
+	"frees, bytes allocated and still live at the end, the allocator mix, a\n"
+	"histogram of sizes and the top sites.\n"
 	"\n"
-	"  -d, --dump      print every record as one line of text\n"
-	"  -h, --help      show this help\n"
-	"      --version   show the version\n";
+	"  -d, --dump                print every record as one line of text\n"
+	"  -j, --json                print the numbers as one JSON object\n"
+	"  -t, --timeline            print the memory timeline as CSV: ms,rss,heap\n"
+	"  -n, --top N               sites in each top list (default 5)\n"
+	"      --max-peak SIZE       exit 1 if the peak heap is above SIZE\n"
+	"      --max-leaked SIZE     exit 1 if more than SIZE is live at the end\n"
+	"      --max-allocations N   exit 1 if there were more than N allocations\n"
+	"  -h, --help                show this help\n"
+	"      --version             show the version\n";
 
-/* The whole help on request; only the usage lines after a mistake. */
 static void usage(int status)
 {
 	if (status == EXIT_OK)
@@ -36,64 +44,8 @@ static void usage(int status)
 	exit(status);
 }
 
-struct totals {
-	uint64_t records, allocs, frees, bytes, peak_rss, duration_us;
-	struct live live;
-};
-
-static void account(struct totals *t, const struct mr_record *rec)
-{
-	t->records++;
-	switch (rec->tag & 0xe0) {
-	case MR_TAG_ALLOC:
-		t->allocs++;
-		t->bytes += rec->size;
-		live_alloc(&t->live, rec->allocator, rec->addr, rec->size);
-		return;
-	case MR_TAG_FREE:
-		t->frees++;
-		live_free(&t->live, rec->allocator, rec->addr, rec->size);
-		return;
-	case MR_TAG_MOVE:
-		t->allocs++;
-		t->frees++;
-		t->bytes += rec->size;
-		live_free(&t->live, rec->allocator, rec->old_addr, rec->old_size);
-		live_alloc(&t->live, rec->allocator, rec->addr, rec->size);
-		return;
-	}
-	if (rec->tag == MR_TAG_HEADER) {
-		/* A new program image (after exec) starts with an empty heap. */
-		uint64_t peak = t->live.peak;
-		live_free_all(&t->live);
-		t->live.peak = peak;
-	} else if (rec->tag == MR_TAG_MEMORY) {
-		if (rec->rss > t->peak_rss)
-			t->peak_rss = rec->rss;
-		if (rec->time_us > t->duration_us)
-			t->duration_us = rec->time_us;
-	} else if (rec->tag == MR_TAG_TRAILER) {
-		if (rec->proc->trailer.time_us > t->duration_us)
-			t->duration_us = rec->proc->trailer.time_us;
-	}
-}
-
-static void print_totals(const struct totals *t)
-{
-	char h[16];
-	printf("allocations:     %" PRIu64 "\n", t->allocs);
-	printf("frees:           %" PRIu64 "\n", t->frees);
-	printf("bytes allocated: %" PRIu64 " (%s)\n", t->bytes, human_size(h, t->bytes));
-	printf("peak heap:       %" PRIu64 " (%s)\n", t->live.peak,
-	       human_size(h, t->live.peak));
-	printf("peak RSS:        %" PRIu64 " (%s)\n", t->peak_rss, human_size(h, t->peak_rss));
-	printf("live at end:     %" PRIu64 " (%s)\n", t->live.bytes,
-	       human_size(h, t->live.bytes));
-	printf("duration:        %.3f s\n", (double)t->duration_us / 1e6);
-}
-
-/* Reads one input; returns 0, or 2 after reporting damage. */
-static int read_one(const char *path, int dump, struct totals *t)
+/* Reads one input for --dump; returns 0, or 2 after reporting damage. */
+static int dump_one(const char *path)
 {
 	char err[600];
 	struct mr_input *in = mr_input_open(path, err, sizeof(err));
@@ -105,12 +57,8 @@ static int read_one(const char *path, int dump, struct totals *t)
 	struct mr_record rec;
 	int rc;
 	mr_reader_init(&r, in);
-	while ((rc = mr_next(&r, &rec)) == 1) {
-		if (dump)
-			mr_dump_record(stdout, &rec);
-		else
-			account(t, &rec);
-	}
+	while ((rc = mr_next(&r, &rec)) == 1)
+		mr_dump_record(stdout, &rec);
 	if (rc < 0)
 		warnmsg("%s: %s", mr_input_name(in), r.err);
 	mr_reader_free(&r);
@@ -118,37 +66,311 @@ static int read_one(const char *path, int dump, struct totals *t)
 	return rc < 0 ? EXIT_USAGE : EXIT_OK;
 }
 
+/* ---- the report --------------------------------------------------------- */
+
+struct top {
+	struct collapsed *v;
+	size_t n;
+};
+
+static int by_value(const void *a, const void *b)
+{
+	const struct collapsed *x = a, *y = b;
+	if (x->value != y->value)
+		return (x->value < y->value) - (x->value > y->value);
+	return (x->count < y->count) - (x->count > y->count);
+}
+
+static struct top top_sites(struct replay *r, struct symbolizer *sym, enum metric m)
+{
+	struct collapse_opts o = { m, FRAMES_AUTO, 0, 0, 0 };
+	struct top t;
+	t.n = collapse_lines(r, sym, &o, &t.v);
+	if (t.n)
+		qsort(t.v, t.n, sizeof(*t.v), by_value);
+	return t;
+}
+
+/* The leaf-most frame of a collapsed stack. */
+static const char *leaf(const struct collapsed *c, size_t *len)
+{
+	const char *s = c->text, *e = s + c->len, *p = e;
+	while (p > s && p[-1] != ';')
+		p--;
+	*len = (size_t)(e - p);
+	return p;
+}
+
+static const char *command(struct replay *r, char *buf, size_t n)
+{
+	buf[0] = 0;
+	if (!r->nprocs)
+		return buf;
+	const struct mr_proc *p = r->procs[r->nprocs - 1].proc;
+	size_t o = 0;
+	for (uint32_t i = 0; i < p->header.argc && o < n; i++)
+		o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? " " : "", p->header.argv[i]);
+	return buf;
+}
+
+static void print_top(const char *title, const struct top *t, size_t top, int count_first)
+{
+	char h[16];
+	if (!t->n)
+		return;
+	printf("\n%s:\n", title);
+	for (size_t i = 0; i < t->n && i < top; i++) {
+		size_t len;
+		const char *f = leaf(&t->v[i], &len);
+		if (count_first)
+			printf("  %10" PRIu64 " allocations  ", t->v[i].count);
+		else
+			printf("  %10s  %8" PRIu64 " allocations  ", human_size(h, t->v[i].value),
+			       t->v[i].count);
+		printf("%.*s\n", (int)len, f);
+	}
+}
+
+static void print_text(struct replay *r, struct symbolizer *sym, size_t top, const struct live *unused)
+{
+	(void)unused;
+	char h[16], cmd[4096];
+	printf("command:         %s\n", command(r, cmd, sizeof(cmd)));
+	printf("allocations:     %" PRIu64 "\n", r->n_allocs);
+	printf("frees:           %" PRIu64 "\n", r->n_frees);
+	printf("bytes allocated: %" PRIu64 " (%s)\n", r->bytes_allocated, human_size(h, r->bytes_allocated));
+	printf("peak heap:       %" PRIu64 " (%s) at %.3f s\n", r->peak, human_size(h, r->peak),
+	       (double)r->peak_time_us / 1e6);
+	printf("peak RSS:        %" PRIu64 " (%s)\n", r->peak_rss, human_size(h, r->peak_rss));
+	printf("live at end:     %" PRIu64 " (%s)\n", r->live, human_size(h, r->live));
+	printf("duration:        %.3f s\n", (double)r->duration_us / 1e6);
+	printf("\nallocators:\n");
+	for (int a = 1; a < MR_ALLOCATOR_END; a++)
+		if (r->alloc_count[a])
+			printf("  %-15s %10" PRIu64 "  %10s\n", mr_allocator_name(a), r->alloc_count[a],
+			       human_size(h, r->alloc_bytes[a]));
+	uint64_t most = 0;
+	int lo = 65, hi = -1;
+	for (int k = 0; k < 65; k++)
+		if (r->histogram[k]) {
+			most = r->histogram[k] > most ? r->histogram[k] : most;
+			lo = k < lo ? k : lo;
+			hi = k;
+		}
+	if (hi >= 0) {
+		printf("\nsizes:\n");
+		for (int k = lo; k <= hi; k++) {
+			char a[16], b[16];
+			if (k == 0)
+				snprintf(a, sizeof(a), "0 B");
+			else
+				human_size(a, 1ull << (k - 1));
+			human_size(b, k >= 64 ? ~0ull : (1ull << k) - 1);
+			int bar = (int)((r->histogram[k] * 40 + most - 1) / most);
+			printf("  %9s - %-9s %10" PRIu64 " %.*s\n", a, k ? b : "0 B", r->histogram[k],
+			       r->histogram[k] ? bar : 0,
+			       "########################################");
+		}
+	}
+	struct top by_bytes = top_sites(r, sym, METRIC_TOTAL);
+	struct top by_count = top_sites(r, sym, METRIC_COUNT);
+	struct top temp = top_sites(r, sym, METRIC_TEMPORARY);
+	char title[64];
+	snprintf(title, sizeof(title), "top %zu sites by bytes allocated", top);
+	print_top(title, &by_bytes, top, 0);
+	snprintf(title, sizeof(title), "top %zu sites by allocations", top);
+	print_top(title, &by_count, top, 1);
+	snprintf(title, sizeof(title), "top %zu sites of temporary allocations", top);
+	print_top(title, &temp, top, 0);
+	collapse_lines_free(by_bytes.v, by_bytes.n);
+	collapse_lines_free(by_count.v, by_count.n);
+	collapse_lines_free(temp.v, temp.n);
+}
+
+static void json_str(const char *s, size_t n)
+{
+	putchar('"');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c == '<' || c == '>' || c == '&' || c < 0x20 || c == 0x7f)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void json_sites(const char *key, const struct top *t, size_t top)
+{
+	printf(",\"%s\":[", key);
+	for (size_t i = 0; i < t->n && i < top; i++) {
+		printf("%s{\"bytes\":%" PRIu64 ",\"count\":%" PRIu64 ",\"stack\":[", i ? "," : "",
+		       t->v[i].value, t->v[i].count);
+		const char *s = t->v[i].text, *e = s + t->v[i].len;
+		int first = 1;
+		while (s < e) {
+			const char *semi = memchr(s, ';', (size_t)(e - s));
+			size_t len = semi ? (size_t)(semi - s) : (size_t)(e - s);
+			if (!first)
+				putchar(',');
+			first = 0;
+			json_str(s, len);
+			s += len + 1;
+		}
+		printf("]}");
+	}
+	putchar(']');
+}
+
+static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
+{
+	char cmd[4096];
+	command(r, cmd, sizeof(cmd));
+	printf("{\"command\":");
+	json_str(cmd, strlen(cmd));
+	printf(",\"pid\":%u", r->nprocs ? r->procs[r->nprocs - 1].proc->pid : 0);
+	printf(",\"duration_ms\":%" PRIu64, r->duration_us / 1000);
+	printf(",\"peak_bytes\":%" PRIu64 ",\"peak_ms\":%" PRIu64, r->peak, r->peak_time_us / 1000);
+	printf(",\"peak_rss\":%" PRIu64, r->peak_rss);
+	printf(",\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64, r->n_allocs, r->n_frees);
+	printf(",\"bytes_allocated\":%" PRIu64 ",\"leaked_bytes\":%" PRIu64, r->bytes_allocated, r->live);
+	printf(",\"allocators\":{");
+	int first = 1;
+	for (int a = 1; a < MR_ALLOCATOR_END; a++)
+		if (r->alloc_count[a]) {
+			printf("%s\"%s\":{\"count\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", first ? "" : ",",
+			       mr_allocator_name(a), r->alloc_count[a], r->alloc_bytes[a]);
+			first = 0;
+		}
+	printf("},\"histogram\":[");
+	first = 1;
+	for (int k = 0; k < 65; k++)
+		if (r->histogram[k]) {
+			printf("%s{\"min\":%" PRIu64 ",\"max\":%" PRIu64 ",\"count\":%" PRIu64 "}",
+			       first ? "" : ",", (uint64_t)(k ? 1ull << (k - 1) : 0),
+			       (uint64_t)(k == 0 ? 0 : k >= 64 ? ~0ull : (1ull << k) - 1), r->histogram[k]);
+			first = 0;
+		}
+	putchar(']');
+	struct top by_bytes = top_sites(r, sym, METRIC_TOTAL);
+	struct top by_count = top_sites(r, sym, METRIC_COUNT);
+	struct top temp = top_sites(r, sym, METRIC_TEMPORARY);
+	json_sites("top_by_bytes", &by_bytes, top);
+	json_sites("top_by_count", &by_count, top);
+	json_sites("top_temporary", &temp, top);
+	collapse_lines_free(by_bytes.v, by_bytes.n);
+	collapse_lines_free(by_count.v, by_count.n);
+	collapse_lines_free(temp.v, temp.n);
+	printf("}\n");
+}
+
+static uint64_t size_arg(const char *opt, const char *s)
+{
+	uint64_t v;
+	if (parse_size(s, &v) < 0)
+		die(EXIT_USAGE, "invalid %s '%s': expected a size such as 500M, 1.5GiB or 4096",
+		    opt, s);
+	return v;
+}
+
 int main(int argc, char **argv)
 {
 	progname = "memray-stat";
+	enum { MAX_PEAK = 256, MAX_LEAKED, MAX_ALLOCS, VERSION };
 	static const struct option longopts[] = {
 		{ "dump", no_argument, NULL, 'd' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeline", no_argument, NULL, 't' },
+		{ "top", required_argument, NULL, 'n' },
+		{ "max-peak", required_argument, NULL, MAX_PEAK },
+		{ "max-leaked", required_argument, NULL, MAX_LEAKED },
+		{ "max-allocations", required_argument, NULL, MAX_ALLOCS },
 		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
+		{ "version", no_argument, NULL, VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
-	int dump = 0, c;
+	int dump = 0, json = 0, timeline = 0, c;
+	long top = 5;
+	uint64_t max_peak = 0, max_leaked = 0, max_allocs = 0;
+	int has_peak = 0, has_leaked = 0, has_allocs = 0;
+	char *end;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":dh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":djtn:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd': dump = 1; break;
+		case 'j': json = 1; break;
+		case 't': timeline = 1; break;
+		case 'n':
+			top = strtol(optarg, &end, 10);
+			if (*end || end == optarg || top < 1)
+				die(EXIT_USAGE, "invalid --top '%s'", optarg);
+			break;
+		case MAX_PEAK: max_peak = size_arg("--max-peak", optarg); has_peak = 1; break;
+		case MAX_LEAKED: max_leaked = size_arg("--max-leaked", optarg); has_leaked = 1; break;
+		case MAX_ALLOCS:
+			max_allocs = strtoull(optarg, &end, 10);
+			if (*end || end == optarg || optarg[0] == '-')
+				die(EXIT_USAGE, "invalid --max-allocations '%s'", optarg);
+			has_allocs = 1;
+			break;
 		case 'h': usage(EXIT_OK); break;
-		case 'V': printf("memray-stat %s\n", MEMRAY_VERSION); return EXIT_OK;
+		case VERSION: printf("memray-stat %s\n", MEMRAY_VERSION); return EXIT_OK;
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
-	struct totals t;
-	memset(&t, 0, sizeof(t));
-	live_init(&t.live);
+	if (dump + json + timeline > 1)
+		die(EXIT_USAGE, "--dump, --json and --timeline exclude each other");
 	int status = EXIT_OK;
-	if (optind == argc)
-		status = read_one("-", dump, &t);
-	for (int i = optind; i < argc; i++)
-		if (read_one(argv[i], dump, &t) != EXIT_OK)
+	if (dump) {
+		if (optind == argc)
+			status = dump_one("-");
+		for (int i = optind; i < argc; i++)
+			if (dump_one(argv[i]) != EXIT_OK)
+				status = EXIT_USAGE;
+		if (close_stdout() < 0)
 			status = EXIT_USAGE;
-	if (!dump)
-		print_totals(&t);
-	live_free_all(&t.live);
+		return status;
+	}
+	struct replay r;
+	struct ingest g = { NULL, 0, 0 };
+	replay_init(&r, 0);
+	if (optind == argc)
+		status = ingest_file(&g, &r, "-", -1);
+	for (int i = optind; i < argc; i++)
+		if (ingest_file(&g, &r, argv[i], -1) != EXIT_OK)
+			status = EXIT_USAGE;
+	struct symbolizer *sym = sym_new();
+	if (timeline) {
+		printf("ms,rss,heap\n");
+		for (size_t i = 0; i < r.ntimeline; i++)
+			printf("%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", r.timeline[i].time_us / 1000,
+			       r.timeline[i].rss, r.timeline[i].heap);
+	} else if (json) {
+		print_json(&r, sym, (size_t)top);
+	} else {
+		print_text(&r, sym, (size_t)top, NULL);
+	}
+	char h[16], l[16];
+	if (has_peak && r.peak > max_peak) {
+		warnmsg("peak heap %s is over the budget of --max-peak %s", human_size(h, r.peak),
+			human_size(l, max_peak));
+		status = status ? status : EXIT_CHECK;
+	}
+	if (has_leaked && r.live > max_leaked) {
+		warnmsg("%s still live at the end is over the budget of --max-leaked %s",
+			human_size(h, r.live), human_size(l, max_leaked));
+		status = status ? status : EXIT_CHECK;
+	}
+	if (has_allocs && r.n_allocs > max_allocs) {
+		warnmsg("%" PRIu64 " allocations are over the budget of --max-allocations %" PRIu64,
+			r.n_allocs, max_allocs);
+		status = status ? status : EXIT_CHECK;
+	}
+	sym_free(sym);
+	replay_free(&r);
+	ingest_free(&g);
 	if (close_stdout() < 0)
 		status = EXIT_USAGE;
 	return status;

@@ -116,7 +116,7 @@ setup_file() {
 @test "usage: --help, --version, unknown options" {
 	run memray-stat --help
 	assert_success
-	assert_line --index 0 "usage: memray-stat [--dump] [FILE...]"
+	assert_line --index 0 --partial "usage: memray-stat [--dump | --json | --timeline]"
 	run memray-stat --version
 	assert_output --regexp '^memray-stat [0-9]+\.[0-9]+\.[0-9]+$'
 	run memray-stat --bogus

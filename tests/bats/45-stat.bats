@@ -1,0 +1,74 @@
+#!/usr/bin/env bats
+# memray-stat: the report, JSON, timeline, budgets.
+
+load helper
+
+setup_file() {
+	cd "$BATS_FILE_TMPDIR"
+	"$BIN/memray-record" -q -o demo.bin "$FIX/demo" > /dev/null
+}
+
+@test "the report: command, peak and when, allocator mix, size histogram, top sites" {
+	run memray-stat "$BATS_FILE_TMPDIR/demo.bin"
+	assert_success
+	assert_line --regexp "^command: +.*/fixtures/demo$"
+	assert_line --regexp "^peak heap: +[0-9]+ \([0-9.]+ MiB\) at [0-9.]+ s$"
+	assert_line --regexp "^  realloc +10000 +381.5 MiB$"
+	assert_line --regexp "^  calloc +256 +1.0 MiB$"
+	assert_line --regexp "^    1.0 MiB - 2.0 MiB +1 #$"
+	assert_line "top 5 sites by bytes allocated:"
+	assert_line --regexp "^ +381.5 MiB +10000 allocations  grow_table \(demo.c:13\)$"
+	assert_line --regexp "^ +1.0 MiB +1 allocations  leak \(demo.c:31\)$"
+	run memray-stat -n 1 "$BATS_FILE_TMPDIR/demo.bin"
+	assert_line "top 1 sites by allocations:"
+	[ "$(echo "$output" | grep -c ' allocations  ')" = 3 ]
+}
+
+@test "--json is valid JSON with the values of the report" {
+	memray-stat --json "$BATS_FILE_TMPDIR/demo.bin" > s.json
+	python3 -m json.tool s.json > /dev/null
+	run python3 -c '
+import json, sys
+d = json.load(open("s.json"))
+assert d["allocations"] == 20258, d["allocations"]
+assert d["leaked_bytes"] >= 1048576, d["leaked_bytes"]
+assert d["allocators"]["realloc"]["count"] == 10000
+assert d["top_by_bytes"][0]["stack"][-1] == "grow_table (demo.c:13)", d["top_by_bytes"][0]
+assert d["peak_bytes"] >= 1000000
+assert sum(h["count"] for h in d["histogram"]) == d["allocations"]
+print("ok")'
+	assert_output ok
+}
+
+@test "--json escapes hostile names" {
+	printf 'def f():\n    return bytearray(30000000)\nf.__code__ = f.__code__.replace(co_name="</script>\\"x\\n")\ntry:\n    f.__code__ = f.__code__.replace(co_qualname="</script>\\"x\\n")\nexcept TypeError:\n    pass\nk = f()\n' > h.py
+	memray-record -q -o h.bin /usr/bin/python3 h.py
+	memray-stat --json h.bin > h.json
+	! grep -q '</script>' h.json
+	run python3 -c 'import json; d = json.load(open("h.json")); print([f for s in d["top_by_bytes"] for f in s["stack"] if "script" in f][0])'
+	assert_output --regexp '^</script>"x\\n \(/.*h.py:2\)$'
+}
+
+@test "--timeline prints CSV: ms, rss, heap" {
+	memray-record -q --interval 20 -o t.bin "$FIX/allocs" sleep 1 > /dev/null
+	run memray-stat --timeline t.bin
+	assert_line --index 0 "ms,rss,heap"
+	[ "${#lines[@]}" -ge 20 ]
+	echo "$output" | sed 1d | awk -F, 'NF != 3 || $2 <= 0 { exit 1 }'
+}
+
+@test "budgets: --max-peak, --max-leaked, --max-allocations exit 1 naming each one exceeded" {
+	f=$BATS_FILE_TMPDIR/demo.bin
+	run memray-stat --max-peak 1G --max-leaked 2MiB --max-allocations 100000 "$f"
+	assert_success
+	run memray-stat --max-peak 1M --max-leaked 1.5KiB --max-allocations 100 "$f"
+	assert_failure 1
+	assert_line --regexp "^memray-stat: peak heap 2.3 MiB is over the budget of --max-peak 1.0 MiB$"
+	assert_line --regexp "^memray-stat: 1.0 MiB still live at the end is over the budget of --max-leaked 1.5 KiB$"
+	assert_line "memray-stat: 20258 allocations are over the budget of --max-allocations 100"
+	run memray-stat --max-peak 12QB "$f"
+	assert_failure 2
+	assert_output --partial "invalid --max-peak '12QB'"
+	run memray-stat --json --dump "$f"
+	assert_failure 2
+}
