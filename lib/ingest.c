@@ -1,5 +1,6 @@
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ingest.h"
 #include "input.h"
@@ -27,13 +28,27 @@ int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long p
 	struct mr_record rec;
 	int rc;
 	mr_reader_init(rd, in);
+	/* A progress line for large inputs, when a person watches stderr. */
+	uint64_t done, total, n = 0;
+	mr_input_progress(in, &done, &total);
+	int progress = total > (64u << 20) && isatty(STDERR_FILENO);
+	int shown = -1;
 	while ((rc = mr_next(rd, &rec)) == 1) {
+		if (progress && (++n & 0xfffff) == 0) {
+			mr_input_progress(in, &done, &total);
+			int pct = (int)(done * 100 / total);
+			if (pct != shown)
+				fprintf(stderr, "\r%s: %s %3d%%", progname, mr_input_name(in), pct);
+			shown = pct;
+		}
 		if (pid >= 0 && rec.proc->pid != (uint32_t)pid)
 			continue;
 		if (rec.tag == MR_TAG_HEADER && (rec.proc->header.flags & MR_F_PYMALLOC))
 			g->saw_pymalloc = 1;
 		replay_record(r, &rec);
 	}
+	if (shown >= 0)
+		fputs("\r\033[K", stderr);
 	if (rc < 0)
 		warnmsg("%s: %s", mr_input_name(in), rd->err);
 	mr_input_close(in);

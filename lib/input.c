@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "input.h"
@@ -122,6 +123,14 @@ static ssize_t read_raw(struct mr_input *in, void *buf, size_t n)
 
 const char *mr_input_error(const struct mr_input *in) { return in->err; }
 const char *mr_input_name(const struct mr_input *in) { return in->name; }
+
+void mr_input_progress(const struct mr_input *in, uint64_t *done, uint64_t *total)
+{
+	struct stat st;
+	*total = fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+	la_int64_t n = archive_filter_bytes(in->a, -1);
+	*done = n > 0 ? (uint64_t)n : 0;
+}
 
 void mr_input_close(struct mr_input *in)
 {

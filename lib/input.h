@@ -8,6 +8,7 @@
 #define MEMRAY_INPUT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct mr_input;
@@ -24,5 +25,8 @@ ssize_t mr_input_peek(struct mr_input *in, void *buf, size_t n);
 /* The name to show in messages: the path, or "<stdin>". */
 const char *mr_input_name(const struct mr_input *in);
 void mr_input_close(struct mr_input *in);
+/* How far reading has gone: bytes of the file consumed, and its size (0
+ * when not a regular file). */
+void mr_input_progress(const struct mr_input *in, uint64_t *done, uint64_t *total);
 
 #endif

@@ -16,8 +16,9 @@
 #include "../../lib/util.h"
 
 static const char usage_text[] =
-	"usage: memray-stat [--dump | --json | --timeline] [-n N] [--max-peak SIZE]\n"
-	"                   [--max-leaked SIZE] [--max-allocations N] [FILE...]\n"
+	"usage: memray-stat [--dump | --json | --timeline] [-n N] [--pid PID]\n"
+	"                   [--max-peak SIZE] [--max-leaked SIZE] [--max-allocations N]\n"
+	"                   [FILE...]\n"
 	"\n"
 	"Reads memray streams (memray-stream(5)) from the FILEs, or standard input\n"
 	"when there is none or FILE is '-', plain or compressed, and prints the\n"
@@ -29,6 +30,7 @@ static const char usage_text[] =
 	"  -j, --json                print the numbers as one JSON object\n"
 	"  -t, --timeline            print the memory timeline as CSV: ms,rss,heap\n"
 	"  -n, --top N               sites in each top list (default 5)\n"
+	"  -p, --pid PID             only the process PID\n"
 	"      --max-peak SIZE       exit 1 if the peak heap is above SIZE\n"
 	"      --max-leaked SIZE     exit 1 if more than SIZE is live at the end\n"
 	"      --max-allocations N   exit 1 if there were more than N allocations\n"
@@ -284,6 +286,7 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "timeline", no_argument, NULL, 't' },
 		{ "top", required_argument, NULL, 'n' },
+		{ "pid", required_argument, NULL, 'p' },
 		{ "max-peak", required_argument, NULL, MAX_PEAK },
 		{ "max-leaked", required_argument, NULL, MAX_LEAKED },
 		{ "max-allocations", required_argument, NULL, MAX_ALLOCS },
@@ -292,12 +295,12 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	int dump = 0, json = 0, timeline = 0, c;
-	long top = 5;
+	long top = 5, pid = -1;
 	uint64_t max_peak = 0, max_leaked = 0, max_allocs = 0;
 	int has_peak = 0, has_leaked = 0, has_allocs = 0;
 	char *end;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":djtn:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":djtn:p:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd': dump = 1; break;
 		case 'j': json = 1; break;
@@ -306,6 +309,11 @@ int main(int argc, char **argv)
 			top = strtol(optarg, &end, 10);
 			if (*end || end == optarg || top < 1)
 				die(EXIT_USAGE, "invalid --top '%s'", optarg);
+			break;
+		case 'p':
+			pid = strtol(optarg, &end, 10);
+			if (*end || end == optarg || pid < 0)
+				die(EXIT_USAGE, "invalid --pid '%s'", optarg);
 			break;
 		case MAX_PEAK: max_peak = size_arg("--max-peak", optarg); has_peak = 1; break;
 		case MAX_LEAKED: max_leaked = size_arg("--max-leaked", optarg); has_leaked = 1; break;
@@ -337,10 +345,12 @@ int main(int argc, char **argv)
 	struct ingest g = { NULL, 0, 0 };
 	replay_init(&r, 0);
 	if (optind == argc)
-		status = ingest_file(&g, &r, "-", -1);
+		status = ingest_file(&g, &r, "-", pid);
 	for (int i = optind; i < argc; i++)
-		if (ingest_file(&g, &r, argv[i], -1) != EXIT_OK)
+		if (ingest_file(&g, &r, argv[i], pid) != EXIT_OK)
 			status = EXIT_USAGE;
+	if (pid >= 0 && r.nprocs == 0 && status == EXIT_OK)
+		die(EXIT_USAGE, "no process %ld in the input", pid);
 	struct symbolizer *sym = sym_new();
 	if (timeline) {
 		printf("ms,rss,heap\n");

@@ -72,3 +72,14 @@ print("ok")'
 	run memray-stat --json --dump "$f"
 	assert_failure 2
 }
+
+@test "--pid selects a process" {
+	f=$BATS_FILE_TMPDIR/demo.bin
+	pid=$(memray-stat --dump "$f" | head -1 | awk '{print $2}')
+	run memray-stat --json --pid "$pid" "$f"
+	assert_success
+	assert_output --partial "\"pid\":$pid"
+	run memray-stat --pid 1 "$f"
+	assert_failure 2
+	assert_output "memray-stat: no process 1 in the input"
+}
