@@ -20,6 +20,7 @@ static void *xrealloc(void *p, size_t n)
 void replay_init(struct replay *r, int by_thread)
 {
 	memset(r, 0, sizeof(*r));
+	memset(r->site_cache, 0xff, sizeof(r->site_cache));
 	r->by_thread = by_thread;
 	r->stride = 1;
 	r->releasing_thread = -1;
@@ -89,10 +90,28 @@ static uint64_t site_hash(const struct mr_proc *p, uint32_t stack, uint32_t thre
 	return h ^ (h >> 31);
 }
 
+static uint32_t site_lookup(struct replay *r, struct mr_proc *p, uint32_t stack, uint32_t thread);
+
+/* Sites by a small direct-mapped cache in front of the hash table: a
+ * program allocates from few stacks at a time. */
 static uint32_t site_for(struct replay *r, struct mr_proc *p, uint32_t stack, uint32_t thread)
 {
 	if (!r->by_thread)
 		thread = 0;
+	uint32_t k = (stack ^ thread * 31) & (SITE_CACHE - 1);
+	uint32_t ix = r->site_cache[k];
+	if (ix < r->nsites) {
+		const struct site *s = &r->sites[ix];
+		if (s->stack == stack && s->proc == p && s->thread == thread)
+			return ix;
+	}
+	ix = site_lookup(r, p, stack, thread);
+	r->site_cache[k] = ix;
+	return ix;
+}
+
+static uint32_t site_lookup(struct replay *r, struct mr_proc *p, uint32_t stack, uint32_t thread)
+{
 	if ((r->nsites + 1) * 2 > r->index_cap) {
 		size_t cap = r->index_cap ? r->index_cap * 2 : 1024;
 		uint32_t *ix = xrealloc(NULL, cap * sizeof(*ix));

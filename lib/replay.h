@@ -42,6 +42,7 @@ struct timepoint {
 };
 
 #define TIMELINE_MAX 1000
+#define SITE_CACHE 256
 
 struct replay {
 	int by_thread;
@@ -61,6 +62,7 @@ struct replay {
 	uint64_t histogram[65]; /* allocations by size: [0] size 0, [k] 2^(k-1) <= size < 2^k */
 	int releasing_thread; /* the thread whose free is being replayed, or -1 */
 	struct replay_proc *cur;
+	uint32_t site_cache[SITE_CACHE];
 };
 
 void replay_init(struct replay *r, int by_thread);
