@@ -43,6 +43,24 @@ void bad_option(int c, const char *arg)
 		warnmsg("unknown option '%s'", name);
 }
 
+void usage_exit(const char *text, int status)
+{
+	if (status == EXIT_OK)
+		fputs(text, stdout);
+	else
+		fprintf(stderr, "%.*s", (int)(strstr(text, "\n\n") - text + 1), text);
+	exit(status);
+}
+
+long pid_arg(const char *opt, const char *s)
+{
+	char *end;
+	long pid = strtol(s, &end, 10);
+	if (*end || end == s || pid < 0)
+		die(EXIT_USAGE, "invalid %s '%s'", opt, s);
+	return pid;
+}
+
 char *human_size(char *buf, uint64_t n)
 {
 	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };

@@ -26,6 +26,14 @@ void die(int status, const char *fmt, ...)
  * returned (':' missing argument, '?' unknown) and argv[optind - 1]. */
 void bad_option(int c, const char *arg);
 
+/* Prints text (a usage line, a blank line, then details) and exits with
+ * status: all of it on stdout for --help (status 0), only the usage
+ * lines on stderr after a mistake. */
+void usage_exit(const char *text, int status) __attribute__((noreturn));
+
+/* The process id in s, or dies with exit status 2 naming the option. */
+long pid_arg(const char *opt, const char *s);
+
 /* Formats n bytes for people ("984 B", "1.5 KiB", "12.0 MiB") into buf,
  * which needs 16 bytes; returns buf. */
 char *human_size(char *buf, uint64_t n);

@@ -35,11 +35,7 @@ static const char usage_text[] =
 
 static void usage(int status)
 {
-	if (status == EXIT_OK)
-		fputs(usage_text, stdout);
-	else
-		fprintf(stderr, "%.*s", (int)(strstr(usage_text, "\n\n") - usage_text + 1), usage_text);
-	exit(status);
+	usage_exit(usage_text, status);
 }
 
 int main(int argc, char **argv)
@@ -60,7 +56,6 @@ int main(int argc, char **argv)
 	};
 	struct collapse_opts o = { METRIC_PEAK, FRAMES_AUTO, 0, 0, 0 };
 	long pid = -1;
-	char *end;
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":m:p:h", longopts, NULL)) != -1) {
@@ -76,9 +71,7 @@ int main(int argc, char **argv)
 		case HIDE_IMPORT: o.hide_import_system = 1; break;
 		case ALL_FRAMES: o.all_frames = 1; break;
 		case 'p':
-			pid = strtol(optarg, &end, 10);
-			if (*end || end == optarg || pid < 0)
-				die(EXIT_USAGE, "invalid --pid '%s'", optarg);
+			pid = pid_arg("--pid", optarg);
 			break;
 		case 'h': usage(EXIT_OK); break;
 		case VERSION: printf("memray-fold %s\n", MEMRAY_VERSION); return EXIT_OK;

@@ -33,11 +33,7 @@ static const char usage_text[] =
 
 static void usage(int status)
 {
-	if (status == EXIT_OK)
-		fputs(usage_text, stdout);
-	else
-		fprintf(stderr, "%.*s", (int)(strstr(usage_text, "\n\n") - usage_text + 1), usage_text);
-	exit(status);
+	usage_exit(usage_text, status);
 }
 
 /* ---- suppressions: LeakSanitizer's "leak:PATTERN" lines -----------------
@@ -190,9 +186,7 @@ int main(int argc, char **argv)
 		case 's': load_suppressions(optarg); break;
 		case FAIL: fail = 1; break;
 		case 'p':
-			pid = strtol(optarg, &end, 10);
-			if (*end || end == optarg || pid < 0)
-				die(EXIT_USAGE, "invalid --pid '%s'", optarg);
+			pid = pid_arg("--pid", optarg);
 			break;
 		case NATIVE: o.frames = FRAMES_NATIVE; break;
 		case PYTHON_ONLY: o.frames = FRAMES_PYTHON; break;

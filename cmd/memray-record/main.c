@@ -45,14 +45,9 @@ static const char usage_text[] =
 	"  -h, --help          show this help\n"
 	"      --version       show the version\n";
 
-/* The whole help on request; only the usage lines after a mistake. */
 static void usage(int status)
 {
-	if (status == EXIT_OK)
-		fputs(usage_text, stdout);
-	else
-		fprintf(stderr, "%.*s", (int)(strstr(usage_text, "\n\n") - usage_text + 1), usage_text);
-	exit(status);
+	usage_exit(usage_text, status);
 }
 
 struct opts {

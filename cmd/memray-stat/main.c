@@ -39,11 +39,7 @@ static const char usage_text[] =
 
 static void usage(int status)
 {
-	if (status == EXIT_OK)
-		fputs(usage_text, stdout);
-	else
-		fprintf(stderr, "%.*s", (int)(strstr(usage_text, "\n\n") - usage_text + 1), usage_text);
-	exit(status);
+	usage_exit(usage_text, status);
 }
 
 /* Reads one input for --dump; returns 0, or 2 after reporting damage. */
@@ -311,9 +307,7 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "invalid --top '%s'", optarg);
 			break;
 		case 'p':
-			pid = strtol(optarg, &end, 10);
-			if (*end || end == optarg || pid < 0)
-				die(EXIT_USAGE, "invalid --pid '%s'", optarg);
+			pid = pid_arg("--pid", optarg);
 			break;
 		case MAX_PEAK: max_peak = size_arg("--max-peak", optarg); has_peak = 1; break;
 		case MAX_LEAKED: max_leaked = size_arg("--max-leaked", optarg); has_leaked = 1; break;

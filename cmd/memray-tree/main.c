@@ -32,11 +32,7 @@ static const char usage_text[] =
 
 static void usage(int status)
 {
-	if (status == EXIT_OK)
-		fputs(usage_text, stdout);
-	else
-		fprintf(stderr, "%.*s", (int)(strstr(usage_text, "\n\n") - usage_text + 1), usage_text);
-	exit(status);
+	usage_exit(usage_text, status);
 }
 
 /* ---- the tree: nodes by (parent, frame text) ----------------------------- */
