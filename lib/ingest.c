@@ -56,6 +56,19 @@ int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long p
 	return rc < 0 ? EXIT_USAGE : EXIT_OK;
 }
 
+int ingest_files(struct ingest *g, struct replay *r, char *const *files, int n, long pid)
+{
+	int status = EXIT_OK;
+	if (n == 0)
+		status = ingest_file(g, r, "-", pid);
+	for (int i = 0; i < n; i++)
+		if (ingest_file(g, r, files[i], pid) != EXIT_OK)
+			status = EXIT_USAGE;
+	if (pid >= 0 && r->nprocs == 0 && status == EXIT_OK)
+		die(EXIT_USAGE, "no process %ld in the input", pid);
+	return status;
+}
+
 void ingest_free(struct ingest *g)
 {
 	for (size_t i = 0; i < g->n; i++) {

@@ -22,6 +22,10 @@ int ingest_file(struct ingest *g, struct replay *r, const char *path, long pid);
 /* The same for an input already open; it is closed. */
 struct mr_input;
 int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long pid);
+/* Replays the n files (standard input when n is 0), only process pid if
+ * pid >= 0, going on after a damaged one. Returns 0, or 2 if any input was
+ * damaged; exits 2 when the input has no process pid. */
+int ingest_files(struct ingest *g, struct replay *r, char *const *files, int n, long pid);
 void ingest_free(struct ingest *g);
 
 #endif

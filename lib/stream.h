@@ -232,7 +232,6 @@ struct mr_reader {
 	struct mr_proc *cur;
 	uint64_t offset; /* bytes read from the input */
 	int eof;
-	int pending_eof_check;
 	char err[512];
 };
 

@@ -82,13 +82,7 @@ int main(int argc, char **argv)
 	struct ingest g = { NULL, 0, 0 };
 	replay_init(&r, o.by_thread);
 	int status = EXIT_OK;
-	if (optind == argc)
-		status = ingest_file(&g, &r, "-", pid);
-	for (int i = optind; i < argc; i++)
-		if (ingest_file(&g, &r, argv[i], pid) != EXIT_OK)
-			status = EXIT_USAGE;
-	if (pid >= 0 && r.nprocs == 0 && status == EXIT_OK)
-		die(EXIT_USAGE, "no process %ld in the input", pid);
+	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
 	struct symbolizer *sym = sym_new();
 	collapse_write(stdout, &r, sym, &o);
 	sym_free(sym);

@@ -199,13 +199,7 @@ int main(int argc, char **argv)
 	struct ingest g = { NULL, 0, 0 };
 	replay_init(&r, 0);
 	int status = EXIT_OK;
-	if (optind == argc)
-		status = ingest_file(&g, &r, "-", pid);
-	for (int i = optind; i < argc; i++)
-		if (ingest_file(&g, &r, argv[i], pid) != EXIT_OK)
-			status = EXIT_USAGE;
-	if (pid >= 0 && r.nprocs == 0 && status == EXIT_OK)
-		die(EXIT_USAGE, "no process %ld in the input", pid);
+	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
 	if (g.saw_pymalloc)
 		warnmsg("warning: pymalloc was active, so most Python objects were not seen one "
 			"by one: leaks of small objects are incomplete (record with "

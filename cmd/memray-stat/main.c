@@ -129,9 +129,8 @@ static void print_top(const char *title, const struct top *t, size_t top, int co
 	}
 }
 
-static void print_text(struct replay *r, struct symbolizer *sym, size_t top, const struct live *unused)
+static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 {
-	(void)unused;
 	char h[16], cmd[4096];
 	printf("command:         %s\n", command(r, cmd, sizeof(cmd)));
 	printf("allocations:     %" PRIu64 "\n", r->n_allocs);
@@ -338,13 +337,7 @@ int main(int argc, char **argv)
 	struct replay r;
 	struct ingest g = { NULL, 0, 0 };
 	replay_init(&r, 0);
-	if (optind == argc)
-		status = ingest_file(&g, &r, "-", pid);
-	for (int i = optind; i < argc; i++)
-		if (ingest_file(&g, &r, argv[i], pid) != EXIT_OK)
-			status = EXIT_USAGE;
-	if (pid >= 0 && r.nprocs == 0 && status == EXIT_OK)
-		die(EXIT_USAGE, "no process %ld in the input", pid);
+	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
 	struct symbolizer *sym = sym_new();
 	if (timeline) {
 		printf("ms,rss,heap\n");
@@ -354,7 +347,7 @@ int main(int argc, char **argv)
 	} else if (json) {
 		print_json(&r, sym, (size_t)top);
 	} else {
-		print_text(&r, sym, (size_t)top, NULL);
+		print_text(&r, sym, (size_t)top);
 	}
 	char h[16], l[16];
 	if (has_peak && r.peak > max_peak) {
