@@ -62,7 +62,7 @@ void mr_dump_record(FILE *f, const struct mr_record *rec)
 {
 	const struct mr_proc *p = rec->proc;
 	const char *a = mr_allocator_name(rec->allocator);
-	fprintf(f, "%" PRIu64 " %u %s", rec->offset, p->pid, mr_tag_name(rec->tag));
+	fprintf(f, "%" PRIu64 " %u %s", mr_record_offset(rec), p->pid, mr_tag_name(rec->tag));
 	switch (rec->tag & 0xe0) {
 	case MR_TAG_ALLOC:
 		fprintf(f, " %s addr=0x%" PRIx64 " size=%" PRIu64 " stack=%u thread=%u\n", a,

@@ -184,8 +184,13 @@ void live_alloc_at(struct live *l, int allocator, uint64_t addr, uint64_t size,
 	}
 	if (!addr)
 		return;
-	size_t j = find(l, addr);
-	if (j != (size_t)-1) {
+	if ((l->count + 1) * 2 > l->cap)
+		grow(l);
+	/* one probe finds the address or the empty slot it goes to */
+	size_t j = slot_of(addr, l->cap);
+	while (l->blocks[j].addr && l->blocks[j].addr != addr)
+		j = (j + 1) & (l->cap - 1);
+	if (l->blocks[j].addr) {
 		l->double_allocs++;
 		released(l, l->blocks[j].stack, addr, l->blocks[j].size, 1);
 		l->blocks[j].size = size;
@@ -193,14 +198,22 @@ void live_alloc_at(struct live *l, int allocator, uint64_t addr, uint64_t size,
 		add_bytes(l, size);
 		return;
 	}
-	if ((l->count + 1) * 2 > l->cap)
-		grow(l);
-	j = slot_of(addr, l->cap);
-	while (l->blocks[j].addr)
-		j = (j + 1) & (l->cap - 1);
 	l->blocks[j] = (struct live_block){ addr, size, stack };
 	l->count++;
 	add_bytes(l, size);
+}
+
+int live_take(struct live *l, uint64_t addr, struct live_block *out)
+{
+	size_t j = find(l, addr);
+	if (j == (size_t)-1) {
+		l->unknown_frees++;
+		return 0;
+	}
+	*out = l->blocks[j];
+	remove_slot(l, j);
+	l->bytes -= out->size;
+	return 1;
 }
 
 void live_free(struct live *l, int allocator, uint64_t addr, uint64_t len)

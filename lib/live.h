@@ -48,6 +48,9 @@ void live_alloc_at(struct live *l, int allocator, uint64_t addr, uint64_t size,
 void live_release_all(struct live *l);
 /* Records a release; len is used by munmap and mremap only. */
 void live_free(struct live *l, int allocator, uint64_t addr, uint64_t len);
+/* Removes the live heap block at addr into *out without telling
+ * on_release (the caller accounts for it); 0 if no block is live there. */
+int live_take(struct live *l, uint64_t addr, struct live_block *out);
 /* The size of the live heap block at addr, or 0 if none. */
 uint64_t live_block_size(const struct live *l, uint64_t addr);
 

@@ -206,7 +206,15 @@ static void released(struct replay *r, const struct mr_record *rec, uint64_t add
 		     uint64_t len, int temporary_possible)
 {
 	r->releasing_thread = temporary_possible ? (int)rec->thread : -1;
-	live_free(&r->cur->live, rec->allocator, addr, len);
+	if (rec->allocator == MR_MMAP || rec->allocator == MR_MREMAP ||
+	    rec->allocator == MR_MUNMAP) {
+		live_free(&r->cur->live, rec->allocator, addr, len);
+	} else {
+		/* the common case, without the callback's indirect call */
+		struct live_block b;
+		if (live_take(&r->cur->live, addr, &b))
+			on_release(r, b.stack, b.addr, b.size, 1);
+	}
 	r->releasing_thread = -1;
 	if (r->cur && rec->thread < r->cur->nthreads && r->cur->last_alloc[rec->thread] == addr)
 		r->cur->last_alloc[rec->thread] = 0;
@@ -258,10 +266,13 @@ void replay_record(struct replay *r, const struct mr_record *rec)
 	struct mr_proc *p = rec->proc;
 	r->cur = proc_of(r, p);
 	struct replay_proc *rp = r->cur;
-	if (p->nthreads > rp->nthreads) {
-		rp->last_alloc = xrealloc(rp->last_alloc, p->nthreads * sizeof(uint64_t));
-		memset(rp->last_alloc + rp->nthreads, 0, (p->nthreads - rp->nthreads) * sizeof(uint64_t));
-		rp->nthreads = p->nthreads;
+	/* by the record's own thread id: the reader may be decoding ahead in
+	 * another thread, so p's tables are not looked at here */
+	if (rec->thread >= rp->nthreads) {
+		size_t n = (size_t)rec->thread + 1;
+		rp->last_alloc = xrealloc(rp->last_alloc, n * sizeof(uint64_t));
+		memset(rp->last_alloc + rp->nthreads, 0, (n - rp->nthreads) * sizeof(uint64_t));
+		rp->nthreads = n;
 	}
 	switch (rec->tag & 0xe0) {
 	case MR_TAG_ALLOC:
@@ -285,7 +296,7 @@ void replay_record(struct replay *r, const struct mr_record *rec)
 			r->duration_us = rec->time_us;
 		add_timepoint(r, rec->time_us, rec->rss);
 	} else if (rec->tag == MR_TAG_TRAILER || rec->tag == MR_TAG_EXEC) {
-		if (p->trailer.time_us > r->duration_us)
-			r->duration_us = p->trailer.time_us;
+		if (rec->time_us > r->duration_us)
+			r->duration_us = rec->time_us;
 	}
 }

@@ -213,17 +213,19 @@ struct mr_proc {
 	uint16_t next_seq;
 };
 
-/* One decoded record. Pointers inside stay valid until the next call. */
+/* One decoded record. Pointers inside stay valid until the next call.
+ * Fields its tag does not use have unspecified values. */
 struct mr_record {
 	int tag;        /* the raw tag byte */
 	int allocator;  /* for ALLOC, FREE and MOVE */
-	uint64_t offset; /* where the record starts in the input */
+	uint64_t pos;   /* where it starts in its process's payload: see
+	                 * mr_record_offset */
 	struct mr_proc *proc;
 	uint32_t thread; /* for events: the thread they belong to */
 	uint32_t id;     /* STRING, PYFRAME, NODE_*, THREAD*, MODULE_*: the id */
 	uint64_t addr, size, old_addr, old_size; /* events; size is length */
 	uint32_t stack;
-	uint64_t time_us, rss, heap; /* MEMORY */
+	uint64_t time_us, rss, heap; /* MEMORY; time_us also TRAILER and EXEC */
 };
 
 struct mr_reader {
@@ -243,5 +245,7 @@ void mr_reader_free(struct mr_reader *r);
 int mr_next(struct mr_reader *r, struct mr_record *rec);
 
 const char *mr_string(const struct mr_proc *p, uint32_t id);
+/* The input byte offset where rec starts; valid until the next mr_next. */
+uint64_t mr_record_offset(const struct mr_record *rec);
 
 #endif
