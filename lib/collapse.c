@@ -220,8 +220,15 @@ static void render(FILE *f, struct replay *r, struct symbolizer *sym, const stru
 void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 {
 	fprintf(out, "# %s %s\n", progname, MEMRAY_VERSION);
-	if (r->nprocs) {
-		const struct mr_proc *p = r->procs[r->nprocs - 1].proc;
+	/* One command and pid per process, in order of appearance; a pid's
+	 * last image (after exec) names it. */
+	for (size_t k = 0; k < r->nprocs; k++) {
+		const struct mr_proc *p = r->procs[k].proc;
+		size_t later = k + 1;
+		while (later < r->nprocs && r->procs[later].proc->pid != p->pid)
+			later++;
+		if (later < r->nprocs)
+			continue;
 		fputs("# command: ", out);
 		for (uint32_t i = 0; i < p->header.argc; i++) {
 			if (i)

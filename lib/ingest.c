@@ -36,9 +36,15 @@ int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long p
 	while ((rc = mr_next(rd, &rec)) == 1) {
 		if (progress && (++n & 0xfffff) == 0) {
 			mr_input_progress(in, &done, &total);
-			int pct = (int)(done * 100 / total);
-			if (pct != shown)
-				fprintf(stderr, "\r%s: %s %3d%%", progname, mr_input_name(in), pct);
+			int pct = done >= total ? 100 : (int)(done * 100 / total);
+			if (pct != shown) {
+				char bar[31];
+				memset(bar, '#', 30);
+				memset(bar + pct * 30 / 100, '.', 30 - (size_t)(pct * 30 / 100));
+				bar[30] = 0;
+				fprintf(stderr, "\r%s: %s [%s] %3d%%", progname,
+					mr_input_name(in), bar, pct);
+			}
 			shown = pct;
 		}
 		if (pid >= 0 && rec.proc->pid != (uint32_t)pid)

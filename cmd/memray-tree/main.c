@@ -16,7 +16,8 @@
 #include "../../lib/util.h"
 
 static const char usage_text[] =
-	"usage: memray-tree [--depth N] [--min-percent P] [--biggest N] [--ascii] [FILE...]\n"
+	"usage: memray-tree [--depth N] [--min-percent P] [--biggest N] [--ascii]\n"
+	"                   [--pid PID] [FILE...]\n"
 	"\n"
 	"Reads collapsed stacks (from memray-fold or any other tool) or memray\n"
 	"streams, and prints the heaviest call paths as an indented tree with the\n"
@@ -27,6 +28,7 @@ static const char usage_text[] =
 	"  -b, --biggest N       at most N children per node, heaviest first (default 10)\n"
 	"  -a, --ascii           plain ASCII lines, no colour (the default when stdout\n"
 	"                        is not a terminal)\n"
+	"  -p, --pid PID         only the process PID of a stream\n"
 	"  -h, --help            show this help\n"
 	"      --version         show the version\n";
 
@@ -162,7 +164,8 @@ static void print_node(uint32_t id, const char *prefix, int last, int depth, con
 	free(kids);
 }
 
-static int read_one(const char *path, struct replay *r, struct ingest *g, int *streams)
+static int read_one(const char *path, struct replay *r, struct ingest *g, int *streams,
+		    long pid)
 {
 	char err[600];
 	struct mr_input *in = mr_input_open(path, err, sizeof(err));
@@ -174,8 +177,11 @@ static int read_one(const char *path, struct replay *r, struct ingest *g, int *s
 	if (mr_input_peek(in, magic, sizeof(magic)) == MR_MAGIC_LEN &&
 	    memcmp(magic, MR_MAGIC, MR_MAGIC_LEN) == 0) {
 		(*streams)++;
-		return ingest_input(g, r, in, -1);
+		return ingest_input(g, r, in, pid);
 	}
+	if (pid >= 0)
+		die(EXIT_USAGE, "%s: --pid needs a memray stream, not collapsed stacks",
+		    mr_input_name(in));
 	struct folded_sink sink = { add_stack, add_meta, NULL };
 	long bad = folded_read(in, &sink);
 	int status = EXIT_OK;
@@ -197,14 +203,16 @@ int main(int argc, char **argv)
 		{ "min-percent", required_argument, NULL, 'm' },
 		{ "biggest", required_argument, NULL, 'b' },
 		{ "ascii", no_argument, NULL, 'a' },
+		{ "pid", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ascii = !isatty(STDOUT_FILENO), c;
+	long pid = -1;
 	char *end;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":d:m:b:ah", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":d:m:b:ap:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			max_depth = strtol(optarg, &end, 10);
@@ -222,6 +230,7 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "invalid --biggest '%s'", optarg);
 			break;
 		case 'a': ascii = 1; break;
+		case 'p': pid = pid_arg("--pid", optarg); break;
 		case 'h': usage(EXIT_OK); break;
 		case 'V': printf("memray-tree %s\n", MEMRAY_VERSION); return EXIT_OK;
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
@@ -236,10 +245,12 @@ int main(int argc, char **argv)
 	replay_init(&r, 0);
 	int status = EXIT_OK, streams = 0;
 	if (optind == argc)
-		status = read_one("-", &r, &g, &streams);
+		status = read_one("-", &r, &g, &streams, pid);
 	for (int i = optind; i < argc; i++)
-		if (read_one(argv[i], &r, &g, &streams) != EXIT_OK)
+		if (read_one(argv[i], &r, &g, &streams, pid) != EXIT_OK)
 			status = EXIT_USAGE;
+	if (pid >= 0 && r.nprocs == 0 && status == EXIT_OK)
+		die(EXIT_USAGE, "no process %ld in the input", pid);
 	if (streams) {
 		/* streams are folded with the default metric, as memray-fold does */
 		struct collapse_opts o = { METRIC_PEAK, FRAMES_AUTO, 0, 0, 0 };

@@ -83,3 +83,26 @@ print("ok")'
 	assert_failure 2
 	assert_output "memray-stat: no process 1 in the input"
 }
+
+@test "a progress bar on stderr for inputs over 64 MiB, only when stderr is a terminal" {
+	command -v script || skip "script(1) is missing"
+	memray-record -q -o big.bin "$FIX/allocs" churn 9
+	[ "$(stat -c %s big.bin)" -gt $((64 << 20)) ]
+	for tool in memray-fold memray-stat memray-leaks; do
+		script -qec "$tool big.bin > /dev/null" /dev/null | tr '\r' '\n' > tty.txt
+		grep -q "^$tool: big.bin \[#*\.*\]  *[0-9]*%" tty.txt
+		# it ends by clearing its line
+		tail -c 4 tty.txt | od -c | grep -q '033   \[   K'
+	done
+	# percentages rise
+	grep -o '[0-9]*%$' tty.txt | tr -d % > pcts.txt
+	[ "$(wc -l < pcts.txt)" -ge 5 ]
+	sort -n -c pcts.txt
+	# not a terminal: nothing on stderr
+	memray-fold big.bin 2> err.txt > /dev/null
+	[ ! -s err.txt ]
+	# a small input: no bar even on a terminal
+	memray-record -q -o small.bin "$FIX/allocs" chain > /dev/null
+	run script -qec "memray-fold small.bin > /dev/null" /dev/null
+	assert_output ""
+}

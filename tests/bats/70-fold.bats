@@ -139,6 +139,14 @@ PY
 	run memray-fold --pid 1 p.bin
 	assert_failure 2
 	assert_output "memray-fold: no process 1 in the input"
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	dpid=$(dump d.bin | head -1 | field pid)
+	cat p.bin d.bin | memray-fold > both.txt
+	run grep '^# \(command\|pid\):' both.txt
+	assert_output "# command: $FIX/allocs chain
+# pid: $pid
+# command: $FIX/demo
+# pid: $dpid"
 }
 
 @test "compressed input, a cut stream, bad options" {

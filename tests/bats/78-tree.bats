@@ -54,6 +54,32 @@ load helper
 	! grep -q $'\033' nocolor.txt
 }
 
+@test "--pid picks one process of a stream; it needs a stream and a pid that is there" {
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	memray-record -q -o c.bin "$FIX/allocs" chain > /dev/null
+	cat c.bin d.bin > both.bin # chain's blocks stay live through the demo's peak
+	dpid=$(dump d.bin | head -1 | field pid)
+	cpid=$(dump c.bin | head -1 | field pid)
+	run memray-tree --min-percent 0 both.bin
+	assert_line --partial "fill_cache (demo.c:"
+	assert_line --partial "chain_"
+	run memray-tree --min-percent 0 --pid "$dpid" both.bin
+	assert_success
+	assert_line --partial "fill_cache (demo.c:"
+	refute_line --partial "chain_"
+	run memray-tree --min-percent 0 -p "$cpid" both.bin
+	assert_success
+	refute_line --partial "fill_cache"
+	assert_line --partial "chain_"
+	run memray-tree --pid 1 both.bin
+	assert_failure 2
+	assert_output "memray-tree: no process 1 in the input"
+	printf 'main;a 10\n' > in.folded
+	run memray-tree --pid "$dpid" in.folded
+	assert_failure 2
+	assert_output "memray-tree: in.folded: --pid needs a memray stream, not collapsed stacks"
+}
+
 @test "bad options and unreadable input exit 2" {
 	run memray-tree --depth x in.folded
 	assert_failure 2

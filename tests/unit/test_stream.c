@@ -760,6 +760,25 @@ static void test_bad_stack_id(void)
 	CHECK_EQ_U64(err_offset(res.err), s.exp[good].offset);
 	script_free(&s);
 
+	/* The same with many records buffered after the bad one, where the
+	 * reader takes its unchecked fast path: the same error, same byte. */
+	script_init(&s, 7);
+	s_header(&s, &test_header);
+	n1 = s_native(&s, 0, 0x401000);
+	for (int i = 0; i < 100; i++)
+		s_alloc(&s, MR_MALLOC, 0x1000 + 64 * (uint64_t)i, 16, n1);
+	good = s.n;
+	s_alloc(&s, MR_MALLOC, 0x9000, 16, n1 + 1);
+	for (int i = 0; i < 100; i++)
+		s_free(&s, MR_FREE, 0x1000 + 64 * (uint64_t)i, 0);
+	s_trailer(&s, 1);
+	write_file(tmpfile_path, s.out.p, s.out.len);
+	res = read_stream(tmpfile_path, s.exp, s.n, 1, NULL);
+	CHECK_EQ_U64(res.count, good);
+	CHECK_EQ_U64(err_offset(res.err), s.exp[good].offset);
+	CHECK(strstr(res.err, "stack id out of bounds") != NULL);
+	script_free(&s);
+
 	script_init(&s, 7);
 	s_header(&s, &test_header);
 	n1 = s_native(&s, 0, 0x401000);
