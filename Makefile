@@ -16,11 +16,11 @@ CFLAGS ?= -O2 -g
 # The tracker is built without it.
 LTO   ?= -flto=auto
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden \
-	-MMD -MP $(SAN)
+	-MMD -MP -I$(BUILD)/gen $(SAN)
 LDLIBS_TOOLS = -larchive -lz -ldw -lelf
 LDLIBS_TRACKER = -lunwind -ldl -lpthread
 
-TOOLS   = memray-record memray-stat memray-fold memray-leaks memray-tree
+TOOLS   = memray-record memray-stat memray-fold memray-leaks memray-tree memray-flame
 LIB_SRC = lib/folded.c lib/ingest.c lib/live.c lib/replay.c lib/symbolize.c lib/collapse.c lib/stream_write.c lib/stream_read.c lib/input.c lib/util.c lib/dump.c
 TRACKER_SRC = lib/tracker/tracker.c lib/tracker/hooks.c lib/tracker/python.c lib/stream_write.c
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
@@ -54,6 +54,15 @@ $(BUILD)/obj/tracker/%.o: %.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $< (tracker)")
 	$(Q)$(CC) $(filter-out $(SAN),$(ALL_CFLAGS)) -c -o $@ $<
+
+# memray-flame's page is written as HTML and built in as a C string.
+$(BUILD)/gen/flame_page.h: cmd/memray-flame/flame.html cmd/memray-flame/embed.sed
+	@mkdir -p $(@D)
+	$(Q){ echo '/* generated from flame.html: do not edit */'; \
+	  echo 'static const char flame_page[] ='; \
+	  sed -f cmd/memray-flame/embed.sed $<; echo ';'; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/cmd/memray-flame/main.o: $(BUILD)/gen/flame_page.h
 
 $(BUILD)/libmemray.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && gcc-ar rcs $@ $^
@@ -108,7 +117,9 @@ demo:
 	$(MAKE) deps
 	$(MAKE) all fixtures
 	$(BUILD)/bin/memray-record -f -o demo.bin $(BUILD)/fixtures/demo
+	$(BUILD)/bin/memray-fold demo.bin | $(BUILD)/bin/memray-flame --title "memray-c demo" > demo.html
 	$(BUILD)/bin/memray-stat demo.bin
+	@echo "demo: open demo.html in a browser for the flame graph"
 
 deps:
 	tests/deps.sh

@@ -131,3 +131,48 @@ int close_stdout(void)
 	}
 	return 0;
 }
+
+size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	if (s[0] < 0x80)
+		return 1;
+	else if ((s[0] & 0xe0) == 0xc0 && s[0] >= 0xc2)
+		len = 2;
+	else if ((s[0] & 0xf0) == 0xe0)
+		len = 3;
+	else if ((s[0] & 0xf8) == 0xf0 && s[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+void json_string(FILE *f, const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	putc('"', f);
+	for (size_t i = 0; i < n;) {
+		unsigned char c = s[i];
+		size_t k = utf8_len(s + i, n - i);
+		if (c == '"' || c == '\\') {
+			putc('\\', f);
+			putc(c, f);
+		} else if (c == '<' || c == '>' || c == '&' || c < 0x20 || c == 0x7f) {
+			fprintf(f, "\\u%04x", c);
+		} else if (k == 0) {
+			fprintf(f, "\\\\x%02x", c);
+		} else {
+			fwrite(s + i, 1, k, f);
+			i += k;
+			continue;
+		}
+		i++;
+	}
+	putc('"', f);
+}

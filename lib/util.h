@@ -47,6 +47,16 @@ int parse_size(const char *s, uint64_t *out);
  * backslash, quote and bytes outside printable ASCII become escapes. */
 void put_quoted(FILE *f, const char *s, size_t n);
 
+/* The length of the valid UTF-8 sequence at s (at most n bytes, n > 0),
+ * or 0 if s does not start one. */
+size_t utf8_len(const unsigned char *s, size_t n);
+
+/* Writes s (n bytes, any content) as a JSON string that is also safe
+ * inside an HTML <script> element: quote, backslash, control bytes, '<',
+ * '>' and '&' become escapes, and a byte that is not part of valid UTF-8
+ * becomes the four characters \xNN, shown as text. */
+void json_string(FILE *f, const char *s, size_t n);
+
 /* Flushes stdout and reports a failed write (full disk, closed pipe). */
 int close_stdout(void);
 

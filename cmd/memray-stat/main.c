@@ -186,17 +186,7 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 
 static void json_str(const char *s, size_t n)
 {
-	putchar('"');
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c == '<' || c == '>' || c == '&' || c < 0x20 || c == 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+	json_string(stdout, s, n);
 }
 
 static void json_sites(const char *key, const struct top *t, size_t top)

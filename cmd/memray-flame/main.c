@@ -1,0 +1,618 @@
+/*
+ * memray-flame - collapsed stacks (or a memray stream) in, one
+ * self-contained interactive HTML flame graph out.
+ *
+ * The stacks are merged into a call tree here, pruned to what a page can
+ * show, and written into the page as compact JSON: a table of distinct
+ * frame names, then the tree in preorder as (name, depth, rest) triples,
+ * where rest is the part of a frame's value not in the children it shows
+ * (its own value plus pruned children). The page (flame.html, built in)
+ * adds the rest up into totals, draws, zooms and searches.
+ */
+#define _GNU_SOURCE /* memmem */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../lib/collapse.h"
+#include "../../lib/folded.h"
+#include "../../lib/ingest.h"
+#include "../../lib/input.h"
+#include "../../lib/util.h"
+#include "flame_page.h" /* generated from flame.html: flame_page[] */
+
+static const char usage_text[] =
+	"usage: memray-flame [--title TEXT] [--subtitle TEXT] [--countname NAME]\n"
+	"                    [--min-width PERCENT] [--max-frames N] [--inverted] [FILE...]\n"
+	"\n"
+	"Reads collapsed stacks (from memray-fold, memray-leaks or any other tool)\n"
+	"or memray streams, and writes one self-contained interactive HTML flame\n"
+	"graph on standard output.\n"
+	"\n"
+	"  -t, --title TEXT        the page's title (default: Memory flame graph)\n"
+	"  -s, --subtitle TEXT     a line under the title\n"
+	"  -c, --countname NAME    what the numbers count (default: bytes, or\n"
+	"                          allocations for memray-fold -m count)\n"
+	"  -w, --min-width PERCENT leave out frames under PERCENT of the total\n"
+	"                          (default 0: only the --max-frames budget prunes)\n"
+	"  -n, --max-frames N      at most N frames in the page, the smallest left out\n"
+	"                          (default 200000)\n"
+	"  -i, --inverted          open as an icicle graph, roots on top\n"
+	"  -h, --help              show this help\n"
+	"      --version           show the version\n";
+
+static void usage(int status)
+{
+	usage_exit(usage_text, status);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		die(EXIT_USAGE, "out of memory");
+	return q;
+}
+
+static uint64_t hash_bytes(const char *s, size_t n, uint64_t h)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+	return h ^ (h >> 29);
+}
+
+/* ---- frame names, interned ------------------------------------------------ */
+
+static struct {
+	char **text;
+	uint32_t *len;
+	size_t n, cap;
+	uint32_t *index; /* open addressing, UINT32_MAX empty */
+	size_t icap;
+} names;
+
+static uint32_t intern(const char *s, size_t n)
+{
+	if ((names.n + 1) * 2 > names.icap) {
+		size_t cap = names.icap ? names.icap * 2 : 4096;
+		uint32_t *ix = xrealloc(NULL, cap * sizeof(*ix));
+		memset(ix, 0xff, cap * sizeof(*ix));
+		for (size_t i = 0; i < names.n; i++) {
+			size_t j = hash_bytes(names.text[i], names.len[i], 0xcbf29ce484222325ull) & (cap - 1);
+			while (ix[j] != UINT32_MAX)
+				j = (j + 1) & (cap - 1);
+			ix[j] = (uint32_t)i;
+		}
+		free(names.index);
+		names.index = ix;
+		names.icap = cap;
+	}
+	size_t j = hash_bytes(s, n, 0xcbf29ce484222325ull) & (names.icap - 1);
+	for (; names.index[j] != UINT32_MAX; j = (j + 1) & (names.icap - 1)) {
+		uint32_t k = names.index[j];
+		if (names.len[k] == n && memcmp(names.text[k], s, n) == 0)
+			return k;
+	}
+	if (names.n == names.cap) {
+		names.cap = names.cap ? names.cap * 2 : 4096;
+		names.text = xrealloc(names.text, names.cap * sizeof(*names.text));
+		names.len = xrealloc(names.len, names.cap * sizeof(*names.len));
+	}
+	char *t = xrealloc(NULL, n + 1);
+	memcpy(t, s, n);
+	t[n] = 0;
+	names.text[names.n] = t;
+	names.len[names.n] = (uint32_t)n;
+	names.index[j] = (uint32_t)names.n;
+	return (uint32_t)names.n++;
+}
+
+/* ---- the call tree ---------------------------------------------------------- */
+
+/* Node 0 is the root. Children are found through one hash table keyed by
+ * (parent, name), and listed through first_child/next_sibling. */
+struct node {
+	uint32_t name, parent, first_child, next_sibling;
+	uint64_t total;  /* the node's value: itself and everything under it */
+	uint64_t count;  /* allocations behind total, when the input says */
+	int keep;
+};
+
+static struct node *nodes;
+static size_t nnodes, nodes_cap;
+static uint32_t *child_index;
+static size_t child_cap;
+static int have_counts = -1; /* -1 unknown yet, then 1 only if every stack had one */
+
+static size_t child_slot(uint32_t parent, uint32_t name, size_t cap)
+{
+	uint64_t h = ((uint64_t)parent << 32 | name) * 0x9e3779b97f4a7c15ull;
+	return (size_t)(h >> 17) & (cap - 1);
+}
+
+static uint32_t child_of(uint32_t parent, uint32_t name)
+{
+	if ((nnodes + 1) * 2 > child_cap) {
+		size_t cap = child_cap ? child_cap * 2 : 4096;
+		uint32_t *ix = xrealloc(NULL, cap * sizeof(*ix));
+		memset(ix, 0xff, cap * sizeof(*ix));
+		for (size_t i = 1; i < nnodes; i++) {
+			size_t j = child_slot(nodes[i].parent, nodes[i].name, cap);
+			while (ix[j] != UINT32_MAX)
+				j = (j + 1) & (cap - 1);
+			ix[j] = (uint32_t)i;
+		}
+		free(child_index);
+		child_index = ix;
+		child_cap = cap;
+	}
+	size_t j = child_slot(parent, name, child_cap);
+	for (; child_index[j] != UINT32_MAX; j = (j + 1) & (child_cap - 1)) {
+		const struct node *c = &nodes[child_index[j]];
+		if (c->parent == parent && c->name == name)
+			return child_index[j];
+	}
+	if (nnodes == nodes_cap) {
+		nodes_cap *= 2;
+		nodes = xrealloc(nodes, nodes_cap * sizeof(*nodes));
+	}
+	uint32_t id = (uint32_t)nnodes++;
+	nodes[id] = (struct node){ name, parent, 0, nodes[parent].first_child, 0, 0, 0 };
+	nodes[parent].first_child = id;
+	child_index[j] = id;
+	return id;
+}
+
+static void add_stack_counted(const char *text, size_t len, uint64_t value, uint64_t count,
+			      int counted)
+{
+	if (!value)
+		return;
+	if (have_counts != 0)
+		have_counts = counted;
+	uint32_t at = 0;
+	nodes[0].total += value;
+	nodes[0].count += count;
+	const char *s = text, *e = text + len;
+	while (s <= e) {
+		const char *semi = memchr(s, ';', (size_t)(e - s));
+		size_t n = semi ? (size_t)(semi - s) : (size_t)(e - s);
+		at = child_of(at, intern(s, n));
+		nodes[at].total += value;
+		nodes[at].count += count;
+		if (!semi)
+			break;
+		s = semi + 1;
+	}
+}
+
+static void add_stack(void *ctx, const char *text, size_t len, uint64_t value)
+{
+	add_stack_counted(text, len, value, 0, 0);
+}
+
+/* ---- metadata ------------------------------------------------------------- */
+
+static struct {
+	char **key, **value;
+	size_t n;
+} meta;
+
+static void add_meta(void *ctx, const char *key, const char *value)
+{
+	/* the "# memray-fold 0.1.0" line names its writer: not shown */
+	if (!*value && strncmp(key, "memray-", 7) == 0)
+		return;
+	meta.key = xrealloc(meta.key, (meta.n + 1) * sizeof(char *));
+	meta.value = xrealloc(meta.value, (meta.n + 1) * sizeof(char *));
+	meta.key[meta.n] = strdup(key);
+	meta.value[meta.n] = strdup(value);
+	if (!meta.key[meta.n] || !meta.value[meta.n])
+		die(EXIT_USAGE, "out of memory");
+	meta.n++;
+}
+
+static const char *meta_get(const char *key)
+{
+	for (size_t i = meta.n; i-- > 0;)
+		if (strcmp(meta.key[i], key) == 0)
+			return meta.value[i];
+	return NULL;
+}
+
+/* ---- inputs --------------------------------------------------------------- */
+
+/* A memray stream is folded as memray-fold does by default: at the peak. */
+static int read_stream(struct mr_input *in)
+{
+	struct replay r;
+	struct ingest g = { NULL, 0, 0 };
+	replay_init(&r, 0);
+	int status = ingest_input(&g, &r, in, -1);
+	struct collapse_opts o = { METRIC_PEAK, FRAMES_AUTO, 0, 0, 0 };
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+	if (!m)
+		die(EXIT_USAGE, "out of memory");
+	collapse_meta(m, &r, &o);
+	fclose(m);
+	for (char *line = text, *nl; line < text + len; line = nl + 1) {
+		nl = strchr(line, '\n');
+		*nl = 0;
+		char *colon = strstr(line, ": ");
+		if (colon) {
+			*colon = 0;
+			add_meta(NULL, line + 2, colon + 2);
+		}
+	}
+	free(text);
+	struct symbolizer *sym = sym_new();
+	struct collapsed *v;
+	size_t n = collapse_lines(&r, sym, &o, &v);
+	for (size_t i = 0; i < n; i++)
+		add_stack_counted(v[i].text, v[i].len, v[i].value, v[i].count, 1);
+	collapse_lines_free(v, n);
+	sym_free(sym);
+	replay_free(&r);
+	ingest_free(&g);
+	return status;
+}
+
+static int read_one(const char *path)
+{
+	char err[600];
+	struct mr_input *in = mr_input_open(path, err, sizeof(err));
+	if (!in) {
+		warnmsg("%s", err);
+		return EXIT_USAGE;
+	}
+	char magic[MR_MAGIC_LEN];
+	if (mr_input_peek(in, magic, sizeof(magic)) == MR_MAGIC_LEN &&
+	    memcmp(magic, MR_MAGIC, MR_MAGIC_LEN) == 0)
+		return read_stream(in);
+	struct folded_sink sink = { add_stack, add_meta, NULL };
+	long bad = folded_read(in, &sink);
+	int status = EXIT_OK;
+	if (bad < 0) {
+		warnmsg("%s: %s", mr_input_name(in), mr_input_error(in));
+		status = EXIT_USAGE;
+	} else if (bad > 0) {
+		warnmsg("%s: %ld malformed lines skipped", mr_input_name(in), bad);
+	}
+	mr_input_close(in);
+	return status;
+}
+
+/* ---- pruning -------------------------------------------------------------- */
+
+static int by_value_desc(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x < y) - (x > y);
+}
+
+/* Marks the nodes to write: those of at least min_width percent of the
+ * total, and at most max_frames of them, the largest (a node is never
+ * larger than its parent, so the kept set is a tree). Returns how many
+ * frames were left out. */
+static size_t prune(double min_width, size_t max_frames)
+{
+	uint64_t floor_ = (uint64_t)((double)nodes[0].total * min_width / 100.0);
+	if (floor_ < 1)
+		floor_ = 1;
+	size_t n = nnodes - 1;
+	if (n > max_frames) {
+		uint64_t *v = xrealloc(NULL, n * sizeof(*v));
+		for (size_t i = 0; i < n; i++)
+			v[i] = nodes[i + 1].total;
+		qsort(v, n, sizeof(*v), by_value_desc);
+		/* ties at the cut go out together: strictly above it stays */
+		if (v[max_frames] + 1 > floor_)
+			floor_ = v[max_frames] + 1;
+		free(v);
+	}
+	size_t dropped = 0;
+	nodes[0].keep = 1;
+	for (size_t i = 1; i < nnodes; i++) {
+		nodes[i].keep = nodes[i].total >= floor_;
+		dropped += !nodes[i].keep;
+	}
+	return dropped;
+}
+
+/* ---- output --------------------------------------------------------------- */
+
+/* A module name of CPython's own: libpython3.X.so..., or the interpreter
+ * executable python3 or python3.X. */
+static int is_cpython_module(const char *m, size_t n)
+{
+	if (n >= 9 && memcmp(m, "libpython", 9) == 0)
+		return 1;
+	if (n < 6 || memcmp(m, "python", 6) != 0)
+		return 0;
+	for (size_t i = 6; i < n; i++)
+		if (!((m[i] >= '0' && m[i] <= '9') || m[i] == '.'))
+			return 0;
+	return 1;
+}
+
+/* What kind of code a frame is, by its text: 1 Python (a "(file.py:N)" or
+ * "(<frozen ...>:N)" location), 3 the import system (importlib's
+ * bootstrap), 2 CPython's own C code (_Py* and Py* symbols, or in
+ * libpython or the python3.X executable), 0 other native code. */
+static int frame_kind(const char *s, size_t n)
+{
+	const char *open = NULL;
+	for (size_t i = n; i-- > 0;)
+		if (s[i] == '(') {
+			open = s + i;
+			break;
+		}
+	if (open && n > 2 && s[n - 1] == ')') {
+		const char *loc = open + 1, *end = s + n - 1, *colon = NULL;
+		for (const char *p = end; p-- > loc;)
+			if (*p == ':') {
+				colon = p;
+				break;
+			}
+		int line = colon && colon + 1 < end;
+		for (const char *p = colon ? colon + 1 : end; p < end; p++)
+			if (*p < '0' || *p > '9')
+				line = 0;
+		if (line) {
+			size_t flen = (size_t)(colon - loc);
+			if (memmem(loc, flen, "importlib._bootstrap", 20) ||
+			    memmem(loc, flen, "importlib/_bootstrap", 20))
+				return 3;
+			if (*loc == '<' || (flen > 3 && memcmp(colon - 3, ".py", 3) == 0) ||
+			    (flen > 4 && memcmp(colon - 4, ".pyx", 4) == 0))
+				return 1;
+		} else if (is_cpython_module(loc, (size_t)(end - loc))) {
+			return 2;
+		}
+	}
+	if ((n > 3 && memcmp(s, "_Py", 3) == 0) ||
+	    (n > 3 && s[0] == 'P' && s[1] == 'y' && s[2] >= 'A' && s[2] <= 'Z'))
+		return 2;
+	return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	const struct node *x = &nodes[*(const uint32_t *)a], *y = &nodes[*(const uint32_t *)b];
+	uint32_t lx = names.len[x->name], ly = names.len[y->name];
+	int c = memcmp(names.text[x->name], names.text[y->name], lx < ly ? lx : ly);
+	return c ? c : (lx > ly) - (lx < ly);
+}
+
+struct writer {
+	FILE *f;
+	uint32_t *name_out; /* name id -> index in the page's table, +1 */
+	uint32_t nout;
+	int first;
+};
+
+/* Writes the kept subtree under id in preorder, children by name. An
+ * explicit stack: call trees can be thousands deep. */
+static void write_nodes(struct writer *w, int counts)
+{
+	struct frame { uint32_t id, depth; } *stack = NULL;
+	size_t sp = 0, scap = 0;
+	uint32_t *kids = NULL;
+	size_t kcap = 0;
+#define PUSH_FRAME(i, d) do { \
+	if (sp == scap) { \
+		scap = scap ? scap * 2 : 1024; \
+		stack = xrealloc(stack, scap * sizeof(*stack)); \
+	} \
+	stack[sp++] = (struct frame){ (i), (d) }; \
+} while (0)
+	PUSH_FRAME(0, 0);
+	while (sp) {
+		struct frame fr = stack[--sp];
+		const struct node *nd = &nodes[fr.id];
+		uint64_t rest = nd->total, rest_count = nd->count;
+		size_t nk = 0;
+		for (uint32_t c = nd->first_child; c; c = nodes[c].next_sibling) {
+			if (!nodes[c].keep)
+				continue;
+			if (nk == kcap) {
+				kcap = kcap ? kcap * 2 : 64;
+				kids = xrealloc(kids, kcap * sizeof(*kids));
+			}
+			kids[nk++] = c;
+			rest -= nodes[c].total;
+			rest_count -= nodes[c].count;
+		}
+		if (fr.id) {
+			uint32_t out = w->name_out[nd->name];
+			fprintf(w->f, "%s%u,%u,%" PRIu64, w->first ? "" : ",", out - 1, fr.depth, rest);
+			if (counts)
+				fprintf(w->f, ",%" PRIu64, rest_count);
+			w->first = 0;
+		} else {
+			fprintf(w->f, "\"root\":[%" PRIu64, rest);
+			if (counts)
+				fprintf(w->f, ",%" PRIu64, rest_count);
+			fputs("],\n\"nodes\":[", w->f);
+			w->first = 1;
+		}
+		qsort(kids, nk, sizeof(*kids), by_name);
+		/* pushed last first, so they come out in name order */
+		for (size_t i = nk; i-- > 0;)
+			PUSH_FRAME(kids[i], fr.depth + 1);
+	}
+#undef PUSH_FRAME
+	fputs("]", w->f);
+	free(stack);
+	free(kids);
+}
+
+static void write_data(FILE *f, const char *countname, int inverted, size_t pruned,
+		       uint64_t pruned_value)
+{
+	struct writer w = { f, xrealloc(NULL, (names.n + 1) * sizeof(uint32_t)), 0, 1 };
+	memset(w.name_out, 0, (names.n + 1) * sizeof(uint32_t));
+	/* the page's name table: kept frames' names only, in first use order */
+	fputs("{\"version\":1,\n\"names\":[", f);
+	for (size_t i = 1; i < nnodes; i++) {
+		uint32_t nm = nodes[i].name;
+		if (!nodes[i].keep || w.name_out[nm])
+			continue;
+		w.name_out[nm] = ++w.nout;
+		if (w.nout > 1)
+			fputc(',', f);
+		json_string(f, names.text[nm], names.len[nm]);
+	}
+	fputs("],\n\"kinds\":\"", f);
+	for (size_t i = 1; i < nnodes; i++) {
+		uint32_t nm = nodes[i].name;
+		if (nodes[i].keep && w.name_out[nm] && !(w.name_out[nm] & 0x80000000u)) {
+			fputc('0' + frame_kind(names.text[nm], names.len[nm]), f);
+			w.name_out[nm] |= 0x80000000u; /* written */
+		}
+	}
+	for (size_t i = 0; i < names.n; i++)
+		w.name_out[i] &= 0x7fffffffu;
+	fputs("\",\n\"countname\":", f);
+	json_string(f, countname, strlen(countname));
+	fprintf(f, ",\n\"inverted\":%s,\n\"pruned\":%zu,\n\"prunedValue\":%" PRIu64 ",\n",
+		inverted ? "true" : "false", pruned, pruned_value);
+	fputs("\"meta\":[", f);
+	for (size_t i = 0; i < meta.n; i++) {
+		fputs(i ? ",[" : "[", f);
+		json_string(f, meta.key[i], strlen(meta.key[i]));
+		fputc(',', f);
+		json_string(f, meta.value[i], strlen(meta.value[i]));
+		fputc(']', f);
+	}
+	int counts = have_counts == 1;
+	fprintf(f, "],\n\"counts\":%s,\n", counts ? "true" : "false");
+	write_nodes(&w, counts);
+	fputs("}\n", f);
+	free(w.name_out);
+}
+
+/* HTML text: & < > " ' become entities. */
+static void html_text(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '&': fputs("&amp;", f); break;
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '"': fputs("&quot;", f); break;
+		case '\'': fputs("&#39;", f); break;
+		default: putc(*s, f);
+		}
+	}
+}
+
+/* The page with its {{TITLE}}, {{SUBTITLE}} and {{DATA}} filled in. */
+static void write_page(FILE *f, const char *title, const char *subtitle, const char *countname,
+		       int inverted, size_t pruned, uint64_t pruned_value)
+{
+	const char *p = flame_page;
+	for (;;) {
+		const char *mark = strstr(p, "{{");
+		if (!mark) {
+			fputs(p, f);
+			break;
+		}
+		fwrite(p, 1, (size_t)(mark - p), f);
+		if (strncmp(mark, "{{TITLE}}", 9) == 0) {
+			html_text(f, title);
+			p = mark + 9;
+		} else if (strncmp(mark, "{{SUBTITLE}}", 12) == 0) {
+			html_text(f, subtitle);
+			p = mark + 12;
+		} else if (strncmp(mark, "{{DATA}}", 8) == 0) {
+			write_data(f, countname, inverted, pruned, pruned_value);
+			p = mark + 8;
+		} else {
+			fputs("{{", f);
+			p = mark + 2;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	progname = "memray-flame";
+	enum { VERSION = 256 };
+	static const struct option longopts[] = {
+		{ "title", required_argument, NULL, 't' },
+		{ "subtitle", required_argument, NULL, 's' },
+		{ "countname", required_argument, NULL, 'c' },
+		{ "min-width", required_argument, NULL, 'w' },
+		{ "max-frames", required_argument, NULL, 'n' },
+		{ "inverted", no_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, VERSION },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *title = "Memory flame graph", *subtitle = "", *countname = NULL;
+	double min_width = 0;
+	long max_frames = 200000;
+	int inverted = 0, c;
+	char *end;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":t:s:c:w:n:ih", longopts, NULL)) != -1) {
+		switch (c) {
+		case 't': title = optarg; break;
+		case 's': subtitle = optarg; break;
+		case 'c':
+			if (!*optarg)
+				die(EXIT_USAGE, "invalid --countname '': it needs a name");
+			countname = optarg;
+			break;
+		case 'w':
+			min_width = strtod(optarg, &end);
+			if (*end || end == optarg || !(min_width >= 0 && min_width <= 100))
+				die(EXIT_USAGE, "invalid --min-width '%s': expected a percent, 0 to 100",
+				    optarg);
+			break;
+		case 'n':
+			max_frames = strtol(optarg, &end, 10);
+			if (*end || end == optarg || max_frames < 1 || max_frames > 50000000)
+				die(EXIT_USAGE, "invalid --max-frames '%s': expected 1 to 50000000",
+				    optarg);
+			break;
+		case 'i': inverted = 1; break;
+		case 'h': usage(EXIT_OK); break;
+		case VERSION: printf("memray-flame %s\n", MEMRAY_VERSION); return EXIT_OK;
+		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
+		}
+	}
+	nodes_cap = 4096;
+	nodes = xrealloc(NULL, nodes_cap * sizeof(*nodes));
+	nodes[0] = (struct node){ 0, 0, 0, 0, 0, 0, 1 };
+	nnodes = 1;
+	int status = EXIT_OK;
+	if (optind == argc)
+		status = read_one("-");
+	for (int i = optind; i < argc; i++)
+		if (read_one(argv[i]) != EXIT_OK)
+			status = EXIT_USAGE;
+	if (!countname) {
+		const char *m = meta_get("metric");
+		countname = m && strcmp(m, "count") == 0 ? "allocations" : "bytes";
+	}
+	size_t pruned = prune(min_width, (size_t)max_frames);
+	uint64_t pruned_value = 0;
+	for (size_t i = 1; i < nnodes; i++)
+		if (!nodes[i].keep && nodes[nodes[i].parent].keep)
+			pruned_value += nodes[i].total;
+	if (pruned)
+		warnmsg("%zu frames too small to show left out (%.3g%% of the total;"
+			" see --min-width and --max-frames)", pruned,
+			nodes[0].total ? 100.0 * (double)pruned_value / (double)nodes[0].total : 0.0);
+	write_page(stdout, title, subtitle, countname, inverted, pruned, pruned_value);
+	if (close_stdout() < 0)
+		status = EXIT_USAGE;
+	return status;
+}
