@@ -129,8 +129,10 @@ static int have_counts = -1; /* -1 unknown yet, then 1 only if every stack had o
 
 static size_t child_slot(uint32_t parent, uint32_t name, size_t cap)
 {
-	uint64_t h = ((uint64_t)parent << 32 | name) * 0x9e3779b97f4a7c15ull;
-	return (size_t)(h >> 17) & (cap - 1);
+	uint64_t h = (uint64_t)parent << 32 | name; /* splitmix64's finaliser */
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+	return (size_t)(h ^ (h >> 31)) & (cap - 1);
 }
 
 static uint32_t child_of(uint32_t parent, uint32_t name)
@@ -166,6 +168,15 @@ static uint32_t child_of(uint32_t parent, uint32_t name)
 	return id;
 }
 
+/* The previous stack's text and nodes: sorted input (memray-fold's) shares
+ * long prefixes from line to line, and those frames need no lookup. */
+static struct {
+	char *text;
+	size_t len, cap;
+	uint32_t *path; /* path[i]: the node of frame i */
+	size_t npath, path_cap;
+} prev;
+
 static void add_stack_counted(const char *text, size_t len, uint64_t value, uint64_t count,
 			      int counted)
 {
@@ -173,20 +184,41 @@ static void add_stack_counted(const char *text, size_t len, uint64_t value, uint
 		return;
 	if (have_counts != 0)
 		have_counts = counted;
-	uint32_t at = 0;
 	nodes[0].total += value;
 	nodes[0].count += count;
+	size_t common = 0, lim = len < prev.len ? len : prev.len;
+	while (common < lim && text[common] == prev.text[common])
+		common++;
+	uint32_t at = 0;
+	size_t depth = 0;
 	const char *s = text, *e = text + len;
 	while (s <= e) {
 		const char *semi = memchr(s, ';', (size_t)(e - s));
 		size_t n = semi ? (size_t)(semi - s) : (size_t)(e - s);
-		at = child_of(at, intern(s, n));
+		size_t end = (size_t)(s - text) + n; /* where this frame ends */
+		if (depth < prev.npath && end <= common &&
+		    (end == prev.len || prev.text[end] == ';'))
+			at = prev.path[depth]; /* the same frame as last time */
+		else
+			at = child_of(at, intern(s, n));
 		nodes[at].total += value;
 		nodes[at].count += count;
+		if (depth == prev.path_cap) {
+			prev.path_cap = prev.path_cap ? prev.path_cap * 2 : 256;
+			prev.path = xrealloc(prev.path, prev.path_cap * sizeof(*prev.path));
+		}
+		prev.path[depth++] = at;
 		if (!semi)
 			break;
 		s = semi + 1;
 	}
+	prev.npath = depth;
+	if (len + 1 > prev.cap) {
+		prev.cap = len + 1 > 2 * prev.cap ? len + 1 : 2 * prev.cap;
+		prev.text = xrealloc(prev.text, prev.cap);
+	}
+	memcpy(prev.text, text, len);
+	prev.len = len;
 }
 
 static void add_stack(void *ctx, const char *text, size_t len, uint64_t value)
@@ -289,10 +321,36 @@ static int read_one(const char *path)
 
 /* ---- pruning -------------------------------------------------------------- */
 
-static int by_value_desc(const void *a, const void *b)
+/* The k-th largest of v[0..n) (k < n), by quickselect; v is reordered. */
+static uint64_t kth_largest(uint64_t *v, size_t n, size_t k)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x < y) - (x > y);
+	size_t lo = 0, hi = n - 1;
+	uint64_t seed = 0x2545f4914f6cdd1dull;
+	while (lo < hi) {
+		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+		uint64_t pivot = v[lo + seed % (hi - lo + 1)];
+		/* three-way partition: > pivot, == pivot, < pivot */
+		size_t lt = lo, i = lo, gt = hi;
+		while (i <= gt) {
+			if (v[i] > pivot) {
+				uint64_t t = v[i]; v[i] = v[lt]; v[lt] = t;
+				lt++, i++;
+			} else if (v[i] < pivot) {
+				uint64_t t = v[i]; v[i] = v[gt]; v[gt] = t;
+				if (gt-- == 0)
+					break;
+			} else {
+				i++;
+			}
+		}
+		if (k < lt)
+			hi = lt - 1;
+		else if (k > gt)
+			lo = gt + 1;
+		else
+			return pivot;
+	}
+	return v[k];
 }
 
 /* Marks the nodes to write: those of at least min_width percent of the
@@ -309,10 +367,10 @@ static size_t prune(double min_width, size_t max_frames)
 		uint64_t *v = xrealloc(NULL, n * sizeof(*v));
 		for (size_t i = 0; i < n; i++)
 			v[i] = nodes[i + 1].total;
-		qsort(v, n, sizeof(*v), by_value_desc);
 		/* ties at the cut go out together: strictly above it stays */
-		if (v[max_frames] + 1 > floor_)
-			floor_ = v[max_frames] + 1;
+		uint64_t cut = kth_largest(v, n, max_frames);
+		if (cut + 1 > floor_)
+			floor_ = cut + 1;
 		free(v);
 	}
 	size_t dropped = 0;
