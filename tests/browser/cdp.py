@@ -39,18 +39,14 @@ FLAGS = [
     "--window-size=%d,%d" % (WIDTH, HEIGHT),
 ]
 
-# key name -> (key, code, windowsVirtualKeyCode, text)
+# key name -> (code, windowsVirtualKeyCode, text); letters and digits are
+# derived in _key_params.
 KEYS = {
-    "Escape": ("Escape", "Escape", 27, ""),
-    "Enter": ("Enter", "Enter", 13, "\r"),
-    "Tab": ("Tab", "Tab", 9, ""),
-    "Backspace": ("Backspace", "Backspace", 8, ""),
-    "ArrowLeft": ("ArrowLeft", "ArrowLeft", 37, ""),
-    "ArrowUp": ("ArrowUp", "ArrowUp", 38, ""),
-    "ArrowRight": ("ArrowRight", "ArrowRight", 39, ""),
-    "ArrowDown": ("ArrowDown", "ArrowDown", 40, ""),
-    "/": ("/", "Slash", 191, "/"),
-    " ": (" ", "Space", 32, " "),
+    "Escape": ("Escape", 27, ""), "Enter": ("Enter", 13, "\r"),
+    "Tab": ("Tab", 9, ""), "Backspace": ("Backspace", 8, ""),
+    "ArrowLeft": ("ArrowLeft", 37, ""), "ArrowUp": ("ArrowUp", 38, ""),
+    "ArrowRight": ("ArrowRight", 39, ""), "ArrowDown": ("ArrowDown", 40, ""),
+    "/": ("Slash", 191, "/"), " ": ("Space", 32, " "),
 }
 
 
@@ -65,13 +61,18 @@ def _high_fd(fd):
     return new
 
 
+def _exception_text(details):
+    """The message of a CDP exceptionDetails object."""
+    return details.get("exception", {}).get("description") or details["text"]
+
+
 def _key_params(name):
-    """The key, code, virtual key code and text of a key name or character."""
+    """The code, virtual key code and text of a key name or character."""
     if name in KEYS:
         return KEYS[name]
     if len(name) == 1 and name.isascii() and name.isalnum():
         code = ("Digit" if name.isdigit() else "Key") + name.upper()
-        return name, code, ord(name.upper()), name
+        return code, ord(name.upper()), name
     raise ValueError("unknown key %r" % name)
 
 
@@ -81,10 +82,8 @@ class Browser:
     def __init__(self, binary=CHROMIUM, timeout=20, args=()):
         self.binary, self.timeout, self.args = binary, timeout, list(args)
         self.console_errors, self.requests = [], []
-        self.startup_seconds = None
-        self._proc = self._session = None
-        self._next_id = 0
-        self._buf = bytearray()
+        self.startup_seconds = self._proc = self._session = None
+        self._next_id, self._buf = 0, bytearray()
         self._events = collections.deque(maxlen=10000)
 
     def __enter__(self):
@@ -93,8 +92,6 @@ class Browser:
 
     def __exit__(self, *exc):
         self.close()
-
-    # -- process and pipe --------------------------------------------------
 
     def start(self):
         """Launch Chromium, attach to a fresh page and enable the domains."""
@@ -115,7 +112,7 @@ class Browser:
                 argv, stdin=subprocess.DEVNULL, stdout=self._stderr,
                 stderr=self._stderr, pass_fds=(3, 4), preexec_fn=wire_fds)
         except OSError as e:
-            self._cleanup()
+            self._kill()
             raise BrowserError("cannot run %s: %s" % (self.binary, e)) from e
         finally:
             os.close(cmd_r)
@@ -124,7 +121,7 @@ class Browser:
             self._attach()
         except BrowserError as e:
             tail = self.stderr_tail()
-            self.close()
+            self._kill()
             raise BrowserError("Chromium start-up failed: %s\n--- stderr tail:\n%s"
                                % (e, tail)) from None
         self.startup_seconds = time.monotonic() - t0
@@ -151,29 +148,38 @@ class Browser:
         try:
             self._proc.wait(5)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
-        self._cleanup()
+            pass  # _kill kills it
+        self._kill()
 
-    def _cleanup(self):
+    def _kill(self):
+        """Kill our Chromium (if running), close the pipes, remove the profile."""
+        if self._proc:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            self._proc = None
         for fd in (self._wfd, self._rfd):
             os.close(fd)
         self._stderr.close()
         shutil.rmtree(self._profile, ignore_errors=True)
 
-    def stderr_tail(self, lines=25):
-        """The last lines Chromium wrote to its stdout and stderr."""
+    def stderr_tail(self, lines=20):
+        """The last lines Chromium wrote to stdout and stderr (no D-Bus noise)."""
         self._stderr.seek(0)
         text = self._stderr.read().decode("utf-8", "replace")
-        return "\n".join(text.splitlines()[-lines:])
+        kept = [line for line in text.splitlines() if ":ERROR:dbus/" not in line]
+        return "\n".join(kept[-lines:])
 
     def _write(self, msg):
         data = json.dumps(msg).encode() + b"\0"
-        while data:
-            data = data[os.write(self._wfd, data):]
+        try:
+            while data:
+                data = data[os.write(self._wfd, data):]
+        except BrokenPipeError:
+            raise BrowserError("%s: Chromium closed its command pipe (exit "
+                               "status %s)" % (msg["method"], self._proc.poll()))
 
-    def _read(self, deadline):
+    def _read(self, deadline, what):
         """The next message, or None if none arrives before deadline."""
         while b"\0" not in self._buf:
             left = deadline - time.monotonic()
@@ -181,15 +187,13 @@ class Browser:
                 return None
             chunk = os.read(self._rfd, 1 << 20)
             if not chunk:
-                raise BrowserError("Chromium closed the pipe (exit status %s)"
-                                   % self._proc.poll())
+                raise BrowserError("%s: Chromium closed its reply pipe (exit "
+                                   "status %s)" % (what, self._proc.poll()))
             self._buf += chunk
         end = self._buf.index(b"\0")
         msg = json.loads(self._buf[:end])
         del self._buf[:end + 1]
         return msg
-
-    # -- commands and events -----------------------------------------------
 
     def send(self, method, params=None, timeout=None, session=True):
         """Send a command and return its result; events are buffered."""
@@ -201,7 +205,7 @@ class Browser:
         timeout = timeout or self.timeout
         deadline = time.monotonic() + timeout
         while True:
-            reply = self._read(deadline)
+            reply = self._read(deadline, method)
             if reply is None:
                 raise BrowserError("%s: no reply within %g s" % (method, timeout))
             if "method" in reply:
@@ -220,7 +224,7 @@ class Browser:
         timeout = timeout or self.timeout
         deadline = time.monotonic() + timeout
         while True:
-            msg = self._read(deadline)
+            msg = self._read(deadline, method)
             if msg is None:
                 raise BrowserError("no %s event within %g s" % (method, timeout))
             if "method" in msg:
@@ -236,17 +240,14 @@ class Browser:
                      for a in p.get("args", [])]
             self.console_errors.append("console.%s: %s" % (p["type"], " ".join(words)))
         elif method == "Runtime.exceptionThrown":
-            d = p["exceptionDetails"]
-            text = d.get("exception", {}).get("description") or d.get("text")
-            self.console_errors.append("exception: %s" % text)
+            text = _exception_text(p["exceptionDetails"])
+            self.console_errors.append("exception: " + text)
         elif method == "Log.entryAdded" and p["entry"]["level"] == "error":
             e = p["entry"]
             self.console_errors.append("log.%s: %s %s" % (
                 e["source"], e["text"], e.get("url", "")))
         elif method == "Network.requestWillBeSent":
             self.requests.append(p["request"]["url"])
-
-    # -- page helpers ------------------------------------------------------
 
     def add_init_script(self, source):
         """Run source in every new document before its own scripts."""
@@ -256,21 +257,17 @@ class Browser:
     def goto(self, url, wait_expr=None, timeout=20):
         """Navigate, wait for load (and wait_expr); return elapsed seconds."""
         t0 = time.monotonic()
-        self._events = collections.deque(
-            (e for e in self._events if e["method"] != "Page.loadEventFired"),
-            maxlen=self._events.maxlen)
+        left = lambda: max(0.01, t0 + timeout - time.monotonic())  # noqa: E731
+        for ev in [e for e in self._events if e["method"] == "Page.loadEventFired"]:
+            self._events.remove(ev)  # stale, from an earlier load
         result = self.send("Page.navigate", {"url": url}, timeout)
         if result.get("errorText"):
             raise BrowserError("Page.navigate %s: %s" % (url, result["errorText"]))
         if result.get("loaderId"):  # absent for same-document navigations
-            self.wait_event("Page.loadEventFired", self._left(t0, timeout))
+            self.wait_event("Page.loadEventFired", left())
         if wait_expr:
-            self.wait_for(wait_expr, self._left(t0, timeout))
+            self.wait_for(wait_expr, left())
         return time.monotonic() - t0
-
-    @staticmethod
-    def _left(t0, timeout):
-        return max(0.001, timeout - (time.monotonic() - t0))
 
     def wait_for(self, expr, timeout=20):
         """Poll expr every 20 ms until it is truthy; return its value."""
@@ -278,7 +275,7 @@ class Browser:
         last_error = None
         while time.monotonic() < deadline:
             try:
-                value = self.eval(expr)
+                value = self.eval(expr, max(1, deadline - time.monotonic()))
                 if value:
                     return value
             except BrowserError as e:
@@ -287,13 +284,12 @@ class Browser:
         raise BrowserError("timed out after %g s waiting for %s%s" % (
             timeout, expr, " (last error: %s)" % last_error if last_error else ""))
 
-    def eval(self, expr):
+    def eval(self, expr, timeout=None):
         """Evaluate expr in the page (awaiting promises); return its value."""
         r = self.send("Runtime.evaluate", {"expression": expr,
-                      "returnByValue": True, "awaitPromise": True})
+                      "returnByValue": True, "awaitPromise": True}, timeout)
         if "exceptionDetails" in r:
-            d = r["exceptionDetails"]
-            text = d.get("exception", {}).get("description") or d.get("text")
+            text = _exception_text(r["exceptionDetails"])
             raise BrowserError("eval %s: %s" % (expr, text))
         return r["result"].get("value")
 
@@ -317,16 +313,14 @@ class Browser:
 
     def key(self, name):
         """Press and release a key: "Escape", "Enter", "/", "a", "ArrowUp"..."""
-        key, code, vk, text = _key_params(name)
-        down = {"type": "keyDown" if text else "rawKeyDown", "key": key,
-                "code": code, "windowsVirtualKeyCode": vk,
-                "nativeVirtualKeyCode": vk}
-        if text:
-            down["text"] = down["unmodifiedText"] = text
-        self.send("Input.dispatchKeyEvent", down)
-        self.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": key,
-                  "code": code, "windowsVirtualKeyCode": vk,
-                  "nativeVirtualKeyCode": vk})
+        code, vk, text = _key_params(name)
+        common = {"key": name, "code": code, "windowsVirtualKeyCode": vk}
+        if text:  # a keyDown with text also produces keypress and input
+            self.send("Input.dispatchKeyEvent", {"type": "keyDown",
+                      "text": text, "unmodifiedText": text, **common})
+        else:
+            self.send("Input.dispatchKeyEvent", {"type": "rawKeyDown", **common})
+        self.send("Input.dispatchKeyEvent", {"type": "keyUp", **common})
 
     def screenshot(self, path):
         """Save a PNG of the viewport to path."""

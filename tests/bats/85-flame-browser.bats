@@ -1,0 +1,63 @@
+#!/usr/bin/env bats
+# memray-flame's pages in real headless Chromium (tests/browser/cdp.py drives
+# it over the DevTools protocol): no console errors, no network requests,
+# widths, zoom, search, views, hostile names, the timeline, big inputs.
+
+load helper
+
+CHECK="python3 $BATS_TEST_DIRNAME/../browser/flame_check.py"
+
+setup() {
+	[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || skip "Chromium is not installed (make deps installs it)"
+	cd "$BATS_TEST_TMPDIR"
+	printf 'main;alpha;beta 550\nmain;alpha;beta;betamax 50\nmain;alpha;gamma 300\nmain;delta 100\n' > t.folded
+	memray-flame t.folded > t.html
+}
+
+@test "browser: the test harness itself (tests/browser/selftest.py)" {
+	python3 "$BATS_TEST_DIRNAME/../browser/selftest.py"
+}
+
+@test "browser: frames are drawn as wide as their bytes" {
+	$CHECK widths t.html t.folded
+}
+
+@test "browser: clicking a frame zooms to full width; breadcrumbs, reset and the URL fragment" {
+	$CHECK zoom t.html
+}
+
+@test "browser: / searches, substring and regex, nested matches counted once, Esc clears" {
+	$CHECK search t.html
+}
+
+@test "browser: flame and icicle; Python, native and CPython colours; hiding internals" {
+	{
+		echo '_start (app);Py_RunMain (python3.11);_PyEval_EvalFrameDefault (ceval.c:1);run (app.py:3);malloc (libc.so.6) 60'
+		echo '_start (app);Py_RunMain (python3.11);_PyEval_EvalFrameDefault (ceval.c:1);_find_and_load (<frozen importlib._bootstrap>:1176);load (mod.py:2);malloc (libc.so.6) 40'
+	} > k.folded
+	memray-flame k.folded > k.html
+	$CHECK views k.html
+}
+
+@test "browser: hostile frame names are shown literally and never run" {
+	printf 'main;</script><script>alert(1)</script> 10\nmain;"onmouseover=alert(2) x 5\nmain;bad\xff\xfebytes 3\nmain;<img src=x onerror=alert(3)> 4\nmain;line\\nbreak 2\n' > evil.folded
+	memray-flame --title '<script>alert(4)</script>' evil.folded > evil.html
+	$CHECK hostile evil.html '</script><script>alert(1)</script>' '"onmouseover=alert(2) x' \
+		'bad\xff\xfebytes' '<img src=x onerror=alert(3)>' 'line\nbreak'
+}
+
+@test "browser: a recording's page shows its stats and memory-over-time chart; a page without a timeline has none" {
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	memray-fold d.bin | memray-flame > demo.html
+	$CHECK timeline demo.html yes
+	$CHECK timeline t.html no
+	# a screenshot of the demo page for people to look at
+	mkdir -p "$MEMRAY_BUILD/test-output"
+	$CHECK load demo.html 5 "$MEMRAY_BUILD/test-output/flame-demo.png"
+}
+
+@test "browser: 100,000 distinct stacks render in under 2 s from a page under 10 MB" {
+	python3 "$BATS_TEST_DIRNAME/../../bench/gen_stacks.py" 100000 | sort | memray-flame > big.html
+	[ "$(stat -c %s big.html)" -lt $((10 << 20)) ]
+	$CHECK load big.html 2
+}
