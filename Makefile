@@ -110,6 +110,7 @@ bench: all
 	bench/churn.sh $(BUILD)
 	bench/python.sh $(BUILD)
 	bench/fold.sh $(BUILD)
+	bench/flame.sh $(BUILD)
 
 # Set-up and a first recording on a fresh machine: packages, build, then
 # a demo program recorded and summarised.
