@@ -56,6 +56,17 @@ setup() {
 	$CHECK load demo.html 5 "$MEMRAY_BUILD/test-output/flame-demo.png"
 }
 
+@test "browser: tooltips give the whole frame, bytes, percents, and allocation counts from a stream" {
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	memray-flame d.bin > direct.html
+	$CHECK tooltip direct.html "fill_cache (demo.c:" counts
+	$CHECK tooltip t.html gamma nocounts
+}
+
+@test "browser: light and dark themes follow the system setting" {
+	$CHECK theme t.html
+}
+
 @test "browser: 100,000 distinct stacks render in under 2 s from a page under 10 MB" {
 	python3 "$BATS_TEST_DIRNAME/../../bench/gen_stacks.py" 100000 | sort | memray-flame > big.html
 	[ "$(stat -c %s big.html)" -lt $((10 << 20)) ]

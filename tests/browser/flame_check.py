@@ -16,6 +16,8 @@ Scenarios:
   hostile PAGE NAME...   the names show literally and no script runs
   timeline PAGE yes|no   the memory chart is there or not
   load PAGE SECONDS [PNG] the page is drawn within SECONDS (and a screenshot)
+  tooltip PAGE NAME counts|nocounts   hovering NAME shows its numbers
+  theme PAGE             light and dark themes follow the system setting
 """
 import os
 import sys
@@ -257,6 +259,45 @@ def load(b, path, seconds, png=None):
     clean(b, path)
 
 
+def tooltip(b, path, name, counts):
+    open_page(b, path)
+    r = [r for r in rects(b) if name in r["name"] and not r["ancestor"]][0]
+    b.move(*centre(r))
+    b.wait_for("document.getElementById('tooltip').style.display === 'block'")
+    text = b.eval("document.getElementById('tooltip').textContent")
+    check(r["name"] in text, "the tooltip names the whole frame", text)
+    check(re_search(r"\d+(\.\d)? (B|KiB|MiB|GiB) \([\d,]+ bytes\)", text),
+          "it gives the bytes in human units and exactly", text)
+    check(re_search(r"[\d.]+% of the total, [\d.]+% of its parent", text),
+          "it gives the percent of the total and of the parent", text)
+    has = re_search(r"[\d,]+ allocations", text)
+    check(bool(has) == (counts == "counts"), f"allocation count {'shown' if counts == 'counts' else 'not shown'}", text)
+    b.move(2, 2)
+    check(b.eval("document.getElementById('tooltip').style.display") == "none",
+          "it goes away when the mouse leaves")
+    clean(b, path)
+
+
+def re_search(pattern, text):
+    import re
+    return re.search(pattern, text)
+
+
+def theme(b, path):
+    def background():
+        return b.eval("getComputedStyle(document.body).backgroundColor")
+    open_page(b, path)
+    light = background()
+    b.send("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    open_page(b, path)
+    dark = background()
+    lum = lambda c: sum(int(x) for x in re_search(r"(\d+), (\d+), (\d+)", c).groups())
+    check(lum(light) > 600 and lum(dark) < 150, "white in light mode, dark in dark mode", f"{light} / {dark}")
+    label = [r for r in rects(b) if r["kind"] == "root"][0]
+    check(label["w"] > 0, "the graph is drawn in dark mode too")
+    clean(b, path)
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -276,6 +317,10 @@ def main():
             timeline(b, path, rest[0])
         elif scenario == "load":
             load(b, path, float(rest[0]), rest[1] if len(rest) > 1 else None)
+        elif scenario == "tooltip":
+            tooltip(b, path, rest[0], rest[1])
+        elif scenario == "theme":
+            theme(b, path)
         else:
             sys.exit(f"flame_check.py: unknown scenario {scenario!r}")
     print(f"1..{count}")
