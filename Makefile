@@ -106,6 +106,21 @@ check: all fixtures unit
 asan:
 	$(MAKE) BUILD=build-asan LTO= SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
 
+# libFuzzer targets (clang): the stream reader with the replay and folding
+# behind it, and the collapsed-stack parser with both escapers.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD = build-fuzz
+FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all
+
+fuzz: all fixtures
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang LTO= CFLAGS="-O1 -g" \
+		SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_BUILD)/libmemray.a
+	for t in stream folded; do \
+		clang -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) -o $(FUZZ_BUILD)/fuzz_$$t \
+			tests/fuzz/fuzz_$$t.c $(FUZZ_BUILD)/libmemray.a $(LDLIBS_TOOLS) || exit 1; \
+	done
+	tests/fuzz/run.sh $(BUILD) $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 bench: all
 	bench/churn.sh $(BUILD)
 	bench/python.sh $(BUILD)
@@ -139,9 +154,9 @@ uninstall:
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man5/%,$(wildcard man/*.5))
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
-.PHONY: all fixtures unit check asan bench demo deps install uninstall clean
+.PHONY: all fixtures unit check asan fuzz bench demo deps install uninstall clean
 .PRECIOUS: $(BUILD)/obj/%.o
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

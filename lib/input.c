@@ -53,6 +53,21 @@ struct mr_input *mr_input_open(const char *path, char *err, size_t errlen)
 	return in;
 }
 
+struct mr_input *mr_input_open_memory(const void *data, size_t n, const char *name)
+{
+	struct mr_input *in = calloc(1, sizeof(*in));
+	if (!in)
+		return NULL;
+	in->fd = -1;
+	snprintf(in->name, sizeof(in->name), "%s", name);
+	in->a = archive_read_new();
+	archive_read_support_filter_all(in->a);
+	archive_read_support_format_raw(in->a);
+	if (archive_read_open_memory(in->a, data, n) != ARCHIVE_OK)
+		in->done = 1;
+	return in;
+}
+
 static ssize_t read_raw(struct mr_input *in, void *buf, size_t n);
 
 ssize_t mr_input_read(struct mr_input *in, void *buf, size_t n)
@@ -127,7 +142,7 @@ const char *mr_input_name(const struct mr_input *in) { return in->name; }
 void mr_input_progress(const struct mr_input *in, uint64_t *done, uint64_t *total)
 {
 	struct stat st;
-	*total = fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+	*total = in->fd >= 0 && fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
 	la_int64_t n = archive_filter_bytes(in->a, -1);
 	*done = n > 0 ? (uint64_t)n : 0;
 }

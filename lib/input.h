@@ -15,6 +15,9 @@ struct mr_input;
 
 /* Opens path ("-" is stdin). Returns NULL with a message in err. */
 struct mr_input *mr_input_open(const char *path, char *err, size_t errlen);
+/* Reads the n bytes at data (which must stay valid until closed), named
+ * name in messages. NULL only when out of memory. */
+struct mr_input *mr_input_open_memory(const void *data, size_t n, const char *name);
 /* Reads up to n bytes; returns the count, 0 at the end, -1 on error with
  * the message in mr_input_error(). */
 ssize_t mr_input_read(struct mr_input *in, void *buf, size_t n);
