@@ -12,6 +12,7 @@
 #define _GNU_SOURCE /* memmem */
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,8 @@ static void add_stack_counted(const char *text, size_t len, uint64_t value, uint
 		return;
 	if (have_counts != 0)
 		have_counts = counted;
+	if (nodes[0].total + value < nodes[0].total)
+		die(EXIT_USAGE, "the values add up to more than 2^64: not a profile memray-flame can draw");
 	nodes[0].total += value;
 	nodes[0].count += count;
 	size_t common = 0, lim = len < prev.len ? len : prev.len;
@@ -233,11 +236,24 @@ static struct {
 	size_t n;
 } meta;
 
+static const char *meta_get(const char *key)
+{
+	for (size_t i = meta.n; i-- > 0;)
+		if (strcmp(meta.key[i], key) == 0)
+			return meta.value[i];
+	return NULL;
+}
+
 static void add_meta(void *ctx, const char *key, const char *value)
 {
 	/* the "# memray-fold 0.1.0" line names its writer: not shown */
 	if (!*value && strncmp(key, "memray-", 7) == 0)
 		return;
+	if (strcmp(key, "metric") == 0) {
+		const char *was = meta_get("metric");
+		if (was && strcmp(was, value) != 0)
+			warnmsg("inputs of different metrics (%s, %s) are added together", was, value);
+	}
 	meta.key = xrealloc(meta.key, (meta.n + 1) * sizeof(char *));
 	meta.value = xrealloc(meta.value, (meta.n + 1) * sizeof(char *));
 	meta.key[meta.n] = strdup(key);
@@ -245,14 +261,6 @@ static void add_meta(void *ctx, const char *key, const char *value)
 	if (!meta.key[meta.n] || !meta.value[meta.n])
 		die(EXIT_USAGE, "out of memory");
 	meta.n++;
-}
-
-static const char *meta_get(const char *key)
-{
-	for (size_t i = meta.n; i-- > 0;)
-		if (strcmp(meta.key[i], key) == 0)
-			return meta.value[i];
-	return NULL;
 }
 
 /* ---- inputs --------------------------------------------------------------- */
@@ -354,31 +362,68 @@ static uint64_t kth_largest(uint64_t *v, size_t n, size_t k)
 }
 
 /* Marks the nodes to write: those of at least min_width percent of the
- * total, and at most max_frames of them, the largest (a node is never
- * larger than its parent, so the kept set is a tree). Returns how many
+ * total, and at most max_frames of them, the largest; among frames of the
+ * same value at the cut, the shallowest (a node is never larger than its
+ * parent and is deeper, so the kept set is a tree). Returns how many
  * frames were left out. */
 static size_t prune(double min_width, size_t max_frames)
 {
-	uint64_t floor_ = (uint64_t)((double)nodes[0].total * min_width / 100.0);
+	double need = ceil((double)nodes[0].total * min_width / 100.0);
+	uint64_t floor_ = need >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)need;
 	if (floor_ < 1)
 		floor_ = 1;
-	size_t n = nnodes - 1;
+	size_t n = 0;
+	for (size_t i = 1; i < nnodes; i++)
+		n += nodes[i].total >= floor_;
+	for (size_t i = 0; i < nnodes; i++)
+		nodes[i].keep = i == 0 || nodes[i].total >= floor_;
 	if (n > max_frames) {
 		uint64_t *v = xrealloc(NULL, n * sizeof(*v));
-		for (size_t i = 0; i < n; i++)
-			v[i] = nodes[i + 1].total;
-		/* ties at the cut go out together: strictly above it stays */
-		uint64_t cut = kth_largest(v, n, max_frames);
-		if (cut + 1 > floor_)
-			floor_ = cut + 1;
+		size_t k = 0;
+		for (size_t i = 1; i < nnodes; i++)
+			if (nodes[i].keep)
+				v[k++] = nodes[i].total;
+		uint64_t cut = kth_largest(v, n, max_frames - 1); /* the last value kept */
 		free(v);
+		/* above the cut: kept; at it: as many as the budget allows,
+		 * shallowest first (parents precede children in node order) */
+		size_t room = max_frames, max_depth = 0, nties = 0;
+		uint32_t *depth = xrealloc(NULL, nnodes * sizeof(*depth));
+		depth[0] = 0;
+		for (size_t i = 1; i < nnodes; i++) {
+			depth[i] = depth[nodes[i].parent] + 1;
+			nodes[i].keep = nodes[i].keep && nodes[i].total > cut;
+			room -= nodes[i].keep;
+			if (nodes[i].total == cut) {
+				nties++;
+				if (depth[i] > max_depth)
+					max_depth = depth[i];
+			}
+		}
+		/* the ties by depth (a counting sort, stable) */
+		size_t *start = xrealloc(NULL, (max_depth + 2) * sizeof(*start));
+		uint32_t *ties = xrealloc(NULL, (nties ? nties : 1) * sizeof(*ties));
+		memset(start, 0, (max_depth + 2) * sizeof(*start));
+		for (size_t i = 1; i < nnodes; i++)
+			if (nodes[i].total == cut)
+				start[depth[i] + 1]++;
+		for (size_t d = 1; d <= max_depth + 1; d++)
+			start[d] += start[d - 1];
+		for (size_t i = 1; i < nnodes; i++)
+			if (nodes[i].total == cut)
+				ties[start[depth[i]]++] = (uint32_t)i;
+		for (size_t t = 0; t < nties && room; t++)
+			if (nodes[nodes[ties[t]].parent].keep) {
+				nodes[ties[t]].keep = 1;
+				room--;
+			}
+		free(ties);
+		free(start);
+		free(depth);
 	}
 	size_t dropped = 0;
-	nodes[0].keep = 1;
-	for (size_t i = 1; i < nnodes; i++) {
-		nodes[i].keep = nodes[i].total >= floor_;
+	for (size_t i = 1; i < nnodes; i++)
 		dropped += !nodes[i].keep;
-	}
 	return dropped;
 }
 

@@ -128,6 +128,28 @@ main;big 800"
 	memray-flame --max-frames 1 many.folded > one.html 2> /dev/null
 	run $FLAME_DATA one.html
 	assert_output "main 1000"
+	# frames of equal value at the cut: the budget is used, shallowest first
+	{ for p in 1 2 3; do for i in $(seq 1 100); do echo "main;p$p;leaf_$i 1"; done; done; } > flat.folded
+	memray-flame --max-frames 250 flat.folded > flat.html 2> /dev/null
+	[ "$($FLAME_DATA flat.html --json pruned)" -eq $((304 - 250)) ]
+	# --min-width is a floor: 1% of 150 keeps 2, never 1
+	printf 'a 148\nb 1\nc 1\n' > mw.folded
+	memray-flame -w 1 mw.folded > mw.html 2> /dev/null
+	run $FLAME_DATA mw.html
+	assert_output " 2
+a 148"
+}
+
+@test "inputs of different metrics are merged with a warning; values past 2^64 are refused" {
+	printf '# metric: count\nmain;a 10\n' > c.folded
+	printf '# metric: peak\nmain;a 10\n' > p.folded
+	run memray-flame c.folded p.folded
+	assert_success
+	assert_line "memray-flame: inputs of different metrics (count, peak) are added together"
+	printf 'a 9999999999999999999\nb 9999999999999999999\n' > big.folded
+	run memray-flame big.folded
+	assert_failure 2
+	assert_line --partial "add up to more than 2^64"
 }
 
 @test "--title, --subtitle, --countname, --inverted reach the page" {

@@ -63,6 +63,12 @@ setup() {
 	$CHECK tooltip t.html gamma nocounts
 }
 
+@test "browser: a 4000-frame stack is drawn as deep as a canvas allows, and zooming shows the rest" {
+	python3 -c 'print(";".join("f%d" % i for i in range(4000)), 10)' > deep.folded
+	memray-flame deep.folded > deep.html
+	$CHECK deep deep.html
+}
+
 @test "browser: light and dark themes follow the system setting" {
 	$CHECK theme t.html
 }

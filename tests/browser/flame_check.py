@@ -18,6 +18,7 @@ Scenarios:
   load PAGE SECONDS [PNG] the page is drawn within SECONDS (and a screenshot)
   tooltip PAGE NAME counts|nocounts   hovering NAME shows its numbers
   theme PAGE             light and dark themes follow the system setting
+  deep PAGE              a stack deeper than a canvas can be tall
 """
 import os
 import sys
@@ -205,6 +206,12 @@ def views(b, path):
           "the toggle hides CPython internals and the import system", str(names))
     check("run (app.py:3)" in names and "malloc (libc.so.6)" in names, "... and keeps the rest")
     check("h=1" in b.eval("location.hash"), "the toggle is in the URL fragment")
+    run = by_name(b, "run (app.py:3)")[0]
+    b.click(*centre(run))
+    b.eval("document.getElementById('hide').click()")
+    path_now = b.eval("memrayFlame.zoomPath()")
+    check(path_now[-1] == "run (app.py:3)" and len(path_now) == 4,
+          "showing the internals again keeps the zoom, with the frames between", str(path_now))
     clean(b, path)
 
 
@@ -298,6 +305,25 @@ def theme(b, path):
     clean(b, path)
 
 
+def deep(b, path):
+    open_page(b, path)
+    h = b.eval("document.getElementById('flame').height")
+    check(0 < h <= 32767, f"the canvas stays within the size a browser draws ({h} px)")
+    note = b.eval("document.getElementById('deep').textContent")
+    check("not drawn here" in note, "the page says the deepest frames are not drawn", note)
+    px = b.eval("""(() => { const c = document.getElementById('flame');
+        const d = c.getContext('2d').getImageData(5, c.height - 5, 1, 1).data; return d[3]; })()""")
+    check(px == 255, "the root row is painted")
+    deepest = min(rects(b), key=lambda r: r["y"])
+    b.click(*centre(deepest))
+    b.wait_for("memrayFlame.zoomPath().length > 100")
+    names = {r["name"] for r in rects(b)}
+    check("f3000" in names, "zooming into the deepest drawn frame shows deeper ones", str(len(names)))
+    crumbs = b.eval("document.querySelectorAll('#crumbs button').length")
+    check(crumbs > 1000, f"the breadcrumbs still give the whole path ({crumbs})")
+    clean(b, path)
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -321,6 +347,8 @@ def main():
             tooltip(b, path, rest[0], rest[1])
         elif scenario == "theme":
             theme(b, path)
+        elif scenario == "deep":
+            deep(b, path)
         else:
             sys.exit(f"flame_check.py: unknown scenario {scenario!r}")
     print(f"1..{count}")
