@@ -57,6 +57,8 @@ int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long p
 		fputs("\r\033[K", stderr);
 	if (rc < 0)
 		warnmsg("%s: %s", mr_input_name(in), rd->err);
+	else if (rd->warn[0])
+		warnmsg("%s: %s", mr_input_name(in), rd->warn);
 	mr_input_close(in);
 	rd->in = NULL;
 	return rc < 0 ? EXIT_USAGE : EXIT_OK;

@@ -166,6 +166,8 @@ static void on_release(void *ctx, uint32_t site, uint64_t addr, uint64_t bytes, 
 	if (whole)
 		s->cur_count--;
 	r->live -= bytes;
+	if (r->cur)
+		r->cur->bytes -= bytes;
 	int t = r->releasing_thread;
 	if (t >= 0 && r->cur && (size_t)t < r->cur->nthreads && r->cur->last_alloc[t] == addr) {
 		s->temp_bytes += bytes;
@@ -188,6 +190,9 @@ static void allocated(struct replay *r, const struct mr_record *rec)
 	s->total_bytes += rec->size;
 	s->total_count++;
 	r->live += rec->size;
+	rp->bytes += rec->size;
+	if (rp->bytes > rp->peak)
+		rp->peak = rp->bytes;
 	r->n_allocs++;
 	r->bytes_allocated += rec->size;
 	r->alloc_count[rec->allocator]++;

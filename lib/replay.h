@@ -35,6 +35,7 @@ struct replay_proc {
 	struct live live;
 	uint64_t *last_alloc; /* per thread: the address of its latest allocation */
 	size_t nthreads;
+	uint64_t bytes, peak; /* this process image's own live bytes, and their high */
 };
 
 struct timepoint {

@@ -235,6 +235,8 @@ struct mr_reader {
 	uint64_t offset; /* bytes read from the input */
 	int eof;
 	char err[512];
+	char warn[512]; /* set at a clean end when a child of a followed
+			 * program left no trailer */
 };
 
 void mr_reader_init(struct mr_reader *r, struct mr_input *in);

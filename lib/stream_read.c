@@ -748,11 +748,17 @@ static int at_end(struct mr_reader *r)
 		if (!p->has_trailer && p->exec_pending)
 			return fail(r, "truncated at byte %" PRIu64 ": pid %u exec'd a program that"
 				    " did not record (statically linked or setuid?)", r->offset, p->pid);
-		if (!p->has_trailer)
+		if (!p->has_trailer && p->pid == r->procs[0]->pid)
 			return fail(r, "truncated at byte %" PRIu64 ": no trailer for pid %u"
 				    " (the program was killed or the stream was cut)",
 				    r->offset, p->pid);
 	}
+	/* The first process ended properly, so the stream is whole: a child
+	 * without a trailer was killed (a pool's workers are terminated). */
+	for (size_t i = 0; i < r->nprocs; i++)
+		if (!r->procs[i]->has_trailer && !r->warn[0])
+			snprintf(r->warn, sizeof(r->warn), "pid %u ended without a trailer (killed?)",
+				 r->procs[i]->pid);
 	return 0;
 }
 

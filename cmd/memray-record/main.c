@@ -26,7 +26,7 @@
 
 static const char usage_text[] =
 	"usage: memray-record [-fqz] [-o FILE] [--native | --no-native] [--interval MS]\n"
-	"                     [--trace-python-allocators] [--] PROGRAM [ARGS...]\n"
+	"                     [--trace-python-allocators] [--follow-fork] [--] PROGRAM [ARGS...]\n"
 	"\n"
 	"Runs PROGRAM with the memray tracker preloaded and writes its allocation\n"
 	"event stream (memray-stream(5)) to FILE, to stdout when stdout is not a\n"
@@ -41,6 +41,8 @@ static const char usage_text[] =
 	"      --trace-python-allocators\n"
 	"                      record every Python object allocation (runs the\n"
 	"                      program with PYTHONMALLOC=malloc)\n"
+	"      --follow-fork   record the processes PROGRAM starts too (fork, vfork,\n"
+	"                      posix_spawn, exec), all into the one stream\n"
 	"  -q, --quiet         no messages but errors\n"
 	"  -h, --help          show this help\n"
 	"      --version       show the version\n";
@@ -56,6 +58,7 @@ struct opts {
 	const char *native; /* "auto", "1" or "0" */
 	int python_allocators;
 	long interval_ms;
+	int follow_fork;
 };
 
 /* ---- finding things ----------------------------------------------------- */
@@ -252,6 +255,10 @@ static void child_env(const char *tracker, int fd, const struct opts *o)
 		setenv("PYTHONMALLOC", "malloc", 1);
 	snprintf(buf, sizeof(buf), "%ld", o->interval_ms * 1000);
 	setenv("MEMRAY_INTERVAL_US", buf, 1);
+	if (o->follow_fork)
+		setenv("MEMRAY_FOLLOW", "1", 1);
+	else
+		unsetenv("MEMRAY_FOLLOW");
 }
 
 static int exit_status(int ws, const char *prog, int quiet)
@@ -279,12 +286,13 @@ int main(int argc, char **argv)
 		{ "no-native", no_argument, NULL, 'n' },
 		{ "interval", required_argument, NULL, 'i' },
 		{ "trace-python-allocators", no_argument, NULL, 'P' },
+		{ "follow-fork", no_argument, NULL, 'F' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10 };
+	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10, 0 };
 	int c;
 	char *end;
 	opterr = 0;
@@ -297,6 +305,7 @@ int main(int argc, char **argv)
 		case 'n': o.native = "0"; break;
 		case 'q': o.quiet = 1; break;
 		case 'P': o.python_allocators = 1; break;
+		case 'F': o.follow_fork = 1; break;
 		case 'i':
 			o.interval_ms = strtol(optarg, &end, 10);
 			if (*end || end == optarg || o.interval_ms < 1 || o.interval_ms > 3600000)

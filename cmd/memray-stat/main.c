@@ -59,6 +59,8 @@ static int dump_one(const char *path)
 		mr_dump_record(stdout, &rec);
 	if (rc < 0)
 		warnmsg("%s: %s", mr_input_name(in), r.err);
+	else if (r.warn[0])
+		warnmsg("%s: %s", mr_input_name(in), r.warn);
 	mr_reader_free(&r);
 	mr_input_close(in);
 	return rc < 0 ? EXIT_USAGE : EXIT_OK;
@@ -99,16 +101,76 @@ static const char *leaf(const struct collapsed *c, size_t *len)
 	return p;
 }
 
+/* The last image of process pid (after any exec), its index in r->procs. */
+static size_t last_image(const struct replay *r, uint32_t pid)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < r->nprocs; i++)
+		if (r->procs[i].proc->pid == pid)
+			k = i;
+	return k;
+}
+
+/* The command line of r->procs[k], at most n bytes. */
+static const char *command_of(const struct replay *r, size_t k, char *buf, size_t n)
+{
+	const struct mr_proc *p = r->procs[k].proc;
+	size_t o = 0;
+	buf[0] = 0;
+	for (uint32_t i = 0; i < p->header.argc && o < n; i++)
+		o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? " " : "", p->header.argv[i]);
+	return buf;
+}
+
+/* The program memray-record ran: the first process, as it ended. */
 static const char *command(struct replay *r, char *buf, size_t n)
 {
 	buf[0] = 0;
 	if (!r->nprocs)
 		return buf;
-	const struct mr_proc *p = r->procs[r->nprocs - 1].proc;
-	size_t o = 0;
-	for (uint32_t i = 0; i < p->header.argc && o < n; i++)
-		o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? " " : "", p->header.argv[i]);
-	return buf;
+	return command_of(r, last_image(r, r->procs[0].proc->pid), buf, n);
+}
+
+/* Distinct processes: calls f(k, peak) for each pid's last image with the
+ * highest peak of its images; returns how many there are. */
+static size_t each_process(struct replay *r, void (*f)(struct replay *, size_t, uint64_t))
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->nprocs; i++) {
+		uint32_t pid = r->procs[i].proc->pid;
+		if (last_image(r, pid) != i)
+			continue;
+		uint64_t peak = 0;
+		for (size_t k = 0; k <= i; k++)
+			if (r->procs[k].proc->pid == pid && r->procs[k].peak > peak)
+				peak = r->procs[k].peak;
+		if (f)
+			f(r, i, peak);
+		n++;
+	}
+	return n;
+}
+
+static void print_process(struct replay *r, size_t k, uint64_t peak)
+{
+	char h[16], cmd[4096];
+	const struct mr_proc *p = r->procs[k].proc;
+	printf("  %8u %8u  %10s  %s\n", p->pid, p->header.ppid, human_size(h, peak),
+	       command_of(r, k, cmd, sizeof(cmd)));
+}
+
+static int json_first;
+
+static void json_process(struct replay *r, size_t k, uint64_t peak)
+{
+	char cmd[4096];
+	const struct mr_proc *p = r->procs[k].proc;
+	printf("%s{\"pid\":%u,\"ppid\":%u,\"peak\":%" PRIu64 ",\"command\":", json_first ? "" : ",",
+	       p->pid, p->header.ppid, peak);
+	command_of(r, k, cmd, sizeof(cmd));
+	json_string(stdout, cmd, strlen(cmd));
+	putchar('}');
+	json_first = 0;
 }
 
 static void print_top(const char *title, const struct top *t, size_t top, int count_first)
@@ -141,6 +203,10 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 	printf("peak RSS:        %" PRIu64 " (%s)\n", r->peak_rss, human_size(h, r->peak_rss));
 	printf("live at end:     %" PRIu64 " (%s)\n", r->live, human_size(h, r->live));
 	printf("duration:        %.3f s\n", (double)r->duration_us / 1e6);
+	if (each_process(r, NULL) > 1) {
+		printf("\nprocesses:\n       pid     ppid        peak  command\n");
+		each_process(r, print_process);
+	}
 	printf("\nallocators:\n");
 	for (int a = 1; a < MR_ALLOCATOR_END; a++)
 		if (r->alloc_count[a])
@@ -217,7 +283,11 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	command(r, cmd, sizeof(cmd));
 	printf("{\"command\":");
 	json_str(cmd, strlen(cmd));
-	printf(",\"pid\":%u", r->nprocs ? r->procs[r->nprocs - 1].proc->pid : 0);
+	printf(",\"pid\":%u", r->nprocs ? r->procs[0].proc->pid : 0);
+	printf(",\"processes\":[");
+	json_first = 1;
+	each_process(r, json_process);
+	putchar(']');
 	printf(",\"duration_ms\":%" PRIu64, r->duration_us / 1000);
 	printf(",\"peak_bytes\":%" PRIu64 ",\"peak_ms\":%" PRIu64, r->peak, r->peak_time_us / 1000);
 	printf(",\"peak_rss\":%" PRIu64, r->peak_rss);

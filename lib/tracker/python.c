@@ -489,3 +489,13 @@ uint32_t python_frame_id(struct mr_writer *w, const struct pyent *e)
 	frames[j] = (struct frame_slot){ code, name, file, e->lasti, firstlineno, id };
 	return id;
 }
+
+void python_forget(void)
+{
+	if (frames)
+		memset(frames, 0, frames_cap * sizeof(*frames));
+	frames_count = 0;
+	if (strings)
+		memset(strings, 0, strings_cap * sizeof(*strings));
+	strings_count = 0;
+}

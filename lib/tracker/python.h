@@ -42,6 +42,9 @@ void python_poll(void);
 /* The code of the interpreter's evaluation function, where hybrid stacks
  * put Python frames; 0 if unknown. */
 int python_eval_range(uintptr_t *lo, uintptr_t *hi);
+/* Forgets which frames and strings the stream has (a forked child starts
+ * a stream of its own). */
+void python_forget(void);
 /* "3.12.1" or "" */
 const char *python_version(void);
 

@@ -80,6 +80,11 @@ static int native_stacks;
 static uint64_t interval_us = 10000;
 static struct timespec start_mono;
 static pid_t my_pid;
+static uint64_t header_flags;
+static int saved_argc;
+static char **saved_argv;
+static void sampler_start(void);
+static void stream_start(uint16_t seq);
 static uint64_t live_heap;
 static uintptr_t self_lo, self_hi; /* our own code, skipped in stacks */
 static pthread_key_t thread_key;
@@ -175,7 +180,9 @@ int tracker_resolve(void)
 /* ---- the sink ----------------------------------------------------------- */
 
 /* Chunks are gathered into one write of up to BATCH bytes: one system
- * call and one wake-up of memray-record per 64 KiB, not per chunk. */
+ * call and one wake-up of memray-record per 64 KiB, not per chunk; with
+ * --follow-fork each chunk is written at once. */
+static int follow; /* MEMRAY_FOLLOW: children are recorded too */
 #define BATCH (64 * 1024)
 static uint8_t batch[BATCH];
 static size_t batch_len;
@@ -233,6 +240,10 @@ static int sink(void *ctx, const uint8_t *chunk, size_t len)
 		return -1;
 	memcpy(batch + batch_len, chunk, len);
 	batch_len += len;
+	/* Processes sharing the pipe: each write one whole chunk of at most
+	 * PIPE_BUF bytes, which the kernel never mixes with another's. */
+	if (follow)
+		return batch_write();
 	return 0;
 }
 
@@ -847,12 +858,18 @@ static void at_parent(void)
 		pthread_mutex_unlock(&lock);
 }
 
-/* The child of a fork is not recorded (until --follow-fork exists): it
- * goes inert and lets go of the stream. */
+static void child_restart(void);
+
+/* The child of a fork: with --follow-fork a process of its own in the
+ * stream; otherwise it goes inert and lets go of the stream. */
 static void at_child(void)
 {
-	tracker_active = 0;
 	pthread_mutex_init(&lock, NULL);
+	if (follow && tracker_active && out_fd >= 0) {
+		child_restart();
+		return;
+	}
+	tracker_active = 0;
 	if (out_fd >= 0)
 		close(out_fd);
 	out_fd = -1;
@@ -860,23 +877,66 @@ static void at_child(void)
 
 /* Takes the descriptor memray-record passed, out of the program's way: a
  * high number, close-on-exec, the original number closed. */
-static int adopt_fd(const char *s)
+static int adopt(long fd)
 {
-	char *end;
-	long fd = strtol(s, &end, 10);
 	struct stat st;
-	if (*end || fd < 0 || fstat((int)fd, &st) < 0 || !S_ISFIFO(st.st_mode))
+	if (fd < 0 || fstat((int)fd, &st) < 0 || !S_ISFIFO(st.st_mode))
 		return -1;
 	struct rlimit rl;
 	int floor = 100;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
 		floor = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 64;
-	int high = fcntl((int)fd, F_DUPFD_CLOEXEC, floor);
+	/* Following children, the descriptor must be the very pipe
+	 * memray-record made (a program may have closed it and opened another
+	 * under its number), and stays open across exec. */
+	const char *id = getenv("MEMRAY_FD_ID");
+	char want[64];
+	snprintf(want, sizeof(want), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	if (follow && id && strcmp(id, want) != 0)
+		return -1;
+	int high = fcntl((int)fd, follow ? F_DUPFD : F_DUPFD_CLOEXEC, floor);
 	if (high < 0)
 		return -1;
 	close((int)fd);
 	out_dev = st.st_dev;
 	out_ino = st.st_ino;
+	if (follow) {
+		char num[32];
+		snprintf(num, sizeof(num), "%d", high);
+		setenv("MEMRAY_FD", num, 1);
+		setenv("MEMRAY_FD_ID", want, 1);
+	}
+	return high;
+}
+
+static int adopt_fd(const char *s)
+{
+	char *end;
+	long fd = strtol(s, &end, 10);
+	return *end || end == s ? -1 : adopt(fd);
+}
+
+/* A child that lost the descriptor (Python's subprocess closes every
+ * descriptor but the three standard ones before exec) opens the pipe
+ * again through its parent's, which is the one in MEMRAY_FD: it is still
+ * open there while the parent waits for the child. adopt() checks that it
+ * is the same pipe. */
+static int reopen_from_parent(const char *s)
+{
+	char *end, path[64];
+	long fd = strtol(s, &end, 10);
+	if (*end || end == s || fd < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)getppid(), fd);
+	int k = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+	if (k < 0)
+		return -1;
+	/* writes block as on the inherited descriptor */
+	fcntl(k, F_SETFL, fcntl(k, F_GETFL) & ~O_NONBLOCK);
+	int high = adopt(k);
+	if (high < 0)
+		close(k);
 	return high;
 }
 
@@ -887,6 +947,12 @@ static char native_env[8] = "auto";
 
 static void restore_env(void)
 {
+	if (follow) {
+		/* children find the tracker through the environment */
+		unsetenv("MEMRAY_PID");
+		unsetenv("MEMRAY_SEQ");
+		return;
+	}
 	const char *saved = getenv("MEMRAY_LD_PRELOAD");
 	if (saved && saved[0])
 		setenv("LD_PRELOAD", saved, 1);
@@ -981,8 +1047,13 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	const char *pid = getenv("MEMRAY_PID");
 	const char *seq = getenv("MEMRAY_SEQ");
 	/* Only the process memray-record started (or that process after an
-	 * exec) records; anything else that inherited the variables does not. */
-	out_fd = pid && atol(pid) == (long)getpid() ? adopt_fd(fd) : -1;
+	 * exec) records, unless children are followed too. */
+	const char *fol = getenv("MEMRAY_FOLLOW");
+	follow = fol && strcmp(fol, "1") == 0;
+	int continuing = pid && atol(pid) == (long)getpid();
+	out_fd = continuing || follow ? adopt_fd(fd) : -1;
+	if (out_fd < 0 && follow && !continuing)
+		out_fd = reopen_from_parent(fd);
 	if (native)
 		snprintf(native_env, sizeof(native_env), "%s", native);
 	int is_python = python_start();
@@ -1000,48 +1071,29 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	if (is_python)
 		py_flags = (python_stacks ? MR_F_PYTHON : 0) | (pymalloc && strncmp(pymalloc, "malloc", 6) == 0
 						  ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
+	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags;
 	restore_env();
 	if (out_fd < 0) {
 		tracker_guard = 0;
 		return;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &start_mono);
-	struct timespec wall;
-	clock_gettime(CLOCK_REALTIME, &wall);
 	my_pid = getpid();
 	find_self();
 	if (native_stacks)
 		unwinder_start();
 	pthread_key_create(&thread_key, thread_gone);
-
-	char exe[4096];
-	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	exe[k > 0 ? k : 0] = 0;
-	struct mr_header_info h = {
-		.tool_version = MEMRAY_VERSION,
-		.pid = (uint32_t)my_pid,
-		.ppid = (uint32_t)getppid(),
-		.start_us = (uint64_t)wall.tv_sec * 1000000u + (uint64_t)wall.tv_nsec / 1000,
-		.page_size = (uint64_t)sysconf(_SC_PAGESIZE),
-		.flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags,
-		.interval_us = interval_us,
-		.argc = argc,
-		.argv = argv,
-		.exe = exe,
-	};
-	mr_writer_init(&writer, (uint32_t)my_pid, sink, NULL);
-	if (seq)
-		writer.seq = (uint16_t)atol(seq);
-	mr_w_header(&writer, &h);
-	tracker_active = 1;
-	modules_sync(1);
-	pthread_mutex_lock(&lock);
-	thread_current();
-	memory_record();
-	flush_all();
-	pthread_mutex_unlock(&lock);
+	saved_argc = argc;
+	saved_argv = argv;
+	stream_start(continuing && seq ? (uint16_t)atol(seq) : 0);
 	pthread_atfork(at_prepare, at_parent, at_child);
+	sampler_start();
+	tracker_guard = 0;
+}
 
+/* Starts the sampler thread, with every signal blocked so that none of
+ * the program's is delivered to it. */
+static void sampler_start(void)
+{
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -1053,7 +1105,70 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 		pthread_setname_np(sampler, "memray-sampler");
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	tracker_guard = 0;
+}
+
+/* This process's stream from its header on: the modules, the current
+ * thread, a memory record. seq is the first chunk's number (an exec'd
+ * image goes on from its predecessor's). */
+static void stream_start(uint16_t seq)
+{
+	clock_gettime(CLOCK_MONOTONIC, &start_mono);
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	char exe[4096];
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[k > 0 ? k : 0] = 0;
+	struct mr_header_info h = {
+		.tool_version = MEMRAY_VERSION,
+		.pid = (uint32_t)my_pid,
+		.ppid = (uint32_t)getppid(),
+		.start_us = (uint64_t)wall.tv_sec * 1000000u + (uint64_t)wall.tv_nsec / 1000,
+		.page_size = (uint64_t)sysconf(_SC_PAGESIZE),
+		.flags = header_flags,
+		.interval_us = interval_us,
+		.argc = saved_argc,
+		.argv = saved_argv,
+		.exe = exe,
+	};
+	mr_writer_init(&writer, (uint32_t)my_pid, sink, NULL);
+	writer.seq = seq;
+	mr_w_header(&writer, &h);
+	tracker_active = 1;
+	modules_sync(1);
+	pthread_mutex_lock(&lock);
+	thread_current();
+	memory_record();
+	flush_all();
+	pthread_mutex_unlock(&lock);
+}
+
+/* In a child of fork, with --follow-fork: forget everything the parent's
+ * stream had (its stack nodes, frames, strings, threads, modules) and
+ * start this process's own, with a sampler thread of its own. */
+static void child_restart(void)
+{
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	batch_len = 0; /* the parent's, which the parent writes */
+	my_pid = getpid();
+	if (trie)
+		memset(trie, 0, trie_cap * sizeof(*trie));
+	trie_count = 0;
+	python_forget();
+	ts.index = 0;
+	ts.depth = 0;
+	if (pyts) {
+		pyts->depth = 0;
+		pyts->hdepth = 0;
+	}
+	nthreads = 0;
+	for (size_t i = 0; i < nknown; i++)
+		real.free(known[i].path);
+	nknown = 0;
+	map_adds = (unsigned long long)-1;
+	stream_start(0);
+	sampler_start();
+	tracker_guard = guard;
 }
 
 void tracker_finish(void)
@@ -1104,7 +1219,7 @@ char **tracker_exec_env(char *const envp[])
 	for (; envp && envp[n]; n++)
 		if (strncmp(envp[n], "LD_PRELOAD=", 11) == 0)
 			user_preload = envp[n] + 11;
-	char **env = real.malloc((n + 10) * sizeof(char *));
+	char **env = real.malloc((n + 12) * sizeof(char *));
 	if (!env) {
 		tracker_guard = 0;
 		return NULL;
@@ -1128,6 +1243,12 @@ char **tracker_exec_env(char *const envp[])
 	env[k++] = env_entry("MEMRAY_NATIVE", native_env);
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)interval_us);
 	env[k++] = env_entry("MEMRAY_INTERVAL_US", num);
+	if (follow) {
+		env[k++] = env_entry("MEMRAY_FOLLOW", "1");
+		snprintf(buf, sizeof(buf), "%llu:%llu", (unsigned long long)out_dev,
+			 (unsigned long long)out_ino);
+		env[k++] = env_entry("MEMRAY_FD_ID", buf);
+	}
 	pthread_mutex_lock(&lock);
 	int ok = tracker_active;
 	if (ok) {
@@ -1154,7 +1275,8 @@ char **tracker_exec_env(char *const envp[])
 void tracker_exec_failed(char **env)
 {
 	tracker_guard = 1;
-	fcntl(out_fd, F_SETFD, FD_CLOEXEC);
+	if (!follow)
+		fcntl(out_fd, F_SETFD, FD_CLOEXEC);
 	free_env(env);
 	pthread_mutex_lock(&lock);
 	tracker_active = 1; /* the stream goes on: the next record is not a header */
