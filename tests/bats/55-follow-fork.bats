@@ -1,0 +1,67 @@
+#!/usr/bin/env bats
+# memray-record --follow-fork: every process the program starts, in one
+# stream, each under its own pid.
+
+load helper
+
+PY=$BATS_TEST_DIRNAME/../fixtures/py
+
+# each line "pid bytes" of $1: process pid allocated exactly bytes at once
+each_pid_has() {
+	local pid size
+	dump "$2" > dump.txt
+	while read -r pid size; do
+		awk -v p="$pid" '$2 == p && $3 == "alloc"' dump.txt | grep -q " size=$size " ||
+			{ echo "pid $pid: no allocation of $size bytes"; return 1; }
+	done < "$1"
+}
+
+@test "50 children forked at once: each one's own allocation, exactly, under its pid" {
+	memray-record -q -o f.bin --follow-fork "$FIX/allocs" forkmany 50 > pids.txt
+	[ "$(wc -l < pids.txt)" -eq 50 ]
+	each_pid_has pids.txt f.bin
+	[ "$(dump f.bin | awk '{ print $2 }' | sort -u | wc -l)" -eq 51 ]
+	run memray-stat f.bin
+	assert_success
+	assert_line "processes:"
+	[ "$(grep -c "allocs forkmany 50\$" <<< "$output")" -eq 52 ] # command line and 51 processes
+	# the parent's own stream has none of the children's blocks
+	parent=$(dump f.bin | head -1 | field pid)
+	! memray-fold -m total --pid "$parent" f.bin | grep -q " 1000[0-4][0-9]\$"
+	# JSON lists them too
+	memray-stat --json f.bin | python3 -c 'import json, sys; d = json.load(sys.stdin); assert len(d["processes"]) == 51, d["processes"]'
+}
+
+@test "without --follow-fork the children are not recorded" {
+	memray-record -q -o f.bin "$FIX/allocs" forkmany 5 > pids.txt
+	[ "$(dump f.bin | awk '{ print $2 }' | sort -u | wc -l)" -eq 1 ]
+}
+
+@test "multiprocessing pools with fork, spawn and forkserver: each worker's buffers under its pid" {
+	for method in fork spawn forkserver; do
+		memray-record -q -o "mp-$method.bin" --follow-fork /usr/bin/python3 "$PY/multiproc.py" $method > "mp-$method.txt"
+		[ "$(wc -l < "mp-$method.txt")" -eq 4 ]
+		each_pid_has "mp-$method.txt" "mp-$method.bin" || { echo "method $method"; false; }
+		run memray-stat "mp-$method.bin"
+		assert_success
+	done
+}
+
+@test "subprocess (which closes every descriptor), a shell pipeline and make -j2 are followed" {
+	cat > sub.py <<-PYEOF
+	import subprocess, sys
+	out = subprocess.run(["$FIX/allocs", "chain"], capture_output=True).stdout
+	subprocess.run(["sh", "-c", "$FIX/allocs chain | cat > /dev/null"])
+	PYEOF
+	memray-record -q -o s.bin --follow-fork /usr/bin/python3 sub.py
+	run memray-stat s.bin
+	assert_success
+	[ "$(grep -c "^ *[0-9]* *[0-9]* .* $FIX/allocs chain\$" <<< "$output")" -eq 2 ]
+	assert_line --regexp " (/usr/bin/)?cat$"
+	memray-fold s.bin | grep -q "chain_c (allocs.c:"
+	printf 'all: a b\na:\n\t%s chain > /dev/null\nb:\n\t%s chain > /dev/null\n' "$FIX/allocs" "$FIX/allocs" > Makefile
+	memray-record -q -o m.bin --follow-fork make -s -j2
+	run memray-stat m.bin
+	assert_success
+	[ "$(grep -c " $FIX/allocs chain\$" <<< "$output")" -eq 2 ]
+}
