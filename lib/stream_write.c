@@ -350,6 +350,8 @@ static void put_counts(struct mr_writer *w, int tag, uint64_t time_us)
 
 void mr_w_trailer(struct mr_writer *w, uint64_t time_us)
 {
+	/* alone in the process's last chunk, where memray-record looks for it */
+	mr_w_flush(w);
 	put_counts(w, MR_TAG_TRAILER, time_us);
 	mr_w_flush(w);
 }

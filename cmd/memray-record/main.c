@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../../lib/stream.h"
 #include "../../lib/util.h"
 
 static const char usage_text[] =
@@ -202,6 +203,64 @@ static void out_data(struct out *o, const void *data, size_t n, int finish)
 		deflate(&o->z, finish ? Z_FINISH : Z_NO_FLUSH);
 		out_write(o, buf, sizeof(buf) - o->z.avail_out);
 	} while (o->z.avail_out == 0);
+}
+
+/* Follows the chunks going by to see whether the recorded program's own
+ * stream (its pid's chunks) ends with its trailer: the writer puts the
+ * trailer alone in the last chunk. */
+struct watch {
+	uint32_t pid;
+	uint8_t head[MR_CHUNK_HEADER];
+	size_t have, left;  /* header bytes gathered; payload bytes to come */
+	int mine;           /* the chunk going by is the program's */
+	uint8_t last[4096]; /* the program's latest chunk */
+	size_t last_len;
+};
+
+static void watch_bytes(struct watch *w, const uint8_t *p, size_t n)
+{
+	while (n) {
+		if (w->left == 0) {
+			size_t k = MR_CHUNK_HEADER - w->have < n ? MR_CHUNK_HEADER - w->have : n;
+			memcpy(w->head + w->have, p, k);
+			w->have += k, p += k, n -= k;
+			if (w->have < MR_CHUNK_HEADER)
+				return;
+			w->have = 0;
+			uint32_t pid = (uint32_t)w->head[4] | (uint32_t)w->head[5] << 8 |
+				       (uint32_t)w->head[6] << 16 | (uint32_t)w->head[7] << 24;
+			w->left = (size_t)(w->head[8] | w->head[9] << 8);
+			w->mine = pid == w->pid;
+			if (w->mine)
+				w->last_len = 0;
+			continue;
+		}
+		size_t k = w->left < n ? w->left : n;
+		if (w->mine) {
+			size_t room = sizeof(w->last) - w->last_len;
+			memcpy(w->last + w->last_len, p, k < room ? k : room);
+			w->last_len += k < room ? k : room;
+		}
+		w->left -= k, p += k, n -= k;
+	}
+}
+
+/* Whether the program's last chunk is its trailer: the tag, then five
+ * varints and nothing else. */
+static int watch_trailer(const struct watch *w)
+{
+	if (w->last_len < 6 || w->last[0] != MR_TAG_TRAILER)
+		return 0;
+	size_t i = 1;
+	for (int v = 0; v < 5; v++) {
+		int len = 0;
+		while (i < w->last_len && (w->last[i] & 0x80) && len < 10)
+			i++, len++;
+		if (i >= w->last_len || len >= 10)
+			return 0;
+		i++;
+	}
+	return i == w->last_len;
 }
 
 static int open_output(const char *path, int force)
@@ -416,6 +475,8 @@ int main(int argc, char **argv)
 	if (out.fd < 0)
 		out.cut = 1;
 	static char buf[1 << 16];
+	static struct watch watch;
+	watch.pid = (uint32_t)child;
 	for (;;) {
 		ssize_t k = read(data[0], buf, sizeof(buf));
 		if (k < 0 && errno == EINTR)
@@ -423,6 +484,7 @@ int main(int argc, char **argv)
 		if (k <= 0)
 			break;
 		out.bytes_in += (unsigned long long)k;
+		watch_bytes(&watch, (const uint8_t *)buf, (size_t)k);
 		out_data(&out, buf, (size_t)k, 0);
 	}
 	if (out.compress) {
@@ -432,6 +494,11 @@ int main(int argc, char **argv)
 	int ws = 0;
 	while (waitpid(child, &ws, 0) < 0 && errno == EINTR)
 		;
+	/* A program that exited by itself ends its stream with a trailer;
+	 * without one, it closed the stream's descriptor (a daemon closing
+	 * everything) or exec'd a program that cannot load the tracker. */
+	int closed_early = !why && !out.err && out.bytes_in > 0 && WIFEXITED(ws) &&
+			   !watch_trailer(&watch);
 	int status = exit_status(ws, prog_argv[0], o.quiet);
 	if (out.fd >= 0 && !to_stdout && close(out.fd) < 0 && !out.err)
 		out.err = errno;
@@ -440,6 +507,10 @@ int main(int argc, char **argv)
 			warnmsg("the stream was cut: %s went away", out.name);
 		else
 			warnmsg("the stream in %s is incomplete: %s", out.name, strerror(out.err));
+	} else if (closed_early) {
+		warnmsg("the recording of '%s' stopped before it ended (it closed the stream's"
+			" descriptor, or exec'd a program that cannot load the tracker):"
+			" %s has no trailer", prog_argv[0], out.name);
 	} else if (!why && out.bytes_in == 0) {
 		warnmsg("nothing was recorded: '%s' did not load the tracker", prog_argv[0]);
 	} else if (!why && !o.quiet && !to_stdout) {

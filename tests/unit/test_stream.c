@@ -235,6 +235,7 @@ static void s_move(struct script *s, int a, uint64_t old, uint64_t old_len,
 
 static void s_trailer(struct script *s, uint64_t t)
 {
+	mr_w_flush(&s->w); /* the writer puts the trailer in a chunk of its own */
 	struct expect *e = begin(s, MR_TAG_TRAILER); /* the rest is in proc->trailer */
 	e->time_us = t;
 	mr_w_trailer(&s->w, t);

@@ -1,0 +1,73 @@
+#!/usr/bin/env bats
+# The program never notices the recorder: a reader that goes away, a full
+# disk, descriptors closed under it, crashes, fork while threads allocate.
+
+load helper
+
+ALLOCATE='import sys
+[bytearray(100) for _ in range(300000)]
+open(sys.argv[1], "w").write("done")
+print("end")'
+
+@test "the reader goes away (| head -c 100): the program runs to its end and the cut is reported" {
+	run bash -c "memray-record /usr/bin/python3 -c '$ALLOCATE' '$BATS_TEST_TMPDIR/done.txt' | head -c 100 > /dev/null; echo status \${PIPESTATUS[0]}"
+	assert_line "status 0"
+	assert_line "end"
+	assert_line "memray-record: the stream was cut: standard output went away"
+	[ "$(cat done.txt)" = done ]
+}
+
+@test "a full disk (-o /dev/full): the program runs on and the stream is reported incomplete" {
+	run memray-record -f -o /dev/full /usr/bin/python3 -c "$ALLOCATE" "$BATS_TEST_TMPDIR/done.txt"
+	assert_success
+	assert_line "end"
+	assert_line "memray-record: the stream in /dev/full is incomplete: No space left on device"
+	[ "$(cat done.txt)" = done ]
+}
+
+@test "close_range(3, ~0U, 0), then files of its own: none gets tracker bytes, and the early stop is reported" {
+	run memray-record -o c.bin "$FIX/allocs" close-range "$BATS_TEST_TMPDIR/mine.txt"
+	assert_success
+	[ "$(cat mine.txt)" = mine ]
+	assert_line --partial "the recording of '$FIX/allocs' stopped before it ended"
+	run memray-stat --dump c.bin
+	assert_failure 2
+	assert_output --partial " header "
+	assert_output --partial "no trailer"
+	# a program that ends normally gets no such message
+	run memray-record -o ok.bin "$FIX/allocs" chain
+	refute_output --partial "stopped before it ended"
+}
+
+@test "SIGSEGV and abort: the program's own exit status, and the stream up to the last flush reads" {
+	ulimit -c 0
+	run memray-record -o s.bin "$FIX/allocs" segv
+	assert_failure 139
+	assert_line --partial "killed by signal 11"
+	run memray-stat --dump s.bin
+	assert_failure 2
+	assert_output --partial " alloc valloc "
+	assert_output --partial "no trailer"
+	run memray-record -o a.bin /usr/bin/python3 -c 'import os; b = bytearray(5000000); os.abort()'
+	assert_failure 134
+	run memray-stat --dump a.bin
+	assert_failure 2
+	assert_output --partial " header "
+	# and unrecorded, the same statuses
+	run "$FIX/allocs" segv
+	assert_failure 139
+}
+
+@test "fork from the main thread while four threads allocate: no deadlock, with and without --follow-fork" {
+	run timeout 60 memray-record -q -o f.bin "$FIX/allocs" forkthreads 30
+	assert_success
+	assert_output "forked"
+	run memray-stat f.bin
+	assert_success
+	run timeout 60 memray-record -q -o ff.bin --follow-fork "$FIX/allocs" forkthreads 30
+	assert_success
+	run memray-stat ff.bin
+	assert_success
+	[ "$(grep -c "forkthreads 30\$" <<< "$output")" -eq 32 ]
+	[ "$(events malloc ff.bin 777 | wc -l)" -eq 30 ]
+}
