@@ -121,6 +121,11 @@ fuzz: all fixtures
 	done
 	tests/fuzz/run.sh $(BUILD) $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
+# Real programs, longer: CPython's regression tests, a stdlib compileall,
+# gcc, sqlite3 and git, recorded and not (tests/soak.sh).
+soak: all
+	tests/soak.sh full $(BUILD)
+
 bench: all
 	bench/churn.sh $(BUILD)
 	bench/python.sh $(BUILD)
@@ -156,7 +161,7 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all fixtures unit check asan fuzz bench demo deps install uninstall clean
+.PHONY: all fixtures unit check asan fuzz soak bench demo deps install uninstall clean
 .PRECIOUS: $(BUILD)/obj/%.o
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
