@@ -239,3 +239,14 @@ load helper
 	diff plain.txt native.txt
 	diff plain.txt python.txt
 }
+
+@test "-o FILE keeps the user's umask, and nothing else is written anywhere" {
+	mkdir run tmp
+	cd run
+	(umask 027 && TMPDIR="$BATS_TEST_TMPDIR/tmp" memray-record -q -o out.bin "$FIX/allocs" chain > /dev/null)
+	[ "$(stat -c %a out.bin)" = 640 ]
+	(umask 022 && TMPDIR="$BATS_TEST_TMPDIR/tmp" memray-record -q -o out2.bin --follow-fork "$FIX/allocs" forkmany 3 > /dev/null)
+	[ "$(stat -c %a out2.bin)" = 644 ]
+	[ "$(ls -A | tr '\n' ' ')" = "out.bin out2.bin " ]
+	[ -z "$(ls -A ../tmp)" ]
+}
