@@ -544,7 +544,8 @@ static void write_nodes(struct writer *w, int counts)
 			fputs("],\n\"nodes\":[", w->f);
 			w->first = 1;
 		}
-		qsort(kids, nk, sizeof(*kids), by_name);
+		if (nk > 1)
+			qsort(kids, nk, sizeof(*kids), by_name);
 		/* pushed last first, so they come out in name order */
 		for (size_t i = nk; i-- > 0;)
 			PUSH_FRAME(kids[i], fr.depth + 1);

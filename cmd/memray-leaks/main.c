@@ -132,7 +132,8 @@ static void report(struct collapsed **v, size_t n, size_t top, uint64_t bytes, u
 	char h[16];
 	printf("%" PRIu64 " bytes (%s) leaked in %" PRIu64 " allocations from %zu sites\n", bytes,
 	       human_size(h, bytes), count, n);
-	qsort(v, n, sizeof(*v), by_bytes);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), by_bytes);
 	for (size_t i = 0; i < n && i < top; i++) {
 		printf("\n%" PRIu64 " bytes (%s) in %" PRIu64 " allocation%s at:\n", v[i]->value,
 		       human_size(h, v[i]->value), v[i]->count, v[i]->count == 1 ? "" : "s");
