@@ -106,6 +106,28 @@ check: all fixtures unit
 asan:
 	$(MAKE) BUILD=build-asan LTO= SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
 
+# The tracker under ThreadSanitizer, with its threaded fixtures built the
+# same way (tests/tsan.sh says why and what runs). The tools are plain.
+TSAN_BUILD = build-tsan
+TSAN_FIXTURES = allocs pingpong sigalloc
+
+tsan:
+	$(MAKE) BUILD=$(TSAN_BUILD) LTO= $(TSAN_BUILD)/bin/memray-record $(TSAN_BUILD)/bin/memray-stat
+	@mkdir -p $(TSAN_BUILD)/tsan $(TSAN_BUILD)/lib/memray-c $(TSAN_BUILD)/fixtures
+	$(CC) -O1 -g $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -DMEMRAY_TSAN \
+		-c lib/tracker/hooks.c -o $(TSAN_BUILD)/tsan/hooks.o
+	for f in lib/tracker/tracker.c lib/tracker/python.c lib/stream_write.c; do \
+		$(CC) -O1 -g $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -DMEMRAY_TSAN \
+			-fsanitize=thread -c $$f -o $(TSAN_BUILD)/tsan/$$(basename $$f .c).o || exit 1; \
+	done
+	$(CC) -shared -fsanitize=thread -Wl,-z,nodelete -o $(TSAN_BUILD)/lib/memray-c/libmemray-tracker.so \
+		$(TSAN_BUILD)/tsan/*.o $(LDLIBS_TRACKER)
+	for f in $(TSAN_FIXTURES); do \
+		$(CC) -O0 -g -fsanitize=thread -fno-omit-frame-pointer -o $(TSAN_BUILD)/fixtures/$$f \
+			tests/fixtures/$$f.c -ldl -lpthread || exit 1; \
+	done
+	tests/tsan.sh $(TSAN_BUILD)
+
 # libFuzzer targets (clang): the stream reader with the replay and folding
 # behind it, and the collapsed-stack parser with both escapers.
 FUZZ_SECONDS ?= 60
@@ -159,9 +181,9 @@ uninstall:
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man5/%,$(wildcard man/*.5))
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-tsan
 
-.PHONY: all fixtures unit check asan fuzz soak bench demo deps install uninstall clean
+.PHONY: all fixtures unit check asan tsan fuzz soak bench demo deps install uninstall clean
 .PRECIOUS: $(BUILD)/obj/%.o
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -287,9 +287,9 @@ static int decode_header(struct mr_proc *p, struct cur *c)
 static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 		  const char **why)
 {
+	if (p->buf_start == p->buf_end)
+		return 0; /* nothing buffered (and perhaps no buffer at all) */
 	struct cur c = { p->buf + p->buf_start, p->buf + p->buf_end, 1, NULL };
-	if (c.p == c.e)
-		return 0;
 	int tag = *c.p++;
 	uint64_t len, v;
 	const uint8_t *s;

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -18,9 +19,57 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+#ifdef MEMRAY_TSAN
+/* The ThreadSanitizer build (make tsan): the tracker's code is
+ * instrumented and must not run in a thread before the sanitizer has set
+ * that thread up (it allocates while it does). A thread is ready once it
+ * runs its start routine (see pthread_create below); the main thread once
+ * the tracker's constructor runs. These hooks are not instrumented. */
+static __thread int tsan_ready __attribute__((tls_model("initial-exec")));
+#define READY tsan_ready
+
+void hooks_thread_ready(void)
+{
+	tsan_ready = 1;
+}
+
+struct start {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static void *started(void *a)
+{
+	struct start s = *(struct start *)a;
+	real.free(a);
+	tsan_ready = 1;
+	return s.fn(s.arg);
+}
+
+EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+	static int (*next)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+	if (!next)
+		next = (__typeof__(next))dlsym(RTLD_NEXT, "pthread_create");
+	if (unlikely(!real.malloc) && !tracker_resolve())
+		return EAGAIN;
+	struct start *s = real.malloc(sizeof(*s));
+	if (!s)
+		return EAGAIN;
+	s->fn = fn;
+	s->arg = arg;
+	int rc = next(t, attr, started, s);
+	if (rc)
+		real.free(s);
+	return rc;
+}
+#else
+#define READY 1
+#endif
+
 static inline int recording(void)
 {
-	return likely(tracker_active) && !tracker_guard;
+	return likely(ACTIVE()) && !tracker_guard && READY;
 }
 
 EXPORT void *malloc(size_t size)
@@ -293,7 +342,8 @@ EXPORT int execle(const char *path, const char *arg, ...)
 
 EXPORT void _exit(int status)
 {
-	tracker_finish();
+	if (READY)
+		tracker_finish();
 	if (!real._exit)
 		tracker_resolve();
 	real._exit(status);
@@ -301,7 +351,8 @@ EXPORT void _exit(int status)
 
 EXPORT void _Exit(int status)
 {
-	tracker_finish();
+	if (READY)
+		tracker_finish();
 	if (!real._Exit)
 		tracker_resolve();
 	real._Exit(status);

@@ -38,7 +38,7 @@
 #define TICK_MAX_US 50000 /* flush at least this often */
 
 struct real_fns real;
-volatile int tracker_active;
+int tracker_active;
 __thread int tracker_guard __attribute__((tls_model("initial-exec")));
 
 /* Per-thread state. The stack cache holds the thread's previous stack,
@@ -107,7 +107,7 @@ static uint64_t now_us(void)
 static _Alignas(16) char boot_buf[256 * 1024];
 static size_t boot_used;
 
-void *boot_alloc(size_t size)
+NO_TSAN void *boot_alloc(size_t size)
 {
 	size_t need = ((size + 15) & ~(size_t)15) + 16;
 	size_t at = __atomic_fetch_add(&boot_used, need, __ATOMIC_RELAXED);
@@ -117,12 +117,12 @@ void *boot_alloc(size_t size)
 	return boot_buf + at + 16;
 }
 
-int boot_owns(const void *p)
+NO_TSAN int boot_owns(const void *p)
 {
 	return (const char *)p >= boot_buf && (const char *)p < boot_buf + sizeof(boot_buf);
 }
 
-size_t boot_size(const void *p)
+NO_TSAN size_t boot_size(const void *p)
 {
 	return *(const size_t *)((const char *)p - 16);
 }
@@ -136,7 +136,7 @@ __attribute__((noreturn)) static void raw_exit(int status)
 		;
 }
 
-int tracker_resolve(void)
+NO_TSAN int tracker_resolve(void)
 {
 	static int state; /* 0 not yet, 1 in progress, 2 done */
 	if (state == 2)
@@ -197,7 +197,7 @@ static int batch_write(void)
 	 * of its own under our number: never write into it. */
 	struct stat st;
 	if (fstat(out_fd, &st) < 0 || st.st_dev != out_dev || st.st_ino != out_ino) {
-		tracker_active = 0;
+		SET_ACTIVE(0);
 		out_fd = -1;
 		batch_len = 0;
 		return -1;
@@ -226,7 +226,7 @@ static int batch_write(void)
 	int short_write = done < batch_len;
 	batch_len = 0;
 	if (short_write) {
-		tracker_active = 0;
+		SET_ACTIVE(0);
 		return -1;
 	}
 	return 0;
@@ -253,6 +253,33 @@ static void flush_all(void)
 	mr_w_flush(&writer);
 	batch_write();
 }
+
+/* The return addresses of the calling thread, innermost first. */
+#ifdef MEMRAY_TSAN
+/* Step by step: unw_backtrace's fast path keeps a per-thread cache whose
+ * key destructor runs after the sanitizer has let go of an exiting
+ * thread. */
+static int backtrace_ips(void **ips, int max)
+{
+	unw_context_t uc;
+	unw_cursor_t c;
+	int n = 0;
+	if (unw_getcontext(&uc) < 0 || unw_init_local(&c, &uc) < 0)
+		return 0;
+	while (n < max && unw_step(&c) > 0) {
+		unw_word_t ip;
+		if (unw_get_reg(&c, UNW_REG_IP, &ip) < 0)
+			break;
+		ips[n++] = (void *)ip;
+	}
+	return n;
+}
+#else
+static inline int backtrace_ips(void **ips, int max)
+{
+	return unw_backtrace(ips, max);
+}
+#endif
 
 /* ---- the stack trie ----------------------------------------------------
  * Open addressing over (parent, ip) -> node id, in memory mapped directly
@@ -407,7 +434,7 @@ static void capture(struct capture *c)
 	capture_python(c);
 	if (!native_stacks)
 		return;
-	int n = unw_backtrace(raw, MAX_FRAMES);
+	int n = backtrace_ips(raw, MAX_FRAMES);
 	int skip = 0;
 	while (skip < n && (uintptr_t)raw[skip] >= self_lo && (uintptr_t)raw[skip] < self_hi)
 		skip++;
@@ -515,7 +542,7 @@ void tracker_thread_renamed(unsigned long thread, const char *name)
 	int guard = tracker_guard;
 	tracker_guard = 1;
 	pthread_mutex_lock(&lock);
-	if (tracker_active) {
+	if (ACTIVE()) {
 		if (thread == 0 || thread == (unsigned long)pthread_self()) {
 			if (ts.index)
 				mr_w_thread_name(&writer, ts.index, name);
@@ -551,7 +578,7 @@ void tracker_alloc(int allocator, void *p, size_t size)
 	tracker_guard = 1;
 	capture(&c);
 	pthread_mutex_lock(&lock);
-	if (tracker_active) {
+	if (ACTIVE()) {
 		thread_current();
 		mr_w_alloc(&writer, allocator, (uintptr_t)p, size, intern(&c));
 		live_heap += allocator == MR_MMAP ? size : usable(p);
@@ -565,7 +592,7 @@ void tracker_free(int allocator, void *p, size_t len)
 	tracker_guard = 1;
 	size_t n = allocator == MR_MUNMAP ? len : usable(p);
 	pthread_mutex_lock(&lock);
-	if (tracker_active) {
+	if (ACTIVE()) {
 		thread_current();
 		mr_w_free(&writer, allocator, (uintptr_t)p, len);
 		heap_sub(n);
@@ -585,7 +612,7 @@ void *tracker_realloc(int allocator, void *old, size_t nmemb, size_t size)
 	pthread_mutex_lock(&lock);
 	void *p = allocator == MR_REALLOC ? real.realloc(old, size)
 					  : real.reallocarray(old, nmemb, size);
-	if (tracker_active && !overflow) {
+	if (ACTIVE() && !overflow) {
 		thread_current();
 		if (p && old) {
 			mr_w_move(&writer, allocator, (uintptr_t)old, 0, (uintptr_t)p, total, intern(&c));
@@ -611,7 +638,7 @@ void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void 
 	capture(&c);
 	pthread_mutex_lock(&lock);
 	void *p = real.mremap(old, old_len, new_len, flags, new_addr);
-	if (tracker_active && p != MAP_FAILED) {
+	if (ACTIVE() && p != MAP_FAILED) {
 		thread_current();
 		mr_w_move(&writer, MR_MREMAP, (uintptr_t)old, old_len, (uintptr_t)p, new_len,
 			  intern(&c));
@@ -731,7 +758,7 @@ static void modules_sync(int force)
 	struct scan s = { NULL, 0, 0 };
 	dl_iterate_phdr(scan_one, &s);
 	pthread_mutex_lock(&lock);
-	if (tracker_active) {
+	if (ACTIVE()) {
 		map_adds = c[0];
 		map_subs = c[1];
 		for (size_t i = 0; i < nknown; i++)
@@ -820,14 +847,14 @@ static void *sampler_main(void *arg)
 	tracker_guard = 1;
 	uint64_t tick = interval_us < TICK_MAX_US ? interval_us : TICK_MAX_US;
 	uint64_t next_memory = interval_us;
-	while (tracker_active) {
+	while (ACTIVE()) {
 		struct timespec t = { (time_t)(tick / 1000000), (long)(tick % 1000000) * 1000 };
 		nanosleep(&t, NULL);
 		modules_sync(0);
 		if (python_stacks)
 			python_poll();
 		pthread_mutex_lock(&lock);
-		if (tracker_active) {
+		if (ACTIVE()) {
 			if (now_us() >= next_memory) {
 				memory_record();
 				next_memory += interval_us;
@@ -865,11 +892,11 @@ static void child_restart(void);
 static void at_child(void)
 {
 	pthread_mutex_init(&lock, NULL);
-	if (follow && tracker_active && out_fd >= 0) {
+	if (follow && ACTIVE() && out_fd >= 0) {
 		child_restart();
 		return;
 	}
-	tracker_active = 0;
+	SET_ACTIVE(0);
 	if (out_fd >= 0)
 		close(out_fd);
 	out_fd = -1;
@@ -1026,8 +1053,14 @@ static void unwinder_start(void)
 		held[n++] = fd;
 	}
 	void *ips[8];
+#ifdef MEMRAY_TSAN
+	/* libunwind's per-thread cache is freed by a key destructor that runs
+	 * after the sanitizer has let go of the exiting thread */
+	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_GLOBAL);
+#else
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-	unw_backtrace(ips, 8);
+#endif
+	backtrace_ips(ips, 8);
 	while (n > 0)
 		close(held[--n]);
 }
@@ -1036,6 +1069,9 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 {
 	(void)envp;
 	tracker_guard = 1;
+#ifdef MEMRAY_TSAN
+	hooks_thread_ready();
+#endif
 	tracker_resolve();
 	const char *fd = getenv("MEMRAY_FD");
 	if (!fd) {
@@ -1133,7 +1169,7 @@ static void stream_start(uint16_t seq)
 	mr_writer_init(&writer, (uint32_t)my_pid, sink, NULL);
 	writer.seq = seq;
 	mr_w_header(&writer, &h);
-	tracker_active = 1;
+	SET_ACTIVE(1);
 	modules_sync(1);
 	pthread_mutex_lock(&lock);
 	thread_current();
@@ -1173,16 +1209,16 @@ static void child_restart(void)
 
 void tracker_finish(void)
 {
-	if (!tracker_active)
+	if (!ACTIVE())
 		return;
 	int guard = tracker_guard;
 	tracker_guard = 1;
 	pthread_mutex_lock(&lock);
-	if (tracker_active && getpid() == my_pid) {
+	if (ACTIVE() && getpid() == my_pid) {
 		memory_record();
 		mr_w_trailer(&writer, now_us());
 		batch_write();
-		tracker_active = 0;
+		SET_ACTIVE(0);
 	}
 	pthread_mutex_unlock(&lock);
 	tracker_guard = guard;
@@ -1250,11 +1286,11 @@ char **tracker_exec_env(char *const envp[])
 		env[k++] = env_entry("MEMRAY_FD_ID", buf);
 	}
 	pthread_mutex_lock(&lock);
-	int ok = tracker_active;
+	int ok = ACTIVE();
 	if (ok) {
 		mr_w_exec(&writer, now_us());
 		batch_write();
-		tracker_active = 0;
+		SET_ACTIVE(0);
 		snprintf(num, sizeof(num), "%u", (unsigned)writer.seq);
 		env[k++] = env_entry("MEMRAY_SEQ", num);
 	}
@@ -1279,7 +1315,7 @@ void tracker_exec_failed(char **env)
 		fcntl(out_fd, F_SETFD, FD_CLOEXEC);
 	free_env(env);
 	pthread_mutex_lock(&lock);
-	tracker_active = 1; /* the stream goes on: the next record is not a header */
+	SET_ACTIVE(1); /* the stream goes on: the next record is not a header */
 	pthread_mutex_unlock(&lock);
 	tracker_guard = 0;
 }

@@ -16,6 +16,15 @@
 #ifndef MEMRAY_TRACKER_H
 #define MEMRAY_TRACKER_H
 
+/* What runs before ThreadSanitizer's runtime has set a thread up stays
+ * uninstrumented in the sanitizer build (make tsan). */
+#ifdef MEMRAY_TSAN
+#define NO_TSAN __attribute__((no_sanitize_thread))
+void hooks_thread_ready(void);
+#else
+#define NO_TSAN
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -48,7 +57,12 @@ struct real_fns {
 };
 
 extern struct real_fns real;
-extern volatile int tracker_active;
+extern int tracker_active;
+/* Read without the lock by every hook and the sampler: relaxed atomics
+ * (plain moves on x86-64 and aarch64), so the sanitizer build sees no
+ * data race. */
+#define ACTIVE() __atomic_load_n(&tracker_active, __ATOMIC_RELAXED)
+#define SET_ACTIVE(v) __atomic_store_n(&tracker_active, (v), __ATOMIC_RELAXED)
 extern __thread int tracker_guard __attribute__((tls_model("initial-exec")));
 
 /* Resolves `real`; returns 0 while resolution is in progress (dlsym's own
