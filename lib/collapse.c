@@ -231,6 +231,19 @@ void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 	}
 }
 
+char *collapse_site(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
+		    const struct site *site, size_t *len)
+{
+	char *text = NULL;
+	*len = 0;
+	FILE *m = open_memstream(&text, len);
+	if (!m)
+		return NULL;
+	render(m, r, sym, site, o);
+	fclose(m);
+	return text;
+}
+
 size_t collapse_lines(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
 		      struct collapsed **out)
 {

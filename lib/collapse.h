@@ -36,6 +36,10 @@ struct collapsed {
 size_t collapse_lines(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
 		      struct collapsed **out);
 void collapse_lines_free(struct collapsed *v, size_t n);
+/* One site's stack as a collapsed line without its value (malloc'd, *len
+ * bytes), or NULL if out of memory. */
+char *collapse_site(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
+		    const struct site *site, size_t *len);
 /* "# key: value" metadata lines. */
 void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o);
 /* Metadata, then the stacks. Returns the number of stack lines. */

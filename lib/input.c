@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "input.h"
@@ -16,6 +17,11 @@
 struct mr_input {
 	struct archive *a;
 	int fd;
+	/* live reading (mr_input_open_live) */
+	int follow;
+	void (*unlock)(void *), (*lock)(void *);
+	void *ctx;
+	unsigned char *lbuf;
 	int started; /* the raw entry header has been read */
 	int done;
 	unsigned char peeked[64];
@@ -64,6 +70,63 @@ struct mr_input *mr_input_open_memory(const void *data, size_t n, const char *na
 	archive_read_support_filter_all(in->a);
 	archive_read_support_format_raw(in->a);
 	if (archive_read_open_memory(in->a, data, n) != ARCHIVE_OK)
+		in->done = 1;
+	return in;
+}
+
+#define LIVE_BUF (64 * 1024)
+
+/* libarchive's read callback for live input: the caller's lock is let go
+ * while read(2) waits, and at the end of a followed file it waits for
+ * more as tail -f does. */
+static la_ssize_t live_read(struct archive *a, void *client, const void **buf)
+{
+	struct mr_input *in = client;
+	for (;;) {
+		in->unlock(in->ctx);
+		ssize_t k = read(in->fd, in->lbuf, LIVE_BUF);
+		int e = errno;
+		if (k == 0 && in->follow) {
+			struct timespec t = { 0, 50 * 1000 * 1000 };
+			nanosleep(&t, NULL);
+		}
+		in->lock(in->ctx);
+		if (k > 0) {
+			*buf = in->lbuf;
+			return k;
+		}
+		if (k < 0 && e == EINTR)
+			continue;
+		if (k < 0) {
+			archive_set_error(a, e, "%s", strerror(e));
+			return -1;
+		}
+		if (!in->follow)
+			return 0;
+	}
+}
+
+struct mr_input *mr_input_open_live(int fd, const char *name, int follow,
+				    void (*unlock)(void *), void (*lock)(void *), void *ctx)
+{
+	struct mr_input *in = calloc(1, sizeof(*in));
+	unsigned char *b = malloc(LIVE_BUF);
+	if (!in || !b) {
+		free(in);
+		free(b);
+		return NULL;
+	}
+	in->fd = fd;
+	in->follow = follow;
+	in->unlock = unlock;
+	in->lock = lock;
+	in->ctx = ctx;
+	in->lbuf = b;
+	snprintf(in->name, sizeof(in->name), "%s", name);
+	in->a = archive_read_new();
+	archive_read_support_filter_all(in->a);
+	archive_read_support_format_raw(in->a);
+	if (archive_read_open(in->a, in, NULL, live_read, NULL) != ARCHIVE_OK)
 		in->done = 1;
 	return in;
 }
@@ -154,5 +217,6 @@ void mr_input_close(struct mr_input *in)
 	archive_read_free(in->a);
 	if (in->fd > 0)
 		close(in->fd);
+	free(in->lbuf);
 	free(in);
 }

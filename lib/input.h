@@ -18,6 +18,13 @@ struct mr_input *mr_input_open(const char *path, char *err, size_t errlen);
 /* Reads the n bytes at data (which must stay valid until closed), named
  * name in messages. NULL only when out of memory. */
 struct mr_input *mr_input_open_memory(const void *data, size_t n, const char *name);
+/* Reads a stream as it is written, from fd (closed by mr_input_close
+ * unless it is 0), named name in messages. unlock(ctx) is called before
+ * each read(2), which may wait, and lock(ctx) after: the caller holds its
+ * lock around mr_input_read and everything reading calls. With follow, the
+ * end of the file is waited past, as tail -f does. */
+struct mr_input *mr_input_open_live(int fd, const char *name, int follow,
+				    void (*unlock)(void *), void (*lock)(void *), void *ctx);
 /* Reads up to n bytes; returns the count, 0 at the end, -1 on error with
  * the message in mr_input_error(). */
 ssize_t mr_input_read(struct mr_input *in, void *buf, size_t n);

@@ -4,7 +4,7 @@
 
 load helper
 
-TOOLS="memray-record memray-stat memray-fold memray-leaks memray-tree memray-flame"
+TOOLS="memray-record memray-stat memray-fold memray-leaks memray-tree memray-flame memray-live"
 MAN=$BATS_TEST_DIRNAME/../../man
 
 render() { mandoc -T ascii "$1" | col -bx; }

@@ -1,0 +1,2 @@
+build-dev/obj/lib/input.o: lib/input.c lib/input.h
+lib/input.h:

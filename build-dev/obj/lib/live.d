@@ -1,0 +1,3 @@
+build-dev/obj/lib/live.o: lib/live.c lib/live.h lib/stream.h
+lib/live.h:
+lib/stream.h:
