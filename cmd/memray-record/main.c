@@ -27,7 +27,8 @@
 
 static const char usage_text[] =
 	"usage: memray-record [-fqz] [-o FILE] [--native | --no-native] [--interval MS]\n"
-	"                     [--trace-python-allocators] [--follow-fork] [--] PROGRAM [ARGS...]\n"
+	"                     [--trace-python-allocators] [--follow-fork]\n"
+	"                     [--program-output FILE] [--] PROGRAM [ARGS...]\n"
 	"\n"
 	"Runs PROGRAM with the memray tracker preloaded and writes its allocation\n"
 	"event stream (memray-stream(5)) to FILE, to stdout when stdout is not a\n"
@@ -44,6 +45,9 @@ static const char usage_text[] =
 	"                      program with PYTHONMALLOC=malloc)\n"
 	"      --follow-fork   record the processes PROGRAM starts too (fork, vfork,\n"
 	"                      posix_spawn, exec), all into the one stream\n"
+	"      --program-output FILE\n"
+	"                      the program's standard output and error go to FILE\n"
+	"                      (created or truncated), off the terminal\n"
 	"  -q, --quiet         no messages but errors\n"
 	"  -h, --help          show this help\n"
 	"      --version       show the version\n";
@@ -60,6 +64,7 @@ struct opts {
 	int python_allocators;
 	long interval_ms;
 	int follow_fork;
+	const char *program_output;
 };
 
 /* ---- finding things ----------------------------------------------------- */
@@ -346,12 +351,13 @@ int main(int argc, char **argv)
 		{ "interval", required_argument, NULL, 'i' },
 		{ "trace-python-allocators", no_argument, NULL, 'P' },
 		{ "follow-fork", no_argument, NULL, 'F' },
+		{ "program-output", required_argument, NULL, 'O' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10, 0 };
+	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10, 0, NULL };
 	int c;
 	char *end;
 	opterr = 0;
@@ -365,6 +371,7 @@ int main(int argc, char **argv)
 		case 'q': o.quiet = 1; break;
 		case 'P': o.python_allocators = 1; break;
 		case 'F': o.follow_fork = 1; break;
+		case 'O': o.program_output = optarg; break;
 		case 'i':
 			o.interval_ms = strtol(optarg, &end, 10);
 			if (*end || end == optarg || o.interval_ms < 1 || o.interval_ms > 3600000)
@@ -409,6 +416,17 @@ int main(int argc, char **argv)
 		default_name = !why;
 	}
 
+	/* the program's own output, opened here so that a mistake is
+	 * reported before anything runs; never through a symbolic link */
+	int prog_out = -1;
+	if (o.program_output) {
+		prog_out = open(o.program_output,
+				O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (prog_out < 0 && errno == ELOOP)
+			die(EXIT_USAGE, "'%s' is a symbolic link; not following it", o.program_output);
+		if (prog_out < 0)
+			die(EXIT_USAGE, "cannot create '%s': %s", o.program_output, strerror(errno));
+	}
 	int data[2], errp[2], go[2];
 	if (pipe2(data, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0)
 		die(EXIT_USAGE, "cannot create a pipe: %s", strerror(errno));
@@ -421,8 +439,12 @@ int main(int argc, char **argv)
 		close(data[0]);
 		close(errp[0]);
 		close(go[1]);
-		if (to_stdout)
+		if (prog_out >= 0) {
+			dup2(prog_out, STDOUT_FILENO);
+			dup2(prog_out, STDERR_FILENO);
+		} else if (to_stdout) {
 			dup2(STDERR_FILENO, STDOUT_FILENO);
+		}
 		if (!why) {
 			int fd = dup(data[1]); /* without close-on-exec */
 			child_env(tracker, fd, &o);
@@ -439,6 +461,8 @@ int main(int argc, char **argv)
 	close(data[1]);
 	close(errp[1]);
 	close(go[0]);
+	if (prog_out >= 0)
+		close(prog_out);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGQUIT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);

@@ -250,3 +250,21 @@ load helper
 	[ "$(ls -A | tr '\n' ' ')" = "out.bin out2.bin " ]
 	[ -z "$(ls -A ../tmp)" ]
 }
+
+@test "--program-output FILE takes the program's stdout and stderr, never through a symlink" {
+	memray-record --program-output prog.log -o p.bin /usr/bin/python3 -c 'import sys; print("to out"); print("to err", file=sys.stderr)' > term.txt 2> err.txt
+	[ "$(cat prog.log)" = "to out
+to err" ]
+	[ ! -s term.txt ]
+	grep -q "wrote p.bin" err.txt
+	! grep -q "to " err.txt
+	# with the stream on stdout, still nothing of the program's there
+	memray-record -q --program-output prog2.log /usr/bin/python3 -c 'print("hello")' > s.bin
+	[ "$(cat prog2.log)" = hello ]
+	memray-stat s.bin > /dev/null
+	ln -s "$BATS_TEST_TMPDIR/elsewhere" link.log
+	run memray-record --program-output link.log /bin/true
+	assert_failure 2
+	assert_output "memray-record: 'link.log' is a symbolic link; not following it"
+	[ ! -e elsewhere ]
+}
