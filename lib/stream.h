@@ -234,6 +234,7 @@ struct mr_reader {
 	struct mr_proc *cur;
 	uint64_t offset; /* bytes read from the input */
 	int eof;
+	uint64_t cut; /* 1 + where a chunk cut short by the end of the input began, or 0 */
 	char err[512];
 	char warn[512]; /* set at a clean end when a child of a followed
 			 * program left no trailer */

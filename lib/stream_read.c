@@ -745,7 +745,7 @@ static int at_end(struct mr_reader *r)
 		if (p->buf_end > p->buf_start)
 			return fail(r, "truncated at byte %" PRIu64 ": pid %u's last record is incomplete",
 				    file_offset(p, p->consumed), p->pid);
-		if (!p->has_trailer && p->exec_pending)
+		if (!p->has_trailer && p->exec_pending && p->pid == r->procs[0]->pid)
 			return fail(r, "truncated at byte %" PRIu64 ": pid %u exec'd a program that"
 				    " did not record (statically linked or setuid?)", r->offset, p->pid);
 		if (!p->has_trailer && p->pid == r->procs[0]->pid)
@@ -753,12 +753,20 @@ static int at_end(struct mr_reader *r)
 				    " (the program was killed or the stream was cut)",
 				    r->offset, p->pid);
 	}
+	/* A chunk cut short is a stream cut short, whoever's it was. */
+	if (r->cut)
+		return fail(r, "truncated at byte %" PRIu64 ": the last chunk (at byte %" PRIu64
+			    ") is incomplete", r->offset, r->cut - 1);
 	/* The first process ended properly, so the stream is whole: a child
-	 * without a trailer was killed (a pool's workers are terminated). */
-	for (size_t i = 0; i < r->nprocs; i++)
-		if (!r->procs[i]->has_trailer && !r->warn[0])
-			snprintf(r->warn, sizeof(r->warn), "pid %u ended without a trailer (killed?)",
-				 r->procs[i]->pid);
+	 * without a trailer was killed (a pool's workers are terminated), or
+	 * exec'd a program that cannot load the tracker. */
+	for (size_t i = 0; i < r->nprocs; i++) {
+		const struct mr_proc *p = r->procs[i];
+		if (!p->has_trailer && !r->warn[0])
+			snprintf(r->warn, sizeof(r->warn), p->exec_pending
+				 ? "pid %u exec'd a program that did not record (statically linked or setuid?)"
+				 : "pid %u ended without a trailer (killed?)", p->pid);
+	}
 	return 0;
 }
 
@@ -785,6 +793,7 @@ static int read_chunk(struct mr_reader *r)
 	}
 	if ((size_t)k < sizeof(h)) {
 		r->eof = 1;
+		r->cut = start + 1;
 		if (start == 0)
 			return fail(r, "truncated at byte 0: incomplete chunk header");
 		return 0;
@@ -802,12 +811,27 @@ static int read_chunk(struct mr_reader *r)
 	struct mr_proc *p = proc_for(r, pid);
 	if (!p)
 		return fail(r, "corrupt at byte %" PRIu64 ": too many processes", start);
+	if (seq == 0 && p->next_seq != 0 && p->has_trailer && !p->exec_pending &&
+	    p->buf_end == p->buf_start) {
+		/* the pid was used again by a new process (a followed program's
+		 * children, pid namespaces): a process of its own */
+		if (r->nprocs >= MAX_PROCS)
+			return fail(r, "corrupt at byte %" PRIu64 ": too many processes", start);
+		struct mr_proc *q = xrealloc(NULL, sizeof(*q));
+		memset(q, 0, sizeof(*q));
+		q->pid = pid;
+		r->procs = xrealloc(r->procs, (r->nprocs + 1) * sizeof(*r->procs));
+		r->procs[r->nprocs++] = q;
+		p = q;
+	}
 	if (seq != p->next_seq)
 		return fail(r, "corrupt at byte %" PRIu64 ": chunk %u of pid %u follows chunk %u"
 			    " (chunks were lost)", start, seq, pid, (uint16_t)(p->next_seq - 1));
 	p->next_seq++;
-	if ((size_t)k < len)
+	if ((size_t)k < len) {
 		r->eof = 1;
+		r->cut = start + 1;
+	}
 	if (k > 0)
 		proc_append(p, payload, (size_t)k, start + MR_CHUNK_HEADER);
 	r->cur = p;

@@ -492,10 +492,13 @@ uint32_t python_frame_id(struct mr_writer *w, const struct pyent *e)
 
 void python_forget(void)
 {
+	/* dropped, not cleared, so a forked child copies none of the pages */
 	if (frames)
-		memset(frames, 0, frames_cap * sizeof(*frames));
-	frames_count = 0;
+		real.munmap(frames, frames_cap * sizeof(*frames));
+	frames = NULL;
+	frames_cap = frames_count = 0;
 	if (strings)
-		memset(strings, 0, strings_cap * sizeof(*strings));
-	strings_count = 0;
+		real.munmap(strings, strings_cap * sizeof(*strings));
+	strings = NULL;
+	strings_cap = strings_count = 0;
 }

@@ -193,6 +193,14 @@ static int batch_write(void)
 {
 	if (batch_len == 0 || out_fd < 0)
 		return 0;
+	/* a child made without the fork handlers (_Fork, a raw clone) would
+	 * write under its parent's pid and sequence numbers */
+	if (follow && getpid() != my_pid) {
+		SET_ACTIVE(0);
+		out_fd = -1;
+		batch_len = 0;
+		return -1;
+	}
 	/* A program that closed every descriptor may since have opened a file
 	 * of its own under our number: never write into it. */
 	struct stat st;
@@ -892,7 +900,9 @@ static void child_restart(void);
 static void at_child(void)
 {
 	pthread_mutex_init(&lock, NULL);
-	if (follow && ACTIVE() && out_fd >= 0) {
+	/* forked from inside the tracker (a signal handler that interrupted
+	 * it): its state is half-written, so the child is not recorded */
+	if (follow && ACTIVE() && out_fd >= 0 && prepare_locked) {
 		child_restart();
 		return;
 	}
@@ -956,7 +966,16 @@ static int reopen_from_parent(const char *s)
 	if (*end || end == s || fd < 0)
 		return -1;
 	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)getppid(), fd);
-	int k = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+	const char *id = getenv("MEMRAY_FD_ID");
+	struct stat st;
+	char what[64];
+	if (!id || stat(path, &st) < 0 || !S_ISFIFO(st.st_mode))
+		return -1;
+	snprintf(what, sizeof(what), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	if (strcmp(what, id) != 0)
+		return -1;
+	int k = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (k < 0)
 		return -1;
 	/* writes block as on the inherited descriptor */
@@ -1187,9 +1206,13 @@ static void child_restart(void)
 	tracker_guard = 1;
 	batch_len = 0; /* the parent's, which the parent writes */
 	my_pid = getpid();
+	/* dropped, not cleared: clearing would copy every page of the
+	 * parent's tables into the child */
 	if (trie)
-		memset(trie, 0, trie_cap * sizeof(*trie));
-	trie_count = 0;
+		real.munmap(trie, trie_cap * sizeof(*trie));
+	trie = NULL;
+	trie_cap = trie_count = 0;
+	live_heap = 0; /* the parent's blocks are not this stream's */
 	python_forget();
 	ts.index = 0;
 	ts.depth = 0;
@@ -1265,6 +1288,14 @@ char **tracker_exec_env(char *const envp[])
 		if (strncmp(envp[i], "LD_PRELOAD=", 11) != 0 && strncmp(envp[i], "MEMRAY_", 7) != 0)
 			env[k++] = envp[i];
 	char buf[4096 * 2 + 2], num[32];
+	/* following, the environment already names the tracker first */
+	size_t self_len = strlen(self_path);
+	if (user_preload && strncmp(user_preload, self_path, self_len) == 0 &&
+	    (user_preload[self_len] == 0 || user_preload[self_len] == ':')) {
+		user_preload += self_len;
+		if (*user_preload == ':')
+			user_preload++;
+	}
 	if (user_preload && user_preload[0]) {
 		snprintf(buf, sizeof(buf), "%s:%s", self_path, user_preload);
 		env[k++] = env_entry("MEMRAY_LD_PRELOAD", user_preload);

@@ -65,3 +65,21 @@ each_pid_has() {
 	assert_success
 	[ "$(grep -c " $FIX/allocs chain\$" <<< "$output")" -eq 2 ]
 }
+
+@test "a child that execs a static program (ldconfig) is a warning, not a damaged stream" {
+	[ -x /sbin/ldconfig ] || skip "no /sbin/ldconfig"
+	file -L /sbin/ldconfig 2> /dev/null | grep -q "static" || skip "ldconfig is not static here"
+	run memray-record -q -o l.bin --follow-fork bash -c '/sbin/ldconfig -p > /dev/null; echo done'
+	assert_success
+	assert_output "done"
+	run memray-stat l.bin
+	assert_success
+	assert_line --regexp "exec'd a program that did not record"
+}
+
+@test "a signal handler that maps memory while the tracker is busy, under --follow-fork" {
+	run timeout 60 memray-record -q -o s.bin --follow-fork "$FIX/sigalloc"
+	assert_success
+	run memray-stat s.bin
+	assert_success
+}

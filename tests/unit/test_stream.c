@@ -895,6 +895,94 @@ static void test_extreme_addresses(void)
 	script_free(&s);
 }
 
+/* Reads the n bytes at data to the end: the status, and how many
+ * processes and records the reader saw. */
+static int read_all(const uint8_t *data, size_t n, size_t *nprocs, size_t *nrecords,
+		    char *err, size_t errlen, char *warn, size_t warnlen)
+{
+	struct mr_input *in = mr_input_open_memory(data, n, "mem");
+	struct mr_reader r;
+	struct mr_record rec;
+	int rc;
+	mr_reader_init(&r, in);
+	*nrecords = 0;
+	while ((rc = mr_next(&r, &rec)) == 1)
+		++*nrecords;
+	*nprocs = r.nprocs;
+	snprintf(err, errlen, "%s", r.err);
+	snprintf(warn, warnlen, "%s", r.warn);
+	mr_reader_free(&r);
+	mr_input_close(in);
+	return rc;
+}
+
+/* A pid used again after its process ended (a followed program's
+ * children in a busy system, pid namespaces): two processes, no error. */
+static void test_pid_reused(void)
+{
+	struct script a, b;
+	script_init(&a, 7);
+	script_init(&b, 7);
+	s_header(&a, &test_header);
+	s_alloc(&a, MR_MALLOC, 0x1000, 16, 0);
+	s_trailer(&a, 1);
+	s_header(&b, &test_header);
+	s_alloc(&b, MR_MALLOC, 0x2000, 32, 0);
+	s_trailer(&b, 2);
+	struct membuf both = { 0 };
+	mem_append(&both, a.out.p, a.out.len);
+	mem_append(&both, b.out.p, b.out.len);
+	size_t np, nr;
+	char err[512], warn[512];
+	int rc = read_all(both.p, both.len, &np, &nr, err, sizeof(err), warn, sizeof(warn));
+	CHECK_EQ_U64(rc, 0);
+	CHECK_EQ_U64(np, 2);
+	CHECK_EQ_U64(nr, a.n + b.n);
+	free(both.p);
+	script_free(&a);
+	script_free(&b);
+}
+
+/* The first process ended properly and a child left no trailer (killed):
+ * a warning. But a chunk cut short at the end is a cut stream, an error,
+ * wherever the cut falls in it, even between two records. */
+static void test_child_without_trailer(void)
+{
+	struct script a, b;
+	script_init(&a, 100);
+	script_init(&b, 200);
+	s_header(&a, &test_header);
+	s_header(&b, &test_header);
+	for (int i = 0; i < 300; i++)
+		s_alloc(&b, MR_MALLOC, 0x1000 + 64 * (uint64_t)i, 16, 0);
+	mr_w_flush(&b.w);
+	s_trailer(&a, 5);
+	struct membuf both = { 0 };
+	mem_append(&both, a.out.p, a.out.len);
+	mem_append(&both, b.out.p, b.out.len);
+	size_t np, nr;
+	char err[512], warn[512];
+	int rc = read_all(both.p, both.len, &np, &nr, err, sizeof(err), warn, sizeof(warn));
+	CHECK_EQ_U64(rc, 0);
+	CHECK(strstr(warn, "pid 200 ended without a trailer") != NULL);
+	/* every cut inside b's last chunk */
+	size_t last = a.out.len, off = a.out.len;
+	while (off < both.len) {
+		last = off;
+		off += MR_CHUNK_HEADER + (both.p[off + 8] | both.p[off + 9] << 8);
+	}
+	size_t bad = 0;
+	for (size_t cut = last + 1; cut < both.len; cut++) {
+		rc = read_all(both.p, cut, &np, &nr, err, sizeof(err), warn, sizeof(warn));
+		if (rc != -1 || !strstr(err, "truncated at byte"))
+			bad++;
+	}
+	CHECK_EQ_U64(bad, 0);
+	free(both.p);
+	script_free(&a);
+	script_free(&b);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -911,6 +999,8 @@ int main(void)
 	test_huge_lengths();
 	test_bad_stack_id();
 	test_two_pids();
+	test_pid_reused();
+	test_child_without_trailer();
 	test_extreme_addresses();
 
 	script_free(&full);
