@@ -181,7 +181,7 @@ uninstall:
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man5/%,$(wildcard man/*.5))
 
 clean:
-	rm -rf build build-asan build-fuzz build-tsan
+	rm -rf build build-asan build-fuzz build-tsan build-dev
 
 .PHONY: all fixtures unit check asan tsan fuzz soak bench demo deps install uninstall clean
 .PRECIOUS: $(BUILD)/obj/%.o

@@ -1,2 +1,0 @@
-build-dev/obj/lib/input.o: lib/input.c lib/input.h
-lib/input.h:
