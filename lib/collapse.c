@@ -8,16 +8,6 @@
 #include "collapse.h"
 #include "util.h"
 
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-	if (!q) {
-		fputs("out of memory\n", stderr);
-		abort();
-	}
-	return q;
-}
-
 void collapse_escape(FILE *f, const char *str, size_t n)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -200,13 +190,10 @@ void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 	fprintf(out, "# %s %s\n", progname, MEMRAY_VERSION);
 	/* One command and pid per process, in order of appearance; a pid's
 	 * last image (after exec) names it. */
-	for (size_t k = 0; k < r->nprocs; k++) {
-		const struct mr_proc *p = r->procs[k].proc;
-		size_t later = k + 1;
-		while (later < r->nprocs && r->procs[later].proc->pid != p->pid)
-			later++;
-		if (later < r->nprocs)
-			continue;
+	size_t *idx = xrealloc(NULL, (r->nprocs ? r->nprocs : 1) * sizeof(*idx));
+	size_t np = replay_processes(r, idx, NULL);
+	for (size_t k = 0; k < np; k++) {
+		const struct mr_proc *p = r->procs[idx[k]].proc;
 		fputs("# command: ", out);
 		for (uint32_t i = 0; i < p->header.argc; i++) {
 			if (i)
@@ -215,6 +202,7 @@ void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 		}
 		fprintf(out, "\n# pid: %u\n", p->pid);
 	}
+	free(idx);
 	fprintf(out, "# metric: %s\n", metric_name(o->metric));
 	fprintf(out, "# peak: %" PRIu64 "\n", r->peak);
 	fprintf(out, "# peak_ms: %" PRIu64 "\n", r->peak_time_us / 1000);

@@ -3,6 +3,7 @@
 
 #include "folded.h"
 #include "input.h"
+#include "util.h"
 
 static int line(char *s, size_t n, const struct folded_sink *k)
 {
@@ -76,4 +77,18 @@ long folded_read(struct mr_input *in, const struct folded_sink *sink)
 	}
 	free(buf);
 	return bad;
+}
+
+int folded_read_input(struct mr_input *in, const struct folded_sink *sink)
+{
+	long bad = folded_read(in, sink);
+	int status = EXIT_OK;
+	if (bad < 0) {
+		warnmsg("%s: %s", mr_input_name(in), mr_input_error(in));
+		status = EXIT_USAGE;
+	} else if (bad > 0) {
+		warnmsg("%s: %ld malformed lines skipped", mr_input_name(in), bad);
+	}
+	mr_input_close(in);
+	return status;
 }

@@ -23,5 +23,8 @@ struct folded_sink {
 /* Reads every line of in. Returns the number of malformed lines, or -1 on
  * a read error. */
 long folded_read(struct mr_input *in, const struct folded_sink *sink);
+/* folded_read, then a message naming the input for a read error or
+ * malformed lines, and in closed. Returns 0, or 2 on a read error. */
+int folded_read_input(struct mr_input *in, const struct folded_sink *sink);
 
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "input.h"
+#include "stream.h"
 
 struct mr_input {
 	struct archive *a;
@@ -160,6 +161,13 @@ ssize_t mr_input_peek(struct mr_input *in, void *buf, size_t n)
 	size_t m = in->npeeked < n ? in->npeeked : n;
 	memcpy(buf, in->peeked, m);
 	return (ssize_t)m;
+}
+
+int mr_input_is_stream(struct mr_input *in)
+{
+	char magic[MR_MAGIC_LEN];
+	return mr_input_peek(in, magic, sizeof(magic)) == MR_MAGIC_LEN &&
+	       memcmp(magic, MR_MAGIC, MR_MAGIC_LEN) == 0;
 }
 
 static ssize_t read_raw(struct mr_input *in, void *buf, size_t n)

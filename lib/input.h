@@ -32,6 +32,9 @@ const char *mr_input_error(const struct mr_input *in);
 /* Reads up to n (at most 64) bytes that the next reads return again;
  * returns how many there were. */
 ssize_t mr_input_peek(struct mr_input *in, void *buf, size_t n);
+/* Whether the input starts with a memray stream's magic (else, for the
+ * tools that take both, collapsed stacks). */
+int mr_input_is_stream(struct mr_input *in);
 /* The name to show in messages: the path, or "<stdin>". */
 const char *mr_input_name(const struct mr_input *in);
 void mr_input_close(struct mr_input *in);

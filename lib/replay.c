@@ -6,16 +6,7 @@
 #include <string.h>
 
 #include "replay.h"
-
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-	if (!q) {
-		fputs("out of memory\n", stderr);
-		abort();
-	}
-	return q;
-}
+#include "util.h"
 
 void replay_init(struct replay *r, int by_thread)
 {
@@ -304,4 +295,51 @@ void replay_record(struct replay *r, const struct mr_record *rec)
 		if (rec->time_us > r->duration_us)
 			r->duration_us = rec->time_us;
 	}
+}
+
+/* ---- processes ----------------------------------------------------------- */
+
+static const struct replay *sort_r;
+
+static int by_pid_then_index(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	uint32_t px = sort_r->procs[x].proc->pid, py = sort_r->procs[y].proc->pid;
+	if (px != py)
+		return px < py ? -1 : 1;
+	return (x > y) - (x < y);
+}
+
+static int by_index(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return (x > y) - (x < y);
+}
+
+size_t replay_processes(const struct replay *r, size_t *idx, uint64_t *peak)
+{
+	size_t n = r->nprocs, k = 0;
+	if (!n)
+		return 0;
+	size_t *v = xrealloc(NULL, n * sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = i;
+	sort_r = r;
+	qsort(v, n, sizeof(*v), by_pid_then_index);
+	uint64_t high = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (r->procs[v[i]].peak > high)
+			high = r->procs[v[i]].peak;
+		if (i + 1 == n || r->procs[v[i + 1]].proc->pid != r->procs[v[i]].proc->pid) {
+			v[k] = v[i]; /* the pid's last image, its images' highest peak */
+			if (peak)
+				peak[v[i]] = high;
+			k++;
+			high = 0;
+		}
+	}
+	qsort(v, k, sizeof(*v), by_index);
+	memcpy(idx, v, k * sizeof(*v));
+	free(v);
+	return k;
 }

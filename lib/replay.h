@@ -74,6 +74,11 @@ void replay_record(struct replay *r, const struct mr_record *rec);
 uint64_t site_value(const struct replay *r, const struct site *s, enum metric m);
 /* The number of allocations behind that value. */
 uint64_t site_count(const struct replay *r, const struct site *s, enum metric m);
+/* The processes of the replay: the index in r->procs of each pid's last
+ * image (after any exec), in the order those appear, into idx (room for
+ * r->nprocs); with peak (r->nprocs entries), peak[index] is the highest
+ * peak of that pid's images. Returns how many. */
+size_t replay_processes(const struct replay *r, size_t *idx, uint64_t *peak);
 int metric_parse(const char *name, enum metric *m);
 const char *metric_name(enum metric m);
 

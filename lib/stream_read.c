@@ -17,6 +17,7 @@
 #include "input.h"
 #include "stream.h"
 #include "varint.h"
+#include "util.h"
 
 #define MAX_PROCS 65536
 #define MAX_ARGC 65536
@@ -93,16 +94,6 @@ static int fail(struct mr_reader *r, const char *fmt, ...)
 	vsnprintf(r->err, sizeof(r->err), fmt, ap);
 	va_end(ap);
 	return -1;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-	if (!q) {
-		fprintf(stderr, "out of memory\n");
-		abort();
-	}
-	return q;
 }
 
 /* Grows *arr (element size sz) so index `need` is valid. */
@@ -572,32 +563,10 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 #define FAST_ROOM 48 /* tag + four varints of at most ten bytes */
 
 static inline __attribute__((always_inline)) const uint8_t *
-fast_u(const uint8_t *q, uint64_t *out)
-{
-	uint64_t v = q[0];
-	if (v < 0x80) {
-		*out = v;
-		return q + 1;
-	}
-	v &= 0x7f;
-	for (int i = 1; i < VARINT_MAX; i++) {
-		uint8_t b = q[i];
-		if (i == VARINT_MAX - 1 && b > 1)
-			return NULL;
-		v |= (uint64_t)(b & 0x7f) << (7 * i);
-		if (!(b & 0x80)) {
-			*out = v;
-			return q + i + 1;
-		}
-	}
-	return NULL;
-}
-
-static inline __attribute__((always_inline)) const uint8_t *
 fast_addr(const uint8_t *q, uint64_t *reg)
 {
 	uint64_t u;
-	q = fast_u(q, &u);
+	q = varint_get_unchecked(q, &u);
 	if (!q)
 		return NULL;
 	if ((u & 1) == 0)
@@ -605,7 +574,7 @@ fast_addr(const uint8_t *q, uint64_t *reg)
 	else if ((u & 3) == 1)
 		*reg += (uint64_t)zigzag_decode(u >> 2);
 	else if (u == 3)
-		q = fast_u(q, reg);
+		q = varint_get_unchecked(q, reg);
 	else
 		return NULL;
 	return q;
@@ -620,8 +589,8 @@ decode_fast(struct mr_proc *p, struct mr_record *rec)
 	if (a < 1 || a >= MR_ALLOCATOR_END)
 		return 0;
 	if ((tag & 0xe0) == MR_TAG_ALLOC) {
-		if (!(q = fast_addr(q, &addr)) || !(q = fast_u(q, &size)) ||
-		    !(q = fast_u(q, &stack)) || stack >= p->nnodes)
+		if (!(q = fast_addr(q, &addr)) || !(q = varint_get_unchecked(q, &size)) ||
+		    !(q = varint_get_unchecked(q, &stack)) || stack >= p->nnodes)
 			return 0;
 		p->n_allocs++;
 		p->bytes_allocated += size;

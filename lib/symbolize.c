@@ -37,16 +37,6 @@ struct symbolizer {
 	size_t cache_cap, cache_count;
 };
 
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-	if (!q) {
-		fputs("out of memory\n", stderr);
-		abort();
-	}
-	return q;
-}
-
 static char *xstrdup(const char *s)
 {
 	size_t n = strlen(s) + 1;

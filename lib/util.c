@@ -180,3 +180,11 @@ void json_string(FILE *f, const char *str, size_t n)
 	}
 	putc('"', f);
 }
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		die(EXIT_USAGE, "out of memory");
+	return q;
+}

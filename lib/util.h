@@ -31,6 +31,10 @@ void bad_option(int c, const char *arg);
  * lines on stderr after a mistake. */
 void usage_exit(const char *text, int status) __attribute__((noreturn));
 
+/* realloc that dies (exit status 2, "out of memory") when memory runs
+ * out; n 0 gives a block of 1 byte, never NULL. */
+void *xrealloc(void *p, size_t n);
+
 /* The process id in s, or dies with exit status 2 naming the option. */
 long pid_arg(const char *opt, const char *s);
 

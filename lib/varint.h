@@ -60,4 +60,29 @@ static inline int varint_get(const uint8_t *p, const uint8_t *end, uint64_t *out
 	return -1;
 }
 
+/* The same for a caller that knows VARINT_MAX bytes are readable at p:
+ * no bounds checks. Returns the byte after the varint, or NULL if it is
+ * malformed. */
+static inline __attribute__((always_inline)) const uint8_t *
+varint_get_unchecked(const uint8_t *p, uint64_t *out)
+{
+	uint64_t v = p[0];
+	if (v < 0x80) {
+		*out = v;
+		return p + 1;
+	}
+	v &= 0x7f;
+	for (int i = 1; i < VARINT_MAX; i++) {
+		uint8_t b = p[i];
+		if (i == VARINT_MAX - 1 && b > 1)
+			return NULL;
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			*out = v;
+			return p + i + 1;
+		}
+	}
+	return NULL;
+}
+
 #endif

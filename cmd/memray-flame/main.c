@@ -50,14 +50,6 @@ static void usage(int status)
 	usage_exit(usage_text, status);
 }
 
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-	if (!q)
-		die(EXIT_USAGE, "out of memory");
-	return q;
-}
-
 static uint64_t hash_bytes(const char *s, size_t n, uint64_t h)
 {
 	for (size_t i = 0; i < n; i++)
@@ -280,15 +272,13 @@ static int read_stream(struct mr_input *in)
 		die(EXIT_USAGE, "out of memory");
 	collapse_meta(m, &r, &o);
 	fclose(m);
-	for (char *line = text, *nl; line < text + len; line = nl + 1) {
-		nl = strchr(line, '\n');
-		*nl = 0;
-		char *colon = strstr(line, ": ");
-		if (colon) {
-			*colon = 0;
-			add_meta(NULL, line + 2, colon + 2);
-		}
-	}
+	/* the metadata memray-fold would write, read back as from its output */
+	struct folded_sink meta_only = { NULL, add_meta, NULL };
+	struct mr_input *mi = mr_input_open_memory(text, len, "metadata");
+	if (!mi)
+		die(EXIT_USAGE, "out of memory");
+	folded_read(mi, &meta_only);
+	mr_input_close(mi);
 	free(text);
 	struct symbolizer *sym = sym_new();
 	struct collapsed *v;
@@ -310,21 +300,10 @@ static int read_one(const char *path)
 		warnmsg("%s", err);
 		return EXIT_USAGE;
 	}
-	char magic[MR_MAGIC_LEN];
-	if (mr_input_peek(in, magic, sizeof(magic)) == MR_MAGIC_LEN &&
-	    memcmp(magic, MR_MAGIC, MR_MAGIC_LEN) == 0)
+	if (mr_input_is_stream(in))
 		return read_stream(in);
 	struct folded_sink sink = { add_stack, add_meta, NULL };
-	long bad = folded_read(in, &sink);
-	int status = EXIT_OK;
-	if (bad < 0) {
-		warnmsg("%s: %s", mr_input_name(in), mr_input_error(in));
-		status = EXIT_USAGE;
-	} else if (bad > 0) {
-		warnmsg("%s: %ld malformed lines skipped", mr_input_name(in), bad);
-	}
-	mr_input_close(in);
-	return status;
+	return folded_read_input(in, &sink);
 }
 
 /* ---- pruning -------------------------------------------------------------- */

@@ -135,19 +135,13 @@ static const char *command(struct replay *r, char *buf, size_t n)
  * highest peak of its images; returns how many there are. */
 static size_t each_process(struct replay *r, void (*f)(struct replay *, size_t, uint64_t))
 {
-	size_t n = 0;
-	for (size_t i = 0; i < r->nprocs; i++) {
-		uint32_t pid = r->procs[i].proc->pid;
-		if (last_image(r, pid) != i)
-			continue;
-		uint64_t peak = 0;
-		for (size_t k = 0; k <= i; k++)
-			if (r->procs[k].proc->pid == pid && r->procs[k].peak > peak)
-				peak = r->procs[k].peak;
-		if (f)
-			f(r, i, peak);
-		n++;
-	}
+	size_t *idx = xrealloc(NULL, (r->nprocs ? r->nprocs : 1) * sizeof(*idx));
+	uint64_t *peak = xrealloc(NULL, (r->nprocs ? r->nprocs : 1) * sizeof(*peak));
+	size_t n = replay_processes(r, idx, peak);
+	for (size_t i = 0; f && i < n; i++)
+		f(r, idx[i], peak[idx[i]]);
+	free(idx);
+	free(peak);
 	return n;
 }
 

@@ -58,14 +58,6 @@ static uint64_t hash(uint32_t parent, const char *s, size_t n)
 	return h;
 }
 
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n);
-	if (!q)
-		die(EXIT_USAGE, "out of memory");
-	return q;
-}
-
 static uint32_t child(uint32_t parent, const char *s, size_t n)
 {
 	if ((nnodes + 1) * 2 > index_cap) {
@@ -173,9 +165,7 @@ static int read_one(const char *path, struct replay *r, struct ingest *g, int *s
 		warnmsg("%s", err);
 		return EXIT_USAGE;
 	}
-	char magic[MR_MAGIC_LEN];
-	if (mr_input_peek(in, magic, sizeof(magic)) == MR_MAGIC_LEN &&
-	    memcmp(magic, MR_MAGIC, MR_MAGIC_LEN) == 0) {
+	if (mr_input_is_stream(in)) {
 		(*streams)++;
 		return ingest_input(g, r, in, pid);
 	}
@@ -183,16 +173,7 @@ static int read_one(const char *path, struct replay *r, struct ingest *g, int *s
 		die(EXIT_USAGE, "%s: --pid needs a memray stream, not collapsed stacks",
 		    mr_input_name(in));
 	struct folded_sink sink = { add_stack, add_meta, NULL };
-	long bad = folded_read(in, &sink);
-	int status = EXIT_OK;
-	if (bad < 0) {
-		warnmsg("%s: %s", mr_input_name(in), mr_input_error(in));
-		status = EXIT_USAGE;
-	} else if (bad > 0) {
-		warnmsg("%s: %ld malformed lines skipped", mr_input_name(in), bad);
-	}
-	mr_input_close(in);
-	return status;
+	return folded_read_input(in, &sink);
 }
 
 int main(int argc, char **argv)

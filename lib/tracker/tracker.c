@@ -900,8 +900,9 @@ static void child_restart(void);
 static void at_child(void)
 {
 	pthread_mutex_init(&lock, NULL);
-	/* forked from inside the tracker (a signal handler that interrupted
-	 * it): its state is half-written, so the child is not recorded */
+	/* followed, unless forked from inside the tracker (a signal handler
+	 * that interrupted it: prepare did not take the lock, and the state is
+	 * half-written) */
 	if (follow && ACTIVE() && out_fd >= 0 && prepare_locked) {
 		child_restart();
 		return;
@@ -914,6 +915,12 @@ static void at_child(void)
 
 /* Takes the descriptor memray-record passed, out of the program's way: a
  * high number, close-on-exec, the original number closed. */
+/* A pipe's identity as MEMRAY_FD_ID carries it: "dev:ino". */
+static void pipe_id(char *buf, size_t n, dev_t dev, ino_t ino)
+{
+	snprintf(buf, n, "%llu:%llu", (unsigned long long)dev, (unsigned long long)ino);
+}
+
 static int adopt(long fd)
 {
 	struct stat st;
@@ -928,8 +935,7 @@ static int adopt(long fd)
 	 * under its number), and stays open across exec. */
 	const char *id = getenv("MEMRAY_FD_ID");
 	char want[64];
-	snprintf(want, sizeof(want), "%llu:%llu", (unsigned long long)st.st_dev,
-		 (unsigned long long)st.st_ino);
+	pipe_id(want, sizeof(want), st.st_dev, st.st_ino);
 	if (follow && id && strcmp(id, want) != 0)
 		return -1;
 	int high = fcntl((int)fd, follow ? F_DUPFD : F_DUPFD_CLOEXEC, floor);
@@ -957,8 +963,8 @@ static int adopt_fd(const char *s)
 /* A child that lost the descriptor (Python's subprocess closes every
  * descriptor but the three standard ones before exec) opens the pipe
  * again through its parent's, which is the one in MEMRAY_FD: it is still
- * open there while the parent waits for the child. adopt() checks that it
- * is the same pipe. */
+ * open there while the parent waits for the child. What the path names
+ * is checked before it is opened (never open something else for writing). */
 static int reopen_from_parent(const char *s)
 {
 	char *end, path[64];
@@ -971,8 +977,7 @@ static int reopen_from_parent(const char *s)
 	char what[64];
 	if (!id || stat(path, &st) < 0 || !S_ISFIFO(st.st_mode))
 		return -1;
-	snprintf(what, sizeof(what), "%llu:%llu", (unsigned long long)st.st_dev,
-		 (unsigned long long)st.st_ino);
+	pipe_id(what, sizeof(what), st.st_dev, st.st_ino);
 	if (strcmp(what, id) != 0)
 		return -1;
 	int k = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
@@ -1312,8 +1317,7 @@ char **tracker_exec_env(char *const envp[])
 	env[k++] = env_entry("MEMRAY_INTERVAL_US", num);
 	if (follow) {
 		env[k++] = env_entry("MEMRAY_FOLLOW", "1");
-		snprintf(buf, sizeof(buf), "%llu:%llu", (unsigned long long)out_dev,
-			 (unsigned long long)out_ino);
+		pipe_id(buf, sizeof(buf), out_dev, out_ino);
 		env[k++] = env_entry("MEMRAY_FD_ID", buf);
 	}
 	pthread_mutex_lock(&lock);

@@ -36,6 +36,10 @@ static void check_unsigned(uint64_t v)
 	out = ~v;
 	CHECK_EQ_U64(varint_get(buf, buf + sizeof(buf), &out), n);
 	CHECK_EQ_U64(out, v);
+	/* The unchecked decoder agrees, given room to read. */
+	out = ~v;
+	CHECK(varint_get_unchecked(buf, &out) == buf + n);
+	CHECK_EQ_U64(out, v);
 	/* Every strict prefix is "needs more bytes", and out is untouched. */
 	for (size_t k = 0; k < n; k++) {
 		out = 12345;
@@ -158,9 +162,13 @@ static void test_malformed(void)
 	CHECK_EQ_U64(varint_get(over, over + 10, &out), (uint64_t)-1);
 	over[9] = 0x7f;
 	CHECK_EQ_U64(varint_get(over, over + 10, &out), (uint64_t)-1);
+	CHECK(varint_get_unchecked(over, &out) == NULL);
 	over[9] = 0x01; /* exactly UINT64_MAX: fine */
 	CHECK_EQ_U64(varint_get(over, over + 10, &out), 10);
 	CHECK_EQ_U64(out, UINT64_MAX);
+	CHECK(varint_get_unchecked(over, &out) == over + 10);
+	memset(eleven, 0x80, sizeof(eleven));
+	CHECK(varint_get_unchecked(eleven, &out) == NULL);
 
 	/* Overlong but within ten bytes (0 as 0x80 0x00) decodes: LEB128
 	 * does not require the shortest form. */
