@@ -22,7 +22,8 @@ LDLIBS_TRACKER = -lunwind -ldl -lpthread
 
 TOOLS   = memray-record memray-stat memray-fold memray-leaks memray-tree memray-flame memray-live
 LIB_SRC = lib/folded.c lib/ingest.c lib/live.c lib/replay.c lib/symbolize.c lib/collapse.c lib/stream_write.c lib/stream_read.c lib/input.c lib/util.c lib/dump.c
-TRACKER_SRC = lib/tracker/tracker.c lib/tracker/hooks.c lib/tracker/python.c lib/stream_write.c
+TRACKER_SRC = lib/tracker/tracker.c lib/tracker/hooks.c lib/tracker/python.c lib/tracker/got.c \
+	lib/stream_write.c
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 FIXTURE_SRC = $(filter-out tests/fixtures/dlopened.c,$(wildcard tests/fixtures/*.c))
 FIXTURE_CXX = $(wildcard tests/fixtures/*.cc)
@@ -72,6 +73,8 @@ $(BUILD)/bin/%: $(BUILD)/obj/cmd/%/main.o $(BUILD)/libmemray.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) $(SAN) $(LTO) -o $@ $^ $(LDLIBS_TOOLS)
 
+$(BUILD)/bin/memray-record: $(BUILD)/obj/cmd/memray-record/attach.o
+
 $(TRACKER): $(TRACKER_OBJ)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
@@ -80,6 +83,11 @@ $(TRACKER): $(TRACKER_OBJ)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libmemray.a
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) $(SAN) $(LTO) -o $@ $^ $(LDLIBS_TOOLS)
+
+# GOT patching is tested on the test program itself.
+$(BUILD)/tests/test_got: $(BUILD)/obj/tests/unit/test_got.o $(BUILD)/obj/tracker/lib/tracker/got.o
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $^ -ldl -lpthread
 
 # Fixture programs keep frame pointers and debug info so that tests can
 # check their stacks with addr2line.
@@ -95,7 +103,11 @@ $(BUILD)/fixtures/libdlopened.so: tests/fixtures/dlopened.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) -O0 -g -shared -fPIC -o $@ $<
 
-fixtures: $(FIXTURES) $(BUILD)/fixtures/libdlopened.so
+$(BUILD)/fixtures/static-sleeper: tests/fixtures/static/sleeper.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) -O1 -static -o $@ $<
+
+fixtures: $(FIXTURES) $(BUILD)/fixtures/libdlopened.so $(BUILD)/fixtures/static-sleeper
 
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "# $$t"; $$t || exit 1; done
@@ -116,7 +128,7 @@ tsan:
 	@mkdir -p $(TSAN_BUILD)/tsan $(TSAN_BUILD)/lib/memray-c $(TSAN_BUILD)/fixtures
 	$(CC) -O1 -g $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -DMEMRAY_TSAN \
 		-c lib/tracker/hooks.c -o $(TSAN_BUILD)/tsan/hooks.o
-	for f in lib/tracker/tracker.c lib/tracker/python.c lib/stream_write.c; do \
+	for f in lib/tracker/tracker.c lib/tracker/python.c lib/tracker/got.c lib/stream_write.c; do \
 		$(CC) -O1 -g $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -DMEMRAY_TSAN \
 			-fsanitize=thread -c $$f -o $(TSAN_BUILD)/tsan/$$(basename $$f .c).o || exit 1; \
 	done

@@ -7,7 +7,7 @@
 static void put_flags(FILE *f, uint64_t flags)
 {
 	static const char *const names[] = { "native", "python", "pymalloc",
-					     "python-allocators", "follow-fork" };
+					     "python-allocators", "follow-fork", "attached" };
 	int any = 0;
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (flags & (1u << i)) {

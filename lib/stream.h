@@ -69,6 +69,8 @@ enum {
 	MR_F_PYMALLOC = 1 << 2,       /* pymalloc hid small Python objects */
 	MR_F_PYTHON_ALLOCS = 1 << 3,  /* every Python object allocation traced */
 	MR_F_FOLLOW_FORK = 1 << 4,    /* children record into the same stream */
+	MR_F_ATTACHED = 1 << 5,       /* started in a running program: earlier
+				       * blocks are not in the stream */
 };
 
 const char *mr_allocator_name(int allocator);

@@ -69,6 +69,13 @@ static struct {
 static void do_unlock(void *ctx) { (void)ctx; pthread_mutex_unlock(&lock); }
 static void do_lock(void *ctx) { (void)ctx; pthread_mutex_lock(&lock); }
 
+/* Whether the stream was recorded by attaching (memray-record --pid):
+ * its end is the recording's, and the program goes on. Locked. */
+static int attached(void)
+{
+	return S.rd.nprocs > 0 && (S.rd.procs[0]->header.flags & MR_F_ATTACHED);
+}
+
 static void *reader_main(void *arg)
 {
 	(void)arg;
@@ -263,7 +270,8 @@ static void screen(struct symbolizer *sym, double t, enum order o, int by_thread
 	fputs("\033[H\033[2J", stdout);
 	const char *cmd = S.rd.nprocs && S.rd.procs[0]->header.argc ? S.rd.procs[0]->header.argv[0] : "";
 	printf("\033[1mmemray-live\033[0m  %s  %.1f s%s%s\n", cmd, t,
-	       S.done ? (S.ended ? "  (the program has ended)" : "  (the stream stopped)") : "",
+	       S.done ? (S.ended ? (attached() ? "  (the recording has ended)" : "  (the program has ended)")
+			: "  (the stream stopped)") : "",
 	       paused ? "  [paused]" : "");
 	printf("heap %s   peak %s   rss %s   allocations %" PRIu64 "\n",
 	       human_size(h1, S.r.live), human_size(h2, S.r.peak), human_size(h3, S.rss),
@@ -418,13 +426,14 @@ int main(int argc, char **argv)
 	int done = S.done;
 	if (done && batch) {
 		batch_line(sym, now_s() - t0, 1);
-		printf("%s\n", S.ended ? "the program has ended" : "the stream stopped");
+		printf("%s\n", S.ended ? (attached() ? "the recording has ended" : "the program has ended")
+				: "the stream stopped");
 	}
 	if (!batch) {
 		if (done && !quit) {
 			/* the final state stays until a key is pressed */
 			screen(sym, now_s() - t0, order, by_thread, (size_t)ntop, 0);
-			printf("the program has ended: press a key\n");
+			printf("the %s has ended: press a key\n", attached() ? "recording" : "program");
 			fflush(stdout);
 			pthread_mutex_unlock(&lock);
 			struct pollfd p = { keys, POLLIN, 0 };

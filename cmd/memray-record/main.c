@@ -24,15 +24,19 @@
 
 #include "../../lib/stream.h"
 #include "../../lib/util.h"
+#include "record.h"
 
 static const char usage_text[] =
 	"usage: memray-record [-fqz] [-o FILE] [--native | --no-native] [--interval MS]\n"
 	"                     [--trace-python-allocators] [--follow-fork]\n"
 	"                     [--program-output FILE] [--] PROGRAM [ARGS...]\n"
+	"       memray-record [-fqz] [-o FILE] [--native | --no-native] [--interval MS]\n"
+	"                     -p PID [--duration SECONDS]\n"
 	"\n"
-	"Runs PROGRAM with the memray tracker preloaded and writes its allocation\n"
-	"event stream (memray-stream(5)) to FILE, to stdout when stdout is not a\n"
-	"terminal, or else to memray-PROGRAM.PID.bin.\n"
+	"Runs PROGRAM with the memray tracker preloaded, or attaches to the running\n"
+	"process PID, and writes its allocation event stream (memray-stream(5)) to\n"
+	"FILE, to stdout when stdout is not a terminal, or else to\n"
+	"memray-PROGRAM.PID.bin.\n"
 	"\n"
 	"  -o, --output FILE   write the stream to FILE ('-' for stdout)\n"
 	"  -f, --force         overwrite FILE if it exists\n"
@@ -48,6 +52,11 @@ static const char usage_text[] =
 	"      --program-output FILE\n"
 	"                      the program's standard output and error go to FILE\n"
 	"                      (created or truncated), off the terminal\n"
+	"  -p, --pid PID       attach to the running process PID (with gdb), record\n"
+	"                      until SECONDS have passed or Ctrl-C, then detach and\n"
+	"                      leave it running as before\n"
+	"      --duration SECONDS\n"
+	"                      with --pid, how long to record (default: until Ctrl-C)\n"
 	"  -q, --quiet         no messages but errors\n"
 	"  -h, --help          show this help\n"
 	"      --version       show the version\n";
@@ -65,13 +74,15 @@ struct opts {
 	long interval_ms;
 	int follow_fork;
 	const char *program_output;
+	long pid;
+	double duration;
 };
 
 /* ---- finding things ----------------------------------------------------- */
 
 /* The tracker next to this binary: <dir>/../lib/memray-c/, which is both
  * the build tree's layout and the installed one. */
-static int find_tracker(char *out, size_t n)
+int find_tracker(char *out, size_t n)
 {
 	const char *env = getenv("MEMRAY_TRACKER");
 	if (env && env[0]) {
@@ -165,16 +176,6 @@ static const char *unrecordable(const char *path)
 
 /* ---- output ------------------------------------------------------------- */
 
-struct out {
-	int fd;
-	const char *name; /* for messages */
-	z_stream z;
-	int compress;
-	int cut;     /* the output went away or filled: drain, keep nothing */
-	int err;
-	unsigned long long bytes_in, bytes_out;
-};
-
 static void out_write(struct out *o, const void *data, size_t n)
 {
 	const char *p = data;
@@ -193,7 +194,7 @@ static void out_write(struct out *o, const void *data, size_t n)
 	}
 }
 
-static void out_data(struct out *o, const void *data, size_t n, int finish)
+void out_data(struct out *o, const void *data, size_t n, int finish)
 {
 	if (!o->compress) {
 		out_write(o, data, n);
@@ -210,19 +211,19 @@ static void out_data(struct out *o, const void *data, size_t n, int finish)
 	} while (o->z.avail_out == 0);
 }
 
-/* Follows the chunks going by to see whether the recorded program's own
- * stream (its pid's chunks) ends with its trailer: the writer puts the
- * trailer alone in the last chunk. */
-struct watch {
-	uint32_t pid;
-	uint8_t head[MR_CHUNK_HEADER];
-	size_t have, left;  /* header bytes gathered; payload bytes to come */
-	int mine;           /* the chunk going by is the program's */
-	uint8_t last[4096]; /* the program's latest chunk */
-	size_t last_len;
-};
+void out_finish(struct out *o)
+{
+	if (o->compress) {
+		out_data(o, NULL, 0, 1);
+		deflateEnd(&o->z);
+		o->compress = 0;
+	}
+	if (o->fd >= 0 && !o->to_stdout && close(o->fd) < 0 && !o->err)
+		o->err = errno;
+	o->fd = -1;
+}
 
-static void watch_bytes(struct watch *w, const uint8_t *p, size_t n)
+void watch_bytes(struct watch *w, const uint8_t *p, size_t n)
 {
 	while (n) {
 		if (w->left == 0) {
@@ -252,7 +253,7 @@ static void watch_bytes(struct watch *w, const uint8_t *p, size_t n)
 
 /* Whether the program's last chunk is its trailer: the tag, then five
  * varints and nothing else. */
-static int watch_trailer(const struct watch *w)
+int watch_trailer(const struct watch *w)
 {
 	if (w->last_len < 6 || w->last[0] != MR_TAG_TRAILER)
 		return 0;
@@ -268,7 +269,7 @@ static int watch_trailer(const struct watch *w)
 	return i == w->last_len;
 }
 
-static int open_output(const char *path, int force)
+int open_output(const char *path, int force)
 {
 	struct stat st;
 	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
@@ -339,6 +340,41 @@ static int exit_status(int ws, const char *prog, int quiet)
 	return 1;
 }
 
+/* memray-record --pid: the output chosen as for a program, then
+ * attach.c does the rest. */
+static int attach(const struct opts *o, int nargs)
+{
+	if (nargs > 0)
+		die(EXIT_USAGE, "--pid records a running process: no PROGRAM to run");
+	if (o->follow_fork || o->program_output || o->python_allocators)
+		die(EXIT_USAGE, "--pid cannot be used with %s", o->follow_fork ? "--follow-fork"
+		    : o->program_output ? "--program-output" : "--trace-python-allocators "
+		    "(it must be set when Python starts)");
+	struct attach_opts a = { o->pid, o->duration, o->native, o->interval_ms, o->quiet, o->force };
+	struct out out = { .fd = -1 };
+	static char name[PATH_MAX];
+	if (o->output && strcmp(o->output, "-") != 0) {
+		out.name = o->output;
+	} else if (o->output || !isatty(STDOUT_FILENO)) {
+		out.to_stdout = 1;
+		out.fd = STDOUT_FILENO;
+		out.name = "standard output";
+	} else {
+		char comm[64] = "process", path[64];
+		snprintf(path, sizeof(path), "/proc/%ld/comm", o->pid);
+		FILE *f = fopen(path, "re");
+		if (f) {
+			if (fgets(comm, sizeof(comm), f))
+				comm[strcspn(comm, "\n/")] = 0;
+			fclose(f);
+		}
+		snprintf(name, sizeof(name), "memray-%s.%ld.bin", comm, o->pid);
+		out.name = name;
+	}
+	out.compress = o->compress; /* started once the file is open */
+	return attach_main(&a, &out);
+}
+
 int main(int argc, char **argv)
 {
 	progname = "memray-record";
@@ -352,16 +388,18 @@ int main(int argc, char **argv)
 		{ "trace-python-allocators", no_argument, NULL, 'P' },
 		{ "follow-fork", no_argument, NULL, 'F' },
 		{ "program-output", required_argument, NULL, 'O' },
+		{ "pid", required_argument, NULL, 'p' },
+		{ "duration", required_argument, NULL, 'D' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10, 0, NULL };
+	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10, 0, NULL, -1, 0 };
 	int c;
 	char *end;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:o:fzqh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:o:fzqhp:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o': o.output = optarg; break;
 		case 'f': o.force = 1; break;
@@ -372,6 +410,13 @@ int main(int argc, char **argv)
 		case 'P': o.python_allocators = 1; break;
 		case 'F': o.follow_fork = 1; break;
 		case 'O': o.program_output = optarg; break;
+		case 'p': o.pid = pid_arg("--pid", optarg); break;
+		case 'D':
+			o.duration = strtod(optarg, &end);
+			if (*end || end == optarg || !(o.duration > 0) || o.duration > 1e7)
+				die(EXIT_USAGE, "invalid --duration '%s': expected seconds, more than 0",
+				    optarg);
+			break;
 		case 'i':
 			o.interval_ms = strtol(optarg, &end, 10);
 			if (*end || end == optarg || o.interval_ms < 1 || o.interval_ms > 3600000)
@@ -383,6 +428,11 @@ int main(int argc, char **argv)
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
+	if (o.pid >= 0)
+		return attach(&o, argc - optind);
+	if (o.duration > 0)
+		die(EXIT_USAGE, "--duration goes with --pid (a program run by memray-record is "
+		    "recorded until it ends)");
 	if (optind >= argc) {
 		warnmsg("no program to run");
 		usage(EXIT_USAGE);

@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 
 #include "../stream.h"
+#include "got.h"
 #include "tracker.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -357,3 +358,23 @@ EXPORT void _Exit(int status)
 		tracker_resolve();
 	real._Exit(status);
 }
+
+/* ---- attaching: the hooks as GOT entries take them ---------------------
+ * Hidden aliases, so that the addresses are this object's own functions
+ * even where the program's definitions come first in the lookup order
+ * (a tracker dlopen'ed into a running program). Not dlopen and dlclose:
+ * glibc's dlopen searches the caller's RPATH, which through a hook would
+ * be the tracker's; the sampler notices new objects within a tick. */
+
+#define HOOK_ALIAS(name) \
+	__typeof__(name) hook_##name __attribute__((alias(#name), copy(name), visibility("hidden")));
+#define HOOKS(X) \
+	X(malloc) X(free) X(calloc) X(realloc) X(reallocarray) X(posix_memalign) \
+	X(aligned_alloc) X(memalign) X(valloc) X(pvalloc) X(mmap) X(mmap64) X(munmap) \
+	X(mremap) X(pthread_setname_np) X(prctl) X(execve) X(execv) X(execvp) X(execvpe) \
+	X(execl) X(execlp) X(execle) X(_exit) X(_Exit)
+HOOKS(HOOK_ALIAS)
+#define HOOK_ENTRY(name) { #name, (void *)hook_##name },
+static const struct got_hook hook_table[] = { HOOKS(HOOK_ENTRY) };
+const struct got_hook *const tracker_hooks = hook_table;
+const size_t tracker_nhooks = sizeof(hook_table) / sizeof(hook_table[0]);

@@ -31,6 +31,7 @@
 
 #include "../stream.h"
 #include "../util.h"
+#include "got.h"
 #include "python.h"
 #include "tracker.h"
 
@@ -43,12 +44,20 @@ __thread int tracker_guard __attribute__((tls_model("initial-exec")));
 
 /* Per-thread state. The stack cache holds the thread's previous stack,
  * root first, with the trie node of each prefix: a new stack only interns
- * the frames below the point where it differs. */
-struct tstate {
-	uint32_t index; /* thread id in the stream; 0 until registered */
+ * the frames below the point where it differs. It lives in memory of its
+ * own, so that the static TLS stays small: a library dlopen'ed into a
+ * running program (memray-record --pid) gets its static TLS from the few
+ * hundred bytes glibc keeps spare. */
+struct tcache {
 	int depth;
 	uintptr_t ips[MAX_FRAMES];
 	uint32_t ids[MAX_FRAMES];
+};
+struct tstate {
+	uint32_t gen;   /* the stream the rest belongs to (see stream_gen) */
+	uint32_t index; /* thread id in the stream; 0 until registered */
+	struct tcache *cache; /* NULL: none (yet, or the thread is exiting) */
+	int exiting;    /* past its key destructor: nothing more is mapped */
 };
 static __thread struct tstate ts __attribute__((tls_model("initial-exec")));
 
@@ -91,6 +100,14 @@ static pthread_key_t thread_key;
 static pthread_t sampler;
 static dev_t out_dev;
 static ino_t out_ino;
+/* Attached to a running program (memray-record --pid): the hooks are
+ * reached through patched GOT entries, and ctl_fd's hang-up ends the
+ * recording. */
+static int attached;
+static int ctl_fd = -1;
+/* Counts the streams this process has started (a forked child's, a new
+ * attach): a thread's cached stack and index belong to one of them. */
+static uint32_t stream_gen;
 
 static uint64_t now_us(void)
 {
@@ -367,6 +384,8 @@ static void capture_python(struct capture *c)
 	if (!python_stacks || !python_ready())
 		return;
 	if (!pyts) {
+		if (ts.exiting)
+			return;
 		void *p = real.mmap(NULL, sizeof(struct pystate), PROT_READ | PROT_WRITE,
 				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
@@ -434,10 +453,34 @@ static uint32_t intern_hybrid(const struct capture *c)
 	return parent;
 }
 
+/* Forgets what the calling thread cached for an earlier stream. */
+static void thread_fresh(void)
+{
+	uint32_t gen = __atomic_load_n(&stream_gen, __ATOMIC_RELAXED);
+	if (ts.gen == gen)
+		return;
+	ts.gen = gen;
+	ts.index = 0;
+	if (ts.cache)
+		ts.cache->depth = 0;
+	if (pyts) {
+		pyts->depth = 0;
+		pyts->hdepth = 0;
+	}
+}
+
+/* Whether a capture made before taking the lock is of the stream now
+ * being written. Locked. */
+static int same_stream(void)
+{
+	return ACTIVE() && ts.gen == stream_gen;
+}
+
 /* Unwinds the calling thread, outside the lock. */
 static void capture(struct capture *c)
 {
 	void *raw[MAX_FRAMES];
+	thread_fresh();
 	c->n = c->same = c->hn = c->hsame = 0;
 	capture_python(c);
 	if (!native_stacks)
@@ -452,7 +495,13 @@ static void capture(struct capture *c)
 		hybrid(c);
 		return;
 	}
-	while (c->same < c->n && c->same < ts.depth && ts.ips[c->same] == c->ips[c->same])
+	if (!ts.cache && !ts.exiting) {
+		void *p = real.mmap(NULL, sizeof(struct tcache), PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ts.cache = p == MAP_FAILED ? NULL : p;
+	}
+	struct tcache *k = ts.cache;
+	while (k && c->same < c->n && c->same < k->depth && k->ips[c->same] == c->ips[c->same])
 		c->same++;
 }
 
@@ -477,13 +526,17 @@ static uint32_t intern(const struct capture *c)
 		return intern_hybrid(c);
 	if (c->n == 0)
 		return c->pyn ? intern_python(c) : 0;
-	uint32_t parent = c->same ? ts.ids[c->same - 1] : 0;
+	struct tcache *k = ts.cache; /* c->same > 0 only with a cache */
+	uint32_t parent = c->same ? k->ids[c->same - 1] : 0;
 	for (int i = c->same; i < c->n; i++) {
 		parent = trie_node(parent, c->ips[i]);
-		ts.ips[i] = c->ips[i];
-		ts.ids[i] = parent;
+		if (k) {
+			k->ips[i] = c->ips[i];
+			k->ids[i] = parent;
+		}
 	}
-	ts.depth = c->n;
+	if (k)
+		k->depth = c->n;
 	return parent;
 }
 
@@ -499,6 +552,11 @@ static size_t nthreads, threads_cap;
 static void thread_gone(void *arg)
 {
 	uint32_t index = (uint32_t)(uintptr_t)arg;
+	ts.exiting = 1;
+	if (ts.cache) {
+		real.munmap(ts.cache, sizeof(*ts.cache));
+		ts.cache = NULL;
+	}
 	if (pyts) {
 		real.munmap(pyts, sizeof(*pyts));
 		pyts = NULL;
@@ -516,6 +574,7 @@ static void thread_gone(void *arg)
  * first if it is new. Locked. */
 static void thread_announce(const char *given)
 {
+	thread_fresh();
 	if (!ts.index) {
 		char name[17] = "";
 		syscall(SYS_prctl, PR_GET_NAME, name, 0, 0, 0);
@@ -586,7 +645,7 @@ void tracker_alloc(int allocator, void *p, size_t size)
 	tracker_guard = 1;
 	capture(&c);
 	pthread_mutex_lock(&lock);
-	if (ACTIVE()) {
+	if (same_stream()) {
 		thread_current();
 		mr_w_alloc(&writer, allocator, (uintptr_t)p, size, intern(&c));
 		live_heap += allocator == MR_MMAP ? size : usable(p);
@@ -620,7 +679,7 @@ void *tracker_realloc(int allocator, void *old, size_t nmemb, size_t size)
 	pthread_mutex_lock(&lock);
 	void *p = allocator == MR_REALLOC ? real.realloc(old, size)
 					  : real.reallocarray(old, nmemb, size);
-	if (ACTIVE() && !overflow) {
+	if (same_stream() && !overflow) {
 		thread_current();
 		if (p && old) {
 			mr_w_move(&writer, allocator, (uintptr_t)old, 0, (uintptr_t)p, total, intern(&c));
@@ -646,7 +705,7 @@ void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void 
 	capture(&c);
 	pthread_mutex_lock(&lock);
 	void *p = real.mremap(old, old_len, new_len, flags, new_addr);
-	if (ACTIVE() && p != MAP_FAILED) {
+	if (same_stream() && p != MAP_FAILED) {
 		thread_current();
 		mr_w_move(&writer, MR_MREMAP, (uintptr_t)old, old_len, (uintptr_t)p, new_len,
 			  intern(&c));
@@ -757,12 +816,12 @@ static int count_changes(struct dl_phdr_info *info, size_t size, void *arg)
 
 /* Brings the stream's module list up to date. Call with the guard set and
  * the lock not held. */
-static void modules_sync(int force)
+static int modules_sync(int force)
 {
 	unsigned long long c[2] = { 0, 0 };
 	dl_iterate_phdr(count_changes, c);
 	if (!force && c[0] == map_adds && c[1] == map_subs)
-		return;
+		return 0;
 	struct scan s = { NULL, 0, 0 };
 	dl_iterate_phdr(scan_one, &s);
 	pthread_mutex_lock(&lock);
@@ -813,6 +872,7 @@ static void modules_sync(int force)
 	}
 	pthread_mutex_unlock(&lock);
 	real.free(s.mods);
+	return 1;
 }
 
 void tracker_modules_changed(int closed)
@@ -846,7 +906,20 @@ static uint64_t read_rss(void)
 static void memory_record(void)
 {
 	uint64_t rss = read_rss();
-	mr_w_memory(&writer, now_us(), rss, live_heap);
+	/* attached, the blocks allocated before are unknown, and so is the
+	 * heap's size: 0 says so */
+	mr_w_memory(&writer, now_us(), rss, attached ? 0 : live_heap);
+}
+
+static void attach_end(void);
+
+/* Attached: whether memray-record has closed the control FIFO (it is
+ * done, or it went away). */
+static int ctl_hung_up(void)
+{
+	char b[64];
+	ssize_t k = read(ctl_fd, b, sizeof(b));
+	return k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR);
 }
 
 static void *sampler_main(void *arg)
@@ -858,8 +931,13 @@ static void *sampler_main(void *arg)
 	while (ACTIVE()) {
 		struct timespec t = { (time_t)(tick / 1000000), (long)(tick % 1000000) * 1000 };
 		nanosleep(&t, NULL);
-		modules_sync(0);
-		if (python_stacks)
+		/* objects loaded since the last tick get their entries patched */
+		if (modules_sync(0) && attached)
+			got_patch(tracker_hooks, tracker_nhooks, (void *)sampler_main);
+		if (attached && ctl_hung_up())
+			break;
+		/* Python's threading is not changed in a program attached to */
+		if (python_stacks && !attached)
 			python_poll();
 		pthread_mutex_lock(&lock);
 		if (ACTIVE()) {
@@ -873,12 +951,15 @@ static void *sampler_main(void *arg)
 		}
 		pthread_mutex_unlock(&lock);
 	}
+	if (attached)
+		attach_end();
 	return NULL;
 }
 
 /* ---- start, fork and finish --------------------------------------------- */
 
 static int prepare_locked;
+static int attach_busy; /* an attached recording has not ended yet */
 
 static void at_prepare(void)
 {
@@ -911,6 +992,12 @@ static void at_child(void)
 	if (out_fd >= 0)
 		close(out_fd);
 	out_fd = -1;
+	/* attached: the child keeps the patched entries, which now pass
+	 * every call straight through */
+	if (ctl_fd >= 0)
+		close(ctl_fd);
+	ctl_fd = -1;
+	attach_busy = 0;
 }
 
 /* Takes the descriptor memray-record passed, out of the program's way: a
@@ -1063,9 +1150,12 @@ int tracker_own_call(const void *caller)
  * that addresses are readable). Unwinding once here, with the low
  * descriptor numbers held by placeholders, keeps that pipe out of the
  * numbers the program expects its own open() calls to get. */
+static int unwind_started;
+
 static void unwinder_start(void)
 {
 	int held[64], n = 0;
+	unwind_started = 1;
 	while (n < 64) {
 		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
@@ -1097,6 +1187,8 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	hooks_thread_ready();
 #endif
 	tracker_resolve();
+	saved_argc = argc;
+	saved_argv = argv;
 	const char *fd = getenv("MEMRAY_FD");
 	if (!fd) {
 		tracker_guard = 0;
@@ -1131,7 +1223,7 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	if (is_python)
 		py_flags = (python_stacks ? MR_F_PYTHON : 0) | (pymalloc && strncmp(pymalloc, "malloc", 6) == 0
 						  ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
-	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags;
+	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags | (follow ? MR_F_FOLLOW_FORK : 0);
 	restore_env();
 	if (out_fd < 0) {
 		tracker_guard = 0;
@@ -1142,8 +1234,6 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	if (native_stacks)
 		unwinder_start();
 	pthread_key_create(&thread_key, thread_gone);
-	saved_argc = argc;
-	saved_argv = argv;
 	stream_start(continuing && seq ? (uint16_t)atol(seq) : 0);
 	pthread_atfork(at_prepare, at_parent, at_child);
 	sampler_start();
@@ -1192,6 +1282,7 @@ static void stream_start(uint16_t seq)
 	};
 	mr_writer_init(&writer, (uint32_t)my_pid, sink, NULL);
 	writer.seq = seq;
+	__atomic_store_n(&stream_gen, stream_gen + 1, __ATOMIC_RELAXED);
 	mr_w_header(&writer, &h);
 	SET_ACTIVE(1);
 	modules_sync(1);
@@ -1205,31 +1296,33 @@ static void stream_start(uint16_t seq)
 /* In a child of fork, with --follow-fork: forget everything the parent's
  * stream had (its stack nodes, frames, strings, threads, modules) and
  * start this process's own, with a sampler thread of its own. */
-static void child_restart(void)
+/* Forgets everything an earlier stream had (its stack nodes, frames,
+ * strings, threads, modules); each thread forgets its cached stack when
+ * it next records (stream_gen). */
+static void stream_reset(void)
 {
-	int guard = tracker_guard;
-	tracker_guard = 1;
-	batch_len = 0; /* the parent's, which the parent writes */
-	my_pid = getpid();
-	/* dropped, not cleared: clearing would copy every page of the
-	 * parent's tables into the child */
+	batch_len = 0; /* a forked child's: the parent's, which the parent writes */
+	/* dropped, not cleared: in a forked child, clearing would copy every
+	 * page of the parent's tables */
 	if (trie)
 		real.munmap(trie, trie_cap * sizeof(*trie));
 	trie = NULL;
 	trie_cap = trie_count = 0;
 	live_heap = 0; /* the parent's blocks are not this stream's */
 	python_forget();
-	ts.index = 0;
-	ts.depth = 0;
-	if (pyts) {
-		pyts->depth = 0;
-		pyts->hdepth = 0;
-	}
 	nthreads = 0;
 	for (size_t i = 0; i < nknown; i++)
 		real.free(known[i].path);
 	nknown = 0;
 	map_adds = (unsigned long long)-1;
+}
+
+static void child_restart(void)
+{
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	my_pid = getpid();
+	stream_reset();
 	stream_start(0);
 	sampler_start();
 	tracker_guard = guard;
@@ -1249,6 +1342,145 @@ void tracker_finish(void)
 		SET_ACTIVE(0);
 	}
 	pthread_mutex_unlock(&lock);
+	tracker_guard = guard;
+}
+
+/* ---- attaching to a running program ---------------------------------------
+ * memray-record --pid has gdb dlopen this library into the program and
+ * call memray_attach, from a thread stopped where it holds no allocator
+ * lock. The constructor found no MEMRAY_FD and did nothing; here the
+ * recording starts: the FIFOs memray-record made in DIR are opened
+ * (DIR/data for the stream, DIR/ctl whose hang-up ends it), the header
+ * and modules are written, and the allocator entries of every loaded
+ * object's GOT are pointed at the hooks. The sampler ends it all in
+ * attach_end, leaving the entries as they were; this library stays
+ * loaded (a thread may still be inside a hook, and a function pointer
+ * taken meanwhile may still point at one), its hooks passing every call
+ * through. */
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* The real functions are the program's own definitions, found as the
+ * loader would, past this library (dlsym(RTLD_NEXT) from a dlopen'ed
+ * object would skip an allocator the program preloaded). */
+static void attach_resolve(void)
+{
+	const void *self = (const void *)attach_resolve;
+#define L(name) \
+	do { \
+		void *f_ = got_lookup(#name, self); \
+		if (f_) \
+			real.name = (__typeof__(real.name))f_; \
+	} while (0)
+	L(malloc); L(free); L(calloc); L(realloc); L(reallocarray); L(posix_memalign);
+	L(aligned_alloc); L(memalign); L(valloc); L(pvalloc); L(mmap); L(mmap64);
+	L(munmap); L(mremap); L(malloc_usable_size); L(pthread_setname_np); L(prctl);
+	L(execve); L(execvpe); L(_exit); L(_Exit);
+#undef L
+}
+
+static int high_fd(int fd)
+{
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+	if (high < 0)
+		return fd;
+	close(fd);
+	return high;
+}
+
+static int attach_start(const char *dir, int native, long interval)
+{
+	static int once, is_python;
+	if (ACTIVE() || out_fd >= 0 || __atomic_load_n(&attach_busy, __ATOMIC_ACQUIRE))
+		return -1; /* recorded already (preloaded, or attached) */
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/ctl", dir);
+	int c = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (c < 0)
+		return -2;
+	snprintf(path, sizeof(path), "%s/data", dir);
+	int d = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (d >= 0)
+		fcntl(d, F_SETFL, fcntl(d, F_GETFL) & ~O_NONBLOCK);
+	follow = 0;
+	int fd = d >= 0 ? adopt(d) : -1;
+	if (fd < 0) {
+		if (d >= 0)
+			close(d);
+		close(c);
+		return -2;
+	}
+	if (!once) {
+		once = 1;
+		find_self();
+		attach_resolve();
+		is_python = python_start();
+		pthread_key_create(&thread_key, thread_gone);
+		pthread_atfork(at_prepare, at_parent, at_child);
+	}
+	native_stacks = native >= 0 ? native : !is_python;
+	python_stacks = is_python;
+	if (is_python && native_stacks && !python_eval_range(&eval_lo, &eval_hi))
+		python_stacks = 0;
+	snprintf(native_env, sizeof(native_env), "%s", native < 0 ? "auto" : native ? "1" : "0");
+	if (native_stacks && !unwind_started)
+		unwinder_start();
+	interval_us = interval > 0 ? (uint64_t)interval : 10000;
+	const char *pymalloc = getenv("PYTHONMALLOC");
+	uint64_t py_flags = 0;
+	if (is_python)
+		py_flags = (python_stacks ? MR_F_PYTHON : 0) | (pymalloc && strncmp(pymalloc, "malloc", 6) == 0
+						  ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
+	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags | MR_F_ATTACHED;
+	ctl_fd = high_fd(c);
+	out_fd = fd;
+	attached = 1;
+	my_pid = getpid();
+	stream_reset();
+	stream_start(0);
+	if (got_patch(tracker_hooks, tracker_nhooks, (void *)attach_start) < 0) {
+		attach_end();
+		return -3;
+	}
+	__atomic_store_n(&attach_busy, 1, __ATOMIC_RELEASE);
+	sampler_start();
+	return 0;
+}
+
+/* Called by memray-record through gdb. Returns 0 when recording, -1 when
+ * the program is recorded already, -2 when the FIFOs cannot be opened,
+ * -3 when the GOT entries cannot be patched. */
+EXPORT int memray_attach(const char *dir, int native, long interval_us_arg)
+{
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	int rc = attach_start(dir, native, interval_us_arg);
+	tracker_guard = guard;
+	return rc;
+}
+
+/* Ends an attached recording: the entries first (no new call reaches a
+ * hook), then the trailer, then the FIFOs. */
+static void attach_end(void)
+{
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	got_restore();
+	pthread_mutex_lock(&lock);
+	if (ACTIVE() && getpid() == my_pid) {
+		memory_record();
+		mr_w_trailer(&writer, now_us());
+		batch_write();
+	}
+	SET_ACTIVE(0);
+	if (out_fd >= 0)
+		close(out_fd);
+	out_fd = -1;
+	pthread_mutex_unlock(&lock);
+	if (ctl_fd >= 0)
+		close(ctl_fd);
+	ctl_fd = -1;
+	__atomic_store_n(&attach_busy, 0, __ATOMIC_RELEASE);
 	tracker_guard = guard;
 }
 
@@ -1277,6 +1509,11 @@ char **tracker_exec_env(char *const envp[])
 {
 	if (getpid() != my_pid || out_fd < 0)
 		return NULL;
+	if (attached) {
+		/* the new image has no tracker: the recording ends here */
+		tracker_finish();
+		return NULL;
+	}
 	tracker_guard = 1;
 	size_t n = 0;
 	const char *user_preload = NULL;

@@ -91,4 +91,9 @@ int tracker_own_call(const void *caller);
 char **tracker_exec_env(char *const envp[]);
 void tracker_exec_failed(char **env);
 
+/* The hooks by name, for GOT patching when attached (hooks.c). */
+struct got_hook;
+extern const struct got_hook *const tracker_hooks;
+extern const size_t tracker_nhooks;
+
 #endif

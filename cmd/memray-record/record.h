@@ -1,0 +1,62 @@
+/*
+ * record.h - what memray-record's two modes share: running a program
+ * (main.c) and attaching to a running one (attach.c).
+ */
+#ifndef MEMRAY_RECORD_H
+#define MEMRAY_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zlib.h>
+
+#include "../../lib/stream.h"
+
+/* Where the stream goes. */
+struct out {
+	int fd;
+	const char *name; /* for messages */
+	z_stream z;
+	int compress;
+	int cut;       /* the output went away or filled: drain, keep nothing */
+	int err;
+	int created;   /* a file this run created (removed if nothing is recorded) */
+	int to_stdout;
+	unsigned long long bytes_in, bytes_out;
+};
+
+/* Writes n bytes of stream (compressing with -z); finish ends the
+ * compressed stream. */
+void out_data(struct out *o, const void *data, size_t n, int finish);
+/* Ends the compression and closes a file (errors into o->err). */
+void out_finish(struct out *o);
+/* Creates path for the stream (never through a symbolic link; an
+ * existing file only with force), or dies with status 2. */
+int open_output(const char *path, int force);
+/* The tracker library's path; 0, or -1 if it cannot be found. */
+int find_tracker(char *out, size_t n);
+
+/* Follows the chunks going by to see whether the recorded program's own
+ * stream (its pid's chunks) ends with its trailer: the writer puts the
+ * trailer alone in the last chunk. */
+struct watch {
+	uint32_t pid;
+	uint8_t head[MR_CHUNK_HEADER];
+	size_t have, left;  /* header bytes gathered; payload bytes to come */
+	int mine;           /* the chunk going by is the program's */
+	uint8_t last[4096]; /* the program's latest chunk */
+	size_t last_len;
+};
+void watch_bytes(struct watch *w, const uint8_t *p, size_t n);
+int watch_trailer(const struct watch *w);
+
+/* memray-record --pid */
+struct attach_opts {
+	long pid;
+	double duration; /* seconds; 0: until a signal */
+	const char *native; /* "auto", "1" or "0" */
+	long interval_ms;
+	int quiet, force;
+};
+int attach_main(const struct attach_opts *a, struct out *out);
+
+#endif
