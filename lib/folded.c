@@ -33,6 +33,22 @@ static int line(char *s, size_t n, const struct folded_sink *k)
 	size_t flen = end - 1;
 	while (flen > 0 && s[flen - 1] == ' ')
 		flen--;
+	if (k->stack2) {
+		/* a second integer before the last: a differential line */
+		size_t b = flen;
+		while (b > 0 && s[b - 1] >= '0' && s[b - 1] <= '9')
+			b--;
+		if (b < flen && b >= 2 && s[b - 1] == ' ' && flen - b <= 19) {
+			uint64_t before = strtoull(s + b, NULL, 10);
+			size_t f2 = b - 1;
+			while (f2 > 0 && s[f2 - 1] == ' ')
+				f2--;
+			if (f2 > 0) {
+				k->stack2(k->ctx, s, f2, before, v);
+				return 0;
+			}
+		}
+	}
 	if (k->stack)
 		k->stack(k->ctx, s, flen, v);
 	return 0;

@@ -18,6 +18,10 @@ struct folded_sink {
 	/* key and value of a "# key: value" line (value may be empty) */
 	void (*meta)(void *ctx, const char *key, const char *value);
 	void *ctx;
+	/* when set, a line ending in two integers ("frames 10 20": before and
+	 * after, as memray-diff and flamegraph.pl's difffolded.pl write) comes
+	 * here instead of to stack */
+	void (*stack2)(void *ctx, const char *frames, size_t len, uint64_t before, uint64_t after);
 };
 
 /* Reads every line of in. Returns the number of malformed lines, or -1 on

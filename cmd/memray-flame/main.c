@@ -31,7 +31,9 @@ static const char usage_text[] =
 	"\n"
 	"Reads collapsed stacks (from memray-fold, memray-leaks or any other tool)\n"
 	"or memray streams, and writes one self-contained interactive HTML flame\n"
-	"graph on standard output.\n"
+	"graph on standard output. Lines with two counts, before and after (from\n"
+	"memray-diff), make a differential graph: widths are the later counts, red\n"
+	"where a frame grew, blue where it shrank.\n"
 	"\n"
 	"  -t, --title TEXT        the page's title (default: Memory flame graph)\n"
 	"  -s, --subtitle TEXT     a line under the title\n"
@@ -119,6 +121,12 @@ static size_t nnodes, nodes_cap;
 static uint32_t *child_index;
 static size_t child_cap;
 static int have_counts = -1; /* -1 unknown yet, then 1 only if every stack had one */
+/* Differential input (memray-diff, difffolded.pl): widths are the later
+ * run's values; the count column carries the earlier run's. 1 while every
+ * stack so far was a two-count line, 0 after a one-count line or a stream;
+ * -1 before the first. */
+static int diff_mode = -1;
+static const char *diff_file;
 
 static size_t child_slot(uint32_t parent, uint32_t name, size_t cap)
 {
@@ -173,7 +181,9 @@ static struct {
 static void add_stack_counted(const char *text, size_t len, uint64_t value, uint64_t count,
 			      int counted)
 {
-	if (!value)
+	/* a differential stack that vanished still counts in its callers'
+	 * earlier values, in frames of width 0, which are never drawn */
+	if (!value && !(diff_mode == 1 && count))
 		return;
 	if (have_counts != 0)
 		have_counts = counted;
@@ -216,9 +226,26 @@ static void add_stack_counted(const char *text, size_t len, uint64_t value, uint
 	prev.len = len;
 }
 
+static void mixed(void)
+{
+	die(EXIT_USAGE, "%s: differential stacks (two counts) mixed with plain ones",
+	    diff_file ? diff_file : "the input");
+}
+
 static void add_stack(void *ctx, const char *text, size_t len, uint64_t value)
 {
+	if (diff_mode == 1)
+		mixed();
+	diff_mode = 0;
 	add_stack_counted(text, len, value, 0, 0);
+}
+
+static void add_stack2(void *ctx, const char *text, size_t len, uint64_t before, uint64_t after)
+{
+	if (diff_mode == 0)
+		mixed();
+	diff_mode = 1;
+	add_stack_counted(text, len, after, before, 1);
 }
 
 /* ---- metadata ------------------------------------------------------------- */
@@ -273,7 +300,7 @@ static int read_stream(struct mr_input *in)
 	collapse_meta(m, &r, &o);
 	fclose(m);
 	/* the metadata memray-fold would write, read back as from its output */
-	struct folded_sink meta_only = { NULL, add_meta, NULL };
+	struct folded_sink meta_only = { NULL, add_meta, NULL, NULL };
 	struct mr_input *mi = mr_input_open_memory(text, len, "metadata");
 	if (!mi)
 		die(EXIT_USAGE, "out of memory");
@@ -300,10 +327,17 @@ static int read_one(const char *path)
 		warnmsg("%s", err);
 		return EXIT_USAGE;
 	}
-	if (mr_input_is_stream(in))
+	diff_file = mr_input_name(in);
+	if (mr_input_is_stream(in)) {
+		if (diff_mode == 1)
+			mixed();
+		diff_mode = 0;
 		return read_stream(in);
-	struct folded_sink sink = { add_stack, add_meta, NULL };
-	return folded_read_input(in, &sink);
+	}
+	struct folded_sink sink = { add_stack, add_meta, NULL, add_stack2 };
+	int rc = folded_read_input(in, &sink);
+	diff_file = NULL;
+	return rc;
 }
 
 /* ---- pruning -------------------------------------------------------------- */
@@ -402,7 +436,7 @@ static size_t prune(double min_width, size_t max_frames)
 	}
 	size_t dropped = 0;
 	for (size_t i = 1; i < nnodes; i++)
-		dropped += !nodes[i].keep;
+		dropped += !nodes[i].keep && nodes[i].total; /* width 0: a vanished differential stack */
 	return dropped;
 }
 
@@ -574,7 +608,8 @@ static void write_data(FILE *f, const char *countname, int inverted, size_t prun
 		fputc(']', f);
 	}
 	int counts = have_counts == 1;
-	fprintf(f, "],\n\"counts\":%s,\n", counts ? "true" : "false");
+	fprintf(f, "],\n\"counts\":%s,\n\"diff\":%s,\n", counts ? "true" : "false",
+		diff_mode == 1 ? "true" : "false");
 	write_nodes(&w, counts);
 	fputs("}\n", f);
 	free(w.name_out);

@@ -106,6 +106,13 @@ static void add_stack(void *ctx, const char *s, size_t n, uint64_t value)
 	}
 }
 
+/* a differential line (memray-diff): the tree of the later run */
+static void add_stack2(void *ctx, const char *s, size_t n, uint64_t before, uint64_t after)
+{
+	(void)before;
+	add_stack(ctx, s, n, after);
+}
+
 static void add_meta(void *ctx, const char *key, const char *value)
 {
 	(void)ctx;
@@ -172,7 +179,7 @@ static int read_one(const char *path, struct replay *r, struct ingest *g, int *s
 	if (pid >= 0)
 		die(EXIT_USAGE, "%s: --pid needs a memray stream, not collapsed stacks",
 		    mr_input_name(in));
-	struct folded_sink sink = { add_stack, add_meta, NULL };
+	struct folded_sink sink = { add_stack, add_meta, NULL, add_stack2 };
 	return folded_read_input(in, &sink);
 }
 

@@ -4,7 +4,7 @@
 
 load helper
 
-TOOLS="memray-record memray-stat memray-fold memray-leaks memray-tree memray-flame memray-live"
+TOOLS="memray-record memray-stat memray-fold memray-leaks memray-tree memray-flame memray-live memray-diff"
 MAN=$BATS_TEST_DIRNAME/../../man
 
 render() { mandoc -T ascii "$1" | col -bx; }

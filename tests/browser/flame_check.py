@@ -19,6 +19,9 @@ Scenarios:
   tooltip PAGE NAME counts|nocounts   hovering NAME shows its numbers
   theme PAGE             light and dark themes follow the system setting
   deep PAGE              a stack deeper than a canvas can be tall
+  diff PAGE NAME DELTA   a differential page: widths from the later run,
+                         red frames grew, blue shrank, grey unchanged;
+                         frame NAME grew by exactly DELTA, as its tooltip says
 """
 import os
 import sys
@@ -285,6 +288,37 @@ def tooltip(b, path, name, counts):
     clean(b, path)
 
 
+def diff(b, path, name, delta):
+    open_page(b, path)
+    check(b.eval("memrayFlame.diff") is True, "the page knows it is differential")
+    legend = b.eval("document.getElementById('difflegend').textContent")
+    check("red frames grew, blue shrank" in legend, "a legend says what the colours mean", legend)
+    width = full_width(b)
+    rs = [r for r in rects(b) if not r["ancestor"]]
+    root = [r for r in rs if r["kind"] == "root"][0]
+    bad = []
+    for r in rs:
+        if r["kind"] == "root":
+            continue
+        want = width * r["after"] / root["after"]
+        hue = "hsl(0," if r["after"] > r["before"] else "hsl(220," if r["after"] < r["before"] else "hsl(0,0%"
+        if abs(r["w"] - want) > 1.0 or not r["fill"].startswith(hue):
+            bad.append(f"{r['name']}: {r['w']:.1f} px for {want:.1f}, {r['fill']} "
+                       f"({r['before']} -> {r['after']})")
+    check(not bad, f"all {len(rs) - 1} frames as wide as the later run and coloured by their change",
+          "; ".join(bad[:5]))
+    grew = [r for r in rs if r["name"] == name]
+    check(len(grew) == 1 and grew[0]["after"] - grew[0]["before"] == delta,
+          f"{name} grew by {delta}", str([(r["before"], r["after"]) for r in grew]))
+    if grew:
+        b.move(*centre(grew[0]))
+        b.wait_for("document.getElementById('tooltip').style.display === 'block'")
+        text = b.eval("document.getElementById('tooltip').textContent")
+        check(f"(+{delta:,} bytes)" in text and "before: " in text and "after: " in text,
+              "its tooltip gives both values and the exact change", text)
+    clean(b, path)
+
+
 def re_search(pattern, text):
     import re
     return re.search(pattern, text)
@@ -349,6 +383,8 @@ def main():
             theme(b, path)
         elif scenario == "deep":
             deep(b, path)
+        elif scenario == "diff":
+            diff(b, path, rest[0], int(rest[1]))
         else:
             sys.exit(f"flame_check.py: unknown scenario {scenario!r}")
     print(f"1..{count}")

@@ -35,6 +35,11 @@ static void on_meta(void *ctx, const char *key, const char *value)
 	json_string(out, value, strlen(value));
 }
 
+static void on_stack2(void *ctx, const char *frames, size_t len, uint64_t before, uint64_t after)
+{
+	on_stack(ctx, frames, len, before ^ after);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	progname = "fuzz_folded";
@@ -43,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct mr_input *in = mr_input_open_memory(data, size, "fuzz");
 	if (!in)
 		return 0;
-	struct folded_sink sink = { on_stack, on_meta, NULL };
+	/* every other input read as possibly differential */
+	struct folded_sink sink = { on_stack, on_meta, NULL, size & 1 ? on_stack2 : NULL };
 	folded_read(in, &sink);
 	mr_input_close(in);
 	return 0;
