@@ -179,15 +179,35 @@ demo:
 deps:
 	tests/deps.sh
 
+# The pytest plugin goes into the system Python's site-packages, with the
+# entry point that makes pytest load it by itself.
+PYTHON ?= /usr/bin/python3
+PYSITE ?= $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("purelib"))' 2>/dev/null)
+INCLUDEDIR ?= $(PREFIX)/include
+PLUGIN_INFO = $(DESTDIR)$(PYSITE)/memray_c_pytest-0.1.0.dist-info
+
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/memray-c $(DESTDIR)$(MANPREFIX)/man1 $(DESTDIR)$(MANPREFIX)/man5
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/memray-c $(DESTDIR)$(MANPREFIX)/man1 \
+		$(DESTDIR)$(MANPREFIX)/man5 $(DESTDIR)$(INCLUDEDIR)
 	install -m 755 $(TOOL_BINS) $(DESTDIR)$(BINDIR)
 	install -m 755 $(TRACKER) $(DESTDIR)$(LIBDIR)/memray-c
+	install -m 644 lib/tracker/memray.h $(DESTDIR)$(INCLUDEDIR)
 	install -m 644 man/*.1 $(DESTDIR)$(MANPREFIX)/man1
 	install -m 644 man/*.5 $(DESTDIR)$(MANPREFIX)/man5
+	@if [ -n "$(PYSITE)" ]; then \
+		install -d $(DESTDIR)$(PYSITE) $(PLUGIN_INFO) && \
+		sed 's|@TRACKER@|$(LIBDIR)/memray-c/libmemray-tracker.so|' python/pytest_memray_c.py \
+			> $(DESTDIR)$(PYSITE)/pytest_memray_c.py && \
+		printf 'Metadata-Version: 2.1\nName: memray-c-pytest\nVersion: 0.1.0\nSummary: memory limits for tests, recorded by memray-c\n' \
+			> $(PLUGIN_INFO)/METADATA && \
+		printf '[pytest11]\nmemray_c = pytest_memray_c\n' > $(PLUGIN_INFO)/entry_points.txt && \
+		printf 'pytest_memray_c.py,,\n' > $(PLUGIN_INFO)/RECORD; \
+	else echo "no $(PYTHON): the pytest plugin is not installed"; fi
 
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(LIBDIR)/memray-c/libmemray-tracker.so
+	rm -f $(DESTDIR)$(INCLUDEDIR)/memray.h $(DESTDIR)$(PYSITE)/pytest_memray_c.py
+	rm -rf $(PLUGIN_INFO)
 	-rmdir $(DESTDIR)$(LIBDIR)/memray-c
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man5/%,$(wildcard man/*.5))

@@ -32,6 +32,7 @@
 #include "../stream.h"
 #include "../util.h"
 #include "got.h"
+#include "memray.h"
 #include "python.h"
 #include "tracker.h"
 
@@ -639,6 +640,111 @@ static void heap_sub(uint64_t n)
 	live_heap = live_heap > n ? live_heap - n : 0;
 }
 
+/* ---- the window of the in-process API (memray.h) -------------------------
+ * While a recording started by memray_start runs, the blocks allocated
+ * since are kept by address (open addressing, linear probing, deletion by
+ * backward shift), so that memray_stats gives exact live and peak bytes of
+ * what was allocated in the window: the release of an older block changes
+ * nothing. Sizes are the requested ones, as the readers count them. All
+ * under the lock. */
+
+struct wblock {
+	uintptr_t addr; /* 0: empty */
+	uint64_t size;
+};
+static struct wblock *win;
+static size_t win_cap, win_n;
+static int window_on;
+static uint64_t win_live, win_peak, win_allocs, win_bytes;
+
+static size_t win_slot(uintptr_t a)
+{
+	uint64_t h = (uint64_t)a * 0x9e3779b97f4a7c15ull;
+	return (size_t)(h ^ (h >> 32)) & (win_cap - 1);
+}
+
+static void win_put(uintptr_t a, uint64_t size)
+{
+	if ((win_n + 1) * 4 > win_cap * 3) {
+		size_t cap = win_cap ? win_cap * 2 : 1 << 14;
+		struct wblock *t = raw_map(cap * sizeof(*t));
+		if (!t)
+			return; /* counted, not kept: its release will not be seen */
+		struct wblock *old = win;
+		size_t old_cap = win_cap;
+		win = t;
+		win_cap = cap;
+		for (size_t i = 0; i < old_cap; i++)
+			if (old[i].addr) {
+				size_t j = win_slot(old[i].addr);
+				while (win[j].addr)
+					j = (j + 1) & (win_cap - 1);
+				win[j] = old[i];
+			}
+		if (old)
+			real.munmap(old, old_cap * sizeof(*old));
+	}
+	size_t j = win_slot(a);
+	while (win[j].addr && win[j].addr != a)
+		j = (j + 1) & (win_cap - 1);
+	if (!win[j].addr)
+		win_n++;
+	else
+		win_live -= win[j].size;
+	win[j] = (struct wblock){ a, size };
+}
+
+static void win_add(uintptr_t a, uint64_t size)
+{
+	if (!a)
+		return;
+	win_allocs++;
+	win_bytes += size;
+	win_live += size;
+	if (win_live > win_peak)
+		win_peak = win_live;
+	win_put(a, size);
+}
+
+/* Takes the block at a out of the window; its size, or 0 if it is not in. */
+static uint64_t win_take(uintptr_t a)
+{
+	if (!win_cap || !a)
+		return 0;
+	size_t j = win_slot(a);
+	while (win[j].addr && win[j].addr != a)
+		j = (j + 1) & (win_cap - 1);
+	if (!win[j].addr)
+		return 0;
+	uint64_t size = win[j].size;
+	win_live -= size;
+	win_n--;
+	/* backward shift: the following entries move up to keep every probe
+	 * sequence unbroken */
+	size_t hole = j;
+	for (size_t k = (j + 1) & (win_cap - 1); win[k].addr; k = (k + 1) & (win_cap - 1)) {
+		size_t home = win_slot(win[k].addr);
+		/* k's entry may fill the hole if its home is not in (hole, k] */
+		if ((k > hole && (home <= hole || home > k)) || (k < hole && home <= hole && home > k)) {
+			win[hole] = win[k];
+			hole = k;
+		}
+	}
+	win[hole].addr = 0;
+	return size;
+}
+
+/* munmap of [a, a + len): a mapping of the window starting at a loses its
+ * first len bytes (the whole of it, usually). */
+static void win_unmap(uintptr_t a, uint64_t len)
+{
+	uint64_t size = win_take(a);
+	if (size > len) {
+		win_put(a + len, size - len);
+		win_live += size - len;
+	}
+}
+
 void tracker_alloc(int allocator, void *p, size_t size)
 {
 	struct capture c;
@@ -649,6 +755,8 @@ void tracker_alloc(int allocator, void *p, size_t size)
 		thread_current();
 		mr_w_alloc(&writer, allocator, (uintptr_t)p, size, intern(&c));
 		live_heap += allocator == MR_MMAP ? size : usable(p);
+		if (window_on)
+			win_add((uintptr_t)p, size);
 	}
 	pthread_mutex_unlock(&lock);
 	tracker_guard = 0;
@@ -663,6 +771,12 @@ void tracker_free(int allocator, void *p, size_t len)
 		thread_current();
 		mr_w_free(&writer, allocator, (uintptr_t)p, len);
 		heap_sub(n);
+		if (window_on) {
+			if (allocator == MR_MUNMAP)
+				win_unmap((uintptr_t)p, len);
+			else
+				win_take((uintptr_t)p);
+		}
 	}
 	pthread_mutex_unlock(&lock);
 	tracker_guard = 0;
@@ -692,6 +806,12 @@ void *tracker_realloc(int allocator, void *old, size_t nmemb, size_t size)
 			mr_w_free(&writer, allocator, (uintptr_t)old, 0); /* realloc(p, 0) frees */
 			heap_sub(old_n);
 		}
+		if (window_on) {
+			if (old && (p || total == 0))
+				win_take((uintptr_t)old);
+			if (p)
+				win_add((uintptr_t)p, total);
+		}
 	}
 	pthread_mutex_unlock(&lock);
 	tracker_guard = 0;
@@ -711,6 +831,10 @@ void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void 
 			  intern(&c));
 		heap_sub(old_len);
 		live_heap += new_len;
+		if (window_on) {
+			win_unmap((uintptr_t)old, old_len);
+			win_add((uintptr_t)p, new_len);
+		}
 	}
 	pthread_mutex_unlock(&lock);
 	tracker_guard = 0;
@@ -922,15 +1046,22 @@ static int ctl_hung_up(void)
 	return k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR);
 }
 
+/* Each sampler belongs to one stream: one started by the API's next
+ * recording finds the previous sampler still asleep, which then leaves. */
+static unsigned sampler_gen;
+
 static void *sampler_main(void *arg)
 {
-	(void)arg;
+	unsigned gen = (unsigned)(uintptr_t)arg;
 	tracker_guard = 1;
 	uint64_t tick = interval_us < TICK_MAX_US ? interval_us : TICK_MAX_US;
 	uint64_t next_memory = interval_us;
-	while (ACTIVE()) {
+#define MINE() (__atomic_load_n(&sampler_gen, __ATOMIC_ACQUIRE) == gen)
+	while (ACTIVE() && MINE()) {
 		struct timespec t = { (time_t)(tick / 1000000), (long)(tick % 1000000) * 1000 };
 		nanosleep(&t, NULL);
+		if (!MINE())
+			return NULL;
 		/* objects loaded since the last tick get their entries patched */
 		if (modules_sync(0) && attached)
 			got_patch(tracker_hooks, tracker_nhooks, (void *)sampler_main);
@@ -940,7 +1071,7 @@ static void *sampler_main(void *arg)
 		if (python_stacks && !attached)
 			python_poll();
 		pthread_mutex_lock(&lock);
-		if (ACTIVE()) {
+		if (ACTIVE() && MINE()) {
 			if (now_us() >= next_memory) {
 				memory_record();
 				next_memory += interval_us;
@@ -951,9 +1082,10 @@ static void *sampler_main(void *arg)
 		}
 		pthread_mutex_unlock(&lock);
 	}
-	if (attached)
+	if (attached && MINE())
 		attach_end();
 	return NULL;
+#undef MINE
 }
 
 /* ---- start, fork and finish --------------------------------------------- */
@@ -1251,7 +1383,8 @@ static void sampler_start(void)
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
-	if (pthread_create(&sampler, &attr, sampler_main, NULL) == 0)
+	unsigned gen = __atomic_add_fetch(&sampler_gen, 1, __ATOMIC_ACQ_REL);
+	if (pthread_create(&sampler, &attr, sampler_main, (void *)(uintptr_t)gen) == 0)
 		pthread_setname_np(sampler, "memray-sampler");
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -1388,9 +1521,40 @@ static int high_fd(int fd)
 	return high;
 }
 
-static int attach_start(const char *dir, int native, long interval)
+/* Sets up a recording in a running program (attached, or through the
+ * API): what the constructor does when memray-record preloads the tracker.
+ * native: 1, 0, or -1 for the default. */
+static void in_process_setup(int native, long interval, uint64_t flags)
 {
 	static int once, is_python;
+	if (!once) {
+		once = 1;
+		find_self();
+		attach_resolve();
+		is_python = python_start();
+		pthread_key_create(&thread_key, thread_gone);
+		pthread_atfork(at_prepare, at_parent, at_child);
+	}
+	follow = 0;
+	native_stacks = native >= 0 ? native : !is_python;
+	python_stacks = is_python;
+	if (is_python && native_stacks && !python_eval_range(&eval_lo, &eval_hi))
+		python_stacks = 0;
+	snprintf(native_env, sizeof(native_env), "%s", native < 0 ? "auto" : native ? "1" : "0");
+	if (native_stacks && !unwind_started)
+		unwinder_start();
+	interval_us = interval > 0 ? (uint64_t)interval : 10000;
+	const char *pymalloc = getenv("PYTHONMALLOC");
+	uint64_t py_flags = 0;
+	if (is_python)
+		py_flags = (python_stacks ? MR_F_PYTHON : 0) | (pymalloc && strncmp(pymalloc, "malloc", 6) == 0
+						  ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
+	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags | flags;
+	my_pid = getpid();
+}
+
+static int attach_start(const char *dir, int native, long interval)
+{
 	if (ACTIVE() || out_fd >= 0 || __atomic_load_n(&attach_busy, __ATOMIC_ACQUIRE))
 		return -1; /* recorded already (preloaded, or attached) */
 	char path[4096];
@@ -1410,32 +1574,10 @@ static int attach_start(const char *dir, int native, long interval)
 		close(c);
 		return -2;
 	}
-	if (!once) {
-		once = 1;
-		find_self();
-		attach_resolve();
-		is_python = python_start();
-		pthread_key_create(&thread_key, thread_gone);
-		pthread_atfork(at_prepare, at_parent, at_child);
-	}
-	native_stacks = native >= 0 ? native : !is_python;
-	python_stacks = is_python;
-	if (is_python && native_stacks && !python_eval_range(&eval_lo, &eval_hi))
-		python_stacks = 0;
-	snprintf(native_env, sizeof(native_env), "%s", native < 0 ? "auto" : native ? "1" : "0");
-	if (native_stacks && !unwind_started)
-		unwinder_start();
-	interval_us = interval > 0 ? (uint64_t)interval : 10000;
-	const char *pymalloc = getenv("PYTHONMALLOC");
-	uint64_t py_flags = 0;
-	if (is_python)
-		py_flags = (python_stacks ? MR_F_PYTHON : 0) | (pymalloc && strncmp(pymalloc, "malloc", 6) == 0
-						  ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
-	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags | MR_F_ATTACHED;
+	in_process_setup(native, interval, MR_F_ATTACHED);
 	ctl_fd = high_fd(c);
 	out_fd = fd;
 	attached = 1;
-	my_pid = getpid();
 	stream_reset();
 	stream_start(0);
 	if (got_patch(tracker_hooks, tracker_nhooks, (void *)attach_start) < 0) {
@@ -1484,6 +1626,110 @@ static void attach_end(void)
 	tracker_guard = guard;
 }
 
+/* ---- the in-process API (memray.h) ------------------------------------------ */
+
+extern __typeof__(malloc) hook_malloc __attribute__((visibility("hidden")));
+static int api_on, api_patched, api_used;
+
+EXPORT int memray_start(const char *path, int flags)
+{
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	int rc = -1, e = EBUSY;
+	if (ACTIVE() || out_fd >= 0 || api_on || __atomic_load_n(&attach_busy, __ATOMIC_ACQUIRE))
+		goto out;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		e = errno;
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	in_process_setup(flags & MEMRAY_NATIVE ? 1 : flags & MEMRAY_NO_NATIVE ? 0 : -1, 0, 0);
+	out_fd = high_fd(fd);
+	out_dev = st.st_dev;
+	out_ino = st.st_ino;
+	attached = 0;
+	api_on = api_used = 1;
+	stream_reset();
+	pthread_mutex_lock(&lock);
+	if (win)
+		memset(win, 0, win_cap * sizeof(*win));
+	win_n = 0;
+	win_live = win_peak = win_allocs = win_bytes = 0;
+	window_on = 1;
+	pthread_mutex_unlock(&lock);
+	stream_start(0);
+	/* loaded with dlopen: the program's calls reach the hooks only
+	 * through patched GOT entries */
+	if (got_lookup("malloc", NULL) != (void *)hook_malloc) {
+		if (got_patch(tracker_hooks, tracker_nhooks, (void *)memray_start) < 0) {
+			tracker_guard = guard;
+			memray_stop();
+			errno = ENOMEM;
+			return -1;
+		}
+		api_patched = 1;
+	}
+	sampler_start();
+	rc = 0;
+out:
+	tracker_guard = guard;
+	if (rc)
+		errno = e;
+	return rc;
+}
+
+EXPORT int memray_stop(void)
+{
+	if (!api_on) {
+		errno = EINVAL;
+		return -1;
+	}
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	if (api_patched)
+		got_restore();
+	api_patched = 0;
+	pthread_mutex_lock(&lock);
+	int ok = ACTIVE(); /* not stopped by a failed write */
+	if (ok) {
+		memory_record();
+		mr_w_trailer(&writer, now_us());
+		ok = batch_write() == 0;
+	}
+	SET_ACTIVE(0);
+	window_on = 0;
+	if (out_fd >= 0 && close(out_fd) < 0)
+		ok = 0;
+	out_fd = -1;
+	api_on = 0;
+	pthread_mutex_unlock(&lock);
+	__atomic_add_fetch(&sampler_gen, 1, __ATOMIC_ACQ_REL); /* its sampler leaves */
+	tracker_guard = guard;
+	if (!ok) {
+		errno = EIO;
+		return -1;
+	}
+	return 0;
+}
+
+EXPORT int memray_stats(struct memray_stats *s)
+{
+	if (!api_used) {
+		errno = EINVAL;
+		return -1;
+	}
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	pthread_mutex_lock(&lock);
+	*s = (struct memray_stats){ win_peak, win_live, win_allocs, win_bytes };
+	pthread_mutex_unlock(&lock);
+	tracker_guard = guard;
+	return 0;
+}
+
 /* ---- exec ---------------------------------------------------------------- */
 
 static char *env_entry(const char *name, const char *value)
@@ -1509,7 +1755,7 @@ char **tracker_exec_env(char *const envp[])
 {
 	if (getpid() != my_pid || out_fd < 0)
 		return NULL;
-	if (attached) {
+	if (attached || api_on) {
 		/* the new image has no tracker: the recording ends here */
 		tracker_finish();
 		return NULL;
