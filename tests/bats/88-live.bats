@@ -42,13 +42,20 @@ heaps() {
 	sleep 0.3
 	tmux -L memray-test-$$ new-session -d -x 150 -y 40 \
 		"memray-live -i 100 s.bin; echo exit=\$? > '$BATS_TEST_TMPDIR/exit.txt'; sleep 3"
-	sleep 1.5
-	tmux -L memray-test-$$ capture-pane -p > pane1.txt
+	# pane FILE PATTERN: captures the pane into FILE until PATTERN shows
+	# (at most 10 s), so that a busy machine only makes it slower
+	pane() {
+		for _ in $(seq 100); do
+			tmux -L memray-test-$$ capture-pane -p > "$1"
+			grep -q "$2" "$1" && return 0
+			sleep 0.1
+		done
+	}
+	pane pane1.txt "steps.py:9)"
 	tmux -L memray-test-$$ send-keys s
-	sleep 0.5
-	tmux -L memray-test-$$ capture-pane -p > pane2.txt
+	pane pane2.txt "top sites by total bytes"
 	tmux -L memray-test-$$ send-keys q
-	sleep 0.8
+	for _ in $(seq 100); do [ -s exit.txt ] && break; sleep 0.1; done
 	tmux -L memray-test-$$ capture-pane -p > pane3.txt
 	tmux -L memray-test-$$ kill-server 2> /dev/null || true
 	kill $rec 2> /dev/null || true
