@@ -249,12 +249,24 @@ static void json_str(const char *s, size_t n)
 	json_string(stdout, s, n);
 }
 
-static void json_sites(const char *key, const struct top *t, size_t top)
+/* Sites as JSON. The sites by count carry counts as their values: their
+ * bytes are those of the same stack by bytes (bytes, when given). */
+static void json_sites(const char *key, const struct top *t, size_t top, const struct top *bytes)
 {
 	printf(",\"%s\":[", key);
 	for (size_t i = 0; i < t->n && i < top; i++) {
+		uint64_t b = t->v[i].value;
+		if (bytes) {
+			b = 0;
+			for (size_t j = 0; j < bytes->n; j++)
+				if (bytes->v[j].len == t->v[i].len &&
+				    memcmp(bytes->v[j].text, t->v[i].text, t->v[i].len) == 0) {
+					b = bytes->v[j].value;
+					break;
+				}
+		}
 		printf("%s{\"bytes\":%" PRIu64 ",\"count\":%" PRIu64 ",\"stack\":[", i ? "," : "",
-		       t->v[i].value, t->v[i].count);
+		       b, t->v[i].count);
 		const char *s = t->v[i].text, *e = s + t->v[i].len;
 		int first = 1;
 		while (s < e) {
@@ -308,9 +320,9 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	struct top by_bytes = top_sites(r, sym, METRIC_TOTAL);
 	struct top by_count = top_sites(r, sym, METRIC_COUNT);
 	struct top temp = top_sites(r, sym, METRIC_TEMPORARY);
-	json_sites("top_by_bytes", &by_bytes, top);
-	json_sites("top_by_count", &by_count, top);
-	json_sites("top_temporary", &temp, top);
+	json_sites("top_by_bytes", &by_bytes, top, NULL);
+	json_sites("top_by_count", &by_count, top, &by_bytes);
+	json_sites("top_temporary", &temp, top, NULL);
 	collapse_lines_free(by_bytes.v, by_bytes.n);
 	collapse_lines_free(by_count.v, by_count.n);
 	collapse_lines_free(temp.v, temp.n);

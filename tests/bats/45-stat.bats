@@ -106,3 +106,17 @@ print("ok")'
 	run script -qec "memray-fold small.bin > /dev/null" /dev/null
 	assert_output ""
 }
+
+@test "--json: the sites by count carry their bytes, as the sites by bytes give them" {
+	memray-record -q -o s.bin "$FIX/allocs" alloc malloc > /dev/null
+	memray-stat --json -n 50 s.bin | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+by_bytes = {tuple(s["stack"]): s for s in d["top_by_bytes"]}
+assert d["top_by_count"], d
+for s in d["top_by_count"]:
+    b = by_bytes[tuple(s["stack"])]
+    assert s["bytes"] == b["bytes"] and s["count"] == b["count"], (s, b)
+assert any(s["bytes"] == 984 and s["count"] == 1 for s in d["top_by_count"]), d["top_by_count"]
+'
+}
