@@ -171,12 +171,14 @@ static int bytes_metric(const char *m)
 	return strcmp(m, "count") != 0;
 }
 
+#define AMOUNT 32 /* room for human_size's 16 bytes or a 20-digit number */
+
 static void amount(char *buf, uint64_t v, int bytes)
 {
 	if (bytes)
 		human_size(buf, v);
 	else
-		snprintf(buf, 16, "%" PRIu64, v);
+		snprintf(buf, AMOUNT, "%" PRIu64, v);
 }
 
 /* The stack for people: the leaf, then up to three callers. */
@@ -210,7 +212,7 @@ static void report_part(const char *title, struct entry **v, size_t n, size_t to
 		int64_t d = delta(v[i]);
 		if (sign > 0 ? d <= 0 : d >= 0)
 			break;
-		char a[16], b[16], c[16];
+		char a[AMOUNT], b[AMOUNT], c[AMOUNT];
 		amount(a, (uint64_t)(d < 0 ? -d : d), bytes);
 		amount(b, v[i]->v[0], bytes);
 		amount(c, v[i]->v[1], bytes);
@@ -240,7 +242,7 @@ static void report(const char *before, const char *after, size_t top)
 		added += entries[i].v[0] == 0 && entries[i].v[1] > 0;
 		gone += entries[i].v[0] > 0 && entries[i].v[1] == 0;
 	}
-	char a[16], b[16], c[16];
+	char a[AMOUNT], b[AMOUNT], c[AMOUNT];
 	amount(a, t0, bytes);
 	amount(b, t1, bytes);
 	amount(c, t1 > t0 ? t1 - t0 : t0 - t1, bytes);
