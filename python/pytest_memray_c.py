@@ -22,9 +22,11 @@ keeps each test's recording (TEST-ID.bin) for memray-stat, memray-fold,
 memray-flame and the others; without it the recordings are removed.
 
 The tracker must be in the process: when it is not, pytest runs itself
-again with it preloaded (LD_PRELOAD), idle until a test starts; the tests
-see LD_PRELOAD as it was. The tracker is found through MEMRAY_TRACKER, the
-path `make install` wrote here, or memray-record in PATH.
+again under `memray-record --idle`, which preloads the tracker recording
+nothing until a test starts; the tests see the environment as it was. The
+tracker is found through MEMRAY_TRACKER, the path `make install` wrote
+here, or memray-record in PATH; memray-record next to the tracker, or in
+PATH.
 
 Without --memray the plugin does nothing at all. Load it with
 `-p pytest_memray_c` (PYTHONPATH=python from a checkout); after
@@ -45,7 +47,6 @@ import pytest
 INSTALLED_TRACKER = "@TRACKER@"
 
 REEXEC_MARK = "MEMRAY_PYTEST_REEXEC"
-SAVED_PRELOAD = "MEMRAY_PYTEST_LD_PRELOAD"
 
 _UNITS = {
     "": 1, "B": 1,
@@ -93,6 +94,13 @@ def find_tracker():
     return None
 
 
+def find_record(tracker):
+    near = os.path.join(os.path.dirname(tracker), "..", "..", "bin", "memray-record")
+    if os.access(near, os.X_OK):
+        return os.path.realpath(near)
+    return shutil.which("memray-record")
+
+
 def tracker_loaded():
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
@@ -133,21 +141,18 @@ def pytest_configure(config):
             raise pytest.UsageError(
                 f"--memray: {tracker} was preloaded but is not in the process "
                 "(a setuid interpreter, or LD_PRELOAD cleared?)")
+        record = find_record(tracker)
+        if not record:
+            raise pytest.UsageError("--memray: cannot find memray-record (put it in PATH)")
         env = dict(os.environ)
-        env[REEXEC_MARK] = "1"
-        env[SAVED_PRELOAD] = env.get("LD_PRELOAD", "")
-        env["LD_PRELOAD"] = tracker + (":" + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
+        # "2": MEMRAY_TRACKER is ours, and goes again
+        env[REEXEC_MARK] = "1" if env.get("MEMRAY_TRACKER") else "2"
+        env["MEMRAY_TRACKER"] = tracker
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(sys.executable, list(sys.orig_argv), env)
-    # the tests see the environment the user gave
-    if os.environ.get(REEXEC_MARK):
-        saved = os.environ.pop(SAVED_PRELOAD, "")
-        if saved:
-            os.environ["LD_PRELOAD"] = saved
-        else:
-            os.environ.pop("LD_PRELOAD", None)
-        os.environ.pop(REEXEC_MARK, None)
+        os.execve(record, [record, "--idle", "--", sys.executable] + list(sys.orig_argv[1:]), env)
+    if os.environ.pop(REEXEC_MARK, None) == "2":
+        os.environ.pop("MEMRAY_TRACKER", None)
     config.pluginmanager.register(MemrayPlugin(config, tracker), "memray-c")
 
 

@@ -32,6 +32,7 @@ static const char usage_text[] =
 	"                     [--program-output FILE] [--] PROGRAM [ARGS...]\n"
 	"       memray-record [-fqz] [-o FILE] [--native | --no-native] [--interval MS]\n"
 	"                     -p PID [--duration SECONDS]\n"
+	"       memray-record --idle [--] PROGRAM [ARGS...]\n"
 	"\n"
 	"Runs PROGRAM with the memray tracker preloaded, or attaches to the running\n"
 	"process PID, and writes its allocation event stream (memray-stream(5)) to\n"
@@ -57,6 +58,8 @@ static const char usage_text[] =
 	"                      leave it running as before\n"
 	"      --duration SECONDS\n"
 	"                      with --pid, how long to record (default: until Ctrl-C)\n"
+	"      --idle          run PROGRAM with the tracker loaded but recording\n"
+	"                      nothing, for its in-process API (memray.h)\n"
 	"  -q, --quiet         no messages but errors\n"
 	"  -h, --help          show this help\n"
 	"      --version       show the version\n";
@@ -76,6 +79,7 @@ struct opts {
 	const char *program_output;
 	long pid;
 	double duration;
+	int idle;
 };
 
 /* ---- finding things ----------------------------------------------------- */
@@ -340,6 +344,51 @@ static int exit_status(int ws, const char *prog, int quiet)
 	return 1;
 }
 
+/* memray-record --idle: PROGRAM runs in place of memray-record with the
+ * tracker preloaded and recording nothing; the program records windows of
+ * its own run through memray.h. The tracker puts LD_PRELOAD back as the
+ * user gave it before PROGRAM's main runs. */
+static int idle(const struct opts *o, char **prog_argv, int nargs)
+{
+	if (nargs < 1) {
+		warnmsg("no program to run");
+		usage(EXIT_USAGE);
+	}
+	if (o->output || o->compress || o->follow_fork || o->program_output ||
+	    o->python_allocators || o->duration > 0)
+		die(EXIT_USAGE, "--idle records nothing by itself: no %s", o->output ? "-o" :
+		    o->compress ? "-z" : o->follow_fork ? "--follow-fork" : o->program_output ?
+		    "--program-output" : o->python_allocators ? "--trace-python-allocators" :
+		    "--duration");
+	char tracker[PATH_MAX], path[PATH_MAX];
+	if (find_tracker(tracker, sizeof(tracker)) < 0)
+		die(EXIT_USAGE, "cannot find libmemray-tracker.so (set MEMRAY_TRACKER or "
+		    "install memray-c with make install)");
+	int rc = find_program(prog_argv[0], path, sizeof(path));
+	if (rc)
+		return rc;
+	const char *why = unrecordable(path);
+	if (why)
+		warnmsg("'%s' %s: it will run, but the tracker cannot be loaded", prog_argv[0], why);
+	const char *pre = getenv("LD_PRELOAD");
+	if (pre && pre[0]) {
+		setenv("MEMRAY_LD_PRELOAD", pre, 1);
+		size_t n = strlen(tracker) + strlen(pre) + 2;
+		char *both = xrealloc(NULL, n);
+		snprintf(both, n, "%s:%s", tracker, pre);
+		setenv("LD_PRELOAD", both, 1);
+	} else {
+		unsetenv("MEMRAY_LD_PRELOAD");
+		setenv("LD_PRELOAD", tracker, 1);
+	}
+	unsetenv("MEMRAY_FD");
+	setenv("MEMRAY_IDLE", "1", 1);
+	execv(path, prog_argv);
+	int e = errno;
+	warnmsg("cannot run '%s': %s", prog_argv[0], strerror(e));
+	return e == ENOENT ? 127 : 126;
+}
+
 /* memray-record --pid: the output chosen as for a program, then
  * attach.c does the rest. */
 static int attach(const struct opts *o, int nargs)
@@ -390,12 +439,13 @@ int main(int argc, char **argv)
 		{ "program-output", required_argument, NULL, 'O' },
 		{ "pid", required_argument, NULL, 'p' },
 		{ "duration", required_argument, NULL, 'D' },
+		{ "idle", no_argument, NULL, 'I' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10, 0, NULL, -1, 0 };
+	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10, 0, NULL, -1, 0, 0 };
 	int c;
 	char *end;
 	opterr = 0;
@@ -411,6 +461,7 @@ int main(int argc, char **argv)
 		case 'F': o.follow_fork = 1; break;
 		case 'O': o.program_output = optarg; break;
 		case 'p': o.pid = pid_arg("--pid", optarg); break;
+		case 'I': o.idle = 1; break;
 		case 'D':
 			o.duration = strtod(optarg, &end);
 			if (*end || end == optarg || !(o.duration > 0) || o.duration > 1e7)
@@ -428,8 +479,12 @@ int main(int argc, char **argv)
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
+	if (o.pid >= 0 && o.idle)
+		die(EXIT_USAGE, "--idle runs a program: it cannot be used with --pid");
 	if (o.pid >= 0)
 		return attach(&o, argc - optind);
+	if (o.idle)
+		return idle(&o, argv + optind, argc - optind);
 	if (o.duration > 0)
 		die(EXIT_USAGE, "--duration goes with --pid (a program run by memray-record is "
 		    "recorded until it ends)");

@@ -1323,6 +1323,11 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	saved_argv = argv;
 	const char *fd = getenv("MEMRAY_FD");
 	if (!fd) {
+		/* memray-record --idle: loaded for the API (memray.h) only */
+		if (getenv("MEMRAY_IDLE")) {
+			restore_env();
+			unsetenv("MEMRAY_IDLE");
+		}
 		tracker_guard = 0;
 		return;
 	}

@@ -35,3 +35,33 @@ API=$BATS_TEST_DIRNAME/../fixtures/py/api_window.py
 	printf '#include "%s"\nint main(void) { struct memray_stats s; (void)s; return 0; }\n' "$h" > h.c
 	cc -std=c99 -Wall -Werror -c h.c
 }
+
+@test "memray-record --idle: the tracker loaded, nothing recorded until the program asks; its environment as given" {
+	tracker=$(realpath "$MEMRAY_BUILD/lib/memray-c/libmemray-tracker.so")
+	LD_PRELOAD= run memray-record --idle /usr/bin/python3 -c '
+import os, sys
+assert "libmemray-tracker.so" in open("/proc/self/maps").read()
+assert os.environ.get("LD_PRELOAD", "") == "", os.environ.get("LD_PRELOAD")
+assert "MEMRAY_IDLE" not in os.environ
+print("idle ok")
+'
+	echo "$output"
+	assert_success
+	assert_output "idle ok"
+	# the exit status is the program's; no file is written
+	run memray-record --idle /bin/sh -c 'exit 7'
+	[ "$status" -eq 7 ]
+	[ -z "$(ls)" ]
+	# the API works in it, with the hooks preloaded
+	run memray-record --idle /usr/bin/python3 "$API" "$tracker" one.bin two.bin
+	assert_success
+	assert_line "during 6000002 1000001 2 6000002"
+	# a user's LD_PRELOAD is kept for the program and given back to it
+	run env LD_PRELOAD=libm.so.6 memray-record --idle /usr/bin/python3 -c 'import os; print(os.environ["LD_PRELOAD"])'
+	assert_output "libm.so.6"
+	run memray-record --idle -o x.bin /bin/true
+	[ "$status" -eq 2 ]
+	assert_output --partial "--idle records nothing by itself: no -o"
+	run memray-record --idle --pid 1
+	[ "$status" -eq 2 ]
+}
