@@ -279,8 +279,7 @@ static const char loader_check[] =
 	"import re\n"
 	"import gdb\n"
 	"class MemrayInLoader(gdb.Function):\n"
-	"    pattern = re.compile(r'^(_dl_|__GI__dl_|dl_|_dlerror_run|dlopen|__dlopen|dlmopen|"
-	"dlclose|__libc_dlopen|_dl_catch)')\n"
+	"    pattern = re.compile(r'^(dl_|dlopen|dlmopen|dlclose|dlerror_run|libc_dlopen|rtld_)')\n"
 	"    def __init__(self):\n"
 	"        super().__init__('memray_in_loader')\n"
 	"    def invoke(self):\n"
@@ -289,7 +288,9 @@ static const char loader_check[] =
 	"            for _ in range(64):\n"
 	"                if f is None:\n"
 	"                    break\n"
-	"                name = f.name() or ''\n"
+	"                name = (f.name() or '').lstrip('_')\n"
+	"                if name.startswith('GI_'):\n"
+	"                    name = name[3:].lstrip('_')\n"
 	"                lib = gdb.solib_name(f.pc()) or ''\n"
 	"                if self.pattern.match(name) or '/ld-linux' in lib or '/ld-musl' in lib:\n"
 	"                    return 1\n"
@@ -313,6 +314,7 @@ static void write_script(long pid, const char *lib, const char *dir, int native,
 		"set pagination off\n"
 		"set unwindonsignal on\n"
 		"set print thread-events off\n"
+		"handle all nostop noprint pass\n"
 		"attach %ld\n"
 		"printf \"MEMRAY-ATTACHED\\n\"\n", pid);
 	/* entries of the allocator: the thread there holds none of its locks;
@@ -330,6 +332,7 @@ static void write_script(long pid, const char *lib, const char *dir, int native,
 	fputs(""
 	      "  silent\n"
 	      "  disable breakpoints\n"
+	      "  printf \"MEMRAY-HIT\\n\"\n"
 	      "  set $memray_h = (void *) dlopen(", f);
 	gdb_string(f, lib);
 	fputs(", 2)\n"
@@ -401,6 +404,9 @@ int attach_main(const struct attach_opts *a, struct out *out)
 	}
 	if (proc_field(pid, "status", "State:", v, sizeof(v)) == 0 && v[0] == 'Z')
 		die(EXIT_USAGE, "process %ld (%s) has exited (it is a zombie)", pid, comm);
+	if (proc_field(pid, "status", "State:", v, sizeof(v)) == 0 && (v[0] == 'T' || v[0] == 't'))
+		die(EXIT_USAGE, "process %ld (%s) is stopped; attaching would let it run: continue "
+		    "it first (kill -CONT %ld)", pid, comm, pid);
 	if (proc_field(pid, "status", "TracerPid:", v, sizeof(v)) == 0 && atol(v) != 0)
 		die(EXIT_USAGE, "process %ld (%s) is already traced by process %s (a debugger "
 		    "or strace); detach it first", pid, comm, v);
@@ -460,10 +466,12 @@ int attach_main(const struct attach_opts *a, struct out *out)
 		gid_t gid = getegid();
 		if (proc_field(pid, "status", "Gid:", v, sizeof(v)) == 0)
 			gid = (gid_t)strtoul(v, NULL, 10);
-		if (uid != geteuid() && (chown(S.dir, uid, gid) < 0 || chown(S.data_path, uid, gid) < 0 ||
+		/* the directory stays ours (gdb runs the scripts in it): the
+		 * target's user may only pass through it to the two FIFOs */
+		if (uid != geteuid() && (chmod(S.dir, 0711) < 0 || chown(S.data_path, uid, gid) < 0 ||
 					 chown(S.ctl_path, uid, gid) < 0))
-			die(EXIT_USAGE, "cannot give %s to the user of process %ld: %s", S.dir, pid,
-			    strerror(errno));
+			die(EXIT_USAGE, "cannot give the FIFOs in %s to the user of process %ld: %s",
+			    S.dir, pid, strerror(errno));
 	}
 	/* the output, last: every mistake above leaves no file behind */
 	if (!out->to_stdout) {
@@ -525,7 +533,7 @@ int attach_main(const struct attach_opts *a, struct out *out)
 	static struct gdb_out go;
 	static char buf[1 << 16];
 	int gdb_open = 1, gdb_done = 0, gdb_status = 0, result = -100, data_seen = 0;
-	int stopping = 0, interrupted = 0;
+	int stopping = 0, interrupted = 0, hit = 0, told_wait = 0, abandon = 0;
 	double start = now_s(), attached_at = 0, stop_at = 0;
 	static struct watch watch;
 	struct watch *w = &watch;
@@ -548,14 +556,32 @@ int attach_main(const struct attach_opts *a, struct out *out)
 			if (result == 0) {
 				close(ctl); /* the tracker ends the recording */
 				ctl = -1;
-			} else if (!gdb_done) {
-				kill(g, SIGINT); /* gdb stops waiting and detaches */
+			} else if (!gdb_done && gdb_open) {
+				/* what gdb said so far first: it may have hit */
+				struct pollfd q = { gp[0], POLLIN, 0 };
+				ssize_t r;
+				while (poll(&q, 1, 0) == 1 && (q.revents & POLLIN) &&
+				       (r = read(gp[0], buf, sizeof(buf))) > 0)
+					gdb_take(&go, buf, (size_t)r);
+				if (strstr(go.text, "MEMRAY-HIT"))
+					hit = 1;
+				if (!hit)
+					kill(g, SIGINT); /* gdb stops waiting and detaches */
 			}
+			/* once gdb's call into the process has begun it is never
+			 * interrupted (the process would be left in the middle
+			 * of it): the recording ends as soon as it returns */
 		} else if (stop_signal && stopping) {
 			/* a second signal: leave now; the program ends the
-			 * recording itself when it next runs */
+			 * recording itself when it next runs, and gdb finishes
+			 * its call on its own */
 			warnmsg("stopped waiting; process %ld ends the recording itself", pid);
+			abandon = 1;
 			break;
+		}
+		if (hit && result == -100 && !told_wait && now - start > 10 && !a->quiet) {
+			warnmsg("waiting for the call into process %ld to return...", pid);
+			told_wait = 1;
 		}
 		if (stopping && result == 0 && now - stop_at > 10) {
 			warnmsg("process %ld does not answer; stopped waiting", pid);
@@ -589,9 +615,18 @@ int attach_main(const struct attach_opts *a, struct out *out)
 				if (getenv("MEMRAY_ATTACH_DEBUG"))
 					fwrite(buf, 1, (size_t)r, stderr);
 				gdb_take(&go, buf, (size_t)r);
+				if (strstr(go.text, "MEMRAY-HIT"))
+					hit = 1;
 				const char *m = strstr(go.text, "MEMRAY-RESULT ");
 				if (m && result == -100 && strchr(m, '\n')) {
 					result = atoi(m + 14);
+					/* the process has the FIFOs open, or never will:
+					 * nothing is left behind in /tmp from here on */
+					cleanup();
+					if (result == 0 && stopping && ctl >= 0) {
+						close(ctl); /* stopped while the call ran */
+						ctl = -1;
+					}
 					if (result == 0) {
 						attached_at = now_s();
 						if (!a->quiet)
@@ -616,6 +651,10 @@ int attach_main(const struct attach_opts *a, struct out *out)
 				out->bytes_in += (unsigned long long)r;
 				watch_bytes(w, (const uint8_t *)buf, (size_t)r);
 				out_data(out, buf, (size_t)r, 0);
+				/* the output went away (| head, a reader that quit):
+				 * the recording ends */
+				if (out->cut && !stopping)
+					stop_signal = -1;
 			} else if (r == 0 && data_seen) {
 				break; /* the tracker closed the stream */
 			} else if (r == 0) {
@@ -625,7 +664,9 @@ int attach_main(const struct attach_opts *a, struct out *out)
 			}
 		}
 	}
-	if (!gdb_done && gdb_open) {
+	if (abandon) {
+		/* gdb is left to finish on its own */
+	} else if (!gdb_done && gdb_open) {
 		/* gdb's output is no longer read: let it finish detaching */
 		close(gp[0]);
 		while (waitpid(g, &gdb_status, 0) < 0 && errno == EINTR)

@@ -32,6 +32,7 @@
 #define R_SYM(info) ELF64_R_SYM(info)
 
 static pthread_mutex_t got_lock = PTHREAD_MUTEX_INITIALIZER;
+static int in_pass; /* a pass is running: the tables are being rebuilt */
 
 /* ---- memory of our own ---------------------------------------------------- */
 
@@ -117,7 +118,17 @@ static int defines(const struct dyn *d, uint32_t i, const char *name)
 	return strcmp(sym_name(d, s), name) == 0;
 }
 
-static void *dyn_lookup(const struct dyn *d, const char *name)
+/* An executable's canonical PLT entry for name: an undefined symbol with
+ * a value, the address every GLOB_DAT reference to name is bound to. */
+static int canonical(const struct dyn *d, uint32_t i, const char *name)
+{
+	const ElfW(Sym) *s = &d->symtab[i];
+	return s->st_shndx == SHN_UNDEF && s->st_value != 0 &&
+	       ELF64_ST_TYPE(s->st_info) == STT_FUNC && strcmp(sym_name(d, s), name) == 0;
+}
+
+static void *dyn_lookup_as(const struct dyn *d, const char *name,
+			   int (*match)(const struct dyn *, uint32_t, const char *))
 {
 	if (d->gnu_hash) {
 		const uint32_t *h = d->gnu_hash;
@@ -134,7 +145,7 @@ static void *dyn_lookup(const struct dyn *d, const char *name)
 			return NULL;
 		for (;; i++) {
 			uint32_t h2 = chain[i - symoffset];
-			if ((hash | 1) == (h2 | 1) && defines(d, i, name))
+			if ((hash | 1) == (h2 | 1) && match(d, i, name))
 				return (void *)(d->base + d->symtab[i].st_value);
 			if (h2 & 1)
 				return NULL;
@@ -155,10 +166,15 @@ static void *dyn_lookup(const struct dyn *d, const char *name)
 		if (!nbucket)
 			return NULL;
 		for (uint32_t i = bucket[hash % nbucket]; i && i < nchain; i = chain[i])
-			if (defines(d, i, name))
+			if (match(d, i, name))
 				return (void *)(d->base + d->symtab[i].st_value);
 	}
 	return NULL;
+}
+
+static void *dyn_lookup(const struct dyn *d, const char *name)
+{
+	return dyn_lookup_as(d, name, defines);
 }
 
 static int contains(const struct dl_phdr_info *info, const void *p)
@@ -207,6 +223,23 @@ void *got_lookup(const char *name, const void *self)
 	return l.found;
 }
 
+static int canonical_one(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct lookup *l = arg;
+	struct dyn d;
+	if (dyn_read(info, &d) == 0)
+		l->found = dyn_lookup_as(&d, l->name, canonical);
+	return 1; /* the program itself is the first object */
+}
+
+static void *canonical_lookup(const char *name)
+{
+	struct lookup l = { name, NULL, NULL };
+	dl_iterate_phdr(canonical_one, &l);
+	return l.found;
+}
+
 /* ---- the loaded objects, held ------------------------------------------------ */
 
 struct obj {
@@ -214,6 +247,7 @@ struct obj {
 	void *handle;
 	struct dyn dyn;
 	int self;
+	uintptr_t lo, hi; /* its loaded segments' span */
 };
 
 struct objs {
@@ -287,6 +321,7 @@ struct find_ctx {
 	uintptr_t base;
 	struct dyn *d;
 	int found;
+	uintptr_t lo, hi;
 };
 
 static int find_one(struct dl_phdr_info *info, size_t size, void *arg)
@@ -296,6 +331,16 @@ static int find_one(struct dl_phdr_info *info, size_t size, void *arg)
 	if (info->dlpi_addr != f->base || system_object(info))
 		return 0;
 	f->found = dyn_read(info, f->d) == 0;
+	f->lo = UINTPTR_MAX;
+	f->hi = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+		if (ph->p_type == PT_LOAD && a < f->lo)
+			f->lo = a;
+		if (ph->p_type == PT_LOAD && a + ph->p_memsz > f->hi)
+			f->hi = a + ph->p_memsz;
+	}
 	return 1;
 }
 
@@ -312,13 +357,15 @@ static void objs_hold(struct objs *o)
 		}
 		if (!h)
 			continue;
-		struct find_ctx f = { b->base, &b->dyn, 0 };
+		struct find_ctx f = { b->base, &b->dyn, 0, 0, 0 };
 		dl_iterate_phdr(find_one, &f);
 		if (!f.found) {
 			dlclose(h);
 			continue;
 		}
 		b->handle = h;
+		b->lo = f.lo;
+		b->hi = f.hi;
 	}
 }
 
@@ -510,6 +557,30 @@ static const struct got_hook *pass_hook(const struct got_hook *hooks, size_t n, 
 	return NULL;
 }
 
+/* What each hook's entries may hold to be patched: the program's own
+ * definition, or the executable's canonical PLT entry. Anything else (an
+ * object bound to an allocator of its own, RTLD_DEEPBIND) is left alone. */
+static void **expect_real, **expect_canon;
+
+/* An entry not yet bound (lazy binding): it points into its own object's
+ * PLT, at the code that calls the resolver. */
+static int lazy_stub(const struct obj *b, void *cur)
+{
+	uintptr_t a = (uintptr_t)cur;
+	if (a < b->lo || a + 8 > b->hi || !(prot_of(a) & PROT_READ) || !(prot_of(a) & PROT_EXEC))
+		return 0;
+	const unsigned char *p = cur;
+#if defined(__x86_64__)
+	/* push $n, or endbr64 then push $n */
+	return p[0] == 0x68 || (p[0] == 0xf3 && p[1] == 0x0f && p[2] == 0x1e && p[3] == 0xfa && p[4] == 0x68);
+#else
+	/* PLT0: stp x16, x30, [sp, #-16]! */
+	uint32_t insn;
+	memcpy(&insn, p, 4);
+	return insn == 0xa9bf7bf0u;
+#endif
+}
+
 static int pass_relocs(int mode, const struct obj *b, const ElfW(Rela) *r, size_t bytes,
 		       const struct got_hook *hooks, size_t n, int *changed)
 {
@@ -541,6 +612,10 @@ static int pass_relocs(int mode, const struct obj *b, const ElfW(Rela) *r, size_
 				return -1;
 			continue;
 		}
+		size_t k = (size_t)(h - hooks);
+		if (cur != expect_real[k] && (!expect_canon[k] || cur != expect_canon[k]) &&
+		    !(type == R_JUMP_SLOT && lazy_stub(b, cur)))
+			continue;
 		if (next_put(slot, cur, h->hook) < 0)
 			return -1;
 		if (slot_store(slot, h->hook) == 0)
@@ -558,6 +633,18 @@ static int pass(int mode, const struct got_hook *hooks, size_t n, const void *se
 		return -1;
 	}
 	regions_read();
+	if (mode == PATCH) {
+		expect_real = map_grow(NULL, 0, (n ? n : 1) * 2 * sizeof(void *));
+		if (!expect_real) {
+			objs_release(&o);
+			return -1;
+		}
+		expect_canon = expect_real + n;
+		for (size_t i = 0; i < n; i++) {
+			expect_real[i] = got_lookup(hooks[i].name, self);
+			expect_canon[i] = canonical_lookup(hooks[i].name);
+		}
+	}
 	next_n = 0;
 	if (saved_next)
 		memset(saved_next, 0, next_cap * sizeof(*saved_next));
@@ -595,6 +682,10 @@ static int pass(int mode, const struct got_hook *hooks, size_t n, const void *se
 			memset(saved, 0, saved_cap * sizeof(*saved));
 		saved_n = 0;
 	}
+	if (mode == PATCH) {
+		munmap(expect_real, (n ? n : 1) * 2 * sizeof(void *));
+		expect_real = expect_canon = NULL;
+	}
 	objs_release(&o);
 	return failed ? -1 : changed;
 }
@@ -602,7 +693,9 @@ static int pass(int mode, const struct got_hook *hooks, size_t n, const void *se
 int got_patch(const struct got_hook *hooks, size_t n, const void *self)
 {
 	pthread_mutex_lock(&got_lock);
+	in_pass = 1;
 	int rc = pass(PATCH, hooks, n, self);
+	in_pass = 0;
 	pthread_mutex_unlock(&got_lock);
 	return rc;
 }
@@ -610,7 +703,22 @@ int got_patch(const struct got_hook *hooks, size_t n, const void *self)
 int got_restore(void)
 {
 	pthread_mutex_lock(&got_lock);
+	in_pass = 1;
 	int rc = saved_n ? pass(RESTORE, NULL, 0, NULL) : 0;
+	in_pass = 0;
 	pthread_mutex_unlock(&got_lock);
 	return rc;
+}
+
+void got_forked(void)
+{
+	pthread_mutex_init(&got_lock, NULL);
+	if (in_pass) {
+		/* forked in the middle of a pass: what the tables say may be
+		 * half of it; the child forgets them (its entries keep
+		 * passing calls through) */
+		saved = saved_next = NULL;
+		saved_cap = saved_n = next_cap = next_n = 0;
+		in_pass = 0;
+	}
 }

@@ -42,4 +42,7 @@ int got_patch(const struct got_hook *hooks, size_t n, const void *self);
  * of entries restored. After it got_patch starts afresh. */
 int got_restore(void);
 
+/* In the child of a fork (an atfork handler): the lock again usable. */
+void got_forked(void);
+
 #endif

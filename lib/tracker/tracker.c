@@ -1113,6 +1113,7 @@ static void child_restart(void);
 static void at_child(void)
 {
 	pthread_mutex_init(&lock, NULL);
+	got_forked();
 	/* followed, unless forked from inside the tracker (a signal handler
 	 * that interrupted it: prepare did not take the lock, and the state is
 	 * half-written) */

@@ -233,3 +233,50 @@ need_gdb() {
 	finish_target
 	[ "$TSTATUS" -eq 0 ]
 }
+
+@test "a program that receives signals all the time (SIGALRM every 5 ms) is attached to, and keeps them" {
+	need_gdb
+	start_target /usr/bin/python3 "$BATS_TEST_DIRNAME/../fixtures/py/attach_alarms.py" stop
+	run memray-record -p "$TPID" --duration 1 -o rec.bin
+	echo "$output"
+	assert_success
+	memray-fold rec.bin | grep -q "grow ($LOOP:10)"
+	finish_target
+	[ "$TSTATUS" -eq 0 ]
+	grep -qx "done 20 True" target.out
+}
+
+@test "a stopped process is refused: attaching would let it run" {
+	start_target "$FIX/allocs" attach-loop stop
+	kill -STOP "$TPID"
+	run memray-record -p "$TPID" -o rec.bin
+	kill -CONT "$TPID"
+	[ "$status" -eq 2 ]
+	assert_output --partial "is stopped; attaching would let it run"
+	[ ! -e rec.bin ]
+}
+
+@test "nothing is left in /tmp, also when memray-record is killed while it records" {
+	need_gdb
+	ls -d /tmp/memray-attach-* 2> /dev/null | sort > before.txt || true
+	start_target "$FIX/allocs" attach-loop stop
+	memray-record -p "$TPID" -o rec.bin 2> rec.err 3>&- &
+	rec=$!
+	for _ in $(seq 300); do grep -q recording rec.err && break; sleep 0.05; done
+	kill -KILL "$rec"
+	wait "$rec" || true
+	ls -d /tmp/memray-attach-* 2> /dev/null | sort > after.txt || true
+	diff before.txt after.txt
+}
+
+@test "the output going away ends the recording" {
+	need_gdb
+	start_target "$FIX/allocs" attach-loop stop
+	start=$(date +%s)
+	memray-record -q -p "$TPID" | head -c 100 > /dev/null
+	# without --duration: it stopped because its output closed
+	[ $(($(date +%s) - start)) -lt 20 ]
+	kill -0 "$TPID"
+	finish_target
+	grep -qx "done ok" target.out
+}
