@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,6 +478,28 @@ static int same_stream(void)
 	return ACTIVE() && ts.gen == stream_gen;
 }
 
+/* A fork must not happen while a thread is inside libunwind: the child
+ * would inherit its internal locks held, and deadlock at its first
+ * unwind. Unwinding threads count themselves in; the fork's prepare
+ * handler closes the gate and waits for the count to reach 0. */
+static int fork_gate;
+static unsigned unwinding;
+
+static int gated_backtrace(void **ips, int max)
+{
+	for (;;) {
+		while (__atomic_load_n(&fork_gate, __ATOMIC_ACQUIRE))
+			sched_yield();
+		__atomic_add_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
+		if (!__atomic_load_n(&fork_gate, __ATOMIC_ACQUIRE))
+			break;
+		__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
+	}
+	int n = backtrace_ips(ips, max);
+	__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
+	return n;
+}
+
 /* Unwinds the calling thread, outside the lock. */
 static void capture(struct capture *c)
 {
@@ -486,7 +509,7 @@ static void capture(struct capture *c)
 	capture_python(c);
 	if (!native_stacks)
 		return;
-	int n = backtrace_ips(raw, MAX_FRAMES);
+	int n = gated_backtrace(raw, MAX_FRAMES);
 	int skip = 0;
 	while (skip < n && (uintptr_t)raw[skip] >= self_lo && (uintptr_t)raw[skip] < self_hi)
 		skip++;
@@ -1096,12 +1119,18 @@ static int attach_busy; /* an attached recording has not ended yet */
 static void at_prepare(void)
 {
 	prepare_locked = !tracker_guard;
-	if (prepare_locked)
-		pthread_mutex_lock(&lock);
+	if (!prepare_locked)
+		return;
+	/* no thread inside libunwind (see gated_backtrace) */
+	__atomic_store_n(&fork_gate, 1, __ATOMIC_RELEASE);
+	while (__atomic_load_n(&unwinding, __ATOMIC_ACQUIRE))
+		sched_yield();
+	pthread_mutex_lock(&lock);
 }
 
 static void at_parent(void)
 {
+	__atomic_store_n(&fork_gate, 0, __ATOMIC_RELEASE);
 	if (prepare_locked)
 		pthread_mutex_unlock(&lock);
 }
@@ -1112,6 +1141,8 @@ static void child_restart(void);
  * stream; otherwise it goes inert and lets go of the stream. */
 static void at_child(void)
 {
+	__atomic_store_n(&fork_gate, 0, __ATOMIC_RELEASE);
+	unwinding = 0;
 	pthread_mutex_init(&lock, NULL);
 	got_forked();
 	/* followed, unless forked from inside the tracker (a signal handler
