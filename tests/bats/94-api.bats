@@ -57,7 +57,8 @@ print("idle ok")
 	assert_success
 	assert_line "during 6000002 1000001 2 6000002"
 	# a user's LD_PRELOAD is kept for the program and given back to it
-	run env LD_PRELOAD=libm.so.6 memray-record --idle /usr/bin/python3 -c 'import os; print(os.environ["LD_PRELOAD"])'
+	# (a sanitizer build of memray-record would refuse a preload before its runtime)
+	run env ASAN_OPTIONS=verify_asan_link_order=0 LD_PRELOAD=libm.so.6 memray-record --idle /usr/bin/python3 -c 'import os; print(os.environ["LD_PRELOAD"])'
 	assert_output "libm.so.6"
 	run memray-record --idle -o x.bin /bin/true
 	[ "$status" -eq 2 ]
