@@ -73,26 +73,9 @@ static int proc_field(long pid, const char *file, const char *key, char *out, si
 /* Why the program in exe cannot take the tracker, or NULL. */
 static const char *not_loadable(const char *exe)
 {
-	int fd = open(exe, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL; /* gdb will say */
-	unsigned char buf[4096];
-	ssize_t k = read(fd, buf, sizeof(buf));
-	close(fd);
-	if (k < (ssize_t)sizeof(Elf64_Ehdr) || memcmp(buf, ELFMAG, SELFMAG) != 0)
-		return NULL;
-	if (buf[EI_CLASS] != ELFCLASS64)
-		return "is a 32-bit program";
-	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
-	if (eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > (uint64_t)k)
-		return NULL;
-	for (int i = 0; i < eh->e_phnum; i++) {
-		Elf64_Phdr ph;
-		memcpy(&ph, buf + eh->e_phoff + (size_t)i * sizeof(ph), sizeof(ph));
-		if (ph.p_type == PT_INTERP || ph.p_type == PT_DYNAMIC)
-			return NULL;
-	}
-	return "is not dynamically linked";
+	int kind = elf_linkage(exe);
+	return kind == ELF_32BIT ? "is a 32-bit program" :
+	       kind == ELF_STATIC ? "is not dynamically linked" : NULL;
 }
 
 /* Tries PTRACE_SEIZE from a child (which does not stop the target, and

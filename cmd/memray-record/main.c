@@ -156,26 +156,31 @@ static const char *unrecordable(const char *path)
 	    (((st.st_mode & S_ISUID) && st.st_uid != geteuid()) ||
 	     ((st.st_mode & S_ISGID) && st.st_gid != getegid())))
 		return "is setuid or setgid";
+	return elf_linkage(path) == ELF_STATIC ? "is statically linked" : NULL;
+}
+
+int elf_linkage(const char *path)
+{
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return NULL;
+		return ELF_OTHER;
 	unsigned char buf[4096];
 	ssize_t k = read(fd, buf, sizeof(buf));
 	close(fd);
 	if (k < (ssize_t)sizeof(Elf64_Ehdr) || memcmp(buf, ELFMAG, SELFMAG) != 0)
-		return NULL; /* a script: its interpreter is what runs */
+		return ELF_OTHER; /* a script: its interpreter is what runs */
 	if (buf[EI_CLASS] != ELFCLASS64)
-		return NULL;
+		return ELF_32BIT;
 	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
 	if (eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > (uint64_t)k)
-		return NULL;
+		return ELF_OTHER;
 	for (int i = 0; i < eh->e_phnum; i++) {
 		Elf64_Phdr ph;
 		memcpy(&ph, buf + eh->e_phoff + (size_t)i * sizeof(ph), sizeof(ph));
 		if (ph.p_type == PT_INTERP || ph.p_type == PT_DYNAMIC)
-			return NULL;
+			return ELF_DYNAMIC;
 	}
-	return "is statically linked";
+	return ELF_STATIC;
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -299,20 +304,27 @@ static void forward(int sig)
 		kill(child, sig);
 }
 
-static void child_env(const char *tracker, int fd, const struct opts *o)
+/* The tracker first in LD_PRELOAD, the user's value kept in
+ * MEMRAY_LD_PRELOAD for the tracker to give back. */
+static void preload_tracker(const char *tracker)
 {
-	char buf[64];
 	const char *pre = getenv("LD_PRELOAD");
 	if (pre && pre[0]) {
 		setenv("MEMRAY_LD_PRELOAD", pre, 1);
 		size_t n = strlen(tracker) + strlen(pre) + 2;
-		char *both = malloc(n);
+		char *both = xrealloc(NULL, n);
 		snprintf(both, n, "%s:%s", tracker, pre);
 		setenv("LD_PRELOAD", both, 1);
 	} else {
 		unsetenv("MEMRAY_LD_PRELOAD");
 		setenv("LD_PRELOAD", tracker, 1);
 	}
+}
+
+static void child_env(const char *tracker, int fd, const struct opts *o)
+{
+	char buf[64];
+	preload_tracker(tracker);
 	snprintf(buf, sizeof(buf), "%d", fd);
 	setenv("MEMRAY_FD", buf, 1);
 	snprintf(buf, sizeof(buf), "%d", (int)getpid());
@@ -370,17 +382,7 @@ static int idle(const struct opts *o, char **prog_argv, int nargs)
 	const char *why = unrecordable(path);
 	if (why)
 		warnmsg("'%s' %s: it will run, but the tracker cannot be loaded", prog_argv[0], why);
-	const char *pre = getenv("LD_PRELOAD");
-	if (pre && pre[0]) {
-		setenv("MEMRAY_LD_PRELOAD", pre, 1);
-		size_t n = strlen(tracker) + strlen(pre) + 2;
-		char *both = xrealloc(NULL, n);
-		snprintf(both, n, "%s:%s", tracker, pre);
-		setenv("LD_PRELOAD", both, 1);
-	} else {
-		unsetenv("MEMRAY_LD_PRELOAD");
-		setenv("LD_PRELOAD", tracker, 1);
-	}
+	preload_tracker(tracker);
 	unsetenv("MEMRAY_FD");
 	setenv("MEMRAY_IDLE", "1", 1);
 	execv(path, prog_argv);

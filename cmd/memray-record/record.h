@@ -32,6 +32,10 @@ void out_finish(struct out *o);
 /* Creates path for the stream (never through a symbolic link; an
  * existing file only with force), or dies with status 2. */
 int open_output(const char *path, int force);
+/* What kind of program the file at path is (anything unreadable or not
+ * a 64-bit ELF file, a script say, is ELF_OTHER). */
+enum { ELF_OTHER, ELF_DYNAMIC, ELF_STATIC, ELF_32BIT };
+int elf_linkage(const char *path);
 /* The tracker library's path; 0, or -1 if it cannot be found. */
 int find_tracker(char *out, size_t n);
 

@@ -1343,6 +1343,22 @@ static void unwinder_start(void)
 		close(held[--n]);
 }
 
+/* Which stacks are recorded (native: 1, 0, or -1 for the default: native
+ * stacks unless the program is Python), and the header's flags. */
+static void stack_options(int is_python, int native, uint64_t flags)
+{
+	native_stacks = native >= 0 ? native : !is_python;
+	python_stacks = is_python;
+	if (is_python && native_stacks && !python_eval_range(&eval_lo, &eval_hi))
+		python_stacks = 0; /* no evaluation loop to put Python frames in */
+	const char *pymalloc = getenv("PYTHONMALLOC");
+	uint64_t py_flags = 0;
+	if (is_python)
+		py_flags = (python_stacks ? MR_F_PYTHON : 0) | (pymalloc && strncmp(pymalloc, "malloc", 6) == 0
+						  ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
+	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags | flags;
+}
+
 __attribute__((constructor(101))) static void tracker_start(int argc, char **argv, char **envp)
 {
 	(void)envp;
@@ -1378,21 +1394,10 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	if (native)
 		snprintf(native_env, sizeof(native_env), "%s", native);
 	int is_python = python_start();
-	if (native && strcmp(native, "auto") != 0)
-		native_stacks = native[0] == '1';
-	else
-		native_stacks = !is_python;
 	if (interval && atoll(interval) > 0)
 		interval_us = (uint64_t)atoll(interval);
-	python_stacks = is_python;
-	if (is_python && native_stacks && !python_eval_range(&eval_lo, &eval_hi))
-		python_stacks = 0; /* no evaluation loop to put Python frames in */
-	const char *pymalloc = getenv("PYTHONMALLOC");
-	uint64_t py_flags = 0;
-	if (is_python)
-		py_flags = (python_stacks ? MR_F_PYTHON : 0) | (pymalloc && strncmp(pymalloc, "malloc", 6) == 0
-						  ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
-	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags | (follow ? MR_F_FOLLOW_FORK : 0);
+	stack_options(is_python, native && strcmp(native, "auto") != 0 ? native[0] == '1' : -1,
+		      follow ? MR_F_FOLLOW_FORK : 0);
 	restore_env();
 	if (out_fd < 0) {
 		tracker_guard = 0;
@@ -1498,6 +1503,15 @@ static void child_restart(void)
 	tracker_guard = guard;
 }
 
+/* Ends this process's stream: a last memory record and the trailer,
+ * sent. Locked; 0, or -1 if the write failed. */
+static int stream_end(void)
+{
+	memory_record();
+	mr_w_trailer(&writer, now_us());
+	return batch_write();
+}
+
 void tracker_finish(void)
 {
 	if (!ACTIVE())
@@ -1506,9 +1520,7 @@ void tracker_finish(void)
 	tracker_guard = 1;
 	pthread_mutex_lock(&lock);
 	if (ACTIVE() && getpid() == my_pid) {
-		memory_record();
-		mr_w_trailer(&writer, now_us());
-		batch_write();
+		stream_end();
 		SET_ACTIVE(0);
 	}
 	pthread_mutex_unlock(&lock);
@@ -1573,20 +1585,11 @@ static void in_process_setup(int native, long interval, uint64_t flags)
 		pthread_atfork(at_prepare, at_parent, at_child);
 	}
 	follow = 0;
-	native_stacks = native >= 0 ? native : !is_python;
-	python_stacks = is_python;
-	if (is_python && native_stacks && !python_eval_range(&eval_lo, &eval_hi))
-		python_stacks = 0;
+	stack_options(is_python, native, flags);
 	snprintf(native_env, sizeof(native_env), "%s", native < 0 ? "auto" : native ? "1" : "0");
 	if (native_stacks && !unwind_started)
 		unwinder_start();
 	interval_us = interval > 0 ? (uint64_t)interval : 10000;
-	const char *pymalloc = getenv("PYTHONMALLOC");
-	uint64_t py_flags = 0;
-	if (is_python)
-		py_flags = (python_stacks ? MR_F_PYTHON : 0) | (pymalloc && strncmp(pymalloc, "malloc", 6) == 0
-						  ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
-	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags | flags;
 	my_pid = getpid();
 }
 
@@ -1646,11 +1649,8 @@ static void attach_end(void)
 	tracker_guard = 1;
 	got_restore();
 	pthread_mutex_lock(&lock);
-	if (ACTIVE() && getpid() == my_pid) {
-		memory_record();
-		mr_w_trailer(&writer, now_us());
-		batch_write();
-	}
+	if (ACTIVE() && getpid() == my_pid)
+		stream_end();
 	SET_ACTIVE(0);
 	if (out_fd >= 0)
 		close(out_fd);
@@ -1731,11 +1731,8 @@ EXPORT int memray_stop(void)
 	api_patched = 0;
 	pthread_mutex_lock(&lock);
 	int ok = ACTIVE(); /* not stopped by a failed write */
-	if (ok) {
-		memory_record();
-		mr_w_trailer(&writer, now_us());
-		ok = batch_write() == 0;
-	}
+	if (ok)
+		ok = stream_end() == 0;
 	SET_ACTIVE(0);
 	window_on = 0;
 	if (out_fd >= 0 && close(out_fd) < 0)
