@@ -18,7 +18,7 @@ LTO   ?= -flto=auto
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden \
 	-MMD -MP -I$(BUILD)/gen $(SAN)
 LDLIBS_TOOLS = -larchive -lz -ldw -lelf -lm
-LDLIBS_TRACKER = -lunwind -ldl -lpthread
+LDLIBS_TRACKER = -lunwind -ldl -lpthread -lm
 
 TOOLS   = memray-record memray-stat memray-fold memray-leaks memray-tree memray-flame memray-live memray-diff
 LIB_SRC = lib/folded.c lib/ingest.c lib/live.c lib/replay.c lib/symbolize.c lib/collapse.c lib/stream_write.c lib/stream_read.c lib/input.c lib/util.c lib/dump.c
@@ -165,6 +165,7 @@ bench: all
 	bench/python.sh $(BUILD)
 	bench/fold.sh $(BUILD)
 	bench/flame.sh $(BUILD)
+	bench/sample.sh $(BUILD)
 
 # Set-up and a first recording on a fresh machine: packages, build, then
 # a demo program recorded and summarised.

@@ -204,6 +204,8 @@ void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 	}
 	free(idx);
 	fprintf(out, "# metric: %s\n", metric_name(o->metric));
+	if (r->sample_bytes) /* every value below is an estimate */
+		fprintf(out, "# sampled: %" PRIu64 "\n", r->sample_bytes);
 	fprintf(out, "# peak: %" PRIu64 "\n", r->peak);
 	fprintf(out, "# peak_ms: %" PRIu64 "\n", r->peak_time_us / 1000);
 	fprintf(out, "# peak_rss: %" PRIu64 "\n", r->peak_rss);

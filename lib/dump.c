@@ -7,7 +7,7 @@
 static void put_flags(FILE *f, uint64_t flags)
 {
 	static const char *const names[] = { "native", "python", "pymalloc",
-					     "python-allocators", "follow-fork", "attached" };
+					     "python-allocators", "follow-fork", "attached", "sampled" };
 	int any = 0;
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (flags & (1u << i)) {
@@ -30,7 +30,10 @@ static void dump_header(FILE *f, const struct mr_header *h)
 	fprintf(f, " pid=%u ppid=%u start_us=%" PRIu64 " page_size=%" PRIu64 " flags=",
 		h->pid, h->ppid, h->start_us, h->page_size);
 	put_flags(f, h->flags);
-	fprintf(f, " interval_us=%" PRIu64 " exe=", h->interval_us);
+	fprintf(f, " interval_us=%" PRIu64, h->interval_us);
+	if (h->flags & MR_F_SAMPLED)
+		fprintf(f, " sample_bytes=%" PRIu64, h->sample_bytes);
+	fputs(" exe=", f);
 	put_str(f, h->exe);
 	fprintf(f, " argc=%u argv=", h->argc);
 	for (uint32_t i = 0; i < h->argc; i++) {

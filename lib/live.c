@@ -103,11 +103,12 @@ static void add_bytes(struct live *l, uint64_t n)
 
 /* ---- mapped ranges, kept sorted and disjoint --------------------------- */
 
-static void released(struct live *l, uint32_t stack, uint64_t addr, uint64_t bytes, int whole)
+static void released(struct live *l, uint32_t stack, uint64_t addr, uint64_t bytes,
+		     uint32_t count)
 {
 	l->bytes -= bytes;
 	if (l->on_release)
-		l->on_release(l->ctx, stack, addr, bytes, whole);
+		l->on_release(l->ctx, stack, addr, bytes, count);
 }
 
 static void ranges_cut(struct live *l, uint64_t start, uint64_t end)
@@ -171,11 +172,11 @@ static void ranges_add(struct live *l, uint64_t start, uint64_t end, uint32_t st
 
 void live_alloc(struct live *l, int allocator, uint64_t addr, uint64_t size)
 {
-	live_alloc_at(l, allocator, addr, size, 0);
+	live_alloc_at(l, allocator, addr, size, 1, 0);
 }
 
 void live_alloc_at(struct live *l, int allocator, uint64_t addr, uint64_t size,
-		   uint32_t stack)
+		   uint32_t count, uint32_t stack)
 {
 	if (is_mapping(allocator)) {
 		if (size)
@@ -192,13 +193,14 @@ void live_alloc_at(struct live *l, int allocator, uint64_t addr, uint64_t size,
 		j = (j + 1) & (l->cap - 1);
 	if (l->blocks[j].addr) {
 		l->double_allocs++;
-		released(l, l->blocks[j].stack, addr, l->blocks[j].size, 1);
+		released(l, l->blocks[j].stack, addr, l->blocks[j].size, l->blocks[j].count);
 		l->blocks[j].size = size;
 		l->blocks[j].stack = stack;
+		l->blocks[j].count = count;
 		add_bytes(l, size);
 		return;
 	}
-	l->blocks[j] = (struct live_block){ addr, size, stack };
+	l->blocks[j] = (struct live_block){ addr, size, stack, count };
 	l->count++;
 	add_bytes(l, size);
 }
@@ -230,14 +232,15 @@ void live_free(struct live *l, int allocator, uint64_t addr, uint64_t len)
 	}
 	struct live_block b = l->blocks[j];
 	remove_slot(l, j);
-	released(l, b.stack, b.addr, b.size, 1);
+	released(l, b.stack, b.addr, b.size, b.count);
 }
 
 void live_release_all(struct live *l)
 {
 	for (size_t i = 0; i < l->cap; i++)
 		if (l->blocks[i].addr) {
-			released(l, l->blocks[i].stack, l->blocks[i].addr, l->blocks[i].size, 1);
+			released(l, l->blocks[i].stack, l->blocks[i].addr, l->blocks[i].size,
+				 l->blocks[i].count);
 			l->blocks[i].addr = 0;
 		}
 	l->count = 0;

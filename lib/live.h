@@ -12,6 +12,7 @@
 struct live_block {
 	uint64_t addr, size; /* addr 0: empty slot */
 	uint32_t stack;
+	uint32_t count; /* the allocations it stands for: 1, or a sample's weight */
 };
 
 struct live_range {
@@ -20,10 +21,11 @@ struct live_range {
 };
 
 /* Told of every release: `bytes` of an allocation made at `stack` are no
- * longer live; `whole` when nothing of that allocation is left (a heap
- * block, or the last piece of a mapping). */
+ * longer live; `count` is the number of allocations that ended with it
+ * (the block's count when nothing of it is left, 0 for a piece of a
+ * mapping that has more). */
 typedef void (*live_release_fn)(void *ctx, uint32_t stack, uint64_t addr, uint64_t bytes,
-				int whole);
+				uint32_t count);
 
 struct live {
 	struct live_block *blocks;
@@ -41,9 +43,10 @@ void live_init(struct live *l);
 void live_free_all(struct live *l);
 /* Records an allocation by `allocator` (enum mr_allocator). */
 void live_alloc(struct live *l, int allocator, uint64_t addr, uint64_t size);
-/* The same, remembering the stack that made it. */
+/* The same, remembering the stack that made it and the number of
+ * allocations it stands for (1 unless sampled; mappings are always 1). */
 void live_alloc_at(struct live *l, int allocator, uint64_t addr, uint64_t size,
-		   uint32_t stack);
+		   uint32_t count, uint32_t stack);
 /* Releases everything still live (telling on_release), keeping the peak. */
 void live_release_all(struct live *l);
 /* Records a release; len is used by munmap and mremap only. */

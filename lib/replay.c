@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "replay.h"
+#include "sample.h"
 #include "util.h"
 
 void replay_init(struct replay *r, int by_thread)
@@ -30,6 +31,14 @@ void replay_free(struct replay *r)
 }
 
 static const char *const metric_names[] = { "peak", "total", "count", "leaked", "temporary" };
+
+const char *metric_unavailable(const struct replay *r, enum metric m)
+{
+	if (r->sample_bytes && m == METRIC_TEMPORARY)
+		return "temporary allocations cannot be told in a sampled stream (recorded with "
+		       "--sample-bytes): most of a thread's allocations are not in it";
+	return NULL;
+}
 
 int metric_parse(const char *name, enum metric *m)
 {
@@ -148,47 +157,61 @@ static void touch(struct replay *r, struct site *s)
 	}
 }
 
-static void on_release(void *ctx, uint32_t site, uint64_t addr, uint64_t bytes, int whole)
+static void on_release(void *ctx, uint32_t site, uint64_t addr, uint64_t bytes, uint32_t count)
 {
 	struct replay *r = ctx;
 	struct site *s = &r->sites[site];
 	touch(r, s);
 	s->cur_bytes -= (int64_t)bytes;
-	if (whole)
-		s->cur_count--;
+	s->cur_count -= count;
 	r->live -= bytes;
-	if (r->cur)
+	if (r->cur) {
 		r->cur->bytes -= bytes;
+		if (r->cur->proc->header.sample_bytes)
+			r->n_frees += count; /* a sample's frees are estimated too */
+	}
 	int t = r->releasing_thread;
 	if (t >= 0 && r->cur && (size_t)t < r->cur->nthreads && r->cur->last_alloc[t] == addr) {
 		s->temp_bytes += bytes;
-		s->temp_count++;
+		s->temp_count += count;
 	}
 }
 
 static void allocated(struct replay *r, const struct mr_record *rec)
 {
 	struct replay_proc *rp = r->cur;
+	uint64_t bytes = rec->size, count = 1;
+	uint64_t gap = rec->proc->header.sample_bytes;
+	if (gap && mr_sampled_allocator(rec->allocator)) {
+		/* a sample: what it stands for, rounded without bias, the
+		 * same way at every reading (keyed by where it is) */
+		double w = mr_sample_weight(rec->size, gap);
+		uint64_t key = rec->pos * 0x9e3779b97f4a7c15ull ^ rec->addr ^ (uint64_t)rec->proc->pid << 40;
+		count = mr_round_by(w, key);
+		bytes = mr_round_by(w * (double)rec->size, ~key);
+		if (count > UINT32_MAX)
+			count = UINT32_MAX;
+	}
 	uint32_t ix = site_for(r, rec->proc, rec->stack, rec->thread);
 	struct site *s = &r->sites[ix];
 	touch(r, s);
 	/* An address allocated again while live: live_alloc_at releases the
 	 * old block first (through on_release). */
-	live_alloc_at(&rp->live, rec->allocator, rec->addr, rec->size, ix);
+	live_alloc_at(&rp->live, rec->allocator, rec->addr, bytes, (uint32_t)count, ix);
 	s = &r->sites[ix];
-	s->cur_bytes += (int64_t)rec->size;
-	s->cur_count++;
-	s->total_bytes += rec->size;
-	s->total_count++;
-	r->live += rec->size;
-	rp->bytes += rec->size;
+	s->cur_bytes += (int64_t)bytes;
+	s->cur_count += (int64_t)count;
+	s->total_bytes += bytes;
+	s->total_count += count;
+	r->live += bytes;
+	rp->bytes += bytes;
 	if (rp->bytes > rp->peak)
 		rp->peak = rp->bytes;
-	r->n_allocs++;
-	r->bytes_allocated += rec->size;
-	r->alloc_count[rec->allocator]++;
-	r->alloc_bytes[rec->allocator] += rec->size;
-	r->histogram[rec->size ? 64 - __builtin_clzll(rec->size) : 0]++;
+	r->n_allocs += count;
+	r->bytes_allocated += bytes;
+	r->alloc_count[rec->allocator] += count;
+	r->alloc_bytes[rec->allocator] += bytes;
+	r->histogram[rec->size ? 64 - __builtin_clzll(rec->size) : 0] += count;
 	if (rec->thread < rp->nthreads)
 		rp->last_alloc[rec->thread] = rec->addr;
 	if (r->live > r->peak) {
@@ -209,7 +232,7 @@ static void released(struct replay *r, const struct mr_record *rec, uint64_t add
 		/* the common case, without the callback's indirect call */
 		struct live_block b;
 		if (live_take(&r->cur->live, addr, &b))
-			on_release(r, b.stack, b.addr, b.size, 1);
+			on_release(r, b.stack, b.addr, b.size, b.count);
 	}
 	r->releasing_thread = -1;
 	if (r->cur && rec->thread < r->cur->nthreads && r->cur->last_alloc[rec->thread] == addr)
@@ -237,6 +260,8 @@ static struct replay_proc *proc_of(struct replay *r, struct mr_proc *p)
 	live_init(&rp->live);
 	rp->live.on_release = on_release;
 	rp->live.ctx = r;
+	if (p->header.sample_bytes > r->sample_bytes)
+		r->sample_bytes = p->header.sample_bytes;
 	return rp;
 }
 
@@ -275,11 +300,13 @@ void replay_record(struct replay *r, const struct mr_record *rec)
 		allocated(r, rec);
 		return;
 	case MR_TAG_FREE:
-		r->n_frees++;
+		if (!p->header.sample_bytes)
+			r->n_frees++;
 		released(r, rec, rec->addr, rec->size, 1);
 		return;
 	case MR_TAG_MOVE:
-		r->n_frees++;
+		if (!p->header.sample_bytes)
+			r->n_frees++;
 		released(r, rec, rec->old_addr, rec->old_size, 0);
 		allocated(r, rec);
 		return;

@@ -62,6 +62,8 @@ struct replay {
 	uint64_t alloc_count[MR_ALLOCATOR_END], alloc_bytes[MR_ALLOCATOR_END];
 	uint64_t histogram[65]; /* allocations by size: [0] size 0, [k] 2^(k-1) <= size < 2^k */
 	int releasing_thread; /* the thread whose free is being replayed, or -1 */
+	uint64_t sample_bytes; /* a sampled stream was read (the largest mean gap):
+				* every value is an estimate */
 	struct replay_proc *cur;
 	uint32_t site_cache[SITE_CACHE];
 };
@@ -80,6 +82,8 @@ uint64_t site_count(const struct replay *r, const struct site *s, enum metric m)
  * peak of that pid's images. Returns how many. */
 size_t replay_processes(const struct replay *r, size_t *idx, uint64_t *peak);
 int metric_parse(const char *name, enum metric *m);
+/* NULL if the metric can be had from what was replayed, else why not. */
+const char *metric_unavailable(const struct replay *r, enum metric m);
 const char *metric_name(enum metric m);
 
 #endif

@@ -23,6 +23,7 @@
 #define MR_STRING_MAX (1u << 20) /* longest string a reader accepts */
 #define MR_BUILD_ID_MAX 64
 #define MR_SEGMENTS_MAX 64
+#define MR_SAMPLE_MAX (1ull << 30) /* largest mean sampling gap, bytes */
 
 /* Record tags: the first byte of every record. */
 enum mr_tag {
@@ -71,6 +72,9 @@ enum {
 	MR_F_FOLLOW_FORK = 1 << 4,    /* children record into the same stream */
 	MR_F_ATTACHED = 1 << 5,       /* started in a running program: earlier
 				       * blocks are not in the stream */
+	MR_F_SAMPLED = 1 << 6,        /* heap allocations sampled by bytes: the
+				       * header carries the mean gap (see
+				       * lib/sample.h) */
 };
 
 const char *mr_allocator_name(int allocator);
@@ -118,6 +122,7 @@ struct mr_header_info {
 	int argc;
 	char *const *argv;
 	const char *exe;
+	uint64_t sample_bytes; /* with MR_F_SAMPLED: the mean gap in bytes */
 };
 
 void mr_writer_init(struct mr_writer *w, uint32_t pid, mr_sink sink, void *ctx);
@@ -159,6 +164,7 @@ struct mr_header {
 	uint32_t argc;
 	char **argv;
 	char *exe;
+	uint64_t sample_bytes; /* with MR_F_SAMPLED, else 0 */
 };
 
 struct mr_node {

@@ -255,6 +255,11 @@ static int decode_header(struct mr_proc *p, struct cur *c)
 		get_str(c, &len);
 	const uint8_t *exe = get_str(c, &len);
 	uint64_t exelen = len;
+	if (h.flags & MR_F_SAMPLED) {
+		h.sample_bytes = get_u(c);
+		if (c->st == 1 && (h.sample_bytes == 0 || h.sample_bytes > MR_SAMPLE_MAX))
+			return bad(c, "sampling interval out of bounds");
+	}
 	if (c->st != 1)
 		return 0;
 	/* Complete: commit. */

@@ -165,6 +165,11 @@ void mr_w_header(struct mr_writer *w, const struct mr_header_info *h)
 	for (int i = 0; i < h->argc; i++)
 		put_cstr(w, h->argv[i]);
 	put_cstr(w, h->exe);
+	if (h->flags & MR_F_SAMPLED) {
+		r.n = 0;
+		rec_u(&r, h->sample_bytes);
+		append(w, r.b, r.n);
+	}
 	w->n_records++;
 }
 

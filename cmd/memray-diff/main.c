@@ -49,6 +49,7 @@ static uint32_t *table;
 static size_t table_cap;
 static int side; /* 0 before, 1 after: which run is being read */
 static char metric[2][32];
+static uint64_t sampled[2]; /* a side's sampling gap: its values are estimates */
 
 static uint64_t hash(const char *s, size_t n)
 {
@@ -111,6 +112,8 @@ static void meta(void *ctx, const char *key, const char *value)
 	(void)ctx;
 	if (strcmp(key, "metric") == 0)
 		snprintf(metric[side], sizeof(metric[side]), "%s", value);
+	else if (strcmp(key, "sampled") == 0)
+		sampled[side] = strtoull(value, NULL, 10) ? strtoull(value, NULL, 10) : 1;
 }
 
 static int read_run(const char *path, const struct collapse_opts *o)
@@ -129,6 +132,10 @@ static int read_run(const char *path, const struct collapse_opts *o)
 	struct ingest g = { NULL, 0, 0 };
 	replay_init(&r, 0);
 	int status = ingest_input(&g, &r, in, -1);
+	sampled[side] = r.sample_bytes;
+	const char *why = metric_unavailable(&r, o->metric);
+	if (why)
+		die(EXIT_USAGE, "%s: %s", path, why);
 	struct symbolizer *sym = sym_new();
 	struct collapsed *v;
 	size_t n = collapse_lines(&r, sym, o, &v);
@@ -247,8 +254,8 @@ static void report(const char *before, const char *after, size_t top)
 	amount(b, t1, bytes);
 	amount(c, t1 > t0 ? t1 - t0 : t0 - t1, bytes);
 	printf("metric:  %s\n", metric[1][0] ? metric[1] : metric[0][0] ? metric[0] : "(unknown)");
-	printf("before:  %s  %s\n", a, before);
-	printf("after:   %s  %s\n", b, after);
+	printf("before:  %s  %s%s\n", a, before, sampled[0] ? "  (sampled: estimates)" : "");
+	printf("after:   %s  %s%s\n", b, after, sampled[1] ? "  (sampled: estimates)" : "");
 	printf("change:  %c%s", t1 >= t0 ? '+' : '-', c);
 	if (t0)
 		printf(" (%+.1f%%)", 100.0 * ((double)t1 - (double)t0) / (double)t0);
@@ -316,6 +323,8 @@ int main(int argc, char **argv)
 		const char *m = metric[1][0] ? metric[1] : metric[0];
 		if (m[0])
 			printf("# metric: %s\n", m);
+		if (sampled[0] || sampled[1])
+			printf("# sampled: %" PRIu64 "\n", sampled[1] > sampled[0] ? sampled[1] : sampled[0]);
 		printf("# diff: before after\n");
 		for (size_t i = 0; i < nentries; i++)
 			printf("%s %" PRIu64 " %" PRIu64 "\n", entries[i].text, entries[i].v[0],

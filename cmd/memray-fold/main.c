@@ -83,6 +83,9 @@ int main(int argc, char **argv)
 	replay_init(&r, o.by_thread);
 	int status = EXIT_OK;
 	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
+	const char *why = metric_unavailable(&r, o.metric);
+	if (why)
+		die(EXIT_USAGE, "%s", why);
 	struct symbolizer *sym = sym_new();
 	collapse_write(stdout, &r, sym, &o);
 	sym_free(sym);

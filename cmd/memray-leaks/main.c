@@ -206,6 +206,9 @@ int main(int argc, char **argv)
 			"by one: leaks of small objects are incomplete (record with "
 			"--trace-python-allocators)");
 
+	if (r.sample_bytes)
+		warnmsg("warning: the stream is sampled (--sample-bytes): leaked bytes are estimates, "
+			"and a leak of fewer bytes than the sampling gap is likely not seen");
 	struct symbolizer *sym = sym_new();
 	struct collapsed *v;
 	size_t n = collapse_lines(&r, sym, &o, &v), kept = 0;
@@ -223,6 +226,9 @@ int main(int argc, char **argv)
 		count += v[i].count;
 	}
 	if (do_report) {
+		if (r.sample_bytes)
+			printf("estimated from a sampled stream (one sample per %" PRIu64
+			       " bytes allocated on average):\n", r.sample_bytes);
 		report(left, kept, (size_t)top, bytes, count);
 	} else {
 		collapse_meta(stdout, &r, &o);

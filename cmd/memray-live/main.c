@@ -221,6 +221,8 @@ static void batch_line(struct symbolizer *sym, double t, int final)
 	       human_size(h3, S.rss), S.r.n_allocs, S.r.n_frees);
 	if (n)
 		printf(" top %s %s", human_size(h4, top[0].key), name ? name : "?");
+	if (S.r.sample_bytes)
+		fputs(" (sampled: estimates)", stdout);
 	putchar('\n');
 	fflush(stdout);
 	free(name);
@@ -273,9 +275,9 @@ static void screen(struct symbolizer *sym, double t, enum order o, int by_thread
 	       S.done ? (S.ended ? (attached() ? "  (the recording has ended)" : "  (the program has ended)")
 			: "  (the stream stopped)") : "",
 	       paused ? "  [paused]" : "");
-	printf("heap %s   peak %s   rss %s   allocations %" PRIu64 "\n",
+	printf("heap %s   peak %s   rss %s   allocations %" PRIu64 "%s\n",
 	       human_size(h1, S.r.live), human_size(h2, S.r.peak), human_size(h3, S.rss),
-	       S.r.n_allocs);
+	       S.r.n_allocs, S.r.sample_bytes ? "   (sampled: estimates)" : "");
 	spark(&S.r, cols - 1 < 200 ? cols - 1 : 200);
 	printf("\n\033[1mtop sites by %s%s\033[0m\n", order_names[o], by_thread ? ", per thread" : "");
 	struct row rows[100];

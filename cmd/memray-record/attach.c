@@ -284,7 +284,7 @@ static const char loader_check[] =
 	"MemrayInLoader()\n";
 
 static void write_script(long pid, const char *lib, const char *dir, int native, long interval_us,
-			 const uintptr_t *entries, size_t nentries)
+			 const struct attach_opts *a, const uintptr_t *entries, size_t nentries)
 {
 	FILE *f = fopen(S.pyscript, "wxe");
 	if (!f || fputs(loader_check, f) < 0 || fclose(f) != 0)
@@ -322,12 +322,13 @@ static void write_script(long pid, const char *lib, const char *dir, int native,
 	      "  if $memray_h == 0\n"
 	      "    printf \"MEMRAY-DLOPEN-FAILED %s\\n\", (char *) dlerror()\n"
 	      "  else\n"
-	      "    printf \"MEMRAY-RESULT %d\\n\", ((int (*)(const char *, int, long)) memray_attach)(", f);
+	      "    printf \"MEMRAY-RESULT %d\\n\", ((int (*)(const char *, int, long, "
+	      "unsigned long long, unsigned long long)) memray_attach)(", f);
 	gdb_string(f, dir);
-	fprintf(f, ", %d, %ldL)\n"
+	fprintf(f, ", %d, %ldL, %lluULL, %lluULL)\n"
 		   "  end\n"
 		   "end\n"
-		   "continue\n", native, interval_us);
+		   "continue\n", native, interval_us, a->sample_bytes, a->seed);
 	fclose(f);
 }
 
@@ -474,7 +475,7 @@ int attach_main(const struct attach_opts *a, struct out *out)
 	int native = strcmp(a->native, "1") == 0 ? 1 : strcmp(a->native, "0") == 0 ? 0 : -1;
 	uintptr_t entries[MAX_ENTRIES];
 	size_t nentries = allocator_entries(pid, tracker, entries, MAX_ENTRIES);
-	write_script(pid, lib, dir, native, a->interval_ms * 1000, entries, nentries);
+	write_script(pid, lib, dir, native, a->interval_ms * 1000, a, entries, nentries);
 
 	/* signals: recorded, acted on in the loop below */
 	sigset_t stops, old;

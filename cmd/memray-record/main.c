@@ -28,10 +28,11 @@
 
 static const char usage_text[] =
 	"usage: memray-record [-fqz] [-o FILE] [--native | --no-native] [--interval MS]\n"
+	"                     [--sample-bytes N [--seed SEED]]\n"
 	"                     [--trace-python-allocators] [--follow-fork]\n"
 	"                     [--program-output FILE] [--] PROGRAM [ARGS...]\n"
 	"       memray-record [-fqz] [-o FILE] [--native | --no-native] [--interval MS]\n"
-	"                     -p PID [--duration SECONDS]\n"
+	"                     [--sample-bytes N [--seed SEED]] -p PID [--duration SECONDS]\n"
 	"       memray-record --idle [--] PROGRAM [ARGS...]\n"
 	"\n"
 	"Runs PROGRAM with the memray tracker preloaded, or attaches to the running\n"
@@ -45,6 +46,13 @@ static const char usage_text[] =
 	"      --native        record native stacks (default unless PROGRAM is Python)\n"
 	"      --no-native     do not record native stacks\n"
 	"      --interval MS   milliseconds between memory records (default 10)\n"
+	"      --sample-bytes N\n"
+	"                      record a sample of the heap allocations: one in about\n"
+	"                      every N bytes allocated (e.g. 512K), each standing for\n"
+	"                      the allocations it represents; the filters then report\n"
+	"                      estimates\n"
+	"      --seed SEED     with --sample-bytes, the same samples in every run of\n"
+	"                      the same program (SEED a positive integer)\n"
 	"      --trace-python-allocators\n"
 	"                      record every Python object allocation (runs the\n"
 	"                      program with PYTHONMALLOC=malloc)\n"
@@ -80,6 +88,7 @@ struct opts {
 	long pid;
 	double duration;
 	int idle;
+	uint64_t sample_bytes, seed;
 };
 
 /* ---- finding things ----------------------------------------------------- */
@@ -340,6 +349,16 @@ static void child_env(const char *tracker, int fd, const struct opts *o)
 		setenv("MEMRAY_FOLLOW", "1", 1);
 	else
 		unsetenv("MEMRAY_FOLLOW");
+	unsetenv("MEMRAY_SAMPLE_BYTES");
+	unsetenv("MEMRAY_SEED");
+	if (o->sample_bytes) {
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)o->sample_bytes);
+		setenv("MEMRAY_SAMPLE_BYTES", buf, 1);
+	}
+	if (o->seed) {
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)o->seed);
+		setenv("MEMRAY_SEED", buf, 1);
+	}
 }
 
 static int exit_status(int ws, const char *prog, int quiet)
@@ -401,7 +420,8 @@ static int attach(const struct opts *o, int nargs)
 		die(EXIT_USAGE, "--pid cannot be used with %s", o->follow_fork ? "--follow-fork"
 		    : o->program_output ? "--program-output" : "--trace-python-allocators "
 		    "(it must be set when Python starts)");
-	struct attach_opts a = { o->pid, o->duration, o->native, o->interval_ms, o->quiet, o->force };
+	struct attach_opts a = { o->pid, o->duration, o->native, o->interval_ms, o->quiet, o->force,
+				 o->sample_bytes, o->seed };
 	struct out out = { .fd = -1 };
 	static char name[PATH_MAX];
 	if (o->output && strcmp(o->output, "-") != 0) {
@@ -442,12 +462,14 @@ int main(int argc, char **argv)
 		{ "pid", required_argument, NULL, 'p' },
 		{ "duration", required_argument, NULL, 'D' },
 		{ "idle", no_argument, NULL, 'I' },
+		{ "sample-bytes", required_argument, NULL, 'S' },
+		{ "seed", required_argument, NULL, 's' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10, 0, NULL, -1, 0, 0 };
+	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10, 0, NULL, -1, 0, 0, 0, 0 };
 	int c;
 	char *end;
 	opterr = 0;
@@ -476,6 +498,19 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "invalid --interval '%s': expected milliseconds "
 				    "from 1 to 3600000", optarg);
 			break;
+		case 'S':
+			if (parse_size(optarg, &o.sample_bytes) < 0 || o.sample_bytes < 1 ||
+			    o.sample_bytes > MR_SAMPLE_MAX)
+				die(EXIT_USAGE, "invalid --sample-bytes '%s': expected a size from 1 "
+				    "byte to 1GiB, like 512K", optarg);
+			break;
+		case 's':
+			errno = 0;
+			o.seed = strtoull(optarg, &end, 10);
+			if (*end || end == optarg || errno || o.seed == 0 || optarg[0] == '-')
+				die(EXIT_USAGE, "invalid --seed '%s': expected a positive integer",
+				    optarg);
+			break;
 		case 'h': usage(EXIT_OK); break;
 		case 'V': printf("memray-record %s\n", MEMRAY_VERSION); return EXIT_OK;
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
@@ -483,6 +518,10 @@ int main(int argc, char **argv)
 	}
 	if (o.pid >= 0 && o.idle)
 		die(EXIT_USAGE, "--idle runs a program: it cannot be used with --pid");
+	if (o.seed && !o.sample_bytes)
+		die(EXIT_USAGE, "--seed goes with --sample-bytes");
+	if (o.idle && o.sample_bytes)
+		die(EXIT_USAGE, "--idle records nothing: --sample-bytes cannot be used with it");
 	if (o.pid >= 0)
 		return attach(&o, argc - optind);
 	if (o.idle)

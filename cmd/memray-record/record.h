@@ -60,6 +60,7 @@ struct attach_opts {
 	const char *native; /* "auto", "1" or "0" */
 	long interval_ms;
 	int quiet, force;
+	unsigned long long sample_bytes, seed; /* --sample-bytes, --seed; 0: none */
 };
 int attach_main(const struct attach_opts *a, struct out *out);
 

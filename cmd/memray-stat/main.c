@@ -189,6 +189,9 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 {
 	char h[16], cmd[4096];
 	printf("command:         %s\n", command(r, cmd, sizeof(cmd)));
+	if (r->sample_bytes)
+		printf("sampled:         one sample per %s allocated on average: every figure "
+		       "below but peak RSS is an estimate\n", human_size(h, r->sample_bytes));
 	printf("allocations:     %" PRIu64 "\n", r->n_allocs);
 	printf("frees:           %" PRIu64 "\n", r->n_frees);
 	printf("bytes allocated: %" PRIu64 " (%s)\n", r->bytes_allocated, human_size(h, r->bytes_allocated));
@@ -238,7 +241,10 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 	snprintf(title, sizeof(title), "top %zu sites by allocations", top);
 	print_top(title, &by_count, top, 1);
 	snprintf(title, sizeof(title), "top %zu sites of temporary allocations", top);
-	print_top(title, &temp, top, 0);
+	if (r->sample_bytes)
+		printf("\n%s: not known in a sampled stream\n", title);
+	else
+		print_top(title, &temp, top, 0);
 	collapse_lines_free(by_bytes.v, by_bytes.n);
 	collapse_lines_free(by_count.v, by_count.n);
 	collapse_lines_free(temp.v, temp.n);
@@ -295,6 +301,11 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	each_process(r, json_process);
 	putchar(']');
 	printf(",\"duration_ms\":%" PRIu64, r->duration_us / 1000);
+	/* sampled: every value but peak_rss is an estimate */
+	if (r->sample_bytes)
+		printf(",\"sampled\":true,\"sample_bytes\":%" PRIu64, r->sample_bytes);
+	else
+		printf(",\"sampled\":false");
 	printf(",\"peak_bytes\":%" PRIu64 ",\"peak_ms\":%" PRIu64, r->peak, r->peak_time_us / 1000);
 	printf(",\"peak_rss\":%" PRIu64, r->peak_rss);
 	printf(",\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64, r->n_allocs, r->n_frees);
@@ -322,7 +333,10 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	struct top temp = top_sites(r, sym, METRIC_TEMPORARY);
 	json_sites("top_by_bytes", &by_bytes, top, NULL);
 	json_sites("top_by_count", &by_count, top, &by_bytes);
-	json_sites("top_temporary", &temp, top, NULL);
+	if (r->sample_bytes)
+		printf(",\"top_temporary\":null");
+	else
+		json_sites("top_temporary", &temp, top, NULL);
 	collapse_lines_free(by_bytes.v, by_bytes.n);
 	collapse_lines_free(by_count.v, by_count.n);
 	collapse_lines_free(temp.v, temp.n);
@@ -416,19 +430,20 @@ int main(int argc, char **argv)
 		print_text(&r, sym, (size_t)top);
 	}
 	char h[16], l[16];
+	const char *est = r.sample_bytes ? " (estimated from a sampled stream)" : "";
 	if (has_peak && r.peak > max_peak) {
-		warnmsg("peak heap %s is over the budget of --max-peak %s", human_size(h, r.peak),
-			human_size(l, max_peak));
+		warnmsg("peak heap %s%s is over the budget of --max-peak %s", human_size(h, r.peak),
+			est, human_size(l, max_peak));
 		status = status ? status : EXIT_CHECK;
 	}
 	if (has_leaked && r.live > max_leaked) {
-		warnmsg("%s still live at the end is over the budget of --max-leaked %s",
-			human_size(h, r.live), human_size(l, max_leaked));
+		warnmsg("%s still live at the end%s is over the budget of --max-leaked %s",
+			human_size(h, r.live), est, human_size(l, max_leaked));
 		status = status ? status : EXIT_CHECK;
 	}
 	if (has_allocs && r.n_allocs > max_allocs) {
-		warnmsg("%" PRIu64 " allocations are over the budget of --max-allocations %" PRIu64,
-			r.n_allocs, max_allocs);
+		warnmsg("%" PRIu64 " allocations%s are over the budget of --max-allocations %" PRIu64,
+			r.n_allocs, est, max_allocs);
 		status = status ? status : EXIT_CHECK;
 	}
 	sym_free(sym);

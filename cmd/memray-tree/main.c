@@ -49,6 +49,7 @@ static size_t nnodes, nodes_cap;
 static uint32_t *index_;
 static size_t index_cap;
 static char metric[32] = "";
+static int sampled; /* the values are estimates from a sampled stream */
 
 static uint64_t hash(uint32_t parent, const char *s, size_t n)
 {
@@ -118,6 +119,8 @@ static void add_meta(void *ctx, const char *key, const char *value)
 	(void)ctx;
 	if (strcmp(key, "metric") == 0)
 		snprintf(metric, sizeof(metric), "%s", value);
+	else if (strcmp(key, "sampled") == 0)
+		sampled = 1;
 }
 
 /* ---- printing ------------------------------------------------------------ */
@@ -251,6 +254,7 @@ int main(int argc, char **argv)
 		sym_free(sym);
 		if (!metric[0])
 			snprintf(metric, sizeof(metric), "peak");
+		sampled |= r.sample_bytes != 0;
 	}
 	static const struct style plain = { "|-- ", "`-- ", "|   ", "    ", "", "" };
 	static const struct style boxes = { "├── ", "└── ", "│   ", "    ", "\033[1;33m", "\033[0m" };
@@ -258,7 +262,8 @@ int main(int argc, char **argv)
 	if (!ascii && getenv("NO_COLOR"))
 		st.on = st.off = "";
 	char root[64];
-	snprintf(root, sizeof(root), "total%s%s", metric[0] ? " " : "", metric);
+	snprintf(root, sizeof(root), "total%s%s%s", metric[0] ? " " : "", metric,
+		 sampled ? ", estimated from samples" : "");
 	nodes[0].name = root;
 	print_node(0, "", 1, 0, &st);
 	nodes[0].name = NULL;

@@ -73,28 +73,59 @@ static inline int recording(void)
 	return likely(ACTIVE()) && !tracker_guard && READY;
 }
 
-EXPORT void *malloc(size_t size)
+/* Whether an allocation of size bytes, which tracker_skip_alloc did not
+ * pass straight on, is recorded. */
+#define NOINLINE __attribute__((noinline))
+
+static inline int take_slow(size_t size)
+{
+	if (!recording()) {
+		tracker_untake(size);
+		return 0;
+	}
+	return tracker_take_slow();
+}
+
+/* malloc, free and calloc: a fast path that passes the call straight on
+ * (a tail call, no frame), and the rest out of line. */
+static NOINLINE void *malloc_slow(size_t size)
 {
 	if (unlikely(!real.malloc) && !tracker_resolve())
 		return boot_alloc(size);
+	if (!take_slow(size))
+		return real.malloc(size);
 	void *p = real.malloc(size);
-	if (recording() && p)
+	if (p)
 		tracker_alloc(MR_MALLOC, p, size);
 	return p;
 }
 
-EXPORT void free(void *p)
+EXPORT void *malloc(size_t size)
 {
-	if (!p || unlikely(boot_owns(p)))
-		return;
-	if (unlikely(!real.free) && !tracker_resolve())
+	if (tracker_skip_alloc(size))
+		return real.malloc(size);
+	return malloc_slow(size);
+}
+
+static NOINLINE void free_slow(void *p)
+{
+	if (!p || boot_owns(p) || (unlikely(!real.free) && !tracker_resolve()))
 		return;
 	if (recording())
 		tracker_free(MR_FREE, p, 0);
 	real.free(p);
 }
 
-EXPORT void *calloc(size_t n, size_t size)
+EXPORT void free(void *p)
+{
+	/* a block of the bootstrap allocator is never skipped (see
+	 * sample_setup) */
+	if (tracker_skip_free(p))
+		return real.free(p);
+	free_slow(p);
+}
+
+static NOINLINE void *calloc_slow(size_t n, size_t size)
 {
 	if (unlikely(!real.calloc) && !tracker_resolve()) {
 		size_t total;
@@ -102,10 +133,19 @@ EXPORT void *calloc(size_t n, size_t size)
 			return NULL;
 		return boot_alloc(total); /* static, so already zeroed */
 	}
+	if (!take_slow(n * size))
+		return real.calloc(n, size);
 	void *p = real.calloc(n, size);
-	if (recording() && p)
+	if (p)
 		tracker_alloc(MR_CALLOC, p, n * size);
 	return p;
+}
+
+EXPORT void *calloc(size_t n, size_t size)
+{
+	if (tracker_skip_alloc(n * size))
+		return real.calloc(n, size);
+	return calloc_slow(n, size);
 }
 
 /* realloc of a bootstrap block: move it to the real heap. */
@@ -149,10 +189,14 @@ EXPORT void *reallocarray(void *old, size_t n, size_t size)
 
 EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
+	if (tracker_skip_alloc(size))
+		return real.posix_memalign(out, align, size);
 	if (unlikely(!real.posix_memalign) && !tracker_resolve())
 		return ENOMEM;
+	if (!take_slow(size))
+		return real.posix_memalign(out, align, size);
 	int rc = real.posix_memalign(out, align, size);
-	if (recording() && rc == 0)
+	if (rc == 0)
 		tracker_alloc(MR_POSIX_MEMALIGN, *out, size);
 	return rc;
 }
@@ -160,10 +204,14 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
 #define ALIGNED_HOOK(name, ALLOCATOR, params, args, size_expr) \
 	EXPORT void *name params \
 	{ \
+		if (tracker_skip_alloc(size_expr)) \
+			return real.name args; \
 		if (unlikely(!real.name) && !tracker_resolve()) \
 			return NULL; \
+		if (!take_slow(size_expr)) \
+			return real.name args; \
 		void *p = real.name args; \
-		if (recording() && p) \
+		if (p) \
 			tracker_alloc(ALLOCATOR, p, size_expr); \
 		return p; \
 	}

@@ -30,6 +30,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "../sample.h"
 #include "../stream.h"
 #include "../util.h"
 #include "got.h"
@@ -123,7 +124,7 @@ static uint64_t now_us(void)
  * dlsym may calloc before `real` is known; those few blocks come from
  * here and are never given back. Each block is preceded by its size. */
 
-static _Alignas(16) char boot_buf[256 * 1024];
+_Alignas(16) char boot_buf[BOOT_SIZE];
 static size_t boot_used;
 
 NO_TSAN void *boot_alloc(size_t size)
@@ -136,10 +137,6 @@ NO_TSAN void *boot_alloc(size_t size)
 	return boot_buf + at + 16;
 }
 
-NO_TSAN int boot_owns(const void *p)
-{
-	return (const char *)p >= boot_buf && (const char *)p < boot_buf + sizeof(boot_buf);
-}
 
 NO_TSAN size_t boot_size(const void *p)
 {
@@ -663,59 +660,105 @@ static void heap_sub(uint64_t n)
 	live_heap = live_heap > n ? live_heap - n : 0;
 }
 
-/* ---- the window of the in-process API (memray.h) -------------------------
- * While a recording started by memray_start runs, the blocks allocated
- * since are kept by address (open addressing, linear probing, deletion by
- * backward shift), so that memray_stats gives exact live and peak bytes of
- * what was allocated in the window: the release of an older block changes
- * nothing. Sizes are the requested ones, as the readers count them. All
- * under the lock. */
+/* ---- tables of blocks by address ------------------------------------------
+ * Open addressing, linear probing, deletion by backward shift; all under
+ * the lock. Two are kept: the blocks of the in-process API's window, and
+ * the live sampled blocks (memray-record --sample-bytes). */
 
 struct wblock {
 	uintptr_t addr; /* 0: empty */
 	uint64_t size;
 };
-static struct wblock *win;
-static size_t win_cap, win_n;
-static int window_on;
-static uint64_t win_live, win_peak, win_allocs, win_bytes;
+struct btab {
+	struct wblock *v;
+	size_t cap, n;
+};
 
-static size_t win_slot(uintptr_t a)
+static size_t btab_slot(const struct btab *t, uintptr_t a)
 {
 	uint64_t h = (uint64_t)a * 0x9e3779b97f4a7c15ull;
-	return (size_t)(h ^ (h >> 32)) & (win_cap - 1);
+	return (size_t)(h ^ (h >> 32)) & (t->cap - 1);
 }
 
-static void win_put(uintptr_t a, uint64_t size)
+static void btab_clear(struct btab *t)
 {
-	if ((win_n + 1) * 4 > win_cap * 3) {
-		size_t cap = win_cap ? win_cap * 2 : 1 << 14;
-		struct wblock *t = raw_map(cap * sizeof(*t));
-		if (!t)
-			return; /* counted, not kept: its release will not be seen */
-		struct wblock *old = win;
-		size_t old_cap = win_cap;
-		win = t;
-		win_cap = cap;
-		for (size_t i = 0; i < old_cap; i++)
-			if (old[i].addr) {
-				size_t j = win_slot(old[i].addr);
-				while (win[j].addr)
-					j = (j + 1) & (win_cap - 1);
-				win[j] = old[i];
-			}
-		if (old)
-			real.munmap(old, old_cap * sizeof(*old));
-	}
-	size_t j = win_slot(a);
-	while (win[j].addr && win[j].addr != a)
-		j = (j + 1) & (win_cap - 1);
-	if (!win[j].addr)
-		win_n++;
-	else
-		win_live -= win[j].size;
-	win[j] = (struct wblock){ a, size };
+	if (t->v)
+		memset(t->v, 0, t->cap * sizeof(*t->v));
+	t->n = 0;
 }
+
+/* Puts a block in (replacing one at the same address); returns the size
+ * it replaced, or 0. When memory runs out the block is not kept: its
+ * release will not be seen. */
+static uint64_t btab_put(struct btab *t, uintptr_t a, uint64_t size)
+{
+	if ((t->n + 1) * 4 > t->cap * 3) {
+		size_t cap = t->cap ? t->cap * 2 : 1 << 14;
+		struct wblock *v = raw_map(cap * sizeof(*v));
+		if (!v)
+			return 0;
+		struct btab old = *t;
+		t->v = v;
+		t->cap = cap;
+		for (size_t i = 0; i < old.cap; i++)
+			if (old.v[i].addr) {
+				size_t j = btab_slot(t, old.v[i].addr);
+				while (t->v[j].addr)
+					j = (j + 1) & (t->cap - 1);
+				t->v[j] = old.v[i];
+			}
+		if (old.v)
+			real.munmap(old.v, old.cap * sizeof(*old.v));
+	}
+	size_t j = btab_slot(t, a);
+	while (t->v[j].addr && t->v[j].addr != a)
+		j = (j + 1) & (t->cap - 1);
+	uint64_t replaced = 0;
+	if (!t->v[j].addr)
+		t->n++;
+	else
+		replaced = t->v[j].size;
+	t->v[j] = (struct wblock){ a, size };
+	return replaced;
+}
+
+/* Takes the block at a out into *size; 0 if it is not in. */
+static int btab_take(struct btab *t, uintptr_t a, uint64_t *size)
+{
+	if (!t->cap || !a)
+		return 0;
+	size_t j = btab_slot(t, a);
+	while (t->v[j].addr && t->v[j].addr != a)
+		j = (j + 1) & (t->cap - 1);
+	if (!t->v[j].addr)
+		return 0;
+	*size = t->v[j].size;
+	t->n--;
+	/* backward shift: the following entries move up to keep every probe
+	 * sequence unbroken */
+	size_t hole = j;
+	for (size_t k = (j + 1) & (t->cap - 1); t->v[k].addr; k = (k + 1) & (t->cap - 1)) {
+		size_t home = btab_slot(t, t->v[k].addr);
+		/* k's entry may fill the hole if its home is not in (hole, k] */
+		if ((k > hole && (home <= hole || home > k)) || (k < hole && home <= hole && home > k)) {
+			t->v[hole] = t->v[k];
+			hole = k;
+		}
+	}
+	t->v[hole].addr = 0;
+	return 1;
+}
+
+/* ---- the window of the in-process API (memray.h) -------------------------
+ * While a recording started by memray_start runs, the blocks allocated
+ * since are kept by address, so that memray_stats gives exact live and
+ * peak bytes of what was allocated in the window: the release of an older
+ * block changes nothing. Sizes are the requested ones, as the readers
+ * count them. All under the lock. */
+
+static struct btab win;
+static int window_on;
+static uint64_t win_live, win_peak, win_allocs, win_bytes;
 
 static void win_add(uintptr_t a, uint64_t size)
 {
@@ -726,46 +769,165 @@ static void win_add(uintptr_t a, uint64_t size)
 	win_live += size;
 	if (win_live > win_peak)
 		win_peak = win_live;
-	win_put(a, size);
+	win_live -= btab_put(&win, a, size);
 }
 
-/* Takes the block at a out of the window; its size, or 0 if it is not in. */
-static uint64_t win_take(uintptr_t a)
+static void win_take(uintptr_t a)
 {
-	if (!win_cap || !a)
-		return 0;
-	size_t j = win_slot(a);
-	while (win[j].addr && win[j].addr != a)
-		j = (j + 1) & (win_cap - 1);
-	if (!win[j].addr)
-		return 0;
-	uint64_t size = win[j].size;
-	win_live -= size;
-	win_n--;
-	/* backward shift: the following entries move up to keep every probe
-	 * sequence unbroken */
-	size_t hole = j;
-	for (size_t k = (j + 1) & (win_cap - 1); win[k].addr; k = (k + 1) & (win_cap - 1)) {
-		size_t home = win_slot(win[k].addr);
-		/* k's entry may fill the hole if its home is not in (hole, k] */
-		if ((k > hole && (home <= hole || home > k)) || (k < hole && home <= hole && home > k)) {
-			win[hole] = win[k];
-			hole = k;
-		}
-	}
-	win[hole].addr = 0;
-	return size;
+	uint64_t size;
+	if (btab_take(&win, a, &size))
+		win_live -= size;
 }
 
 /* munmap of [a, a + len): a mapping of the window starting at a loses its
  * first len bytes (the whole of it, usually). */
 static void win_unmap(uintptr_t a, uint64_t len)
 {
-	uint64_t size = win_take(a);
-	if (size > len) {
-		win_put(a + len, size - len);
-		win_live += size - len;
+	uint64_t size;
+	if (btab_take(&win, a, &size)) {
+		win_live -= size;
+		if (size > len) {
+			btab_put(&win, a + len, size - len);
+			win_live += size - len;
+		}
 	}
+}
+
+/* ---- sampling (memray-record --sample-bytes) --------------------------------
+ * Each thread counts down the bytes to its next sampled byte, the gap
+ * drawn from an exponential distribution of mean tracker_sample_bytes
+ * (see lib/sample.h): an allocation that reaches it is recorded, any
+ * other costs a subtraction. The live sampled blocks are kept by address,
+ * with a filter of counters by address hash in front that every free
+ * reads without the lock: a free that finds its counter at 0 was not
+ * sampled. A sampled block's counter went up under the lock before its
+ * malloc returned, so the thread that frees it sees it. */
+
+#define FILTER_SLOTS (1u << 16)
+uint64_t tracker_sample_bytes;
+int64_t tracker_sample_floor = INT64_MAX;
+static struct {
+	uint64_t mask;
+	uint16_t slot[1];
+} filter_maybe = { 0, { 1 } }; /* every release goes the slow way */
+struct sample_filter *tracker_filter = (struct sample_filter *)&filter_maybe;
+static struct sample_filter *filter; /* FILTER_SLOTS counters, once sampling */
+__thread int64_t tracker_sample_left __attribute__((tls_model("initial-exec")));
+static __thread uint64_t sample_rng __attribute__((tls_model("initial-exec")));
+static uint64_t sample_seed;      /* --seed; 0: from the clock */
+static unsigned sample_threads;   /* threads that drew a first gap */
+static struct btab sampled;       /* live sampled blocks, with their estimated bytes */
+
+static uint64_t splitmix(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* The bytes to the next sampled byte: an exponential draw, at least 1. */
+static int64_t sample_gap(void)
+{
+	if (!sample_rng) {
+		/* the thread's first: its own sequence, the same in every run
+		 * with a seed (threads numbered by their first allocation) */
+		uint64_t k = __atomic_add_fetch(&sample_threads, 1, __ATOMIC_RELAXED);
+		uint64_t s = sample_seed;
+		if (!s) {
+			struct timespec t;
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			s = (uint64_t)t.tv_nsec ^ (uint64_t)t.tv_sec << 32 ^ (uint64_t)getpid() << 16 ^
+			    (uintptr_t)&sample_rng;
+		}
+		uint64_t st = s ^ k * 0xd1b54a32d192ed03ull;
+		sample_rng = splitmix(&st) | 1;
+	}
+	double u = (double)((splitmix(&sample_rng) >> 11) + 1) * 0x1p-53; /* (0, 1] */
+	double g = -log(u) * (double)tracker_sample_bytes;
+	return g >= 0x1p62 ? (int64_t)1 << 62 : (int64_t)g + 1;
+}
+
+static int sample_slow(void)
+{
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	int hit = 1;
+	if (!sample_rng) {
+		/* the thread's first allocation: its gap counts from the start
+		 * of this allocation, which was already taken off */
+		tracker_sample_left += sample_gap();
+		hit = tracker_sample_left <= 0;
+	}
+	if (hit) /* the next gap counts from the end of this allocation */
+		tracker_sample_left = sample_gap();
+	tracker_guard = guard;
+	return hit;
+}
+
+/* Sampling for the stream about to start (gap 0: every allocation).
+ * Not locked: no recording runs. */
+static void sample_setup(uint64_t gap, uint64_t seed)
+{
+	if (gap && !filter)
+		filter = raw_map(sizeof(*filter) + FILTER_SLOTS * sizeof(uint16_t));
+	if (!filter)
+		gap = 0;
+	else
+		memset(filter->slot, 0, FILTER_SLOTS * sizeof(uint16_t));
+	if (filter) {
+		filter->mask = FILTER_SLOTS - 1;
+		/* the bootstrap allocator's blocks take the slow way too, which
+		 * keeps them from the real free */
+		size_t used = __atomic_load_n(&boot_used, __ATOMIC_RELAXED);
+		for (size_t at = 0; at + 16 <= used && at + 16 <= BOOT_SIZE;) {
+			size_t size = *(size_t *)(boot_buf + at);
+			filter->slot[sample_slot(filter, (uintptr_t)(boot_buf + at + 16))] = 1;
+			at += ((size + 15) & ~(size_t)15) + 16;
+		}
+	}
+	btab_clear(&sampled);
+	sample_seed = seed;
+	sample_threads = 0;
+	sample_rng = 0;
+	tracker_sample_left = 0;
+	__atomic_store_n(&tracker_sample_bytes, gap, __ATOMIC_RELAXED);
+	__atomic_store_n(&tracker_filter, gap ? filter : (struct sample_filter *)&filter_maybe,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&tracker_sample_floor, gap ? 0 : INT64_MAX, __ATOMIC_RELAXED);
+}
+
+int tracker_take_slow(void)
+{
+	if (!tracker_sampling()) {
+		tracker_sample_left = 0;
+		return 1;
+	}
+	return sample_slow();
+}
+
+/* A sampled block: kept, counted in its filter slot; its estimated bytes.
+ * Locked. */
+static uint64_t sample_put(uintptr_t a, uint64_t size)
+{
+	uint64_t est = (uint64_t)(mr_sample_weight(size, tracker_sample_bytes) * (double)size + 0.5);
+	uint64_t replaced = btab_put(&sampled, a, est);
+	uint16_t *f = &filter->slot[sample_slot(filter, a)];
+	if (!replaced && *f != UINT16_MAX) /* a full counter stays full */
+		__atomic_store_n(f, *f + 1, __ATOMIC_RELAXED);
+	heap_sub(replaced);
+	return est;
+}
+
+/* Takes a sampled block out into *est; 0 if a was not sampled. Locked. */
+static int sample_take(uintptr_t a, uint64_t *est)
+{
+	if (!btab_take(&sampled, a, est))
+		return 0;
+	uint16_t *f = &filter->slot[sample_slot(filter, a)];
+	if (*f != UINT16_MAX)
+		__atomic_store_n(f, *f - 1, __ATOMIC_RELAXED);
+	return 1;
 }
 
 void tracker_alloc(int allocator, void *p, size_t size)
@@ -777,7 +939,12 @@ void tracker_alloc(int allocator, void *p, size_t size)
 	if (same_stream()) {
 		thread_current();
 		mr_w_alloc(&writer, allocator, (uintptr_t)p, size, intern(&c));
-		live_heap += allocator == MR_MMAP ? size : usable(p);
+		if (allocator == MR_MMAP)
+			live_heap += size;
+		else if (tracker_sampling())
+			live_heap += sample_put((uintptr_t)p, size);
+		else
+			live_heap += usable(p);
 		if (window_on)
 			win_add((uintptr_t)p, size);
 	}
@@ -788,12 +955,17 @@ void tracker_alloc(int allocator, void *p, size_t size)
 void tracker_free(int allocator, void *p, size_t len)
 {
 	tracker_guard = 1;
-	size_t n = allocator == MR_MUNMAP ? len : usable(p);
+	int sampling = tracker_sampling() && allocator != MR_MUNMAP;
+	size_t n = allocator == MR_MUNMAP ? len : sampling ? 0 : usable(p);
 	pthread_mutex_lock(&lock);
-	if (ACTIVE()) {
+	uint64_t est = 0;
+	if (sampling && !sample_take((uintptr_t)p, &est)) {
+		/* not a sampled block after all (another one shares its
+		 * filter counter) */
+	} else if (ACTIVE()) {
 		thread_current();
 		mr_w_free(&writer, allocator, (uintptr_t)p, len);
-		heap_sub(n);
+		heap_sub(sampling ? est : n);
 		if (window_on) {
 			if (allocator == MR_MUNMAP)
 				win_unmap((uintptr_t)p, len);
@@ -805,17 +977,63 @@ void tracker_free(int allocator, void *p, size_t len)
 	tracker_guard = 0;
 }
 
+static void *realloc_call(int allocator, void *old, size_t nmemb, size_t size)
+{
+	return allocator == MR_REALLOC ? real.realloc(old, size)
+				       : real.reallocarray(old, nmemb, size);
+}
+
+/* realloc when sampling: recorded when the old block was a sample
+ * (freed, or moved if the new one is one too) or the new one is. */
+static void *sampled_realloc(int allocator, void *old, size_t nmemb, size_t size, size_t total)
+{
+	int old_maybe = old && !tracker_skip_free(old);
+	int new_sampled = total && tracker_take(total);
+	if (!old_maybe && !new_sampled)
+		return realloc_call(allocator, old, nmemb, size);
+	struct capture c;
+	tracker_guard = 1;
+	if (new_sampled)
+		capture(&c);
+	else
+		thread_fresh();
+	pthread_mutex_lock(&lock);
+	/* under the lock, so that no other thread is handed `old` before
+	 * its release is written */
+	void *p = realloc_call(allocator, old, nmemb, size);
+	uint64_t est = 0;
+	int old_sampled = old_maybe && (p || total == 0) && sample_take((uintptr_t)old, &est);
+	new_sampled = new_sampled && p;
+	if (same_stream() && (old_sampled || new_sampled)) {
+		thread_current();
+		heap_sub(est);
+		uint32_t stack = new_sampled ? intern(&c) : 0;
+		if (old_sampled && new_sampled)
+			mr_w_move(&writer, allocator, (uintptr_t)old, 0, (uintptr_t)p, total, stack);
+		else if (old_sampled)
+			mr_w_free(&writer, allocator, (uintptr_t)old, 0);
+		else
+			mr_w_alloc(&writer, allocator, (uintptr_t)p, total, stack);
+		if (new_sampled)
+			live_heap += sample_put((uintptr_t)p, total);
+	}
+	pthread_mutex_unlock(&lock);
+	tracker_guard = 0;
+	return p;
+}
+
 void *tracker_realloc(int allocator, void *old, size_t nmemb, size_t size)
 {
 	struct capture c;
 	size_t total;
 	int overflow = __builtin_mul_overflow(nmemb, size, &total);
+	if (tracker_sampling() && !overflow)
+		return sampled_realloc(allocator, old, nmemb, size, total);
 	tracker_guard = 1;
 	capture(&c);
 	size_t old_n = old ? usable(old) : 0;
 	pthread_mutex_lock(&lock);
-	void *p = allocator == MR_REALLOC ? real.realloc(old, size)
-					  : real.reallocarray(old, nmemb, size);
+	void *p = realloc_call(allocator, old, nmemb, size);
 	if (same_stream() && !overflow) {
 		thread_current();
 		if (p && old) {
@@ -1264,6 +1482,8 @@ static void restore_env(void)
 	unsetenv("MEMRAY_FD");
 	unsetenv("MEMRAY_NATIVE");
 	unsetenv("MEMRAY_INTERVAL_US");
+	unsetenv("MEMRAY_SAMPLE_BYTES");
+	unsetenv("MEMRAY_SEED");
 	unsetenv("MEMRAY_PID");
 	unsetenv("MEMRAY_SEQ");
 }
@@ -1381,6 +1601,10 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	}
 	const char *native = getenv("MEMRAY_NATIVE");
 	const char *interval = getenv("MEMRAY_INTERVAL_US");
+	const char *gap = getenv("MEMRAY_SAMPLE_BYTES");
+	const char *seed = getenv("MEMRAY_SEED");
+	uint64_t gap_n = gap ? strtoull(gap, NULL, 10) : 0;
+	uint64_t seed_n = seed ? strtoull(seed, NULL, 10) : 0;
 	const char *pid = getenv("MEMRAY_PID");
 	const char *seq = getenv("MEMRAY_SEQ");
 	/* Only the process memray-record started (or that process after an
@@ -1408,6 +1632,7 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	if (native_stacks)
 		unwinder_start();
 	pthread_key_create(&thread_key, thread_gone);
+	sample_setup(gap_n <= MR_SAMPLE_MAX ? gap_n : MR_SAMPLE_MAX, seed_n);
 	stream_start(continuing && seq ? (uint16_t)atol(seq) : 0);
 	pthread_atfork(at_prepare, at_parent, at_child);
 	sampler_start();
@@ -1449,11 +1674,12 @@ static void stream_start(uint16_t seq)
 		.ppid = (uint32_t)getppid(),
 		.start_us = (uint64_t)wall.tv_sec * 1000000u + (uint64_t)wall.tv_nsec / 1000,
 		.page_size = (uint64_t)sysconf(_SC_PAGESIZE),
-		.flags = header_flags,
+		.flags = header_flags | (tracker_sampling() ? MR_F_SAMPLED : 0),
 		.interval_us = interval_us,
 		.argc = saved_argc,
 		.argv = saved_argv,
 		.exe = exe,
+		.sample_bytes = tracker_sample_bytes,
 	};
 	mr_writer_init(&writer, (uint32_t)my_pid, sink, NULL);
 	writer.seq = seq;
@@ -1498,6 +1724,9 @@ static void child_restart(void)
 	tracker_guard = 1;
 	my_pid = getpid();
 	stream_reset();
+	/* the parent's samples are not this stream's; a sequence of its own */
+	sample_setup(tracker_sample_bytes,
+		     sample_seed ? sample_seed ^ (uint64_t)my_pid * 0x9e3779b97f4a7c15ull : 0);
 	stream_start(0);
 	sampler_start();
 	tracker_guard = guard;
@@ -1573,7 +1802,8 @@ static int high_fd(int fd)
 /* Sets up a recording in a running program (attached, or through the
  * API): what the constructor does when memray-record preloads the tracker.
  * native: 1, 0, or -1 for the default. */
-static void in_process_setup(int native, long interval, uint64_t flags)
+static void in_process_setup(int native, long interval, uint64_t flags, uint64_t gap,
+			     uint64_t seed)
 {
 	static int once, is_python;
 	if (!once) {
@@ -1591,9 +1821,10 @@ static void in_process_setup(int native, long interval, uint64_t flags)
 		unwinder_start();
 	interval_us = interval > 0 ? (uint64_t)interval : 10000;
 	my_pid = getpid();
+	sample_setup(gap <= MR_SAMPLE_MAX ? gap : MR_SAMPLE_MAX, seed);
 }
 
-static int attach_start(const char *dir, int native, long interval)
+static int attach_start(const char *dir, int native, long interval, uint64_t gap, uint64_t seed)
 {
 	if (ACTIVE() || out_fd >= 0 || __atomic_load_n(&attach_busy, __ATOMIC_ACQUIRE))
 		return -1; /* recorded already (preloaded, or attached) */
@@ -1614,7 +1845,7 @@ static int attach_start(const char *dir, int native, long interval)
 		close(c);
 		return -2;
 	}
-	in_process_setup(native, interval, MR_F_ATTACHED);
+	in_process_setup(native, interval, MR_F_ATTACHED, gap, seed);
 	ctl_fd = high_fd(c);
 	out_fd = fd;
 	attached = 1;
@@ -1629,14 +1860,16 @@ static int attach_start(const char *dir, int native, long interval)
 	return 0;
 }
 
-/* Called by memray-record through gdb. Returns 0 when recording, -1 when
- * the program is recorded already, -2 when the FIFOs cannot be opened,
- * -3 when the GOT entries cannot be patched. */
-EXPORT int memray_attach(const char *dir, int native, long interval_us_arg)
+/* Called by memray-record through gdb; gap and seed are --sample-bytes
+ * and --seed (0: none). Returns 0 when recording, -1 when the program is
+ * recorded already, -2 when the FIFOs cannot be opened, -3 when the GOT
+ * entries cannot be patched. */
+EXPORT int memray_attach(const char *dir, int native, long interval_us_arg,
+			 unsigned long long gap, unsigned long long seed)
 {
 	int guard = tracker_guard;
 	tracker_guard = 1;
-	int rc = attach_start(dir, native, interval_us_arg);
+	int rc = attach_start(dir, native, interval_us_arg, gap, seed);
 	tracker_guard = guard;
 	return rc;
 }
@@ -1683,7 +1916,7 @@ EXPORT int memray_start(const char *path, int flags)
 			close(fd);
 		goto out;
 	}
-	in_process_setup(flags & MEMRAY_NATIVE ? 1 : flags & MEMRAY_NO_NATIVE ? 0 : -1, 0, 0);
+	in_process_setup(flags & MEMRAY_NATIVE ? 1 : flags & MEMRAY_NO_NATIVE ? 0 : -1, 0, 0, 0, 0);
 	out_fd = high_fd(fd);
 	out_dev = st.st_dev;
 	out_ino = st.st_ino;
@@ -1691,9 +1924,7 @@ EXPORT int memray_start(const char *path, int flags)
 	api_on = api_used = 1;
 	stream_reset();
 	pthread_mutex_lock(&lock);
-	if (win)
-		memset(win, 0, win_cap * sizeof(*win));
-	win_n = 0;
+	btab_clear(&win);
 	win_live = win_peak = win_allocs = win_bytes = 0;
 	window_on = 1;
 	pthread_mutex_unlock(&lock);
@@ -1800,7 +2031,7 @@ char **tracker_exec_env(char *const envp[])
 	for (; envp && envp[n]; n++)
 		if (strncmp(envp[n], "LD_PRELOAD=", 11) == 0)
 			user_preload = envp[n] + 11;
-	char **env = real.malloc((n + 12) * sizeof(char *));
+	char **env = real.malloc((n + 14) * sizeof(char *));
 	if (!env) {
 		tracker_guard = 0;
 		return NULL;
@@ -1832,6 +2063,14 @@ char **tracker_exec_env(char *const envp[])
 	env[k++] = env_entry("MEMRAY_NATIVE", native_env);
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)interval_us);
 	env[k++] = env_entry("MEMRAY_INTERVAL_US", num);
+	if (tracker_sampling()) {
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)tracker_sample_bytes);
+		env[k++] = env_entry("MEMRAY_SAMPLE_BYTES", num);
+		if (sample_seed) {
+			snprintf(num, sizeof(num), "%llu", (unsigned long long)sample_seed);
+			env[k++] = env_entry("MEMRAY_SEED", num);
+		}
+	}
 	if (follow) {
 		env[k++] = env_entry("MEMRAY_FOLLOW", "1");
 		pipe_id(buf, sizeof(buf), out_dev, out_ino);

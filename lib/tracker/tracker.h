@@ -69,7 +69,12 @@ extern __thread int tracker_guard __attribute__((tls_model("initial-exec")));
  * calloc), when the caller must use the bootstrap allocator. */
 int tracker_resolve(void);
 void *boot_alloc(size_t size);
-int boot_owns(const void *p);
+#define BOOT_SIZE (256 * 1024)
+extern char boot_buf[BOOT_SIZE];
+static inline int boot_owns(const void *p)
+{
+	return (uintptr_t)p - (uintptr_t)boot_buf < BOOT_SIZE;
+}
 size_t boot_size(const void *p);
 
 /* Recording. Each sets and clears the guard itself. */
@@ -90,6 +95,63 @@ int tracker_own_call(const void *caller);
  * unchanged, as in a forked child). tracker_exec_failed undoes it. */
 char **tracker_exec_env(char *const envp[]);
 void tracker_exec_failed(char **env);
+
+/* Sampling (memray-record --sample-bytes; tracker.c). The hooks' fast
+ * path: an allocation goes straight to the real one while the thread's
+ * countdown to its next sampled byte stays above tracker_sample_floor (0
+ * when sampling; never otherwise), and a release while its address's
+ * counter in tracker_filter is 0 (a filter of one counter at 1 when not
+ * sampling). Everything else takes the slow path. */
+struct sample_filter {
+	uint64_t mask;
+	uint16_t slot[];
+};
+extern uint64_t tracker_sample_bytes; /* the mean gap; 0: every allocation */
+extern int64_t tracker_sample_floor;
+extern struct sample_filter *tracker_filter;
+extern __thread int64_t tracker_sample_left __attribute__((tls_model("initial-exec")));
+
+static inline int tracker_sampling(void)
+{
+	return __atomic_load_n(&tracker_sample_bytes, __ATOMIC_RELAXED) != 0;
+}
+
+static inline size_t sample_slot(const struct sample_filter *f, uintptr_t a)
+{
+	return (size_t)(((uint64_t)a >> 4) * 0x9e3779b97f4a7c15ull >> 48) & f->mask;
+}
+
+/* Whether an allocation of size bytes is certainly not recorded (it is
+ * counted down either way). */
+static inline int tracker_skip_alloc(size_t size)
+{
+	int64_t left = (int64_t)((uint64_t)tracker_sample_left - size);
+	tracker_sample_left = left;
+	return __builtin_expect(left > __atomic_load_n(&tracker_sample_floor, __ATOMIC_RELAXED), 1);
+}
+
+/* Whether the release of heap block p is certainly not recorded. */
+static inline int tracker_skip_free(const void *p)
+{
+	const struct sample_filter *f = __atomic_load_n(&tracker_filter, __ATOMIC_RELAXED);
+	return __builtin_expect(!__atomic_load_n(&f->slot[sample_slot(f, (uintptr_t)p)],
+						 __ATOMIC_RELAXED), 1);
+}
+
+/* After tracker_skip_alloc said no, while recording: whether the
+ * allocation is recorded (every one when not sampling). */
+int tracker_take_slow(void);
+/* The same from the start, while recording. */
+static inline int tracker_take(size_t size)
+{
+	return !tracker_skip_alloc(size) && tracker_take_slow();
+}
+/* After tracker_skip_alloc said no, when not recording: the allocation
+ * does not count. */
+static inline void tracker_untake(size_t size)
+{
+	tracker_sample_left = (int64_t)((uint64_t)tracker_sample_left + size);
+}
 
 /* The hooks by name, for GOT patching when attached (hooks.c). */
 struct got_hook;
