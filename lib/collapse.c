@@ -185,6 +185,119 @@ static void render(FILE *f, struct replay *r, struct symbolizer *sym, const stru
 	(void)r;
 }
 
+/* ---- visiting a stack's frames ------------------------------------------- */
+
+static void visit_label(frame_visitor *visit, void *ctx, const struct mr_proc *p, const char *s,
+			size_t n)
+{
+	struct frame_info f = { .kind = FRAME_LABEL, .text = s, .text_len = n, .name = s,
+				.name_len = n, .file = "", .proc = p, .module = "" };
+	visit(ctx, &f);
+}
+
+/* Fills in f's name, file and line from one frame of sym_frames' text:
+ * "name (file:line)", "name (module)", "0xADDR (module)" or "0xADDR". The
+ * last " (" starts the place: symbols are linkage names, without one. */
+static void split_native(struct frame_info *f, const char *s, size_t n)
+{
+	f->text = f->name = s;
+	f->text_len = f->name_len = n;
+	f->file = "";
+	f->file_len = 0;
+	f->line = 0;
+	if (n < 4 || s[n - 1] != ')')
+		return;
+	size_t open = n - 1;
+	while (open > 0 && !(s[open] == '(' && s[open - 1] == ' '))
+		open--;
+	if (open == 0)
+		return;
+	f->name_len = open - 1;
+	const char *where = s + open + 1, *end = s + n - 1;
+	const char *colon = end;
+	while (colon > where && colon[-1] >= '0' && colon[-1] <= '9')
+		colon--;
+	if (colon == end || colon - 1 <= where || colon[-1] != ':')
+		return; /* a module's name */
+	f->file = where;
+	f->file_len = (size_t)(colon - 1 - where);
+	f->line = (uint32_t)strtoul(colon, NULL, 10);
+}
+
+void collapse_visit(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
+		    const struct site *site, frame_visitor *visit, void *ctx)
+{
+	const struct mr_proc *p = site->proc;
+	int python = (p->header.flags & MR_F_PYTHON) != 0;
+	int native = o->frames == FRAMES_NATIVE ||
+		     (o->frames == FRAMES_AUTO && (!python || (p->header.flags & MR_F_NATIVE)));
+	int hybrid = python && native;
+	char *t = NULL;
+	size_t len = 0;
+	if (o->by_thread) {
+		const char *name = site->thread < p->nthreads && p->threads[site->thread].name
+					   ? p->threads[site->thread].name : "?";
+		FILE *m = open_memstream(&t, &len);
+		fprintf(m, "%s (thread %" PRIu64 ")", name,
+			site->thread < p->nthreads ? p->threads[site->thread].tid : 0);
+		fclose(m);
+		visit_label(visit, ctx, p, t, len);
+		free(t);
+	}
+	size_t n = 0;
+	for (uint32_t s = site->stack; s && s < p->nnodes; s = p->nodes[s].parent)
+		n++;
+	uint32_t *path = xrealloc(NULL, (n ? n : 1) * sizeof(*path));
+	n = 0;
+	for (uint32_t s = site->stack; s && s < p->nnodes; s = p->nodes[s].parent)
+		path[n++] = s;
+	int shown = 0;
+	for (size_t i = n; i-- > 0;) {
+		const struct mr_node *node = &p->nodes[path[i]];
+		if (node->python) {
+			const struct mr_pyframe *pf = &p->frames[node->value];
+			const char *file = mr_string(p, pf->file);
+			if (o->hide_import_system && is_import_system(file))
+				continue;
+			const char *fn = mr_string(p, pf->function);
+			FILE *m = open_memstream(&t, &len);
+			fprintf(m, "%s (%s:%u)", fn, file, pf->line);
+			fclose(m);
+			struct frame_info f = { .kind = FRAME_PYTHON, .text = t, .text_len = len,
+						.name = fn, .name_len = strlen(fn), .file = file,
+						.file_len = strlen(file), .line = pf->line, .proc = p,
+						.module = "" };
+			visit(ctx, &f);
+			free(t);
+			shown++;
+			continue;
+		}
+		if (!native)
+			continue;
+		const char *module;
+		const char *text = sym_frames(sym, p, node->value, &module);
+		if (hybrid && !o->all_frames && is_cpython_module(p, module))
+			continue;
+		unsigned count = 1;
+		for (const char *c = text; *c; c++)
+			count += *c == '\n';
+		struct frame_info f = { .kind = FRAME_NATIVE, .proc = p, .ip = node->value,
+					.module = module, .nframes = count };
+		for (const char *s = text; *s; f.depth++) {
+			const char *e = strchr(s, '\n');
+			size_t k = e ? (size_t)(e - s) : strlen(s);
+			split_native(&f, s, k);
+			visit(ctx, &f);
+			shown++;
+			s += k + (e ? 1 : 0);
+		}
+	}
+	free(path);
+	if (!shown)
+		visit_label(visit, ctx, p, "[unknown]", 9);
+	(void)r;
+}
+
 void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 {
 	fprintf(out, "# %s %s\n", progname, MEMRAY_VERSION);

@@ -46,6 +46,37 @@ void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o);
 size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
 		      const struct collapse_opts *o);
 
+/* One frame of a site's stack as collapse_visit hands it over: the parts
+ * of what a collapsed line shows, unescaped. Pointers are valid during
+ * the call only. */
+struct frame_info {
+	enum frame_kind {
+		FRAME_PYTHON,
+		FRAME_NATIVE,
+		FRAME_LABEL, /* a thread's root frame, or "[unknown]": text only */
+	} kind;
+	const char *text; size_t text_len; /* the frame as a collapsed line shows it */
+	const char *name; size_t name_len; /* function, symbol or 0xADDR; a label's text */
+	const char *file; size_t file_len; /* the source file, "" when unknown (native
+	                                    * frames: the base name debug info gives) */
+	uint32_t line;                     /* 0 when unknown */
+	const struct mr_proc *proc;
+	/* native frames: the return address, its module's path ("" if none),
+	 * and this frame's place among the frames of ip (several when
+	 * functions were inlined there): depth 0 is the outermost, visited
+	 * first, depth nframes - 1 the innermost. */
+	uint64_t ip;
+	const char *module;
+	unsigned depth, nframes;
+};
+
+typedef void frame_visitor(void *ctx, const struct frame_info *f);
+
+/* Calls visit for each frame of site's stack, root first: the frames,
+ * and only those, that a collapsed line of the site shows with options o. */
+void collapse_visit(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
+		    const struct site *site, frame_visitor *visit, void *ctx);
+
 /* Appends s escaped as described above to f. */
 void collapse_escape(FILE *f, const char *s, size_t n);
 

@@ -239,10 +239,8 @@ static size_t addr_hash(const struct sym_module *m, uint64_t a)
 	return (size_t)(h ^ (h >> 29));
 }
 
-const char *sym_frames(struct symbolizer *s, const struct mr_proc *p, uint64_t ip,
-		       const char **module)
+const struct mr_module *sym_module_of(const struct mr_proc *p, uint64_t ip)
 {
-	const struct mr_module *rm = NULL;
 	/* the modules loaded now, then (for a module since unloaded) the others */
 	for (size_t i = p->nmodules * 2; i-- > 2;) {
 		const struct mr_module *c = &p->modules[i / 2];
@@ -250,13 +248,16 @@ const char *sym_frames(struct symbolizer *s, const struct mr_proc *p, uint64_t i
 			continue;
 		for (uint32_t k = 0; k < c->nsegs; k++)
 			if ((c->segs[k].prot & 1) && ip > c->base + c->segs[k].vaddr &&
-			    ip <= c->base + c->segs[k].vaddr + c->segs[k].size) {
-				rm = c;
-				break;
-			}
-		if (rm)
-			break;
+			    ip <= c->base + c->segs[k].vaddr + c->segs[k].size)
+				return c;
 	}
+	return NULL;
+}
+
+const char *sym_frames(struct symbolizer *s, const struct mr_proc *p, uint64_t ip,
+		       const char **module)
+{
+	const struct mr_module *rm = sym_module_of(p, ip);
 	static char raw[64];
 	if (!rm) {
 		*module = "";

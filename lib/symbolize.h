@@ -25,4 +25,8 @@ void sym_free(struct symbolizer *s);
 const char *sym_frames(struct symbolizer *s, const struct mr_proc *p, uint64_t ip,
 		       const char **module);
 
+/* The module of process p whose executable segment holds return address
+ * ip (one loaded now first, then one since unloaded), or NULL. */
+const struct mr_module *sym_module_of(const struct mr_proc *p, uint64_t ip);
+
 #endif

@@ -1,29 +1,39 @@
 /*
- * memray-fold - a stream in, collapsed stacks out, one metric at a time.
+ * memray-fold - a stream in, collapsed stacks out, one metric at a time;
+ * or the same stacks as a pprof profile or a speedscope file.
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../lib/collapse.h"
 #include "../../lib/ingest.h"
+#include "../../lib/pprof.h"
 #include "../../lib/replay.h"
+#include "../../lib/speedscope.h"
 #include "../../lib/symbolize.h"
 #include "../../lib/util.h"
 
 static const char usage_text[] =
-	"usage: memray-fold [--metric METRIC] [--native | --python-only] [--by-thread]\n"
-	"                   [--hide-import-system] [--all-frames] [--pid PID] [FILE...]\n"
+	"usage: memray-fold [--metric METRIC] [--format FORMAT] [--native | --python-only]\n"
+	"                   [--by-thread] [--hide-import-system] [--all-frames] [--pid PID]\n"
+	"                   [FILE...]\n"
 	"\n"
 	"Reads memray streams from the FILEs (standard input when there is none or\n"
 	"FILE is '-'), plain or compressed, and writes collapsed stacks: one line\n"
-	"per stack, frames root first joined by ';', a space and an integer.\n"
+	"per stack, frames root first joined by ';', a space and an integer; or\n"
+	"the same stacks as a pprof profile or a speedscope file.\n"
 	"\n"
 	"  -m, --metric METRIC     peak (default): bytes live at the high-water mark;\n"
 	"                          total: bytes allocated; count: allocations;\n"
 	"                          leaked: bytes live at the end; temporary: bytes\n"
 	"                          freed before the thread's next allocation\n"
+	"      --format FORMAT     collapsed (default): collapsed stacks;\n"
+	"                          pprof: a gzipped pprof profile (binary: to a file\n"
+	"                          or a pipe, never a terminal), for go tool pprof;\n"
+	"                          speedscope: speedscope's JSON file format\n"
 	"      --native            native frames too (hybrid stacks for Python)\n"
 	"      --python-only       Python frames only\n"
 	"      --by-thread         a root frame per thread\n"
@@ -38,12 +48,24 @@ static void usage(int status)
 	usage_exit(usage_text, status);
 }
 
+enum format { FORMAT_COLLAPSED, FORMAT_PPROF, FORMAT_SPEEDSCOPE };
+
+static enum format format_arg(const char *s)
+{
+	static const char *const names[] = { "collapsed", "pprof", "speedscope" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i]) == 0)
+			return (enum format)i;
+	die(EXIT_USAGE, "unknown format '%s': expected collapsed, pprof or speedscope", s);
+}
+
 int main(int argc, char **argv)
 {
 	progname = "memray-fold";
-	enum { NATIVE = 256, PYTHON_ONLY, BY_THREAD, HIDE_IMPORT, ALL_FRAMES, VERSION };
+	enum { NATIVE = 256, PYTHON_ONLY, BY_THREAD, HIDE_IMPORT, ALL_FRAMES, VERSION, FORMAT };
 	static const struct option longopts[] = {
 		{ "metric", required_argument, NULL, 'm' },
+		{ "format", required_argument, NULL, FORMAT },
 		{ "native", no_argument, NULL, NATIVE },
 		{ "python-only", no_argument, NULL, PYTHON_ONLY },
 		{ "by-thread", no_argument, NULL, BY_THREAD },
@@ -55,6 +77,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct collapse_opts o = { METRIC_PEAK, FRAMES_AUTO, 0, 0, 0 };
+	enum format format = FORMAT_COLLAPSED;
 	long pid = -1;
 	int c;
 	opterr = 0;
@@ -65,6 +88,7 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "unknown metric '%s': expected peak, total, count, "
 				    "leaked or temporary", optarg);
 			break;
+		case FORMAT: format = format_arg(optarg); break;
 		case NATIVE: o.frames = FRAMES_NATIVE; break;
 		case PYTHON_ONLY: o.frames = FRAMES_PYTHON; break;
 		case BY_THREAD: o.by_thread = 1; break;
@@ -78,6 +102,9 @@ int main(int argc, char **argv)
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
+	if (format == FORMAT_PPROF && isatty(STDOUT_FILENO))
+		die(EXIT_USAGE, "a pprof profile is binary: not writing it to a terminal "
+		    "(redirect it to a file or a pipe)");
 	struct replay r;
 	struct ingest g = { NULL, 0, 0 };
 	replay_init(&r, o.by_thread);
@@ -87,7 +114,12 @@ int main(int argc, char **argv)
 	if (why)
 		die(EXIT_USAGE, "%s", why);
 	struct symbolizer *sym = sym_new();
-	collapse_write(stdout, &r, sym, &o);
+	if (format == FORMAT_PPROF)
+		pprof_write(stdout, &r, sym, &o);
+	else if (format == FORMAT_SPEEDSCOPE)
+		speedscope_write(stdout, &r, sym, &o);
+	else
+		collapse_write(stdout, &r, sym, &o);
 	sym_free(sym);
 	replay_free(&r);
 	ingest_free(&g);
