@@ -332,6 +332,12 @@ static void put_comments(struct pb *out, struct profile *pp, struct replay *r)
 		pb_uint(out, 13, str_index(pp, t, len));
 		free(t);
 	}
+	if (r->sample_bytes) {
+		char t[160];
+		int n = snprintf(t, sizeof(t), "sampled: one sample per %" PRIu64 " bytes allocated "
+				 "on average; every value is an estimate", r->sample_bytes);
+		pb_uint(out, 13, str_index(pp, t, (size_t)n));
+	}
 	if (np)
 		pb_uint(out, 9, r->procs[idx[0]].proc->header.start_us * 1000);
 	free(idx);
@@ -364,6 +370,10 @@ static void encode(struct pb *out, struct profile *pp, struct replay *r)
 		put_function(out, pp, id, &m);
 	put_comments(out, pp, r);
 	pb_uint(out, 10, r->duration_us * 1000);
+	if (r->sample_bytes) { /* sampled by bytes: the mean gap as the period */
+		put_value_type(out, 11, pp, "space", "bytes", &m);
+		pb_uint(out, 12, r->sample_bytes);
+	}
 	/* the metric's own value is the one shown by default */
 	const char *dflt = pp->metric == METRIC_COUNT ? objects : space;
 	pb_uint(out, 14, str_index(pp, dflt, strlen(dflt)));

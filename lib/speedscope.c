@@ -82,7 +82,8 @@ static int by_frames(const void *a, const void *b)
 	return (la > lb) - (la < lb);
 }
 
-/* The first process's command line, as the profile's name. */
+/* The first process's command line, as the profile's name (saying when
+ * the values are estimates). */
 static void put_command(FILE *out, struct replay *r)
 {
 	char *t = NULL;
@@ -94,6 +95,8 @@ static void put_command(FILE *out, struct replay *r)
 		for (uint32_t i = 0; i < p->header.argc; i++)
 			fprintf(m, "%s%s", i ? " " : "", p->header.argv[i]);
 	}
+	if (r->sample_bytes)
+		fprintf(m, " (sampled: estimates, one sample per %" PRIu64 " bytes)", r->sample_bytes);
 	fclose(m);
 	json_string(out, t, len);
 	free(t);

@@ -231,3 +231,20 @@ assert d["top_temporary"] is None'
 	[ "$status" -eq 2 ]
 	assert_output --partial "--idle records nothing"
 }
+
+@test "pprof and speedscope exports of a sampled stream say so, with the same estimates" {
+	memray-record -q -o s.bin --sample-bytes 64K --seed 3 "$FIX/sampling" threads
+	total=$(memray-fold -m total s.bin | grep -v '^#' | awk '{ s += $NF } END { printf "%.0f", s }')
+	memray-fold -m total --format=speedscope s.bin | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["name"].endswith(" (sampled: estimates, one sample per 65536 bytes)"), d["name"]
+assert d["profiles"][0]["name"] == d["name"]
+assert sum(d["profiles"][0]["weights"]) == int(sys.argv[1]), sys.argv[1]' "$total"
+	command -v go > /dev/null || skip "go is not installed (Debian golang-go)"
+	export HOME=$BATS_TEST_TMPDIR GOCACHE=$BATS_TEST_TMPDIR/gocache GOTOOLCHAIN=local
+	memray-fold -m total --format=pprof s.bin > s.pb.gz
+	go tool pprof -comments s.pb.gz > comments
+	grep -qx 'sampled: one sample per 65536 bytes allocated on average; every value is an estimate' comments
+	go tool pprof -raw s.pb.gz | grep -q '^PeriodType: space bytes$'
+}
