@@ -165,11 +165,8 @@ static void on_release(void *ctx, uint32_t site, uint64_t addr, uint64_t bytes, 
 	s->cur_bytes -= (int64_t)bytes;
 	s->cur_count -= count;
 	r->live -= bytes;
-	if (r->cur) {
+	if (r->cur)
 		r->cur->bytes -= bytes;
-		if (r->cur->proc->header.sample_bytes)
-			r->n_frees += count; /* a sample's frees are estimated too */
-	}
 	int t = r->releasing_thread;
 	if (t >= 0 && r->cur && (size_t)t < r->cur->nthreads && r->cur->last_alloc[t] == addr) {
 		s->temp_bytes += bytes;
@@ -221,18 +218,26 @@ static void allocated(struct replay *r, const struct mr_record *rec)
 	}
 }
 
+/* A FREE or MOVE record's release: counted as one free, or in a sampled
+ * stream as the frees the released sample stands for. */
 static void released(struct replay *r, const struct mr_record *rec, uint64_t addr,
 		     uint64_t len, int temporary_possible)
 {
 	r->releasing_thread = temporary_possible ? (int)rec->thread : -1;
+	int sampled = rec->proc->header.sample_bytes != 0;
 	if (rec->allocator == MR_MMAP || rec->allocator == MR_MREMAP ||
 	    rec->allocator == MR_MUNMAP) {
 		live_free(&r->cur->live, rec->allocator, addr, len);
+		r->n_frees++;
 	} else {
 		/* the common case, without the callback's indirect call */
 		struct live_block b;
-		if (live_take(&r->cur->live, addr, &b))
+		if (live_take(&r->cur->live, addr, &b)) {
 			on_release(r, b.stack, b.addr, b.size, b.count);
+			r->n_frees += sampled ? b.count : 1;
+		} else if (!sampled) {
+			r->n_frees++;
+		}
 	}
 	r->releasing_thread = -1;
 	if (r->cur && rec->thread < r->cur->nthreads && r->cur->last_alloc[rec->thread] == addr)
@@ -300,13 +305,9 @@ void replay_record(struct replay *r, const struct mr_record *rec)
 		allocated(r, rec);
 		return;
 	case MR_TAG_FREE:
-		if (!p->header.sample_bytes)
-			r->n_frees++;
 		released(r, rec, rec->addr, rec->size, 1);
 		return;
 	case MR_TAG_MOVE:
-		if (!p->header.sample_bytes)
-			r->n_frees++;
 		released(r, rec, rec->old_addr, rec->old_size, 0);
 		allocated(r, rec);
 		return;

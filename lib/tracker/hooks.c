@@ -83,7 +83,7 @@ static inline int take_slow(size_t size)
 		tracker_untake(size);
 		return 0;
 	}
-	return tracker_take_slow();
+	return tracker_take_slow(size);
 }
 
 /* malloc, free and calloc: a fast path that passes the call straight on
@@ -143,7 +143,10 @@ static NOINLINE void *calloc_slow(size_t n, size_t size)
 
 EXPORT void *calloc(size_t n, size_t size)
 {
-	if (tracker_skip_alloc(n * size))
+	size_t total;
+	if (__builtin_mul_overflow(n, size, &total))
+		return real.calloc ? real.calloc(n, size) : NULL; /* fails */
+	if (tracker_skip_alloc(total))
 		return real.calloc(n, size);
 	return calloc_slow(n, size);
 }

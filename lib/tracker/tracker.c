@@ -97,6 +97,7 @@ static int saved_argc;
 static char **saved_argv;
 static void sampler_start(void);
 static void stream_start(uint16_t seq);
+static void set_active(int on);
 static uint64_t live_heap;
 static uintptr_t self_lo, self_hi; /* our own code, skipped in stacks */
 static pthread_key_t thread_key;
@@ -212,7 +213,7 @@ static int batch_write(void)
 	/* a child made without the fork handlers (_Fork, a raw clone) would
 	 * write under its parent's pid and sequence numbers */
 	if (follow && getpid() != my_pid) {
-		SET_ACTIVE(0);
+		set_active(0);
 		out_fd = -1;
 		batch_len = 0;
 		return -1;
@@ -221,7 +222,7 @@ static int batch_write(void)
 	 * of its own under our number: never write into it. */
 	struct stat st;
 	if (fstat(out_fd, &st) < 0 || st.st_dev != out_dev || st.st_ino != out_ino) {
-		SET_ACTIVE(0);
+		set_active(0);
 		out_fd = -1;
 		batch_len = 0;
 		return -1;
@@ -250,7 +251,7 @@ static int batch_write(void)
 	int short_write = done < batch_len;
 	batch_len = 0;
 	if (short_write) {
-		SET_ACTIVE(0);
+		set_active(0);
 		return -1;
 	}
 	return 0;
@@ -687,16 +688,19 @@ static void btab_clear(struct btab *t)
 	t->n = 0;
 }
 
-/* Puts a block in (replacing one at the same address); returns the size
- * it replaced, or 0. When memory runs out the block is not kept: its
- * release will not be seen. */
-static uint64_t btab_put(struct btab *t, uintptr_t a, uint64_t size)
+/* Puts a block in (replacing one at the same address, whose size goes to
+ * *replaced, else 0 does); 0 when memory runs out and the block is not
+ * kept. */
+static int btab_put(struct btab *t, uintptr_t a, uint64_t size, uint64_t *replaced)
 {
+	*replaced = 0;
 	if ((t->n + 1) * 4 > t->cap * 3) {
 		size_t cap = t->cap ? t->cap * 2 : 1 << 14;
 		struct wblock *v = raw_map(cap * sizeof(*v));
-		if (!v)
+		if (!v && t->n + 1 >= t->cap)
 			return 0;
+		if (!v)
+			goto put; /* fuller than planned, still room */
 		struct btab old = *t;
 		t->v = v;
 		t->cap = cap;
@@ -710,16 +714,16 @@ static uint64_t btab_put(struct btab *t, uintptr_t a, uint64_t size)
 		if (old.v)
 			real.munmap(old.v, old.cap * sizeof(*old.v));
 	}
+put:;
 	size_t j = btab_slot(t, a);
 	while (t->v[j].addr && t->v[j].addr != a)
 		j = (j + 1) & (t->cap - 1);
-	uint64_t replaced = 0;
 	if (!t->v[j].addr)
 		t->n++;
 	else
-		replaced = t->v[j].size;
+		*replaced = t->v[j].size;
 	t->v[j] = (struct wblock){ a, size };
-	return replaced;
+	return 1;
 }
 
 /* Takes the block at a out into *size; 0 if it is not in. */
@@ -769,7 +773,10 @@ static void win_add(uintptr_t a, uint64_t size)
 	win_live += size;
 	if (win_live > win_peak)
 		win_peak = win_live;
-	win_live -= btab_put(&win, a, size);
+	uint64_t replaced;
+	if (!btab_put(&win, a, size, &replaced))
+		win_live -= size; /* counted, not kept */
+	win_live -= replaced;
 }
 
 static void win_take(uintptr_t a)
@@ -786,10 +793,9 @@ static void win_unmap(uintptr_t a, uint64_t len)
 	uint64_t size;
 	if (btab_take(&win, a, &size)) {
 		win_live -= size;
-		if (size > len) {
-			btab_put(&win, a + len, size - len);
-			win_live += size - len;
-		}
+		uint64_t replaced;
+		if (size > len && btab_put(&win, a + len, size - len, &replaced))
+			win_live += size - len - replaced;
 	}
 }
 
@@ -817,6 +823,8 @@ static __thread uint64_t sample_rng __attribute__((tls_model("initial-exec")));
 static uint64_t sample_seed;      /* --seed; 0: from the clock */
 static unsigned sample_threads;   /* threads that drew a first gap */
 static struct btab sampled;       /* live sampled blocks, with their estimated bytes */
+static uint32_t sample_gen;       /* counts the sampled recordings */
+static __thread uint32_t thread_sample_gen __attribute__((tls_model("initial-exec")));
 
 static uint64_t splitmix(uint64_t *state)
 {
@@ -848,15 +856,21 @@ static int64_t sample_gap(void)
 	return g >= 0x1p62 ? (int64_t)1 << 62 : (int64_t)g + 1;
 }
 
-static int sample_slow(void)
+/* The countdown reached the allocation of size bytes: whether it is
+ * sampled. */
+static int sample_slow(size_t size)
 {
 	int guard = tracker_guard;
 	tracker_guard = 1;
 	int hit = 1;
-	if (!sample_rng) {
-		/* the thread's first allocation: its gap counts from the start
-		 * of this allocation, which was already taken off */
-		tracker_sample_left += sample_gap();
+	uint32_t gen = __atomic_load_n(&sample_gen, __ATOMIC_RELAXED);
+	if (thread_sample_gen != gen) {
+		/* the thread's first allocation in this recording (whatever an
+		 * earlier one left): a sequence and a gap of its own, counted
+		 * from the start of this allocation */
+		thread_sample_gen = gen;
+		sample_rng = 0;
+		tracker_sample_left = sample_gap() - (int64_t)size;
 		hit = tracker_sample_left <= 0;
 	}
 	if (hit) /* the next gap counts from the end of this allocation */
@@ -865,10 +879,24 @@ static int sample_slow(void)
 	return hit;
 }
 
-/* Sampling for the stream about to start (gap 0: every allocation).
- * Not locked: no recording runs. */
+/* The hooks' fast path for what runs now: while a sampled recording runs,
+ * the countdown and the filter; else every call the slow way (which
+ * leaves the countdowns alone). */
+static void set_active(int on)
+{
+	int fast = on && tracker_sampling() && filter;
+	__atomic_store_n(&tracker_filter, fast ? filter : (struct sample_filter *)&filter_maybe,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&tracker_sample_floor, fast ? 0 : INT64_MAX, __ATOMIC_RELEASE);
+	__atomic_store_n(&tracker_active, on, __ATOMIC_RELEASE);
+}
+
+/* Sampling for the stream about to start (gap 0: every allocation); its
+ * fast path opens with set_active(1). */
 static void sample_setup(uint64_t gap, uint64_t seed)
 {
+	set_active(0);
+	pthread_mutex_lock(&lock);
 	if (gap && !filter)
 		filter = raw_map(sizeof(*filter) + FILTER_SLOTS * sizeof(uint16_t));
 	if (!filter)
@@ -889,21 +917,20 @@ static void sample_setup(uint64_t gap, uint64_t seed)
 	btab_clear(&sampled);
 	sample_seed = seed;
 	sample_threads = 0;
-	sample_rng = 0;
-	tracker_sample_left = 0;
+	__atomic_add_fetch(&sample_gen, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&tracker_sample_bytes, gap, __ATOMIC_RELAXED);
-	__atomic_store_n(&tracker_filter, gap ? filter : (struct sample_filter *)&filter_maybe,
-			 __ATOMIC_RELAXED);
-	__atomic_store_n(&tracker_sample_floor, gap ? 0 : INT64_MAX, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&lock);
 }
 
-int tracker_take_slow(void)
+int tracker_take_slow(size_t size)
 {
+	if (size > (size_t)PTRDIFF_MAX)
+		return 0; /* fails; the countdown untouched */
 	if (!tracker_sampling()) {
 		tracker_sample_left = 0;
 		return 1;
 	}
-	return sample_slow();
+	return sample_slow(size);
 }
 
 /* A sampled block: kept, counted in its filter slot; its estimated bytes.
@@ -911,7 +938,9 @@ int tracker_take_slow(void)
 static uint64_t sample_put(uintptr_t a, uint64_t size)
 {
 	uint64_t est = (uint64_t)(mr_sample_weight(size, tracker_sample_bytes) * (double)size + 0.5);
-	uint64_t replaced = btab_put(&sampled, a, est);
+	uint64_t replaced;
+	if (!btab_put(&sampled, a, est, &replaced))
+		return 0;
 	uint16_t *f = &filter->slot[sample_slot(filter, a)];
 	if (!replaced && *f != UINT16_MAX) /* a full counter stays full */
 		__atomic_store_n(f, *f + 1, __ATOMIC_RELAXED);
@@ -936,15 +965,14 @@ void tracker_alloc(int allocator, void *p, size_t size)
 	tracker_guard = 1;
 	capture(&c);
 	pthread_mutex_lock(&lock);
-	if (same_stream()) {
+	uint64_t est = 0;
+	/* a sample is kept before it is written: one that cannot be kept
+	 * is not written, or its release would be missed */
+	if (same_stream() && (allocator == MR_MMAP || !tracker_sampling() ||
+			      (est = sample_put((uintptr_t)p, size)) != 0)) {
 		thread_current();
 		mr_w_alloc(&writer, allocator, (uintptr_t)p, size, intern(&c));
-		if (allocator == MR_MMAP)
-			live_heap += size;
-		else if (tracker_sampling())
-			live_heap += sample_put((uintptr_t)p, size);
-		else
-			live_heap += usable(p);
+		live_heap += allocator == MR_MMAP ? size : est ? est : usable(p);
 		if (window_on)
 			win_add((uintptr_t)p, size);
 	}
@@ -959,10 +987,9 @@ void tracker_free(int allocator, void *p, size_t len)
 	size_t n = allocator == MR_MUNMAP ? len : sampling ? 0 : usable(p);
 	pthread_mutex_lock(&lock);
 	uint64_t est = 0;
-	if (sampling && !sample_take((uintptr_t)p, &est)) {
-		/* not a sampled block after all (another one shares its
-		 * filter counter) */
-	} else if (ACTIVE()) {
+	/* when sampling, only a block that was sampled (another one may
+	 * share its filter counter) */
+	if (ACTIVE() && (!sampling || sample_take((uintptr_t)p, &est))) {
 		thread_current();
 		mr_w_free(&writer, allocator, (uintptr_t)p, len);
 		heap_sub(sampling ? est : n);
@@ -1005,17 +1032,18 @@ static void *sampled_realloc(int allocator, void *old, size_t nmemb, size_t size
 	int old_sampled = old_maybe && (p || total == 0) && sample_take((uintptr_t)old, &est);
 	new_sampled = new_sampled && p;
 	if (same_stream() && (old_sampled || new_sampled)) {
+		uint64_t est_new = new_sampled ? sample_put((uintptr_t)p, total) : 0;
+		new_sampled = est_new != 0; /* kept before it is written */
 		thread_current();
 		heap_sub(est);
+		live_heap += est_new;
 		uint32_t stack = new_sampled ? intern(&c) : 0;
 		if (old_sampled && new_sampled)
 			mr_w_move(&writer, allocator, (uintptr_t)old, 0, (uintptr_t)p, total, stack);
 		else if (old_sampled)
 			mr_w_free(&writer, allocator, (uintptr_t)old, 0);
-		else
+		else if (new_sampled)
 			mr_w_alloc(&writer, allocator, (uintptr_t)p, total, stack);
-		if (new_sampled)
-			live_heap += sample_put((uintptr_t)p, total);
 	}
 	pthread_mutex_unlock(&lock);
 	tracker_guard = 0;
@@ -1370,7 +1398,7 @@ static void at_child(void)
 		child_restart();
 		return;
 	}
-	SET_ACTIVE(0);
+	set_active(0);
 	if (out_fd >= 0)
 		close(out_fd);
 	out_fd = -1;
@@ -1685,7 +1713,7 @@ static void stream_start(uint16_t seq)
 	writer.seq = seq;
 	__atomic_store_n(&stream_gen, stream_gen + 1, __ATOMIC_RELAXED);
 	mr_w_header(&writer, &h);
-	SET_ACTIVE(1);
+	set_active(1);
 	modules_sync(1);
 	pthread_mutex_lock(&lock);
 	thread_current();
@@ -1750,7 +1778,7 @@ void tracker_finish(void)
 	pthread_mutex_lock(&lock);
 	if (ACTIVE() && getpid() == my_pid) {
 		stream_end();
-		SET_ACTIVE(0);
+		set_active(0);
 	}
 	pthread_mutex_unlock(&lock);
 	tracker_guard = guard;
@@ -1884,7 +1912,7 @@ static void attach_end(void)
 	pthread_mutex_lock(&lock);
 	if (ACTIVE() && getpid() == my_pid)
 		stream_end();
-	SET_ACTIVE(0);
+	set_active(0);
 	if (out_fd >= 0)
 		close(out_fd);
 	out_fd = -1;
@@ -1964,7 +1992,7 @@ EXPORT int memray_stop(void)
 	int ok = ACTIVE(); /* not stopped by a failed write */
 	if (ok)
 		ok = stream_end() == 0;
-	SET_ACTIVE(0);
+	set_active(0);
 	window_on = 0;
 	if (out_fd >= 0 && close(out_fd) < 0)
 		ok = 0;
@@ -2081,7 +2109,7 @@ char **tracker_exec_env(char *const envp[])
 	if (ok) {
 		mr_w_exec(&writer, now_us());
 		batch_write();
-		SET_ACTIVE(0);
+		set_active(0);
 		snprintf(num, sizeof(num), "%u", (unsigned)writer.seq);
 		env[k++] = env_entry("MEMRAY_SEQ", num);
 	}
@@ -2106,7 +2134,7 @@ void tracker_exec_failed(char **env)
 		fcntl(out_fd, F_SETFD, FD_CLOEXEC);
 	free_env(env);
 	pthread_mutex_lock(&lock);
-	SET_ACTIVE(1); /* the stream goes on: the next record is not a header */
+	set_active(1); /* the stream goes on: the next record is not a header */
 	pthread_mutex_unlock(&lock);
 	tracker_guard = 0;
 }

@@ -125,6 +125,8 @@ static inline size_t sample_slot(const struct sample_filter *f, uintptr_t a)
  * counted down either way). */
 static inline int tracker_skip_alloc(size_t size)
 {
+	if (__builtin_expect((int64_t)size < 0, 0))
+		return 0; /* fails anyway: the slow way, the countdown untouched */
 	int64_t left = (int64_t)((uint64_t)tracker_sample_left - size);
 	tracker_sample_left = left;
 	return __builtin_expect(left > __atomic_load_n(&tracker_sample_floor, __ATOMIC_RELAXED), 1);
@@ -140,17 +142,18 @@ static inline int tracker_skip_free(const void *p)
 
 /* After tracker_skip_alloc said no, while recording: whether the
  * allocation is recorded (every one when not sampling). */
-int tracker_take_slow(void);
+int tracker_take_slow(size_t size);
 /* The same from the start, while recording. */
 static inline int tracker_take(size_t size)
 {
-	return !tracker_skip_alloc(size) && tracker_take_slow();
+	return !tracker_skip_alloc(size) && tracker_take_slow(size);
 }
 /* After tracker_skip_alloc said no, when not recording: the allocation
  * does not count. */
 static inline void tracker_untake(size_t size)
 {
-	tracker_sample_left = (int64_t)((uint64_t)tracker_sample_left + size);
+	if ((int64_t)size >= 0)
+		tracker_sample_left = (int64_t)((uint64_t)tracker_sample_left + size);
 }
 
 /* The hooks by name, for GOT patching when attached (hooks.c). */

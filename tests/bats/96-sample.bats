@@ -248,3 +248,40 @@ assert sum(d["profiles"][0]["weights"]) == int(sys.argv[1]), sys.argv[1]' "$tota
 	grep -qx 'sampled: one sample per 65536 bytes allocated on average; every value is an estimate' comments
 	go tool pprof -raw s.pb.gz | grep -q '^PeriodType: space bytes$'
 }
+
+@test "a failed allocation of an enormous size leaves the sampling as it was" {
+	memray-record -q -o full.bin "$FIX/sampling" huge
+	memray-record -q -o s.bin --sample-bytes 4K --seed 3 "$FIX/sampling" huge
+	compare full.bin s.bin total "main (sampling.c"
+}
+
+@test "frees in a sampled stream: the released samples', not the blocks an exec leaves" {
+	memray-record -q -o s.bin --sample-bytes 4K --seed 3 "$FIX/sampling" exec
+	run memray-stat s.bin
+	assert_line --regexp '^allocations: +[0-9]{4,}$'
+	assert_line --regexp '^frees: +0$'
+	memray-record -q -o t.bin --sample-bytes 4K --seed 3 "$FIX/sampling" threads
+	memray-stat --json t.bin | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert abs(d["frees"] - d["allocations"]) <= 0.01 * d["allocations"], d'
+}
+
+@test "attached again after a full recording: no thread's first allocation is forced into the sample" {
+	command -v gdb > /dev/null || skip "gdb is missing"
+	"$FIX/sampling" loop stop > target.out 2>&1 3>&- &
+	TPID=$!
+	for _ in $(seq 200); do grep -q '^ready' target.out && break; sleep 0.05; done
+	memray-record -q -p "$TPID" --duration 1 --sample-bytes 1M -o one.bin
+	memray-record -q -p "$TPID" --duration 1 -o full.bin
+	memray-record -q -p "$TPID" --duration 1 --sample-bytes 1M -o two.bin
+	touch stop
+	wait "$TPID"
+	# 8 threads, 16 bytes each a millisecond: about 128 KB a second, so
+	# a gap of 1 MiB samples one such block every 8 s or so
+	n=$(memray-stat --dump two.bin | awk '$3 == "alloc" && $6 == "size=16"' | wc -l)
+	full=$(memray-stat --dump full.bin | awk '$3 == "alloc" && $6 == "size=16"' | wc -l)
+	echo "16-byte samples: $n (full recording: $full blocks)"
+	[ "$full" -gt 1000 ]
+	[ "$n" -lt 4 ]
+}
