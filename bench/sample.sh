@@ -19,6 +19,7 @@
 #   objects      bench/py/objects.py (pymalloc hides most objects)
 #   objects-all  the same with --trace-python-allocators: every object a malloc
 #   buffers      bench/py/buffers.py: bytearrays of 100 KB to 10 MB
+#   startup      /bin/true: what starting a recording costs, once per run
 #
 # Runs are interleaved (plain, full, sampled, plain, ...) so that drift in
 # machine load hits every column alike; the tables report medians. Then
@@ -124,7 +125,8 @@ CMD[heap]="$BUILD/bench/sampling heap"
 CMD[objects]="$PYTHON $here/py/objects.py"
 CMD[objects-all]="$PYTHON $here/py/objects.py"
 CMD[buffers]="$PYTHON $here/py/buffers.py"
-WORKLOADS="churn heap objects objects-all buffers"
+CMD[startup]="/bin/true"
+WORKLOADS="churn heap objects objects-all buffers startup"
 
 echo "sample: --sample-bytes $GAP ($gap_bytes bytes), $ROUNDS rounds of plain, full and sampled"
 for w in $WORKLOADS; do
@@ -153,16 +155,19 @@ for w in $WORKLOADS; do
 		printf "%-12s %9.3f %9.3f %9.3f %9.2f %9.3f %12.0f %12.0f %11.0f %11.0f\n", w, p / 1e9, f / 1e9,
 			s / 1e9, f / p, s / p, fs, ss, fs / (f / 1e9), ss / (s / 1e9) }'
 done
-echo "(x: median time over plain's; B/s: stream bytes written per second of the recorded run)"
+echo "(x: median time over plain's; B/s: stream bytes written per second of the recorded run;"
+echo " startup: what starting memray-record and the tracker costs, in every run above)"
 
 echo
 echo "accuracy (last round's recordings):"
 for w in $WORKLOADS; do
+	[ "$w" = startup ] && continue
 	compare "$w" "$tmp/$w.full.bin" "$tmp/$w.sampled.bin"
 done
 
 echo
 for w in $WORKLOADS; do
+	[ "$w" = startup ] && continue
 	p=$(median "$tmp/$w.plain"); s=$(median "$tmp/$w.sampled")
 	awk -v w="$w" -v p="$p" -v s="$s" 'BEGIN {
 		o = (s - p) / p

@@ -5,6 +5,7 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,15 @@ static void print_top(const char *title, const struct top *t, size_t top, int co
 	}
 }
 
+/* A bound on the standard deviation of a sampled stream's estimate of x
+ * bytes, as a fraction of x: an allocation of s bytes adds s^2(1-p)/p to
+ * the variance, with p = 1 - e^(-s/N), which is at most s N; so the
+ * variance of x bytes is at most N x. */
+static double sampling_error(const struct replay *r, uint64_t x)
+{
+	return x ? sqrt((double)r->sample_bytes / (double)x) : 0.0;
+}
+
 static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 {
 	char h[16], cmd[4096];
@@ -192,6 +202,10 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 	if (r->sample_bytes)
 		printf("sampled:         one sample per %s allocated on average: every figure "
 		       "below but peak RSS is an estimate\n", human_size(h, r->sample_bytes));
+	if (r->sample_bytes)
+		printf("sampling error:  one standard deviation is at most %.1f%% of the peak heap "
+		       "and %.1f%% of the bytes allocated\n", 100 * sampling_error(r, r->peak),
+		       100 * sampling_error(r, r->bytes_allocated));
 	printf("allocations:     %" PRIu64 "\n", r->n_allocs);
 	printf("frees:           %" PRIu64 "\n", r->n_frees);
 	printf("bytes allocated: %" PRIu64 " (%s)\n", r->bytes_allocated, human_size(h, r->bytes_allocated));
@@ -303,7 +317,9 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	printf(",\"duration_ms\":%" PRIu64, r->duration_us / 1000);
 	/* sampled: every value but peak_rss is an estimate */
 	if (r->sample_bytes)
-		printf(",\"sampled\":true,\"sample_bytes\":%" PRIu64, r->sample_bytes);
+		printf(",\"sampled\":true,\"sample_bytes\":%" PRIu64 ",\"peak_error_max\":%.4f"
+		       ",\"bytes_allocated_error_max\":%.4f", r->sample_bytes,
+		       sampling_error(r, r->peak), sampling_error(r, r->bytes_allocated));
 	else
 		printf(",\"sampled\":false");
 	printf(",\"peak_bytes\":%" PRIu64 ",\"peak_ms\":%" PRIu64, r->peak, r->peak_time_us / 1000);

@@ -29,6 +29,10 @@ void hooks_thread_ready(void);
 #include <stdint.h>
 #include <sys/types.h>
 
+/* Everything declared here is this library's own: the compiler may then
+ * reach it directly, without going through the GOT. */
+#pragma GCC visibility push(hidden)
+
 /* The functions being interposed, as found with dlsym(RTLD_NEXT). */
 struct real_fns {
 	void *(*malloc)(size_t);
@@ -116,9 +120,11 @@ static inline int tracker_sampling(void)
 	return __atomic_load_n(&tracker_sample_bytes, __ATOMIC_RELAXED) != 0;
 }
 
+/* Heap blocks are 16-byte aligned: the address bits above those pick the
+ * counter (blocks within 1 MiB of each other never share one). */
 static inline size_t sample_slot(const struct sample_filter *f, uintptr_t a)
 {
-	return (size_t)(((uint64_t)a >> 4) * 0x9e3779b97f4a7c15ull >> 48) & f->mask;
+	return (size_t)(a >> 4) & f->mask;
 }
 
 /* Whether an allocation of size bytes is certainly not recorded (it is
@@ -160,5 +166,7 @@ static inline void tracker_untake(size_t size)
 struct got_hook;
 extern const struct got_hook *const tracker_hooks;
 extern const size_t tracker_nhooks;
+
+#pragma GCC visibility pop
 
 #endif

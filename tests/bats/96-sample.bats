@@ -117,11 +117,15 @@ compare() {
 	run memray-stat s.bin
 	assert_success
 	assert_line --index 1 --regexp '^sampled: +one sample per 64\.0 KiB allocated on average: every figure below but peak RSS is an estimate$'
+	# sqrt(65536 / about 107 MB) and sqrt(65536 / about 710 MB)
+	assert_line --index 2 --regexp '^sampling error:  one standard deviation is at most 2\.[3-6]% of the peak heap and (0\.9|1\.0)% of the bytes allocated$'
 	assert_line "top 5 sites of temporary allocations: not known in a sampled stream"
 	memray-stat --json s.bin | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 assert d["sampled"] is True and d["sample_bytes"] == 65536, d
+assert abs(d["peak_error_max"] - (65536 / d["peak_bytes"]) ** 0.5) < 1e-4, d
+assert abs(d["bytes_allocated_error_max"] - (65536 / d["bytes_allocated"]) ** 0.5) < 1e-4, d
 assert d["top_temporary"] is None'
 	memray-stat --json "$(memray-record -q -o f.bin "$FIX/sampling" threads; echo f.bin)" |
 		python3 -c 'import json, sys; assert json.load(sys.stdin)["sampled"] is False'
