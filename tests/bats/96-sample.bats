@@ -76,6 +76,15 @@ compare() {
 	[ $((sampled_size * 100)) -lt "$full_size" ]
 }
 
+@test "at a gap of 512 KiB: the sites whose size allows it within 10% (the busy site's 512 MB total, one large buffer's peak, the mappings)" {
+	# sqrt(512 KiB / 512 MB) = 3.2%: 10% is three standard deviations;
+	# an 8 MB block is sampled with probability 1 - e^-16
+	memray-record -q -o full.bin "$FIX/sampling"
+	memray-record -q -o sampled.bin --sample-bytes 512K --seed 11 "$FIX/sampling"
+	compare full.bin sampled.bin total "churn (sampling.c"
+	compare full.bin sampled.bin peak "grown_buffer (sampling.c" "mapped (sampling.c"
+}
+
 @test "a Python program: its lines' peak estimated within 10%" {
 	memray-record -q -o full.bin /usr/bin/python3 "$SAMPLING_PY"
 	memray-record -q -o sampled.bin --sample-bytes 32K --seed 5 /usr/bin/python3 "$SAMPLING_PY"
