@@ -116,75 +116,6 @@ static void frame(FILE *f, int *first, const char *s, size_t n)
 	collapse_escape(f, s, n);
 }
 
-static void render(FILE *f, struct replay *r, struct symbolizer *sym, const struct site *site,
-		   const struct collapse_opts *o)
-{
-	const struct mr_proc *p = site->proc;
-	int python = (p->header.flags & MR_F_PYTHON) != 0;
-	int native = o->frames == FRAMES_NATIVE ||
-		     (o->frames == FRAMES_AUTO && (!python || (p->header.flags & MR_F_NATIVE)));
-	int hybrid = python && native;
-	int first = 1;
-	if (o->by_thread) {
-		const char *name = site->thread < p->nthreads && p->threads[site->thread].name
-					   ? p->threads[site->thread].name : "?";
-		char buf[64];
-		snprintf(buf, sizeof(buf), " (thread %" PRIu64 ")",
-			 site->thread < p->nthreads ? p->threads[site->thread].tid : 0);
-		char *t = xrealloc(NULL, strlen(name) + strlen(buf) + 1);
-		strcpy(t, name);
-		strcat(t, buf);
-		frame(f, &first, t, strlen(t));
-		free(t);
-	}
-	/* the node path, leaf first */
-	static uint32_t *path;
-	static size_t cap;
-	size_t n = 0;
-	for (uint32_t s = site->stack; s && s < p->nnodes; s = p->nodes[s].parent) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 256;
-			path = xrealloc(path, cap * sizeof(*path));
-		}
-		path[n++] = s;
-	}
-	int shown = 0;
-	for (size_t i = n; i-- > 0;) {
-		const struct mr_node *node = &p->nodes[path[i]];
-		if (node->python) {
-			const struct mr_pyframe *pf = &p->frames[node->value];
-			const char *file = mr_string(p, pf->file);
-			if (o->hide_import_system && is_import_system(file))
-				continue;
-			char *t = NULL;
-			size_t len = 0;
-			FILE *m = open_memstream(&t, &len);
-			fprintf(m, "%s (%s:%u)", mr_string(p, pf->function), file, pf->line);
-			fclose(m);
-			frame(f, &first, t, len);
-			free(t);
-			shown++;
-			continue;
-		}
-		if (!native)
-			continue;
-		const char *module;
-		const char *text = sym_frames(sym, p, node->value, &module);
-		if (hybrid && !o->all_frames && is_cpython_module(p, module))
-			continue;
-		for (const char *s = text; *s;) {
-			const char *e = strchr(s, '\n');
-			size_t len = e ? (size_t)(e - s) : strlen(s);
-			frame(f, &first, s, len);
-			shown++;
-			s += len + (e ? 1 : 0);
-		}
-	}
-	if (!shown)
-		frame(f, &first, "[unknown]", 9);
-	(void)r;
-}
-
 /* ---- visiting a stack's frames ------------------------------------------- */
 
 static void visit_label(frame_visitor *visit, void *ctx, const struct mr_proc *p, const char *s,
@@ -296,6 +227,26 @@ void collapse_visit(struct replay *r, struct symbolizer *sym, const struct colla
 	if (!shown)
 		visit_label(visit, ctx, p, "[unknown]", 9);
 	(void)r;
+}
+
+/* ---- one site's collapsed line --------------------------------------------- */
+
+struct render {
+	FILE *f;
+	int first;
+};
+
+static void render_frame(void *ctx, const struct frame_info *fi)
+{
+	struct render *c = ctx;
+	frame(c->f, &c->first, fi->text, fi->text_len);
+}
+
+static void render(FILE *f, struct replay *r, struct symbolizer *sym, const struct site *site,
+		   const struct collapse_opts *o)
+{
+	struct render c = { f, 1 };
+	collapse_visit(r, sym, o, site, render_frame, &c);
 }
 
 void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
