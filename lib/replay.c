@@ -50,6 +50,15 @@ int metric_parse(const char *name, enum metric *m)
 	return -1;
 }
 
+enum metric metric_arg(const char *name)
+{
+	enum metric m;
+	if (metric_parse(name, &m) < 0)
+		die(EXIT_USAGE, "unknown metric '%s': expected peak, total, count, leaked or "
+		    "temporary", name);
+	return m;
+}
+
 const char *metric_name(enum metric m)
 {
 	return metric_names[m];

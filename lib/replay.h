@@ -82,6 +82,9 @@ uint64_t site_count(const struct replay *r, const struct site *s, enum metric m)
  * peak of that pid's images. Returns how many. */
 size_t replay_processes(const struct replay *r, size_t *idx, uint64_t *peak);
 int metric_parse(const char *name, enum metric *m);
+/* The metric named by an option's argument, or dies (exit status 2)
+ * saying which names there are. */
+enum metric metric_arg(const char *name);
 /* NULL if the metric can be had from what was replayed, else why not. */
 const char *metric_unavailable(const struct replay *r, enum metric m);
 const char *metric_name(enum metric m);

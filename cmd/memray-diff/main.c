@@ -287,9 +287,7 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":m:rn:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			if (metric_parse(optarg, &o.metric) < 0)
-				die(EXIT_USAGE, "unknown metric '%s': expected peak, total, count, "
-				    "leaked or temporary", optarg);
+			o.metric = metric_arg(optarg);
 			break;
 		case 'r': do_report = 1; break;
 		case 'n':

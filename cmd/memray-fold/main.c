@@ -84,9 +84,7 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":m:p:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			if (metric_parse(optarg, &o.metric) < 0)
-				die(EXIT_USAGE, "unknown metric '%s': expected peak, total, count, "
-				    "leaked or temporary", optarg);
+			o.metric = metric_arg(optarg);
 			break;
 		case FORMAT: format = format_arg(optarg); break;
 		case NATIVE: o.frames = FRAMES_NATIVE; break;

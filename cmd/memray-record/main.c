@@ -375,6 +375,19 @@ static int exit_status(int ws, const char *prog, int quiet)
 	return 1;
 }
 
+/* The tracker into tracker and PROGRAM's path into path (both PATH_MAX
+ * bytes), or dies; 0, or the exit status of a program that cannot run.
+ * *why says why nothing can be recorded in it, if so. */
+static int locate(const char *prog, char *tracker, char *path, const char **why)
+{
+	if (find_tracker(tracker, PATH_MAX) < 0)
+		die(EXIT_USAGE, "cannot find libmemray-tracker.so (set MEMRAY_TRACKER or "
+		    "install memray-c with make install)");
+	int rc = find_program(prog, path, PATH_MAX);
+	*why = rc ? NULL : unrecordable(path);
+	return rc;
+}
+
 /* memray-record --idle: PROGRAM runs in place of memray-record with the
  * tracker preloaded and recording nothing; the program records windows of
  * its own run through memray.h. The tracker puts LD_PRELOAD back as the
@@ -392,13 +405,10 @@ static int idle(const struct opts *o, char **prog_argv, int nargs)
 		    "--program-output" : o->python_allocators ? "--trace-python-allocators" :
 		    "--duration");
 	char tracker[PATH_MAX], path[PATH_MAX];
-	if (find_tracker(tracker, sizeof(tracker)) < 0)
-		die(EXIT_USAGE, "cannot find libmemray-tracker.so (set MEMRAY_TRACKER or "
-		    "install memray-c with make install)");
-	int rc = find_program(prog_argv[0], path, sizeof(path));
+	const char *why;
+	int rc = locate(prog_argv[0], tracker, path, &why);
 	if (rc)
 		return rc;
-	const char *why = unrecordable(path);
 	if (why)
 		warnmsg("'%s' %s: it will run, but the tracker cannot be loaded", prog_argv[0], why);
 	preload_tracker(tracker);
@@ -535,13 +545,10 @@ int main(int argc, char **argv)
 	}
 	char **prog_argv = argv + optind;
 	char tracker[PATH_MAX], path[PATH_MAX];
-	if (find_tracker(tracker, sizeof(tracker)) < 0)
-		die(EXIT_USAGE, "cannot find libmemray-tracker.so (set MEMRAY_TRACKER or "
-		    "install memray-c with make install)");
-	int rc = find_program(prog_argv[0], path, sizeof(path));
+	const char *why;
+	int rc = locate(prog_argv[0], tracker, path, &why);
 	if (rc)
 		return rc;
-	const char *why = unrecordable(path);
 	if (why)
 		warnmsg("'%s' %s: it will run, but nothing can be recorded", prog_argv[0], why);
 

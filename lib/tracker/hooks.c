@@ -73,10 +73,10 @@ static inline int recording(void)
 	return likely(ACTIVE()) && !tracker_guard && READY;
 }
 
-/* Whether an allocation of size bytes, which tracker_skip_alloc did not
- * pass straight on, is recorded. */
 #define NOINLINE __attribute__((noinline))
 
+/* Whether an allocation of size bytes, which tracker_skip_alloc did not
+ * pass straight on, is recorded. */
 static inline int take_slow(size_t size)
 {
 	if (!recording()) {
@@ -125,19 +125,16 @@ EXPORT void free(void *p)
 	free_slow(p);
 }
 
-static NOINLINE void *calloc_slow(size_t n, size_t size)
+/* total is n * size, which calloc checked does not overflow */
+static NOINLINE void *calloc_slow(size_t n, size_t size, size_t total)
 {
-	if (unlikely(!real.calloc) && !tracker_resolve()) {
-		size_t total;
-		if (__builtin_mul_overflow(n, size, &total))
-			return NULL;
+	if (unlikely(!real.calloc) && !tracker_resolve())
 		return boot_alloc(total); /* static, so already zeroed */
-	}
-	if (!take_slow(n * size))
+	if (!take_slow(total))
 		return real.calloc(n, size);
 	void *p = real.calloc(n, size);
 	if (p)
-		tracker_alloc(MR_CALLOC, p, n * size);
+		tracker_alloc(MR_CALLOC, p, total);
 	return p;
 }
 
@@ -148,7 +145,7 @@ EXPORT void *calloc(size_t n, size_t size)
 		return real.calloc ? real.calloc(n, size) : NULL; /* fails */
 	if (tracker_skip_alloc(total))
 		return real.calloc(n, size);
-	return calloc_slow(n, size);
+	return calloc_slow(n, size, total);
 }
 
 /* realloc of a bootstrap block: move it to the real heap. */
