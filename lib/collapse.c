@@ -268,6 +268,9 @@ void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 	}
 	free(idx);
 	fprintf(out, "# metric: %s\n", metric_name(o->metric));
+	char py[512];
+	if (replay_python_note(r, py, sizeof(py), NULL))
+		fprintf(out, "# python: %s\n", py);
 	if (r->sample_bytes) /* every value below is an estimate */
 		fprintf(out, "# sampled: %" PRIu64 "\n", r->sample_bytes);
 	fprintf(out, "# peak: %" PRIu64 "\n", r->peak);

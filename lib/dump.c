@@ -8,6 +8,7 @@ static void put_flags(FILE *f, uint64_t flags)
 {
 	static const char *const names[] = { "native", "python", "pymalloc",
 					     "python-allocators", "follow-fork", "attached", "sampled" };
+	/* 0x80 (python-info) shows as the python= fields */
 	int any = 0;
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (flags & (1u << i)) {
@@ -33,6 +34,12 @@ static void dump_header(FILE *f, const struct mr_header *h)
 	fprintf(f, " interval_us=%" PRIu64, h->interval_us);
 	if (h->flags & MR_F_SAMPLED)
 		fprintf(f, " sample_bytes=%" PRIu64, h->sample_bytes);
+	if (h->flags & MR_F_PYINFO) {
+		fputs(" python=", f);
+		put_str(f, h->python_version);
+		fputs(" python_problem=", f);
+		put_str(f, h->python_problem);
+	}
 	fputs(" exe=", f);
 	put_str(f, h->exe);
 	fprintf(f, " argc=%u argv=", h->argc);

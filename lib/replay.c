@@ -380,3 +380,25 @@ size_t replay_processes(const struct replay *r, size_t *idx, uint64_t *peak)
 	free(v);
 	return k;
 }
+
+const char *replay_python_note(const struct replay *r, char *buf, size_t n,
+			       const char **version)
+{
+	const char *note = NULL;
+	if (version)
+		*version = NULL;
+	for (size_t i = 0; i < r->nprocs; i++) {
+		const struct mr_header *h = &r->procs[i].proc->header;
+		if (!(h->flags & MR_F_PYINFO) || !h->python_version)
+			continue;
+		if (version && !*version)
+			*version = h->python_version;
+		if (note || !h->python_problem || !h->python_problem[0])
+			continue;
+		snprintf(buf, n, "%s: %s%s", h->python_version,
+			 h->flags & MR_F_PYTHON ? "" : "Python stacks not recorded, native stacks only: ",
+			 h->python_problem);
+		note = buf;
+	}
+	return note;
+}

@@ -88,5 +88,12 @@ enum metric metric_arg(const char *name);
 /* NULL if the metric can be had from what was replayed, else why not. */
 const char *metric_unavailable(const struct replay *r, enum metric m);
 const char *metric_name(enum metric m);
+/* What a reader must say of the Python stacks of the stream: for the
+ * first program image that is a Python whose frames were not read, or
+ * were read in a way of note, "VERSION: why" into buf; NULL if there is
+ * nothing to say. With version (if not NULL) the version of the first
+ * Python image, or NULL. */
+const char *replay_python_note(const struct replay *r, char *buf, size_t n,
+			       const char **version);
 
 #endif

@@ -75,6 +75,9 @@ enum {
 	MR_F_SAMPLED = 1 << 6,        /* heap allocations sampled by bytes: the
 				       * header carries the mean gap (see
 				       * lib/sample.h) */
+	MR_F_PYINFO = 1 << 7,         /* the program is a Python: the header
+				       * carries its version and, when its
+				       * frames were not read, why */
 };
 
 const char *mr_allocator_name(int allocator);
@@ -123,6 +126,9 @@ struct mr_header_info {
 	char *const *argv;
 	const char *exe;
 	uint64_t sample_bytes; /* with MR_F_SAMPLED: the mean gap in bytes */
+	const char *python_version; /* with MR_F_PYINFO: "3.14.10" */
+	const char *python_problem; /* with MR_F_PYINFO: why Python stacks
+				     * are missing, or a note; "" if none */
 };
 
 void mr_writer_init(struct mr_writer *w, uint32_t pid, mr_sink sink, void *ctx);
@@ -165,6 +171,7 @@ struct mr_header {
 	char **argv;
 	char *exe;
 	uint64_t sample_bytes; /* with MR_F_SAMPLED, else 0 */
+	char *python_version, *python_problem; /* with MR_F_PYINFO, else NULL */
 };
 
 struct mr_node {

@@ -73,6 +73,8 @@ static void proc_free(struct mr_proc *p)
 	free(p->header.argv);
 	free(p->header.tool_version);
 	free(p->header.exe);
+	free(p->header.python_version);
+	free(p->header.python_problem);
 	free(p->buf);
 	free(p->spans);
 	free(p);
@@ -260,11 +262,21 @@ static int decode_header(struct mr_proc *p, struct cur *c)
 		if (c->st == 1 && (h.sample_bytes == 0 || h.sample_bytes > MR_SAMPLE_MAX))
 			return bad(c, "sampling interval out of bounds");
 	}
+	const uint8_t *pyv = NULL, *pyp = NULL;
+	uint64_t pyvlen = 0, pyplen = 0;
+	if (h.flags & MR_F_PYINFO) {
+		pyv = get_str(c, &pyvlen);
+		pyp = get_str(c, &pyplen);
+	}
 	if (c->st != 1)
 		return 0;
 	/* Complete: commit. */
 	h.tool_version = dup_bytes(tv, tvlen);
 	h.exe = dup_bytes(exe, exelen);
+	if (h.flags & MR_F_PYINFO) {
+		h.python_version = dup_bytes(pyv, pyvlen);
+		h.python_problem = dup_bytes(pyp, pyplen);
+	}
 	h.argc = (uint32_t)argc;
 	h.argv = xrealloc(NULL, (argc + 1) * sizeof(char *));
 	struct cur a = mark;

@@ -170,6 +170,10 @@ void mr_w_header(struct mr_writer *w, const struct mr_header_info *h)
 		rec_u(&r, h->sample_bytes);
 		append(w, r.b, r.n);
 	}
+	if (h->flags & MR_F_PYINFO) {
+		put_cstr(w, h->python_version);
+		put_cstr(w, h->python_problem);
+	}
 	w->n_records++;
 }
 

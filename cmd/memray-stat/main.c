@@ -199,6 +199,9 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 {
 	char h[16], cmd[4096];
 	printf("command:         %s\n", command(r, cmd, sizeof(cmd)));
+	char py[512];
+	if (replay_python_note(r, py, sizeof(py), NULL))
+		printf("python:          %s\n", py);
 	if (r->sample_bytes)
 		printf("sampled:         one sample per %s allocated on average: every figure "
 		       "below but peak RSS is an estimate\n", human_size(h, r->sample_bytes));
@@ -315,6 +318,19 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	each_process(r, json_process);
 	putchar(']');
 	printf(",\"duration_ms\":%" PRIu64, r->duration_us / 1000);
+	/* the interpreter, and why its stacks are missing (null: they are not) */
+	char py[512];
+	const char *pyv, *note = replay_python_note(r, py, sizeof(py), &pyv);
+	printf(",\"python_version\":");
+	if (pyv)
+		json_string(stdout, pyv, strlen(pyv));
+	else
+		fputs("null", stdout);
+	printf(",\"python_problem\":");
+	if (note)
+		json_string(stdout, note, strlen(note));
+	else
+		fputs("null", stdout);
 	/* sampled: every value but peak_rss is an estimate */
 	if (r->sample_bytes)
 		printf(",\"sampled\":true,\"sample_bytes\":%" PRIu64 ",\"peak_error_max\":%.4f"

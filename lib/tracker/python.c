@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <link.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,12 @@
 #include "python.h"
 #include "tracker.h"
 
-/* Where things are, per minor version (x86-64 and aarch64 share them). */
+/* Where things are, per minor version (x86-64 and aarch64 share them),
+ * found by compiling against each version's internal headers. From 3.13
+ * on the interpreter publishes most of them itself (_Py_DebugOffsets, see
+ * below), and those win; the table keeps what they do not cover
+ * (co_firsttraceable, the owner numbers, the tag bits, the meaning of
+ * instr_ptr) and all of 3.9-3.12. */
 struct layout {
 	int minor;
 	int f_is_entry; /* 3.11: the frame's is_entry flag, else -1 */
@@ -26,22 +32,52 @@ struct layout {
 	int f_back, f_code, f_instr, f_owner; /* f_owner -1: none */
 	int co_filename, co_name, co_qualname, co_firstlineno;
 	int co_code_adaptive, co_firsttraceable; /* 3.11+, else -1 */
-	int instr_is_next; /* 3.13's instr_ptr is the current instruction */
+	int instr_is_next; /* 3.13+: instr_ptr is the current instruction */
 	int ascii_data; /* sizeof(PyASCIIObject): where compact ASCII text starts */
+	/* 3.12+: a frame owned by this number or above is not Python code but
+	 * the marker an entry into the evaluation loop pushes (CSTACK, 3, in
+	 * 3.12 and 3.13; INTERPRETER, 3, in 3.14 and 3.15, where CSTACK became
+	 * 4); 0: none */
+	int owner_shim;
+	/* 3.14+: f_executable is a _PyStackRef whose low bits are tags */
+	int exec_tagged;
 };
 
 static const struct layout layouts[] = {
-	{ 9, -1, 24, -1, 24, 32, 104, -1, 104, 112, 112, 40, -1, -1, 0, 48 },
-	{ 10, -1, 24, -1, 24, 32, 96, -1, 104, 112, 112, 40, -1, -1, 0, 48 },
-	{ 11, 68, 56, 8, 48, 32, 56, 69, 112, 120, 128, 72, 184, 168, 0, 48 },
-	{ 12, -1, 56, 0, 8, 0, 56, 70, 112, 120, 128, 68, 192, 176, 0, 40 },
-	{ 13, -1, 72, -1, 8, 0, 56, 70, 112, 120, 128, 68, 200, 184, 1, 40 },
+	{ 9, -1, 24, -1, 24, 32, 104, -1, 104, 112, 112, 40, -1, -1, 0, 48, 0, 0 },
+	{ 10, -1, 24, -1, 24, 32, 96, -1, 104, 112, 112, 40, -1, -1, 0, 48, 0, 0 },
+	{ 11, 68, 56, 8, 48, 32, 56, 69, 112, 120, 128, 72, 184, 168, 0, 48, 0, 0 },
+	{ 12, -1, 56, 0, 8, 0, 56, 70, 112, 120, 128, 68, 192, 176, 0, 40, 3, 0 },
+	{ 13, -1, 72, -1, 8, 0, 56, 70, 112, 120, 128, 68, 200, 184, 1, 40, 3, 0 },
+	{ 14, -1, 72, -1, 8, 0, 56, 74, 112, 120, 128, 68, 208, 192, 1, 40, 3, 1 },
+	{ 15, -1, 72, -1, 8, 0, 56, 74, 112, 120, 128, 68, 208, 192, 1, 40, 3, 1 },
+};
+#define NEWEST_MINOR 15
+
+enum { OWNED_BY_GENERATOR = 1 };
+
+/* ---- published offsets -------------------------------------------------
+ * From 3.13 on, _PyRuntime starts with _Py_DebugOffsets: a cookie, the
+ * version (PY_VERSION_HEX), whether the build is free-threaded, then
+ * sections of uint64_t offsets, each section starting with the size of
+ * its struct. The sections' places move between minor versions (fields
+ * are inserted), so where each one starts is known per version; the
+ * fields used here follow their section's size in a fixed order. */
+struct published {
+	int minor;
+	/* indices of uint64_t words in _Py_DebugOffsets */
+	int ts_current_frame, frame_size, code_size, object_size, unicode_size;
+};
+static const struct published publisheds[] = {
+	{ 13, 23, 28, 34, 44, 67 },
+	{ 14, 26, 31, 39, 50, 77 },
+	{ 15, 26, 39, 47, 58, 89 },
 };
 
-enum { OWNED_BY_GENERATOR = 1, OWNED_BY_CSTACK = 3 };
-
+static struct layout cur; /* the layout in use */
 static const struct layout *L;
 static char version[32];
+static char problem[200]; /* why frames are not read, or a note */
 static int ready;
 
 static struct {
@@ -59,24 +95,160 @@ const char *python_version(void)
 	return version;
 }
 
+const char *python_problem(void)
+{
+	return problem;
+}
+
 static void follow_thread_names(void);
+
+/* Fills l's published fields from the words w of a _Py_DebugOffsets laid
+ * out as p says. Returns 0, or -1 when they are not what such a struct
+ * holds (a layout other than p's). */
+static int read_published(const uint64_t *w, const struct published *p, struct layout *l)
+{
+	uint64_t fsize = w[p->frame_size], csize = w[p->code_size], usize = w[p->unicode_size];
+	const uint64_t *f = w + p->frame_size, *c = w + p->code_size, *u = w + p->unicode_size;
+	/* sizes of the structs, and each offset inside its struct */
+	if (fsize < 48 || fsize > 512 || csize < 128 || csize > 1024 || usize < 32 || usize > 256 ||
+	    w[p->object_size] != 16 || w[p->object_size + 1] != 8 || w[p->ts_current_frame] > 4096)
+		return -1;
+	for (int i = 1; i <= 5; i++)
+		if (f[i] >= fsize || c[i] >= csize)
+			return -1;
+	if (c[9] >= csize || u[3] > usize)
+		return -1;
+	/* str_text reads the state and length at these places */
+	if (u[1] != 32 || u[2] != 16)
+		return -1;
+	l->tstate_frame = (int)w[p->ts_current_frame];
+	l->f_back = (int)f[1];
+	l->f_code = (int)f[2];
+	l->f_instr = (int)f[3];
+	l->f_owner = (int)f[5];
+	l->co_filename = (int)c[1];
+	l->co_name = (int)c[2];
+	l->co_qualname = (int)c[3];
+	l->co_firstlineno = (int)c[5];
+	l->co_code_adaptive = (int)c[9];
+	l->ascii_data = (int)u[3];
+	return 0;
+}
+
+/* Names the fields where a (published) and b (the table) differ, into buf. */
+static void differences(const struct layout *a, const struct layout *b, char *buf, size_t n)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} fields[] = {
+#define D(f, name) { name, offsetof(struct layout, f) }
+		D(tstate_frame, "thread_state.current_frame"), D(f_back, "frame.previous"),
+		D(f_code, "frame.executable"), D(f_instr, "frame.instr_ptr"), D(f_owner, "frame.owner"),
+		D(co_filename, "code.filename"), D(co_name, "code.name"), D(co_qualname, "code.qualname"),
+		D(co_firstlineno, "code.firstlineno"), D(co_code_adaptive, "code.co_code_adaptive"),
+		D(ascii_data, "unicode.asciiobject_size"),
+#undef D
+	};
+	size_t len = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]) && len + 1 < n; i++) {
+		int x = *(const int *)((const char *)a + fields[i].off);
+		int y = *(const int *)((const char *)b + fields[i].off);
+		if (x != y)
+			len += (size_t)snprintf(buf + len, n - len, "%s%s %d, table %d",
+						len ? "; " : "", fields[i].name, x, y);
+	}
+}
+
+/* Chooses the layout for CPython 3.minor from the table and the offsets
+ * the interpreter publishes. Returns 1 when frames can be read (problem[]
+ * may hold a note); else 0 with problem[] saying why not. */
+static int choose_layout(int minor)
+{
+	const struct layout *row = NULL;
+	for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
+		if (layouts[i].minor == minor)
+			row = &layouts[i];
+	const char *rt = (const char *)dlsym(RTLD_DEFAULT, "_PyRuntime");
+	const uint64_t *w = rt && memcmp(rt, "xdebugpy", 8) == 0 ? (const uint64_t *)rt : NULL;
+	if (minor >= 13 && !w) {
+		snprintf(problem, sizeof(problem), "its _PyRuntime has no debug offsets");
+		return 0;
+	}
+	if (w && (w[1] >> 24 != 3 || ((w[1] >> 16) & 0xff) != (uint64_t)minor)) {
+		snprintf(problem, sizeof(problem), "its debug offsets are for version %#llx, not 3.%d",
+			 (unsigned long long)w[1], minor);
+		return 0;
+	}
+	if (w && w[2]) {
+		snprintf(problem, sizeof(problem), "a free-threaded build (Py_GIL_DISABLED), whose frames memray-c does not read");
+		return 0;
+	}
+	if (!w) {
+		if (!row) {
+			snprintf(problem, sizeof(problem), "memray-c reads CPython 3.9 to 3.%d", NEWEST_MINOR);
+			return 0;
+		}
+		cur = *row;
+		return 1;
+	}
+	/* published offsets: this version's places, or for a version newer
+	 * than the table the newest places, taken only if they check out */
+	const struct published *p = NULL;
+	for (size_t i = 0; i < sizeof(publisheds) / sizeof(publisheds[0]); i++)
+		if (publisheds[i].minor == minor || (minor > NEWEST_MINOR && publisheds[i].minor == NEWEST_MINOR))
+			p = &publisheds[i];
+	if (!p) {
+		snprintf(problem, sizeof(problem), "memray-c reads CPython 3.9 to 3.%d", NEWEST_MINOR);
+		return 0;
+	}
+	cur = row ? *row : layouts[sizeof(layouts) / sizeof(layouts[0]) - 1];
+	struct layout table = cur;
+	if (read_published(w, p, &cur) < 0) {
+		if (row)
+			snprintf(problem, sizeof(problem), "its debug offsets are not laid out as 3.%d's", minor);
+		else
+			snprintf(problem, sizeof(problem), "newer than memray-c knows (3.9 to 3.%d) and its debug offsets are laid out differently",
+				 NEWEST_MINOR);
+		return 0;
+	}
+	if (!row) {
+		/* co_firsttraceable is not published: it keeps its place before
+		 * co_code_adaptive */
+		cur.co_firsttraceable = cur.co_code_adaptive - (table.co_code_adaptive - table.co_firsttraceable);
+		cur.minor = minor;
+		snprintf(problem, sizeof(problem), "newer than memray-c knows (3.9 to 3.%d): frames are read with its published offsets and 3.%d's rules",
+			 NEWEST_MINOR, NEWEST_MINOR);
+		return 1;
+	}
+	char diff[160];
+	differences(&cur, &table, diff, sizeof(diff));
+	if (diff[0])
+		snprintf(problem, sizeof(problem), "its published offsets differ from memray-c's table (%s): the published ones are used", diff);
+	return 1;
+}
 
 int python_start(void)
 {
 	const char *(*get_version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "Py_GetVersion");
 	if (!get_version)
-		return 0;
+		return PY_NONE;
 	const char *v = get_version();
 	int major = 0, minor = 0;
-	if (!v || sscanf(v, "%d.%d", &major, &minor) != 2 || major != 3)
-		return 0;
-	for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
-		if (layouts[i].minor == minor)
-			L = &layouts[i];
-	if (!L)
-		return 0;
+	if (!v || sscanf(v, "%d.%d", &major, &minor) != 2)
+		return PY_NONE;
 	size_t n = strcspn(v, " ");
 	snprintf(version, sizeof(version), "%.*s", (int)(n < 31 ? n : 31), v);
+	problem[0] = 0;
+	L = NULL;
+	if (major != 3) {
+		snprintf(problem, sizeof(problem), "memray-c reads CPython 3.9 to 3.%d", NEWEST_MINOR);
+		return PY_UNREAD;
+	}
+	if (!choose_layout(minor))
+		return PY_UNREAD;
+	L = &cur;
 #define F(field, name) api.field = (__typeof__(api.field))dlsym(RTLD_DEFAULT, name)
 	F(is_initialized, "Py_IsInitialized");
 	F(this_thread_state, "PyGILState_GetThisThreadState");
@@ -89,9 +261,10 @@ int python_start(void)
 	follow_thread_names();
 	if (!api.is_initialized || !api.this_thread_state || !api.addr2line || !api.code_type) {
 		L = NULL;
-		return 0;
+		snprintf(problem, sizeof(problem), "its C-API lacks a function memray-c needs");
+		return PY_UNREAD;
 	}
-	return 1;
+	return PY_READ;
 }
 
 /* ---- thread names -------------------------------------------------------
@@ -268,6 +441,19 @@ int python_eval_range(uintptr_t *lo, uintptr_t *hi)
 	return 1;
 }
 
+int python_marks_runs(void)
+{
+	return L && L->owner_shim;
+}
+
+const void *python_image(void)
+{
+	Dl_info di;
+	if (!api.is_initialized || !dladdr((void *)api.is_initialized, &di))
+		return NULL;
+	return di.dli_fbase;
+}
+
 int python_ready(void)
 {
 	if (!L)
@@ -296,6 +482,17 @@ static int64_t frame_lasti(const void *f, const void *code)
 	return (instr - start) / 2;
 }
 
+/* The code object of frame f, or NULL when f runs no Python code. */
+static const void *frame_code(const void *f)
+{
+	uintptr_t code = AT(f, L->f_code, uintptr_t);
+	if (L->exec_tagged)
+		code &= ~(uintptr_t)7; /* the tag bits of a _PyStackRef */
+	if (!code || AT(code, 8, const void *) != api.code_type)
+		return NULL;
+	return (const void *)code;
+}
+
 int python_walk(struct pyent *out, int max)
 {
 	const void *ts = api.this_thread_state();
@@ -306,20 +503,27 @@ int python_walk(struct pyent *out, int max)
 		f = f ? AT(f, L->cframe_current, const void *) : NULL;
 	int n = 0;
 	for (; f && n < max; f = AT(f, L->f_back, const void *)) {
-		if (L->f_owner >= 0 && AT(f, L->f_owner, char) == OWNED_BY_CSTACK) {
-			/* 3.12+: the shim frame under each run of the evaluation loop */
-			if (n)
+		char owner = L->owner_shim ? AT(f, L->f_owner, char) : 0;
+		if (L->owner_shim && owner >= L->owner_shim) {
+			/* 3.12+: owned by C code, not Python code. The one owned
+			 * by owner_shim is the marker under each run of the
+			 * evaluation loop, a local variable of that run's C frame
+			 * (3.14's frames owned by C stacks elsewhere are not). */
+			if (n && !out[n - 1].shim) {
 				out[n - 1].entry = 1;
+				if (owner == L->owner_shim)
+					out[n - 1].shim = f;
+			}
 			continue;
 		}
-		const void *code = AT(f, L->f_code, const void *);
-		if (!code || AT(code, 8, const void *) != api.code_type)
+		const void *code = frame_code(f);
+		if (!code)
 			continue;
 		int64_t lasti = frame_lasti(f, code);
 		if (lasti < 0)
 			continue;
 		uint8_t entry = L->minor <= 10 ? 1 : L->f_is_entry >= 0 ? AT(f, L->f_is_entry, uint8_t) != 0 : 0;
-		out[n++] = (struct pyent){ f, code, lasti, 0, entry };
+		out[n++] = (struct pyent){ f, code, lasti, 0, entry, NULL };
 	}
 	if (n)
 		out[n - 1].entry = 1;

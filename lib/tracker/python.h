@@ -4,8 +4,9 @@
  *
  * At an allocation the tracker walks the calling thread's own interpreter
  * frames, reading them as out-of-process profilers do (per-version
- * offsets, found by compiling against each version's internal headers and
- * checked by the tests on every CPython 3.9-3.13), so no frame object is
+ * offsets: from 3.13 on those the interpreter publishes in _PyRuntime,
+ * with a table for the rest, checked by the tests on every CPython
+ * 3.9-3.15), so no frame object is
  * created and nothing runs per Python call. A frame is (code object,
  * instruction offset); its line and names are looked up once per
  * distinct pair and written as a PYFRAME record.
@@ -23,11 +24,21 @@ struct pyent {
 	int64_t lasti;
 	uint32_t node; /* in the per-thread cache: the trie node of the prefix */
 	uint8_t entry; /* the root-most frame of one run of the evaluation loop */
+	/* of an entry frame on 3.12+: the marker frame that run of the loop
+	 * keeps on its C stack, so inside its native frame; else NULL */
+	const void *shim;
 };
 
-/* Finds the C-API of the interpreter in this process, if any. Returns 1
- * when the program is CPython 3.9-3.13. Call once, from the constructor. */
+enum { PY_NONE, PY_READ, PY_UNREAD };
+/* Finds the C-API of the interpreter in this process, if any. Returns
+ * PY_READ when the program is a CPython whose frames can be read,
+ * PY_UNREAD when it is a Python whose frames cannot be read
+ * (python_problem says why), else PY_NONE. Call once, from the
+ * constructor. */
 int python_start(void);
+/* Why frames are not read (after PY_UNREAD), or a note on how they are
+ * read when that is not the plain way (after PY_READ); "" if none. */
+const char *python_problem(void);
 /* Whether the interpreter is running now (cheap after the first yes). */
 int python_ready(void);
 /* The calling thread's frames, root first, into out (at most max);
@@ -42,6 +53,12 @@ void python_poll(void);
 /* The code of the interpreter's evaluation function, where hybrid stacks
  * put Python frames; 0 if unknown. */
 int python_eval_range(uintptr_t *lo, uintptr_t *hi);
+/* Whether each run of the evaluation loop leaves a marker frame on its
+ * C stack (3.12+: pyent.shim). */
+int python_marks_runs(void);
+/* The load address of the executable or library that holds the
+ * interpreter, or NULL. */
+const void *python_image(void);
 /* Forgets which frames and strings the stream has (a forked child starts
  * a stream of its own). */
 void python_forget(void);

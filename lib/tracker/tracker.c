@@ -402,6 +402,98 @@ static void capture_python(struct capture *c)
 }
 
 
+/* ---- where the evaluation loop runs -------------------------------------
+ * A hybrid stack puts each run of Python frames where the native stack
+ * shows the C frame of the evaluation loop that ran them, so the tracker
+ * must know which return addresses are the loop's. The exported
+ * _PyEval_EvalFrameDefault and its symbol size give that on most builds
+ * (eval_lo, eval_hi). Debian's interpreters are built with the function's
+ * hot and cold parts apart and are stripped: there the symbol covers a
+ * stub of about 1 KB and the loop runs in a part no symbol names, so no
+ * address matches and the Python frames would all fall to the root.
+ *
+ * What each run of the loop does have, from 3.12 on, is its entry marker:
+ * an _PyInterpreterFrame that is a local variable of that C frame, linked
+ * into the thread's frame chain (python_walk keeps its address as
+ * pyent.shim). When a stack has fewer native frames in known loop code
+ * than marked runs, the thread unwinds itself again with stack pointers,
+ * takes the native frame whose stack space [its SP, its caller's SP) holds
+ * a marker, and keeps the bounds of that frame's function from .eh_frame
+ * (unw_get_proc_info_by_ip) as one more part of the loop. Only parts in
+ * the interpreter's own image are kept, a part is learned once, and the
+ * slow walks are bounded per process. This reads only what CPython itself
+ * lays out, needs no symbols, and costs nothing once the parts are known;
+ * the alternatives need what a stripped build lacks (symbol tables) or
+ * what memray-c does by design without (a hook on every Python call, to
+ * see the return addresses when a frame is entered). Before 3.12 a run has
+ * no marker on the C stack, and only the symbol's range is used. */
+#define MAX_EVAL_PARTS 8
+static struct { uintptr_t lo, hi; } eval_parts[MAX_EVAL_PARTS];
+static int eval_nparts;   /* published after its part is written */
+static int eval_learn = 32; /* learning walks left in this process */
+static const void *eval_image;
+static int eval_busy; /* a thread is learning (a flag, so a forked child can clear it) */
+
+static int in_eval(uintptr_t ip)
+{
+	if (ip > eval_lo && ip <= eval_hi)
+		return 1;
+	int n = __atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE);
+	for (int i = 0; i < n; i++)
+		if (ip > eval_parts[i].lo && ip <= eval_parts[i].hi)
+			return 1;
+	return 0;
+}
+
+static void gate_enter(void);
+static void gate_leave(void);
+
+/* Learns the parts of the loop that hold the markers of c's Python runs
+ * (see above). Outside the tracker's lock. */
+static void learn_eval(const struct capture *c)
+{
+	if (__atomic_load_n(&eval_learn, __ATOMIC_RELAXED) <= 0 ||
+	    __atomic_exchange_n(&eval_busy, 1, __ATOMIC_ACQUIRE))
+		return;
+	if (__atomic_sub_fetch(&eval_learn, 1, __ATOMIC_RELAXED) < 0 || eval_nparts >= MAX_EVAL_PARTS)
+		goto out;
+	uintptr_t ip[MAX_FRAMES + 1], sp[MAX_FRAMES + 1];
+	int n = 0;
+	unw_context_t uc;
+	unw_cursor_t cur;
+	gate_enter();
+	if (unw_getcontext(&uc) == 0 && unw_init_local(&cur, &uc) == 0) {
+		while (n <= MAX_FRAMES && unw_step(&cur) > 0) {
+			unw_word_t i, p;
+			if (unw_get_reg(&cur, UNW_REG_IP, &i) < 0 || unw_get_reg(&cur, UNW_REG_SP, &p) < 0)
+				break;
+			ip[n] = i;
+			sp[n++] = p;
+		}
+	}
+	for (int e = 0; e < c->pyn; e++) {
+		uintptr_t m = (uintptr_t)pyts->cur[e].shim;
+		for (int k = 0; m && k + 1 < n; k++) {
+			if (m < sp[k] || m >= sp[k + 1])
+				continue;
+			unw_proc_info_t pi;
+			Dl_info di;
+			if (!in_eval(ip[k]) && eval_nparts < MAX_EVAL_PARTS &&
+			    unw_get_proc_info_by_ip(unw_local_addr_space, ip[k] - 1, &pi, NULL) == 0 &&
+			    pi.start_ip < ip[k] && ip[k] <= pi.end_ip &&
+			    dladdr((void *)ip[k], &di) && di.dli_fbase == eval_image) {
+				eval_parts[eval_nparts].lo = pi.start_ip;
+				eval_parts[eval_nparts].hi = pi.end_ip;
+				__atomic_store_n(&eval_nparts, eval_nparts + 1, __ATOMIC_RELEASE);
+			}
+			break;
+		}
+	}
+	gate_leave();
+out:
+	__atomic_store_n(&eval_busy, 0, __ATOMIC_RELEASE);
+}
+
 /* Merges the native and Python stacks of c into pyts->hcur: walking from
  * the leaf, each native frame in the evaluation loop is replaced by the
  * Python frames that run of the loop executes (down to its entry frame).
@@ -410,10 +502,19 @@ static void hybrid(struct capture *c)
 {
 	struct pystate *s = pyts;
 	struct hitem *h = s->hcur;
+	if (eval_image && __atomic_load_n(&eval_learn, __ATOMIC_RELAXED) > 0) {
+		int runs = 0, seen = 0;
+		for (int i = 0; i < c->pyn; i++)
+			runs += s->cur[i].shim != NULL;
+		for (int i = 0; i < c->n; i++)
+			seen += in_eval(c->ips[i]);
+		if (seen < runs)
+			learn_eval(c);
+	}
 	int n = 0, g = c->pyn - 1; /* g: the leaf-most Python frame not yet placed */
 	for (int i = c->n - 1; i >= 0; i--) {
 		uintptr_t ip = c->ips[i];
-		if (ip > eval_lo && ip <= eval_hi && g >= 0) {
+		if (g >= 0 && in_eval(ip)) {
 			do
 				h[n++] = (struct hitem){ 0, s->cur[g] };
 			while (!s->cur[g--].entry && g >= 0);
@@ -483,7 +584,7 @@ static int same_stream(void)
 static int fork_gate;
 static unsigned unwinding;
 
-static int gated_backtrace(void **ips, int max)
+static void gate_enter(void)
 {
 	for (;;) {
 		while (__atomic_load_n(&fork_gate, __ATOMIC_ACQUIRE))
@@ -493,8 +594,18 @@ static int gated_backtrace(void **ips, int max)
 			break;
 		__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
 	}
-	int n = backtrace_ips(ips, max);
+}
+
+static void gate_leave(void)
+{
 	__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
+}
+
+static int gated_backtrace(void **ips, int max)
+{
+	gate_enter();
+	int n = backtrace_ips(ips, max);
+	gate_leave();
 	return n;
 }
 
@@ -567,6 +678,9 @@ static uint32_t intern(const struct capture *c)
 struct thread_entry {
 	pthread_t self;
 	uint32_t index;
+	uint64_t name_hash; /* of the name last recorded: a name set again
+			     * (the OS name and Python's, on 3.14) is not
+			     * recorded twice */
 };
 static struct thread_entry *threads;
 static size_t nthreads, threads_cap;
@@ -592,6 +706,14 @@ static void thread_gone(void *arg)
 	pthread_mutex_unlock(&lock);
 }
 
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return h;
+}
+
 /* Makes the calling thread the stream's current thread, announcing it
  * first if it is new. Locked. */
 static void thread_announce(const char *given)
@@ -600,7 +722,8 @@ static void thread_announce(const char *given)
 	if (!ts.index) {
 		char name[17] = "";
 		syscall(SYS_prctl, PR_GET_NAME, name, 0, 0, 0);
-		ts.index = mr_w_thread(&writer, (uint64_t)syscall(SYS_gettid), given ? given : name);
+		const char *as = given ? given : name;
+		ts.index = mr_w_thread(&writer, (uint64_t)syscall(SYS_gettid), as);
 		if (nthreads == threads_cap) {
 			size_t cap = threads_cap ? threads_cap * 2 : 64;
 			struct thread_entry *t = raw_map(cap * sizeof(*t));
@@ -614,7 +737,7 @@ static void thread_announce(const char *given)
 			}
 		}
 		if (nthreads < threads_cap) {
-			threads[nthreads++] = (struct thread_entry){ pthread_self(), ts.index };
+			threads[nthreads++] = (struct thread_entry){ pthread_self(), ts.index, name_hash(as) };
 			pthread_setspecific(thread_key, (void *)(uintptr_t)ts.index);
 		}
 	}
@@ -626,23 +749,30 @@ static void thread_current(void)
 	thread_announce(NULL);
 }
 
+/* Records a new name of a thread (0: the calling one), unless it is the
+ * name the thread already has. */
 void tracker_thread_renamed(unsigned long thread, const char *name)
 {
 	int guard = tracker_guard;
 	tracker_guard = 1;
 	pthread_mutex_lock(&lock);
 	if (ACTIVE()) {
-		if (thread == 0 || thread == (unsigned long)pthread_self()) {
-			if (ts.index)
-				mr_w_thread_name(&writer, ts.index, name);
-			else
-				thread_announce(name);
+		int self = thread == 0 || thread == (unsigned long)pthread_self();
+		if (self && !ts.index) {
+			thread_announce(name);
 		} else {
+			struct thread_entry *e = NULL;
 			for (size_t i = 0; i < nthreads; i++)
-				if ((unsigned long)threads[i].self == thread) {
-					mr_w_thread_name(&writer, threads[i].index, name);
-					break;
-				}
+				if (self ? threads[i].index == ts.index
+					 : (unsigned long)threads[i].self == thread)
+					e = &threads[i];
+			uint64_t h = name_hash(name);
+			if (e && e->name_hash != h) {
+				e->name_hash = h;
+				mr_w_thread_name(&writer, e->index, name);
+			} else if (!e && self) {
+				mr_w_thread_name(&writer, ts.index, name);
+			}
 		}
 	}
 	pthread_mutex_unlock(&lock);
@@ -1389,6 +1519,7 @@ static void at_child(void)
 {
 	__atomic_store_n(&fork_gate, 0, __ATOMIC_RELEASE);
 	unwinding = 0;
+	eval_busy = 0;
 	pthread_mutex_init(&lock, NULL);
 	got_forked();
 	/* followed, unless forked from inside the tracker (a signal handler
@@ -1591,19 +1722,45 @@ static void unwinder_start(void)
 		close(held[--n]);
 }
 
-/* Which stacks are recorded (native: 1, 0, or -1 for the default: native
- * stacks unless the program is Python), and the header's flags. */
-static void stack_options(int is_python, int native, uint64_t flags)
+/* Says once, on stderr, that the program is a Python whose frames cannot
+ * be read (or how they are read when that is not the plain way). Only the
+ * process memray-record started says it, not its forked children. */
+static void python_say(int py)
 {
-	native_stacks = native >= 0 ? native : !is_python;
-	python_stacks = is_python;
-	if (is_python && native_stacks && !python_eval_range(&eval_lo, &eval_hi))
-		python_stacks = 0; /* no evaluation loop to put Python frames in */
+	static int said;
+	const char *why = python_problem();
+	if (said || py == PY_NONE || !why[0])
+		return;
+	said = 1;
+	char exe[512], msg[1024];
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[k > 0 ? k : 0] = 0;
+	int n = snprintf(msg, sizeof(msg), py == PY_READ ? "memray-record: CPython %s (%s): %s\n"
+			 : "memray-record: CPython %s (%s): %s; Python stacks are not recorded, native stacks only\n",
+			 python_version(), exe, why);
+	if (n > 0)
+		(void)!write(2, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+}
+
+/* Which stacks are recorded (native: 1, 0, or -1 for the default: native
+ * stacks unless the program is a Python whose frames are read), and the
+ * header's flags. py: what python_start found. */
+static void stack_options(int py, int native, uint64_t flags)
+{
+	native_stacks = native >= 0 ? native : py != PY_READ;
+	python_stacks = py == PY_READ;
+	if (python_stacks && native_stacks) {
+		int ranged = python_eval_range(&eval_lo, &eval_hi);
+		if (python_marks_runs())
+			eval_image = python_image(); /* the rest is learned */
+		if (!ranged && !eval_image)
+			python_stacks = 0; /* no evaluation loop to put Python frames in */
+	}
 	const char *pymalloc = getenv("PYTHONMALLOC");
 	uint64_t py_flags = 0;
-	if (is_python)
-		py_flags = (python_stacks ? MR_F_PYTHON : 0) | (pymalloc && strncmp(pymalloc, "malloc", 6) == 0
-						  ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
+	if (py != PY_NONE)
+		py_flags = (python_stacks ? MR_F_PYTHON : 0) | MR_F_PYINFO |
+			   (pymalloc && strncmp(pymalloc, "malloc", 6) == 0 ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
 	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags | flags;
 }
 
@@ -1650,6 +1807,8 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 		interval_us = (uint64_t)atoll(interval);
 	stack_options(is_python, native && strcmp(native, "auto") != 0 ? native[0] == '1' : -1,
 		      follow ? MR_F_FOLLOW_FORK : 0);
+	if (continuing && out_fd >= 0)
+		python_say(is_python);
 	restore_env();
 	if (out_fd < 0) {
 		tracker_guard = 0;
@@ -1708,6 +1867,8 @@ static void stream_start(uint16_t seq)
 		.argv = saved_argv,
 		.exe = exe,
 		.sample_bytes = tracker_sample_bytes,
+		.python_version = python_version(),
+		.python_problem = python_problem(),
 	};
 	mr_writer_init(&writer, (uint32_t)my_pid, sink, NULL);
 	writer.seq = seq;

@@ -37,9 +37,10 @@ each_pid_has() {
 	[ "$(dump f.bin | awk '{ print $2 }' | sort -u | wc -l)" -eq 1 ]
 }
 
+# bats test_tags=py3
 @test "multiprocessing pools with fork, spawn and forkserver: each worker's buffers under its pid" {
 	for method in fork spawn forkserver; do
-		memray-record -q -o "mp-$method.bin" --follow-fork /usr/bin/python3 "$PY/multiproc.py" $method > "mp-$method.txt"
+		memray-record -q -o "mp-$method.bin" --follow-fork $PY3 "$PY/multiproc.py" $method > "mp-$method.txt"
 		[ "$(wc -l < "mp-$method.txt")" -eq 4 ]
 		each_pid_has "mp-$method.txt" "mp-$method.bin" || { echo "method $method"; false; }
 		run memray-stat "mp-$method.bin"
@@ -47,13 +48,14 @@ each_pid_has() {
 	done
 }
 
+# bats test_tags=py3
 @test "subprocess (which closes every descriptor), a shell pipeline and make -j2 are followed" {
 	cat > sub.py <<-PYEOF
 	import subprocess, sys
 	out = subprocess.run(["$FIX/allocs", "chain"], capture_output=True).stdout
 	subprocess.run(["sh", "-c", "$FIX/allocs chain | cat > /dev/null"])
 	PYEOF
-	memray-record -q -o s.bin --follow-fork /usr/bin/python3 sub.py
+	memray-record -q -o s.bin --follow-fork $PY3 sub.py
 	run memray-stat s.bin
 	assert_success
 	[ "$(grep -c "^ *[0-9]* *[0-9]* .* $FIX/allocs chain\$" <<< "$output")" -eq 2 ]

@@ -35,15 +35,16 @@ need_gdb() {
 	command -v gdb > /dev/null || skip "gdb is missing"
 }
 
+# bats test_tags=py3
 @test "a running Python program: its line in memray-fold, with the stack active at attach; it goes on and ends as usual" {
 	need_gdb
-	start_target /usr/bin/python3 "$LOOP" stop
+	start_target $PY3 "$LOOP" stop
 	start=$(date +%s.%N)
 	run memray-record --pid "$TPID" --duration 2 -o rec.bin
 	end=$(date +%s.%N)
 	echo "$output"
 	assert_success
-	assert_output --partial "recording process $TPID (python3)"
+	assert_output --partial "recording process $TPID (${PY3##*/})"
 	assert_output --partial "wrote rec.bin"
 	# recorded for the 2 s asked, and did not wait long for gdb
 	awk -v a="$start" -v b="$end" 'BEGIN { exit !(b - a >= 2 && b - a < 30) }'
@@ -112,9 +113,10 @@ need_gdb() {
 	grep -qx "done ok" target.out
 }
 
+# bats test_tags=py3
 @test "memray-record killed while recording: the program restores itself and ends as usual" {
 	need_gdb
-	start_target /usr/bin/python3 "$LOOP" stop
+	start_target $PY3 "$LOOP" stop
 	memray-record -p "$TPID" -o rec.bin 2> rec.err 3>&- &
 	rec=$!
 	for _ in $(seq 300); do grep -q recording rec.err && break; sleep 0.05; done
@@ -222,9 +224,10 @@ need_gdb() {
 	[ "$status" -eq 2 ]
 }
 
+# bats test_tags=py3
 @test "attached, into memray-live: the top site, then 'the recording has ended'" {
 	need_gdb
-	start_target /usr/bin/python3 "$LOOP" stop
+	start_target $PY3 "$LOOP" stop
 	memray-record -q -p "$TPID" --duration 1.5 | memray-live --batch --interval 300 > live.txt
 	cat live.txt
 	grep -q "top .* grow ($LOOP:10)" live.txt
@@ -234,9 +237,10 @@ need_gdb() {
 	[ "$TSTATUS" -eq 0 ]
 }
 
+# bats test_tags=py3
 @test "a program that receives signals all the time (SIGALRM every 5 ms) is attached to, and keeps them" {
 	need_gdb
-	start_target /usr/bin/python3 "$BATS_TEST_DIRNAME/../fixtures/py/attach_alarms.py" stop
+	start_target $PY3 "$BATS_TEST_DIRNAME/../fixtures/py/attach_alarms.py" stop
 	run memray-record -p "$TPID" --duration 1 -o rec.bin
 	echo "$output"
 	assert_success

@@ -87,9 +87,19 @@ pystack_of() {
 
 PYDIR=$BATS_TEST_DIRNAME/../fixtures/py
 
+# PY3: the Python of the tests written for one Python (the system's, or
+# $MEMRAY_PY3: tests/sid.sh runs them again on sid's 3.14 and 3.15; such
+# tests carry the bats tag py3).
+PY3=${MEMRAY_PY3:-/usr/bin/python3}
+
 # pythons: Debian's /usr/bin/python3 and every CPython 3.9-3.13 under
 # pyenv, by real path; the missing minor versions are reported on fd 3.
+# $MEMRAY_PYTHONS, when set, is the list instead (tests/sid.sh).
 pythons() {
+	if [ -n "${MEMRAY_PYTHONS-}" ]; then
+		printf '%s\n' $MEMRAY_PYTHONS
+		return
+	fi
 	echo /usr/bin/python3
 	local m p
 	for m in 9 10 11 12 13; do
@@ -111,10 +121,24 @@ on_every_python() {
 	done
 }
 
-# expect_pystack FILE SIZE EXPECTED: the Python stack of the allocation of
-# SIZE bytes is EXPECTED (lines "function file:line", root first).
+# pysz N: the size of the allocation bytearray(N - 1) makes on $PY (or
+# /usr/bin/python3): N, but N + 32 from CPython 3.15 on, whose bytearray
+# keeps its bytes in a bytes object (32 bytes of header).
+pysz() {
+	local py=${PY:-/usr/bin/python3}
+	if [ "${_pysz_py-}" != "$py" ]; then
+		_pysz_py=$py
+		_pysz_extra=$("$py" -c 'import sys; print(32 if sys.version_info >= (3, 15) else 0)')
+	fi
+	echo $(( $1 + _pysz_extra ))
+}
+
+# expect_pystack FILE SIZE EXPECTED: the Python stack of the allocation
+# bytearray(SIZE - 1) made is EXPECTED (lines "function file:line", root
+# first).
 expect_pystack() {
-	local got
-	got=$(pystack_of "$1" "(\$3 == \"alloc\" || \$3 == \"move\") && (\$6 == \"size=$2\" || \$7 == \"size=$2\")")
+	local got sz
+	sz=$(pysz "$2")
+	got=$(pystack_of "$1" "(\$3 == \"alloc\" || \$3 == \"move\") && (\$6 == \"size=$sz\" || \$7 == \"size=$sz\")")
 	[ "$got" = "$3" ] || { printf 'size %s with %s:\n--- got\n%s\n--- expected\n%s\n' "$2" "$PY" "$got" "$3"; return 1; }
 }
