@@ -113,11 +113,18 @@ fixtures: $(FIXTURES) $(BUILD)/fixtures/libdlopened.so $(BUILD)/fixtures/static-
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "# $$t"; $$t || exit 1; done
 
+# The suite on this machine, then the Python tests on Debian sid's
+# CPythons in a chroot (tests/sid.sh; SID=0 leaves them out).
+SID ?= 1
 check: all fixtures unit
-	MEMRAY_BUILD=$(abspath $(BUILD)) bats --tap tests/bats | tests/summarize
+	$(Q){ MEMRAY_BUILD=$(abspath $(BUILD)) bats --tap tests/bats; \
+	  if [ "$(SID)" = 1 ]; then tests/sid.sh run; fi; } | tests/summarize
+
+check-sid:
+	tests/sid.sh run | tests/summarize
 
 asan:
-	$(MAKE) BUILD=build-asan LTO= SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
+	$(MAKE) BUILD=build-asan LTO= SID=0 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
 
 # The tracker under ThreadSanitizer, with its threaded fixtures built the
 # same way (tests/tsan.sh says why and what runs). The tools are plain.
@@ -215,9 +222,11 @@ uninstall:
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man5/%,$(wildcard man/*.5))
 
 clean:
+	@if awk -v r="$(abspath build)/" 'index($$2, r) == 1 { f = 1 } END { exit !f }' /proc/mounts; then \
+		echo "clean: something is mounted under build/ (the sid chroot's /proc?): umount it first"; exit 1; fi
 	rm -rf build build-asan build-fuzz build-tsan build-dev
 
-.PHONY: all fixtures unit check asan tsan fuzz soak bench demo deps install uninstall clean
+.PHONY: all fixtures unit check check-sid asan tsan fuzz soak bench demo deps install uninstall clean
 .PRECIOUS: $(BUILD)/obj/%.o
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

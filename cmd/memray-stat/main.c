@@ -318,17 +318,24 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	each_process(r, json_process);
 	putchar(']');
 	printf(",\"duration_ms\":%" PRIu64, r->duration_us / 1000);
-	/* the interpreter, and why its stacks are missing (null: they are not) */
-	char py[512];
-	const char *pyv, *note = replay_python_note(r, py, sizeof(py), &pyv);
+	/* the interpreter (of the first image that is a CPython), whether
+	 * its stacks were recorded, and why not or how they were read (null:
+	 * nothing to say); null throughout when no image is a CPython */
+	const struct mr_header *py = NULL;
+	for (size_t i = 0; i < r->nprocs && !py; i++) {
+		const struct mr_header *h = &r->procs[i].proc->header;
+		if (h->flags & MR_F_PYINFO && h->python_version)
+			py = h;
+	}
 	printf(",\"python_version\":");
-	if (pyv)
-		json_string(stdout, pyv, strlen(pyv));
+	if (py)
+		json_string(stdout, py->python_version, strlen(py->python_version));
 	else
 		fputs("null", stdout);
+	printf(",\"python_stacks\":%s", !py ? "null" : py->flags & MR_F_PYTHON ? "true" : "false");
 	printf(",\"python_problem\":");
-	if (note)
-		json_string(stdout, note, strlen(note));
+	if (py && py->python_problem && py->python_problem[0])
+		json_string(stdout, py->python_problem, strlen(py->python_problem));
 	else
 		fputs("null", stdout);
 	/* sampled: every value but peak_rss is an estimate */
