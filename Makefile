@@ -174,6 +174,7 @@ bench: all
 	bench/fold.sh $(BUILD)
 	bench/flame.sh $(BUILD)
 	bench/sample.sh $(BUILD)
+	if [ "$(SID)" = 1 ]; then tests/sid.sh bench; fi
 
 # Set-up and a first recording on a fresh machine: packages, build, then
 # a demo program recorded and summarised.

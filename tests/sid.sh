@@ -6,6 +6,7 @@
 #   tests/sid.sh run          build if needed, then copy the tree in, build it
 #                             with sid's compiler and run the Python tests on
 #                             sid's interpreters; TAP on stdout
+#   tests/sid.sh bench        bench/python.sh on each of sid's interpreters
 #   tests/sid.sh shell        a shell in the chroot, /proc mounted
 #
 # sid's C library is newer than this machine's, so its interpreters run only
@@ -27,7 +28,7 @@ PYS="/usr/bin/python3.13 /usr/bin/python3.14 /usr/bin/python3.15"
 PKGS="python3.13 python3.14 python3.15 python3-numpy python3-pytest
 libpython3.13-dev libpython3.14-dev libpython3.15-dev
 gcc g++ make libc6-dev libunwind-dev libarchive-dev libdw-dev libelf-dev zlib1g-dev
-bats bats-support bats-assert binutils gdb procps util-linux gzip zstd xz-utils git bc"
+bats bats-support bats-assert binutils gdb procps util-linux gzip zstd xz-utils git bc time valgrind"
 
 say() { echo "sid: $*" >&2; }
 
@@ -109,6 +110,14 @@ in_root() {
 SID_ALL="tests/bats/60-python.bats tests/bats/61-python-versions.bats"
 SID_ONE="tests/bats/93-pytest.bats tests/bats/89-attach.bats tests/bats/55-follow-fork.bats"
 
+# sync: the tree as git sees it (tracked and new files) into /src of the
+# chroot, fresh each time.
+sync() {
+	rm -rf "$ROOT/src"
+	mkdir -p "$ROOT/src"
+	git ls-files -co --exclude-standard -z | xargs -0 tar cf - | tar xf - -C "$ROOT/src"
+}
+
 run() {
 	build
 	rc=$?
@@ -117,10 +126,7 @@ run() {
 		echo "ok 1 sid's CPython 3.13, 3.14 and 3.15 # skip the sid chroot could not be made (tests/sid.sh build says why)"
 		return 0
 	fi
-	# The tree as git sees it (tracked and new files), fresh each run.
-	rm -rf "$ROOT/src"
-	mkdir -p "$ROOT/src"
-	git ls-files -co --exclude-standard -z | xargs -0 tar cf - | tar xf - -C "$ROOT/src" || return 1
+	sync || return 1
 	in_root sh -c '
 		cd /src || exit 1
 		make -j2 all fixtures > /tmp/build.log 2>&1 || { tail -20 /tmp/build.log >&2; exit 1; }
@@ -133,9 +139,23 @@ run() {
 	'
 }
 
+# bench: bench/python.sh on each of sid's interpreters (BENCH_ROUNDS,
+# default 3).
+bench() {
+	build || return
+	sync || return 1
+	in_root sh -c '
+		cd /src && make -j2 all > /tmp/build.log 2>&1 || { tail -20 /tmp/build.log >&2; exit 1; }
+		for py in '"$PYS"'; do
+			PYTHON=$py BENCH_ROUNDS='"${BENCH_ROUNDS:-3}"' bench/python.sh build || exit 1
+		done
+	'
+}
+
 case "${1:-}" in
 build) build ;;
 run) run ;;
+bench) bench ;;
 shell) build && in_root /bin/bash ;;
-*) echo "usage: tests/sid.sh build|run|shell" >&2; exit 2 ;;
+*) echo "usage: tests/sid.sh build|run|bench|shell" >&2; exit 2 ;;
 esac

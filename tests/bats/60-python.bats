@@ -3,6 +3,10 @@
 
 load helper
 
+setup_file() {
+	list_pythons
+}
+
 chain() {
 	memray-record -q -f -o c.bin "$PY" "$PYDIR/chain.py" &&
 	expect_pystack c.bin 1048577 "<module> chain.py:13
@@ -252,29 +256,41 @@ rawthreads() {
 	on_every_python rawthreads
 }
 
-# leaf_to_root FILE STACK: "py NAME FILE:LINE" or "native 0xIP" per frame, leaf first
-leaf_to_root() {
-	memray-stat --dump "$1" | awk -v s="$2" '
+# malloc_chains FILE: for each distinct stack of a malloc in FILE, its
+# frames leaf first, one line per stack, separated by "|": "py NAME
+# FILE:LINE" or "native 0xIP"
+malloc_chains() {
+	memray-stat --dump "$1" | awk '
 		function val(f) { sub(/^[a-z_]+=/, "", f); return f }
 		$3 == "string" { id = val($4); str = substr($0, index($0, "\"") + 1); sub(/"$/, "", str); S[id] = str }
 		$3 == "pyframe" { id = val($4); n = split(S[val($6)], p, "/"); FR[id] = S[val($5)] " " p[n] ":" val($7) }
 		$3 == "pynode" { id = val($4); P[id] = val($5); K[id] = "py " FR[val($6)] }
 		$3 == "node" { id = val($4); P[id] = val($5); K[id] = "native " val($6) }
-		END { while (s != 0 && s != "") { print K[s]; s = P[s] } }'
+		$3 == "alloc" && $4 == "malloc" { for (i = 5; i <= NF; i++) if ($i ~ /^stack=/) W[val($i)] = 1 }
+		END {
+			for (s in W) {
+				line = ""
+				for (t = s; t != 0 && t != ""; t = P[t])
+					line = line (line == "" ? "" : "|") K[t]
+				print line
+			}
+		}'
 }
 
 hybrid() {
 	memray-record -q -f --native -o h.bin "$PY" "$PYDIR/hybrid.py" || return 1
 	dump h.bin | head -1 | grep -q "flags=native,python," || return 1
-	# the allocation deflateInit2_ makes for zlib.compressobj() at make():4
-	local s frames
-	for s in $(dump h.bin | awk '$3 == "alloc" && $4 == "malloc"' | field stack | sort -u); do
-		frames=$(leaf_to_root h.bin "$s")
-		echo "$frames" | grep -m1 "^py " | grep -qx "py make hybrid.py:4" &&
-			symbolize h.bin "$(echo "$frames" | head -1 | sed 's/^native //')" | grep -q libz.so &&
+	# the allocation deflateInit2_ makes for zlib.compressobj() at make():4:
+	# the first Python frame from the leaf is make's, the leaf is in libz
+	local chain frames=""
+	while read -r chain; do
+		echo "$chain" | tr '|' '\n' | grep -m1 "^py " | grep -qx "py make hybrid.py:4" || continue
+		chain=$(echo "$chain" | tr '|' '\n')
+		if symbolize h.bin "$(echo "$chain" | head -1 | sed 's/^native //')" | grep -q libz.so; then
+			frames=$chain
 			break
-		frames=
-	done
+		fi
+	done < <(malloc_chains h.bin)
 	[ -n "$frames" ] || { echo "no allocation under make()"; return 1; }
 	# the program's start stays at the root, under every Python frame
 	# (on stripped interpreters too, whose loop no symbol covers)

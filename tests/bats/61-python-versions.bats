@@ -6,6 +6,10 @@
 
 load helper
 
+setup_file() {
+	list_pythons
+}
+
 FAKE=$BATS_TEST_DIRNAME/../fixtures/fake_python.py
 
 # minor_of PY: 13 for CPython 3.13

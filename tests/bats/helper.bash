@@ -112,6 +112,15 @@ pythons() {
 	done
 }
 
+# list_pythons: says on fd 3 which CPythons the file's tests run on.
+list_pythons() {
+	local PY all=""
+	for PY in $(pythons); do
+		all="$all $PY ($("$PY" -c 'import platform; print(platform.python_version())'))"
+	done
+	echo "# $(basename "$BATS_TEST_FILENAME"): CPythons:$all" >&3
+}
+
 # on_every_python COMMAND...: runs COMMAND with $PY set to each Python;
 # fails naming the Python that failed.
 on_every_python() {
