@@ -5,6 +5,7 @@
 #include "input.h"
 #include "util.h"
 
+/* One line: 2 a stack, 1 malformed, 3 metadata, 0 blank or a comment. */
 static int line(char *s, size_t n, const struct folded_sink *k)
 {
 	if (n && s[n - 1] == '\r')
@@ -22,7 +23,7 @@ static int line(char *s, size_t n, const struct folded_sink *k)
 		} else if (k->meta) {
 			k->meta(k->ctx, key, "");
 		}
-		return 0;
+		return 3;
 	}
 	size_t end = n;
 	while (end > 0 && s[end - 1] >= '0' && s[end - 1] <= '9')
@@ -45,17 +46,18 @@ static int line(char *s, size_t n, const struct folded_sink *k)
 				f2--;
 			if (f2 > 0) {
 				k->stack2(k->ctx, s, f2, before, v);
-				return 0;
+				return 2;
 			}
 		}
 	}
 	if (k->stack)
 		k->stack(k->ctx, s, flen, v);
-	return 0;
+	return 2;
 }
 
-long folded_read(struct mr_input *in, const struct folded_sink *sink)
+long folded_read(struct mr_input *in, const struct folded_sink *sink, long *lines)
 {
+	long good = 0;
 	char *buf = NULL;
 	size_t cap = 0, len = 0;
 	long bad = 0;
@@ -78,7 +80,8 @@ long folded_read(struct mr_input *in, const struct folded_sink *sink)
 		for (size_t i = len; i < end; i++)
 			if (buf[i] == '\n') {
 				buf[i] = 0;
-				bad += line(buf + start, i - start, sink);
+				int t = line(buf + start, i - start, sink);
+				bad += t == 1, good += t >= 2;
 				start = i + 1;
 			}
 		memmove(buf, buf + start, end - start);
@@ -86,22 +89,35 @@ long folded_read(struct mr_input *in, const struct folded_sink *sink)
 		if (k == 0) {
 			if (len) {
 				buf[len] = 0;
-				bad += line(buf, len, sink);
+				int t = line(buf, len, sink);
+				bad += t == 1, good += t >= 2;
 			}
 			break;
 		}
 	}
 	free(buf);
+	if (lines)
+		*lines = good;
 	return bad;
 }
 
 int folded_read_input(struct mr_input *in, const struct folded_sink *sink)
 {
-	long bad = folded_read(in, sink);
+	long good = 0, bad = folded_read(in, sink, &good);
 	int status = EXIT_OK;
 	if (bad < 0) {
 		warnmsg("%s: %s", mr_input_name(in), mr_input_error(in));
 		status = EXIT_USAGE;
+	} else if (good == 0) {
+		/* not collapsed stacks at all (a script, a log, nothing): refused */
+		if (bad)
+			warnmsg("%s: not collapsed stacks nor a memray stream (%ld line%s, none of "
+				"the form 'frame;frame;... VALUE')", mr_input_name(in), bad,
+				bad == 1 ? "" : "s");
+		else
+			warnmsg("%s: empty: no collapsed stacks nor a memray stream in it",
+				mr_input_name(in));
+		status = EXIT_REFUSED;
 	} else if (bad > 0) {
 		warnmsg("%s: %ld malformed lines skipped", mr_input_name(in), bad);
 	}

@@ -25,10 +25,14 @@ struct folded_sink {
 };
 
 /* Reads every line of in. Returns the number of malformed lines, or -1 on
- * a read error. */
-long folded_read(struct mr_input *in, const struct folded_sink *sink);
+ * a read error; the number of stack and metadata lines into *lines if not
+ * NULL. */
+long folded_read(struct mr_input *in, const struct folded_sink *sink, long *lines);
 /* folded_read, then a message naming the input for a read error or
- * malformed lines, and in closed. Returns 0, or 2 on a read error. */
+ * malformed lines, and in closed. Returns 0; 2 on a read error;
+ * EXIT_REFUSED when no stack or metadata line is in it (not collapsed
+ * stacks at all, or empty), for the caller to exit before writing
+ * anything. */
 int folded_read_input(struct mr_input *in, const struct folded_sink *sink);
 
 #endif

@@ -12,7 +12,7 @@ int ingest_file(struct ingest *g, struct replay *r, const char *path, long pid)
 	struct mr_input *in = mr_input_open(path, err, sizeof(err));
 	if (!in) {
 		warnmsg("%s", err);
-		return EXIT_USAGE;
+		return EXIT_REFUSED;
 	}
 	return ingest_input(g, r, in, pid);
 }
@@ -29,11 +29,12 @@ int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long p
 	int rc;
 	mr_reader_init(rd, in);
 	/* A progress line for large inputs, when a person watches stderr. */
-	uint64_t done, total, n = 0;
+	uint64_t done, total, n = 0, seen = 0;
 	mr_input_progress(in, &done, &total);
 	int progress = total > (64u << 20) && isatty(STDERR_FILENO);
 	int shown = -1;
 	while ((rc = mr_next(rd, &rec)) == 1) {
+		seen++;
 		if (progress && (++n & 0xfffff) == 0) {
 			mr_input_progress(in, &done, &total);
 			int pct = done >= total ? 100 : (int)(done * 100 / total);
@@ -57,21 +58,31 @@ int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long p
 		fputs("\r\033[K", stderr);
 	if (rc < 0)
 		warnmsg("%s: %s", mr_input_name(in), rd->err);
+	else if (!seen)
+		warnmsg("%s: empty: no memray stream in it", mr_input_name(in));
 	else if (rd->warn[0])
 		warnmsg("%s: %s", mr_input_name(in), rd->warn);
 	mr_input_close(in);
 	rd->in = NULL;
-	return rc < 0 ? EXIT_USAGE : EXIT_OK;
+	/* nothing read at all (bad magic, an empty input): not a stream */
+	return !seen ? EXIT_REFUSED : rc < 0 ? EXIT_USAGE : EXIT_OK;
 }
 
 int ingest_files(struct ingest *g, struct replay *r, char *const *files, int n, long pid)
 {
-	int status = EXIT_OK;
+	int status = EXIT_OK, refused = 0;
 	if (n == 0)
 		status = ingest_file(g, r, "-", pid);
-	for (int i = 0; i < n; i++)
-		if (ingest_file(g, r, files[i], pid) != EXIT_OK)
+	for (int i = 0; i < n; i++) {
+		int st = ingest_file(g, r, files[i], pid);
+		refused += st == EXIT_REFUSED;
+		if (st != EXIT_OK)
 			status = EXIT_USAGE;
+	}
+	/* as cat and grep do, the readable inputs are still read when some
+	 * are not; when none is, there is nothing to report */
+	if (status == EXIT_REFUSED || (n > 0 && refused == n))
+		return EXIT_REFUSED;
 	if (pid >= 0 && r->nprocs == 0 && status == EXIT_OK)
 		die(EXIT_USAGE, "no process %ld in the input", pid);
 	return status;

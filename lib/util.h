@@ -12,6 +12,10 @@
 
 /* Exit statuses shared by every tool. */
 enum { EXIT_OK = 0, EXIT_CHECK = 1, EXIT_USAGE = 2 };
+/* Not an exit status: what readers return for an input that holds nothing
+ * they read (a missing file, a script, an empty stream), after saying so;
+ * the tool then exits EXIT_USAGE without writing anything. */
+enum { EXIT_REFUSED = 0x100 };
 
 extern const char *progname;
 

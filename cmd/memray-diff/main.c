@@ -122,7 +122,7 @@ static int read_run(const char *path, const struct collapse_opts *o)
 	struct mr_input *in = mr_input_open(path, err, sizeof(err));
 	if (!in) {
 		warnmsg("%s", err);
-		return EXIT_USAGE;
+		return EXIT_REFUSED;
 	}
 	if (!mr_input_is_stream(in)) {
 		struct folded_sink sink = { add, meta, NULL, add2 };
@@ -307,10 +307,15 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[optind], "-") == 0 && strcmp(argv[optind + 1], "-") == 0)
 		die(EXIT_USAGE, "only one of BEFORE and AFTER can be standard input");
-	int status = EXIT_OK;
-	for (side = 0; side < 2; side++)
-		if (read_run(argv[optind + side], &o) != EXIT_OK)
+	int status = EXIT_OK, refused = 0;
+	for (side = 0; side < 2; side++) {
+		int st = read_run(argv[optind + side], &o);
+		refused |= st == EXIT_REFUSED;
+		if (st != EXIT_OK)
 			status = EXIT_USAGE;
+	}
+	if (refused) /* nothing written when a run is not a run at all */
+		return EXIT_USAGE;
 	if (metric[0][0] && metric[1][0] && strcmp(metric[0], metric[1]) != 0)
 		warnmsg("the runs measure different things: %s in %s, %s in %s", metric[0],
 			argv[optind], metric[1], argv[optind + 1]);

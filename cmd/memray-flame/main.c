@@ -304,7 +304,7 @@ static int read_stream(struct mr_input *in)
 	struct mr_input *mi = mr_input_open_memory(text, len, "metadata");
 	if (!mi)
 		die(EXIT_USAGE, "out of memory");
-	folded_read(mi, &meta_only);
+	folded_read(mi, &meta_only, NULL);
 	mr_input_close(mi);
 	free(text);
 	struct symbolizer *sym = sym_new();
@@ -325,7 +325,7 @@ static int read_one(const char *path)
 	struct mr_input *in = mr_input_open(path, err, sizeof(err));
 	if (!in) {
 		warnmsg("%s", err);
-		return EXIT_USAGE;
+		return EXIT_REFUSED;
 	}
 	diff_file = mr_input_name(in);
 	if (mr_input_is_stream(in)) {
@@ -710,12 +710,17 @@ int main(int argc, char **argv)
 	nodes = xrealloc(NULL, nodes_cap * sizeof(*nodes));
 	nodes[0] = (struct node){ 0, 0, 0, 0, 0, 0, 1 };
 	nnodes = 1;
-	int status = EXIT_OK;
-	if (optind == argc)
-		status = read_one("-");
-	for (int i = optind; i < argc; i++)
-		if (read_one(argv[i]) != EXIT_OK)
+	int status = EXIT_OK, refused = 0, inputs = 0;
+	for (int i = optind; i < argc || (i == optind && optind == argc); i++) {
+		int st = read_one(optind == argc ? "-" : argv[i]);
+		refused += st == EXIT_REFUSED;
+		inputs++;
+		if (st != EXIT_OK)
 			status = EXIT_USAGE;
+	}
+	/* the readable inputs are still read when some are not */
+	if (refused == inputs) /* no page for input that is neither stacks nor a stream */
+		return EXIT_USAGE;
 	if (!countname) {
 		const char *m = meta_get("metric");
 		countname = m && strcmp(m, "count") == 0 ? "allocations" : "bytes";

@@ -108,6 +108,11 @@ int main(int argc, char **argv)
 	replay_init(&r, o.by_thread);
 	int status = EXIT_OK;
 	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
+	if (status == EXIT_REFUSED) { /* nothing written for input that is not a stream */
+		replay_free(&r);
+		ingest_free(&g);
+		return EXIT_USAGE;
+	}
 	const char *why = metric_unavailable(&r, o.metric);
 	if (why)
 		die(EXIT_USAGE, "%s", why);

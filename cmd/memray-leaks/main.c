@@ -201,6 +201,15 @@ int main(int argc, char **argv)
 	replay_init(&r, 0);
 	int status = EXIT_OK;
 	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
+	if (status == EXIT_REFUSED) { /* nothing written for input that is not a stream */
+		replay_free(&r);
+		ingest_free(&g);
+		for (size_t i = 0; i < nsups; i++) {
+			free(sups[i].glob);
+			free(sups[i].pattern);
+		}
+		return EXIT_USAGE;
+	}
 	if (g.saw_pymalloc)
 		warnmsg("warning: pymalloc was active, so most Python objects were not seen one "
 			"by one: leaks of small objects are incomplete (record with "

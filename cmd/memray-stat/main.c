@@ -457,6 +457,11 @@ int main(int argc, char **argv)
 	struct ingest g = { NULL, 0, 0 };
 	replay_init(&r, 0);
 	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
+	if (status == EXIT_REFUSED) { /* no report of an input that is not a stream */
+		replay_free(&r);
+		ingest_free(&g);
+		return EXIT_USAGE;
+	}
 	struct symbolizer *sym = sym_new();
 	if (timeline) {
 		printf("ms,rss,heap\n");

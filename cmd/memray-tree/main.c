@@ -173,7 +173,7 @@ static int read_one(const char *path, struct replay *r, struct ingest *g, int *s
 	struct mr_input *in = mr_input_open(path, err, sizeof(err));
 	if (!in) {
 		warnmsg("%s", err);
-		return EXIT_USAGE;
+		return EXIT_REFUSED;
 	}
 	if (mr_input_is_stream(in)) {
 		(*streams)++;
@@ -234,12 +234,24 @@ int main(int argc, char **argv)
 	struct replay r;
 	struct ingest g = { NULL, 0, 0 };
 	replay_init(&r, 0);
-	int status = EXIT_OK, streams = 0;
-	if (optind == argc)
-		status = read_one("-", &r, &g, &streams, pid);
-	for (int i = optind; i < argc; i++)
-		if (read_one(argv[i], &r, &g, &streams, pid) != EXIT_OK)
+	int status = EXIT_OK, streams = 0, refused = 0, inputs = 0;
+	for (int i = optind; i < argc || (i == optind && optind == argc); i++) {
+		int st = read_one(optind == argc ? "-" : argv[i], &r, &g, &streams, pid);
+		refused += st == EXIT_REFUSED;
+		inputs++;
+		if (st != EXIT_OK)
 			status = EXIT_USAGE;
+	}
+	/* the readable inputs are still read when some are not */
+	if (refused == inputs) { /* no tree of input that is neither stacks nor a stream */
+		for (size_t i = 0; i < nnodes; i++)
+			free(nodes[i].name);
+		free(nodes);
+		free(index_);
+		replay_free(&r);
+		ingest_free(&g);
+		return EXIT_USAGE;
+	}
 	if (pid >= 0 && r.nprocs == 0 && status == EXIT_OK)
 		die(EXIT_USAGE, "no process %ld in the input", pid);
 	if (streams) {

@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	/* every other input read as possibly differential */
 	struct folded_sink sink = { on_stack, on_meta, NULL, size & 1 ? on_stack2 : NULL };
-	folded_read(in, &sink);
+	folded_read(in, &sink, NULL);
 	mr_input_close(in);
 	return 0;
 }

@@ -1,0 +1,60 @@
+#!/usr/bin/env bats
+# Input that is not what a tool reads (a script, a missing file, an empty
+# file) is refused: exit 2, a message naming it, nothing on stdout.
+
+load helper
+
+setup() {
+	cd "$BATS_TEST_TMPDIR"
+	printf 'import sys\nprint(sys.argv)\n' > app.py
+	: > empty.bin
+}
+
+# refused TOOL FILE WHY: TOOL FILE exits 2, says WHY naming FILE on
+# stderr, and writes nothing on stdout.
+refused() {
+	local out err st=0
+	"$1" "$2" > out.txt 2> err.txt || st=$?
+	[ "$st" -eq 2 ] || { echo "$1 $2: exit $st"; return 1; }
+	[ ! -s out.txt ] || { echo "$1 $2 wrote $(wc -c < out.txt) bytes:"; head -5 out.txt; return 1; }
+	grep -q "^$1: .*$2.*$3" err.txt || { echo "$1 $2:"; cat err.txt; return 1; }
+}
+
+@test "the stream readers refuse a script, a missing file and an empty file before writing anything" {
+	for t in memray-stat memray-fold memray-leaks; do
+		refused $t app.py "not a memray stream"
+		refused $t /nonexistent.bin "No such file"
+		refused $t empty.bin "empty"
+	done
+	# the same through a pipe
+	run bash -c 'memray-fold < app.py'
+	assert_failure 2
+	assert_output --partial "not a memray stream"
+}
+
+@test "memray-flame and memray-tree refuse input that is neither collapsed stacks nor a stream" {
+	for t in memray-flame memray-tree; do
+		refused $t app.py "not collapsed stacks nor a memray stream (2 lines"
+		refused $t /nonexistent.bin "No such file"
+		refused $t empty.bin "empty"
+	done
+	run memray-diff app.py app.py
+	assert_failure 2
+	assert_output --partial "app.py: not collapsed stacks"
+}
+
+@test "a few bad lines among good ones stay a warning; a readable input beside a missing one is still read" {
+	printf 'main;work 100\nnot a stack\nmain;rest 50\n' > mixed.folded
+	run --separate-stderr memray-flame mixed.folded
+	assert_success
+	[[ "$output" == *"<html"* ]]
+	[[ "$stderr" == *"mixed.folded: 1 malformed lines skipped"* ]]
+	run --separate-stderr memray-tree --ascii mixed.folded
+	assert_success
+	assert_line --partial "150"
+	memray-record -q -o a.bin "$FIX/allocs" alloc malloc > /dev/null
+	run --separate-stderr memray-stat /nonexistent.bin a.bin
+	assert_failure 2
+	assert_line --partial "allocations:"
+	[[ "$stderr" == *"cannot open '/nonexistent.bin'"* ]]
+}
