@@ -249,6 +249,27 @@ static void render(FILE *f, struct replay *r, struct symbolizer *sym, const stru
 	collapse_visit(r, sym, o, site, render_frame, &c);
 }
 
+void collapse_meta_str(FILE *out, const char *key, const char *s, size_t n)
+{
+	fprintf(out, "# %s=\"", key);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c == '\n')
+			fputs("\\n", out);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(out, "\\x%02x", c);
+		else
+			fputc(c, out);
+	}
+	fputs("\"\n", out);
+}
+
+/* Metadata lines are "# key=NUMBER" or "# key="TEXT"": never a space and
+ * a number at the end, so that flamegraph.pl, speedscope and inferno,
+ * which take any line ending that way as a stack, do not (see
+ * memray-fold(1), COLLAPSED STACKS). */
 void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 {
 	fprintf(out, "# %s %s\n", progname, MEMRAY_VERSION);
@@ -258,33 +279,37 @@ void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 	size_t np = replay_processes(r, idx, NULL);
 	for (size_t k = 0; k < np; k++) {
 		const struct mr_proc *p = r->procs[idx[k]].proc;
-		fputs("# command: ", out);
-		for (uint32_t i = 0; i < p->header.argc; i++) {
-			if (i)
-				fputc(' ', out);
-			collapse_escape(out, p->header.argv[i], strlen(p->header.argv[i]));
-		}
-		fprintf(out, "\n# pid: %u\n", p->pid);
+		char *cmd = NULL;
+		size_t len = 0;
+		FILE *m = open_memstream(&cmd, &len);
+		if (!m)
+			die(EXIT_USAGE, "out of memory");
+		for (uint32_t i = 0; i < p->header.argc; i++)
+			fprintf(m, "%s%s", i ? " " : "", p->header.argv[i]);
+		fclose(m);
+		collapse_meta_str(out, "command", cmd, len);
+		free(cmd);
+		fprintf(out, "# pid=%u\n", p->pid);
 	}
 	free(idx);
-	fprintf(out, "# metric: %s\n", metric_name(o->metric));
+	fprintf(out, "# metric=\"%s\"\n", metric_name(o->metric));
 	char py[512];
 	if (replay_python_note(r, py, sizeof(py), NULL))
-		fprintf(out, "# python: %s\n", py);
+		collapse_meta_str(out, "python", py, strlen(py));
 	if (r->sample_bytes) /* every value below is an estimate */
-		fprintf(out, "# sampled: %" PRIu64 "\n", r->sample_bytes);
-	fprintf(out, "# peak: %" PRIu64 "\n", r->peak);
-	fprintf(out, "# peak_ms: %" PRIu64 "\n", r->peak_time_us / 1000);
-	fprintf(out, "# peak_rss: %" PRIu64 "\n", r->peak_rss);
-	fprintf(out, "# allocations: %" PRIu64 "\n", r->n_allocs);
-	fprintf(out, "# bytes_allocated: %" PRIu64 "\n", r->bytes_allocated);
-	fprintf(out, "# duration_ms: %" PRIu64 "\n", r->duration_us / 1000);
+		fprintf(out, "# sampled=%" PRIu64 "\n", r->sample_bytes);
+	fprintf(out, "# peak=%" PRIu64 "\n", r->peak);
+	fprintf(out, "# peak_ms=%" PRIu64 "\n", r->peak_time_us / 1000);
+	fprintf(out, "# peak_rss=%" PRIu64 "\n", r->peak_rss);
+	fprintf(out, "# allocations=%" PRIu64 "\n", r->n_allocs);
+	fprintf(out, "# bytes_allocated=%" PRIu64 "\n", r->bytes_allocated);
+	fprintf(out, "# duration_ms=%" PRIu64 "\n", r->duration_us / 1000);
 	if (r->ntimeline) {
-		fputs("# timeline: ms,rss,heap", out);
+		fputs("# timeline=\"ms,rss,heap", out);
 		for (size_t i = 0; i < r->ntimeline; i++)
 			fprintf(out, " %" PRIu64 ",%" PRIu64 ",%" PRIu64, r->timeline[i].time_us / 1000,
 				r->timeline[i].rss, r->timeline[i].heap);
-		fputc('\n', out);
+		fputs("\"\n", out);
 	}
 }
 

@@ -79,5 +79,8 @@ void collapse_visit(struct replay *r, struct symbolizer *sym, const struct colla
 
 /* Appends s escaped as described above to f. */
 void collapse_escape(FILE *f, const char *s, size_t n);
+/* A metadata line # key="TEXT", with ", \\, newlines and control
+ * characters escaped as in C. */
+void collapse_meta_str(FILE *out, const char *key, const char *s, size_t n);
 
 #endif

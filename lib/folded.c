@@ -1,9 +1,34 @@
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "folded.h"
 #include "input.h"
 #include "util.h"
+
+/* A quoted metadata value in place: from "a \"b\"\n" to a "b" and a
+ * newline; up to the closing quote. */
+static void unquote(char *v)
+{
+	char *w = v;
+	for (char *r = v + 1; *r && *r != '"'; r++) {
+		if (*r != '\\' || !r[1]) {
+			*w++ = *r;
+			continue;
+		}
+		r++;
+		if (*r == 'n') {
+			*w++ = '\n';
+		} else if (*r == 'x' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+			char hex[3] = { r[1], r[2], 0 };
+			*w++ = (char)strtol(hex, NULL, 16);
+			r += 2;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = 0;
+}
 
 /* One line: 2 a stack, 1 malformed, 3 metadata, 0 blank or a comment. */
 static int line(char *s, size_t n, const struct folded_sink *k)
@@ -15,14 +40,21 @@ static int line(char *s, size_t n, const struct folded_sink *k)
 	if (s[0] == '#') {
 		if (n < 2 || s[1] != ' ')
 			return 0;
-		char *key = s + 2, *colon = strstr(key, ": ");
-		if (colon) {
-			*colon = 0;
-			if (k->meta)
-				k->meta(k->ctx, key, colon + 2);
-		} else if (k->meta) {
-			k->meta(k->ctx, key, "");
+		/* "# key=NUMBER", "# key="TEXT"" (C escapes), or as memray-c
+		 * wrote before, "# key: value" */
+		char *key = s + 2, *v = key + strcspn(key, "= ");
+		if (*v == '=' && v > key) {
+			*v++ = 0;
+			if (*v == '"')
+				unquote(v);
+		} else if ((v = strstr(key, ": "))) {
+			*v = 0;
+			v += 2;
+		} else {
+			v = "";
 		}
+		if (k->meta)
+			k->meta(k->ctx, key, v);
 		return 3;
 	}
 	size_t end = n;

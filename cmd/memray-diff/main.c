@@ -325,10 +325,10 @@ int main(int argc, char **argv)
 		qsort(entries, nentries, sizeof(*entries), by_text);
 		const char *m = metric[1][0] ? metric[1] : metric[0];
 		if (m[0])
-			printf("# metric: %s\n", m);
+			printf("# metric=\"%s\"\n", m);
 		if (sampled[0] || sampled[1])
-			printf("# sampled: %" PRIu64 "\n", sampled[1] > sampled[0] ? sampled[1] : sampled[0]);
-		printf("# diff: before after\n");
+			printf("# sampled=%" PRIu64 "\n", sampled[1] > sampled[0] ? sampled[1] : sampled[0]);
+		printf("# diff=\"before after\"\n");
 		for (size_t i = 0; i < nentries; i++)
 			printf("%s %" PRIu64 " %" PRIu64 "\n", entries[i].text, entries[i].v[0],
 			       entries[i].v[1]);

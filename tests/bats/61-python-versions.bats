@@ -79,7 +79,7 @@ import json, sys
 d = json.load(sys.stdin)
 assert d["python_version"] == sys.argv[1], d["python_version"]
 assert d["python_stacks"] is False and sys.argv[2] in d["python_problem"], d["python_problem"]' "$ver" "$why" || return 1
-	memray-fold "$bin" | grep -q "^# python: $ver: Python stacks not recorded.*$why" || return 1
+	memray-fold "$bin" | grep -q "^# python=\"$ver: Python stacks not recorded.*$why" || return 1
 	memray-fold "$bin" | memray-flame > page.html && grep -q "Python stacks not recorded" page.html || return 1
 	[ "$(dump "$bin" | awk '$3 == "node"' | wc -l)" -gt 10 ] || { echo "no native stacks"; return 1; }
 	[ "$(dump "$bin" | awk '$3 == "pynode"' | wc -l)" = 0 ]

@@ -11,7 +11,7 @@ fold_case() {
 	memray-fold "$@" "$c.bin" | grep -v '^#' | sed 's/^.*main (peaks\.c:[0-9]*);\{0,1\}//'
 }
 
-peak_of() { memray-fold "$@" | sed -n 's/^# peak: //p'; }
+peak_of() { memray-fold "$@" | sed -n 's/^# peak=//p'; }
 
 @test "peak: two rounds of 1 KiB alloc+free hold one allocation of 1 KiB" {
 	run fold_case two-rounds
@@ -82,12 +82,12 @@ main:$l3 300"
 @test "metadata lines: command, pid, metric, peak, duration, a timeline of at most 1000 points" {
 	memray-record -q --interval 1 -o s.bin "$FIX/allocs" sleep 2 > /dev/null
 	run memray-fold -m total s.bin
-	assert_line --regexp "^# command: .*/allocs sleep 2$"
-	assert_line --regexp "^# pid: [0-9]+$"
-	assert_line "# metric: total"
-	assert_line --regexp "^# peak: [0-9]+$"
-	assert_line --regexp "^# duration_ms: (19|20|21)[0-9][0-9]$"
-	n=$(memray-fold s.bin | sed -n 's/^# timeline: ms,rss,heap //p' | wc -w)
+	assert_line --regexp "^# command=\".*/allocs sleep 2\"$"
+	assert_line --regexp "^# pid=[0-9]+$"
+	assert_line '# metric="total"'
+	assert_line --regexp "^# peak=[0-9]+$"
+	assert_line --regexp "^# duration_ms=(19|20|21)[0-9][0-9]$"
+	n=$(memray-fold s.bin | sed -n 's/^# timeline="ms,rss,heap \(.*\)"$/\1/p' | wc -w)
 	[ "$n" -ge 400 ] && [ "$n" -le 1000 ]
 }
 
@@ -135,18 +135,18 @@ PY
 	pid=$(dump p.bin | head -1 | field pid)
 	run memray-fold --pid "$pid" p.bin
 	assert_success
-	assert_line "# pid: $pid"
+	assert_line "# pid=$pid"
 	run memray-fold --pid 1 p.bin
 	assert_failure 2
 	assert_output "memray-fold: no process 1 in the input"
 	memray-record -q -o d.bin "$FIX/demo" > /dev/null
 	dpid=$(dump d.bin | head -1 | field pid)
 	cat p.bin d.bin | memray-fold > both.txt
-	run grep '^# \(command\|pid\):' both.txt
-	assert_output "# command: $FIX/allocs chain
-# pid: $pid
-# command: $FIX/demo
-# pid: $dpid"
+	run grep '^# \(command\|pid\)=' both.txt
+	assert_output "# command=\"$FIX/allocs chain\"
+# pid=$pid
+# command=\"$FIX/demo\"
+# pid=$dpid"
 }
 
 @test "compressed input, a cut stream, bad options" {
@@ -161,7 +161,7 @@ PY
 	run memray-fold cut.bin
 	assert_failure 2
 	assert_output --regexp "memray-fold: cut.bin: truncated at byte [0-9]+"
-	assert_line --partial "# metric: peak"
+	assert_line --partial '# metric="peak"'
 	run memray-fold --metric=bogus d.bin
 	assert_failure 2
 	assert_output --partial "unknown metric 'bogus'"
@@ -179,4 +179,39 @@ PY
 	assert_line --partial "memray-fold: warning: $BATS_TEST_TMPDIR/prog has changed since it was recorded"
 	! echo "$output" | grep -q "chain_c"
 	echo "$output" | grep -q "0x[0-9a-f]* (prog)"
+}
+
+# total_by RULE FILE: the sum of the values of FILE's lines that RULE (a
+# Perl regex whose second group is the value) takes as stacks; fails if it
+# takes a metadata line.
+total_by() {
+	perl -ne 'chomp; if (/'"$1"'/) { die "a metadata line read as a stack: $_\n" if /^#/; $t += $2 } END { print $t + 0, "\n" }' "$2"
+}
+
+@test "collapsed output reads unchanged by flamegraph.pl's and speedscope's rules: no metadata line is a stack, the totals are the recorded ones" {
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	json=$(memray-stat --json d.bin)
+	for run in "peak_bytes memray-fold d.bin" "bytes_allocated memray-fold -m total d.bin" \
+		"leaked_bytes memray-leaks d.bin"; do
+		set -- $run
+		key=$1; shift
+		"$@" > out.folded 2> /dev/null
+		want=$(echo "$json" | python3 -c "import json, sys; print(json.load(sys.stdin)['$key'])")
+		# flamegraph.pl: my ($stack, $samples) = (/^(.*)\s+?(\d+(?:\.\d*)?)$/);
+		got=$(total_by '^(.*)\s+?(\d+(?:\.\d*)?)$' out.folded)
+		[ "$got" = "$want" ] || { echo "$* under flamegraph.pl's rule: $got, $key $want"; false; }
+		# speedscope's import: /^(.*) (\d+)$/
+		got=$(total_by '^(.*) (\d+)$' out.folded)
+		[ "$got" = "$want" ] || { echo "$* under speedscope's rule: $got, $key $want"; false; }
+		grep -q '^# ' out.folded # the metadata is there, for memray-flame
+	done
+}
+
+@test "flamegraph.pl draws memray-fold's output with the recorded total at the root" {
+	command -v flamegraph.pl > /dev/null || skip "flamegraph.pl is not on PATH"
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	memray-fold d.bin | flamegraph.pl --countname bytes > a.svg
+	want=$(memray-stat --json d.bin | python3 -c "import json, sys; print(json.load(sys.stdin)['peak_bytes'])")
+	got=$(sed -n 's/.*<title>all (\([0-9,]*\) bytes, 100%)<\/title>.*/\1/p' a.svg | tr -d ,)
+	[ "$got" = "$want" ] || { echo "root $got, peak $want"; false; }
 }

@@ -20,7 +20,7 @@ load helper
 	run memray-leaks --fail n.bin
 	assert_success
 	refute_output --regexp '^[^#]'
-	assert_line "# metric: leaked"
+	assert_line '# metric="leaked"'
 }
 
 @test "--fail exits 1 naming the leaked bytes; suppressions in leak:PATTERN form remove them" {

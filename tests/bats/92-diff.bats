@@ -22,8 +22,8 @@ counts_of_site() {
 	run memray-diff before.bin after.bin
 	assert_success
 	echo "$output" > d.folded
-	assert_line --index 0 "# metric: peak"
-	assert_line --index 1 "# diff: before after"
+	assert_line --index 0 '# metric="peak"'
+	assert_line --index 1 '# diff="before after"'
 	[ "$(grep -cF "$SITE " d.folded)" -eq 1 ]
 	read -r b a <<< "$(counts_of_site d.folded)"
 	[ "$b" -eq 3000003 ] && [ "$a" -eq 4000004 ]
@@ -52,13 +52,13 @@ counts_of_site() {
 	printf 'a;b 12\na;d 7\n' > two.folded
 	run memray-diff one.folded two.folded
 	assert_success
-	assert_output "# diff: before after
+	assert_output "# diff=\"before after\"
 a;b 10 12
 a;c 5 0
 a;d 0 7"
 	record_runs
 	memray-diff -m count before.bin after.bin > counts.folded
-	head -1 counts.folded | grep -qx "# metric: count"
+	head -1 counts.folded | grep -qx '# metric="count"'
 	read -r b a <<< "$(counts_of_site counts.folded)"
 	[ "$b" -eq 3 ] && [ "$a" -eq 4 ]
 	# a stream against collapsed stacks of the other run

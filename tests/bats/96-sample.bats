@@ -139,7 +139,7 @@ assert d["top_temporary"] is None'
 	memray-stat --json "$(memray-record -q -o f.bin "$FIX/sampling" threads; echo f.bin)" |
 		python3 -c 'import json, sys; assert json.load(sys.stdin)["sampled"] is False'
 	memray-fold s.bin > s.folded
-	grep -qx '# sampled: 65536' s.folded
+	grep -qx '# sampled=65536' s.folded
 	memray-tree s.folded | head -1 | grep -q 'total peak, estimated from samples$'
 	memray-tree s.bin | head -1 | grep -q 'total peak, estimated from samples$'
 	memray-flame s.folded > s.html
@@ -151,7 +151,7 @@ assert d["top_temporary"] is None'
 	assert_line "estimated from a sampled stream (one sample per 65536 bytes allocated on average):"
 	run memray-diff --report f.bin s.bin
 	assert_line --regexp '^after: .*s\.bin  \(sampled: estimates\)$'
-	memray-diff s.bin s.bin | grep -qx '# sampled: 65536'
+	memray-diff s.bin s.bin | grep -qx '# sampled=65536'
 	memray-live --batch s.bin | grep '^end ' | grep -q '(sampled: estimates)$'
 	run memray-stat --max-peak 1K s.bin
 	[ "$status" -eq 1 ]
