@@ -77,7 +77,7 @@ static const struct published publisheds[] = {
 static struct layout cur; /* the layout in use */
 static const struct layout *L;
 static char version[32];
-static char problem[200]; /* why frames are not read, or a note */
+static char problem[320]; /* why frames are not read, or a note */
 static int ready;
 
 static struct {
