@@ -251,19 +251,9 @@ static void render(FILE *f, struct replay *r, struct symbolizer *sym, const stru
 
 void collapse_meta_str(FILE *out, const char *key, const char *s, size_t n)
 {
-	fprintf(out, "# %s=\"", key);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			fprintf(out, "\\%c", c);
-		else if (c == '\n')
-			fputs("\\n", out);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(out, "\\x%02x", c);
-		else
-			fputc(c, out);
-	}
-	fputs("\"\n", out);
+	fprintf(out, "# %s=", key);
+	put_quoted(out, s, n);
+	fputc('\n', out);
 }
 
 /* Metadata lines are "# key=NUMBER" or "# key="TEXT"": never a space and

@@ -79,8 +79,7 @@ void collapse_visit(struct replay *r, struct symbolizer *sym, const struct colla
 
 /* Appends s escaped as described above to f. */
 void collapse_escape(FILE *f, const char *s, size_t n);
-/* A metadata line # key="TEXT", with ", \\, newlines and control
- * characters escaped as in C. */
+/* A metadata line # key="TEXT", TEXT escaped as put_quoted does. */
 void collapse_meta_str(FILE *out, const char *key, const char *s, size_t n);
 
 #endif

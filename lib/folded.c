@@ -6,8 +6,8 @@
 #include "input.h"
 #include "util.h"
 
-/* A quoted metadata value in place: from "a \"b\"\n" to a "b" and a
- * newline; up to the closing quote. */
+/* A quoted metadata value in place, as put_quoted wrote it: from
+ * "a \"b\"\n" to a "b" and a newline; up to the closing quote. */
 static void unquote(char *v)
 {
 	char *w = v;
@@ -19,6 +19,8 @@ static void unquote(char *v)
 		r++;
 		if (*r == 'n') {
 			*w++ = '\n';
+		} else if (*r == 't') {
+			*w++ = '\t';
 		} else if (*r == 'x' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
 			char hex[3] = { r[1], r[2], 0 };
 			*w++ = (char)strtol(hex, NULL, 16);

@@ -242,15 +242,11 @@ int main(int argc, char **argv)
 		if (st != EXIT_OK)
 			status = EXIT_USAGE;
 	}
-	/* the readable inputs are still read when some are not */
-	if (refused == inputs) { /* no tree of input that is neither stacks nor a stream */
-		for (size_t i = 0; i < nnodes; i++)
-			free(nodes[i].name);
-		free(nodes);
-		free(index_);
-		replay_free(&r);
-		ingest_free(&g);
-		return EXIT_USAGE;
+	/* the readable inputs are still read when some are not; no tree of
+	 * input that is neither stacks nor a stream */
+	if (refused == inputs) {
+		status = EXIT_REFUSED;
+		goto out;
 	}
 	if (pid >= 0 && r.nprocs == 0 && status == EXIT_OK)
 		die(EXIT_USAGE, "no process %ld in the input", pid);
@@ -279,12 +275,15 @@ int main(int argc, char **argv)
 	nodes[0].name = root;
 	print_node(0, "", 1, 0, &st);
 	nodes[0].name = NULL;
+out:
 	for (size_t i = 0; i < nnodes; i++)
 		free(nodes[i].name);
 	free(nodes);
 	free(index_);
 	replay_free(&r);
 	ingest_free(&g);
+	if (status == EXIT_REFUSED)
+		return EXIT_USAGE;
 	if (close_stdout() < 0)
 		status = EXIT_USAGE;
 	return status;

@@ -497,30 +497,32 @@ out:
 /* Merges the native and Python stacks of c into pyts->hcur: walking from
  * the leaf, each native frame in the evaluation loop is replaced by the
  * Python frames that run of the loop executes (down to its entry frame).
- * Python frames left over (a native stack cut short) go at the root. */
+ * Python frames left over (a native stack cut short, or loop code not yet
+ * known: then learned, and the merge done again) go at the root. */
 static void hybrid(struct capture *c)
 {
 	struct pystate *s = pyts;
 	struct hitem *h = s->hcur;
-	if (eval_image && __atomic_load_n(&eval_learn, __ATOMIC_RELAXED) > 0) {
-		int runs = 0, seen = 0;
-		for (int i = 0; i < c->pyn; i++)
-			runs += s->cur[i].shim != NULL;
-		for (int i = 0; i < c->n; i++)
-			seen += in_eval(c->ips[i]);
-		if (seen < runs)
-			learn_eval(c);
-	}
-	int n = 0, g = c->pyn - 1; /* g: the leaf-most Python frame not yet placed */
-	for (int i = c->n - 1; i >= 0; i--) {
-		uintptr_t ip = c->ips[i];
-		if (g >= 0 && in_eval(ip)) {
-			do
-				h[n++] = (struct hitem){ 0, s->cur[g] };
-			while (!s->cur[g--].entry && g >= 0);
-		} else {
-			h[n++] = (struct hitem){ ip, { 0 } };
+	int n, g; /* g: the leaf-most Python frame not yet placed */
+	for (int again = 1;; again = 0) {
+		n = 0, g = c->pyn - 1;
+		for (int i = c->n - 1; i >= 0; i--) {
+			uintptr_t ip = c->ips[i];
+			if (g >= 0 && in_eval(ip)) {
+				do
+					h[n++] = (struct hitem){ 0, s->cur[g] };
+				while (!s->cur[g--].entry && g >= 0);
+			} else {
+				h[n++] = (struct hitem){ ip, { 0 } };
+			}
 		}
+		if (g < 0 || !again || !eval_image ||
+		    __atomic_load_n(&eval_learn, __ATOMIC_RELAXED) <= 0)
+			break;
+		int parts = __atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE);
+		learn_eval(c);
+		if (__atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE) == parts)
+			break;
 	}
 	while (g >= 0)
 		h[n++] = (struct hitem){ 0, s->cur[g--] };
