@@ -24,6 +24,7 @@ TOOLS   = memray-record memray-stat memray-fold memray-leaks memray-tree memray-
 LIB_SRC = lib/folded.c lib/ingest.c lib/live.c lib/replay.c lib/symbolize.c lib/collapse.c lib/stream_write.c lib/stream_read.c lib/input.c lib/util.c lib/dump.c \
 	lib/intern.c lib/pprof.c lib/speedscope.c
 TRACKER_SRC = lib/tracker/tracker.c lib/tracker/hooks.c lib/tracker/python.c lib/tracker/got.c \
+	lib/tracker/signals.c \
 	lib/stream_write.c
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 FIXTURE_SRC = $(filter-out tests/fixtures/dlopened.c,$(wildcard tests/fixtures/*.c))
@@ -136,7 +137,7 @@ tsan:
 	@mkdir -p $(TSAN_BUILD)/tsan $(TSAN_BUILD)/lib/memray-c $(TSAN_BUILD)/fixtures
 	$(CC) -O1 -g $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -DMEMRAY_TSAN \
 		-c lib/tracker/hooks.c -o $(TSAN_BUILD)/tsan/hooks.o
-	for f in lib/tracker/tracker.c lib/tracker/python.c lib/tracker/got.c lib/stream_write.c; do \
+	for f in lib/tracker/tracker.c lib/tracker/python.c lib/tracker/got.c lib/tracker/signals.c lib/stream_write.c; do \
 		$(CC) -O1 -g $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -DMEMRAY_TSAN \
 			-fsanitize=thread -c $$f -o $(TSAN_BUILD)/tsan/$$(basename $$f .c).o || exit 1; \
 	done

@@ -135,6 +135,9 @@ void mr_dump_record(FILE *f, const struct mr_record *rec)
 		fprintf(f, " time_us=%" PRIu64 " rss=%" PRIu64 " heap=%" PRIu64, rec->time_us,
 			rec->rss, rec->heap);
 		break;
+	case MR_TAG_SIGNAL:
+		fprintf(f, " signal=%u name=SIG%s", rec->id, mr_signal_name((int)rec->id));
+		break;
 	case MR_TAG_TRAILER:
 	case MR_TAG_EXEC:
 		fprintf(f, " time_us=%" PRIu64 " records=%" PRIu64 " allocs=%" PRIu64

@@ -40,6 +40,7 @@ enum mr_tag {
 	MR_TAG_MEMORY = 0x0b,
 	MR_TAG_TRAILER = 0x0c,
 	MR_TAG_EXEC = 0x0d,
+	MR_TAG_SIGNAL = 0x0e,
 	MR_TAG_ALLOC = 0x20, /* | allocator */
 	MR_TAG_FREE = 0x40,  /* | allocator */
 	MR_TAG_MOVE = 0x60,  /* | allocator */
@@ -156,6 +157,9 @@ void mr_w_trailer(struct mr_writer *w, uint64_t time_us);
 /* The process is about to exec: the counts so far, like a trailer. If a
  * HEADER follows, it starts the new program image of the same pid; any
  * other record means the exec failed and this image goes on. */
+/* The process is ending by signal sig, whose default action it is to end
+ * it: written just before the TRAILER. */
+void mr_w_signal(struct mr_writer *w, int sig);
 void mr_w_exec(struct mr_writer *w, uint64_t time_us);
 
 /* ---- reader ------------------------------------------------------------ */
@@ -209,6 +213,7 @@ struct mr_proc {
 	uint32_t pid;
 	int has_header, has_trailer;
 	int exec_pending; /* an EXEC record was the last one read */
+	int end_signal; /* the signal a SIGNAL record says it ended by, or 0 */
 	struct mr_header header;
 	struct mr_trailer trailer;
 	/* Tables indexed by id; index 0 is unused ("none"). */

@@ -29,7 +29,7 @@ static const char *const tag_names[] = {
 	[MR_TAG_THREAD_NAME] = "thread_name", [MR_TAG_THREAD_SWITCH] = "switch",
 	[MR_TAG_MODULE_LOAD] = "module", [MR_TAG_MODULE_UNLOAD] = "unload",
 	[MR_TAG_MEMORY] = "memory", [MR_TAG_TRAILER] = "trailer",
-	[MR_TAG_EXEC] = "exec",
+	[MR_TAG_EXEC] = "exec", [MR_TAG_SIGNAL] = "signal",
 };
 
 const char *mr_tag_name(int tag)
@@ -39,7 +39,7 @@ const char *mr_tag_name(int tag)
 	case MR_TAG_FREE: return "free";
 	case MR_TAG_MOVE: return "move";
 	}
-	if (tag > 0 && tag <= MR_TAG_EXEC)
+	if (tag > 0 && tag <= MR_TAG_SIGNAL)
 		return tag_names[tag];
 	return NULL;
 }
@@ -512,6 +512,15 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 			rec->heap = get_u(&c);
 			if (c.st == 1)
 				p->last_time_us = rec->time_us;
+			break;
+		case MR_TAG_SIGNAL:
+			v = get_u(&c);
+			if (c.st == 1 && (v == 0 || v > 64))
+				bad(&c, "signal number out of range");
+			if (c.st == 1) {
+				p->end_signal = (int)v;
+				rec->id = (uint32_t)v;
+			}
 			break;
 		case MR_TAG_TRAILER:
 		case MR_TAG_EXEC: {

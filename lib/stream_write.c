@@ -365,6 +365,16 @@ void mr_w_trailer(struct mr_writer *w, uint64_t time_us)
 	mr_w_flush(w);
 }
 
+void mr_w_signal(struct mr_writer *w, int sig)
+{
+	struct rec r;
+	rec_local(&r); r.b[0] = (uint8_t)MR_TAG_SIGNAL;
+	r.n = 1;
+	rec_u(&r, (uint64_t)sig);
+	append(w, r.b, r.n);
+	w->n_records++;
+}
+
 void mr_w_exec(struct mr_writer *w, uint64_t time_us)
 {
 	put_counts(w, MR_TAG_EXEC, time_us);

@@ -1,4 +1,6 @@
+#define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,4 +189,17 @@ void *xrealloc(void *p, size_t n)
 	if (!q)
 		die(EXIT_USAGE, "out of memory");
 	return q;
+}
+
+const char *mr_signal_name(int sig)
+{
+	static char rt[16];
+	const char *s = sigabbrev_np(sig);
+	if (s)
+		return s;
+	if (sig >= SIGRTMIN && sig <= SIGRTMAX) {
+		snprintf(rt, sizeof(rt), "RTMIN+%d", sig - SIGRTMIN);
+		return rt;
+	}
+	return "?";
 }

@@ -19,6 +19,9 @@ enum { EXIT_REFUSED = 0x100 };
 
 extern const char *progname;
 
+/* A signal's name without "SIG" ("INT", "RTMIN+2"), or "?" */
+const char *mr_signal_name(int sig);
+
 /* "progname: message" on stderr. */
 void warnmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* warnmsg, then exit(status). */

@@ -361,15 +361,23 @@ static void child_env(const char *tracker, int fd, const struct opts *o)
 	}
 }
 
-static int exit_status(int ws, const char *prog, int quiet)
+/* The program's exit status as a shell gives it; a program ended by a
+ * signal is reported, with whether its stream is complete (the tracker
+ * ends it with the signal for those it can catch: not SIGKILL). */
+static int exit_status(int ws, const char *prog, int quiet, int complete)
 {
 	if (WIFEXITED(ws))
 		return WEXITSTATUS(ws);
 	if (WIFSIGNALED(ws)) {
 		int sig = WTERMSIG(ws);
-		if (!quiet)
-			warnmsg("%s was killed by signal %d (%s); the stream holds what was "
-				"flushed before", prog, sig, strsignal(sig));
+		if (quiet)
+			;
+		else if (complete)
+			warnmsg("%s ended by signal %d (SIG%s); the stream is complete and says so",
+				prog, sig, mr_signal_name(sig));
+		else
+			warnmsg("%s was killed by signal %d (SIG%s); the stream holds what was "
+				"flushed before", prog, sig, mr_signal_name(sig));
 		return 128 + sig;
 	}
 	return 1;
@@ -676,7 +684,7 @@ int main(int argc, char **argv)
 	 * everything) or exec'd a program that cannot load the tracker. */
 	int closed_early = !why && !out.err && out.bytes_in > 0 && WIFEXITED(ws) &&
 			   !watch_trailer(&watch);
-	int status = exit_status(ws, prog_argv[0], o.quiet);
+	int status = exit_status(ws, prog_argv[0], o.quiet, !why && watch_trailer(&watch));
 	if (out.fd >= 0 && !to_stdout && close(out.fd) < 0 && !out.err)
 		out.err = errno;
 	if (out.err) {

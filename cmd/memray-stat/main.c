@@ -150,8 +150,17 @@ static void print_process(struct replay *r, size_t k, uint64_t peak)
 {
 	char h[16], cmd[4096];
 	const struct mr_proc *p = r->procs[k].proc;
-	printf("  %8u %8u  %10s  %s\n", p->pid, p->header.ppid, human_size(h, peak),
+	printf("  %8u %8u  %10s  %s", p->pid, p->header.ppid, human_size(h, peak),
 	       command_of(r, k, cmd, sizeof(cmd)));
+	if (p->end_signal)
+		printf("  (ended by SIG%s)", mr_signal_name(p->end_signal));
+	putchar('\n');
+}
+
+/* The signal the first process's last image says it ended by, or 0. */
+static int end_signal(struct replay *r)
+{
+	return r->nprocs ? r->procs[last_image(r, r->procs[0].proc->pid)].proc->end_signal : 0;
 }
 
 static int json_first;
@@ -160,8 +169,13 @@ static void json_process(struct replay *r, size_t k, uint64_t peak)
 {
 	char cmd[4096];
 	const struct mr_proc *p = r->procs[k].proc;
-	printf("%s{\"pid\":%u,\"ppid\":%u,\"peak\":%" PRIu64 ",\"command\":", json_first ? "" : ",",
+	printf("%s{\"pid\":%u,\"ppid\":%u,\"peak\":%" PRIu64, json_first ? "" : ",",
 	       p->pid, p->header.ppid, peak);
+	if (p->end_signal)
+		printf(",\"end_signal\":%d", p->end_signal);
+	else
+		printf(",\"end_signal\":null");
+	printf(",\"command\":");
 	command_of(r, k, cmd, sizeof(cmd));
 	json_string(stdout, cmd, strlen(cmd));
 	putchar('}');
@@ -217,6 +231,9 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 	printf("peak RSS:        %" PRIu64 " (%s)\n", r->peak_rss, human_size(h, r->peak_rss));
 	printf("live at end:     %" PRIu64 " (%s)\n", r->live, human_size(h, r->live));
 	printf("duration:        %.3f s\n", (double)r->duration_us / 1e6);
+	int sig = end_signal(r);
+	if (sig)
+		printf("ended by:        signal %d (SIG%s)\n", sig, mr_signal_name(sig));
 	if (each_process(r, NULL) > 1) {
 		printf("\nprocesses:\n       pid     ppid        peak  command\n");
 		each_process(r, print_process);
@@ -318,6 +335,11 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	each_process(r, json_process);
 	putchar(']');
 	printf(",\"duration_ms\":%" PRIu64, r->duration_us / 1000);
+	/* the signal the program ended by, null when it ended by itself */
+	if (end_signal(r))
+		printf(",\"end_signal\":%d", end_signal(r));
+	else
+		printf(",\"end_signal\":null");
 	/* the interpreter (of the first image that is a CPython), whether
 	 * its stacks were recorded, and why not or how they were read (null:
 	 * nothing to say); null throughout when no image is a CPython */

@@ -34,38 +34,10 @@ void hooks_thread_ready(void)
 	tsan_ready = 1;
 }
 
-struct start {
-	void *(*fn)(void *);
-	void *arg;
-};
-
-static void *started(void *a)
-{
-	struct start s = *(struct start *)a;
-	real.free(a);
-	tsan_ready = 1;
-	return s.fn(s.arg);
-}
-
-EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
-{
-	static int (*next)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-	if (!next)
-		next = (__typeof__(next))dlsym(RTLD_NEXT, "pthread_create");
-	if (unlikely(!real.malloc) && !tracker_resolve())
-		return EAGAIN;
-	struct start *s = real.malloc(sizeof(*s));
-	if (!s)
-		return EAGAIN;
-	s->fn = fn;
-	s->arg = arg;
-	int rc = next(t, attr, started, s);
-	if (rc)
-		real.free(s);
-	return rc;
-}
+#define TSAN 1
 #else
 #define READY 1
+#define TSAN 0
 #endif
 
 static inline int recording(void)
@@ -296,6 +268,54 @@ EXPORT int pthread_setname_np(unsigned long thread, const char *name)
 	return rc;
 }
 
+/* ---- threads: a Python thread starts under its threading.Thread name --- */
+
+struct start {
+	void *(*fn)(void *);
+	void *arg;
+	char name[]; /* "" or the name the thread starts with */
+};
+
+/* The new thread's start routine: announces the thread by the name it
+ * was started with, then runs the program's routine by a tail call, so
+ * that no frame of the tracker's stays on the thread's stack. */
+static void *started(void *a)
+{
+	struct start *s = a;
+	void *(*fn)(void *) = s->fn, *arg = s->arg;
+#ifdef MEMRAY_TSAN
+	tsan_ready = 1;
+#endif
+	if (s->name[0] && recording())
+		tracker_thread_renamed(0, s->name);
+	real.free(s);
+	return fn(arg);
+}
+
+/* The interpreter starting a threading.Thread gives its name, which the
+ * new thread is announced with before anything it allocates. */
+EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+	if (unlikely(!real.pthread_create) && !tracker_resolve())
+		return EAGAIN;
+	char name[256];
+	int named = recording() &&
+		    tracker_thread_starting(__builtin_return_address(0), name, sizeof(name));
+	if (!named && !TSAN)
+		return real.pthread_create(t, attr, fn, arg);
+	size_t n = named ? strlen(name) + 1 : 1;
+	struct start *s = real.malloc(sizeof(*s) + n);
+	if (!s)
+		return TSAN ? EAGAIN : real.pthread_create(t, attr, fn, arg);
+	s->fn = fn;
+	s->arg = arg;
+	memcpy(s->name, named ? name : "", n);
+	int rc = real.pthread_create(t, attr, started, s);
+	if (rc)
+		real.free(s);
+	return rc;
+}
+
 EXPORT int prctl(int option, ...)
 {
 	va_list ap;
@@ -419,7 +439,7 @@ EXPORT void _Exit(int status)
 #define HOOKS(X) \
 	X(malloc) X(free) X(calloc) X(realloc) X(reallocarray) X(posix_memalign) \
 	X(aligned_alloc) X(memalign) X(valloc) X(pvalloc) X(mmap) X(mmap64) X(munmap) \
-	X(mremap) X(pthread_setname_np) X(prctl) X(execve) X(execv) X(execvp) X(execvpe) \
+	X(mremap) X(pthread_create) X(pthread_setname_np) X(prctl) X(execve) X(execv) X(execvp) X(execvpe) \
 	X(execl) X(execlp) X(execle) X(_exit) X(_Exit)
 HOOKS(HOOK_ALIAS)
 #define HOOK_ENTRY(name) { #name, (void *)hook_##name },

@@ -269,18 +269,27 @@ int python_start(void)
 
 /* ---- thread names -------------------------------------------------------
  * Python's threading.Thread.name is not the OS thread's name. Once
- * `threading` is fully imported, at a safe point (a pending call, run by
- * the main thread between bytecodes), Thread's name setter and
- * _set_ident (called first thing in a new thread, returned from before
- * its target runs, so no extra frame is ever on a thread's stack) are wrapped to report names to the tracker through a
- * builtin function. The sampler thread schedules that pending call at
- * every tick until it has been done. */
+ * `threading` is fully imported, Thread's name setter and _set_ident
+ * (called first thing in a new thread, returned from before its target
+ * runs, so no extra frame is ever on a thread's stack) are wrapped to
+ * report names to the tracker through a builtin function, and the names
+ * of the threads already running are reported. That is done at a point
+ * where Python code may run, in the thread that holds the GIL, at the
+ * first of:
+ * - the interpreter starting a thread (pthread_create called from its
+ *   own image with the GIL held: Thread.start, _thread.start_new_thread):
+ *   the new thread cannot run before the wrapping, so no thread's name is
+ *   missed, however short the program;
+ * - a pending call, run by the main thread between bytecodes, which the
+ *   sampler thread schedules at every tick until the wrapping is done
+ *   (threads renamed, or the main thread, in a program that starts
+ *   none). */
 
 typedef void PyObject;
 static struct {
 	PyObject *(*module_dict)(PyObject *);
 	PyObject *(*unicode)(const char *);
-	PyObject *(*get_module)(PyObject *);
+	PyObject *(*modules)(void);
 	PyObject *(*dict_new)(void);
 	int (*dict_set)(PyObject *, const char *, PyObject *);
 	PyObject *(*dict_get)(PyObject *, const char *);
@@ -314,7 +323,18 @@ static const char patch_source[] =
 	"        report(0, self._name)\n"
 	"    T._set_ident = _set_ident\n"
 	"    for t in list(threading._active.values()):\n"
-	"        report(t._ident, t._name)\n";
+	"        report(t._ident, t._name)\n"
+	"    start_code = getattr(T.start, '__code__', None)\n"
+	"    getframe = getattr(getattr(threading, '_sys', None), '_getframe', None)\n"
+	"    def starting():\n"
+	"        try:\n"
+	"            f = getframe(1)\n"
+	"            if f.f_code is start_code:\n"
+	"                return f.f_locals['self']._name\n"
+	"        except Exception:\n"
+	"            pass\n"
+	"    if getframe is not None:\n"
+	"        return starting\n";
 
 static PyObject *report_name(PyObject *self, PyObject *args)
 {
@@ -338,6 +358,10 @@ static struct {
 } report_def = { "memray_thread_name", (void *)report_name, 1 /* METH_VARARGS */, NULL };
 
 static int patched, pending;
+/* patch's answer: called from C with the GIL held while the interpreter
+ * starts a thread, it gives the name of the threading.Thread whose
+ * start() is the innermost Python frame, or None */
+static PyObject *starting_name;
 
 static void patch_threading(PyObject *threading)
 {
@@ -351,9 +375,7 @@ static void patch_threading(PyObject *threading)
 		PyObject *fn = napi.dict_get(g, "patch"); /* borrowed */
 		PyObject *report = napi.cfunction(&report_def, NULL, NULL);
 		if (fn && report) {
-			PyObject *res = napi.call(fn, threading, report, NULL);
-			if (res)
-				napi.decref(res);
+			starting_name = napi.call(fn, threading, report, NULL);
 		}
 		if (report)
 			napi.decref(report);
@@ -361,43 +383,79 @@ static void patch_threading(PyObject *threading)
 	napi.decref(g);
 }
 
-/* Runs in the main thread where the interpreter runs pending calls, a
- * point where Python code may run. Patches `threading` if it has finished
- * importing (its last global, _main_thread, exists), else does nothing and
- * waits to be scheduled again. Never raises into the program. */
-static int pending_patch(void *arg)
+/* Patches `threading` if it has finished importing (its last global,
+ * _main_thread, exists), else does nothing. With the GIL held, where
+ * Python code may run. sys.modules is read as a dict, without the import
+ * machinery, which could wait for a module lock. Never raises into the
+ * program. */
+static void patch_if_imported(void)
 {
-	(void)arg;
+	if (__atomic_load_n(&patched, __ATOMIC_RELAXED))
+		return;
 	int guard = tracker_guard;
 	tracker_guard = 1;
 	PyObject *type, *value, *tb;
 	napi.fetch(&type, &value, &tb);
-	PyObject *name = napi.unicode("threading");
-	PyObject *mod = name ? napi.get_module(name) : NULL;
-	if (mod) {
-		PyObject *dict = napi.module_dict(mod); /* borrowed */
-		if (dict && napi.dict_get(dict, "_main_thread")) {
-			patched = 1;
-			patch_threading(mod);
-		}
-		napi.decref(mod);
+	PyObject *modules = napi.modules(); /* borrowed */
+	PyObject *mod = modules ? napi.dict_get(modules, "threading") : NULL;
+	PyObject *dict = mod ? napi.module_dict(mod) : NULL; /* borrowed */
+	if (dict && napi.dict_get(dict, "_main_thread")) {
+		__atomic_store_n(&patched, 1, __ATOMIC_RELAXED);
+		patch_threading(mod);
 	}
-	if (name)
-		napi.decref(name);
 	napi.clear();
 	napi.restore(type, value, tb);
-	pending = 0;
 	tracker_guard = guard;
+}
+
+/* The pending call: runs in the main thread where the interpreter runs
+ * pending calls. */
+static int pending_patch(void *arg)
+{
+	(void)arg;
+	patch_if_imported();
+	__atomic_store_n(&pending, 0, __ATOMIC_RELAXED);
 	return 0;
+}
+
+int python_thread_starting(const void *caller, char *name, size_t cap)
+{
+	if (!napi.add_pending || !python_ready() || !api.gil_check || !api.gil_check())
+		return 0;
+	const void *image = python_image();
+	Dl_info di;
+	if (!image || !dladdr(caller, &di) || di.dli_fbase != image)
+		return 0;
+	patch_if_imported();
+	if (!starting_name || !api.as_utf8)
+		return 0;
+	int guard = tracker_guard, found = 0;
+	tracker_guard = 1;
+	PyObject *type, *value, *tb;
+	napi.fetch(&type, &value, &tb);
+	PyObject *r = napi.call(starting_name, NULL);
+	ssize_t len = 0;
+	const char *s = r ? api.as_utf8(r, &len) : NULL;
+	if (s && len >= 0 && (size_t)len < cap && !memchr(s, 0, (size_t)len)) {
+		memcpy(name, s, (size_t)len + 1);
+		found = 1;
+	}
+	if (r)
+		napi.decref(r);
+	napi.clear();
+	napi.restore(type, value, tb);
+	tracker_guard = guard;
+	return found;
 }
 
 void python_poll(void)
 {
-	if (patched || pending || !napi.add_pending || !python_ready())
+	if (__atomic_load_n(&patched, __ATOMIC_RELAXED) ||
+	    __atomic_load_n(&pending, __ATOMIC_RELAXED) || !napi.add_pending || !python_ready())
 		return;
-	pending = 1;
+	__atomic_store_n(&pending, 1, __ATOMIC_RELAXED);
 	if (napi.add_pending(pending_patch, NULL) != 0)
-		pending = 0;
+		__atomic_store_n(&pending, 0, __ATOMIC_RELAXED);
 }
 
 static void follow_thread_names(void)
@@ -405,7 +463,7 @@ static void follow_thread_names(void)
 #define F(field, name) napi.field = (__typeof__(napi.field))dlsym(RTLD_DEFAULT, name)
 	F(module_dict, "PyModule_GetDict");
 	F(unicode, "PyUnicode_FromString");
-	F(get_module, "PyImport_GetModule");
+	F(modules, "PyImport_GetModuleDict");
 	F(dict_new, "PyDict_New");
 	F(dict_set, "PyDict_SetItemString");
 	F(dict_get, "PyDict_GetItemString");

@@ -86,6 +86,11 @@ static int python_stacks; /* the program is CPython and frames are walked */
 #define PY_NODE (1ull << 63) /* a trie key holding a PYFRAME id */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* A signal that was to end the process while this thread held the lock,
+ * raised again to this thread once it lets go (tracker_signal_end): only
+ * this thread is sure to have it unblocked. */
+static __thread int deferred_sig __attribute__((tls_model("initial-exec")));
+static void unlock(void);
 static struct mr_writer writer;
 static int out_fd = -1;
 static int native_stacks;
@@ -179,6 +184,7 @@ NO_TSAN int tracker_resolve(void)
 	R(malloc_usable_size);
 	R(dlopen);
 	R(dlclose);
+	R(pthread_create);
 	R(pthread_setname_np);
 	R(prctl);
 	R(execve);
@@ -705,7 +711,7 @@ static void thread_gone(void *arg)
 			threads[i] = threads[--nthreads];
 			break;
 		}
-	pthread_mutex_unlock(&lock);
+	unlock();
 }
 
 static uint64_t name_hash(const char *s)
@@ -777,8 +783,13 @@ void tracker_thread_renamed(unsigned long thread, const char *name)
 			}
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	unlock();
 	tracker_guard = guard;
+}
+
+int tracker_thread_starting(const void *caller, char *name, size_t cap)
+{
+	return python_thread_starting(caller, name, cap);
 }
 
 /* ---- events ------------------------------------------------------------- */
@@ -1051,7 +1062,7 @@ static void sample_setup(uint64_t gap, uint64_t seed)
 	sample_threads = 0;
 	__atomic_add_fetch(&sample_gen, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&tracker_sample_bytes, gap, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&lock);
+	unlock();
 }
 
 int tracker_take_slow(size_t size)
@@ -1108,7 +1119,7 @@ void tracker_alloc(int allocator, void *p, size_t size)
 		if (window_on)
 			win_add((uintptr_t)p, size);
 	}
-	pthread_mutex_unlock(&lock);
+	unlock();
 	tracker_guard = 0;
 }
 
@@ -1132,7 +1143,7 @@ void tracker_free(int allocator, void *p, size_t len)
 				win_take((uintptr_t)p);
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	unlock();
 	tracker_guard = 0;
 }
 
@@ -1177,7 +1188,7 @@ static void *sampled_realloc(int allocator, void *old, size_t nmemb, size_t size
 		else if (new_sampled)
 			mr_w_alloc(&writer, allocator, (uintptr_t)p, total, stack);
 	}
-	pthread_mutex_unlock(&lock);
+	unlock();
 	tracker_guard = 0;
 	return p;
 }
@@ -1214,7 +1225,7 @@ void *tracker_realloc(int allocator, void *old, size_t nmemb, size_t size)
 				win_add((uintptr_t)p, total);
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	unlock();
 	tracker_guard = 0;
 	return p;
 }
@@ -1237,7 +1248,7 @@ void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void 
 			win_add((uintptr_t)p, new_len);
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	unlock();
 	tracker_guard = 0;
 	return p;
 }
@@ -1395,7 +1406,7 @@ static int modules_sync(int force)
 		for (size_t i = 0; i < s.n; i++)
 			real.free(s.mods[i].path);
 	}
-	pthread_mutex_unlock(&lock);
+	unlock();
 	real.free(s.mods);
 	return 1;
 }
@@ -1481,7 +1492,7 @@ static void *sampler_main(void *arg)
 			}
 			flush_all();
 		}
-		pthread_mutex_unlock(&lock);
+		unlock();
 	}
 	if (attached && MINE())
 		attach_end();
@@ -1510,7 +1521,7 @@ static void at_parent(void)
 {
 	__atomic_store_n(&fork_gate, 0, __ATOMIC_RELEASE);
 	if (prepare_locked)
-		pthread_mutex_unlock(&lock);
+		unlock();
 }
 
 static void child_restart(void);
@@ -1824,6 +1835,7 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	sample_setup(gap_n <= MR_SAMPLE_MAX ? gap_n : MR_SAMPLE_MAX, seed_n);
 	stream_start(continuing && seq ? (uint16_t)atol(seq) : 0);
 	pthread_atfork(at_prepare, at_parent, at_child);
+	signals_start();
 	sampler_start();
 	tracker_guard = 0;
 }
@@ -1882,7 +1894,7 @@ static void stream_start(uint16_t seq)
 	thread_current();
 	memory_record();
 	flush_all();
-	pthread_mutex_unlock(&lock);
+	unlock();
 }
 
 /* In a child of fork, with --follow-fork: forget everything the parent's
@@ -1932,6 +1944,47 @@ static int stream_end(void)
 	return batch_write();
 }
 
+static void unlock(void)
+{
+	pthread_mutex_unlock(&lock);
+	if (__builtin_expect(deferred_sig != 0, 0)) {
+		int sig = deferred_sig;
+		deferred_sig = 0;
+		syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), sig);
+	}
+}
+
+int tracker_signal_end(int sig)
+{
+	if (!ACTIVE() || getpid() != my_pid)
+		return 0;
+	/* glibc's mutex names its owner: when the interrupted code of this
+	 * very thread holds it, in the middle of a record, the signal waits
+	 * until it lets go; another thread's record is waited for, 2 s at
+	 * most (its writes may be blocked) */
+	if (__atomic_load_n(&lock.__data.__owner, __ATOMIC_RELAXED) == (int)syscall(SYS_gettid)) {
+		deferred_sig = sig;
+		return 1;
+	}
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	if (pthread_mutex_timedlock(&lock, &until) != 0) {
+		tracker_guard = guard;
+		return 0;
+	}
+	if (ACTIVE() && getpid() == my_pid) {
+		mr_w_signal(&writer, sig);
+		stream_end();
+		set_active(0);
+	}
+	pthread_mutex_unlock(&lock);
+	tracker_guard = guard;
+	return 0;
+}
+
 void tracker_finish(void)
 {
 	if (!ACTIVE())
@@ -1943,7 +1996,7 @@ void tracker_finish(void)
 		stream_end();
 		set_active(0);
 	}
-	pthread_mutex_unlock(&lock);
+	unlock();
 	tracker_guard = guard;
 }
 
@@ -1976,7 +2029,7 @@ static void attach_resolve(void)
 	} while (0)
 	L(malloc); L(free); L(calloc); L(realloc); L(reallocarray); L(posix_memalign);
 	L(aligned_alloc); L(memalign); L(valloc); L(pvalloc); L(mmap); L(mmap64);
-	L(munmap); L(mremap); L(malloc_usable_size); L(pthread_setname_np); L(prctl);
+	L(munmap); L(mremap); L(malloc_usable_size); L(pthread_create); L(pthread_setname_np); L(prctl);
 	L(execve); L(execvpe); L(_exit); L(_Exit);
 #undef L
 }
@@ -2079,7 +2132,7 @@ static void attach_end(void)
 	if (out_fd >= 0)
 		close(out_fd);
 	out_fd = -1;
-	pthread_mutex_unlock(&lock);
+	unlock();
 	if (ctl_fd >= 0)
 		close(ctl_fd);
 	ctl_fd = -1;
@@ -2118,7 +2171,7 @@ EXPORT int memray_start(const char *path, int flags)
 	btab_clear(&win);
 	win_live = win_peak = win_allocs = win_bytes = 0;
 	window_on = 1;
-	pthread_mutex_unlock(&lock);
+	unlock();
 	stream_start(0);
 	/* loaded with dlopen: the program's calls reach the hooks only
 	 * through patched GOT entries */
@@ -2161,7 +2214,7 @@ EXPORT int memray_stop(void)
 		ok = 0;
 	out_fd = -1;
 	api_on = 0;
-	pthread_mutex_unlock(&lock);
+	unlock();
 	__atomic_add_fetch(&sampler_gen, 1, __ATOMIC_ACQ_REL); /* its sampler leaves */
 	tracker_guard = guard;
 	if (!ok) {
@@ -2181,7 +2234,7 @@ EXPORT int memray_stats(struct memray_stats *s)
 	tracker_guard = 1;
 	pthread_mutex_lock(&lock);
 	*s = (struct memray_stats){ win_peak, win_live, win_allocs, win_bytes };
-	pthread_mutex_unlock(&lock);
+	unlock();
 	tracker_guard = guard;
 	return 0;
 }
@@ -2276,7 +2329,7 @@ char **tracker_exec_env(char *const envp[])
 		snprintf(num, sizeof(num), "%u", (unsigned)writer.seq);
 		env[k++] = env_entry("MEMRAY_SEQ", num);
 	}
-	pthread_mutex_unlock(&lock);
+	unlock();
 	env[k] = NULL;
 	for (size_t i = 0; i < k; i++)
 		if (!env[i])
@@ -2298,7 +2351,7 @@ void tracker_exec_failed(char **env)
 	free_env(env);
 	pthread_mutex_lock(&lock);
 	set_active(1); /* the stream goes on: the next record is not a header */
-	pthread_mutex_unlock(&lock);
+	unlock();
 	tracker_guard = 0;
 }
 

@@ -25,6 +25,7 @@ void hooks_thread_ready(void);
 #define NO_TSAN
 #endif
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -52,6 +53,7 @@ struct real_fns {
 	size_t (*malloc_usable_size)(void *);
 	void *(*dlopen)(const char *, int);
 	int (*dlclose)(void *);
+	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 	int (*pthread_setname_np)(unsigned long, const char *);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
 	int (*execve)(const char *, char *const[], char *const[]);
@@ -91,6 +93,20 @@ void *tracker_realloc(int allocator, void *old, size_t nmemb, size_t size);
 void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 void tracker_modules_changed(int closed);
 void tracker_thread_renamed(unsigned long thread, const char *name);
+/* From a signal handler, the signal sig about to end the process: ends
+ * its stream with a SIGNAL record and the trailer and returns 0; or, when
+ * the interrupted code of this thread holds the lock, returns 1: the
+ * signal is raised again when the lock is released, and the handler must
+ * return. Returns 0 without ending the stream when another thread keeps
+ * the lock for 2 s. */
+int tracker_signal_end(int sig);
+/* signals.c: stands in for the default action of the signals that end
+ * the process, so that it leaves a complete stream. */
+void signals_start(void);
+/* The calling thread is about to start another one; caller is the
+ * return address of its pthread_create call. Returns 1 with the name the
+ * new thread starts with in name (fewer than cap bytes), else 0. */
+int tracker_thread_starting(const void *caller, char *name, size_t cap);
 void tracker_finish(void);
 int tracker_own_call(const void *caller);
 /* Before an exec in the recorded process: ends this image's records with

@@ -71,7 +71,73 @@ load helper
 	assert_failure 143
 	run memray-record -f -o a.bin "$FIX/allocs" signal 6
 	assert_failure 134
-	assert_output --partial "was killed by signal 6"
+	assert_output --partial "was killed by signal 6 (SIGABRT)"
+}
+
+# ended_by SIG: memray-record of a sleeping program, ended from outside
+# by SIG: the stream is complete and says which signal ended it.
+ended_by() {
+	local sig=$1 num
+	num=$(kill -l "$sig")
+	memray-record -f -o s.bin "$FIX/allocs" sleep 5 > /dev/null 2> err.txt &
+	local rec=$! child="" i
+	for i in $(seq 50); do
+		child=$(pgrep -P $rec) && [ -n "$child" ] && break
+		sleep 0.1
+	done
+	sleep 0.3
+	kill -"$sig" "$child"
+	local st=0
+	wait $rec || st=$?
+	[ "$st" = $((128 + num)) ] || { echo "$sig: exit $st"; cat err.txt; return 1; }
+	grep -q "ended by signal $num (SIG$sig); the stream is complete" err.txt || { cat err.txt; return 1; }
+	memray-stat s.bin > stat.txt || { echo "$sig: memray-stat exits $?"; return 1; }
+	grep -q "^ended by: *signal $num (SIG$sig)$" stat.txt || { cat stat.txt; return 1; }
+	[ "$(memray-stat --json s.bin | python3 -c 'import json,sys; print(json.load(sys.stdin)["end_signal"])')" = "$num" ]
+	# what the program allocated before the signal is there
+	memray-stat --dump s.bin | grep -q " alloc valloc .*size=984" &&
+	memray-stat --dump s.bin | tail -2 | head -1 | grep -q " memory " &&
+	memray-stat --dump s.bin | grep -q " signal signal=$num name=SIG$sig$"
+}
+
+@test "a program ended by SIGTERM, SIGHUP, SIGUSR1 or SIGALRM from outside leaves a complete stream that says so" {
+	for sig in TERM HUP USR1 ALRM; do
+		ended_by $sig || return 1
+	done
+}
+
+@test "SIGTERM while four threads allocate without a pause: 20 complete streams, whatever the tracker was doing" {
+	for i in $(seq 20); do
+		memray-record -q -f -o c.bin "$FIX/allocs" churn-forever > out.txt &
+		rec=$!
+		for k in $(seq 100); do grep -q ready out.txt && break; sleep 0.05; done
+		sleep 0.1
+		kill -TERM $rec # passed on to the program
+		st=0
+		wait $rec || st=$?
+		[ "$st" = 143 ] || { echo "run $i: exit $st"; return 1; }
+		memray-stat c.bin > stat.txt || { echo "run $i: memray-stat exits $?"; return 1; }
+		grep -q "^ended by: *signal 15 (SIGTERM)$" stat.txt
+	done
+}
+
+@test "a program that raises a signal on itself: complete stream, same status; its signal actions look as without recording" {
+	"$FIX/allocs" sigview 15 > plain.out || st=$?
+	[ "$st" = 143 ]
+	run memray-record -f -o v.bin "$FIX/allocs" sigview 15
+	assert_failure 143
+	memray-record -q -f -o v.bin "$FIX/allocs" sigview 15 > rec.out || st=$?
+	[ "$st" = 143 ]
+	diff <(grep -v '^0x' plain.out) <(grep -v '^0x' rec.out)
+	grep -q "^15 default flags=0$" rec.out
+	grep -q "usr1 handled 1" rec.out
+	run memray-stat v.bin
+	assert_success
+	assert_line "ended by:        signal 15 (SIGTERM)"
+	# a signal the program ignores or handles does not end the stream
+	run memray-stat --dump v.bin
+	assert_success
+	[ "$(echo "$output" | grep -c ' signal signal=')" = 1 ]
 }
 
 @test "a missing command exits 127 and a non-executable one 126, with a message" {

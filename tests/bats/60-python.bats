@@ -174,10 +174,11 @@ names() {
 	memray-record -q -f -o n.bin "$PY" "$PYDIR/names.py" || return 1
 	run_names=$(dump n.bin | awk '$3 == "thread" || $3 == "thread_name"' | cut -d' ' -f3- | tr '\n' '|')
 	echo "$run_names" | grep -q 'thread_name id=1 name="MainThread"' &&
-	echo "$run_names" | grep -q 'thread_name id=2 name="worker-A"|thread_name id=2 name="renamed-inside"|thread_name id=2 name="renamed-outside"' ||
+	echo "$run_names" | grep -q 'thread id=2 tid=[0-9]* name="worker-A"|thread_name id=2 name="renamed-inside"|thread_name id=2 name="renamed-outside"' ||
 		{ echo "$run_names"; return 1; }
 	# each allocation comes after the name it was made under
 	dump n.bin | awk -v s1="$(pysz 101011)" -v s2="$(pysz 101012)" -v s3="$(pysz 101013)" '
+		$3 == "thread" && $4 == "id=2" { name = $6 }
 		$3 == "thread_name" && $4 == "id=2" { name = $5 }
 		$3 == "alloc" && $6 == "size=" s1 { a = name }
 		$3 == "alloc" && $6 == "size=" s2 { b = name }
@@ -188,6 +189,91 @@ names() {
 
 @test "thread names follow threading.Thread.name: at start, renamed inside, renamed from outside" {
 	on_every_python names
+}
+
+# thread_start_names MODE NAME...: 50 recordings of thread_start.py MODE,
+# each piped into memray-stat --dump as a user would; in every one the
+# main thread is MainThread and each NAME is the name of its thread before
+# the thread's first allocation.
+thread_start_names() {
+	local mode=$1 i
+	shift
+	for i in $(seq 50); do
+		memray-record -q -o - "$PY" "$PYDIR/thread_start.py" "$mode" | memray-stat --dump > d.txt ||
+			{ echo "run $i: exit $?"; return 1; }
+		awk -v want="$*" '
+			function setname(id, n) { gsub(/^name="|"$/, "", n); name[id] = n }
+			$3 == "thread" { split($4, a, "="); setname(a[2], $6) }
+			$3 == "thread_name" { split($4, a, "="); setname(a[2], $5) }
+			$3 == "alloc" { for (i = 4; i <= NF; i++) if ($i ~ /^thread=/) {
+				t = substr($i, 8); if (!(t in first)) first[t] = name[t] } }
+			END {
+				if (name[1] != "MainThread") { print "main thread: " name[1]; bad = 1 }
+				n = split(want, w, " ")
+				for (k = 1; k <= n; k++) {
+					hit = 0
+					for (t in first) if (first[t] == w[k]) hit = 1
+					if (!hit) { print w[k] " was not the name at a first allocation"; bad = 1 }
+				}
+				exit bad }' d.txt || { echo "run $i with $PY"; awk '$3 == "thread" || $3 == "thread_name"' d.txt; return 1; }
+	done
+	memray-record -q -f -o t.bin "$PY" "$PYDIR/thread_start.py" "$mode" &&
+	memray-fold --by-thread -m total t.bin > t.folded || return 1
+	for i in "$@" MainThread; do
+		grep -q "^$i (thread [0-9]*);" t.folded || { echo "--by-thread lacks $i"; return 1; }
+	done
+}
+
+@test "a thread started at once, with no pause, is named from its first allocation: 50 runs on every Python" {
+	on_every_python thread_start_names once only-worker
+}
+
+@test "four threads started at once keep their names: 50 runs on every Python" {
+	on_every_python thread_start_names growers grower-0 grower-1 grower-2 grower-3
+}
+
+ctrl_c() {
+	local st=0
+	timeout -s INT 1.5 memray-record -f -o int.bin "$PY" "$PYDIR/server.py" > out.txt 2> err.txt || st=$?
+	# timeout's own status when it had to send the signal
+	[ "$st" = 124 ] || { echo "exit $st"; cat err.txt; return 1; }
+	grep -q KeyboardInterrupt err.txt &&
+	grep -q "ended by signal 2 (SIGINT); the stream is complete" err.txt || { cat err.txt; return 1; }
+	memray-stat int.bin > stat.txt || { echo "memray-stat exits $?"; return 1; }
+	grep -q "^ended by: *signal 2 (SIGINT)$" stat.txt || { cat stat.txt; return 1; }
+	memray-fold int.bin | grep -q "server.py:" || return 1
+	local term=0
+	timeout -s TERM 1 memray-record -q -f -o term.bin "$PY" "$PYDIR/server.py" > /dev/null 2>&1 || term=$?
+	[ "$term" = 124 ] && memray-stat term.bin | grep -q "^ended by: *signal 15 (SIGTERM)$"
+}
+
+@test "Ctrl-C on a server (timeout -s INT 1.5 memray-record ...): a complete stream that says SIGINT ended it, on every Python; SIGTERM too" {
+	on_every_python ctrl_c
+}
+
+pool_workers() {
+	local i
+	for i in 1 2 3 4 5; do
+		memray-record -q --follow-fork -f -o pool.bin "$PY" "$PYDIR/pool.py" > out.txt || return 1
+		grep -q '^4950000$' out.txt || return 1
+		memray-stat --max-peak 1G pool.bin > stat.txt 2> err.txt || {
+			echo "run $i: exit $?"; cat err.txt
+			mkdir -p "$MEMRAY_BUILD/test-output" && cp pool.bin "$MEMRAY_BUILD/test-output/pool-failed.bin"
+			return 1
+		}
+		[ ! -s err.txt ] || { cat err.txt; return 1; }
+	done
+	memray-record -q --follow-fork -f -o busy.bin "$PY" "$PYDIR/pool.py" busy > out.txt || return 1
+	grep -q '^terminated$' out.txt &&
+	memray-stat busy.bin > stat.txt || { echo "busy: memray-stat exits $?"; return 1; }
+	[ "$(grep -c '(ended by SIGTERM)$' stat.txt)" = 2 ] || { cat stat.txt; return 1; }
+	# what each worker allocated in its task is there, up to the signal
+	memray-fold -m leaked busy.bin | grep -q "busy (.*pool.py:14) [0-9]*$" ||
+		{ memray-fold -m leaked busy.bin | grep busy; return 1; }
+}
+
+@test "multiprocessing.Pool's workers, ended by SIGTERM from their pool, leave complete streams: memray-stat exits 0" {
+	on_every_python pool_workers
 }
 
 same_output() {
