@@ -1,25 +1,56 @@
 """pytest_memray_c - memory limits for tests, recorded by memray-c.
 
-    pytest --memray [--memray-bin-path DIR] [--memray-native] [--most-allocations N]
+    pytest --memray [--memray-bin-path DIR] [--memray-native]
+           [--trace-python-allocators] [--most-allocations N]
 
-With --memray every test's call is recorded into a memray stream of its own
-by libmemray-tracker.so's in-process API (memray.h), and two markers set
-limits:
+With --memray every test function's call is recorded into a memray stream
+of its own by libmemray-tracker.so's in-process API (memray.h), and two
+markers set limits, as pytest-memray's markers do:
 
     @pytest.mark.limit_memory("24 MB")  the peak of the memory allocated
                                         during the test (blocks allocated
-                                        before it and freed in it do not count)
-    @pytest.mark.limit_leaks("1 MB")    the memory allocated during the test
-                                        and not freed at its end
+                                        before it and freed in it do not
+                                        count) must stay under 24 MiB
+    @pytest.mark.limit_leaks("1 KB", filter_fn=None)
+                                        no location may leak 1 KiB or more:
+                                        a location is a distinct stack (as
+                                        memray-fold prints it), its leak
+                                        the bytes allocated there during
+                                        the test and not freed at its end
 
-Sizes are read as the other memray-c tools read them: a number with K, M,
-G, T, KiB, MiB, GiB or TiB (powers of 1024), KB, MB, GB or TB (powers of
-1000), or B or nothing for bytes. A test over its limit fails with a
-message naming the limit, what was measured, and the top allocation sites
-with their Python stacks (from memray-fold on the test's recording). At the
-end a table lists the tests with the highest peaks. --memray-bin-path DIR
-keeps each test's recording (TEST-ID.bin) for memray-stat, memray-fold,
-memray-flame and the others; without it the recordings are removed.
+Sizes are read as pytest-memray reads them: a number (a leading + and a
+fraction allowed), optional spaces, and B, KB, MB, GB, TB or PB in any
+case, each a power of 1024 ("2 MB" is 2 MiB, 2097152 bytes). The forms
+this plugin read before are still read and mean the same as before: K, M,
+G, T, KiB, MiB, GiB, TiB (powers of 1024), a number alone (bytes), and
+spaces around it; only KB, MB, GB and TB changed, from powers of 1000 to
+pytest-memray's 1024. A test fails when it reaches its limit (at or over
+it, as with pytest-memray), with a message naming the limit, what was
+measured, and the allocation sites with their Python stacks (from
+memray-fold on the test's recording). Every limit marker of a test
+counts, those of its class and module too. A size that cannot be read
+stops pytest before any test runs, naming the test and the string.
+
+filter_fn(stack) is called for each location over the limit; the location
+counts only when it returns true. stack.frames are StackFrame(function,
+filename, lineno) objects, innermost first, as pytest-memray gives them
+(a native frame's filename is its source file or module, lineno 0 when
+unknown). pytest-memray's current_thread_only is refused: memray-c counts
+every thread.
+
+Python's small-object allocator (pymalloc) hides objects under 512 bytes
+inside its arenas, so limit_leaks sees them one by one only with
+--trace-python-allocators, which runs pytest with PYTHONMALLOC=malloc
+(pytest-memray traces the Python allocator for limit_leaks tests by
+itself; one process cannot change its allocator between tests, and doing
+it for all tests slows object-heavy ones about tenfold). Without it the
+first limit_leaks test warns. --memray-native records native stacks too, which
+makes locations hybrid stacks.
+
+At the end a table lists the tests with the highest peaks.
+--memray-bin-path DIR keeps each test's recording (TEST-ID.bin) for
+memray-stat, memray-fold, memray-flame and the others; without it the
+recordings are removed.
 
 The tracker must be in the process: when it is not, pytest runs itself
 again under `memray-record --idle`, which preloads the tracker recording
@@ -33,7 +64,11 @@ Without --memray the plugin does nothing at all. Load it with
 `make install` pytest loads it by itself.
 """
 
+import contextlib
 import ctypes
+import dataclasses
+import functools
+import math
 import os
 import re
 import shutil
@@ -48,22 +83,71 @@ INSTALLED_TRACKER = "@TRACKER@"
 
 REEXEC_MARK = "MEMRAY_PYTEST_REEXEC"
 
+# pytest-memray's sizes (its utils.parse_memory_string): from the start of
+# the string, a number with an optional + and fraction, optional white
+# space, then B, KB, MB, GB, TB or PB in any case, each a power of 1024;
+# the value may be fractional, and a test fails at or over it. Its match
+# is a prefix: it ignores text after the unit ("2 MB of it"), which is
+# refused here as a likely mistake. The plugin's older forms (K..T,
+# KiB..TiB, a bare number of bytes, surrounding spaces) do not clash with
+# those and are kept; its KB..TB of 1000 were pytest-memray's 1024.
 _UNITS = {
     "": 1, "B": 1,
+    "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40, "PB": 1 << 50,
     "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40,
     "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40,
-    "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "TB": 10 ** 12,
 }
+_SIZE = re.compile(r"\s*\+?([0-9]*\.[0-9]+|[0-9]+)\s*([A-Za-z]*)\s*")
 
 
 def parse_size(text):
-    """Bytes in a size for people: "24 MB", "1.5GiB", "512K", "1048576"."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
+    """The limit in whole bytes that "2 MB", "1.5gb", "512K" or 1048576
+    means: a test reaching it fails. A fractional limit is rounded up,
+    which changes no verdict (sizes are whole bytes). ValueError names
+    the string and the forms read."""
+    m = _SIZE.fullmatch(str(text)) if isinstance(text, (str, int)) else None
     if not m or m.group(2).upper() not in _UNITS:
         raise ValueError(
-            f"invalid size {text!r}: expected a number and one of K, M, G, T, "
-            "KiB, MiB, GiB, TiB (powers of 1024), KB, MB, GB, TB (of 1000) or B")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+            f"invalid size {text!r}: expected a number and a unit: B, KB, MB, GB, TB, PB "
+            "(powers of 1024, any case), K, M, G, T, KiB, MiB, GiB, TiB (also powers of "
+            "1024), or a number of bytes")
+    return math.ceil(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+@dataclasses.dataclass(frozen=True)
+class StackFrame:
+    """One frame of a leaking location, as pytest-memray's StackFrame."""
+    function: str
+    filename: str
+    lineno: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    """A leaking location's stack given to filter_fn: frames innermost first."""
+    frames: tuple
+
+
+_ESCAPE = re.compile(rb"\\(\\|n|t|x[0-9a-fA-F]{2})")
+_FRAME = re.compile(r"(.*) \((.*?)(?::([0-9]+))?\)")
+
+
+def _unescape(text):
+    """A collapsed frame's text as it was before memray-fold escaped it
+    (memray-fold(1), Escapes)."""
+    def byte(m):
+        e = m.group(1)
+        return {b"\\": b"\\", b"n": b"\n", b"t": b"\t"}.get(e) or bytes([int(e[1:], 16)])
+    return _ESCAPE.sub(byte, text.encode()).decode("utf-8", "replace")
+
+
+def _stack_frame(text):
+    """A StackFrame from a collapsed frame: "function (file.py:12)",
+    "symbol (file.c:42)", "symbol (libfoo.so)" (line 0), or "[unknown]"."""
+    m = _FRAME.fullmatch(text)
+    if not m:
+        return StackFrame(_unescape(text), "???", 0)
+    return StackFrame(_unescape(m.group(1)), _unescape(m.group(2)), int(m.group(3) or 0))
 
 
 def human(n):
@@ -73,6 +157,21 @@ def human(n):
         v /= 1024
         i += 1
     return f"{int(v)} B" if i == 0 else f"{v:.1f} {units[i]}"
+
+
+def _frames_text(frames, test_function, most=12):
+    """A stack's lines for a message: innermost frame first, down to the
+    test function when it is on the stack (its qualified name, from
+    CPython 3.11, ends in it), at most `most` frames."""
+    for i in range(len(frames) - 1, -1, -1):
+        name = frames[i].split(" (", 1)[0]
+        if name == test_function or name.endswith("." + test_function):
+            frames = frames[i:]
+            break
+    lines = [f"      {f}" for f in reversed(frames[-most:])]
+    if len(frames) > most:
+        lines.append(f"      ... {len(frames) - most} more")
+    return lines
 
 
 class _Stats(ctypes.Structure):
@@ -118,6 +217,9 @@ def pytest_addoption(parser):
                     help="keep each test's recording in DIR (TEST-ID.bin)")
     group.addoption("--memray-native", action="store_true", default=False,
                     help="record native stacks too")
+    group.addoption("--trace-python-allocators", action="store_true", default=False,
+                    help="run pytest with PYTHONMALLOC=malloc, so that limit_leaks sees "
+                         "every Python object (slower)")
     group.addoption("--most-allocations", metavar="N", type=int, default=5,
                     help="tests listed in the summary table (default 5, 0 for none)")
 
@@ -125,10 +227,10 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "limit_memory(size): fail the test when the peak of the memory it "
-                   "allocates exceeds size (with --memray)")
+                   "allocates reaches size (\"24 MB\": MiB; with --memray)")
     config.addinivalue_line(
-        "markers", "limit_leaks(size): fail the test when the memory it allocates and "
-                   "does not free exceeds size (with --memray)")
+        "markers", "limit_leaks(size, *, filter_fn=None): fail the test when a location "
+                   "(a stack) leaks size or more of what the test allocates (with --memray)")
     if not config.getoption("memray"):
         return
     tracker = find_tracker()
@@ -141,28 +243,90 @@ def pytest_configure(config):
             raise pytest.UsageError(
                 f"--memray: {tracker} was preloaded but is not in the process "
                 "(a setuid interpreter, or LD_PRELOAD cleared?)")
-        record = find_record(tracker)
-        if not record:
-            raise pytest.UsageError("--memray: cannot find memray-record (put it in PATH)")
-        env = dict(os.environ)
-        # "2": MEMRAY_TRACKER is ours, and goes again
-        env[REEXEC_MARK] = "1" if env.get("MEMRAY_TRACKER") else "2"
-        env["MEMRAY_TRACKER"] = tracker
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execve(record, [record, "--idle", "--", sys.executable] + list(sys.orig_argv[1:]), env)
-    if os.environ.pop(REEXEC_MARK, None) == "2":
+        _run_again(config, tracker)
+    pymalloc = sys.flags.ignore_environment or \
+        not os.environ.get("PYTHONMALLOC", "").startswith("malloc")
+    _restore_environment(os.environ.pop(REEXEC_MARK, ""))
+    if pymalloc and config.getoption("trace_python_allocators"):
+        raise pytest.UsageError(
+            "--trace-python-allocators: Python runs with its own allocator here "
+            "(PYTHONMALLOC set otherwise, or the tracker preloaded by hand): set "
+            "PYTHONMALLOC=malloc")
+    config.pluginmanager.register(MemrayPlugin(config, tracker, pymalloc), "memray-c")
+
+
+def _run_again(config, tracker):
+    """Replaces this process with pytest run again under memray-record
+    --idle, with what the plugin added to the environment listed in
+    REEXEC_MARK: "t" MEMRAY_TRACKER, "m" PYTHONMALLOC. Returns only by
+    raising UsageError."""
+    record = find_record(tracker)
+    if not record:
+        raise pytest.UsageError("--memray: cannot find memray-record (put it in PATH)")
+    env = dict(os.environ)
+    mark = "r" + ("" if env.get("MEMRAY_TRACKER") else "t")
+    env["MEMRAY_TRACKER"] = tracker
+    if config.getoption("trace_python_allocators") and "PYTHONMALLOC" not in env:
+        mark += "m"
+        env["PYTHONMALLOC"] = "malloc"
+    env[REEXEC_MARK] = mark
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(record, [record, "--idle", "--", sys.executable] + list(sys.orig_argv[1:]), env)
+
+
+def _restore_environment(mark):
+    """Removes what _run_again added to the environment, so that the tests
+    see it as it was."""
+    if "t" in mark:
         os.environ.pop("MEMRAY_TRACKER", None)
-    config.pluginmanager.register(MemrayPlugin(config, tracker), "memray-c")
+    if "m" in mark:
+        os.environ.pop("PYTHONMALLOC", None)
+
+
+class _Limit:
+    """One limit marker of a test, read: name (limit_memory or limit_leaks),
+    text (its size as written), size (bytes; the test fails at or over it),
+    filter_fn (limit_leaks' or None)."""
+
+    def __init__(self, nodeid, marker):
+        self.name = marker.name
+        self.text = marker.args[0] if marker.args else None
+        where = f"{nodeid}: @pytest.mark.{self.name}({', '.join(map(repr, marker.args))})"
+        if len(marker.args) != 1:
+            raise ValueError(f"{where}: needs a size, as in {self.name}(\"24 MB\")")
+        try:
+            self.size = parse_size(self.text)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        kwargs = dict(marker.kwargs)
+        if kwargs.pop("current_thread_only", False):
+            raise ValueError(f"{where}: current_thread_only is not supported "
+                             "(memray-c counts every thread)")
+        self.filter_fn = kwargs.pop("filter_fn", None) if self.name == "limit_leaks" else None
+        if self.filter_fn is not None and not callable(self.filter_fn):
+            raise ValueError(f"{where}: filter_fn must be callable, not {self.filter_fn!r}")
+        if kwargs:
+            raise ValueError(f"{where}: unknown argument {', '.join(kwargs)}")
+
+    def __str__(self):
+        return f"{self.name}({self.text!r})"
 
 
 class MemrayPlugin:
-    def __init__(self, config, tracker):
+    def __init__(self, config, tracker, pymalloc):
         self.config = config
         self.lib = ctypes.CDLL(tracker, use_errno=True)
-        self.lib.memray_start.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        self.lib.memray_stats.argtypes = [ctypes.POINTER(_Stats)]
+        # looked up now: a lookup in a test's window would be recorded
+        self.start = self.lib.memray_start
+        self.start.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        self.stop = self.lib.memray_stop
+        self.stop.argtypes = []
+        self.stats = self.lib.memray_stats
+        self.stats.argtypes = [ctypes.POINTER(_Stats)]
         self.native = config.getoption("memray_native")
+        self.pymalloc = pymalloc
+        self.warned = False
         bin_path = config.getoption("memray_bin_path")
         self.keep = bin_path is not None
         if self.keep:
@@ -173,6 +337,7 @@ class MemrayPlugin:
         bindir = os.path.join(os.path.dirname(tracker), "..", "..", "bin")
         fold = os.path.join(bindir, "memray-fold")
         self.fold = fold if os.access(fold, os.X_OK) else shutil.which("memray-fold")
+        self.limits = {}  # nodeid -> [_Limit]
         self.results = {}  # nodeid -> (stats, path)
         self.failures = {}  # nodeid -> message
 
@@ -180,11 +345,52 @@ class MemrayPlugin:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", nodeid).strip("-")[:200] or "test"
         return os.path.join(self.dir, name + ".bin")
 
+    def pytest_collection_modifyitems(self, items):
+        """Reads every test's limit markers, its class's and module's too;
+        any that cannot be read stop pytest with one line each."""
+        errors = []
+        for item in items:
+            limits = []
+            for name in ("limit_memory", "limit_leaks"):
+                for marker in item.iter_markers(name):
+                    try:
+                        limits.append(_Limit(item.nodeid, marker))
+                    except ValueError as e:
+                        errors.append(str(e))
+            self.limits[item.nodeid] = limits
+        if errors:
+            raise pytest.UsageError("\n".join(errors))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem):
+        """Records the test function's call alone, as pytest-memray does."""
+        original = pyfuncitem.obj
+
+        @functools.wraps(original)
+        def recorded(*args, **kwargs):
+            with self._recording(pyfuncitem):
+                return original(*args, **kwargs)
+        pyfuncitem.obj = recorded
+        try:
+            yield
+        finally:
+            pyfuncitem.obj = original
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):
+        """Records the whole call of a test that does not call
+        pytest_pyfunc_call (unittest's, doctests, other plugins' items)."""
+        if isinstance(item, pytest.Function) and type(item).runtest is pytest.Function.runtest:
+            yield
+            return
+        with self._recording(item):
+            yield
+
+    @contextlib.contextmanager
+    def _recording(self, item):
         path = self._path(item.nodeid)
         flags = 1 if self.native else 0
-        started = self.lib.memray_start(path.encode(), flags) == 0
+        started = self.start(path.encode(), flags) == 0
         if not started:
             err = ctypes.get_errno()
             item.warn(pytest.PytestWarning(
@@ -194,28 +400,24 @@ class MemrayPlugin:
             yield
         finally:
             if started:
-                self.lib.memray_stop()
+                self.stop()
                 s = _Stats()
-                self.lib.memray_stats(ctypes.byref(s))
+                self.stats(ctypes.byref(s))
                 self.results[item.nodeid] = (s, path)
                 self._check(item, s, path)
 
     def _check(self, item, s, path):
+        limits = self.limits.get(item.nodeid, [])
+        test_function = getattr(item, "originalname", item.name)
         problems = []
-        for name, value, what, metric in (
-                ("limit_memory", s.peak, "allocated at its peak", "peak"),
-                ("limit_leaks", s.live, "leaked (allocated and not freed)", "leaked")):
-            marker = item.get_closest_marker(name)
-            if marker is None:
-                continue
-            if not marker.args:
-                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name} needs a size")
-            limit = parse_size(marker.args[0])
-            if value > limit:
+        for limit in limits:
+            if limit.name == "limit_memory" and s.peak >= limit.size:
                 problems.append(
-                    f"Test was limited to {human(limit)} ({limit} bytes) by {name}({marker.args[0]!r}) "
-                    f"but {what} {human(value)} ({value} bytes)\n" +
-                    self._sites(path, metric, value, getattr(item, "originalname", item.name)))
+                    f"Test was limited to {human(limit.size)} ({limit.size} bytes) by {limit} "
+                    f"but allocated at its peak {human(s.peak)} ({s.peak} bytes)\n" +
+                    self._sites(path, "peak", s.peak, test_function))
+            elif limit.name == "limit_leaks":
+                problems.extend(self._check_leaks(item, limit, path, test_function))
         if problems:
             if self.keep:
                 problems.append(f"recording: {path}")
@@ -223,40 +425,74 @@ class MemrayPlugin:
                 problems.append("keep the recording with --memray-bin-path DIR")
             self.failures[item.nodeid] = "\n".join(problems)
 
+    def _check_leaks(self, item, limit, path, test_function):
+        """A message (in a list) when a location of the recording leaked
+        limit.size or more and limit.filter_fn, if any, keeps it."""
+        if self.pymalloc and not self.warned:
+            self.warned = True  # once: it is true of every test
+            item.warn(pytest.PytestWarning(
+                "limit_leaks: Python's allocator pymalloc is active, so objects under "
+                "512 bytes were not seen one by one and an arena counts as leaked where "
+                "it was made: run pytest with --trace-python-allocators"))
+        stacks, error = self._fold(path, "leaked")
+        if error:
+            return [f"{limit}: cannot read the leaks: {error}"]
+        over = []
+        for value, stack in stacks:
+            if value < limit.size:
+                continue
+            frames = stack.split(";")
+            if limit.filter_fn is None or limit.filter_fn(
+                    Stack(tuple(_stack_frame(f) for f in reversed(frames)))):
+                over.append((value, frames))
+        if not over:
+            return []
+        n = len(over)
+        lines = [f"Test was allowed to leak {human(limit.size)} ({limit.size} bytes) per "
+                 f"location by {limit} but {n} location{'s' if n > 1 else ''} leaked more:"]
+        for value, frames in over[:10]:
+            lines.append(f"  {human(value)} ({value} bytes) leaked at:")
+            lines.extend(_frames_text(frames, test_function))
+        if n > 10:
+            lines.append(f"  ... {n - 10} more locations")
+        return ["\n".join(lines)]
+
+    def _fold(self, path, metric):
+        """The recording's stacks as (value, collapsed stack) with a value
+        over 0, the largest first, and None; or [] and what went wrong."""
+        if not self.fold:
+            return [], "memray-fold not found"
+        argv = [self.fold, "--metric", metric] + (["--native"] if self.native else []) + [path]
+        try:
+            run = subprocess.run(argv, capture_output=True, text=True, check=False)
+        except OSError as e:
+            return [], f"memray-fold failed: {e}"
+        if run.returncode != 0:
+            return [], f"memray-fold failed: {run.stderr.strip()}"
+        stacks = []
+        for line in run.stdout.splitlines():
+            if line.startswith("#") or " " not in line:
+                continue
+            stack, value = line.rsplit(" ", 1)
+            if value.isdigit() and int(value) > 0:
+                stacks.append((int(value), stack))
+        stacks.sort(key=lambda x: -x[0])
+        return stacks, None
+
     def _sites(self, path, metric, total, test_function, top=5):
         """The sites holding most of total, innermost frame first, down to
         the test function (pytest's own frames below it left out); sites
         under 1% of total are left out too."""
-        if not self.fold:
-            return "  (memray-fold not found: no allocation sites)"
-        try:
-            out = subprocess.run([self.fold, "--metric", metric, path], capture_output=True,
-                                 text=True, check=False).stdout
-        except OSError as e:
-            return f"  (memray-fold failed: {e})"
-        sites = []
-        for line in out.splitlines():
-            if line.startswith("#") or " " not in line:
-                continue
-            stack, value = line.rsplit(" ", 1)
-            if value.isdigit() and int(value) > 0 and int(value) * 100 >= total:
-                sites.append((int(value), stack))
-        sites.sort(key=lambda x: -x[0])
+        stacks, error = self._fold(path, metric)
+        if error:
+            return f"  (no allocation sites: {error})"
+        sites = [(value, stack) for value, stack in stacks if value * 100 >= total]
         if not sites:
             return "  (no allocation site holds 1% of it or more)"
         lines = ["top allocation sites:"]
         for value, stack in sites[:top]:
-            frames = stack.split(";")
-            # from the test function up, if it is on the stack
-            for i in range(len(frames) - 1, -1, -1):
-                if frames[i].split(" (", 1)[0] == test_function:
-                    frames = frames[i:]
-                    break
             lines.append(f"  {human(value)} ({value} bytes) at:")
-            for f in reversed(frames[-12:]):
-                lines.append(f"      {f}")
-            if len(frames) > 12:
-                lines.append(f"      ... {len(frames) - 12} more")
+            lines.extend(_frames_text(stack.split(";"), test_function))
         return "\n".join(lines)
 
     @pytest.hookimpl(hookwrapper=True)

@@ -10,7 +10,7 @@ PLUGIN=$BATS_TEST_DIRNAME/../../python
 setup() {
 	$PY3 -c 'import pytest' 2> /dev/null || skip "pytest is missing (Debian: python3-pytest)"
 	cd "$BATS_TEST_TMPDIR"
-	cp "$SUITE"/test_budget.py "$SUITE"/bad_size.py .
+	cp "$SUITE"/*.py .
 }
 
 # pytest with the plugin from the checkout
@@ -34,10 +34,11 @@ run_pytest() {
 	# (pytest 8 on adds " - " and the start of the message)
 	assert_line --regexp "^FAILED test_budget.py::test_over_limit( - .*)?$"
 	assert_line --regexp "^FAILED test_budget.py::test_leaks( - .*)?$"
-	assert_line --regexp "^Test was limited to 1.9 MiB \(2000000 bytes\) by limit_memory\('2 MB'\) but allocated at its peak 4.8 MiB \(500[0-9]{4} bytes\)$"
+	assert_line --regexp "^Test was limited to 2.0 MiB \(2097152 bytes\) by limit_memory\('2 MB'\) but allocated at its peak 4.8 MiB \(500[0-9]{4} bytes\)$"
 	assert_line "      make_big ($BATS_TEST_TMPDIR/test_budget.py:11)"
 	assert_line "      test_over_limit ($BATS_TEST_TMPDIR/test_budget.py:26)"
-	assert_line --regexp "^Test was limited to 976.6 KiB \(1000000 bytes\) by limit_leaks\('1 MB'\) but leaked \(allocated and not freed\) 2.9 MiB \(300[0-9]{4} bytes\)$"
+	assert_line "Test was allowed to leak 1.0 MiB (1048576 bytes) per location by limit_leaks('1 MB') but 1 location leaked more:"
+	assert_line --regexp "^  2.9 MiB \(300[0-9]{4} bytes\) leaked at:$"
 	assert_line "      leak ($BATS_TEST_TMPDIR/test_budget.py:15)"
 	# the summary: the heaviest test first
 	assert_line --regexp "^=+ memray-c: the tests with the highest peak =+$"
@@ -55,7 +56,7 @@ run_pytest() {
 	rec=recs/test_budget.py-test_over_limit.bin
 	peak=$(echo "$output" | sed -n 's/.*but allocated at its peak .* (\([0-9]*\) bytes)$/\1/p')
 	memray-stat --json "$rec" | $PY3 -c "import json, sys; d = json.load(sys.stdin); assert d['peak_bytes'] == $peak, d['peak_bytes']"
-	leaked=$(echo "$output" | sed -n 's/.*but leaked (allocated and not freed) .* (\([0-9]*\) bytes)$/\1/p')
+	leaked=$(echo "$output" | sed -n 's/^  .* (\([0-9]*\) bytes) leaked at:$/\1/p')
 	memray-stat --json recs/test_budget.py-test_leaks.bin | $PY3 -c "import json, sys; d = json.load(sys.stdin); assert d['leaked_bytes'] == $leaked, d['leaked_bytes']"
 	memray-fold "$rec" | grep -q "make_big ($BATS_TEST_TMPDIR/test_budget.py:11) $(PY=$PY3 pysz 5000001)$"
 	assert_output --partial "recording: $BATS_TEST_TMPDIR/recs/test_budget.py-test_over_limit.bin"
@@ -70,13 +71,93 @@ run_pytest() {
 	assert_output --partial "2 failed, 4 passed"
 }
 
-@test "an unreadable limit is reported; a missing tracker is a usage error" {
+@test "a limit the plugin cannot read stops pytest before any test runs, naming each test and its string" {
 	run run_pytest --memray bad_size.py
-	[ "$status" -ne 0 ]
-	assert_output --partial "invalid size 'lots'"
+	echo "$output"
+	[ "$status" -eq 4 ]
+	refute_output --partial "passed"
+	assert_line "ERROR: bad_size.py::test_bad_size: @pytest.mark.limit_memory('lots'): invalid size 'lots': expected a number and a unit: B, KB, MB, GB, TB, PB (powers of 1024, any case), K, M, G, T, KiB, MiB, GiB, TiB (also powers of 1024), or a number of bytes"
+	assert_line --partial "bad_size.py::test_negative: @pytest.mark.limit_leaks('-1 MB'): invalid size '-1 MB': "
+	assert_line --partial "bad_size.py::test_trailing_text: @pytest.mark.limit_memory('2 MB of it'): invalid size '2 MB of it': "
+	assert_line --partial "bad_size.py::test_bad_unit: @pytest.mark.limit_memory('100 NB'): invalid size '100 NB': "
+	assert_line "bad_size.py::test_no_size: @pytest.mark.limit_memory(): needs a size, as in limit_memory(\"24 MB\")"
+	assert_line "bad_size.py::test_current_thread_only: @pytest.mark.limit_memory('1 MB'): current_thread_only is not supported (memray-c counts every thread)"
+	assert_line "bad_size.py::test_bad_filter: @pytest.mark.limit_leaks('1 MB'): filter_fn must be callable, not 'not callable'"
+	refute_output --partial test_unmarked
+	# without --memray the markers are not read at all
+	run run_pytest bad_size.py
+	assert_success
+	assert_output --partial "8 passed"
+}
+
+@test "a missing tracker is a usage error" {
 	PATH=/usr/bin:/bin MEMRAY_TRACKER=/nonexistent run run_pytest --memray test_budget.py
 	[ "$status" -eq 4 ]
 	assert_output --partial "cannot find libmemray-tracker.so"
+}
+
+@test "limit_memory reads sizes as pytest-memray does: 2 MB is 2 MiB in any case and spacing; a test at or over it fails" {
+	EXPECT_TRACKER=1 run run_pytest --memray -rA test_units.py
+	echo "$output"
+	[ "$status" -eq 1 ]
+	# 19 forms: each passes 2,050,000 bytes and fails 2.5 MiB
+	assert_output --partial "20 failed, 20 passed"
+	[ "$(echo "$output" | grep -c '^PASSED test_units.py::test_just_under\[')" -eq 19 ]
+	[ "$(echo "$output" | grep -c '^FAILED test_units.py::test_over\[')" -eq 19 ]
+	assert_line "PASSED test_units.py::test_one_and_a_half_mib"
+	assert_line --regexp "^FAILED test_units.py::test_every_marker_counts( - .*)?$"
+	assert_line --regexp "^Test was limited to 2.0 MiB \(2097152 bytes\) by limit_memory\('2mB'\) but allocated at its peak 2.5 MiB \(26214[0-9]{2} bytes\)$"
+	assert_line --regexp "^Test was limited to 1.0 MiB \(1048576 bytes\) by limit_memory\('1 MB'\) but allocated at its peak 1.5 MiB \(15728[0-9]{2} bytes\)$"
+	refute_output --partial "by limit_memory('2 MB') but allocated at its peak 1.5 MiB"
+}
+
+@test "limit_leaks limits each location: two under it pass together, one over it fails naming it, a filter_fn drops stacks" {
+	EXPECT_TRACKER=1 run run_pytest --memray -rA test_leaks.py
+	echo "$output"
+	[ "$status" -eq 1 ]
+	assert_output --partial "4 failed, 2 passed"
+	assert_line "PASSED test_leaks.py::test_two_locations_under_the_limit"
+	assert_line "PASSED test_leaks.py::test_filtered"
+	assert_line --regexp "^FAILED test_leaks.py::test_one_location_over_the_limit( - .*)?$"
+	assert_line --regexp "^FAILED test_leaks.py::test_one_location_many_blocks( - .*)?$"
+	assert_line --regexp "^FAILED test_leaks.py::test_filter_keeps_others( - .*)?$"
+	# the failing location, innermost frame first, down to the test
+	over=$(echo "$output" | sed -n '/^_* test_one_location_over_the_limit _*$/,/^_* test_one_location_many_blocks _*$/p')
+	echo "$over" | grep -qx "Test was allowed to leak 1.0 MiB (1048576 bytes) per location by limit_leaks('1 MB') but 1 location leaked more:"
+	echo "$over" | grep -qx "  1.1 MiB (1200[0-9][0-9][0-9] bytes) leaked at:"
+	echo "$over" | grep -A2 -x "  1.1 MiB (1200[0-9][0-9][0-9] bytes) leaked at:" | tail -2 > got
+	printf '      %s\n' "leak_there ($BATS_TEST_TMPDIR/test_leaks.py:14)" \
+		"test_one_location_over_the_limit ($BATS_TEST_TMPDIR/test_leaks.py:27)" | diff -u - got
+	# the location under the limit is not named
+	! echo "$over" | grep -q "leak_here"
+	# many blocks from one location add up
+	many=$(echo "$output" | sed -n '/^_* test_one_location_many_blocks _*$/,/^_* test_filter_keeps_others _*$/p')
+	echo "$many" | grep -qx "  1.1 MiB (1200[0-9][0-9][0-9] bytes) leaked at:"
+	echo "$many" | grep -qx "      leak_here ($BATS_TEST_TMPDIR/test_leaks.py:10)"
+	# a method's stack ends at the method (Class.method from 3.11), not in pytest
+	method=$(echo "$output" | sed -n '/^_* TestInAClass.test_method _*$/,/^keep the recording/p')
+	echo "$method" | tail -3 | head -1 | grep -qx "      leak_there ($BATS_TEST_TMPDIR/test_leaks.py:14)"
+	echo "$method" | tail -2 | head -1 | grep -Eqx "      (TestInAClass\.)?test_method \($BATS_TEST_TMPDIR/test_leaks.py:59\)"
+}
+
+@test "limit_leaks warns that small objects are not seen one by one under pymalloc; --trace-python-allocators sees them" {
+	EXPECT_TRACKER=1 run run_pytest --memray test_leaks.py test_budget.py
+	echo "$output"
+	assert_output --partial "limit_leaks: Python's allocator pymalloc is active"
+	assert_output --partial "run pytest with --trace-python-allocators"
+	# once, not for each limit_leaks test
+	[ "$(echo "$output" | grep -c "pymalloc is active")" -eq 1 ]
+	EXPECT_TRACKER=1 run run_pytest --memray --trace-python-allocators -rA test_small_leaks.py test_budget.py
+	echo "$output"
+	refute_output --partial "pymalloc is active"
+	assert_line --regexp "^FAILED test_small_leaks.py::test_small_objects( - .*)?$"
+	assert_line "Test was allowed to leak 50.0 KiB (51200 bytes) per location by limit_leaks('50 KB') but 1 location leaked more:"
+	assert_line "      test_small_objects ($BATS_TEST_TMPDIR/test_small_leaks.py:12)"
+	# the tests see PYTHONMALLOC as it was
+	assert_line "PASSED test_budget.py::test_environment"
+	PYTHONMALLOC=malloc EXPECT_PYTHONMALLOC=malloc EXPECT_TRACKER=1 run run_pytest --memray -rA test_leaks.py test_budget.py
+	refute_output --partial "pymalloc is active"
+	assert_line "PASSED test_budget.py::test_environment"
 }
 
 @test "make install puts the plugin where pytest finds it by itself" {
