@@ -37,8 +37,9 @@ enum fn_column { FN_TOTAL, FN_OWN, FN_TOTAL_COUNT, FN_OWN_COUNT };
  * METRIC_COUNT), frames as memray-fold shows them by default; rows in
  * order of first sight. Dies if memory runs out. */
 void fn_table_build(struct fn_table *t, struct replay *r, struct symbolizer *sym, enum metric m);
-/* Sorts the rows by column c, largest first; ties by the other bytes
- * column, then by function and file. */
+/* Sorts the rows by column c, largest first; ties by own bytes (total
+ * bytes when c is an own column), then by function and file. After it the
+ * table is only read. */
 void fn_table_sort(struct fn_table *t, enum fn_column c);
 void fn_table_free(struct fn_table *t);
 /* The column named name ("total", "own", "total-count", "own-count"):
