@@ -161,7 +161,7 @@ print(repr(r["function"]), r["own_bytes"])'
 	run memray-stat --by-function cut.bin
 	assert_failure 2
 	assert_line --regexp '^ +[0-9.]+ KiB +100\.00% .*  main \(demo\.c\)$'
-	assert_line --partial "memray-stat: cut.bin: truncated at byte 30000"
+	assert_line --regexp "^memray-stat: cut.bin: truncated at byte [0-9]+: "
 	# a sampled stream has no temporary allocations to show
 	memray-record -q -o s.bin --sample-bytes 64K "$FIX/sampling" threads
 	run memray-stat --by-function -m temporary s.bin
