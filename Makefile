@@ -23,6 +23,8 @@ LDLIBS_TRACKER = -lunwind -ldl -lpthread -lm
 TOOLS   = memray-record memray-stat memray-fold memray-leaks memray-tree memray-flame memray-live memray-diff
 LIB_SRC = lib/folded.c lib/ingest.c lib/live.c lib/replay.c lib/symbolize.c lib/collapse.c lib/stream_write.c lib/stream_read.c lib/input.c lib/util.c lib/dump.c \
 	lib/intern.c lib/pprof.c lib/speedscope.c
+# memray-diff's frames made comparable across checkouts; memray-stat's table of functions
+LIB_SRC += lib/frame_norm.c lib/by_function.c
 TRACKER_SRC = lib/tracker/tracker.c lib/tracker/hooks.c lib/tracker/python.c lib/tracker/got.c \
 	lib/tracker/signals.c \
 	lib/stream_write.c

@@ -12,19 +12,29 @@
 
 #include "../../lib/collapse.h"
 #include "../../lib/folded.h"
+#include "../../lib/frame_norm.h"
 #include "../../lib/ingest.h"
 #include "../../lib/input.h"
 #include "../../lib/util.h"
 
 static const char usage_text[] =
-	"usage: memray-diff [--metric METRIC] [--report] [--top N] BEFORE AFTER\n"
+	"usage: memray-diff [--metric METRIC] [--strip-prefix DIR]... [--ignore-lines]\n"
+	"                   [--report] [--top N] BEFORE AFTER\n"
 	"\n"
 	"Compares two runs, each given as collapsed stacks (from memray-fold or any\n"
 	"other tool) or as a memray stream, and writes differential collapsed\n"
-	"stacks: one line per stack of either run, 'frames before after'.\n"
+	"stacks: one line per stack of either run, 'frames before after'. Paths in\n"
+	"frames are compared relative to each run's root: by default the directory\n"
+	"that holds all its files outside the Python library directories, which are\n"
+	"themselves stripped up to site-packages/, dist-packages/ or lib/pythonX.Y/.\n"
 	"\n"
 	"  -m, --metric METRIC   how streams are folded: peak (default), total,\n"
 	"                        count, leaked or temporary\n"
+	"  -s, --strip-prefix DIR\n"
+	"                        strip DIR from the paths under it, in both runs,\n"
+	"                        instead of each run's own root (repeatable: the\n"
+	"                        longest DIR a path is under is stripped)\n"
+	"  -i, --ignore-lines    compare frames without their line numbers\n"
 	"  -r, --report          a report instead: the totals, then the stacks that\n"
 	"                        grew and shrank most\n"
 	"  -n, --top N           stacks in each part of the report (default 10)\n"
@@ -101,10 +111,29 @@ static void add(void *ctx, const char *s, size_t n, uint64_t value)
 	table[j] = (uint32_t)nentries++;
 }
 
-/* a differential file as an input: its own side of each line */
-static void add2(void *ctx, const char *s, size_t n, uint64_t before, uint64_t after)
+/* ---- reading a run ---------------------------------------------------------- */
+
+/* One run's stacks as read, before their frames are normalised. */
+static struct collapsed *raw;
+static size_t nraw, raw_cap;
+
+static void keep(void *ctx, const char *s, size_t n, uint64_t value)
 {
-	add(ctx, s, n, side ? after : before);
+	(void)ctx;
+	if (nraw == raw_cap) {
+		raw_cap = raw_cap ? raw_cap * 2 : 1024;
+		raw = xrealloc(raw, raw_cap * sizeof(*raw));
+	}
+	char *t = xrealloc(NULL, n + 1);
+	memcpy(t, s, n);
+	t[n] = 0;
+	raw[nraw++] = (struct collapsed){ t, n, value, 0 };
+}
+
+/* a differential file as an input: its own side of each line */
+static void keep2(void *ctx, const char *s, size_t n, uint64_t before, uint64_t after)
+{
+	keep(ctx, s, n, side ? after : before);
 }
 
 static void meta(void *ctx, const char *key, const char *value)
@@ -116,6 +145,7 @@ static void meta(void *ctx, const char *key, const char *value)
 		sampled[side] = strtoull(value, NULL, 10) ? strtoull(value, NULL, 10) : 1;
 }
 
+/* Reads path's stacks into raw; returns 0, 2 after damage, or EXIT_REFUSED. */
 static int read_run(const char *path, const struct collapse_opts *o)
 {
 	char err[600];
@@ -125,7 +155,7 @@ static int read_run(const char *path, const struct collapse_opts *o)
 		return EXIT_REFUSED;
 	}
 	if (!mr_input_is_stream(in)) {
-		struct folded_sink sink = { add, meta, NULL, add2 };
+		struct folded_sink sink = { keep, meta, NULL, keep2 };
 		return folded_read_input(in, &sink);
 	}
 	struct replay r;
@@ -137,16 +167,41 @@ static int read_run(const char *path, const struct collapse_opts *o)
 	if (why)
 		die(EXIT_USAGE, "%s: %s", path, why);
 	struct symbolizer *sym = sym_new();
-	struct collapsed *v;
-	size_t n = collapse_lines(&r, sym, o, &v);
-	for (size_t i = 0; i < n; i++)
-		add(NULL, v[i].text, v[i].len, v[i].value);
-	collapse_lines_free(v, n);
+	nraw = collapse_lines(&r, sym, o, &raw);
+	raw_cap = nraw;
 	sym_free(sym);
 	replay_free(&r);
 	ingest_free(&g);
 	snprintf(metric[side], sizeof(metric[side]), "%s", metric_name(o->metric));
 	return status;
+}
+
+/* The stacks read into raw, normalised (paths relative to the run's root,
+ * lines dropped if asked), added to the side being read; the root used
+ * into root[side]. */
+static char *root[2];
+
+static void add_run(char *const *dirs, size_t ndirs, int ignore_lines)
+{
+	struct frame_norm nm;
+	frame_norm_init(&nm, dirs, ndirs, ignore_lines);
+	for (size_t i = 0; i < nraw; i++)
+		frame_norm_learn(&nm, raw[i].text, raw[i].len);
+	for (size_t i = 0; i < nraw; i++) {
+		size_t len;
+		char *t = frame_norm_stack(&nm, raw[i].text, raw[i].len, &len);
+		add(NULL, t, len, raw[i].value);
+		free(t);
+	}
+	size_t len;
+	const char *r = frame_norm_root(&nm, &len);
+	root[side] = xrealloc(NULL, len + 1);
+	memcpy(root[side], r, len);
+	root[side][len] = 0;
+	frame_norm_free(&nm);
+	collapse_lines_free(raw, nraw);
+	raw = NULL;
+	nraw = raw_cap = 0;
 }
 
 /* ---- output ------------------------------------------------------------------- */
@@ -234,7 +289,26 @@ static void report_part(const char *title, struct entry **v, size_t n, size_t to
 		puts("  (none)");
 }
 
-static void report(const char *before, const char *after, size_t top)
+/* The roots the paths were made relative to, if any. */
+static void print_roots(char *const *strip, size_t nstrip)
+{
+	if (nstrip) {
+		fputs("root:    --strip-prefix ", stdout);
+		for (size_t i = 0; i < nstrip; i++) {
+			size_t n = strlen(strip[i]);
+			while (n > 1 && strip[i][n - 1] == '/')
+				n--;
+			printf("%s%.*s", i ? ", " : "", (int)n, strip[i]);
+		}
+		putchar('\n');
+	} else if (root[0][0] || root[1][0]) {
+		printf("root:    %s (before), %s (after)\n", root[0][0] ? root[0] : "none",
+		       root[1][0] ? root[1] : "none");
+	}
+}
+
+static void report(const char *before, const char *after, size_t top, char *const *strip,
+		   size_t nstrip, int ignore_lines)
 {
 	int bytes = bytes_metric(metric[1][0] ? metric[1] : metric[0]);
 	uint64_t t0 = 0, t1 = 0;
@@ -256,6 +330,9 @@ static void report(const char *before, const char *after, size_t top)
 	printf("metric:  %s\n", metric[1][0] ? metric[1] : metric[0][0] ? metric[0] : "(unknown)");
 	printf("before:  %s  %s%s\n", a, before, sampled[0] ? "  (sampled: estimates)" : "");
 	printf("after:   %s  %s%s\n", b, after, sampled[1] ? "  (sampled: estimates)" : "");
+	print_roots(strip, nstrip);
+	if (ignore_lines)
+		puts("lines:   ignored");
 	printf("change:  %c%s", t1 >= t0 ? '+' : '-', c);
 	if (t0)
 		printf(" (%+.1f%%)", 100.0 * ((double)t1 - (double)t0) / (double)t0);
@@ -273,6 +350,8 @@ int main(int argc, char **argv)
 	progname = "memray-diff";
 	static const struct option longopts[] = {
 		{ "metric", required_argument, NULL, 'm' },
+		{ "strip-prefix", required_argument, NULL, 's' },
+		{ "ignore-lines", no_argument, NULL, 'i' },
 		{ "report", no_argument, NULL, 'r' },
 		{ "top", required_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
@@ -280,15 +359,23 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct collapse_opts o = { METRIC_PEAK, FRAMES_AUTO, 0, 0, 0 };
-	int do_report = 0, c;
+	int do_report = 0, ignore_lines = 0, c;
+	char **strip = xrealloc(NULL, (size_t)argc * sizeof(*strip));
+	size_t nstrip = 0;
 	long top = 10;
 	char *end;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":m:rn:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":m:s:irn:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			o.metric = metric_arg(optarg);
 			break;
+		case 's':
+			if (!optarg[0])
+				die(EXIT_USAGE, "invalid --strip-prefix '': expected a directory");
+			strip[nstrip++] = optarg;
+			break;
+		case 'i': ignore_lines = 1; break;
 		case 'r': do_report = 1; break;
 		case 'n':
 			top = strtol(optarg, &end, 10);
@@ -310,6 +397,7 @@ int main(int argc, char **argv)
 	int status = EXIT_OK, refused = 0;
 	for (side = 0; side < 2; side++) {
 		int st = read_run(argv[optind + side], &o);
+		add_run(strip, nstrip, ignore_lines);
 		refused |= st == EXIT_REFUSED;
 		if (st != EXIT_OK)
 			status = EXIT_USAGE;
@@ -320,7 +408,7 @@ int main(int argc, char **argv)
 		warnmsg("the runs measure different things: %s in %s, %s in %s", metric[0],
 			argv[optind], metric[1], argv[optind + 1]);
 	if (do_report) {
-		report(argv[optind], argv[optind + 1], (size_t)top);
+		report(argv[optind], argv[optind + 1], (size_t)top, strip, nstrip, ignore_lines);
 	} else {
 		qsort(entries, nentries, sizeof(*entries), by_text);
 		const char *m = metric[1][0] ? metric[1] : metric[0];
@@ -337,6 +425,9 @@ int main(int argc, char **argv)
 		free(entries[i].text);
 	free(entries);
 	free(table);
+	free(strip);
+	free(root[0]);
+	free(root[1]);
 	if (fflush(stdout) != 0)
 		die(EXIT_USAGE, "cannot write the output");
 	return status;

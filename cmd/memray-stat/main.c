@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../lib/by_function.h"
 #include "../../lib/collapse.h"
 #include "../../lib/dump.h"
 #include "../../lib/ingest.h"
@@ -18,6 +19,7 @@
 
 static const char usage_text[] =
 	"usage: memray-stat [--dump | --json | --timeline] [-n N] [--pid PID]\n"
+	"                   [--by-function [--metric METRIC] [--sort COLUMN]]\n"
 	"                   [--max-peak SIZE] [--max-leaked SIZE] [--max-allocations N]\n"
 	"                   [FILE...]\n"
 	"\n"
@@ -30,7 +32,14 @@ static const char usage_text[] =
 	"  -d, --dump                print every record as one line of text\n"
 	"  -j, --json                print the numbers as one JSON object\n"
 	"  -t, --timeline            print the memory timeline as CSV: ms,rss,heap\n"
-	"  -n, --top N               sites in each top list (default 5)\n"
+	"  -f, --by-function         print the table of functions instead of the\n"
+	"                            report: own and total bytes and allocations\n"
+	"  -m, --metric METRIC       the bytes of the table: peak (default), total,\n"
+	"                            leaked or temporary\n"
+	"  -s, --sort COLUMN         the table's order: total (default), own,\n"
+	"                            total-count or own-count\n"
+	"  -n, --top N               sites in each top list (default 5); rows of the\n"
+	"                            table (default all)\n"
 	"  -p, --pid PID             only the process PID\n"
 	"      --max-peak SIZE       exit 1 if the peak heap is above SIZE\n"
 	"      --max-leaked SIZE     exit 1 if more than SIZE is live at the end\n"
@@ -404,6 +413,86 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	printf("}\n");
 }
 
+/* ---- the table of functions --------------------------------------------- */
+
+static const char *const column_title[] = { "total bytes", "own bytes", "total allocations",
+					    "own allocations" };
+
+static double percent(uint64_t part, uint64_t whole)
+{
+	return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+static void table_text(const struct fn_table *t, enum metric m, enum fn_column c, size_t rows,
+		       int sampled)
+{
+	char a[16], b[16];
+	printf("functions by %s, %s: %s in %" PRIu64 " allocations, %zu functions",
+	       column_title[c], metric_name(m), human_size(a, t->bytes), t->count, t->n);
+	if (rows < t->n)
+		printf(" (%zu shown)", rows);
+	printf("%s\n\n%10s %7s %10s %7s %11s %10s  %s\n",
+	       sampled ? " (estimated from a sampled stream)" : "", "total", "%", "own", "%",
+	       "allocations", "own allocs", "function");
+	for (size_t i = 0; i < rows; i++) {
+		const struct fn_row *f = &t->v[i];
+		printf("%10s %6.2f%% %10s %6.2f%% %11" PRIu64 " %10" PRIu64 "  ",
+		       human_size(a, f->total_bytes), percent(f->total_bytes, t->bytes),
+		       human_size(b, f->own_bytes), percent(f->own_bytes, t->bytes), f->total_count,
+		       f->own_count);
+		collapse_escape(stdout, f->function, strlen(f->function));
+		if (f->file[0]) {
+			fputs(" (", stdout);
+			collapse_escape(stdout, f->file, strlen(f->file));
+			putchar(')');
+		}
+		putchar('\n');
+	}
+}
+
+static void table_json(const struct fn_table *t, enum metric m, enum fn_column c, size_t rows,
+		       int sampled)
+{
+	printf("{\"metric\":\"%s\",\"sort\":\"%s\",\"sampled\":%s,\"bytes\":%" PRIu64
+	       ",\"count\":%" PRIu64 ",\"n_functions\":%zu,\"functions\":[", metric_name(m),
+	       fn_column_name(c), sampled ? "true" : "false", t->bytes, t->count, t->n);
+	for (size_t i = 0; i < rows; i++) {
+		const struct fn_row *f = &t->v[i];
+		printf("%s{\"function\":", i ? "," : "");
+		json_str(f->function, strlen(f->function));
+		printf(",\"file\":");
+		json_str(f->file, strlen(f->file));
+		printf(",\"total_bytes\":%" PRIu64 ",\"total_percent\":%.2f,\"own_bytes\":%" PRIu64
+		       ",\"own_percent\":%.2f,\"total_count\":%" PRIu64 ",\"own_count\":%" PRIu64
+		       "}", f->total_bytes, percent(f->total_bytes, t->bytes), f->own_bytes,
+		       percent(f->own_bytes, t->bytes), f->total_count, f->own_count);
+	}
+	printf("]}\n");
+}
+
+/* The table of functions of r, rows of them (0: all); 2 if the metric
+ * cannot be had from r, after saying so. */
+static int by_function(struct replay *r, struct symbolizer *sym, enum metric m, enum fn_column c,
+		       size_t rows, int json)
+{
+	const char *why = metric_unavailable(r, m);
+	if (why) {
+		warnmsg("%s", why);
+		return EXIT_USAGE;
+	}
+	struct fn_table t;
+	fn_table_build(&t, r, sym, m);
+	fn_table_sort(&t, c);
+	if (!rows || rows > t.n)
+		rows = t.n;
+	if (json)
+		table_json(&t, m, c, rows, r->sample_bytes != 0);
+	else
+		table_text(&t, m, c, rows, r->sample_bytes != 0);
+	fn_table_free(&t);
+	return EXIT_OK;
+}
+
 static uint64_t size_arg(const char *opt, const char *s)
 {
 	uint64_t v;
@@ -421,6 +510,9 @@ int main(int argc, char **argv)
 		{ "dump", no_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "timeline", no_argument, NULL, 't' },
+		{ "by-function", no_argument, NULL, 'f' },
+		{ "metric", required_argument, NULL, 'm' },
+		{ "sort", required_argument, NULL, 's' },
 		{ "top", required_argument, NULL, 'n' },
 		{ "pid", required_argument, NULL, 'p' },
 		{ "max-peak", required_argument, NULL, MAX_PEAK },
@@ -430,21 +522,38 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
-	int dump = 0, json = 0, timeline = 0, c;
+	int dump = 0, json = 0, timeline = 0, functions = 0, table_opts = 0, top_given = 0, c;
+	enum metric metric = METRIC_PEAK;
+	enum fn_column sort = FN_TOTAL;
 	long top = 5, pid = -1;
 	uint64_t max_peak = 0, max_leaked = 0, max_allocs = 0;
 	int has_peak = 0, has_leaked = 0, has_allocs = 0;
 	char *end;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":djtn:p:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":djtfm:s:n:p:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd': dump = 1; break;
 		case 'j': json = 1; break;
 		case 't': timeline = 1; break;
+		case 'f': functions = 1; break;
+		case 'm':
+			metric = metric_arg(optarg);
+			if (metric == METRIC_COUNT)
+				die(EXIT_USAGE, "--by-function counts allocations in columns of their "
+					"own: --metric is peak, total, leaked or temporary");
+			table_opts = 1;
+			break;
+		case 's':
+			if (fn_column_parse(optarg, &sort) < 0)
+				die(EXIT_USAGE, "invalid --sort '%s': expected total, own, total-count "
+					"or own-count", optarg);
+			table_opts = 1;
+			break;
 		case 'n':
 			top = strtol(optarg, &end, 10);
 			if (*end || end == optarg || top < 1)
 				die(EXIT_USAGE, "invalid --top '%s'", optarg);
+			top_given = 1;
 			break;
 		case 'p':
 			pid = pid_arg("--pid", optarg);
@@ -464,6 +573,10 @@ int main(int argc, char **argv)
 	}
 	if (dump + json + timeline > 1)
 		die(EXIT_USAGE, "--dump, --json and --timeline exclude each other");
+	if (functions && (dump || timeline))
+		die(EXIT_USAGE, "--by-function excludes --dump and --timeline");
+	if (table_opts && !functions)
+		die(EXIT_USAGE, "--metric and --sort apply to --by-function only");
 	int status = EXIT_OK;
 	if (dump) {
 		if (optind == argc)
@@ -485,7 +598,10 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	struct symbolizer *sym = sym_new();
-	if (timeline) {
+	if (functions) {
+		if (by_function(&r, sym, metric, sort, top_given ? (size_t)top : 0, json) != EXIT_OK)
+			status = EXIT_USAGE;
+	} else if (timeline) {
 		printf("ms,rss,heap\n");
 		for (size_t i = 0; i < r.ntimeline; i++)
 			printf("%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", r.timeline[i].time_us / 1000,

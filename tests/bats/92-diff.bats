@@ -4,7 +4,8 @@
 load helper
 
 BUFS=$BATS_TEST_DIRNAME/../fixtures/py/buffers.py
-SITE="make.<locals>.<listcomp> ($BUFS:8)"
+# frames read relative to the directory of the run's own files
+SITE="make.<locals>.<listcomp> (buffers.py:8)"
 
 # two recordings of the script, the second with one buffer more
 record_runs() {
@@ -39,7 +40,7 @@ counts_of_site() {
 	assert_line --index 0 "metric:  peak"
 	assert_line --regexp "^before: +[0-9.]+ [KMG]iB +before.bin$"
 	assert_line --regexp "^after: +[0-9.]+ [KMG]iB +after.bin$"
-	assert_line --regexp "^  \+976.6 KiB +\(2.9 MiB -> 3.8 MiB, \+1000001\)  make.<locals>.<listcomp> \($BUFS:8\) <- make \($BUFS:8\) <- <module> \($BUFS:11\)$"
+	assert_line --regexp "^  \+976.6 KiB +\(2.9 MiB -> 3.8 MiB, \+1000001\)  make.<locals>.<listcomp> \(buffers.py:8\) <- make \(buffers.py:8\) <- <module> \(buffers.py:11\)$"
 	assert_line "grew most:"
 	assert_line "shrank most:"
 	# with --top 1 only the biggest change of each kind
@@ -113,4 +114,124 @@ a;d 0 7"
 	[ "$status" -eq 2 ]
 	run memray-diff --bogus one.folded one.folded
 	[ "$status" -eq 2 ]
+}
+
+# ---- runs from different checkouts --------------------------------------------
+
+PROJ=$BATS_TEST_DIRNAME/../fixtures/py/checkout
+
+# the project copied to a/proj and b/checkout2/proj (c/proj: its lines
+# moved by blank lines added at the top of each module), each recorded
+record_checkouts() {
+	mkdir -p a b/checkout2 c
+	cp -r "$PROJ" a/proj
+	cp -r "$PROJ" b/checkout2/proj
+	cp -r "$PROJ" c/proj
+	for f in app.py store.py codec/text.py; do
+		{ printf '\n\n\n'; cat "$PROJ/$f"; } > "c/proj/$f"
+	done
+	for d in a/proj b/checkout2/proj c/proj; do
+		PYTHONHASHSEED=0 memray-record -q -o "${d%%/*}.bin" /usr/bin/python3 "$d/app.py" > /dev/null
+	done
+}
+
+# project_lines FILE: the differential lines of stacks through app.py
+project_lines() {
+	grep -F 'app.py' "$1" | grep -v '^#'
+}
+
+# all_unchanged FILE: at least N lines of the project, each the same in both runs
+all_unchanged() {
+	project_lines "$1" > p.txt
+	[ "$(wc -l < p.txt)" -ge "$2" ] || { cat "$1"; return 1; }
+	awk '$(NF - 1) != $NF || $NF == 0 { print "changed: " $0; bad = 1 } END { exit bad }' p.txt
+}
+
+@test "the same code in two checkouts compares unchanged: paths relative to each run's root" {
+	record_checkouts
+	memray-diff a.bin b.bin > ab.folded
+	all_unchanged ab.folded 4
+	# the frames read relative to the root, in the collapsed form
+	grep -qF '<module> (app.py:17);main (app.py:13);Store.put (store.py:6) 300003 300003' ab.folded
+	grep -qF '<module> (app.py:17);main (app.py:13);encode (codec/text.py:2) 600006 600006' ab.folded
+	! grep -q "$PWD" ab.folded
+	run memray-diff --report a.bin b.bin
+	assert_success
+	assert_line "root:    $PWD/a/proj (before), $PWD/b/checkout2/proj (after)"
+	# near everything unchanged: nothing of the project new or gone (a
+	# pymalloc arena may open at another place when paths differ in length)
+	assert_line --regexp '^stacks:  [0-9]+ grew \([0-2] new\), [0-9]+ shrank \([0-2] gone\), [0-9]+ unchanged$'
+	! echo "$output" | grep -q 'app.py'
+	# collapsed stacks in, from memray-fold: the same
+	memray-fold a.bin > a.folded
+	memray-fold b.bin > b.folded
+	memray-diff a.folded b.folded > ab2.folded
+	diff <(project_lines ab.folded) <(project_lines ab2.folded)
+	memray-diff a.folded b.bin > ab3.folded
+	diff <(project_lines ab.folded) <(project_lines ab3.folded)
+	# and memray-flame draws it
+	memray-flame ab.folded | grep -q '"diff":true'
+}
+
+@test "--strip-prefix DIR: explicit roots, for both runs, instead of the common prefix" {
+	record_checkouts
+	memray-diff --strip-prefix "$PWD/a" --strip-prefix "$PWD/b/checkout2/" a.bin b.bin > ab.folded
+	all_unchanged ab.folded 4
+	grep -qF '<module> (proj/app.py:17);main (proj/app.py:13);Store.put (proj/store.py:6) 300003 300003' ab.folded
+	run memray-diff -r --strip-prefix "$PWD/a" --strip-prefix "$PWD/b/checkout2/" a.bin b.bin
+	assert_line "root:    --strip-prefix $PWD/a, $PWD/b/checkout2"
+	# a root that matches neither run: the paths stay whole, and nearly
+	# everything is new or gone (what memray-diff did before roots)
+	memray-diff --strip-prefix /nonexistent a.bin b.bin > whole.folded
+	grep -qF "Store.put ($PWD/a/proj/store.py:6) 300003 0" whole.folded
+	grep -qF "Store.put ($PWD/b/checkout2/proj/store.py:6) 0 300003" whole.folded
+	run memray-diff --strip-prefix '' a.bin b.bin
+	assert_failure 2
+	assert_output --partial "invalid --strip-prefix '': expected a directory"
+}
+
+@test "--ignore-lines: code whose lines moved still matches; without it, it does not" {
+	record_checkouts
+	memray-diff a.bin c.bin > ac.folded
+	project_lines ac.folded > p.txt
+	grep -qF 'Store.put (store.py:9) 0 300003' p.txt
+	grep -qF 'Store.put (store.py:6) 300003 0' p.txt
+	memray-diff --ignore-lines a.bin c.bin > ac.folded
+	all_unchanged ac.folded 4
+	grep -qF '<module> (app.py);main (app.py);Store.put (store.py) 300003 300003' ac.folded
+	# lines are gone from every frame, the interpreter's own too
+	grep -v '^#' ac.folded | awk '{ $NF = ""; $(NF - 1) = ""; print }' | grep -q ':[0-9]' && false
+	run memray-diff --report --ignore-lines a.bin c.bin
+	assert_line "lines:   ignored"
+	assert_line --regexp '^stacks:  [0-9]+ grew \([0-2] new\), [0-9]+ shrank \([0-2] gone\), [0-9]+ unchanged$'
+}
+
+@test "library paths match across interpreter locations; frames' own text is parsed, not guessed" {
+	{
+		echo '<module> (/home/alice/proj/app.py:3);loads (/usr/lib/python3.11/json/__init__.py:346);decode (/usr/lib/python3.11/json/decoder.py:337) 100'
+		echo '<module> (/home/alice/proj/app.py:3);get (/usr/lib/python3/dist-packages/requests/api.py:73) 7'
+		echo 'main (/home/alice/proj (copy)/tool.py:1);std::function<void (int)> (libfoo.so) 5'
+		echo '[unknown] 2'
+		echo 'f (<frozen importlib._bootstrap>:1178);g (file.c:42) 1'
+	} > alice.folded
+	# the root is what the run's own paths share: /home/alice/, /ci/build/
+	{
+		echo '<module> (/ci/build/proj/app.py:3);loads (/opt/py/lib/python3.12/json/__init__.py:346);decode (/opt/py/lib/python3.12/json/decoder.py:337) 100'
+		echo '<module> (/ci/build/proj/app.py:3);get (/ci/venv/lib/python3.12/site-packages/requests/api.py:73) 7'
+		echo 'main (/ci/build/proj (copy)/tool.py:1);std::function<void (int)> (libfoo.so) 5'
+		echo '[unknown] 2'
+		echo 'f (<frozen importlib._bootstrap>:1179);g (file.c:43) 1'
+	} > ci.folded
+	run memray-diff alice.folded ci.folded
+	assert_success
+	assert_output '# diff="before after"
+<module> (proj/app.py:3);get (requests/api.py:73) 7 7
+<module> (proj/app.py:3);loads (json/__init__.py:346);decode (json/decoder.py:337) 100 100
+[unknown] 2 2
+f (<frozen importlib._bootstrap>:1178);g (file.c:42) 1 0
+f (<frozen importlib._bootstrap>:1179);g (file.c:43) 0 1
+main (proj (copy)/tool.py:1);std::function<void (int)> (libfoo.so) 5 5'
+	run memray-diff --ignore-lines alice.folded ci.folded
+	assert_line 'f (<frozen importlib._bootstrap>);g (file.c) 1 1'
+	assert_line '<module> (proj/app.py);loads (json/__init__.py);decode (json/decoder.py) 100 100'
 }
