@@ -40,7 +40,9 @@ main;d 100"
 	run $FLAME_DATA direct.html
 	assert_line --partial "fill_cache (demo.c:"
 	[ "$($FLAME_DATA direct.html --json counts)" = true ]
-	[ "$($FLAME_DATA via-fold.html --json counts)" = false ]
+	[ "$($FLAME_DATA via-fold.html --json counts)" = true ]
+	# the counts travel through the pipe: the same in both pages
+	diff <($FLAME_DATA via-fold.html --json nodes) <($FLAME_DATA direct.html --json nodes)
 	run $FLAME_DATA direct.html --meta
 	assert_line --regexp "^command: .*/demo$"
 	assert_line --regexp "^timeline: ms,rss,heap [0-9]+,"
@@ -183,4 +185,25 @@ a 148"
 	assert_failure 2
 	assert_line --partial "truncated at byte"
 	assert_line --index 1 "<!DOCTYPE html>"
+}
+
+@test "what memray-fold says of each stack reaches the page: counts, threads, source lines; sorted input is noticed" {
+	memray-record -q -o t.bin /usr/bin/python3 "$BATS_TEST_DIRNAME/../fixtures/py/threads.py"
+	memray-fold -m total t.bin > t.folded
+	memray-flame t.folded > t.html
+	[ "$($FLAME_DATA t.html --json counts)" = true ]
+	# the threads as memray-fold names them, each one's values adding up to the total
+	$FLAME_DATA t.html --json threads | python3 -c '
+import json, sys
+t = json.load(sys.stdin)
+assert len(t) == 3 and all("(thread " in label for _, label in t), t'
+	total=$(grep -v '^#' t.folded | awk '{ s += $NF } END { print s }')
+	[ "$($FLAME_DATA t.html --json parts | python3 -c 'import json, sys; p = json.load(sys.stdin); print(sum(p[2::4]))')" = "$total" ]
+	grep -q 't.start()' t.html
+	# sorted, the annotations are no longer before their stacks
+	sort t.folded | memray-flame > s.html 2> err.txt
+	grep -q "memray-flame: warning: <stdin>: its '# stack.' lines are not each before their stack (was it sorted?)" err.txt
+	[ "$(wc -l < err.txt)" = 1 ]
+	[ "$($FLAME_DATA s.html --json counts)" = false ]
+	diff <($FLAME_DATA t.html) <($FLAME_DATA s.html)
 }
