@@ -68,8 +68,8 @@ static void part_add(struct collapsed *l, uint32_t thread, uint64_t value, uint6
 
 /* Adds a site's value to the line of its text (taking text), and with
  * thread > 0 to that thread's part of it. */
-static void lines_add(struct lines *L, char *text, size_t len, uint64_t value, uint64_t count,
-		      uint32_t thread)
+static struct collapsed *lines_add(struct lines *L, char *text, size_t len, uint64_t value,
+				   uint64_t count, uint32_t thread)
 {
 	if ((L->n + 1) * 2 > L->index_cap) {
 		size_t cap = L->index_cap ? L->index_cap * 2 : 1024;
@@ -94,7 +94,7 @@ static void lines_add(struct lines *L, char *text, size_t len, uint64_t value, u
 			if (thread)
 				part_add(l, thread, value, count);
 			free(text);
-			return;
+			return l;
 		}
 		j = (j + 1) & (L->index_cap - 1);
 	}
@@ -102,10 +102,11 @@ static void lines_add(struct lines *L, char *text, size_t len, uint64_t value, u
 		L->cap = L->cap ? L->cap * 2 : 1024;
 		L->v = xrealloc(L->v, L->cap * sizeof(*L->v));
 	}
-	L->v[L->n] = (struct collapsed){ text, len, value, count, NULL, 0 };
+	L->v[L->n] = (struct collapsed){ text, len, value, count, NULL, 0, NULL, 0 };
 	if (thread)
 		part_add(&L->v[L->n], thread, value, count);
-	L->index[j] = (uint32_t)L->n++;
+	L->index[j] = (uint32_t)L->n;
+	return &L->v[L->n++];
 }
 
 static int by_text(const void *a, const void *b)
@@ -386,6 +387,112 @@ char *collapse_site(struct replay *r, struct symbolizer *sym, const struct colla
 	return text;
 }
 
+/* ---- live bytes over time ---------------------------------------------------- */
+
+/* A site's live bytes and count at the timeline points where they
+ * changed, in time order. */
+struct series {
+	struct series_point { uint64_t time_us; int64_t bytes, count; } *v;
+	uint32_t n, cap;
+};
+
+struct collapse_temporal {
+	struct series *site; /* by site index */
+	size_t nsite;
+	size_t stride;       /* the timeline's stride at the last point */
+};
+
+/* The timeline thinned: each point of s moves to the first point still
+ * kept at or after it, the last one there winning. */
+static void series_thin(struct series *s, const struct replay *r)
+{
+	uint32_t out = 0;
+	for (uint32_t k = 0; k < s->n; k++) {
+		size_t lo = 0, hi = r->ntimeline - 1;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (r->timeline[mid].time_us < s->v[k].time_us)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		struct series_point p = s->v[k];
+		p.time_us = r->timeline[lo].time_us;
+		if (out && s->v[out - 1].time_us == p.time_us)
+			s->v[out - 1] = p;
+		else
+			s->v[out++] = p;
+	}
+	s->n = out;
+}
+
+/* At a timeline point: each site whose live bytes or count changed since
+ * its last point gets one. */
+static void on_timepoint(void *ctx, struct replay *r)
+{
+	struct collapse_temporal *t = ctx;
+	if (r->stride != t->stride) {
+		for (size_t i = 0; i < t->nsite; i++)
+			series_thin(&t->site[i], r);
+		t->stride = r->stride;
+	}
+	if (r->nsites > t->nsite) {
+		t->site = xrealloc(t->site, r->nsites * sizeof(*t->site));
+		memset(t->site + t->nsite, 0, (r->nsites - t->nsite) * sizeof(*t->site));
+		t->nsite = r->nsites;
+	}
+	uint64_t now = r->timeline[r->ntimeline - 1].time_us;
+	for (size_t i = 0; i < r->nsites; i++) {
+		struct series *s = &t->site[i];
+		const struct site *site = &r->sites[i];
+		int64_t b = s->n ? s->v[s->n - 1].bytes : 0, c = s->n ? s->v[s->n - 1].count : 0;
+		if (site->cur_bytes == b && site->cur_count == c)
+			continue;
+		if (s->n == s->cap) {
+			s->cap = s->cap ? 2 * s->cap : 4;
+			s->v = xrealloc(s->v, s->cap * sizeof(*s->v));
+		}
+		s->v[s->n++] = (struct series_point){ now, site->cur_bytes, site->cur_count };
+	}
+}
+
+struct collapse_temporal *collapse_temporal_start(struct replay *r)
+{
+	struct collapse_temporal *t = xrealloc(NULL, sizeof(*t));
+	memset(t, 0, sizeof(*t));
+	t->stride = r->stride;
+	r->on_timepoint = on_timepoint;
+	r->timepoint_ctx = t;
+	return t;
+}
+
+void collapse_temporal_free(struct collapse_temporal *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->nsite; i++)
+		free(t->site[i].v);
+	free(t->site);
+	free(t);
+}
+
+/* Adds site i's changes (thread's) to line l. */
+static void changes_add(struct collapsed *l, const struct collapse_temporal *t, size_t i,
+			uint32_t thread)
+{
+	if (i >= t->nsite || !t->site[i].n)
+		return;
+	const struct series *s = &t->site[i];
+	l->changes = xrealloc(l->changes, (l->nchanges + s->n) * sizeof(*l->changes));
+	int64_t b = 0, c = 0;
+	for (uint32_t k = 0; k < s->n; k++) {
+		l->changes[l->nchanges++] = (struct collapsed_change){ s->v[k].time_us / 1000, thread,
+								      s->v[k].bytes - b, s->v[k].count - c };
+		b = s->v[k].bytes;
+		c = s->v[k].count;
+	}
+}
+
 /* The thread's id in the "# thread=" table: threads are numbered from
  * 1 through the processes of r in order, then each one's own table. */
 static uint32_t thread_id(const struct replay *r, const struct site *s)
@@ -401,14 +508,16 @@ static uint32_t thread_id(const struct replay *r, const struct site *s)
 
 /* collapse_lines, adding the Python lines shown to src if not NULL. */
 static size_t build_lines(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
-			  int annotate, struct collapsed **out, struct sources *src)
+			  const struct collapse_extra *x, struct collapsed **out, struct sources *src)
 {
 	struct lines L;
 	memset(&L, 0, sizeof(L));
+	const struct collapse_temporal *tp = x ? x->temporal : NULL;
+	int annotate = x && x->annotate;
 	for (size_t i = 0; i < r->nsites; i++) {
 		const struct site *s = &r->sites[i];
 		uint64_t v = site_value(r, s, o->metric);
-		if (!v)
+		if (!v && !(tp && i < tp->nsite && tp->site[i].n))
 			continue;
 		char *text = NULL;
 		size_t len = 0;
@@ -417,8 +526,11 @@ static size_t build_lines(struct replay *r, struct symbolizer *sym, const struct
 			die(EXIT_USAGE, "out of memory");
 		render(m, r, sym, s, o, src);
 		fclose(m);
-		lines_add(&L, text, len, v, site_count(r, s, o->metric),
-			  annotate ? thread_id(r, s) : 0);
+		uint32_t thread = annotate || tp ? thread_id(r, s) : 0;
+		struct collapsed *l = lines_add(&L, text, len, v, site_count(r, s, o->metric),
+						annotate ? thread : 0);
+		if (tp)
+			changes_add(l, tp, i, thread);
 	}
 	if (L.n)
 		qsort(L.v, L.n, sizeof(*L.v), by_text);
@@ -430,7 +542,7 @@ static size_t build_lines(struct replay *r, struct symbolizer *sym, const struct
 size_t collapse_lines(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
 		      struct collapsed **out)
 {
-	return build_lines(r, sym, o, 0, out, NULL);
+	return build_lines(r, sym, o, NULL, out, NULL);
 }
 
 void collapse_lines_free(struct collapsed *v, size_t n)
@@ -438,6 +550,7 @@ void collapse_lines_free(struct collapsed *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].text);
 		free(v[i].parts);
+		free(v[i].changes);
 	}
 	free(v);
 }
@@ -598,17 +711,50 @@ static int write_threads(FILE *out, const struct replay *r, struct collapsed *v,
 	return distinct > 1;
 }
 
-/* A stack's "# stack.*" lines: its count, and by thread when asked. */
-static void write_annotations(FILE *out, const struct collapsed *l, int threads)
+static int by_time_thread(const void *a, const void *b)
+{
+	const struct collapsed_change *x = a, *y = b;
+	if (x->ms != y->ms)
+		return (x->ms > y->ms) - (x->ms < y->ms);
+	return (x->thread > y->thread) - (x->thread < y->thread);
+}
+
+/* "# stack.live="MS:THREAD:BYTES:COUNT ..."": l's changes in time
+ * order, those of the same moment and thread added up. */
+static void write_changes(FILE *out, struct collapsed *l)
+{
+	if (l->nchanges > 1)
+		qsort(l->changes, l->nchanges, sizeof(*l->changes), by_time_thread);
+	fputs("# stack.live=\"", out);
+	int first = 1;
+	for (size_t k = 0, j; k < l->nchanges; k = j) {
+		struct collapsed_change c = l->changes[k];
+		for (j = k + 1; j < l->nchanges && l->changes[j].ms == c.ms &&
+				l->changes[j].thread == c.thread; j++)
+			c.bytes += l->changes[j].bytes, c.count += l->changes[j].count;
+		if (!c.bytes && !c.count)
+			continue;
+		fprintf(out, "%s%" PRIu64 ":%u:%" PRId64 ":%" PRId64, first ? "" : " ", c.ms, c.thread,
+			c.bytes, c.count);
+		first = 0;
+	}
+	fputs("\"\n", out);
+}
+
+/* A stack's "# stack.*" lines: its count, by thread when asked, and its
+ * live bytes over time when collected. */
+static void write_annotations(FILE *out, struct collapsed *l, int threads)
 {
 	fprintf(out, "# stack.count=%" PRIu64 "\n", l->count);
-	if (!threads)
-		return;
-	fputs("# stack.threads=\"", out);
-	for (size_t k = 0; k < l->nparts; k++)
-		fprintf(out, "%s%u:%" PRIu64 ":%" PRIu64, k ? " " : "", l->parts[k].thread,
-			l->parts[k].value, l->parts[k].count);
-	fputs("\"\n", out);
+	if (threads) {
+		fputs("# stack.threads=\"", out);
+		for (size_t k = 0; k < l->nparts; k++)
+			fprintf(out, "%s%u:%" PRIu64 ":%" PRIu64, k ? " " : "", l->parts[k].thread,
+				l->parts[k].value, l->parts[k].count);
+		fputs("\"\n", out);
+	}
+	if (l->nchanges)
+		write_changes(out, l);
 }
 
 size_t collapse_write_extra(FILE *out, struct replay *r, struct symbolizer *sym,
@@ -617,7 +763,7 @@ size_t collapse_write_extra(FILE *out, struct replay *r, struct symbolizer *sym,
 	struct collapsed *v;
 	struct sources src;
 	memset(&src, 0, sizeof(src));
-	size_t n = build_lines(r, sym, o, x->annotate, &v, x->sources ? &src : NULL);
+	size_t n = build_lines(r, sym, o, x, &v, x->sources ? &src : NULL);
 	collapse_meta(out, r, o);
 	int threads = x->annotate && write_threads(out, r, v, n);
 	if (x->sources)
@@ -635,6 +781,6 @@ size_t collapse_write_extra(FILE *out, struct replay *r, struct symbolizer *sym,
 size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
 		      const struct collapse_opts *o)
 {
-	static const struct collapse_extra none = { 0, 0 };
+	static const struct collapse_extra none = { 0, 0, NULL };
 	return collapse_write_extra(out, r, sym, o, &none);
 }

@@ -24,6 +24,10 @@ struct collapse_opts {
 	int all_frames; /* keep CPython's own native frames in hybrid stacks */
 };
 
+/* Each site's live bytes and allocations at the points the replay's
+ * timeline keeps, as collapse_temporal_start collects them. */
+struct collapse_temporal;
+
 /* What collapse_write_extra adds, each on "# " lines that collapsed-stack
  * tools ignore (see memray-fold(1), COLLAPSED STACKS). */
 struct collapse_extra {
@@ -31,7 +35,18 @@ struct collapse_extra {
 		       * more than one thread allocated, its value by thread;
 		       * the replay must then be by thread */
 	int sources;  /* the source text of the Python frames' lines */
+	/* when not NULL, before each stack its live bytes over time, and
+	 * stacks with none at the metric's moment but some at a timeline
+	 * point are written too, with the value 0 (needs annotate) */
+	struct collapse_temporal *temporal;
 };
+
+/* Starts collecting what collapse_extra.temporal needs from r, which
+ * must not have replayed anything yet; memory grows with the sites and
+ * the timeline's points (at most TIMELINE_MAX), never with the length
+ * of the stream. */
+struct collapse_temporal *collapse_temporal_start(struct replay *r);
+void collapse_temporal_free(struct collapse_temporal *t);
 
 /* A stack's value in one thread: thread is the id in the "# thread="
  * table, value and count the metric's. */
@@ -47,6 +62,10 @@ struct collapsed {
 	uint64_t value, count; /* the metric, and the allocations behind it */
 	struct collapsed_part *parts; /* with annotate: by thread, else NULL */
 	size_t nparts;
+	/* with temporal: the changes of its live bytes and count, at the
+	 * timeline's points (ms from the start), by thread, else NULL */
+	struct collapsed_change { uint64_t ms; uint32_t thread; int64_t bytes, count; } *changes;
+	size_t nchanges;
 };
 
 /* The distinct stacks with a non-zero value, sorted by text; free with

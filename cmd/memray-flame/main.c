@@ -118,6 +118,8 @@ struct node {
 	uint64_t count;  /* allocations behind total, when the input says */
 	int keep;
 	uint32_t out;    /* kept nodes: the index in the page's preorder (root 0) */
+	uint64_t live;   /* the bytes its stacks held at some timeline point, when
+			  * the input says (memray-fold --temporal), added up */
 };
 
 static struct node *nodes;
@@ -167,7 +169,7 @@ static uint32_t child_of(uint32_t parent, uint32_t name)
 		nodes = xrealloc(nodes, nodes_cap * sizeof(*nodes));
 	}
 	uint32_t id = (uint32_t)nnodes++;
-	nodes[id] = (struct node){ name, parent, 0, nodes[parent].first_child, 0, 0, 0, 0 };
+	nodes[id] = (struct node){ name, parent, 0, nodes[parent].first_child, 0, 0, 0, 0, 0 };
 	nodes[parent].first_child = id;
 	child_index[j] = id;
 	return id;
@@ -182,13 +184,15 @@ static struct {
 	size_t npath, path_cap;
 } prev;
 
-/* Adds a stack; returns its leaf node, or 0 if it adds nothing. */
+/* Adds a stack, live its bytes at timeline points (0 if unknown);
+ * returns its leaf node, or 0 if it adds nothing. */
 static uint32_t add_stack_counted(const char *text, size_t len, uint64_t value, uint64_t count,
-				  int counted)
+				  int counted, uint64_t live)
 {
 	/* a differential stack that vanished still counts in its callers'
-	 * earlier values, in frames of width 0, which are never drawn */
-	if (!value && !(diff_mode == 1 && count))
+	 * earlier values, in frames of width 0, which are never drawn; a
+	 * stack of no value at the peak may have some at other times */
+	if (!value && !(diff_mode == 1 && count) && !live)
 		return 0;
 	if (have_counts != 0)
 		have_counts = counted;
@@ -213,6 +217,7 @@ static uint32_t add_stack_counted(const char *text, size_t len, uint64_t value, 
 			at = child_of(at, intern(s, n));
 		nodes[at].total += value;
 		nodes[at].count += count;
+		nodes[at].live += live;
 		if (depth == prev.path_cap) {
 			prev.path_cap = prev.path_cap ? prev.path_cap * 2 : 256;
 			prev.path = xrealloc(prev.path, prev.path_cap * sizeof(*prev.path));
@@ -243,13 +248,26 @@ static void mixed(void)
 /* The "# stack.*" lines before a stack line (memray-fold(1), Metadata):
  * its allocation count and its value by thread. */
 static struct {
-	int has_count, has_parts;
+	int has_count, has_parts, has_live;
 	uint64_t count;
 	struct collapsed_part *parts;
 	size_t nparts, cap;
+	struct collapsed_change *changes; /* its live bytes over time */
+	size_t nchanges, ccap;
+	uint64_t live; /* the bytes the changes add, added up */
 	int disordered; /* this input's lines were reordered: ignored */
 	const char *input;
 } pend;
+
+/* A stack's live bytes over time, at its leaf. */
+struct live_change {
+	uint32_t node, thread;
+	uint64_t ms;
+	int64_t bytes, count;
+};
+static struct live_change *lives;
+static size_t nlives, lives_cap;
+static int have_live; /* some input had them */
 
 /* A stack's value in one thread, at its leaf; the thread's id in the
  * page's table. */
@@ -272,8 +290,9 @@ static struct {
 
 static void pend_clear(void)
 {
-	pend.has_count = pend.has_parts = 0;
-	pend.nparts = 0;
+	pend.has_count = pend.has_parts = pend.has_live = 0;
+	pend.nparts = pend.nchanges = 0;
+	pend.live = 0;
 }
 
 static void disordered(void)
@@ -310,6 +329,39 @@ static int parse_parts(const char *v)
 	return 1;
 }
 
+/* "MS:THREAD:BYTES:COUNT ..." into pend.changes; 0 if malformed. */
+static int parse_changes(const char *v)
+{
+	pend.nchanges = 0;
+	pend.live = 0;
+	while (*v) {
+		char *e;
+		struct collapsed_change c;
+		c.ms = strtoull(v, &e, 10);
+		if (*e != ':')
+			return 0;
+		unsigned long long id = strtoull(e + 1, &e, 10);
+		if (*e != ':' || id > UINT32_MAX - threads.base)
+			return 0;
+		c.thread = threads.base + (uint32_t)id;
+		c.bytes = strtoll(e + 1, &e, 10);
+		if (*e != ':')
+			return 0;
+		c.count = strtoll(e + 1, &e, 10);
+		if (*e && *e != ' ')
+			return 0;
+		if (pend.nchanges == pend.ccap) {
+			pend.ccap = pend.ccap ? 2 * pend.ccap : 16;
+			pend.changes = xrealloc(pend.changes, pend.ccap * sizeof(*pend.changes));
+		}
+		pend.changes[pend.nchanges++] = c;
+		if (c.bytes > 0)
+			pend.live += (uint64_t)c.bytes;
+		v = *e ? e + 1 : e;
+	}
+	return 1;
+}
+
 /* A "# stack.KEY=VALUE" line. */
 static void stack_meta(const char *key, const char *value)
 {
@@ -324,6 +376,11 @@ static void stack_meta(const char *key, const char *value)
 		if (pend.has_parts)
 			return disordered();
 		pend.has_parts = parse_parts(value);
+	} else if (strcmp(key, "live") == 0) {
+		if (pend.has_live)
+			return disordered();
+		pend.has_live = parse_changes(value);
+		have_live |= pend.has_live;
 	}
 }
 
@@ -350,8 +407,17 @@ static void add_stack(void *ctx, const char *text, size_t len, uint64_t value)
 	if (diff_mode == 1)
 		mixed();
 	diff_mode = 0;
-	uint32_t leaf = add_stack_counted(text, len, value, pend.count, pend.has_count);
-	if (leaf) {
+	uint32_t leaf = add_stack_counted(text, len, value, pend.count, pend.has_count,
+					  pend.has_live ? pend.live : 0);
+	for (size_t i = 0; leaf && pend.has_live && i < pend.nchanges; i++) {
+		if (nlives == lives_cap) {
+			lives_cap = lives_cap ? 2 * lives_cap : 1024;
+			lives = xrealloc(lives, lives_cap * sizeof(*lives));
+		}
+		const struct collapsed_change *c = &pend.changes[i];
+		lives[nlives++] = (struct live_change){ leaf, c->thread, c->ms, c->bytes, c->count };
+	}
+	if (leaf && value) {
 		if (have_threads != 0)
 			have_threads = pend.has_parts;
 		for (size_t i = 0; pend.has_parts && i < pend.nparts; i++) {
@@ -371,7 +437,7 @@ static void add_stack2(void *ctx, const char *text, size_t len, uint64_t before,
 	if (diff_mode == 0)
 		mixed();
 	diff_mode = 1;
-	add_stack_counted(text, len, after, before, 1);
+	add_stack_counted(text, len, after, before, 1, 0);
 	pend_clear();
 }
 
@@ -509,15 +575,16 @@ static int read_stream(struct mr_input *in)
 	if (!name)
 		die(EXIT_USAGE, "out of memory");
 	replay_init(&r, 1); /* by thread, for the values by thread */
+	struct collapse_extra x = { 1, sources.wanted, collapse_temporal_start(&r) };
 	int status = ingest_input(&g, &r, in, -1); /* closes in */
 	if (status == EXIT_REFUSED) {
+		collapse_temporal_free(x.temporal);
 		replay_free(&r);
 		ingest_free(&g);
 		free(name);
 		return status;
 	}
 	struct collapse_opts o = { METRIC_PEAK, FRAMES_AUTO, 0, 0, 0 };
-	struct collapse_extra x = { 1, sources.wanted };
 	char *text = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&text, &len);
@@ -527,6 +594,7 @@ static int read_stream(struct mr_input *in)
 	collapse_write_extra(m, &r, sym, &o, &x);
 	fclose(m);
 	sym_free(sym);
+	collapse_temporal_free(x.temporal);
 	replay_free(&r);
 	ingest_free(&g);
 	struct mr_input *mi = mr_input_open_memory(text, len, name);
@@ -592,8 +660,15 @@ static uint64_t kth_largest(uint64_t *v, size_t n, size_t k)
 	return v[k];
 }
 
+/* What pruning weighs a node by: its value, and the bytes it held at
+ * other times, so that what a time range shows is there too. */
+static uint64_t weight(size_t i)
+{
+	return nodes[i].total + nodes[i].live;
+}
+
 /* Marks the nodes to write: those of at least min_width percent of the
- * total, and at most max_frames of them, the largest; among frames of the
+ * total (by weight), and at most max_frames of them, the largest; among frames of the
  * same value at the cut, the shallowest (a node is never larger than its
  * parent and is deeper, so the kept set is a tree). Returns how many
  * frames were left out. */
@@ -605,15 +680,15 @@ static size_t prune(double min_width, size_t max_frames)
 		floor_ = 1;
 	size_t n = 0;
 	for (size_t i = 1; i < nnodes; i++)
-		n += nodes[i].total >= floor_;
+		n += weight(i) >= floor_;
 	for (size_t i = 0; i < nnodes; i++)
-		nodes[i].keep = i == 0 || nodes[i].total >= floor_;
+		nodes[i].keep = i == 0 || weight(i) >= floor_;
 	if (n > max_frames) {
 		uint64_t *v = xrealloc(NULL, n * sizeof(*v));
 		size_t k = 0;
 		for (size_t i = 1; i < nnodes; i++)
 			if (nodes[i].keep)
-				v[k++] = nodes[i].total;
+				v[k++] = weight(i);
 		uint64_t cut = kth_largest(v, n, max_frames - 1); /* the last value kept */
 		free(v);
 		/* above the cut: kept; at it: as many as the budget allows,
@@ -623,9 +698,9 @@ static size_t prune(double min_width, size_t max_frames)
 		depth[0] = 0;
 		for (size_t i = 1; i < nnodes; i++) {
 			depth[i] = depth[nodes[i].parent] + 1;
-			nodes[i].keep = nodes[i].keep && nodes[i].total > cut;
+			nodes[i].keep = nodes[i].keep && weight(i) > cut;
 			room -= nodes[i].keep;
-			if (nodes[i].total == cut) {
+			if (weight(i) == cut) {
 				nties++;
 				if (depth[i] > max_depth)
 					max_depth = depth[i];
@@ -636,12 +711,12 @@ static size_t prune(double min_width, size_t max_frames)
 		uint32_t *ties = xrealloc(NULL, (nties ? nties : 1) * sizeof(*ties));
 		memset(start, 0, (max_depth + 2) * sizeof(*start));
 		for (size_t i = 1; i < nnodes; i++)
-			if (nodes[i].total == cut)
+			if (weight(i) == cut)
 				start[depth[i] + 1]++;
 		for (size_t d = 1; d <= max_depth + 1; d++)
 			start[d] += start[d - 1];
 		for (size_t i = 1; i < nnodes; i++)
-			if (nodes[i].total == cut)
+			if (weight(i) == cut)
 				ties[start[depth[i]]++] = (uint32_t)i;
 		for (size_t t = 0; t < nties && room; t++)
 			if (nodes[nodes[ties[t]].parent].keep) {
@@ -654,7 +729,7 @@ static size_t prune(double min_width, size_t max_frames)
 	}
 	size_t dropped = 0;
 	for (size_t i = 1; i < nnodes; i++)
-		dropped += !nodes[i].keep && nodes[i].total; /* width 0: a vanished differential stack */
+		dropped += !nodes[i].keep && weight(i); /* 0: a vanished differential stack */
 	return dropped;
 }
 
@@ -840,6 +915,55 @@ static void write_threads(FILE *f)
 	fputc(']', f);
 }
 
+static int by_node_thread_ms(const void *a, const void *b)
+{
+	const struct live_change *x = a, *y = b;
+	if (x->node != y->node)
+		return (x->node > y->node) - (x->node < y->node);
+	if (x->thread != y->thread)
+		return (x->thread > y->thread) - (x->thread < y->thread);
+	return (x->ms > y->ms) - (x->ms < y->ms);
+}
+
+/* "live": for each written node and thread, the changes of the live
+ * bytes and allocations of the stacks whose deepest written frame it is,
+ * at the timeline's points: node, thread, the number of changes, then
+ * (ms, bytes, count) for each, in time order. */
+static void write_live(FILE *f)
+{
+	for (size_t i = 0; i < nlives; i++) {
+		uint32_t n = lives[i].node;
+		while (!nodes[n].keep)
+			n = nodes[n].parent;
+		lives[i].node = nodes[n].out;
+	}
+	if (nlives)
+		qsort(lives, nlives, sizeof(*lives), by_node_thread_ms);
+	fputs(",\n\"live\":[", f);
+	int first = 1;
+	for (size_t i = 0, j; i < nlives; i = j) {
+		for (j = i; j < nlives && lives[j].node == lives[i].node &&
+			    lives[j].thread == lives[i].thread; j++)
+			;
+		/* the same moment's changes added up, first into a copy's place */
+		size_t n = 0;
+		for (size_t k = i; k < j; k++) {
+			if (n && lives[i + n - 1].ms == lives[k].ms) {
+				lives[i + n - 1].bytes += lives[k].bytes;
+				lives[i + n - 1].count += lives[k].count;
+			} else {
+				lives[i + n++] = lives[k];
+			}
+		}
+		fprintf(f, "%s%u,%u,%zu", first ? "" : ",", lives[i].node, lives[i].thread, n);
+		for (size_t k = i; k < i + n; k++)
+			fprintf(f, ",%" PRIu64 ",%" PRId64 ",%" PRId64, lives[k].ms, lives[k].bytes,
+				lives[k].count);
+		first = 0;
+	}
+	fputc(']', f);
+}
+
 /* "source": [name index, text] for each written frame whose line's text
  * came with the input. */
 static void write_sources(FILE *f, const struct writer *w)
@@ -904,6 +1028,8 @@ static void write_data(FILE *f, const char *countname, int inverted, size_t prun
 	write_nodes(&w, counts);
 	if (have_threads == 1)
 		write_threads(f);
+	if (have_live)
+		write_live(f);
 	write_sources(f, &w);
 	fputs("}\n", f);
 	free(w.name_out);
@@ -1004,7 +1130,7 @@ int main(int argc, char **argv)
 	}
 	nodes_cap = 4096;
 	nodes = xrealloc(NULL, nodes_cap * sizeof(*nodes));
-	nodes[0] = (struct node){ 0, 0, 0, 0, 0, 0, 1, 0 };
+	nodes[0] = (struct node){ 0, 0, 0, 0, 0, 0, 1, 0, 0 };
 	nnodes = 1;
 	int status = EXIT_OK, refused = 0, inputs = 0;
 	for (int i = optind; i < argc || (i == optind && optind == argc); i++) {

@@ -303,3 +303,59 @@ PY
 	[ "$(total_by '^(.*)\s+?(\d+(?:\.\d*)?)$' t.folded)" = "$want" ]
 	[ "$(total_by '^(.*) (\d+)$' t.folded)" = "$want" ]
 }
+
+# live_check FILE: checks that at every point of FILE's timeline the
+# stacks' "# stack.live=" changes up to then add up to the heap there;
+# prints how many points and changes it checked.
+live_check() {
+	python3 - "$1" <<'PY'
+import re, sys
+points, changes = [], []
+for line in open(sys.argv[1], encoding="utf-8"):
+    if line.startswith('# timeline="'):
+        points = [tuple(map(int, p.split(","))) for p in line.strip()[12:-1].split(" ")[1:]]
+    m = re.match(r'# stack\.live="(.*)"$', line)
+    if m:
+        changes += [tuple(map(int, c.split(":"))) for c in m.group(1).split()]
+times = {p[0] for p in points}
+assert all(c[0] in times for c in changes), "a change between the timeline's points"
+for ms, rss, heap in points:
+    live = sum(c[2] for c in changes if c[0] <= ms)
+    assert live == heap, f"at {ms} ms the stacks hold {live} bytes, the heap is {heap}"
+print(len(points), len(changes))
+PY
+}
+
+@test "--temporal: each stack's live bytes over time add up to the heap at every point of the timeline, however long" {
+	memray-record -q -o w.bin /usr/bin/python3 "$BATS_TEST_DIRNAME/../fixtures/py/workload.py"
+	memray-fold --temporal w.bin > w.folded
+	run live_check w.folded
+	assert_success
+	[ "${lines[0]% *}" -gt 20 ]
+	# the stacks and their values are memray-fold's without it
+	diff <(memray-fold w.bin | grep -v '^#') <(grep -v '^#' w.folded | grep -v ' 0$')
+	# a long recording whose stacks change all along: the timeline is
+	# thinned, and the changes with it
+	cat > churn.py <<'PY'
+import time
+held, end = [], time.time() + 1.5
+while time.time() < end:
+    held.append(bytearray(1000 + len(held) % 7 * 5000))
+    if len(held) > 40:
+        del held[:20]
+    time.sleep(0.0005)
+PY
+	memray-record -q --interval 1 -o s.bin /usr/bin/python3 churn.py
+	[ "$(memray-stat --dump s.bin | grep -c ' memory ')" -gt 1000 ]
+	memray-fold --temporal s.bin > s.folded
+	run live_check s.folded
+	assert_success
+	[ "${lines[0]% *}" -ge 400 ] && [ "${lines[0]% *}" -le 1000 ] && [ "${lines[0]#* }" -gt 400 ]
+	# and still only stacks to flamegraph.pl and speedscope
+	want=$(memray-stat --json w.bin | python3 -c "import json, sys; print(json.load(sys.stdin)['peak_bytes'])")
+	[ "$(total_by '^(.*)\s+?(\d+(?:\.\d*)?)$' w.folded)" = "$want" ]
+	[ "$(total_by '^(.*) (\d+)$' w.folded)" = "$want" ]
+	run memray-fold --temporal --format speedscope w.bin
+	assert_failure 2
+	assert_output --partial "--temporal is for collapsed stacks"
+}

@@ -145,3 +145,14 @@ PY
 	memray-flame tbl.folded > tbl.html
 	$CHECK table tbl.html tbl.folded
 }
+
+@test "browser: a time range dragged on the chart shows what was live then (memray-fold --temporal, or a stream)" {
+	memray-record -q -o w.bin /usr/bin/python3 "$WORKLOAD"
+	memray-stat --dump w.bin > w.dump
+	memray-fold --temporal w.bin | memray-flame > wt.html
+	$CHECK temporal wt.html w.dump
+	memray-flame w.bin > direct.html
+	$CHECK temporal direct.html w.dump
+	memray-fold w.bin | memray-flame > plain.html
+	$CHECK temporal plain.html no
+}

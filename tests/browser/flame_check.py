@@ -33,6 +33,10 @@ Scenarios:
   chart PAGE FOLDED      hovering the memory chart gives FOLDED's timeline values
   table PAGE FOLDED      the table tab: own and total of each function from
                          FOLDED, sorted by any column
+  temporal PAGE DUMP|no  a time range dragged on the chart: the graph shows
+                         what was live at the range's highest memory sample,
+                         as DUMP (memray-stat --dump) replayed here gives it;
+                         with "no", the page says what it needs instead
 """
 import os
 import sys
@@ -375,6 +379,105 @@ def chart(b, path, folded):
     clean(b, path)
 
 
+def replay_dump(dump):
+    """The bytes live at each memory record of a memray-stat --dump, replayed
+    here on their own: [(ms, bytes, {thread: bytes})]."""
+    blocks, maps, out = {}, [], []  # addr -> (size, thread); (start, end, thread)
+
+    def cut(a, z):
+        nonlocal maps
+        kept = []
+        for s, e, t in maps:
+            if e <= a or s >= z:
+                kept.append((s, e, t))
+                continue
+            if s < a:
+                kept.append((s, a, t))
+            if e > z:
+                kept.append((z, e, t))
+        maps = kept
+
+    for line in open(dump, encoding="utf-8", errors="replace"):
+        f = line.split()
+        if len(f) < 3:
+            continue
+        kv = dict(x.split("=", 1) for x in f[3:] if "=" in x)
+        num = lambda k: int(kv[k], 0)
+        if f[2] == "memory":
+            by = {}
+            for size, t in blocks.values():
+                by[t] = by.get(t, 0) + size
+            for s, e, t in maps:
+                by[t] = by.get(t, 0) + e - s
+            out.append((num("time_us") // 1000, sum(by.values()), by))
+        elif f[2] in ("alloc", "free", "move"):
+            ranged = "mmap" in f[3] or "mremap" in f[3] or "munmap" in f[3]
+            if f[2] == "move":
+                if ranged:
+                    cut(num("old"), num("old") + num("old_size"))
+                else:
+                    blocks.pop(num("old"), None)
+            if f[2] == "free":
+                if ranged:
+                    cut(num("addr"), num("addr") + num("size"))
+                else:
+                    blocks.pop(num("addr"), None)
+                continue
+            if ranged:
+                cut(num("addr"), num("addr") + num("size"))
+                maps.append((num("addr"), num("addr") + num("size"), num("thread")))
+            else:
+                blocks[num("addr")] = (num("size"), num("thread"))
+    return out
+
+
+def temporal(b, path, dump):
+    open_page(b, path)
+    peak = b.eval("memrayFlame.total()")
+    b.eval("document.getElementById('timeline').scrollIntoView()")
+    box = b.eval("(() => { const r = document.getElementById('timeline').getBoundingClientRect();"
+                 " return [r.left, r.top, r.width, r.height]; })()")
+    x = lambda frac: box[0] + box[2] * (64 + 568 * frac) / 640
+    y = box[1] + box[3] / 3
+    if dump == "no":
+        b.drag(x(0.2), y, x(0.6), y)
+        note = b.eval("document.getElementById('window').textContent")
+        check("memray-fold --temporal" in note, "without the data, dragging says what it needs", note)
+        check(b.eval("memrayFlame.total()") == peak and b.eval("memrayFlame.state().win") is None,
+              "and changes nothing")
+        clean(b, path)
+        return
+    samples = replay_dump(dump)
+    check(len(samples) > 10, f"{len(samples)} memory samples in the recording")
+    for a, z in ((0.1, 0.45), (0.55, 0.95)):
+        b.drag(x(a), y, x(z), y)
+        b.wait_for("memrayFlame.state().win !== null")
+        win = b.eval("memrayFlame.state().win")
+        inside = [p for p in samples if win[0] <= p[0] <= win[1]]
+        best = max(inside, key=lambda p: p[1])
+        at = b.eval("memrayFlame.liveAt()")
+        check(at is not None and at["ms"] == best[0],
+              f"a range from {win[0]} to {win[1]} ms is drawn at its highest sample, {best[0]} ms", str(at))
+        total = b.eval("memrayFlame.total()")
+        check(total == best[1], f"the graph's total is what was live then: {best[1]} bytes", str(total))
+        check("w=%d-%d" % tuple(win) in b.eval("location.hash"), "the range is in the URL fragment")
+        root = [r for r in rects(b) if r["kind"] == "root"]
+        check(root and root[0]["total"] == best[1], "the graph is redrawn with it")
+        b.wait_for("document.getElementById('window').textContent.includes('Live at')")
+    # and one thread's own then (the stream's thread numbers are the page's)
+    for t, v in sorted(best[2].items()):
+        b.eval(f"(() => {{ const s = document.getElementById('thread'); s.value = '{t}';"
+               " s.dispatchEvent(new Event('change')); })()")
+        got = b.eval("memrayFlame.total()")
+        check(got == v, f"thread {t}'s own at {best[0]} ms: {v} bytes", str(got))
+    b.eval("(() => { const s = document.getElementById('thread'); s.value = '0';"
+           " s.dispatchEvent(new Event('change')); })()")
+    b.eval("document.getElementById('clearwin').click()")
+    check(b.eval("memrayFlame.total()") == peak and b.eval("memrayFlame.state().win") is None,
+          "'Whole recording' brings back the peak")
+    clean(b, path)
+
+
 def table(b, path, folded):
     open_page(b, path)
     own, total = {}, {}
@@ -595,6 +698,8 @@ def main():
             chart(b, path, rest[0])
         elif scenario == "table":
             table(b, path, rest[0])
+        elif scenario == "temporal":
+            temporal(b, path, rest[0])
         else:
             sys.exit(f"flame_check.py: unknown scenario {scenario!r}")
     print(f"1..{count}")
