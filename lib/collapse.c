@@ -6,7 +6,9 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "collapse.h"
 #include "util.h"
@@ -633,12 +635,16 @@ static void write_sources(FILE *out, const struct replay *r, struct sources *S)
 		const char *path = S->v[i].file;
 		if (!*path || *path == '<')
 			continue;
-		FILE *f = fopen(path, "r");
+		/* a regular file only: never wait on a FIFO nor read a device
+		 * that a recorded frame happens to name */
+		int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		FILE *f = fd < 0 ? NULL : fdopen(fd, "r");
 		struct stat st;
-		if (!f || fstat(fileno(f), &st) < 0) {
+		int bad = !f || fstat(fd, &st) < 0 ? errno : !S_ISREG(st.st_mode) ? -1 : 0;
+		if (bad) {
 			if (!unreadable++)
 				snprintf(first_unreadable, sizeof(first_unreadable), "%s: %s", path,
-					 strerror(errno));
+					 bad < 0 ? "not a regular file" : strerror(bad));
 		} else if (start_us && (uint64_t)st.st_mtim.tv_sec * 1000000 +
 					       (uint64_t)st.st_mtim.tv_nsec / 1000 > start_us) {
 			if (!changed++)
@@ -648,6 +654,8 @@ static void write_sources(FILE *out, const struct replay *r, struct sources *S)
 		}
 		if (f)
 			fclose(f);
+		else if (fd >= 0)
+			close(fd);
 	}
 	if (unreadable)
 		warnmsg("warning: cannot read %zu source file%s (%s): no source text for %s frames",
