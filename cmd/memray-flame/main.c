@@ -256,6 +256,7 @@ static struct {
 	size_t nchanges, ccap;
 	uint64_t live; /* the bytes the changes add, added up */
 	int disordered; /* this input's lines were reordered: ignored */
+	long malformed; /* this input's "# stack." and "# thread=" lines not understood */
 	const char *input;
 } pend;
 
@@ -376,11 +377,12 @@ static void stack_meta(const char *key, const char *value)
 		if (pend.has_parts)
 			return disordered();
 		pend.has_parts = parse_parts(value);
+		pend.malformed += !pend.has_parts;
 	} else if (strcmp(key, "live") == 0) {
 		if (pend.has_live)
 			return disordered();
 		pend.has_live = parse_changes(value);
-		have_live |= pend.has_live;
+		pend.malformed += !pend.has_live;
 	}
 }
 
@@ -389,8 +391,10 @@ static void thread_meta(const char *value)
 {
 	char *e;
 	unsigned long id = strtoul(value, &e, 10);
-	if (*e != ' ' || id == 0 || id > UINT32_MAX - threads.base)
+	if (*e != ' ' || id == 0 || id > UINT32_MAX - threads.base) {
+		pend.malformed++;
 		return;
+	}
 	threads.label = xrealloc(threads.label, (threads.n + 1) * sizeof(*threads.label));
 	threads.id = xrealloc(threads.id, (threads.n + 1) * sizeof(*threads.id));
 	threads.label[threads.n] = strdup(e + 1);
@@ -416,6 +420,7 @@ static void add_stack(void *ctx, const char *text, size_t len, uint64_t value)
 		}
 		const struct collapsed_change *c = &pend.changes[i];
 		lives[nlives++] = (struct live_change){ leaf, c->thread, c->ms, c->bytes, c->count };
+		have_live = 1;
 	}
 	if (leaf && value) {
 		if (have_threads != 0)
@@ -557,10 +562,16 @@ static int read_folded(struct mr_input *in)
 {
 	pend_clear();
 	pend.disordered = 0;
+	pend.malformed = 0;
 	pend.input = mr_input_name(in);
 	threads.base = threads.max;
 	struct folded_sink sink = { add_stack, add_meta, NULL, add_stack2 };
+	char *name = strdup(pend.input); /* in is closed by now */
 	int rc = folded_read_input(in, &sink);
+	if (pend.malformed)
+		warnmsg("warning: %s: %ld '# stack.' or '# thread=' line%s not understood, left out",
+			name ? name : "input", pend.malformed, pend.malformed == 1 ? "" : "s");
+	free(name);
 	pend_clear();
 	return rc;
 }

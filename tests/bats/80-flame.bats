@@ -212,4 +212,12 @@ assert len(t) == 3 and all("(thread " in label for _, label in t), t'
 	[ "$(wc -l < err.txt)" = 1 ]
 	[ "$($FLAME_DATA s.html --json counts)" = false ]
 	diff <($FLAME_DATA t.html) <($FLAME_DATA s.html)
+	# lines it does not understand are said and left out, the stacks kept
+	printf '# thread="x"\n# stack.count=5\n# stack.threads="1:5:5 2:x"\n# stack.live="1:1:5:1 bad"\na;b 5\n' > bad.folded
+	run memray-flame bad.folded
+	assert_success
+	assert_line "memray-flame: warning: bad.folded: 3 '# stack.' or '# thread=' lines not understood, left out"
+	memray-flame bad.folded > bad.html 2> /dev/null
+	[ "$($FLAME_DATA bad.html)" = "a;b 5" ]
+	[ "$($FLAME_DATA bad.html --json counts)" = true ]
 }
