@@ -18,8 +18,8 @@
 
 static const char usage_text[] =
 	"usage: memray-fold [--metric METRIC] [--format FORMAT] [--native | --python-only]\n"
-	"                   [--by-thread] [--hide-import-system] [--all-frames] [--no-source]\n"
-	"                   [--temporal] [--pid PID] [FILE...]\n"
+	"                   [--by-thread] [--hide-import-system] [--all-frames]\n"
+	"                   [--no-source] [--temporal] [--pid PID] [FILE...]\n"
 	"\n"
 	"Reads memray streams from the FILEs (standard input when there is none or\n"
 	"FILE is '-'), plain or compressed, and writes collapsed stacks: one line\n"
