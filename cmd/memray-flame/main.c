@@ -6,8 +6,12 @@
  * show, and written into the page as compact JSON: a table of distinct
  * frame names, then the tree in preorder as (name, depth, rest) triples,
  * where rest is the part of a frame's value not in the children it shows
- * (its own value plus pruned children). The page (flame.html, built in)
- * adds the rest up into totals, draws, zooms and searches.
+ * (its own value plus pruned children). What memray-fold says of each
+ * stack follows, by written node: its value by thread ("parts"), its live
+ * bytes over time ("live"), and the text of the Python lines ("source").
+ * The page (flame.html, built in) adds the rest up into totals, draws,
+ * zooms and searches, and builds the tree again for a thread, a time
+ * range, hidden frames or inverted stacks.
  */
 #define _GNU_SOURCE /* memmem */
 #include <getopt.h>
@@ -184,8 +188,8 @@ static struct {
 	size_t npath, path_cap;
 } prev;
 
-/* Adds a stack, live its bytes at timeline points (0 if unknown);
- * returns its leaf node, or 0 if it adds nothing. */
+/* Adds a stack; live is the bytes it held at timeline points, added up
+ * (0 if unknown). Returns its leaf node, or 0 if it adds nothing. */
 static uint32_t add_stack_counted(const char *text, size_t len, uint64_t value, uint64_t count,
 				  int counted, uint64_t live)
 {
@@ -246,7 +250,7 @@ static void mixed(void)
 /* ---- what memray-fold says of each stack ----------------------------------- */
 
 /* The "# stack.*" lines before a stack line (memray-fold(1), Metadata):
- * its allocation count and its value by thread. */
+ * its allocation count, its value by thread, its live bytes over time. */
 static struct {
 	int has_count, has_parts, has_live;
 	uint64_t count;
@@ -368,19 +372,23 @@ static void stack_meta(const char *key, const char *value)
 {
 	if (pend.disordered)
 		return;
-	if (strcmp(key, "count") == 0) {
-		if (pend.has_count)
-			return disordered();
+	/* a second line of a key before a stack: lines were reordered */
+	int *has = strcmp(key, "count") == 0 ? &pend.has_count :
+		   strcmp(key, "threads") == 0 ? &pend.has_parts :
+		   strcmp(key, "live") == 0 ? &pend.has_live : NULL;
+	if (!has)
+		return;
+	if (*has) {
+		disordered();
+		return;
+	}
+	if (has == &pend.has_count) {
 		pend.count = strtoull(value, NULL, 10);
 		pend.has_count = 1;
-	} else if (strcmp(key, "threads") == 0) {
-		if (pend.has_parts)
-			return disordered();
+	} else if (has == &pend.has_parts) {
 		pend.has_parts = parse_parts(value);
 		pend.malformed += !pend.has_parts;
-	} else if (strcmp(key, "live") == 0) {
-		if (pend.has_live)
-			return disordered();
+	} else {
 		pend.has_live = parse_changes(value);
 		pend.malformed += !pend.has_live;
 	}
@@ -535,12 +543,18 @@ static void add_meta(void *ctx, const char *key, const char *value)
 	/* the "# memray-fold 0.1.0" line names its writer: not shown */
 	if (!*value && strncmp(key, "memray-", 7) == 0)
 		return;
-	if (strncmp(key, "stack.", 6) == 0)
-		return stack_meta(key + 6, value);
-	if (strcmp(key, "thread") == 0)
-		return thread_meta(value);
-	if (strcmp(key, "source") == 0)
-		return source_meta(value);
+	if (strncmp(key, "stack.", 6) == 0) {
+		stack_meta(key + 6, value);
+		return;
+	}
+	if (strcmp(key, "thread") == 0) {
+		thread_meta(value);
+		return;
+	}
+	if (strcmp(key, "source") == 0) {
+		source_meta(value);
+		return;
+	}
 	if (strcmp(key, "metric") == 0) {
 		const char *was = meta_get("metric");
 		if (was && strcmp(was, value) != 0)
@@ -566,7 +580,7 @@ static int read_folded(struct mr_input *in)
 	pend.input = mr_input_name(in);
 	threads.base = threads.max;
 	struct folded_sink sink = { add_stack, add_meta, NULL, add_stack2 };
-	char *name = strdup(pend.input); /* in is closed by now */
+	char *name = strdup(pend.input); /* for after folded_read_input closes in */
 	int rc = folded_read_input(in, &sink);
 	if (pend.malformed)
 		warnmsg("warning: %s: %ld '# stack.' or '# thread=' line%s not understood, left out",
@@ -679,10 +693,10 @@ static uint64_t weight(size_t i)
 }
 
 /* Marks the nodes to write: those of at least min_width percent of the
- * total (by weight), and at most max_frames of them, the largest; among frames of the
- * same value at the cut, the shallowest (a node is never larger than its
- * parent and is deeper, so the kept set is a tree). Returns how many
- * frames were left out. */
+ * total (by weight), and at most max_frames of them, the largest; among
+ * frames of the same weight at the cut, the shallowest (a node is never
+ * heavier than its parent and is deeper, so the kept set is a tree).
+ * Returns how many frames were left out. */
 static size_t prune(double min_width, size_t max_frames)
 {
 	double need = ceil((double)nodes[0].total * min_width / 100.0);
@@ -956,7 +970,7 @@ static void write_live(FILE *f)
 		for (j = i; j < nlives && lives[j].node == lives[i].node &&
 			    lives[j].thread == lives[i].thread; j++)
 			;
-		/* the same moment's changes added up, first into a copy's place */
+		/* the group compacted in place, the same moment's changes added up */
 		size_t n = 0;
 		for (size_t k = i; k < j; k++) {
 			if (n && lives[i + n - 1].ms == lives[k].ms) {
