@@ -1,9 +1,14 @@
 /*
  * collapse.c - see collapse.h.
  */
+#define _GNU_SOURCE /* memmem */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "collapse.h"
 #include "util.h"
@@ -50,7 +55,23 @@ static uint64_t hash_text(const char *s, size_t n)
 	return h;
 }
 
-static void lines_add(struct lines *L, char *text, size_t len, uint64_t value, uint64_t count)
+/* Adds value and count to thread's part of l. */
+static void part_add(struct collapsed *l, uint32_t thread, uint64_t value, uint64_t count)
+{
+	for (size_t i = 0; i < l->nparts; i++)
+		if (l->parts[i].thread == thread) {
+			l->parts[i].value += value;
+			l->parts[i].count += count;
+			return;
+		}
+	l->parts = xrealloc(l->parts, (l->nparts + 1) * sizeof(*l->parts));
+	l->parts[l->nparts++] = (struct collapsed_part){ thread, value, count };
+}
+
+/* Adds a site's value to the line of its text (taking text), and with
+ * thread > 0 to that thread's part of it. */
+static struct collapsed *lines_add(struct lines *L, char *text, size_t len, uint64_t value,
+				   uint64_t count, uint32_t thread)
 {
 	if ((L->n + 1) * 2 > L->index_cap) {
 		size_t cap = L->index_cap ? L->index_cap * 2 : 1024;
@@ -72,8 +93,10 @@ static void lines_add(struct lines *L, char *text, size_t len, uint64_t value, u
 		if (l->len == len && memcmp(l->text, text, len) == 0) {
 			l->value += value;
 			l->count += count;
+			if (thread)
+				part_add(l, thread, value, count);
 			free(text);
-			return;
+			return l;
 		}
 		j = (j + 1) & (L->index_cap - 1);
 	}
@@ -81,8 +104,11 @@ static void lines_add(struct lines *L, char *text, size_t len, uint64_t value, u
 		L->cap = L->cap ? L->cap * 2 : 1024;
 		L->v = xrealloc(L->v, L->cap * sizeof(*L->v));
 	}
-	L->v[L->n] = (struct collapsed){ text, len, value, count };
-	L->index[j] = (uint32_t)L->n++;
+	L->v[L->n] = (struct collapsed){ text, len, value, count, NULL, 0, NULL, 0 };
+	if (thread)
+		part_add(&L->v[L->n], thread, value, count);
+	L->index[j] = (uint32_t)L->n;
+	return &L->v[L->n++];
 }
 
 static int by_text(const void *a, const void *b)
@@ -95,9 +121,10 @@ static int by_text(const void *a, const void *b)
 
 /* ---- rendering a stack ---------------------------------------------------- */
 
-static int is_import_system(const char *file)
+int collapse_is_import_system(const char *file, size_t n)
 {
-	return strncmp(file, "<frozen importlib", 17) == 0 || strstr(file, "importlib/_bootstrap") != NULL;
+	return (n >= 17 && memcmp(file, "<frozen importlib", 17) == 0) ||
+	       memmem(file, n, "importlib/_bootstrap", 20) != NULL;
 }
 
 /* CPython's own native code: libpython, or the interpreter executable. */
@@ -188,7 +215,7 @@ void collapse_visit(struct replay *r, struct symbolizer *sym, const struct colla
 		if (node->python) {
 			const struct mr_pyframe *pf = &p->frames[node->value];
 			const char *file = mr_string(p, pf->file);
-			if (o->hide_import_system && is_import_system(file))
+			if (o->hide_import_system && collapse_is_import_system(file, strlen(file)))
 				continue;
 			const char *fn = mr_string(p, pf->function);
 			FILE *m = open_memstream(&t, &len);
@@ -231,21 +258,67 @@ void collapse_visit(struct replay *r, struct symbolizer *sym, const struct colla
 
 /* ---- one site's collapsed line --------------------------------------------- */
 
+/* The Python lines the written stacks show, each (file, line) once:
+ * file points into its process's string table. */
+struct sources {
+	struct source_line { const char *file; uint32_t line; } *v;
+	size_t n, cap;
+	uint32_t *index; /* open addressing, UINT32_MAX empty */
+	size_t index_cap;
+};
+
+static size_t source_slot(const char *file, uint32_t line, size_t cap)
+{
+	uint64_t h = ((uint64_t)(uintptr_t)file ^ ((uint64_t)line << 40)) * 0x9e3779b97f4a7c15ull;
+	return (size_t)(h >> 17) & (cap - 1);
+}
+
+static void sources_add(struct sources *S, const char *file, uint32_t line)
+{
+	if ((S->n + 1) * 2 > S->index_cap) {
+		size_t cap = S->index_cap ? S->index_cap * 2 : 256;
+		uint32_t *ix = xrealloc(NULL, cap * sizeof(*ix));
+		memset(ix, 0xff, cap * sizeof(*ix));
+		for (size_t i = 0; i < S->n; i++) {
+			size_t j = source_slot(S->v[i].file, S->v[i].line, cap);
+			while (ix[j] != UINT32_MAX)
+				j = (j + 1) & (cap - 1);
+			ix[j] = (uint32_t)i;
+		}
+		free(S->index);
+		S->index = ix;
+		S->index_cap = cap;
+	}
+	size_t j = source_slot(file, line, S->index_cap);
+	for (; S->index[j] != UINT32_MAX; j = (j + 1) & (S->index_cap - 1))
+		if (S->v[S->index[j]].file == file && S->v[S->index[j]].line == line)
+			return;
+	if (S->n == S->cap) {
+		S->cap = S->cap ? S->cap * 2 : 256;
+		S->v = xrealloc(S->v, S->cap * sizeof(*S->v));
+	}
+	S->v[S->n] = (struct source_line){ file, line };
+	S->index[j] = (uint32_t)S->n++;
+}
+
 struct render {
 	FILE *f;
 	int first;
+	struct sources *sources; /* when not NULL, Python lines are added */
 };
 
 static void render_frame(void *ctx, const struct frame_info *fi)
 {
 	struct render *c = ctx;
 	frame(c->f, &c->first, fi->text, fi->text_len);
+	if (c->sources && fi->kind == FRAME_PYTHON && fi->line)
+		sources_add(c->sources, fi->file, fi->line);
 }
 
 static void render(FILE *f, struct replay *r, struct symbolizer *sym, const struct site *site,
-		   const struct collapse_opts *o)
+		   const struct collapse_opts *o, struct sources *src)
 {
-	struct render c = { f, 1 };
+	struct render c = { f, 1, src };
 	collapse_visit(r, sym, o, site, render_frame, &c);
 }
 
@@ -311,27 +384,155 @@ char *collapse_site(struct replay *r, struct symbolizer *sym, const struct colla
 	FILE *m = open_memstream(&text, len);
 	if (!m)
 		return NULL;
-	render(m, r, sym, site, o);
+	render(m, r, sym, site, o, NULL);
 	fclose(m);
 	return text;
 }
 
-size_t collapse_lines(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
-		      struct collapsed **out)
+/* ---- live bytes over time ---------------------------------------------------- */
+
+/* A site's live bytes and count at the timeline points where they
+ * changed, in time order. */
+struct series {
+	struct series_point { uint64_t time_us; int64_t bytes, count; } *v;
+	uint32_t n, cap;
+};
+
+struct collapse_temporal {
+	struct series *site; /* by site index */
+	size_t nsite;
+	size_t stride;       /* the timeline's stride at the last point */
+};
+
+/* The timeline thinned: each point of s moves to the first point still
+ * kept at or after it, the last one there winning. */
+static void series_thin(struct series *s, const struct replay *r)
+{
+	uint32_t out = 0;
+	for (uint32_t k = 0; k < s->n; k++) {
+		size_t lo = 0, hi = r->ntimeline - 1;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (r->timeline[mid].time_us < s->v[k].time_us)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		struct series_point p = s->v[k];
+		p.time_us = r->timeline[lo].time_us;
+		if (out && s->v[out - 1].time_us == p.time_us)
+			s->v[out - 1] = p;
+		else
+			s->v[out++] = p;
+	}
+	s->n = out;
+}
+
+/* At a timeline point: each site whose live bytes or count changed since
+ * its last point gets one. */
+static void on_timepoint(void *ctx, struct replay *r)
+{
+	struct collapse_temporal *t = ctx;
+	if (r->stride != t->stride) {
+		for (size_t i = 0; i < t->nsite; i++)
+			series_thin(&t->site[i], r);
+		t->stride = r->stride;
+	}
+	if (r->nsites > t->nsite) {
+		t->site = xrealloc(t->site, r->nsites * sizeof(*t->site));
+		memset(t->site + t->nsite, 0, (r->nsites - t->nsite) * sizeof(*t->site));
+		t->nsite = r->nsites;
+	}
+	uint64_t now = r->timeline[r->ntimeline - 1].time_us;
+	for (size_t i = 0; i < r->nsites; i++) {
+		struct series *s = &t->site[i];
+		const struct site *site = &r->sites[i];
+		int64_t b = s->n ? s->v[s->n - 1].bytes : 0, c = s->n ? s->v[s->n - 1].count : 0;
+		if (site->cur_bytes == b && site->cur_count == c)
+			continue;
+		if (s->n == s->cap) {
+			s->cap = s->cap ? 2 * s->cap : 4;
+			s->v = xrealloc(s->v, s->cap * sizeof(*s->v));
+		}
+		s->v[s->n++] = (struct series_point){ now, site->cur_bytes, site->cur_count };
+	}
+}
+
+struct collapse_temporal *collapse_temporal_start(struct replay *r)
+{
+	struct collapse_temporal *t = xrealloc(NULL, sizeof(*t));
+	memset(t, 0, sizeof(*t));
+	t->stride = r->stride;
+	r->on_timepoint = on_timepoint;
+	r->timepoint_ctx = t;
+	return t;
+}
+
+void collapse_temporal_free(struct collapse_temporal *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->nsite; i++)
+		free(t->site[i].v);
+	free(t->site);
+	free(t);
+}
+
+/* Adds site i's changes (thread's) to line l. */
+static void changes_add(struct collapsed *l, const struct collapse_temporal *t, size_t i,
+			uint32_t thread)
+{
+	if (i >= t->nsite || !t->site[i].n)
+		return;
+	const struct series *s = &t->site[i];
+	l->changes = xrealloc(l->changes, (l->nchanges + s->n) * sizeof(*l->changes));
+	int64_t b = 0, c = 0;
+	for (uint32_t k = 0; k < s->n; k++) {
+		l->changes[l->nchanges++] = (struct collapsed_change){ s->v[k].time_us / 1000, thread,
+								      s->v[k].bytes - b, s->v[k].count - c };
+		b = s->v[k].bytes;
+		c = s->v[k].count;
+	}
+}
+
+/* The thread's id in the "# thread=" table: threads are numbered from
+ * 1 through the processes of r in order, then each one's own table. */
+static uint32_t thread_id(const struct replay *r, const struct site *s)
+{
+	uint32_t base = 0;
+	for (size_t i = 0; i < r->nprocs; i++) {
+		if (r->procs[i].proc == s->proc)
+			return base + s->thread;
+		base += (uint32_t)r->procs[i].proc->nthreads;
+	}
+	return 0;
+}
+
+/* collapse_lines, adding the Python lines shown to src if not NULL. */
+static size_t build_lines(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
+			  const struct collapse_extra *x, struct collapsed **out, struct sources *src)
 {
 	struct lines L;
 	memset(&L, 0, sizeof(L));
+	const struct collapse_temporal *tp = x ? x->temporal : NULL;
+	int annotate = x && x->annotate;
 	for (size_t i = 0; i < r->nsites; i++) {
 		const struct site *s = &r->sites[i];
 		uint64_t v = site_value(r, s, o->metric);
-		if (!v)
+		if (!v && !(tp && i < tp->nsite && tp->site[i].n))
 			continue;
 		char *text = NULL;
 		size_t len = 0;
 		FILE *m = open_memstream(&text, &len);
-		render(m, r, sym, s, o);
+		if (!m)
+			die(EXIT_USAGE, "out of memory");
+		render(m, r, sym, s, o, src);
 		fclose(m);
-		lines_add(&L, text, len, v, site_count(r, s, o->metric));
+		uint32_t thread = annotate || tp ? thread_id(r, s) : 0;
+		struct collapsed *l = lines_add(&L, text, len, v, site_count(r, s, o->metric),
+						annotate ? thread : 0);
+		if (tp)
+			changes_add(l, tp, i, thread);
 	}
 	if (L.n)
 		qsort(L.v, L.n, sizeof(*L.v), by_text);
@@ -340,23 +541,254 @@ size_t collapse_lines(struct replay *r, struct symbolizer *sym, const struct col
 	return L.n;
 }
 
+size_t collapse_lines(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
+		      struct collapsed **out)
+{
+	return build_lines(r, sym, o, NULL, out, NULL);
+}
+
 void collapse_lines_free(struct collapsed *v, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(v[i].text);
+		free(v[i].parts);
+		free(v[i].changes);
+	}
 	free(v);
 }
 
-size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
-		      const struct collapse_opts *o)
+/* ---- source lines --------------------------------------------------------- */
+
+static int by_file_line(const void *a, const void *b)
+{
+	const struct source_line *x = a, *y = b;
+	int c = strcmp(x->file, y->file);
+	return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* The earliest start of the processes replayed, in microseconds since
+ * the epoch (0 if none said). */
+static uint64_t first_start_us(const struct replay *r)
+{
+	uint64_t t = 0;
+	for (size_t i = 0; i < r->nprocs; i++) {
+		uint64_t s = r->procs[i].proc->header.start_us;
+		if (s && (!t || s < t))
+			t = s;
+	}
+	return t;
+}
+
+/* Writes "# source="FILE:LINE<TAB>TEXT"" for the lines v[0..n) of one
+ * file that it holds, the text trimmed and at most 240 bytes. */
+static void write_file_lines(FILE *out, FILE *f, const struct source_line *v, size_t n)
+{
+	char *buf = NULL, *loc = NULL;
+	size_t cap = 0, k = 0;
+	uint32_t at = 0;
+	ssize_t len;
+	while (k < n && (len = getline(&buf, &cap, f)) >= 0) {
+		if (++at != v[k].line)
+			continue;
+		char *t = buf, *e = buf + len;
+		while (t < e && (*t == ' ' || *t == '\t'))
+			t++;
+		while (e > t && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e - t > 240) { /* cut at a character's start */
+			e = t + 240;
+			while (e > t && ((unsigned char)*e & 0xc0) == 0x80)
+				e--;
+		}
+		size_t ll = 0;
+		FILE *m = open_memstream(&loc, &ll);
+		if (!m)
+			die(EXIT_USAGE, "out of memory");
+		/* the place as the frames show it, escaped the same way */
+		collapse_escape(m, v[k].file, strlen(v[k].file));
+		fprintf(m, ":%u\t%.*s", v[k].line, (int)(e - t), t);
+		fclose(m);
+		if (e > t)
+			collapse_meta_str(out, "source", loc, ll);
+		free(loc);
+		loc = NULL;
+		while (k < n && v[k].line == at)
+			k++;
+	}
+	free(buf);
+}
+
+/* The source lines of S, read now from the files: a file that cannot be
+ * read, or that changed after the recording started, gives none, and
+ * each of those two is said once. Pseudo-files ("<frozen ...>",
+ * "<string>") have no text. */
+static void write_sources(FILE *out, const struct replay *r, struct sources *S)
+{
+	if (S->n)
+		qsort(S->v, S->n, sizeof(*S->v), by_file_line);
+	uint64_t start_us = first_start_us(r);
+	size_t unreadable = 0, changed = 0;
+	char first_unreadable[300] = "", first_changed[300] = "";
+	for (size_t i = 0, j; i < S->n; i = j) {
+		for (j = i + 1; j < S->n && strcmp(S->v[j].file, S->v[i].file) == 0; j++)
+			;
+		const char *path = S->v[i].file;
+		if (!*path || *path == '<')
+			continue;
+		/* a regular file only: never wait on a FIFO nor read a device
+		 * that a recorded frame happens to name */
+		int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		FILE *f = fd < 0 ? NULL : fdopen(fd, "r");
+		struct stat st;
+		int bad = !f || fstat(fd, &st) < 0 ? errno : !S_ISREG(st.st_mode) ? -1 : 0;
+		if (bad) {
+			if (!unreadable++)
+				snprintf(first_unreadable, sizeof(first_unreadable), "%s: %s", path,
+					 bad < 0 ? "not a regular file" : strerror(bad));
+		} else if (start_us && (uint64_t)st.st_mtim.tv_sec * 1000000 +
+					       (uint64_t)st.st_mtim.tv_nsec / 1000 > start_us) {
+			if (!changed++)
+				snprintf(first_changed, sizeof(first_changed), "%s", path);
+		} else {
+			write_file_lines(out, f, S->v + i, j - i);
+		}
+		if (f)
+			fclose(f);
+		else if (fd >= 0)
+			close(fd);
+	}
+	if (unreadable)
+		warnmsg("warning: cannot read %zu source file%s (%s): no source text for %s frames",
+			unreadable, unreadable == 1 ? "" : "s", first_unreadable,
+			unreadable == 1 ? "its" : "their");
+	if (changed)
+		warnmsg("warning: %zu source file%s changed since the recording (%s%s): no source "
+			"text for %s frames", changed, changed == 1 ? "" : "s", first_changed,
+			changed == 1 ? "" : ", ...", changed == 1 ? "its" : "their");
+	free(S->v);
+	free(S->index);
+}
+
+/* ---- threads -------------------------------------------------------------- */
+
+static int by_thread(const void *a, const void *b)
+{
+	const struct collapsed_part *x = a, *y = b;
+	return (x->thread > y->thread) - (x->thread < y->thread);
+}
+
+/* Writes "# thread="ID LABEL"" for each thread the lines' parts name,
+ * sorting each line's parts, when there are two or more; returns
+ * whether it did. */
+static int write_threads(FILE *out, const struct replay *r, struct collapsed *v, size_t n)
+{
+	uint32_t max = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < v[i].nparts; k++)
+			if (v[i].parts[k].thread > max)
+				max = v[i].parts[k].thread;
+	uint8_t *used = xrealloc(NULL, (size_t)max + 1);
+	memset(used, 0, (size_t)max + 1);
+	size_t distinct = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].nparts > 1)
+			qsort(v[i].parts, v[i].nparts, sizeof(*v[i].parts), by_thread);
+		for (size_t k = 0; k < v[i].nparts; k++)
+			distinct += !used[v[i].parts[k].thread]++;
+	}
+	uint32_t base = 0;
+	for (size_t i = 0; distinct > 1 && i < r->nprocs; i++) {
+		const struct mr_proc *p = r->procs[i].proc;
+		for (uint32_t t = 0; t < p->nthreads && base + t <= max; t++) {
+			if (!used[base + t])
+				continue;
+			const char *name = p->threads[t].name ? p->threads[t].name : "?";
+			char *label = NULL;
+			size_t len = 0;
+			FILE *m = open_memstream(&label, &len);
+			if (!m)
+				die(EXIT_USAGE, "out of memory");
+			fprintf(m, "%u %s (thread %" PRIu64 ")", base + t, name, p->threads[t].tid);
+			fclose(m);
+			collapse_meta_str(out, "thread", label, len);
+			free(label);
+		}
+		base += (uint32_t)p->nthreads;
+	}
+	free(used);
+	return distinct > 1;
+}
+
+static int by_time_thread(const void *a, const void *b)
+{
+	const struct collapsed_change *x = a, *y = b;
+	if (x->ms != y->ms)
+		return (x->ms > y->ms) - (x->ms < y->ms);
+	return (x->thread > y->thread) - (x->thread < y->thread);
+}
+
+/* "# stack.live="MS:THREAD:BYTES:COUNT ..."": l's changes in time
+ * order, those of the same moment and thread added up. */
+static void write_changes(FILE *out, struct collapsed *l)
+{
+	if (l->nchanges > 1)
+		qsort(l->changes, l->nchanges, sizeof(*l->changes), by_time_thread);
+	fputs("# stack.live=\"", out);
+	int first = 1;
+	for (size_t k = 0, j; k < l->nchanges; k = j) {
+		struct collapsed_change c = l->changes[k];
+		for (j = k + 1; j < l->nchanges && l->changes[j].ms == c.ms &&
+				l->changes[j].thread == c.thread; j++)
+			c.bytes += l->changes[j].bytes, c.count += l->changes[j].count;
+		if (!c.bytes && !c.count)
+			continue;
+		fprintf(out, "%s%" PRIu64 ":%u:%" PRId64 ":%" PRId64, first ? "" : " ", c.ms, c.thread,
+			c.bytes, c.count);
+		first = 0;
+	}
+	fputs("\"\n", out);
+}
+
+/* A stack's "# stack.*" lines: its count, by thread when asked, and its
+ * live bytes over time when collected. */
+static void write_annotations(FILE *out, struct collapsed *l, int threads)
+{
+	fprintf(out, "# stack.count=%" PRIu64 "\n", l->count);
+	if (threads) {
+		fputs("# stack.threads=\"", out);
+		for (size_t k = 0; k < l->nparts; k++)
+			fprintf(out, "%s%u:%" PRIu64 ":%" PRIu64, k ? " " : "", l->parts[k].thread,
+				l->parts[k].value, l->parts[k].count);
+		fputs("\"\n", out);
+	}
+	if (l->nchanges)
+		write_changes(out, l);
+}
+
+size_t collapse_write_extra(FILE *out, struct replay *r, struct symbolizer *sym,
+			    const struct collapse_opts *o, const struct collapse_extra *x)
 {
 	struct collapsed *v;
-	size_t n = collapse_lines(r, sym, o, &v);
+	struct sources src;
+	memset(&src, 0, sizeof(src));
+	size_t n = build_lines(r, sym, o, x, &v, x->sources ? &src : NULL);
 	collapse_meta(out, r, o);
+	int threads = x->annotate && write_threads(out, r, v, n);
+	if (x->sources)
+		write_sources(out, r, &src);
 	for (size_t i = 0; i < n; i++) {
+		if (x->annotate)
+			write_annotations(out, &v[i], threads);
 		fwrite(v[i].text, 1, v[i].len, out);
 		fprintf(out, " %" PRIu64 "\n", v[i].value);
 	}
 	collapse_lines_free(v, n);
 	return n;
+}
+
+size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
+		      const struct collapse_opts *o)
+{
+	static const struct collapse_extra none = { 0, 0, NULL };
+	return collapse_write_extra(out, r, sym, o, &none);
 }

@@ -24,11 +24,48 @@ struct collapse_opts {
 	int all_frames; /* keep CPython's own native frames in hybrid stacks */
 };
 
+/* Each site's live bytes and allocations at the points the replay's
+ * timeline keeps, as collapse_temporal_start collects them. */
+struct collapse_temporal;
+
+/* What collapse_write_extra adds, each on "# " lines that collapsed-stack
+ * tools ignore (see memray-fold(1), COLLAPSED STACKS). */
+struct collapse_extra {
+	int annotate; /* before each stack, its allocation count and, when
+		       * more than one thread allocated, its value by thread;
+		       * the replay must then be by thread */
+	int sources;  /* the source text of the Python frames' lines */
+	/* when not NULL, before each stack its live bytes over time, and
+	 * stacks with none at the metric's moment but some at a timeline
+	 * point are written too, with the value 0 (needs annotate) */
+	struct collapse_temporal *temporal;
+};
+
+/* Starts collecting what collapse_extra.temporal needs from r, which
+ * must not have replayed anything yet; memory grows with the sites and
+ * the timeline's points (at most TIMELINE_MAX), never with the length
+ * of the stream. */
+struct collapse_temporal *collapse_temporal_start(struct replay *r);
+void collapse_temporal_free(struct collapse_temporal *t);
+
+/* A stack's value in one thread: thread is the id in the "# thread="
+ * table, value and count the metric's. */
+struct collapsed_part {
+	uint32_t thread;
+	uint64_t value, count;
+};
+
 /* One distinct rendered stack: escaped frames joined by ';'. */
 struct collapsed {
 	char *text;
 	size_t len;
 	uint64_t value, count; /* the metric, and the allocations behind it */
+	struct collapsed_part *parts; /* with annotate: by thread, else NULL */
+	size_t nparts;
+	/* with temporal: the changes of its live bytes and count, at the
+	 * timeline's points (ms from the start), by thread, else NULL */
+	struct collapsed_change { uint64_t ms; uint32_t thread; int64_t bytes, count; } *changes;
+	size_t nchanges;
 };
 
 /* The distinct stacks with a non-zero value, sorted by text; free with
@@ -45,6 +82,9 @@ void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o);
 /* Metadata, then the stacks. Returns the number of stack lines. */
 size_t collapse_write(FILE *out, struct replay *r, struct symbolizer *sym,
 		      const struct collapse_opts *o);
+/* collapse_write with what x asks for too. */
+size_t collapse_write_extra(FILE *out, struct replay *r, struct symbolizer *sym,
+			    const struct collapse_opts *o, const struct collapse_extra *x);
 
 /* One frame of a site's stack as collapse_visit hands it over: the parts
  * of what a collapsed line shows, unescaped. Pointers are valid during
@@ -76,6 +116,10 @@ typedef void frame_visitor(void *ctx, const struct frame_info *f);
  * and only those, that a collapsed line of the site shows with options o. */
 void collapse_visit(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
 		    const struct site *site, frame_visitor *visit, void *ctx);
+
+/* Whether a Python frame's file (n bytes) is the import system's:
+ * importlib's bootstrap, frozen or not. */
+int collapse_is_import_system(const char *file, size_t n);
 
 /* Appends s escaped as described above to f. */
 void collapse_escape(FILE *f, const char *s, size_t n);

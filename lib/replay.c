@@ -294,6 +294,8 @@ static void add_timepoint(struct replay *r, uint64_t time_us, uint64_t rss)
 		r->stride *= 2;
 	}
 	r->timeline[r->ntimeline++] = (struct timepoint){ time_us, rss, r->live };
+	if (r->on_timepoint)
+		r->on_timepoint(r->timepoint_ctx, r);
 }
 
 void replay_record(struct replay *r, const struct mr_record *rec)

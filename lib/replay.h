@@ -66,6 +66,10 @@ struct replay {
 				* every value is an estimate */
 	struct replay_proc *cur;
 	uint32_t site_cache[SITE_CACHE];
+	/* When set, called with timepoint_ctx each time the timeline keeps a
+	 * point (the last of timeline; it may have been thinned just before). */
+	void (*on_timepoint)(void *ctx, struct replay *r);
+	void *timepoint_ctx;
 };
 
 void replay_init(struct replay *r, int by_thread);

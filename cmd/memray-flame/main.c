@@ -6,8 +6,12 @@
  * show, and written into the page as compact JSON: a table of distinct
  * frame names, then the tree in preorder as (name, depth, rest) triples,
  * where rest is the part of a frame's value not in the children it shows
- * (its own value plus pruned children). The page (flame.html, built in)
- * adds the rest up into totals, draws, zooms and searches.
+ * (its own value plus pruned children). What memray-fold says of each
+ * stack follows, by written node: its value by thread ("parts"), its live
+ * bytes over time ("live"), and the text of the Python lines ("source").
+ * The page (flame.html, built in) adds the rest up into totals, draws,
+ * zooms and searches, and builds the tree again for a thread, a time
+ * range, hidden frames or inverted stacks.
  */
 #define _GNU_SOURCE /* memmem */
 #include <getopt.h>
@@ -27,7 +31,8 @@
 
 static const char usage_text[] =
 	"usage: memray-flame [--title TEXT] [--subtitle TEXT] [--countname NAME]\n"
-	"                    [--min-width PERCENT] [--max-frames N] [--inverted] [FILE...]\n"
+	"                    [--min-width PERCENT] [--max-frames N] [--inverted]\n"
+	"                    [--no-source] [FILE...]\n"
 	"\n"
 	"Reads collapsed stacks (from memray-fold, memray-leaks or any other tool)\n"
 	"or memray streams, and writes one self-contained interactive HTML flame\n"
@@ -43,7 +48,9 @@ static const char usage_text[] =
 	"                          (default 0: only the --max-frames budget prunes)\n"
 	"  -n, --max-frames N      at most N frames in the page, the smallest left out\n"
 	"                          (default 200000)\n"
-	"  -i, --inverted          open as an icicle graph, roots on top\n"
+	"  -i, --inverted          open inverted: the allocating functions are the\n"
+	"                          roots, their callers above them\n"
+	"      --no-source         leave the text of Python source lines out of the page\n"
 	"  -h, --help              show this help\n"
 	"      --version           show the version\n";
 
@@ -114,6 +121,9 @@ struct node {
 	uint64_t total;  /* the node's value: itself and everything under it */
 	uint64_t count;  /* allocations behind total, when the input says */
 	int keep;
+	uint32_t out;    /* kept nodes: the index in the page's preorder (root 0) */
+	uint64_t live;   /* the bytes its stacks held at some timeline point, when
+			  * the input says (memray-fold --temporal), added up */
 };
 
 static struct node *nodes;
@@ -163,7 +173,7 @@ static uint32_t child_of(uint32_t parent, uint32_t name)
 		nodes = xrealloc(nodes, nodes_cap * sizeof(*nodes));
 	}
 	uint32_t id = (uint32_t)nnodes++;
-	nodes[id] = (struct node){ name, parent, 0, nodes[parent].first_child, 0, 0, 0 };
+	nodes[id] = (struct node){ name, parent, 0, nodes[parent].first_child, 0, 0, 0, 0, 0 };
 	nodes[parent].first_child = id;
 	child_index[j] = id;
 	return id;
@@ -178,13 +188,16 @@ static struct {
 	size_t npath, path_cap;
 } prev;
 
-static void add_stack_counted(const char *text, size_t len, uint64_t value, uint64_t count,
-			      int counted)
+/* Adds a stack; live is the bytes it held at timeline points, added up
+ * (0 if unknown). Returns its leaf node, or 0 if it adds nothing. */
+static uint32_t add_stack_counted(const char *text, size_t len, uint64_t value, uint64_t count,
+				  int counted, uint64_t live)
 {
 	/* a differential stack that vanished still counts in its callers'
-	 * earlier values, in frames of width 0, which are never drawn */
-	if (!value && !(diff_mode == 1 && count))
-		return;
+	 * earlier values, in frames of width 0, which are never drawn; a
+	 * stack of no value at the peak may have some at other times */
+	if (!value && !(diff_mode == 1 && count) && !live)
+		return 0;
 	if (have_counts != 0)
 		have_counts = counted;
 	if (nodes[0].total + value < nodes[0].total)
@@ -208,6 +221,7 @@ static void add_stack_counted(const char *text, size_t len, uint64_t value, uint
 			at = child_of(at, intern(s, n));
 		nodes[at].total += value;
 		nodes[at].count += count;
+		nodes[at].live += live;
 		if (depth == prev.path_cap) {
 			prev.path_cap = prev.path_cap ? prev.path_cap * 2 : 256;
 			prev.path = xrealloc(prev.path, prev.path_cap * sizeof(*prev.path));
@@ -224,6 +238,7 @@ static void add_stack_counted(const char *text, size_t len, uint64_t value, uint
 	}
 	memcpy(prev.text, text, len);
 	prev.len = len;
+	return at;
 }
 
 static void mixed(void)
@@ -232,12 +247,202 @@ static void mixed(void)
 	    diff_file ? diff_file : "the input");
 }
 
+/* ---- what memray-fold says of each stack ----------------------------------- */
+
+/* The "# stack.*" lines before a stack line (memray-fold(1), Metadata):
+ * its allocation count, its value by thread, its live bytes over time. */
+static struct {
+	int has_count, has_parts, has_live;
+	uint64_t count;
+	struct collapsed_part *parts;
+	size_t nparts, cap;
+	struct collapsed_change *changes; /* its live bytes over time */
+	size_t nchanges, ccap;
+	uint64_t live; /* the bytes the changes add, added up */
+	int disordered; /* this input's lines were reordered: ignored */
+	long malformed; /* this input's "# stack." and "# thread=" lines not understood */
+	const char *input;
+} pend;
+
+/* A stack's live bytes over time, at its leaf. */
+struct live_change {
+	uint32_t node, thread;
+	uint64_t ms;
+	int64_t bytes, count;
+};
+static struct live_change *lives;
+static size_t nlives, lives_cap;
+static int have_live; /* some input had them */
+
+/* A stack's value in one thread, at its leaf; the thread's id in the
+ * page's table. */
+struct leaf_part {
+	uint32_t node, thread;
+	uint64_t value, count;
+};
+static struct leaf_part *leaf_parts;
+static size_t nleaf_parts, leaf_parts_cap;
+static int have_threads = -1; /* as have_counts */
+
+/* The threads ("# thread=" lines), numbered through all inputs. */
+static struct {
+	char **label;
+	uint32_t *id;
+	size_t n;
+	uint32_t base; /* the current input's ids are offset by this */
+	uint32_t max;  /* the highest id so far */
+} threads;
+
+static void pend_clear(void)
+{
+	pend.has_count = pend.has_parts = pend.has_live = 0;
+	pend.nparts = pend.nchanges = 0;
+	pend.live = 0;
+}
+
+static void disordered(void)
+{
+	if (!pend.disordered)
+		warnmsg("warning: %s: its '# stack.' lines are not each before their stack (was it "
+			"sorted?): allocation counts and threads left out", pend.input);
+	pend.disordered = 1;
+	pend_clear();
+}
+
+/* "ID:VALUE:COUNT ..." into pend.parts; 0 if malformed. */
+static int parse_parts(const char *v)
+{
+	pend.nparts = 0;
+	while (*v) {
+		char *e;
+		unsigned long long id = strtoull(v, &e, 10), val, cnt;
+		if (*e != ':')
+			return 0;
+		val = strtoull(e + 1, &e, 10);
+		if (*e != ':')
+			return 0;
+		cnt = strtoull(e + 1, &e, 10);
+		if ((*e && *e != ' ') || id == 0 || id > UINT32_MAX - threads.base)
+			return 0;
+		if (pend.nparts == pend.cap) {
+			pend.cap = pend.cap ? 2 * pend.cap : 8;
+			pend.parts = xrealloc(pend.parts, pend.cap * sizeof(*pend.parts));
+		}
+		pend.parts[pend.nparts++] = (struct collapsed_part){ threads.base + (uint32_t)id, val, cnt };
+		v = *e ? e + 1 : e;
+	}
+	return 1;
+}
+
+/* "MS:THREAD:BYTES:COUNT ..." into pend.changes; 0 if malformed. */
+static int parse_changes(const char *v)
+{
+	pend.nchanges = 0;
+	pend.live = 0;
+	while (*v) {
+		char *e;
+		struct collapsed_change c;
+		c.ms = strtoull(v, &e, 10);
+		if (*e != ':')
+			return 0;
+		unsigned long long id = strtoull(e + 1, &e, 10);
+		if (*e != ':' || id > UINT32_MAX - threads.base)
+			return 0;
+		c.thread = threads.base + (uint32_t)id;
+		c.bytes = strtoll(e + 1, &e, 10);
+		if (*e != ':')
+			return 0;
+		c.count = strtoll(e + 1, &e, 10);
+		if (*e && *e != ' ')
+			return 0;
+		if (pend.nchanges == pend.ccap) {
+			pend.ccap = pend.ccap ? 2 * pend.ccap : 16;
+			pend.changes = xrealloc(pend.changes, pend.ccap * sizeof(*pend.changes));
+		}
+		pend.changes[pend.nchanges++] = c;
+		if (c.bytes > 0)
+			pend.live += (uint64_t)c.bytes;
+		v = *e ? e + 1 : e;
+	}
+	return 1;
+}
+
+/* A "# stack.KEY=VALUE" line. */
+static void stack_meta(const char *key, const char *value)
+{
+	if (pend.disordered)
+		return;
+	/* a second line of a key before a stack: lines were reordered */
+	int *has = strcmp(key, "count") == 0 ? &pend.has_count :
+		   strcmp(key, "threads") == 0 ? &pend.has_parts :
+		   strcmp(key, "live") == 0 ? &pend.has_live : NULL;
+	if (!has)
+		return;
+	if (*has) {
+		disordered();
+		return;
+	}
+	if (has == &pend.has_count) {
+		pend.count = strtoull(value, NULL, 10);
+		pend.has_count = 1;
+	} else if (has == &pend.has_parts) {
+		pend.has_parts = parse_parts(value);
+		pend.malformed += !pend.has_parts;
+	} else {
+		pend.has_live = parse_changes(value);
+		pend.malformed += !pend.has_live;
+	}
+}
+
+/* A "# thread="ID LABEL"" line. */
+static void thread_meta(const char *value)
+{
+	char *e;
+	unsigned long id = strtoul(value, &e, 10);
+	if (*e != ' ' || id == 0 || id > UINT32_MAX - threads.base) {
+		pend.malformed++;
+		return;
+	}
+	threads.label = xrealloc(threads.label, (threads.n + 1) * sizeof(*threads.label));
+	threads.id = xrealloc(threads.id, (threads.n + 1) * sizeof(*threads.id));
+	threads.label[threads.n] = strdup(e + 1);
+	if (!threads.label[threads.n])
+		die(EXIT_USAGE, "out of memory");
+	threads.id[threads.n++] = threads.base + (uint32_t)id;
+	if (threads.base + id > threads.max)
+		threads.max = threads.base + (uint32_t)id;
+}
+
+/* A stack line: what was said of it goes with it. */
 static void add_stack(void *ctx, const char *text, size_t len, uint64_t value)
 {
 	if (diff_mode == 1)
 		mixed();
 	diff_mode = 0;
-	add_stack_counted(text, len, value, 0, 0);
+	uint32_t leaf = add_stack_counted(text, len, value, pend.count, pend.has_count,
+					  pend.has_live ? pend.live : 0);
+	for (size_t i = 0; leaf && pend.has_live && i < pend.nchanges; i++) {
+		if (nlives == lives_cap) {
+			lives_cap = lives_cap ? 2 * lives_cap : 1024;
+			lives = xrealloc(lives, lives_cap * sizeof(*lives));
+		}
+		const struct collapsed_change *c = &pend.changes[i];
+		lives[nlives++] = (struct live_change){ leaf, c->thread, c->ms, c->bytes, c->count };
+		have_live = 1;
+	}
+	if (leaf && value) {
+		if (have_threads != 0)
+			have_threads = pend.has_parts;
+		for (size_t i = 0; pend.has_parts && i < pend.nparts; i++) {
+			if (nleaf_parts == leaf_parts_cap) {
+				leaf_parts_cap = leaf_parts_cap ? 2 * leaf_parts_cap : 1024;
+				leaf_parts = xrealloc(leaf_parts, leaf_parts_cap * sizeof(*leaf_parts));
+			}
+			const struct collapsed_part *p = &pend.parts[i];
+			leaf_parts[nleaf_parts++] = (struct leaf_part){ leaf, p->thread, p->value, p->count };
+		}
+	}
+	pend_clear();
 }
 
 static void add_stack2(void *ctx, const char *text, size_t len, uint64_t before, uint64_t after)
@@ -245,7 +450,77 @@ static void add_stack2(void *ctx, const char *text, size_t len, uint64_t before,
 	if (diff_mode == 0)
 		mixed();
 	diff_mode = 1;
-	add_stack_counted(text, len, after, before, 1);
+	add_stack_counted(text, len, after, before, 1, 0);
+	pend_clear();
+}
+
+/* ---- source lines ---------------------------------------------------------- */
+
+/* "# source="PLACE<TAB>TEXT"" lines, PLACE as a frame shows it
+ * ("file.py:12"), sorted by place for lookups once read. */
+static struct {
+	char **place, **text;
+	size_t n;
+	int sorted;
+	int wanted; /* 0 with --no-source */
+} sources = { NULL, NULL, 0, 0, 1 };
+
+static void source_meta(const char *value)
+{
+	const char *tab = strchr(value, '\t');
+	if (!sources.wanted || !tab || tab == value)
+		return;
+	sources.place = xrealloc(sources.place, (sources.n + 1) * sizeof(char *));
+	sources.text = xrealloc(sources.text, (sources.n + 1) * sizeof(char *));
+	sources.place[sources.n] = strndup(value, (size_t)(tab - value));
+	sources.text[sources.n] = strdup(tab + 1);
+	if (!sources.place[sources.n] || !sources.text[sources.n])
+		die(EXIT_USAGE, "out of memory");
+	sources.n++;
+	sources.sorted = 0;
+}
+
+static int by_place(const void *a, const void *b)
+{
+	return strcmp(sources.place[*(const size_t *)a], sources.place[*(const size_t *)b]);
+}
+
+/* The source text of a frame "function (PLACE)", or NULL. */
+static const char *source_of(const char *frame, size_t n)
+{
+	static size_t *order;
+	if (!sources.n || n < 4 || frame[n - 1] != ')')
+		return NULL;
+	if (!sources.sorted) {
+		order = xrealloc(order, sources.n * sizeof(*order));
+		for (size_t i = 0; i < sources.n; i++)
+			order[i] = i;
+		qsort(order, sources.n, sizeof(*order), by_place);
+		sources.sorted = 1;
+	}
+	const char *open = NULL;
+	for (size_t i = n - 1; i-- > 1;)
+		if (frame[i] == '(' && frame[i - 1] == ' ') {
+			open = frame + i + 1;
+			break;
+		}
+	if (!open)
+		return NULL;
+	size_t plen = (size_t)(frame + n - 1 - open), lo = 0, hi = sources.n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const char *p = sources.place[order[mid]];
+		int c = strncmp(p, open, plen);
+		if (c == 0 && p[plen])
+			c = 1;
+		if (c == 0)
+			return sources.text[order[mid]];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
 }
 
 /* ---- metadata ------------------------------------------------------------- */
@@ -268,6 +543,18 @@ static void add_meta(void *ctx, const char *key, const char *value)
 	/* the "# memray-fold 0.1.0" line names its writer: not shown */
 	if (!*value && strncmp(key, "memray-", 7) == 0)
 		return;
+	if (strncmp(key, "stack.", 6) == 0) {
+		stack_meta(key + 6, value);
+		return;
+	}
+	if (strcmp(key, "thread") == 0) {
+		thread_meta(value);
+		return;
+	}
+	if (strcmp(key, "source") == 0) {
+		source_meta(value);
+		return;
+	}
 	if (strcmp(key, "metric") == 0) {
 		const char *was = meta_get("metric");
 		if (was && strcmp(was, value) != 0)
@@ -284,39 +571,64 @@ static void add_meta(void *ctx, const char *key, const char *value)
 
 /* ---- inputs --------------------------------------------------------------- */
 
-/* A memray stream is folded as memray-fold does by default: at the peak. */
+/* Collapsed stacks, with what memray-fold says of them. */
+static int read_folded(struct mr_input *in)
+{
+	pend_clear();
+	pend.disordered = 0;
+	pend.malformed = 0;
+	pend.input = mr_input_name(in);
+	threads.base = threads.max;
+	struct folded_sink sink = { add_stack, add_meta, NULL, add_stack2 };
+	char *name = strdup(pend.input); /* for after folded_read_input closes in */
+	int rc = folded_read_input(in, &sink);
+	if (pend.malformed)
+		warnmsg("warning: %s: %ld '# stack.' or '# thread=' line%s not understood, left out",
+			name ? name : "input", pend.malformed, pend.malformed == 1 ? "" : "s");
+	free(name);
+	pend_clear();
+	return rc;
+}
+
+/* A memray stream is folded as memray-fold does by default (at the
+ * peak, with counts, threads and source lines) and read back. */
 static int read_stream(struct mr_input *in)
 {
 	struct replay r;
 	struct ingest g = { NULL, 0, 0 };
-	replay_init(&r, 0);
-	int status = ingest_input(&g, &r, in, -1);
+	char *name = strdup(mr_input_name(in));
+	if (!name)
+		die(EXIT_USAGE, "out of memory");
+	replay_init(&r, 1); /* by thread, for the values by thread */
+	struct collapse_extra x = { 1, sources.wanted, collapse_temporal_start(&r) };
+	int status = ingest_input(&g, &r, in, -1); /* closes in */
+	if (status == EXIT_REFUSED) {
+		collapse_temporal_free(x.temporal);
+		replay_free(&r);
+		ingest_free(&g);
+		free(name);
+		return status;
+	}
 	struct collapse_opts o = { METRIC_PEAK, FRAMES_AUTO, 0, 0, 0 };
 	char *text = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&text, &len);
 	if (!m)
 		die(EXIT_USAGE, "out of memory");
-	collapse_meta(m, &r, &o);
-	fclose(m);
-	/* the metadata memray-fold would write, read back as from its output */
-	struct folded_sink meta_only = { NULL, add_meta, NULL, NULL };
-	struct mr_input *mi = mr_input_open_memory(text, len, "metadata");
-	if (!mi)
-		die(EXIT_USAGE, "out of memory");
-	folded_read(mi, &meta_only, NULL);
-	mr_input_close(mi);
-	free(text);
 	struct symbolizer *sym = sym_new();
-	struct collapsed *v;
-	size_t n = collapse_lines(&r, sym, &o, &v);
-	for (size_t i = 0; i < n; i++)
-		add_stack_counted(v[i].text, v[i].len, v[i].value, v[i].count, 1);
-	collapse_lines_free(v, n);
+	collapse_write_extra(m, &r, sym, &o, &x);
+	fclose(m);
 	sym_free(sym);
+	collapse_temporal_free(x.temporal);
 	replay_free(&r);
 	ingest_free(&g);
-	return status;
+	struct mr_input *mi = mr_input_open_memory(text, len, name);
+	if (!mi)
+		die(EXIT_USAGE, "out of memory");
+	int rc = read_folded(mi);
+	free(text);
+	free(name);
+	return status ? status : rc == EXIT_REFUSED ? EXIT_OK : rc;
 }
 
 static int read_one(const char *path)
@@ -334,8 +646,7 @@ static int read_one(const char *path)
 		diff_mode = 0;
 		return read_stream(in);
 	}
-	struct folded_sink sink = { add_stack, add_meta, NULL, add_stack2 };
-	int rc = folded_read_input(in, &sink);
+	int rc = read_folded(in);
 	diff_file = NULL;
 	return rc;
 }
@@ -374,11 +685,18 @@ static uint64_t kth_largest(uint64_t *v, size_t n, size_t k)
 	return v[k];
 }
 
+/* What pruning weighs a node by: its value, and the bytes it held at
+ * other times, so that what a time range shows is there too. */
+static uint64_t weight(size_t i)
+{
+	return nodes[i].total + nodes[i].live;
+}
+
 /* Marks the nodes to write: those of at least min_width percent of the
- * total, and at most max_frames of them, the largest; among frames of the
- * same value at the cut, the shallowest (a node is never larger than its
- * parent and is deeper, so the kept set is a tree). Returns how many
- * frames were left out. */
+ * total (by weight), and at most max_frames of them, the largest; among
+ * frames of the same weight at the cut, the shallowest (a node is never
+ * heavier than its parent and is deeper, so the kept set is a tree).
+ * Returns how many frames were left out. */
 static size_t prune(double min_width, size_t max_frames)
 {
 	double need = ceil((double)nodes[0].total * min_width / 100.0);
@@ -387,15 +705,15 @@ static size_t prune(double min_width, size_t max_frames)
 		floor_ = 1;
 	size_t n = 0;
 	for (size_t i = 1; i < nnodes; i++)
-		n += nodes[i].total >= floor_;
+		n += weight(i) >= floor_;
 	for (size_t i = 0; i < nnodes; i++)
-		nodes[i].keep = i == 0 || nodes[i].total >= floor_;
+		nodes[i].keep = i == 0 || weight(i) >= floor_;
 	if (n > max_frames) {
 		uint64_t *v = xrealloc(NULL, n * sizeof(*v));
 		size_t k = 0;
 		for (size_t i = 1; i < nnodes; i++)
 			if (nodes[i].keep)
-				v[k++] = nodes[i].total;
+				v[k++] = weight(i);
 		uint64_t cut = kth_largest(v, n, max_frames - 1); /* the last value kept */
 		free(v);
 		/* above the cut: kept; at it: as many as the budget allows,
@@ -405,9 +723,9 @@ static size_t prune(double min_width, size_t max_frames)
 		depth[0] = 0;
 		for (size_t i = 1; i < nnodes; i++) {
 			depth[i] = depth[nodes[i].parent] + 1;
-			nodes[i].keep = nodes[i].keep && nodes[i].total > cut;
+			nodes[i].keep = nodes[i].keep && weight(i) > cut;
 			room -= nodes[i].keep;
-			if (nodes[i].total == cut) {
+			if (weight(i) == cut) {
 				nties++;
 				if (depth[i] > max_depth)
 					max_depth = depth[i];
@@ -418,12 +736,12 @@ static size_t prune(double min_width, size_t max_frames)
 		uint32_t *ties = xrealloc(NULL, (nties ? nties : 1) * sizeof(*ties));
 		memset(start, 0, (max_depth + 2) * sizeof(*start));
 		for (size_t i = 1; i < nnodes; i++)
-			if (nodes[i].total == cut)
+			if (weight(i) == cut)
 				start[depth[i] + 1]++;
 		for (size_t d = 1; d <= max_depth + 1; d++)
 			start[d] += start[d - 1];
 		for (size_t i = 1; i < nnodes; i++)
-			if (nodes[i].total == cut)
+			if (weight(i) == cut)
 				ties[start[depth[i]]++] = (uint32_t)i;
 		for (size_t t = 0; t < nties && room; t++)
 			if (nodes[nodes[ties[t]].parent].keep) {
@@ -436,7 +754,7 @@ static size_t prune(double min_width, size_t max_frames)
 	}
 	size_t dropped = 0;
 	for (size_t i = 1; i < nnodes; i++)
-		dropped += !nodes[i].keep && nodes[i].total; /* width 0: a vanished differential stack */
+		dropped += !nodes[i].keep && weight(i); /* 0: a vanished differential stack */
 	return dropped;
 }
 
@@ -456,10 +774,20 @@ static int is_cpython_module(const char *m, size_t n)
 	return 1;
 }
 
+/* runpy, which runs "python -m" modules: CPython's machinery, not the
+ * program's (memray hides it too). */
+static int is_runpy(const char *file, size_t n)
+{
+	return (n >= 8 && memcmp(file + n - 8, "runpy.py", 8) == 0 &&
+		(n == 8 || file[n - 9] == '/')) ||
+	       (n == 14 && memcmp(file, "<frozen runpy>", 14) == 0);
+}
+
 /* What kind of code a frame is, by its text: 1 Python (a "(file.py:N)" or
  * "(<frozen ...>:N)" location), 3 the import system (importlib's
- * bootstrap), 2 CPython's own C code (_Py* and Py* symbols, or in
- * libpython or the python3.X executable), 0 other native code. */
+ * bootstrap, as memray-fold --hide-import-system knows it), 2 CPython's
+ * own code (_Py* and Py* symbols, code in libpython or the python3.X
+ * executable, runpy), 0 other native code. */
 static int frame_kind(const char *s, size_t n)
 {
 	const char *open = NULL;
@@ -481,9 +809,10 @@ static int frame_kind(const char *s, size_t n)
 				line = 0;
 		if (line) {
 			size_t flen = (size_t)(colon - loc);
-			if (memmem(loc, flen, "importlib._bootstrap", 20) ||
-			    memmem(loc, flen, "importlib/_bootstrap", 20))
+			if (collapse_is_import_system(loc, flen))
 				return 3;
+			if (is_runpy(loc, flen))
+				return 2;
 			if (*loc == '<' || (flen > 3 && memcmp(colon - 3, ".py", 3) == 0) ||
 			    (flen > 4 && memcmp(colon - 4, ".pyx", 4) == 0))
 				return 1;
@@ -510,6 +839,7 @@ struct writer {
 	uint32_t *name_out; /* name id -> index in the page's table, +1 */
 	uint32_t nout;
 	int first;
+	uint32_t written; /* nodes written so far */
 };
 
 /* Writes the kept subtree under id in preorder, children by name. An
@@ -544,6 +874,7 @@ static void write_nodes(struct writer *w, int counts)
 			rest -= nodes[c].total;
 			rest_count -= nodes[c].count;
 		}
+		nodes[fr.id].out = w->written++;
 		if (fr.id) {
 			uint32_t out = w->name_out[nd->name];
 			fprintf(w->f, "%s%u,%u,%" PRIu64, w->first ? "" : ",", out - 1, fr.depth, rest);
@@ -569,10 +900,119 @@ static void write_nodes(struct writer *w, int counts)
 	free(kids);
 }
 
+static int by_out_thread(const void *a, const void *b)
+{
+	const struct leaf_part *x = a, *y = b;
+	if (x->node != y->node)
+		return (x->node > y->node) - (x->node < y->node);
+	return (x->thread > y->thread) - (x->thread < y->thread);
+}
+
+/* The threads' table, and each written node's own value by thread:
+ * "parts" as (node, thread, value, count) quadruples, node its index in
+ * "nodes" from 1 (0 the root). A stack's value goes to its deepest
+ * written frame, as its value does in the nodes' rest. */
+static void write_threads(FILE *f)
+{
+	fputs(",\n\"threads\":[", f);
+	for (size_t i = 0; i < threads.n; i++) {
+		fprintf(f, "%s[%u,", i ? "," : "", threads.id[i]);
+		json_string(f, threads.label[i], strlen(threads.label[i]));
+		fputc(']', f);
+	}
+	for (size_t i = 0; i < nleaf_parts; i++) {
+		uint32_t n = leaf_parts[i].node;
+		while (!nodes[n].keep)
+			n = nodes[n].parent;
+		leaf_parts[i].node = nodes[n].out;
+	}
+	if (nleaf_parts)
+		qsort(leaf_parts, nleaf_parts, sizeof(*leaf_parts), by_out_thread);
+	fputs("],\n\"parts\":[", f);
+	for (size_t i = 0, j; i < nleaf_parts; i = j) {
+		uint64_t v = 0, c = 0;
+		for (j = i; j < nleaf_parts && leaf_parts[j].node == leaf_parts[i].node &&
+			    leaf_parts[j].thread == leaf_parts[i].thread; j++)
+			v += leaf_parts[j].value, c += leaf_parts[j].count;
+		fprintf(f, "%s%u,%u,%" PRIu64 ",%" PRIu64, i ? "," : "", leaf_parts[i].node,
+			leaf_parts[i].thread, v, c);
+	}
+	fputc(']', f);
+}
+
+static int by_node_thread_ms(const void *a, const void *b)
+{
+	const struct live_change *x = a, *y = b;
+	if (x->node != y->node)
+		return (x->node > y->node) - (x->node < y->node);
+	if (x->thread != y->thread)
+		return (x->thread > y->thread) - (x->thread < y->thread);
+	return (x->ms > y->ms) - (x->ms < y->ms);
+}
+
+/* "live": for each written node and thread, the changes of the live
+ * bytes and allocations of the stacks whose deepest written frame it is,
+ * at the timeline's points: node, thread, the number of changes, then
+ * (ms, bytes, count) for each, in time order. */
+static void write_live(FILE *f)
+{
+	for (size_t i = 0; i < nlives; i++) {
+		uint32_t n = lives[i].node;
+		while (!nodes[n].keep)
+			n = nodes[n].parent;
+		lives[i].node = nodes[n].out;
+	}
+	if (nlives)
+		qsort(lives, nlives, sizeof(*lives), by_node_thread_ms);
+	fputs(",\n\"live\":[", f);
+	int first = 1;
+	for (size_t i = 0, j; i < nlives; i = j) {
+		for (j = i; j < nlives && lives[j].node == lives[i].node &&
+			    lives[j].thread == lives[i].thread; j++)
+			;
+		/* the group compacted in place, the same moment's changes added up */
+		size_t n = 0;
+		for (size_t k = i; k < j; k++) {
+			if (n && lives[i + n - 1].ms == lives[k].ms) {
+				lives[i + n - 1].bytes += lives[k].bytes;
+				lives[i + n - 1].count += lives[k].count;
+			} else {
+				lives[i + n++] = lives[k];
+			}
+		}
+		fprintf(f, "%s%u,%u,%zu", first ? "" : ",", lives[i].node, lives[i].thread, n);
+		for (size_t k = i; k < i + n; k++)
+			fprintf(f, ",%" PRIu64 ",%" PRId64 ",%" PRId64, lives[k].ms, lives[k].bytes,
+				lives[k].count);
+		first = 0;
+	}
+	fputc(']', f);
+}
+
+/* "source": [name index, text] for each written frame whose line's text
+ * came with the input. */
+static void write_sources(FILE *f, const struct writer *w)
+{
+	fputs(",\n\"source\":[", f);
+	int first = 1;
+	for (size_t i = 0; i < names.n && sources.n; i++) {
+		if (!w->name_out[i])
+			continue;
+		const char *t = source_of(names.text[i], names.len[i]);
+		if (!t)
+			continue;
+		fprintf(f, "%s[%u,", first ? "" : ",", w->name_out[i] - 1);
+		json_string(f, t, strlen(t));
+		fputc(']', f);
+		first = 0;
+	}
+	fputc(']', f);
+}
+
 static void write_data(FILE *f, const char *countname, int inverted, size_t pruned,
 		       uint64_t pruned_value)
 {
-	struct writer w = { f, xrealloc(NULL, (names.n + 1) * sizeof(uint32_t)), 0, 1 };
+	struct writer w = { f, xrealloc(NULL, (names.n + 1) * sizeof(uint32_t)), 0, 1, 0 };
 	memset(w.name_out, 0, (names.n + 1) * sizeof(uint32_t));
 	/* the page's name table: kept frames' names only, in first use order */
 	fputs("{\"version\":1,\n\"names\":[", f);
@@ -611,6 +1051,11 @@ static void write_data(FILE *f, const char *countname, int inverted, size_t prun
 	fprintf(f, "],\n\"counts\":%s,\n\"diff\":%s,\n", counts ? "true" : "false",
 		diff_mode == 1 ? "true" : "false");
 	write_nodes(&w, counts);
+	if (have_threads == 1)
+		write_threads(f);
+	if (have_live)
+		write_live(f);
+	write_sources(f, &w);
 	fputs("}\n", f);
 	free(w.name_out);
 }
@@ -661,7 +1106,7 @@ static void write_page(FILE *f, const char *title, const char *subtitle, const c
 int main(int argc, char **argv)
 {
 	progname = "memray-flame";
-	enum { VERSION = 256 };
+	enum { VERSION = 256, NO_SOURCE };
 	static const struct option longopts[] = {
 		{ "title", required_argument, NULL, 't' },
 		{ "subtitle", required_argument, NULL, 's' },
@@ -669,6 +1114,7 @@ int main(int argc, char **argv)
 		{ "min-width", required_argument, NULL, 'w' },
 		{ "max-frames", required_argument, NULL, 'n' },
 		{ "inverted", no_argument, NULL, 'i' },
+		{ "no-source", no_argument, NULL, NO_SOURCE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, VERSION },
 		{ NULL, 0, NULL, 0 },
@@ -701,6 +1147,7 @@ int main(int argc, char **argv)
 				    optarg);
 			break;
 		case 'i': inverted = 1; break;
+		case NO_SOURCE: sources.wanted = 0; break;
 		case 'h': usage(EXIT_OK); break;
 		case VERSION: printf("memray-flame %s\n", MEMRAY_VERSION); return EXIT_OK;
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
@@ -708,7 +1155,7 @@ int main(int argc, char **argv)
 	}
 	nodes_cap = 4096;
 	nodes = xrealloc(NULL, nodes_cap * sizeof(*nodes));
-	nodes[0] = (struct node){ 0, 0, 0, 0, 0, 0, 1 };
+	nodes[0] = (struct node){ 0, 0, 0, 0, 0, 0, 1, 0, 0 };
 	nnodes = 1;
 	int status = EXIT_OK, refused = 0, inputs = 0;
 	for (int i = optind; i < argc || (i == optind && optind == argc); i++) {

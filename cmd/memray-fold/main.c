@@ -18,8 +18,8 @@
 
 static const char usage_text[] =
 	"usage: memray-fold [--metric METRIC] [--format FORMAT] [--native | --python-only]\n"
-	"                   [--by-thread] [--hide-import-system] [--all-frames] [--pid PID]\n"
-	"                   [FILE...]\n"
+	"                   [--by-thread] [--hide-import-system] [--all-frames]\n"
+	"                   [--no-source] [--temporal] [--pid PID] [FILE...]\n"
 	"\n"
 	"Reads memray streams from the FILEs (standard input when there is none or\n"
 	"FILE is '-'), plain or compressed, and writes collapsed stacks: one line\n"
@@ -39,6 +39,9 @@ static const char usage_text[] =
 	"      --by-thread         a root frame per thread\n"
 	"      --hide-import-system  hide Python's import machinery frames\n"
 	"      --all-frames        keep CPython's own native frames in hybrid stacks\n"
+	"      --no-source         leave the text of Python source lines out\n"
+	"      --temporal          each stack's live bytes over time too, for\n"
+	"                          memray-flame's time ranges\n"
 	"  -p, --pid PID           only the process PID\n"
 	"  -h, --help              show this help\n"
 	"      --version           show the version\n";
@@ -62,7 +65,8 @@ static enum format format_arg(const char *s)
 int main(int argc, char **argv)
 {
 	progname = "memray-fold";
-	enum { NATIVE = 256, PYTHON_ONLY, BY_THREAD, HIDE_IMPORT, ALL_FRAMES, VERSION, FORMAT };
+	enum { NATIVE = 256, PYTHON_ONLY, BY_THREAD, HIDE_IMPORT, ALL_FRAMES, VERSION, FORMAT,
+	       NO_SOURCE, TEMPORAL };
 	static const struct option longopts[] = {
 		{ "metric", required_argument, NULL, 'm' },
 		{ "format", required_argument, NULL, FORMAT },
@@ -71,12 +75,16 @@ int main(int argc, char **argv)
 		{ "by-thread", no_argument, NULL, BY_THREAD },
 		{ "hide-import-system", no_argument, NULL, HIDE_IMPORT },
 		{ "all-frames", no_argument, NULL, ALL_FRAMES },
+		{ "no-source", no_argument, NULL, NO_SOURCE },
+		{ "temporal", no_argument, NULL, TEMPORAL },
 		{ "pid", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct collapse_opts o = { METRIC_PEAK, FRAMES_AUTO, 0, 0, 0 };
+	struct collapse_extra x = { 0, 1, NULL };
+	int temporal = 0;
 	enum format format = FORMAT_COLLAPSED;
 	long pid = -1;
 	int c;
@@ -92,6 +100,8 @@ int main(int argc, char **argv)
 		case BY_THREAD: o.by_thread = 1; break;
 		case HIDE_IMPORT: o.hide_import_system = 1; break;
 		case ALL_FRAMES: o.all_frames = 1; break;
+		case NO_SOURCE: x.sources = 0; break;
+		case TEMPORAL: temporal = 1; break;
 		case 'p':
 			pid = pid_arg("--pid", optarg);
 			break;
@@ -100,15 +110,24 @@ int main(int argc, char **argv)
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
+	if (temporal && format != FORMAT_COLLAPSED)
+		die(EXIT_USAGE, "--temporal is for collapsed stacks: pprof and speedscope files "
+		    "have no place for it");
 	if (format == FORMAT_PPROF && isatty(STDOUT_FILENO))
 		die(EXIT_USAGE, "a pprof profile is binary: not writing it to a terminal "
 		    "(redirect it to a file or a pipe)");
+	/* collapsed stacks carry their counts and values by thread */
+	x.annotate = format == FORMAT_COLLAPSED;
+	x.sources = x.sources && format == FORMAT_COLLAPSED;
 	struct replay r;
 	struct ingest g = { NULL, 0, 0 };
-	replay_init(&r, o.by_thread);
+	replay_init(&r, o.by_thread || x.annotate);
+	if (temporal)
+		x.temporal = collapse_temporal_start(&r);
 	int status = EXIT_OK;
 	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
 	if (status == EXIT_REFUSED) { /* nothing written for input that is not a stream */
+		collapse_temporal_free(x.temporal);
 		replay_free(&r);
 		ingest_free(&g);
 		return EXIT_USAGE;
@@ -122,8 +141,9 @@ int main(int argc, char **argv)
 	else if (format == FORMAT_SPEEDSCOPE)
 		speedscope_write(stdout, &r, sym, &o);
 	else
-		collapse_write(stdout, &r, sym, &o);
+		collapse_write_extra(stdout, &r, sym, &o, &x);
 	sym_free(sym);
+	collapse_temporal_free(x.temporal);
 	replay_free(&r);
 	ingest_free(&g);
 	if (close_stdout() < 0)

@@ -215,3 +215,153 @@ total_by() {
 	got=$(sed -n 's/.*<title>all (\([0-9,]*\) bytes, 100%)<\/title>.*/\1/p' a.svg | tr -d ,)
 	[ "$got" = "$want" ] || { echo "root $got, peak $want"; false; }
 }
+
+# annotations FILE: checks memray-fold's "# stack.*" lines against the
+# stack line each precedes, and prints "thread-label value count" per
+# thread, summed over the stacks.
+annotations() {
+	python3 - "$1" <<'PY'
+import re, sys
+threads, pending, sums, total, n = {}, {}, {}, 0, 0
+for line in open(sys.argv[1], encoding="utf-8"):
+    line = line.rstrip("\n")
+    m = re.match(r'# thread="(\d+) (.*)"$', line)
+    if m:
+        threads[m.group(1)] = m.group(2)
+        continue
+    m = re.match(r'# stack\.(count|threads)=(.*)$', line)
+    if m:
+        pending[m.group(1)] = m.group(2).strip('"')
+        continue
+    if line.startswith("# "):
+        continue
+    value = int(line.rsplit(" ", 1)[1])
+    assert "count" in pending, "no count before " + line
+    parts = [p.split(":") for p in pending.get("threads", "").split()]
+    if parts:
+        assert sum(int(p[1]) for p in parts) == value, "threads do not add up: " + line
+        assert sum(int(p[2]) for p in parts) == int(pending["count"]), "counts: " + line
+    for t, v, c in parts:
+        s = sums.setdefault(threads[t], [0, 0])
+        s[0] += int(v)
+        s[1] += int(c)
+    pending = {}
+for name, (v, c) in sorted(sums.items()):
+    print(name, v, c)
+PY
+}
+
+@test "each stack line follows its allocation count and, with several threads, its values by thread" {
+	memray-record -q -o t.bin /usr/bin/python3 "$BATS_TEST_DIRNAME/../fixtures/py/threads.py"
+	memray-fold -m total t.bin > t.folded
+	run annotations t.folded
+	assert_success
+	# each thread's own allocations, as --by-thread's root frames give them
+	memray-fold --by-thread -m total t.bin | grep -v '^#' | sed 's/ \([0-9]*\)$/;\1/' |
+		awk -F';' '{ s[$1] += $NF } END { for (t in s) print t, s[t] }' | sort > want
+	echo "$output" | awk '{ $NF = ""; sub(/ $/, ""); print }' | sort > got
+	diff want got
+	[ "$(wc -l < got)" = 3 ] # the main thread and its two workers
+	# the counts add up to memray-fold -m count's
+	want=$(memray-fold -m count t.bin | grep -v '^#' | awk '{ s += $NF } END { print s }')
+	got=$(memray-fold -m total t.bin | sed -n 's/^# stack.count=//p' | awk '{ s += $1 } END { print s }')
+	[ "$got" = "$want" ]
+	# one thread: counts only
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	memray-fold d.bin > d.folded
+	! grep -q '^# stack.threads=\|^# thread=' d.folded
+	[ "$(grep -c '^# stack.count=' d.folded)" = "$(grep -vc '^# ' d.folded)" ]
+}
+
+@test "Python frames' source lines are read at fold time; --no-source leaves them out; a changed file is said once" {
+	printf 'def make():\n    return bytearray(424242)  # the big one\n\nx = make()\n' > src.py
+	memray-record -q -o s.bin /usr/bin/python3 src.py
+	run memray-fold s.bin
+	assert_success
+	assert_line "# source=\"$BATS_TEST_TMPDIR/src.py:2\\treturn bytearray(424242)  # the big one\""
+	assert_line "# source=\"$BATS_TEST_TMPDIR/src.py:4\\tx = make()\""
+	run memray-fold --no-source s.bin
+	assert_success
+	! echo "$output" | grep -q 'source=\|bytearray(424242)'
+	# the stacks are the same either way
+	diff <(memray-fold s.bin | grep -v '^#') <(memray-fold --no-source s.bin | grep -v '^#')
+	touch src.py
+	run memray-fold s.bin
+	assert_success
+	assert_line "memray-fold: warning: 1 source file changed since the recording ($BATS_TEST_TMPDIR/src.py): no source text for its frames"
+	! echo "$output" | grep -q 'source=.*src.py'
+	rm src.py
+	run memray-fold s.bin
+	assert_line "memray-fold: warning: cannot read 1 source file ($BATS_TEST_TMPDIR/src.py: No such file or directory): no source text for its frames"
+	# a frame that names a device is not read (/dev/zero has no end)
+	printf 'def f():\n    return bytearray(100000)\nf.__code__ = f.__code__.replace(co_filename="/dev/zero")\nx = f()\n' > dev.py
+	memray-record -q -o dev.bin /usr/bin/python3 dev.py
+	run timeout 10 memray-fold dev.bin
+	assert_success
+	assert_line "memray-fold: warning: cannot read 1 source file (/dev/zero: not a regular file): no source text for its frames"
+}
+
+@test "a threaded Python recording's annotations and source lines are no stacks to flamegraph.pl and speedscope" {
+	memray-record -q -o t.bin /usr/bin/python3 "$BATS_TEST_DIRNAME/../fixtures/py/threads.py"
+	memray-fold -m total t.bin > t.folded 2> /dev/null
+	grep -q '^# stack.threads=' t.folded && grep -q '^# source=' t.folded
+	want=$(memray-stat --json t.bin | python3 -c "import json, sys; print(json.load(sys.stdin)['bytes_allocated'])")
+	[ "$(total_by '^(.*)\s+?(\d+(?:\.\d*)?)$' t.folded)" = "$want" ]
+	[ "$(total_by '^(.*) (\d+)$' t.folded)" = "$want" ]
+}
+
+# live_check FILE: checks that at every point of FILE's timeline the
+# stacks' "# stack.live=" changes up to then add up to the heap there;
+# prints how many points and changes it checked.
+live_check() {
+	python3 - "$1" <<'PY'
+import re, sys
+points, changes = [], []
+for line in open(sys.argv[1], encoding="utf-8"):
+    if line.startswith('# timeline="'):
+        points = [tuple(map(int, p.split(","))) for p in line.strip()[12:-1].split(" ")[1:]]
+    m = re.match(r'# stack\.live="(.*)"$', line)
+    if m:
+        changes += [tuple(map(int, c.split(":"))) for c in m.group(1).split()]
+times = {p[0] for p in points}
+assert all(c[0] in times for c in changes), "a change between the timeline's points"
+for ms, rss, heap in points:
+    live = sum(c[2] for c in changes if c[0] <= ms)
+    assert live == heap, f"at {ms} ms the stacks hold {live} bytes, the heap is {heap}"
+print(len(points), len(changes))
+PY
+}
+
+@test "--temporal: each stack's live bytes over time add up to the heap at every point of the timeline, however long" {
+	memray-record -q -o w.bin /usr/bin/python3 "$BATS_TEST_DIRNAME/../fixtures/py/workload.py"
+	memray-fold --temporal w.bin > w.folded
+	run live_check w.folded
+	assert_success
+	[ "${lines[0]% *}" -gt 20 ]
+	# the stacks and their values are memray-fold's without it
+	diff <(memray-fold w.bin | grep -v '^#') <(grep -v '^#' w.folded | grep -v ' 0$')
+	# a long recording whose stacks change all along: the timeline is
+	# thinned, and the changes with it
+	cat > churn.py <<'PY'
+import time
+held, end = [], time.time() + 1.5
+while time.time() < end:
+    held.append(bytearray(1000 + len(held) % 7 * 5000))
+    if len(held) > 40:
+        del held[:20]
+    time.sleep(0.0005)
+PY
+	memray-record -q --interval 1 -o s.bin /usr/bin/python3 churn.py
+	[ "$(memray-stat --dump s.bin | grep -c ' memory ')" -gt 1000 ]
+	memray-fold --temporal s.bin > s.folded
+	run live_check s.folded
+	assert_success
+	[ "${lines[0]% *}" -ge 400 ] && [ "${lines[0]% *}" -le 1000 ] && [ "${lines[0]#* }" -gt 400 ]
+	# and still only stacks to flamegraph.pl and speedscope
+	want=$(memray-stat --json w.bin | python3 -c "import json, sys; print(json.load(sys.stdin)['peak_bytes'])")
+	[ "$(total_by '^(.*)\s+?(\d+(?:\.\d*)?)$' w.folded)" = "$want" ]
+	[ "$(total_by '^(.*) (\d+)$' w.folded)" = "$want" ]
+	run memray-fold --temporal --format speedscope w.bin
+	assert_failure 2
+	assert_output --partial "--temporal is for collapsed stacks"
+}

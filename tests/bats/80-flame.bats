@@ -40,7 +40,15 @@ main;d 100"
 	run $FLAME_DATA direct.html
 	assert_line --partial "fill_cache (demo.c:"
 	[ "$($FLAME_DATA direct.html --json counts)" = true ]
-	[ "$($FLAME_DATA via-fold.html --json counts)" = false ]
+	[ "$($FLAME_DATA via-fold.html --json counts)" = true ]
+	# counts and live bytes over time travel through the pipe: the same
+	# page either way (a stream has the stacks of no value at the peak
+	# too, for time ranges, as memray-fold --temporal writes them)
+	memray-fold --temporal d.bin | memray-flame > via-temporal.html
+	for k in nodes live; do
+		diff <($FLAME_DATA via-temporal.html --json $k) <($FLAME_DATA direct.html --json $k)
+	done
+	[ "$($FLAME_DATA direct.html --json live)" != "[]" ]
 	run $FLAME_DATA direct.html --meta
 	assert_line --regexp "^command: .*/demo$"
 	assert_line --regexp "^timeline: ms,rss,heap [0-9]+,"
@@ -183,4 +191,33 @@ a 148"
 	assert_failure 2
 	assert_line --partial "truncated at byte"
 	assert_line --index 1 "<!DOCTYPE html>"
+}
+
+@test "what memray-fold says of each stack reaches the page: counts, threads, source lines; sorted input is noticed" {
+	memray-record -q -o t.bin /usr/bin/python3 "$BATS_TEST_DIRNAME/../fixtures/py/threads.py"
+	memray-fold -m total t.bin > t.folded
+	memray-flame t.folded > t.html
+	[ "$($FLAME_DATA t.html --json counts)" = true ]
+	# the threads as memray-fold names them, each one's values adding up to the total
+	$FLAME_DATA t.html --json threads | python3 -c '
+import json, sys
+t = json.load(sys.stdin)
+assert len(t) == 3 and all("(thread " in label for _, label in t), t'
+	total=$(grep -v '^#' t.folded | awk '{ s += $NF } END { print s }')
+	[ "$($FLAME_DATA t.html --json parts | python3 -c 'import json, sys; p = json.load(sys.stdin); print(sum(p[2::4]))')" = "$total" ]
+	grep -q 't.start()' t.html
+	# sorted, the annotations are no longer before their stacks
+	sort t.folded | memray-flame > s.html 2> err.txt
+	grep -q "memray-flame: warning: <stdin>: its '# stack.' lines are not each before their stack (was it sorted?)" err.txt
+	[ "$(wc -l < err.txt)" = 1 ]
+	[ "$($FLAME_DATA s.html --json counts)" = false ]
+	diff <($FLAME_DATA t.html) <($FLAME_DATA s.html)
+	# lines it does not understand are said and left out, the stacks kept
+	printf '# thread="x"\n# stack.count=5\n# stack.threads="1:5:5 2:x"\n# stack.live="1:1:5:1 bad"\na;b 5\n' > bad.folded
+	run memray-flame bad.folded
+	assert_success
+	assert_line "memray-flame: warning: bad.folded: 3 '# stack.' or '# thread=' lines not understood, left out"
+	memray-flame bad.folded > bad.html 2> /dev/null
+	[ "$($FLAME_DATA bad.html)" = "a;b 5" ]
+	[ "$($FLAME_DATA bad.html --json counts)" = true ]
 }

@@ -78,3 +78,81 @@ setup() {
 	[ "$(stat -c %s big.html)" -lt $((10 << 20)) ]
 	$CHECK load big.html 2
 }
+
+WORKLOAD="$BATS_TEST_DIRNAME/../fixtures/py/workload.py"
+
+@test "browser: a Python recording opens with its heaviest frame on the first screen, internals hidden until one click" {
+	memray-record -q -o w.bin /usr/bin/python3 "$WORKLOAD"
+	memray-fold w.bin > w.folded
+	memray-flame w.folded > w.html
+	# the page as it opens, for people to look at
+	mkdir -p "$MEMRAY_BUILD/test-output"
+	$CHECK first w.html w.folded "$MEMRAY_BUILD/test-output/flame-python-after.png"
+}
+
+@test "browser: the thread selector shows all threads merged, then each thread's own" {
+	memray-record -q -o w.bin /usr/bin/python3 "$WORKLOAD"
+	memray-fold w.bin | memray-flame > w.html
+	memray-fold --by-thread w.bin > by.folded
+	$CHECK threads w.html by.folded
+	# a stream given directly has them too
+	memray-flame w.bin > direct.html
+	$CHECK threads direct.html by.folded
+}
+
+@test "browser: --inverted roots the graph at the allocating functions, their callers above" {
+	memray-flame --inverted t.folded > inv.html
+	$CHECK inverted inv.html t.folded
+}
+
+@test "browser: through the pipe, tooltips give allocation counts and source lines; --no-source leaves the text out" {
+	cat > src.py <<'PY'
+def make():
+    return bytearray(424242)  # the big one
+
+def hostile():
+    return bytearray(333333)  # </script><script>alert(5)</script> & "<b>"
+
+x = make()
+y = hostile()
+PY
+	memray-record -q -o s.bin /usr/bin/python3 src.py
+	memray-fold s.bin | memray-flame > s.html
+	$CHECK source s.html "make (" "return bytearray(424242)  # the big one"
+	$CHECK source s.html "hostile (" 'return bytearray(333333)  # </script><script>alert(5)</script> & "<b>"'
+	$CHECK tooltip s.html "make (" counts
+	[ "$(grep -o '</script>' s.html | wc -l)" -eq 2 ]
+	memray-fold --no-source s.bin | memray-flame > n1.html
+	memray-fold s.bin | memray-flame --no-source > n2.html
+	memray-flame --no-source s.bin > n3.html
+	for f in n1 n2 n3; do
+		! grep -q 'the big one\|bytearray(' $f.html
+		grep -q 'make (' $f.html
+	done
+	memray-flame s.bin > direct.html
+	$CHECK source direct.html "make (" "return bytearray(424242)  # the big one"
+}
+
+@test "browser: hovering the memory chart shows the values there" {
+	memray-record -q -o w.bin /usr/bin/python3 "$WORKLOAD"
+	memray-fold w.bin > w.folded
+	memray-flame w.folded > w.html
+	$CHECK chart w.html w.folded
+}
+
+@test "browser: the table tab lists each function's own and total, sortable by each column" {
+	printf 'main;rec;rec;rec 30\nmain;rec;leaf 20\nmain;other 50\n' > tbl.folded
+	memray-flame tbl.folded > tbl.html
+	$CHECK table tbl.html tbl.folded
+}
+
+@test "browser: a time range dragged on the chart shows what was live then (memray-fold --temporal, or a stream)" {
+	memray-record -q -o w.bin /usr/bin/python3 "$WORKLOAD"
+	memray-stat --dump w.bin > w.dump
+	memray-fold --temporal w.bin | memray-flame > wt.html
+	$CHECK temporal wt.html w.dump
+	memray-flame w.bin > direct.html
+	$CHECK temporal direct.html w.dump
+	memray-fold w.bin | memray-flame > plain.html
+	$CHECK temporal plain.html no
+}

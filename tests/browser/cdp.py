@@ -137,6 +137,12 @@ class Browser:
                   {"width": WIDTH, "height": HEIGHT,
                    "deviceScaleFactor": 1, "mobile": False})
 
+    def set_viewport(self, width, height):
+        """Resize the page's viewport to width x height CSS px."""
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height,
+                   "deviceScaleFactor": 1, "mobile": False})
+
     def close(self):
         """Ask Chromium to quit, kill it after 5 s, remove the profile."""
         if self._proc is None:
@@ -306,6 +312,15 @@ class Browser:
         self.move(x, y)
         self._mouse("mousePressed", x, y, button="left", buttons=1, clickCount=1)
         self._mouse("mouseReleased", x, y, button="left", buttons=0, clickCount=1)
+
+    def drag(self, x1, y1, x2, y2, steps=8):
+        """Press the left button at (x1, y1), move to (x2, y2), release."""
+        self.move(x1, y1)
+        self._mouse("mousePressed", x1, y1, button="left", buttons=1, clickCount=1)
+        for k in range(1, steps + 1):
+            self._mouse("mouseMoved", x1 + (x2 - x1) * k / steps, y1 + (y2 - y1) * k / steps,
+                        button="left", buttons=1)
+        self._mouse("mouseReleased", x2, y2, button="left", buttons=0, clickCount=1)
 
     def type_text(self, s):
         """Insert s into the focused element as if typed (no key events)."""

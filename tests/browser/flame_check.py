@@ -22,6 +22,21 @@ Scenarios:
   diff PAGE NAME DELTA   a differential page: widths from the later run,
                          red frames grew, blue shrank, grey unchanged;
                          frame NAME grew by exactly DELTA, as its tooltip says
+  first PAGE FOLDED PNG  at 1400x900 the heaviest Python frame of FOLDED is
+                         on the first screen; import and CPython frames are
+                         hidden until one click shows them (and a screenshot)
+  threads PAGE BYTHREAD  the thread selector: merged by default, each thread's
+                         total as memray-fold --by-thread's BYTHREAD gives it
+  inverted PAGE FOLDED   a page made with --inverted: the roots are FOLDED's
+                         allocating frames; the checkbox turns it back
+  source PAGE NAME TEXT  hovering NAME shows its source line TEXT
+  chart PAGE FOLDED      hovering the memory chart gives FOLDED's timeline values
+  table PAGE FOLDED      the table tab: own and total of each function from
+                         FOLDED, sorted by any column
+  temporal PAGE DUMP|no  a time range dragged on the chart: the graph shows
+                         what was live at the range's highest memory sample,
+                         as DUMP (memray-stat --dump) replayed here gives it;
+                         with "no", the page says what it needs instead
 """
 import os
 import sys
@@ -183,16 +198,39 @@ def search(b, path):
 
 def views(b, path):
     open_page(b, path)
-    inverted = b.eval("document.getElementById('view').textContent")
     root = [r for r in rects(b) if r["kind"] == "root"][0]
     leaf = by_name(b, "run (app.py:3)")[0]
-    check(root["y"] > leaf["y"], "flame: the root is drawn below its callees", inverted)
+    check(root["y"] < leaf["y"], "it opens as an icicle: the root on top, its callees below")
+    names = [r["name"] for r in rects(b)]
+    check(b.eval("document.getElementById('hide').checked") is True and
+          not any(n.startswith("_Py") or "importlib" in n or n.startswith("Py_") for n in names),
+          "CPython internals and the import system are hidden at first", str(names))
+    check("run (app.py:3)" in names and "malloc (libc.so.6)" in names and "load (mod.py:2)" in names,
+          "... and everything else is drawn, their bytes in their callers", str(names))
     b.eval("document.getElementById('view').click()")
     root = [r for r in rects(b) if r["kind"] == "root"][0]
     leaf = by_name(b, "run (app.py:3)")[0]
-    check(root["y"] < leaf["y"], "icicle: the root is drawn above its callees")
+    check(root["y"] > leaf["y"], "the view button draws a flame: the root below its callees")
+    check("v=flame" in b.eval("location.hash"), "the view is in the URL fragment")
+    b.eval("document.getElementById('view').click()")
+    run = by_name(b, "run (app.py:3)")[0]
+    b.click(*centre(run))
+    check(b.eval("memrayFlame.zoomPath()") == ["_start (app)", "run (app.py:3)"], "zoomed into run")
+    hide = b.eval("(() => { const r = document.getElementById('hide').getBoundingClientRect();"
+                  " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
+    b.click(*hide)
+    names = [r["name"] for r in rects(b)]
+    check(b.eval("document.getElementById('hide').checked") is False, "one click on the toggle ...")
+    b.eval("memrayFlame.zoomPath()")
+    path_now = b.eval("memrayFlame.zoomPath()")
+    check(path_now[-1] == "run (app.py:3)" and len(path_now) == 4,
+          "... shows the internals, keeping the zoom, with the frames between", str(path_now))
+    check("h=0" in b.eval("location.hash"), "the toggle is in the URL fragment")
+    b.key("Escape")
     kinds = {r["name"]: r["kind"] for r in rects(b)}
     check(kinds.get("_PyEval_EvalFrameDefault (ceval.c:1)") == "cpython", "CPython frames are classed")
+    check(kinds.get("_find_and_load (<frozen importlib._bootstrap>:1176)") == "import",
+          "import system frames are classed", str(kinds))
     check(kinds.get("run (app.py:3)") == "python", "Python frames are classed")
     check(kinds.get("malloc (libc.so.6)") == "native", "native frames are classed")
     colours = b.eval("""(() => { const c = document.getElementById('flame'), x = c.getContext('2d');
@@ -203,18 +241,281 @@ def views(b, path):
           return Array.from(d.slice(0, 3)).join(','); };
         return [pick('run (app.py:3)'), pick('malloc (libc.so.6)'), pick('_PyEval_EvalFrameDefault (ceval.c:1)')]; })()""")
     check(len(set(colours)) == 3, "Python, native and CPython frames have distinct colours", str(colours))
-    b.eval("document.getElementById('hide').click()")
-    names = [r["name"] for r in rects(b)]
-    check(not any(n.startswith("_Py") or "importlib" in n for n in names),
-          "the toggle hides CPython internals and the import system", str(names))
-    check("run (app.py:3)" in names and "malloc (libc.so.6)" in names, "... and keeps the rest")
-    check("h=1" in b.eval("location.hash"), "the toggle is in the URL fragment")
-    run = by_name(b, "run (app.py:3)")[0]
-    b.click(*centre(run))
-    b.eval("document.getElementById('hide').click()")
-    path_now = b.eval("memrayFlame.zoomPath()")
-    check(path_now[-1] == "run (app.py:3)" and len(path_now) == 4,
-          "showing the internals again keeps the zoom, with the frames between", str(path_now))
+    clean(b, path)
+
+
+def stacks_of(path):
+    """The stack lines of a collapsed file: [([frame, ...], value)]."""
+    out = []
+    for line in open(path, encoding="utf-8"):
+        if line.startswith("# ") or not line.strip():
+            continue
+        stack, value = line.rstrip("\n").rsplit(" ", 1)
+        out.append((stack.split(";"), int(value)))
+    return out
+
+
+def first(b, path, folded, png):
+    """The first screen of a Python recording's page, at 1400x900."""
+    b.set_viewport(1400, 900)
+    open_page(b, path)
+    own = {}
+    for frames, value in stacks_of(folded):
+        py = [f for f in frames if re_search(r"\.py:\d+\)$", f) and "importlib" not in f]
+        if py:
+            own[py[-1]] = own.get(py[-1], 0) + value
+    heaviest = max(own, key=own.get)
+    got = by_name(b, heaviest)
+    check(len(got) >= 1, f"the heaviest Python frame, {heaviest}, is drawn")
+    vw, vh = b.eval("[innerWidth, innerHeight]")
+    for r in got[:1]:
+        check(r["y"] >= 0 and r["y"] + r["h"] <= vh and r["x"] >= 0 and r["x"] + r["w"] <= vw and r["w"] > 50,
+              f"... on the first screen of {vw}x{vh}, {r['w']:.0f} px wide",
+              f"at ({r['x']:.0f}, {r['y']:.0f}), {r['w']:.0f} x {r['h']} px")
+    kinds = {r["kind"] for r in rects(b)}
+    check("import" not in kinds and "cpython" not in kinds, "no import system or CPython frame at first", str(kinds))
+    if png:
+        b.screenshot(png)
+        check(os.path.getsize(png) > 1000, f"screenshot saved to {png}")
+    hide = b.eval("(() => { const r = document.getElementById('hide').getBoundingClientRect();"
+                  " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
+    b.click(*hide)
+    kinds = {r["kind"] for r in rects(b)}
+    check("import" in kinds, "one click on the toggle shows the import system's frames", str(kinds))
+    total = sum(v for _, v in stacks_of(folded))
+    check(b.eval("memrayFlame.total()") == total, "the total is the same either way", str(total))
+    clean(b, path)
+
+
+def threads(b, path, by_thread):
+    open_page(b, path)
+    want = {}
+    for frames, value in stacks_of(by_thread):
+        want[frames[0]] = want.get(frames[0], 0) + value
+    check(b.eval("document.getElementById('threadbox').hidden") is False, "the page has a thread selector")
+    opts = b.eval("[...document.querySelectorAll('#thread option')].map(o => [o.value, o.textContent])")
+    check(opts[0][0] == "0" and opts[0][1].startswith("all threads, merged"), "merged threads first, the default",
+          str(opts))
+    check(b.eval("document.getElementById('thread').value") == "0", "... and chosen")
+    check(b.eval("memrayFlame.total()") == sum(want.values()), "the merged total is all threads'")
+    check(len(opts) == len(want) + 1, f"one choice per thread ({len(want)})", str(opts))
+    for value, label in opts[1:]:
+        name = label.rsplit(" (", 1)[0]
+        b.eval(f"(() => {{ const s = document.getElementById('thread'); s.value = {value!r};"
+               " s.dispatchEvent(new Event('change')); })()")
+        got = b.eval("memrayFlame.total()")
+        check(got == want.get(name), f"choosing {name} shows its {want.get(name)} bytes", str(got))
+        check(f"t={value}" in b.eval("location.hash"), "... and puts it in the URL fragment")
+        root = [r for r in rects(b) if r["kind"] == "root"]
+        check(root and abs(root[0]["w"] - full_width(b)) < 1, "... across the full width")
+    clean(b, path)
+
+
+def inverted(b, path, folded):
+    open_page(b, path)
+    leaves = {}
+    for frames, value in stacks_of(folded):
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + value
+    check(b.eval("document.getElementById('invert').checked") is True, "--inverted checks the inverted box")
+    tops = {r["name"]: r["total"] for r in rects(b) if r["depth"] == 1}
+    check(tops == leaves, "the roots are the allocating frames, with their bytes", f"{tops} for {leaves}")
+    width = full_width(b)
+    for name, value in leaves.items():
+        r = [r for r in rects(b) if r["name"] == name and r["depth"] == 1]
+        check(len(r) == 1 and abs(r[0]["w"] - width * value / sum(leaves.values())) <= 1,
+              f"{name} is a root as wide as its bytes")
+    callers = {r["name"] for r in rects(b) if r["depth"] == 2}
+    want = {frames[-2] for frames, _ in stacks_of(folded) if len(frames) > 1}
+    check(callers == want, "their callers are drawn above them", f"{callers} for {want}")
+    b.eval("document.getElementById('invert').click()")
+    tops = {r["name"] for r in rects(b) if r["depth"] == 1}
+    check(tops == {frames[0] for frames, _ in stacks_of(folded)}, "unchecked, the roots are the callers again",
+          str(tops))
+    check("i=0" in b.eval("location.hash"), "the choice is in the URL fragment")
+    clean(b, path)
+
+
+def source(b, path, name, text):
+    open_page(b, path)
+    r = [r for r in rects(b) if name in r["name"] and not r["ancestor"]]
+    check(len(r) > 0, f"{name} is drawn")
+    b.move(*centre(r[0]))
+    b.wait_for("document.getElementById('tooltip').style.display === 'block'")
+    src = b.eval("(document.querySelector('#tooltip .src') || {}).textContent")
+    check(src == text, "the tooltip shows the source line", str(src))
+    tip = b.eval("document.getElementById('tooltip').textContent")
+    check(re_search(r"\d+ allocations?", tip), "and the allocation count", tip)
+    clean(b, path)
+
+
+def timeline_of(folded):
+    for line in open(folded, encoding="utf-8"):
+        if line.startswith('# timeline="'):
+            return [tuple(map(int, p.split(","))) for p in line.strip()[12:-1].split(" ")[1:]]
+    return []
+
+
+def chart(b, path, folded):
+    open_page(b, path)
+    pts = timeline_of(folded)
+    box = b.eval("(() => { const r = document.getElementById('timeline').getBoundingClientRect();"
+                 " return [r.left, r.top, r.width, r.height]; })()")
+    b.eval("document.getElementById('timeline').scrollIntoView()")
+    box = b.eval("(() => { const r = document.getElementById('timeline').getBoundingClientRect();"
+                 " return [r.left, r.top, r.width, r.height]; })()")
+    seen = set()
+    for frac in (0.3, 0.5, 0.8):
+        # the x of a point in the chart's own coordinates (viewBox 640 wide,
+        # the plot from 64 to 632)
+        b.move(box[0] + box[2] * (64 + 568 * frac) / 640, box[1] + box[3] / 2)
+        h = b.eval("memrayFlame.hovered()")
+        text = b.eval("document.getElementById('chartinfo').textContent")
+        ok = h is not None and (h["ms"], h["rss"], h["heap"]) in pts
+        check(ok, f"hovering at {frac:.0%} of the chart picks a point of the timeline", str(h))
+        if h:
+            seen.add(h["ms"])
+            check(f"({h['heap']:,} bytes)" in text, "and shows its heap value", text)
+    check(len(seen) == 3, "three places, three points", str(seen))
+    clean(b, path)
+
+
+def replay_dump(dump):
+    """The bytes live at each memory record of a memray-stat --dump, replayed
+    here on their own: [(ms, bytes, {thread: bytes})]."""
+    blocks, maps, out = {}, [], []  # addr -> (size, thread); (start, end, thread)
+
+    def cut(a, z):
+        nonlocal maps
+        kept = []
+        for s, e, t in maps:
+            if e <= a or s >= z:
+                kept.append((s, e, t))
+                continue
+            if s < a:
+                kept.append((s, a, t))
+            if e > z:
+                kept.append((z, e, t))
+        maps = kept
+
+    for line in open(dump, encoding="utf-8", errors="replace"):
+        f = line.split()
+        if len(f) < 3:
+            continue
+        kv = dict(x.split("=", 1) for x in f[3:] if "=" in x)
+        num = lambda k: int(kv[k], 0)
+        if f[2] == "memory":
+            by = {}
+            for size, t in blocks.values():
+                by[t] = by.get(t, 0) + size
+            for s, e, t in maps:
+                by[t] = by.get(t, 0) + e - s
+            out.append((num("time_us") // 1000, sum(by.values()), by))
+        elif f[2] in ("alloc", "free", "move"):
+            ranged = "mmap" in f[3] or "mremap" in f[3] or "munmap" in f[3]
+            if f[2] == "move":
+                if ranged:
+                    cut(num("old"), num("old") + num("old_size"))
+                else:
+                    blocks.pop(num("old"), None)
+            if f[2] == "free":
+                if ranged:
+                    cut(num("addr"), num("addr") + num("size"))
+                else:
+                    blocks.pop(num("addr"), None)
+                continue
+            if ranged:
+                cut(num("addr"), num("addr") + num("size"))
+                maps.append((num("addr"), num("addr") + num("size"), num("thread")))
+            else:
+                blocks[num("addr")] = (num("size"), num("thread"))
+    return out
+
+
+def temporal(b, path, dump):
+    open_page(b, path)
+    peak = b.eval("memrayFlame.total()")
+    b.eval("document.getElementById('timeline').scrollIntoView()")
+    box = b.eval("(() => { const r = document.getElementById('timeline').getBoundingClientRect();"
+                 " return [r.left, r.top, r.width, r.height]; })()")
+    x = lambda frac: box[0] + box[2] * (64 + 568 * frac) / 640
+    y = box[1] + box[3] / 3
+    if dump == "no":
+        b.drag(x(0.2), y, x(0.6), y)
+        note = b.eval("document.getElementById('window').textContent")
+        check("memray-fold --temporal" in note, "without the data, dragging says what it needs", note)
+        check(b.eval("memrayFlame.total()") == peak and b.eval("memrayFlame.state().win") is None,
+              "and changes nothing")
+        clean(b, path)
+        return
+    samples = replay_dump(dump)
+    check(len(samples) > 10, f"{len(samples)} memory samples in the recording")
+    for a, z in ((0.1, 0.45), (0.55, 0.95)):
+        b.drag(x(a), y, x(z), y)
+        b.wait_for("memrayFlame.state().win !== null")
+        win = b.eval("memrayFlame.state().win")
+        inside = [p for p in samples if win[0] <= p[0] <= win[1]]
+        best = max(inside, key=lambda p: p[1])
+        at = b.eval("memrayFlame.liveAt()")
+        check(at is not None and at["ms"] == best[0],
+              f"a range from {win[0]} to {win[1]} ms is drawn at its highest sample, {best[0]} ms", str(at))
+        total = b.eval("memrayFlame.total()")
+        check(total == best[1], f"the graph's total is what was live then: {best[1]} bytes", str(total))
+        check("w=%d-%d" % tuple(win) in b.eval("location.hash"), "the range is in the URL fragment")
+        root = [r for r in rects(b) if r["kind"] == "root"]
+        check(root and root[0]["total"] == best[1], "the graph is redrawn with it")
+        b.wait_for("document.getElementById('window').textContent.includes('Live at')")
+    # and one thread's own then (the stream's thread numbers are the page's)
+    for t, v in sorted(best[2].items()):
+        b.eval(f"(() => {{ const s = document.getElementById('thread'); s.value = '{t}';"
+               " s.dispatchEvent(new Event('change')); })()")
+        got = b.eval("memrayFlame.total()")
+        check(got == v, f"thread {t}'s own at {best[0]} ms: {v} bytes", str(got))
+    b.eval("(() => { const s = document.getElementById('thread'); s.value = '0';"
+           " s.dispatchEvent(new Event('change')); })()")
+    b.eval("document.getElementById('clearwin').click()")
+    check(b.eval("memrayFlame.total()") == peak and b.eval("memrayFlame.state().win") is None,
+          "'Whole recording' brings back the peak")
+    clean(b, path)
+
+
+def table(b, path, folded):
+    open_page(b, path)
+    own, total = {}, {}
+    for frames, value in stacks_of(folded):
+        own[frames[-1]] = own.get(frames[-1], 0) + value
+        for f in set(frames):
+            total[f] = total.get(f, 0) + value
+    b.eval("document.getElementById('tab-table').click()")
+    check(b.eval("document.getElementById('graph').hidden") is True, "the table tab hides the graph")
+
+    def read():
+        return b.eval("[...document.querySelectorAll('#table tbody tr')].map(tr =>"
+                      " [...tr.cells].map(td => td.dataset.value))")
+
+    def column(key):
+        return b.eval(f"[...document.querySelectorAll('#table th button')].findIndex(b => b.dataset.key === '{key}')")
+    rows = read()
+    io, it = column("own"), column("total")
+    check({r[0]: float(r[io]) for r in rows} == {k: float(own.get(k, 0)) for k in total},
+          "each function's own value", str(rows))
+    check({r[0]: float(r[it]) for r in rows} == {k: float(v) for k, v in total.items()},
+          "each function's total, a recursive one counted once", str(rows))
+    check([float(r[io]) for r in rows] == sorted((float(r[io]) for r in rows), reverse=True),
+          "sorted by own at first, largest first")
+    b.eval("document.querySelectorAll('#table th button')[%d].click()" % it)
+    rows = read()
+    check([float(r[it]) for r in rows] == sorted((float(r[it]) for r in rows), reverse=True),
+          "a click on Total sorts by it", str([r[0] for r in rows]))
+    b.eval("document.querySelectorAll('#table th button')[%d].click()" % it)
+    rows = read()
+    check([float(r[it]) for r in rows] == sorted(float(r[it]) for r in rows), "a second click reverses it")
+    b.eval("document.querySelectorAll('#table th button')[0].click()")
+    rows = read()
+    check([r[0] for r in rows] == sorted(r[0] for r in rows), "names sort alphabetically")
+    check("tab=table" in b.eval("location.hash"), "the tab is in the URL fragment")
+    b.eval("document.getElementById('tab-graph').click()")
+    check(len(rects(b)) > 0 and b.eval("document.getElementById('tablebox').hidden") is True,
+          "the graph tab brings the graph back")
     clean(b, path)
 
 
@@ -280,7 +581,7 @@ def tooltip(b, path, name, counts):
           "it gives the bytes in human units and exactly", text)
     check(re_search(r"[\d.]+% of the total, [\d.]+% of its parent", text),
           "it gives the percent of the total and of the parent", text)
-    has = re_search(r"[\d,]+ allocations", text)
+    has = re_search(r"[\d,]+ allocations?\n", text)
     check(bool(has) == (counts == "counts"), f"allocation count {'shown' if counts == 'counts' else 'not shown'}", text)
     b.move(2, 2)
     check(b.eval("document.getElementById('tooltip').style.display") == "none",
@@ -340,7 +641,7 @@ def theme(b, path):
 
 
 def deep(b, path):
-    open_page(b, path)
+    open_page(b, path, "#v=flame")  # the deepest frames on top, on screen
     h = b.eval("document.getElementById('flame').height")
     check(0 < h <= 32767, f"the canvas stays within the size a browser draws ({h} px)")
     note = b.eval("document.getElementById('deep').textContent")
@@ -348,7 +649,7 @@ def deep(b, path):
     px = b.eval("""(() => { const c = document.getElementById('flame');
         const d = c.getContext('2d').getImageData(5, c.height - 5, 1, 1).data; return d[3]; })()""")
     check(px == 255, "the root row is painted")
-    deepest = min(rects(b), key=lambda r: r["y"])
+    deepest = max(rects(b), key=lambda r: r["depth"])
     b.click(*centre(deepest))
     b.wait_for("memrayFlame.zoomPath().length > 100")
     names = {r["name"] for r in rects(b)}
@@ -385,6 +686,20 @@ def main():
             deep(b, path)
         elif scenario == "diff":
             diff(b, path, rest[0], int(rest[1]))
+        elif scenario == "first":
+            first(b, path, rest[0], rest[1] if len(rest) > 1 else None)
+        elif scenario == "threads":
+            threads(b, path, rest[0])
+        elif scenario == "inverted":
+            inverted(b, path, rest[0])
+        elif scenario == "source":
+            source(b, path, rest[0], rest[1])
+        elif scenario == "chart":
+            chart(b, path, rest[0])
+        elif scenario == "table":
+            table(b, path, rest[0])
+        elif scenario == "temporal":
+            temporal(b, path, rest[0])
         else:
             sys.exit(f"flame_check.py: unknown scenario {scenario!r}")
     print(f"1..{count}")
