@@ -127,7 +127,7 @@ static void keep(void *ctx, const char *s, size_t n, uint64_t value)
 	char *t = xrealloc(NULL, n + 1);
 	memcpy(t, s, n);
 	t[n] = 0;
-	raw[nraw++] = (struct collapsed){ t, n, value, 0 };
+	raw[nraw++] = (struct collapsed){ .text = t, .len = n, .value = value };
 }
 
 /* a differential file as an input: its own side of each line */
