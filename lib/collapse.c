@@ -218,6 +218,13 @@ void collapse_visit(struct replay *r, struct symbolizer *sym, const struct colla
 			if (o->hide_import_system && collapse_is_import_system(file, strlen(file)))
 				continue;
 			const char *fn = mr_string(p, pf->function);
+			if (!*file && !pf->line && fn[0] == '[') {
+				/* the tracker's word for why there was no Python
+				 * frame: "[Python start-up]", ... */
+				visit_label(visit, ctx, p, fn, strlen(fn));
+				shown++;
+				continue;
+			}
 			FILE *m = open_memstream(&t, &len);
 			fprintf(m, "%s (%s:%u)", fn, file, pf->line);
 			fclose(m);

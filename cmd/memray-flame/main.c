@@ -787,9 +787,12 @@ static int is_runpy(const char *file, size_t n)
  * "(<frozen ...>:N)" location), 3 the import system (importlib's
  * bootstrap, as memray-fold --hide-import-system knows it), 2 CPython's
  * own code (_Py* and Py* symbols, code in libpython or the python3.X
- * executable, runpy), 0 other native code. */
+ * executable, runpy), 4 a label in brackets where no frame was recorded
+ * ("[Python start-up]", "[unknown]"), 0 other native code. */
 static int frame_kind(const char *s, size_t n)
 {
+	if (n > 2 && s[0] == '[' && s[n - 1] == ']' && !memchr(s, '(', n))
+		return 4;
 	const char *open = NULL;
 	for (size_t i = n; i-- > 0;)
 		if (s[i] == '(') {

@@ -50,6 +50,20 @@ static void usage(int status)
 	usage_exit(usage_text, status);
 }
 
+/* Whether the first 6 bytes of a file are those of a memray stream, or of
+ * a compressed file (gzip, zstd, xz, bzip2, lz4), which may hold one. */
+static int stream_start(const unsigned char *b)
+{
+	static const struct { const char *magic; size_t n; } known[] = {
+		{ MR_MAGIC, MR_MAGIC_LEN }, { "\x1f\x8b", 2 }, { "\x28\xb5\x2f\xfd", 4 },
+		{ "\xfd" "7zXZ", 5 }, { "BZh", 3 }, { "\x04\x22\x4d\x18", 4 },
+	};
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (memcmp(b, known[i].magic, known[i].n) == 0)
+			return 1;
+	return 0;
+}
+
 /* ---- the reader thread ---------------------------------------------------- */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -343,6 +357,12 @@ int main(int argc, char **argv)
 		if (fd < 0)
 			die(EXIT_USAGE, "cannot open '%s': %s", path, strerror(errno));
 		follow = 1;
+		/* a file being written may be too short to tell yet; one that
+		 * starts with anything but a stream or a compressed file would
+		 * be followed for ever */
+		unsigned char head[6];
+		if (pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head) && !stream_start(head))
+			die(EXIT_USAGE, "%s: not a memray stream (bad magic at byte 0)", path);
 	}
 	/* the keys come from the terminal, the stream perhaps from stdin */
 	int keys = -1;

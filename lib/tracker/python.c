@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "../stream.h"
 #include "python.h"
@@ -549,6 +551,21 @@ static const void *frame_code(const void *f)
 	if (!code || AT(code, 8, const void *) != api.code_type)
 		return NULL;
 	return (const void *)code;
+}
+
+int python_why_none(int seen_frames)
+{
+	if (!L || !api.is_initialized)
+		return 0;
+	if (!api.is_initialized())
+		return ready ? PY_NONE_SHUTDOWN : PY_NONE_STARTUP;
+	if (api.is_finalizing && api.is_finalizing())
+		return PY_NONE_SHUTDOWN;
+	if (!api.this_thread_state())
+		return PY_NONE_NO_STATE;
+	if (seen_frames)
+		return PY_NONE_BETWEEN;
+	return syscall(SYS_gettid) == getpid() ? PY_NONE_STARTUP : PY_NONE_THREAD_START;
 }
 
 int python_walk(struct pyent *out, int max)

@@ -41,6 +41,25 @@ int python_start(void);
 const char *python_problem(void);
 /* Whether the interpreter is running now (cheap after the first yes). */
 int python_ready(void);
+/* Why an allocation has no Python frame (see python_why_none). */
+enum py_none {
+	PY_NONE_STARTUP = 1, /* the interpreter starting: before Py_Initialize
+			      * is done, or the main thread before it runs
+			      * Python code (compiling the script) */
+	PY_NONE_SHUTDOWN,    /* the interpreter finalizing, or finalized */
+	PY_NONE_THREAD_START, /* a thread with a Python thread state before
+			       * it runs Python code */
+	PY_NONE_NO_STATE,    /* a thread without a Python thread state: a C
+			      * library's own, or one being made or ended */
+	PY_NONE_BETWEEN,     /* a thread that ran Python code, with no Python
+			      * frame now (the main thread compiling the
+			      * script after site's imports; C code between
+			      * Python calls) */
+	PY_NONE_END
+};
+/* For a thread with no Python frame now: why, given whether it has run
+ * Python code before; 0 when the program is not a CPython read here. */
+int python_why_none(int seen_frames);
 /* The calling thread's frames, root first, into out (at most max);
  * returns how many. Outside the lock. */
 int python_walk(struct pyent *out, int max);

@@ -69,6 +69,7 @@ static __thread struct tstate ts __attribute__((tls_model("initial-exec")));
  * small, and static TLS should stay small). */
 #define MAX_PY_FRAMES 2048
 struct pystate {
+	int seen; /* the thread has run Python code */
 	int depth;
 	struct pyent prev[MAX_PY_FRAMES];
 	struct pyent cur[MAX_PY_FRAMES];
@@ -86,11 +87,22 @@ static int python_stacks; /* the program is CPython and frames are walked */
 #define PY_NODE (1ull << 63) /* a trie key holding a PYFRAME id */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* Whether this thread holds the lock, or is about to take it or just let
+ * it go: a signal handler in this thread must not wait for it. */
+static __thread int holding __attribute__((tls_model("initial-exec")));
 /* A signal that was to end the process while this thread held the lock,
  * raised again to this thread once it lets go (tracker_signal_end): only
  * this thread is sure to have it unblocked. */
 static __thread int deferred_sig __attribute__((tls_model("initial-exec")));
+/* A signal is ending the stream: no new record is begun. */
+static int signal_ending;
 static void unlock(void);
+
+static void lock_stream(void)
+{
+	holding = 1;
+	pthread_mutex_lock(&lock);
+}
 static struct mr_writer writer;
 static int out_fd = -1;
 static int native_stacks;
@@ -382,13 +394,19 @@ struct capture {
 	uintptr_t ips[MAX_FRAMES];
 	int pyn, pysame; /* the same for Python frames, in pyts->cur */
 	int hn, hsame;   /* the same for a hybrid stack, in pyts->hcur */
+	int why;         /* Python stacks only, none found: enum py_none */
 };
 
 static void capture_python(struct capture *c)
 {
-	c->pyn = c->pysame = 0;
-	if (!python_stacks || !python_ready())
+	c->pyn = c->pysame = c->why = 0;
+	if (!python_stacks)
 		return;
+	if (!python_ready()) {
+		if (!native_stacks)
+			c->why = python_why_none(0);
+		return;
+	}
 	if (!pyts) {
 		if (ts.exiting)
 			return;
@@ -400,6 +418,10 @@ static void capture_python(struct capture *c)
 	}
 	struct pystate *s = pyts;
 	c->pyn = python_walk(s->cur, MAX_PY_FRAMES);
+	if (c->pyn)
+		s->seen = 1;
+	else if (!native_stacks)
+		c->why = python_why_none(s->seen);
 	while (c->pysame < c->pyn && c->pysame < s->depth &&
 	       s->prev[c->pysame].frame == s->cur[c->pysame].frame &&
 	       s->prev[c->pysame].code == s->cur[c->pysame].code &&
@@ -661,12 +683,40 @@ static uint32_t intern_python(const struct capture *c)
 	return parent;
 }
 
+/* Python stacks without native ones: an allocation made with no Python
+ * frame gets a frame that says why (enum py_none), in place of no stack
+ * at all; with native stacks its C frames say more. Locked. */
+static const char *const why_text[PY_NONE_END] = {
+	[PY_NONE_STARTUP] = "[Python start-up]",
+	[PY_NONE_SHUTDOWN] = "[Python shutdown]",
+	[PY_NONE_THREAD_START] = "[thread start-up]",
+	[PY_NONE_NO_STATE] = "[outside Python]",
+	[PY_NONE_BETWEEN] = "[no Python frame]",
+};
+static uint32_t why_nodes[PY_NONE_END], why_gen;
+
+static uint32_t why_node(int why)
+{
+	if (why <= 0 || why >= PY_NONE_END)
+		return 0;
+	if (why_gen != stream_gen) {
+		memset(why_nodes, 0, sizeof(why_nodes));
+		why_gen = stream_gen;
+	}
+	if (!why_nodes[why]) {
+		const char *t = why_text[why];
+		uint32_t frame = mr_w_pyframe(&writer, mr_w_string(&writer, t, strlen(t)), 0, 0);
+		why_nodes[why] = trie_node(0, PY_NODE | frame);
+	}
+	return why_nodes[why];
+}
+
 static uint32_t intern(const struct capture *c)
 {
 	if (c->hn)
 		return intern_hybrid(c);
 	if (c->n == 0)
-		return c->pyn ? intern_python(c) : 0;
+		return c->pyn ? intern_python(c) : why_node(c->why);
 	struct tcache *k = ts.cache; /* c->same > 0 only with a cache */
 	uint32_t parent = c->same ? k->ids[c->same - 1] : 0;
 	for (int i = c->same; i < c->n; i++) {
@@ -705,7 +755,7 @@ static void thread_gone(void *arg)
 		real.munmap(pyts, sizeof(*pyts));
 		pyts = NULL;
 	}
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	for (size_t i = 0; i < nthreads; i++)
 		if (threads[i].index == index) {
 			threads[i] = threads[--nthreads];
@@ -763,7 +813,7 @@ void tracker_thread_renamed(unsigned long thread, const char *name)
 {
 	int guard = tracker_guard;
 	tracker_guard = 1;
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	if (ACTIVE()) {
 		int self = thread == 0 || thread == (unsigned long)pthread_self();
 		if (self && !ts.index) {
@@ -1039,7 +1089,7 @@ static void set_active(int on)
 static void sample_setup(uint64_t gap, uint64_t seed)
 {
 	set_active(0);
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	if (gap && !filter)
 		filter = raw_map(sizeof(*filter) + FILTER_SLOTS * sizeof(uint16_t));
 	if (!filter)
@@ -1107,7 +1157,7 @@ void tracker_alloc(int allocator, void *p, size_t size)
 	struct capture c;
 	tracker_guard = 1;
 	capture(&c);
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	uint64_t est = 0;
 	/* a sample is kept before it is written: one that cannot be kept
 	 * is not written, or its release would be missed */
@@ -1128,7 +1178,7 @@ void tracker_free(int allocator, void *p, size_t len)
 	tracker_guard = 1;
 	int sampling = tracker_sampling() && allocator != MR_MUNMAP;
 	size_t n = allocator == MR_MUNMAP ? len : sampling ? 0 : usable(p);
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	uint64_t est = 0;
 	/* when sampling, only a block that was sampled (another one may
 	 * share its filter counter) */
@@ -1167,7 +1217,7 @@ static void *sampled_realloc(int allocator, void *old, size_t nmemb, size_t size
 		capture(&c);
 	else
 		thread_fresh();
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	/* under the lock, so that no other thread is handed `old` before
 	 * its release is written */
 	void *p = realloc_call(allocator, old, nmemb, size);
@@ -1203,7 +1253,7 @@ void *tracker_realloc(int allocator, void *old, size_t nmemb, size_t size)
 	tracker_guard = 1;
 	capture(&c);
 	size_t old_n = old ? usable(old) : 0;
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	void *p = realloc_call(allocator, old, nmemb, size);
 	if (same_stream() && !overflow) {
 		thread_current();
@@ -1235,7 +1285,7 @@ void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void 
 	struct capture c;
 	tracker_guard = 1;
 	capture(&c);
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	void *p = real.mremap(old, old_len, new_len, flags, new_addr);
 	if (same_stream() && p != MAP_FAILED) {
 		thread_current();
@@ -1360,7 +1410,7 @@ static int modules_sync(int force)
 		return 0;
 	struct scan s = { NULL, 0, 0 };
 	dl_iterate_phdr(scan_one, &s);
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	if (ACTIVE()) {
 		map_adds = c[0];
 		map_subs = c[1];
@@ -1482,7 +1532,7 @@ static void *sampler_main(void *arg)
 		/* Python's threading is not changed in a program attached to */
 		if (python_stacks && !attached)
 			python_poll();
-		pthread_mutex_lock(&lock);
+		lock_stream();
 		if (ACTIVE() && MINE()) {
 			if (now_us() >= next_memory) {
 				memory_record();
@@ -1514,7 +1564,7 @@ static void at_prepare(void)
 	__atomic_store_n(&fork_gate, 1, __ATOMIC_RELEASE);
 	while (__atomic_load_n(&unwinding, __ATOMIC_ACQUIRE))
 		sched_yield();
-	pthread_mutex_lock(&lock);
+	lock_stream();
 }
 
 static void at_parent(void)
@@ -1534,6 +1584,7 @@ static void at_child(void)
 	unwinding = 0;
 	eval_busy = 0;
 	pthread_mutex_init(&lock, NULL);
+	holding = 0;
 	got_forked();
 	/* followed, unless forked from inside the tracker (a signal handler
 	 * that interrupted it: prepare did not take the lock, and the state is
@@ -1890,7 +1941,7 @@ static void stream_start(uint16_t seq)
 	mr_w_header(&writer, &h);
 	set_active(1);
 	modules_sync(1);
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	thread_current();
 	memory_record();
 	flush_all();
@@ -1947,6 +1998,7 @@ static int stream_end(void)
 static void unlock(void)
 {
 	pthread_mutex_unlock(&lock);
+	holding = 0;
 	if (__builtin_expect(deferred_sig != 0, 0)) {
 		int sig = deferred_sig;
 		deferred_sig = 0;
@@ -1956,16 +2008,21 @@ static void unlock(void)
 
 int tracker_signal_end(int sig)
 {
-	if (!ACTIVE() || getpid() != my_pid)
+	if (getpid() != my_pid ||
+	    (!ACTIVE() && __atomic_load_n(&signal_ending, __ATOMIC_ACQUIRE) != 1))
 		return 0;
-	/* glibc's mutex names its owner: when the interrupted code of this
-	 * very thread holds it, in the middle of a record, the signal waits
-	 * until it lets go; another thread's record is waited for, 2 s at
-	 * most (its writes may be blocked) */
-	if (__atomic_load_n(&lock.__data.__owner, __ATOMIC_RELAXED) == (int)syscall(SYS_gettid)) {
+	/* the interrupted code of this very thread holds the lock, in the
+	 * middle of a record: the signal waits until it lets go */
+	if (holding) {
 		deferred_sig = sig;
 		return 1;
 	}
+	/* no thread begins a record now; one being written is waited for,
+	 * 2 s at most (its write may be blocked) */
+	int expected = 0;
+	__atomic_compare_exchange_n(&signal_ending, &expected, 1, 0, __ATOMIC_ACQ_REL,
+				    __ATOMIC_ACQUIRE);
+	set_active(0);
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 2;
@@ -1975,10 +2032,10 @@ int tracker_signal_end(int sig)
 		tracker_guard = guard;
 		return 0;
 	}
-	if (ACTIVE() && getpid() == my_pid) {
+	if (__atomic_load_n(&signal_ending, __ATOMIC_ACQUIRE) == 1 && getpid() == my_pid) {
 		mr_w_signal(&writer, sig);
 		stream_end();
-		set_active(0);
+		__atomic_store_n(&signal_ending, 2, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&lock);
 	tracker_guard = guard;
@@ -1991,7 +2048,7 @@ void tracker_finish(void)
 		return;
 	int guard = tracker_guard;
 	tracker_guard = 1;
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	if (ACTIVE() && getpid() == my_pid) {
 		stream_end();
 		set_active(0);
@@ -2125,7 +2182,7 @@ static void attach_end(void)
 	int guard = tracker_guard;
 	tracker_guard = 1;
 	got_restore();
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	if (ACTIVE() && getpid() == my_pid)
 		stream_end();
 	set_active(0);
@@ -2167,7 +2224,7 @@ EXPORT int memray_start(const char *path, int flags)
 	attached = 0;
 	api_on = api_used = 1;
 	stream_reset();
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	btab_clear(&win);
 	win_live = win_peak = win_allocs = win_bytes = 0;
 	window_on = 1;
@@ -2204,7 +2261,7 @@ EXPORT int memray_stop(void)
 	if (api_patched)
 		got_restore();
 	api_patched = 0;
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	int ok = ACTIVE(); /* not stopped by a failed write */
 	if (ok)
 		ok = stream_end() == 0;
@@ -2232,7 +2289,7 @@ EXPORT int memray_stats(struct memray_stats *s)
 	}
 	int guard = tracker_guard;
 	tracker_guard = 1;
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	*s = (struct memray_stats){ win_peak, win_live, win_allocs, win_bytes };
 	unlock();
 	tracker_guard = guard;
@@ -2320,7 +2377,7 @@ char **tracker_exec_env(char *const envp[])
 		pipe_id(buf, sizeof(buf), out_dev, out_ino);
 		env[k++] = env_entry("MEMRAY_FD_ID", buf);
 	}
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	int ok = ACTIVE();
 	if (ok) {
 		mr_w_exec(&writer, now_us());
@@ -2349,7 +2406,7 @@ void tracker_exec_failed(char **env)
 	if (!follow)
 		fcntl(out_fd, F_SETFD, FD_CLOEXEC);
 	free_env(env);
-	pthread_mutex_lock(&lock);
+	lock_stream();
 	set_active(1); /* the stream goes on: the next record is not a header */
 	unlock();
 	tracker_guard = 0;

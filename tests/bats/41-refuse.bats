@@ -58,3 +58,20 @@ refused() {
 	assert_line --partial "allocations:"
 	[[ "$stderr" == *"cannot open '/nonexistent.bin'"* ]]
 }
+
+@test "memray-live refuses a file that is not a stream at once, instead of following it for ever" {
+	st=0
+	timeout 10 memray-live --batch app.py > out.txt 2> err.txt || st=$?
+	[ "$st" = 2 ] || { echo "exit $st"; cat err.txt; false; }
+	[ ! -s out.txt ]
+	grep -q "^memray-live: app.py: not a memray stream" err.txt
+	# a stream is still read, plain or compressed
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	run timeout 10 memray-live --batch d.bin
+	assert_success
+	assert_line "the program has ended"
+	gzip -c d.bin > d.bin.gz
+	run bash -c 'timeout 10 memray-live --batch < d.bin.gz'
+	assert_success
+	assert_line "the program has ended"
+}

@@ -276,6 +276,25 @@ pool_workers() {
 	on_every_python pool_workers
 }
 
+no_frame_labels() {
+	memray-record -q -f -o l.bin "$PY" "$PYDIR/thread_start.py" once || return 1
+	memray-fold -m total l.bin > l.folded
+	grep -q '^\[Python start-up\] [0-9]*$' l.folded &&
+	grep -q '^\[Python shutdown\] [0-9]*$' l.folded || { grep '^\[' l.folded; return 1; }
+	! grep -q '\[unknown\]' l.folded || { grep '\[unknown\]' l.folded; return 1; }
+	# 3.11+ gives a new thread its frame stack before its first frame
+	if "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+		grep -q '^\[thread start-up\] 16384$' l.folded || { grep '^\[' l.folded; return 1; }
+	fi
+	# with native stacks the same events have their C frames
+	memray-record -q -f --native -o n.bin "$PY" "$PYDIR/thread_start.py" once &&
+	! memray-fold -m total n.bin | grep -q '^\[[A-Za-z -]*\] '
+}
+
+@test "allocations with no Python frame say why: [Python start-up], [Python shutdown], [thread start-up]; none is [unknown]" {
+	on_every_python no_frame_labels
+}
+
 same_output() {
 	"$PY" "$PYDIR/same_output.py" > plain.out 2> plain.err
 	local plain=$? recorded=0

@@ -156,3 +156,11 @@ PY
 	memray-fold w.bin | memray-flame > plain.html
 	$CHECK temporal plain.html no
 }
+
+@test "browser: allocations made with no Python frame are labelled by why, and the tooltip says what the label stands for" {
+	memray-record -q -o t.bin "$PY3" "$PYDIR/thread_start.py" once > /dev/null
+	memray-fold -m total t.bin | memray-flame > t.html
+	$CHECK note t.html "[Python start-up]" "before any Python code ran"
+	$CHECK note t.html "[thread start-up]" "before it ran Python code"
+}
+

@@ -30,6 +30,7 @@ Scenarios:
   inverted PAGE FOLDED   a page made with --inverted: the roots are FOLDED's
                          allocating frames; the checkbox turns it back
   source PAGE NAME TEXT  hovering NAME shows its source line TEXT
+  note PAGE NAME TEXT    NAME is drawn as a no-frame label, its tooltip saying TEXT
   chart PAGE FOLDED      hovering the memory chart gives FOLDED's timeline values
   table PAGE FOLDED      the table tab: own and total of each function from
                          FOLDED, sorted by any column
@@ -345,6 +346,18 @@ def source(b, path, name, text):
     check(src == text, "the tooltip shows the source line", str(src))
     tip = b.eval("document.getElementById('tooltip').textContent")
     check(re_search(r"\d+ allocations?", tip), "and the allocation count", tip)
+    clean(b, path)
+
+
+def note(b, path, name, text):
+    open_page(b, path)
+    r = [r for r in rects(b) if r["name"] == name and not r["ancestor"]]
+    check(len(r) > 0, f"{name} is drawn")
+    check(r[0]["kind"] == "label", f"{name} is drawn as a label, not as a frame", r[0]["kind"])
+    b.move(*centre(r[0]))
+    b.wait_for("document.getElementById('tooltip').style.display === 'block'")
+    got = b.eval("(document.querySelector('#tooltip .note') || {}).textContent")
+    check(got is not None and text in got, f"its tooltip says what {name} stands for", str(got))
     clean(b, path)
 
 
@@ -694,6 +707,8 @@ def main():
             inverted(b, path, rest[0])
         elif scenario == "source":
             source(b, path, rest[0], rest[1])
+        elif scenario == "note":
+            note(b, path, rest[0], rest[1])
         elif scenario == "chart":
             chart(b, path, rest[0])
         elif scenario == "table":
