@@ -96,12 +96,26 @@ static __thread int holding __attribute__((tls_model("initial-exec")));
 static __thread int deferred_sig __attribute__((tls_model("initial-exec")));
 /* A signal is ending the stream: no new record is begun. */
 static int signal_ending;
-static void unlock(void);
 
-static void lock_stream(void)
+static inline __attribute__((always_inline)) void lock_stream(void)
 {
 	holding = 1;
 	pthread_mutex_lock(&lock);
+}
+
+static __attribute__((noinline, cold)) void raise_deferred(void)
+{
+	int sig = deferred_sig;
+	deferred_sig = 0;
+	syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), sig);
+}
+
+static inline __attribute__((always_inline)) void unlock(void)
+{
+	pthread_mutex_unlock(&lock);
+	holding = 0;
+	if (__builtin_expect(deferred_sig != 0, 0))
+		raise_deferred();
 }
 static struct mr_writer writer;
 static int out_fd = -1;
@@ -1993,17 +2007,6 @@ static int stream_end(void)
 	memory_record();
 	mr_w_trailer(&writer, now_us());
 	return batch_write();
-}
-
-static void unlock(void)
-{
-	pthread_mutex_unlock(&lock);
-	holding = 0;
-	if (__builtin_expect(deferred_sig != 0, 0)) {
-		int sig = deferred_sig;
-		deferred_sig = 0;
-		syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), sig);
-	}
 }
 
 int tracker_signal_end(int sig)
