@@ -463,8 +463,11 @@ class MemrayPlugin:
         if not self.fold:
             return [], "memray-fold not found"
         argv = [self.fold, "--metric", metric] + (["--native"] if self.native else []) + [path]
+        # the tool runs without the tracker (or any preload) this process has
+        env = {k: v for k, v in os.environ.items()
+               if k != "LD_PRELOAD" and not k.startswith("MEMRAY_")}
         try:
-            run = subprocess.run(argv, capture_output=True, text=True, check=False)
+            run = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
         except OSError as e:
             return [], f"memray-fold failed: {e}"
         if run.returncode != 0:

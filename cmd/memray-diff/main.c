@@ -46,6 +46,8 @@ static void usage(int status)
 	usage_exit(usage_text, status);
 }
 
+static char **prefixes; /* the --strip-prefix DIRs */
+
 /* ---- stacks of both runs, by text -------------------------------------------- */
 
 struct entry {
@@ -360,7 +362,7 @@ int main(int argc, char **argv)
 	};
 	struct collapse_opts o = { METRIC_PEAK, FRAMES_AUTO, 0, 0, 0 };
 	int do_report = 0, ignore_lines = 0, c;
-	char **strip = xrealloc(NULL, (size_t)argc * sizeof(*strip));
+	prefixes = xrealloc(NULL, (size_t)argc * sizeof(*prefixes));
 	size_t nstrip = 0;
 	long top = 10;
 	char *end;
@@ -373,7 +375,7 @@ int main(int argc, char **argv)
 		case 's':
 			if (!optarg[0])
 				die(EXIT_USAGE, "invalid --strip-prefix '': expected a directory");
-			strip[nstrip++] = optarg;
+			prefixes[nstrip++] = optarg;
 			break;
 		case 'i': ignore_lines = 1; break;
 		case 'r': do_report = 1; break;
@@ -397,7 +399,7 @@ int main(int argc, char **argv)
 	int status = EXIT_OK, refused = 0;
 	for (side = 0; side < 2; side++) {
 		int st = read_run(argv[optind + side], &o);
-		add_run(strip, nstrip, ignore_lines);
+		add_run(prefixes, nstrip, ignore_lines);
 		refused |= st == EXIT_REFUSED;
 		if (st != EXIT_OK)
 			status = EXIT_USAGE;
@@ -408,7 +410,7 @@ int main(int argc, char **argv)
 		warnmsg("the runs measure different things: %s in %s, %s in %s", metric[0],
 			argv[optind], metric[1], argv[optind + 1]);
 	if (do_report) {
-		report(argv[optind], argv[optind + 1], (size_t)top, strip, nstrip, ignore_lines);
+		report(argv[optind], argv[optind + 1], (size_t)top, prefixes, nstrip, ignore_lines);
 	} else {
 		qsort(entries, nentries, sizeof(*entries), by_text);
 		const char *m = metric[1][0] ? metric[1] : metric[0];
@@ -425,7 +427,7 @@ int main(int argc, char **argv)
 		free(entries[i].text);
 	free(entries);
 	free(table);
-	free(strip);
+	free(prefixes);
 	free(root[0]);
 	free(root[1]);
 	if (fflush(stdout) != 0)

@@ -275,17 +275,21 @@ int python_start(void)
  * (called first thing in a new thread, returned from before its target
  * runs, so no extra frame is ever on a thread's stack) are wrapped to
  * report names to the tracker through a builtin function, and the names
- * of the threads already running are reported. That is done at a point
- * where Python code may run, in the thread that holds the GIL, at the
- * first of:
- * - the interpreter starting a thread (pthread_create called from its
- *   own image with the GIL held: Thread.start, _thread.start_new_thread):
- *   the new thread cannot run before the wrapping, so no thread's name is
- *   missed, however short the program;
- * - a pending call, run by the main thread between bytecodes, which the
- *   sampler thread schedules at every tick until the wrapping is done
- *   (threads renamed, or the main thread, in a program that starts
- *   none). */
+ * of the threads already running are reported. That is done where
+ * Python code may run: in a pending call, run by the main thread between
+ * bytecodes, which the sampler thread schedules at every tick until the
+ * wrapping is done, and which a thread start schedules too.
+ *
+ * A thread starts under its name before that, however short the program:
+ * when the interpreter starts a thread (pthread_create called from its
+ * own image, by a thread holding the main interpreter's GIL), the
+ * innermost Python frame is Thread.start's, and its `self` is the Thread;
+ * its _name is read there through the C-API, without running any Python
+ * code (code run there could take a signal handler's exception, a
+ * KeyboardInterrupt, and lose it), and the new thread is announced under
+ * it by its start routine (hooks.c). threading._main_thread's name is
+ * read the same way at the first thread start. Nothing of threading is
+ * changed by that, so it is done in an attached program too. */
 
 typedef void PyObject;
 static struct {
@@ -325,18 +329,7 @@ static const char patch_source[] =
 	"        report(0, self._name)\n"
 	"    T._set_ident = _set_ident\n"
 	"    for t in list(threading._active.values()):\n"
-	"        report(t._ident, t._name)\n"
-	"    start_code = getattr(T.start, '__code__', None)\n"
-	"    getframe = getattr(getattr(threading, '_sys', None), '_getframe', None)\n"
-	"    def starting():\n"
-	"        try:\n"
-	"            f = getframe(1)\n"
-	"            if f.f_code is start_code:\n"
-	"                return f.f_locals['self']._name\n"
-	"        except Exception:\n"
-	"            pass\n"
-	"    if getframe is not None:\n"
-	"        return starting\n";
+	"        report(t._ident, t._name)\n";
 
 static PyObject *report_name(PyObject *self, PyObject *args)
 {
@@ -360,10 +353,6 @@ static struct {
 } report_def = { "memray_thread_name", (void *)report_name, 1 /* METH_VARARGS */, NULL };
 
 static int patched, pending;
-/* patch's answer: called from C with the GIL held while the interpreter
- * starts a thread, it gives the name of the threading.Thread whose
- * start() is the innermost Python frame, or None */
-static PyObject *starting_name;
 
 static void patch_threading(PyObject *threading)
 {
@@ -377,7 +366,9 @@ static void patch_threading(PyObject *threading)
 		PyObject *fn = napi.dict_get(g, "patch"); /* borrowed */
 		PyObject *report = napi.cfunction(&report_def, NULL, NULL);
 		if (fn && report) {
-			starting_name = napi.call(fn, threading, report, NULL);
+			PyObject *res = napi.call(fn, threading, report, NULL);
+			if (res)
+				napi.decref(res);
 		}
 		if (report)
 			napi.decref(report);
@@ -420,33 +411,133 @@ static int pending_patch(void *arg)
 	return 0;
 }
 
-int python_thread_starting(const void *caller, char *name, size_t cap)
+/* What reading a starting thread's name takes; all NULL when one is
+ * missing. PyFrame_GetVarString is 3.12+; before, f_locals is read. */
+static struct {
+	void *(*tstate)(void); /* the calling thread's current thread state */
+	void *(*interp_of)(void *);
+	void *(*main_interp)(void);
+	PyObject *(*frame)(void);
+	PyObject *(*frame_code)(PyObject *);
+	PyObject *(*frame_var)(PyObject *, const char *);
+	PyObject *(*getattr)(PyObject *, const char *);
+	unsigned long long (*as_ull)(PyObject *);
+	void (*incref)(PyObject *);
+} tapi;
+static int main_named;
+
+static void start_names_resolve(void)
 {
-	if (!napi.add_pending || !python_ready() || !api.gil_check || !api.gil_check())
+#define F(field, name) tapi.field = (__typeof__(tapi.field))dlsym(RTLD_DEFAULT, name)
+	F(tstate, "PyThreadState_GetUnchecked");
+	if (!tapi.tstate)
+		F(tstate, "_PyThreadState_UncheckedGet");
+	F(interp_of, "PyThreadState_GetInterpreter");
+	F(main_interp, "PyInterpreterState_Main");
+	F(frame, "PyEval_GetFrame");
+	F(frame_code, "PyFrame_GetCode");
+	F(frame_var, "PyFrame_GetVarString");
+	F(getattr, "PyObject_GetAttrString");
+	F(as_ull, "PyLong_AsUnsignedLongLong");
+	F(incref, "Py_IncRef");
+#undef F
+	if (!tapi.tstate || !tapi.interp_of || !tapi.main_interp || !tapi.frame ||
+	    !tapi.frame_code || !tapi.getattr || !tapi.as_ull || !tapi.incref)
+		tapi.tstate = NULL;
+}
+
+/* obj.attr as UTF-8 into out (fewer than cap bytes); 1 if it is a str. */
+static int attr_text(PyObject *obj, const char *attr, char *out, size_t cap)
+{
+	PyObject *v = tapi.getattr(obj, attr);
+	ssize_t len = 0;
+	const char *s = v ? api.as_utf8(v, &len) : NULL;
+	int ok = s && len >= 0 && (size_t)len < cap && !memchr(s, 0, (size_t)len);
+	if (ok)
+		memcpy(out, s, (size_t)len + 1);
+	if (v)
+		napi.decref(v);
+	return ok;
+}
+
+/* The Thread whose start() is the innermost Python frame (a new
+ * reference), or NULL. */
+static PyObject *starting_thread(PyObject *threading)
+{
+	PyObject *frame = tapi.frame(); /* borrowed */
+	if (!frame)
+		return NULL;
+	PyObject *T = tapi.getattr(threading, "Thread");
+	PyObject *start = T ? tapi.getattr(T, "start") : NULL;
+	PyObject *want = start ? tapi.getattr(start, "__code__") : NULL;
+	PyObject *code = tapi.frame_code(frame);
+	PyObject *self = NULL;
+	if (want && code == want) {
+		if (tapi.frame_var) {
+			self = tapi.frame_var(frame, "self");
+		} else {
+			PyObject *locals = tapi.getattr(frame, "f_locals");
+			self = locals ? napi.dict_get(locals, "self") : NULL; /* borrowed */
+			if (self)
+				tapi.incref(self);
+			if (locals)
+				napi.decref(locals);
+		}
+	}
+	PyObject *drop[] = { T, start, want, code };
+	for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+		if (drop[i])
+			napi.decref(drop[i]);
+	return self;
+}
+
+int python_thread_starting(const void *caller, char *name, size_t cap, int may_patch)
+{
+	if (!napi.add_pending || !tapi.tstate || !api.as_utf8 || !python_ready())
+		return 0;
+	/* this thread holds the GIL (PyGILState_Check says yes for every
+	 * thread once a sub-interpreter was made), of the main interpreter */
+	void *ts = tapi.tstate();
+	if (!ts || ts != api.this_thread_state() || tapi.interp_of(ts) != tapi.main_interp())
 		return 0;
 	const void *image = python_image();
 	Dl_info di;
 	if (!image || !dladdr(caller, &di) || di.dli_fbase != image)
 		return 0;
-	patch_if_imported();
-	if (!starting_name || !api.as_utf8)
-		return 0;
 	int guard = tracker_guard, found = 0;
 	tracker_guard = 1;
 	PyObject *type, *value, *tb;
 	napi.fetch(&type, &value, &tb);
-	PyObject *r = napi.call(starting_name, NULL);
-	ssize_t len = 0;
-	const char *s = r ? api.as_utf8(r, &len) : NULL;
-	if (s && len >= 0 && (size_t)len < cap && !memchr(s, 0, (size_t)len)) {
-		memcpy(name, s, (size_t)len + 1);
-		found = 1;
+	PyObject *modules = napi.modules(); /* borrowed */
+	PyObject *threading = modules ? napi.dict_get(modules, "threading") : NULL;
+	PyObject *dict = threading ? napi.module_dict(threading) : NULL; /* borrowed */
+	PyObject *main_thread = dict ? napi.dict_get(dict, "_main_thread") : NULL;
+	if (main_thread) {
+		char main_name[256];
+		PyObject *ident = main_named ? NULL : tapi.getattr(main_thread, "_ident");
+		unsigned long long id = ident ? tapi.as_ull(ident) : ~0ull;
+		if (ident)
+			napi.decref(ident);
+		if (id != ~0ull && attr_text(main_thread, "_name", main_name, sizeof(main_name))) {
+			tracker_thread_renamed((unsigned long)id, main_name);
+			main_named = 1;
+		}
+		PyObject *self = starting_thread(threading);
+		if (self) {
+			found = attr_text(self, "_name", name, cap);
+			napi.decref(self);
+		}
 	}
-	if (r)
-		napi.decref(r);
 	napi.clear();
 	napi.restore(type, value, tb);
 	tracker_guard = guard;
+	/* the name setter is wrapped soon, where Python code may run */
+	if (main_thread && may_patch && !__atomic_load_n(&patched, __ATOMIC_RELAXED) &&
+	    !__atomic_load_n(&pending, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&pending, 1, __ATOMIC_RELAXED);
+		if (napi.add_pending(pending_patch, NULL) != 0)
+			__atomic_store_n(&pending, 0, __ATOMIC_RELAXED);
+	}
 	return found;
 }
 
@@ -481,6 +572,7 @@ static void follow_thread_names(void)
 	F(none, "Py_BuildValue");
 	F(add_pending, "Py_AddPendingCall");
 #undef F
+	start_names_resolve();
 	void **p = (void **)&napi;
 	for (size_t i = 0; i < sizeof(napi) / sizeof(void *); i++)
 		if (!p[i]) {

@@ -69,12 +69,12 @@ uint32_t python_frame_id(struct mr_writer *w, const struct pyent *e);
 /* Until done, asks the interpreter to run the code that makes
  * threading.Thread report its names. From the sampler thread. */
 void python_poll(void);
-/* pthread_create was called from caller: if it is the interpreter
- * starting a thread, with the GIL held, makes threading.Thread report its
- * names now, before the new thread runs (see python.c), and returns 1
- * with the name of the threading.Thread being started in name (a string
- * of fewer than cap bytes) when it is one; else 0. */
-int python_thread_starting(const void *caller, char *name, size_t cap);
+/* pthread_create was called from caller: if it is the main interpreter
+ * starting a threading.Thread, by a thread that holds its GIL, returns 1
+ * with the Thread's name in name (fewer than cap bytes), having reported
+ * the main thread's name at the first such start; else 0. No Python code
+ * runs; with may_patch, threading is to be wrapped soon (see python.c). */
+int python_thread_starting(const void *caller, char *name, size_t cap, int may_patch);
 /* The code of the interpreter's evaluation function, where hybrid stacks
  * put Python frames; 0 if unknown. */
 int python_eval_range(uintptr_t *lo, uintptr_t *hi);

@@ -87,8 +87,10 @@ static int python_stacks; /* the program is CPython and frames are walked */
 #define PY_NODE (1ull << 63) /* a trie key holding a PYFRAME id */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-/* Whether this thread holds the lock, or is about to take it or just let
- * it go: a signal handler in this thread must not wait for it. */
+/* Whether this thread holds the lock, from just after taking it to just
+ * after letting it go; with the lock's owner field (set inside
+ * pthread_mutex_lock, cleared inside pthread_mutex_unlock), a signal
+ * handler in this thread knows it must not wait for the lock. */
 static __thread int holding __attribute__((tls_model("initial-exec")));
 /* A signal that was to end the process while this thread held the lock,
  * raised again to this thread once it lets go (tracker_signal_end): only
@@ -99,8 +101,8 @@ static int signal_ending;
 
 static inline __attribute__((always_inline)) void lock_stream(void)
 {
-	holding = 1;
 	pthread_mutex_lock(&lock);
+	holding = 1;
 }
 
 static __attribute__((noinline, cold)) void raise_deferred(void)
@@ -139,6 +141,7 @@ static ino_t out_ino;
  * reached through patched GOT entries, and ctl_fd's hang-up ends the
  * recording. */
 static int attached;
+static int api_on; /* recording through the in-process API (memray.h) */
 static int ctl_fd = -1;
 /* Counts the streams this process has started (a forked child's, a new
  * attach): a thread's cached stack and index belong to one of them. */
@@ -269,11 +272,19 @@ static int batch_write(void)
 	ssize_t k = 0;
 	while (done < batch_len) {
 		k = write(out_fd, batch + done, batch_len - done);
+		if (k > 0)
+			done += (size_t)k;
+		/* cut short (EINTR, or part written) by a signal that is to
+		 * end the process and waits for this: the stream is given up,
+		 * its reader does not read */
+		if (deferred_sig && done < batch_len) {
+			k = -1;
+			break;
+		}
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
 			break;
-		done += (size_t)k;
 	}
 	if (k < 0 && errno == EPIPE && !was_pending) {
 		struct timespec zero = { 0, 0 };
@@ -853,7 +864,9 @@ void tracker_thread_renamed(unsigned long thread, const char *name)
 
 int tracker_thread_starting(const void *caller, char *name, size_t cap)
 {
-	return python_thread_starting(caller, name, cap);
+	/* an attached program, or one recording itself through the API,
+	 * keeps its threading module as it is */
+	return python_thread_starting(caller, name, cap, !attached && !api_on);
 }
 
 /* ---- events ------------------------------------------------------------- */
@@ -1599,6 +1612,7 @@ static void at_child(void)
 	eval_busy = 0;
 	pthread_mutex_init(&lock, NULL);
 	holding = 0;
+	deferred_sig = 0; /* the parent's: its own signal, not this child's */
 	got_forked();
 	/* followed, unless forked from inside the tracker (a signal handler
 	 * that interrupted it: prepare did not take the lock, and the state is
@@ -2015,8 +2029,10 @@ int tracker_signal_end(int sig)
 	    (!ACTIVE() && __atomic_load_n(&signal_ending, __ATOMIC_ACQUIRE) != 1))
 		return 0;
 	/* the interrupted code of this very thread holds the lock, in the
-	 * middle of a record: the signal waits until it lets go */
-	if (holding) {
+	 * middle of a record: the signal waits until it lets go (a write it
+	 * is blocked in ends with EINTR, see batch_write) */
+	if (holding || __atomic_load_n(&lock.__data.__owner, __ATOMIC_RELAXED) ==
+			       (int)syscall(SYS_gettid)) {
 		deferred_sig = sig;
 		return 1;
 	}
@@ -2203,7 +2219,7 @@ static void attach_end(void)
 /* ---- the in-process API (memray.h) ------------------------------------------ */
 
 extern __typeof__(malloc) hook_malloc __attribute__((visibility("hidden")));
-static int api_on, api_patched, api_used;
+static int api_patched, api_used;
 
 EXPORT int memray_start(const char *path, int flags)
 {

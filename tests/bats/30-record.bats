@@ -121,6 +121,41 @@ ended_by() {
 	done
 }
 
+@test "a reader that stops reading does not keep SIGTERM from ending the program" {
+	mkfifo stall
+	exec 7<> stall # opened, never read
+	memray-record -q -o - "$FIX/allocs" churn-forever >&7 2> /dev/null &
+	rec=$!
+	child=""
+	for i in $(seq 50); do
+		child=$(pgrep -P $rec) && [ -n "$child" ] && break
+		sleep 0.1
+	done
+	sleep 1 # the pipes fill up: the tracker blocks in a write
+	kill -TERM "$child"
+	gone=0
+	for i in $(seq 100); do
+		kill -0 "$child" 2> /dev/null && ! grep -q zombie "/proc/$child/status" 2> /dev/null || { gone=1; break; }
+		sleep 0.05
+	done
+	kill -KILL "$child" $rec 2> /dev/null || true
+	exec 7>&-
+	[ "$gone" = 1 ] || { echo "the program outlived SIGTERM by 5 s"; false; }
+}
+
+@test "sigset, bsd_signal and sysv_signal: the program's actions stand as without recording" {
+	for how in sigset bsd sysv; do
+		st=0
+		"$FIX/allocs" sigother $how > plain.out || st=$?
+		rst=0
+		memray-record -q -f -o o.bin "$FIX/allocs" sigother $how > rec.out || rst=$?
+		[ "$st" = "$rst" ] || { echo "$how: exit $st plain, $rst recorded"; cat rec.out; return 1; }
+		[ "$st" = 143 ]
+		diff <(grep -v '^0x' plain.out) <(grep -v '^0x' rec.out)
+		grep -q "reported: handler" rec.out
+	done
+}
+
 @test "a program that raises a signal on itself: complete stream, same status; its signal actions look as without recording" {
 	"$FIX/allocs" sigview 15 > plain.out || st=$?
 	[ "$st" = 143 ]

@@ -295,6 +295,32 @@ no_frame_labels() {
 	on_every_python no_frame_labels
 }
 
+subinterp_threads() {
+	memray-record -q -f -o s.bin "$PY" "$PYDIR/subinterp_threads.py" > out.txt || return 1
+	grep -q '^ok$' out.txt || return 1
+	local i
+	for i in 0 1 2; do
+		dump s.bin | grep -q "thread id=[0-9]* tid=[0-9]* name=\"main-worker-$i\"" ||
+			{ dump s.bin | awk '$3 == "thread" || $3 == "thread_name"'; return 1; }
+	done
+}
+
+@test "a sub-interpreter, then C code starting a thread with the GIL released: no crash, and the main interpreter's threads keep their names" {
+	on_every_python subinterp_threads
+}
+
+interrupted_starts() {
+	local out
+	local st=0
+	out=$(memray-record -q -f -o i.bin "$PY" "$PYDIR/interrupt_start.py" 150 2> err.txt) ||
+		{ st=$?; echo "exit $st: $out"; tail -5 err.txt; return 1; }
+	echo "$out" | grep -Eq '^raised ([1-9][0-9]*) caught \1$' || { echo "$out"; return 1; }
+}
+
+@test "exceptions that signal handlers raise while threads start all reach the program" {
+	on_every_python interrupted_starts
+}
+
 same_output() {
 	"$PY" "$PYDIR/same_output.py" > plain.out 2> plain.err
 	local plain=$? recorded=0
