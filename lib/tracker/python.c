@@ -491,14 +491,23 @@ static PyObject *starting_thread(PyObject *threading)
 	return self;
 }
 
+/* Whether the calling thread holds the GIL. PyGILState_Check alone says
+ * yes in every thread once a sub-interpreter was made. */
+static int holds_gil(void)
+{
+	if (!tapi.tstate)
+		return api.gil_check && api.gil_check();
+	void *ts = tapi.tstate();
+	return ts && ts == api.this_thread_state();
+}
+
 int python_thread_starting(const void *caller, char *name, size_t cap, int may_patch)
 {
 	if (!napi.add_pending || !tapi.tstate || !api.as_utf8 || !python_ready())
 		return 0;
 	/* this thread holds the GIL (PyGILState_Check says yes for every
 	 * thread once a sub-interpreter was made), of the main interpreter */
-	void *ts = tapi.tstate();
-	if (!ts || ts != api.this_thread_state() || tapi.interp_of(ts) != tapi.main_interp())
+	if (!holds_gil() || tapi.interp_of(tapi.tstate()) != tapi.main_interp())
 		return 0;
 	const void *image = python_image();
 	Dl_info di;
@@ -760,9 +769,13 @@ static const char *str_text(const void *s, size_t *len)
 		*len = (size_t)AT(s, 16, int64_t);
 		return (const char *)s + L->ascii_data;
 	}
-	if (api.as_utf8 && api.gil_check && api.gil_check()) {
+	if (api.as_utf8 && holds_gil() && napi.fetch && napi.clear && napi.restore) {
 		ssize_t n = 0;
+		PyObject *type, *value, *tb;
+		napi.fetch(&type, &value, &tb);
 		const char *t = api.as_utf8((void *)s, &n);
+		napi.clear(); /* a lone surrogate cannot be encoded */
+		napi.restore(type, value, tb);
 		if (t) {
 			*len = (size_t)n;
 			return t;
