@@ -63,6 +63,15 @@ static int side; /* 0 before, 1 after: which run is being read */
 static char metric[2][32];
 static uint64_t sampled[2]; /* a side's sampling gap: its values are estimates */
 
+/* s's n bytes as a string of their own */
+static char *text_copy(const char *s, size_t n)
+{
+	char *t = xrealloc(NULL, n + 1);
+	memcpy(t, s, n);
+	t[n] = 0;
+	return t;
+}
+
 static uint64_t hash(const char *s, size_t n)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
@@ -105,10 +114,7 @@ static void add(void *ctx, const char *s, size_t n, uint64_t value)
 		entries_cap = entries_cap ? entries_cap * 2 : 1024;
 		entries = xrealloc(entries, entries_cap * sizeof(*entries));
 	}
-	char *t = xrealloc(NULL, n + 1);
-	memcpy(t, s, n);
-	t[n] = 0;
-	entries[nentries] = (struct entry){ t, n, { 0, 0 } };
+	entries[nentries] = (struct entry){ text_copy(s, n), n, { 0, 0 } };
 	entries[nentries].v[side] = value;
 	table[j] = (uint32_t)nentries++;
 }
@@ -126,10 +132,7 @@ static void keep(void *ctx, const char *s, size_t n, uint64_t value)
 		raw_cap = raw_cap ? raw_cap * 2 : 1024;
 		raw = xrealloc(raw, raw_cap * sizeof(*raw));
 	}
-	char *t = xrealloc(NULL, n + 1);
-	memcpy(t, s, n);
-	t[n] = 0;
-	raw[nraw++] = (struct collapsed){ .text = t, .len = n, .value = value };
+	raw[nraw++] = (struct collapsed){ .text = text_copy(s, n), .len = n, .value = value };
 }
 
 /* a differential file as an input: its own side of each line */

@@ -381,6 +381,17 @@ static void patch_threading(PyObject *threading)
  * Python code may run. sys.modules is read as a dict, without the import
  * machinery, which could wait for a module lock. Never raises into the
  * program. */
+/* threading's _main_thread, and the module in *threading, if threading
+ * has finished importing (that is its last global); else NULL. Borrowed
+ * references; with the GIL held. */
+static PyObject *main_thread_of(PyObject **threading)
+{
+	PyObject *modules = napi.modules();
+	*threading = modules ? napi.dict_get(modules, "threading") : NULL;
+	PyObject *dict = *threading ? napi.module_dict(*threading) : NULL;
+	return dict ? napi.dict_get(dict, "_main_thread") : NULL;
+}
+
 static void patch_if_imported(void)
 {
 	if (__atomic_load_n(&patched, __ATOMIC_RELAXED))
@@ -389,10 +400,8 @@ static void patch_if_imported(void)
 	tracker_guard = 1;
 	PyObject *type, *value, *tb;
 	napi.fetch(&type, &value, &tb);
-	PyObject *modules = napi.modules(); /* borrowed */
-	PyObject *mod = modules ? napi.dict_get(modules, "threading") : NULL;
-	PyObject *dict = mod ? napi.module_dict(mod) : NULL; /* borrowed */
-	if (dict && napi.dict_get(dict, "_main_thread")) {
+	PyObject *mod;
+	if (main_thread_of(&mod)) {
 		__atomic_store_n(&patched, 1, __ATOMIC_RELAXED);
 		patch_threading(mod);
 	}
@@ -517,10 +526,8 @@ int python_thread_starting(const void *caller, char *name, size_t cap, int may_p
 	tracker_guard = 1;
 	PyObject *type, *value, *tb;
 	napi.fetch(&type, &value, &tb);
-	PyObject *modules = napi.modules(); /* borrowed */
-	PyObject *threading = modules ? napi.dict_get(modules, "threading") : NULL;
-	PyObject *dict = threading ? napi.module_dict(threading) : NULL; /* borrowed */
-	PyObject *main_thread = dict ? napi.dict_get(dict, "_main_thread") : NULL;
+	PyObject *threading;
+	PyObject *main_thread = main_thread_of(&threading);
 	if (main_thread) {
 		char main_name[256];
 		PyObject *ident = main_named ? NULL : tapi.getattr(main_thread, "_ident");

@@ -284,7 +284,7 @@ no_frame_labels() {
 	! grep -q '\[unknown\]' l.folded || { grep '\[unknown\]' l.folded; return 1; }
 	# 3.11+ gives a new thread its frame stack before its first frame
 	if "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-		grep -q '^\[thread start-up\] 16384$' l.folded || { grep '^\[' l.folded; return 1; }
+		grep -q '^\[thread start-up\] [0-9]*$' l.folded || { grep '^\[' l.folded; return 1; }
 	fi
 	# with native stacks the same events have their C frames
 	memray-record -q -f --native -o n.bin "$PY" "$PYDIR/thread_start.py" once &&
