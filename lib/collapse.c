@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "collapse.h"
+#include "frame_norm.h"
+#include "intern.h"
 #include "util.h"
 
 void collapse_escape(FILE *f, const char *str, size_t n)
@@ -154,8 +156,7 @@ static void visit_label(frame_visitor *visit, void *ctx, const struct mr_proc *p
 }
 
 /* Fills in f's name, file and line from one frame of sym_frames' text:
- * "name (file:line)", "name (module)", "0xADDR (module)" or "0xADDR". The
- * last " (" starts the place: symbols are linkage names, without one. */
+ * "name (file:line)", "name (module)", "0xADDR (module)" or "0xADDR". */
 static void split_native(struct frame_info *f, const char *s, size_t n)
 {
 	f->text = f->name = s;
@@ -163,23 +164,15 @@ static void split_native(struct frame_info *f, const char *s, size_t n)
 	f->file = "";
 	f->file_len = 0;
 	f->line = 0;
-	if (n < 4 || s[n - 1] != ')')
+	size_t place, place_len, path_len;
+	if (!frame_place(s, n, &place, &place_len, &path_len))
 		return;
-	size_t open = n - 1;
-	while (open > 0 && !(s[open] == '(' && s[open - 1] == ' '))
-		open--;
-	if (open == 0)
-		return;
-	f->name_len = open - 1;
-	const char *where = s + open + 1, *end = s + n - 1;
-	const char *colon = end;
-	while (colon > where && colon[-1] >= '0' && colon[-1] <= '9')
-		colon--;
-	if (colon == end || colon - 1 <= where || colon[-1] != ':')
+	f->name_len = place - 2;
+	if (path_len == place_len)
 		return; /* a module's name */
-	f->file = where;
-	f->file_len = (size_t)(colon - 1 - where);
-	f->line = (uint32_t)strtoul(colon, NULL, 10);
+	f->file = s + place;
+	f->file_len = path_len;
+	f->line = (uint32_t)strtoul(s + place + path_len + 1, NULL, 10);
 }
 
 void collapse_visit(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
@@ -267,45 +260,26 @@ void collapse_visit(struct replay *r, struct symbolizer *sym, const struct colla
 
 /* The Python lines the written stacks show, each (file, line) once:
  * file points into its process's string table. */
+/* The Python lines the stacks show, once each: seen keys them by file
+ * (an interned string's address) and line. */
 struct sources {
 	struct source_line { const char *file; uint32_t line; } *v;
 	size_t n, cap;
-	uint32_t *index; /* open addressing, UINT32_MAX empty */
-	size_t index_cap;
+	struct intern seen;
 };
-
-static size_t source_slot(const char *file, uint32_t line, size_t cap)
-{
-	uint64_t h = ((uint64_t)(uintptr_t)file ^ ((uint64_t)line << 40)) * 0x9e3779b97f4a7c15ull;
-	return (size_t)(h >> 17) & (cap - 1);
-}
 
 static void sources_add(struct sources *S, const char *file, uint32_t line)
 {
-	if ((S->n + 1) * 2 > S->index_cap) {
-		size_t cap = S->index_cap ? S->index_cap * 2 : 256;
-		uint32_t *ix = xrealloc(NULL, cap * sizeof(*ix));
-		memset(ix, 0xff, cap * sizeof(*ix));
-		for (size_t i = 0; i < S->n; i++) {
-			size_t j = source_slot(S->v[i].file, S->v[i].line, cap);
-			while (ix[j] != UINT32_MAX)
-				j = (j + 1) & (cap - 1);
-			ix[j] = (uint32_t)i;
-		}
-		free(S->index);
-		S->index = ix;
-		S->index_cap = cap;
-	}
-	size_t j = source_slot(file, line, S->index_cap);
-	for (; S->index[j] != UINT32_MAX; j = (j + 1) & (S->index_cap - 1))
-		if (S->v[S->index[j]].file == file && S->v[S->index[j]].line == line)
-			return;
+	char key[sizeof(file) + sizeof(line)];
+	memcpy(key, &file, sizeof(file));
+	memcpy(key + sizeof(file), &line, sizeof(line));
+	if (intern(&S->seen, key, sizeof(key)) <= S->n)
+		return;
 	if (S->n == S->cap) {
 		S->cap = S->cap ? S->cap * 2 : 256;
 		S->v = xrealloc(S->v, S->cap * sizeof(*S->v));
 	}
-	S->v[S->n] = (struct source_line){ file, line };
-	S->index[j] = (uint32_t)S->n++;
+	S->v[S->n++] = (struct source_line){ file, line };
 }
 
 struct render {
@@ -673,7 +647,7 @@ static void write_sources(FILE *out, const struct replay *r, struct sources *S)
 			"text for %s frames", changed, changed == 1 ? "" : "s", first_changed,
 			changed == 1 ? "" : ", ...", changed == 1 ? "its" : "their");
 	free(S->v);
-	free(S->index);
+	intern_free(&S->seen);
 }
 
 /* ---- threads -------------------------------------------------------------- */

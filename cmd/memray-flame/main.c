@@ -911,6 +911,15 @@ static int by_out_thread(const void *a, const void *b)
 	return (x->thread > y->thread) - (x->thread < y->thread);
 }
 
+/* Where node n is in the page: its index among the written nodes, or
+ * its nearest written ancestor's when it was left out. */
+static uint32_t written_node(uint32_t n)
+{
+	while (!nodes[n].keep)
+		n = nodes[n].parent;
+	return nodes[n].out;
+}
+
 /* The threads' table, and each written node's own value by thread:
  * "parts" as (node, thread, value, count) quadruples, node its index in
  * "nodes" from 1 (0 the root). A stack's value goes to its deepest
@@ -923,12 +932,8 @@ static void write_threads(FILE *f)
 		json_string(f, threads.label[i], strlen(threads.label[i]));
 		fputc(']', f);
 	}
-	for (size_t i = 0; i < nleaf_parts; i++) {
-		uint32_t n = leaf_parts[i].node;
-		while (!nodes[n].keep)
-			n = nodes[n].parent;
-		leaf_parts[i].node = nodes[n].out;
-	}
+	for (size_t i = 0; i < nleaf_parts; i++)
+		leaf_parts[i].node = written_node(leaf_parts[i].node);
 	if (nleaf_parts)
 		qsort(leaf_parts, nleaf_parts, sizeof(*leaf_parts), by_out_thread);
 	fputs("],\n\"parts\":[", f);
@@ -959,12 +964,8 @@ static int by_node_thread_ms(const void *a, const void *b)
  * (ms, bytes, count) for each, in time order. */
 static void write_live(FILE *f)
 {
-	for (size_t i = 0; i < nlives; i++) {
-		uint32_t n = lives[i].node;
-		while (!nodes[n].keep)
-			n = nodes[n].parent;
-		lives[i].node = nodes[n].out;
-	}
+	for (size_t i = 0; i < nlives; i++)
+		lives[i].node = written_node(lives[i].node);
 	if (nlives)
 		qsort(lives, nlives, sizeof(*lives), by_node_thread_ms);
 	fputs(",\n\"live\":[", f);

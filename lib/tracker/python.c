@@ -294,7 +294,6 @@ int python_start(void)
 typedef void PyObject;
 static struct {
 	PyObject *(*module_dict)(PyObject *);
-	PyObject *(*unicode)(const char *);
 	PyObject *(*modules)(void);
 	PyObject *(*dict_new)(void);
 	int (*dict_set)(PyObject *, const char *, PyObject *);
@@ -376,14 +375,10 @@ static void patch_threading(PyObject *threading)
 	napi.decref(g);
 }
 
-/* Patches `threading` if it has finished importing (its last global,
- * _main_thread, exists), else does nothing. With the GIL held, where
- * Python code may run. sys.modules is read as a dict, without the import
- * machinery, which could wait for a module lock. Never raises into the
- * program. */
 /* threading's _main_thread, and the module in *threading, if threading
  * has finished importing (that is its last global); else NULL. Borrowed
- * references; with the GIL held. */
+ * references; with the GIL held. sys.modules is read as a dict, without
+ * the import machinery, which could wait for a module lock. */
 static PyObject *main_thread_of(PyObject **threading)
 {
 	PyObject *modules = napi.modules();
@@ -392,6 +387,9 @@ static PyObject *main_thread_of(PyObject **threading)
 	return dict ? napi.dict_get(dict, "_main_thread") : NULL;
 }
 
+/* Patches `threading` if it has finished importing, else does nothing.
+ * With the GIL held, where Python code may run. Never raises into the
+ * program. */
 static void patch_if_imported(void)
 {
 	if (__atomic_load_n(&patched, __ATOMIC_RELAXED))
@@ -418,6 +416,17 @@ static int pending_patch(void *arg)
 	patch_if_imported();
 	__atomic_store_n(&pending, 0, __ATOMIC_RELAXED);
 	return 0;
+}
+
+/* Asks the interpreter to run pending_patch, unless it ran or is asked. */
+static void schedule_patch(void)
+{
+	if (__atomic_load_n(&patched, __ATOMIC_RELAXED) ||
+	    __atomic_load_n(&pending, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&pending, 1, __ATOMIC_RELAXED);
+	if (napi.add_pending(pending_patch, NULL) != 0)
+		__atomic_store_n(&pending, 0, __ATOMIC_RELAXED);
 }
 
 /* What reading a starting thread's name takes; all NULL when one is
@@ -548,30 +557,21 @@ int python_thread_starting(const void *caller, char *name, size_t cap, int may_p
 	napi.restore(type, value, tb);
 	tracker_guard = guard;
 	/* the name setter is wrapped soon, where Python code may run */
-	if (main_thread && may_patch && !__atomic_load_n(&patched, __ATOMIC_RELAXED) &&
-	    !__atomic_load_n(&pending, __ATOMIC_RELAXED)) {
-		__atomic_store_n(&pending, 1, __ATOMIC_RELAXED);
-		if (napi.add_pending(pending_patch, NULL) != 0)
-			__atomic_store_n(&pending, 0, __ATOMIC_RELAXED);
-	}
+	if (main_thread && may_patch)
+		schedule_patch();
 	return found;
 }
 
 void python_poll(void)
 {
-	if (__atomic_load_n(&patched, __ATOMIC_RELAXED) ||
-	    __atomic_load_n(&pending, __ATOMIC_RELAXED) || !napi.add_pending || !python_ready())
-		return;
-	__atomic_store_n(&pending, 1, __ATOMIC_RELAXED);
-	if (napi.add_pending(pending_patch, NULL) != 0)
-		__atomic_store_n(&pending, 0, __ATOMIC_RELAXED);
+	if (napi.add_pending && python_ready())
+		schedule_patch();
 }
 
 static void follow_thread_names(void)
 {
 #define F(field, name) napi.field = (__typeof__(napi.field))dlsym(RTLD_DEFAULT, name)
 	F(module_dict, "PyModule_GetDict");
-	F(unicode, "PyUnicode_FromString");
 	F(modules, "PyImport_GetModuleDict");
 	F(dict_new, "PyDict_New");
 	F(dict_set, "PyDict_SetItemString");
