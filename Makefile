@@ -192,12 +192,20 @@ demo:
 deps:
 	tests/deps.sh
 
-# The pytest plugin goes into the system Python's site-packages, with the
-# entry point that makes pytest load it by itself.
+# The Python package (memray_c: Tracker, the reader, the pytest plugin,
+# the notebook magic, and these tools inside it) is a wheel, installed
+# with pip into the interpreter or virtual environment that uses it;
+# make install writes nothing for Python (nothing outside PREFIX and
+# DESTDIR) and says so. `make wheel` builds it offline with Debian's
+# python3-setuptools and python3-wheel.
 PYTHON ?= /usr/bin/python3
-PYSITE ?= $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("purelib"))' 2>/dev/null)
 INCLUDEDIR ?= $(PREFIX)/include
-PLUGIN_INFO = $(DESTDIR)$(PYSITE)/memray_c_pytest-0.1.0.dist-info
+
+wheel:
+	rm -rf $(BUILD)/dist
+	MEMRAY_WHEEL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pip wheel -q --no-build-isolation \
+		--no-deps --no-index -w $(BUILD)/dist .
+	@echo "wheel: $$(ls $(BUILD)/dist/*.whl): python3 -m pip install it into your Python or venv"
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/memray-c $(DESTDIR)$(MANPREFIX)/man1 \
@@ -207,20 +215,12 @@ install: all
 	install -m 644 lib/tracker/memray.h $(DESTDIR)$(INCLUDEDIR)
 	install -m 644 man/*.1 $(DESTDIR)$(MANPREFIX)/man1
 	install -m 644 man/*.5 $(DESTDIR)$(MANPREFIX)/man5
-	@if [ -n "$(PYSITE)" ]; then \
-		install -d $(DESTDIR)$(PYSITE) $(PLUGIN_INFO) && \
-		sed 's|@TRACKER@|$(LIBDIR)/memray-c/libmemray-tracker.so|' python/pytest_memray_c.py \
-			> $(DESTDIR)$(PYSITE)/pytest_memray_c.py && \
-		printf 'Metadata-Version: 2.1\nName: memray-c-pytest\nVersion: 0.1.0\nSummary: memory limits for tests, recorded by memray-c\n' \
-			> $(PLUGIN_INFO)/METADATA && \
-		printf '[pytest11]\nmemray_c = pytest_memray_c\n' > $(PLUGIN_INFO)/entry_points.txt && \
-		printf 'pytest_memray_c.py,,\n' > $(PLUGIN_INFO)/RECORD; \
-	else echo "no $(PYTHON): the pytest plugin is not installed"; fi
+	@echo "install: the Python package (memray_c, the pytest plugin) is not installed by make install;"
+	@echo "install: install it into the Python or venv that uses it: make wheel && python3 -m pip install $(BUILD)/dist/memray_c-*.whl"
 
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(LIBDIR)/memray-c/libmemray-tracker.so
-	rm -f $(DESTDIR)$(INCLUDEDIR)/memray.h $(DESTDIR)$(PYSITE)/pytest_memray_c.py
-	rm -rf $(PLUGIN_INFO)
+	rm -f $(DESTDIR)$(INCLUDEDIR)/memray.h
 	-rmdir $(DESTDIR)$(LIBDIR)/memray-c
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man5/%,$(wildcard man/*.5))
@@ -230,7 +230,7 @@ clean:
 		echo "clean: something is mounted under build/ (the sid chroot's /proc?): umount it first"; exit 1; fi
 	rm -rf build build-asan build-fuzz build-tsan build-dev
 
-.PHONY: all fixtures unit check check-sid asan tsan fuzz soak bench demo deps install uninstall clean
+.PHONY: all fixtures unit check check-sid asan tsan fuzz soak bench demo deps wheel install uninstall clean
 .PRECIOUS: $(BUILD)/obj/%.o
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

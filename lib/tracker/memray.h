@@ -31,6 +31,9 @@
 
 #define MEMRAY_NATIVE 1    /* native stacks too (default: only for non-Python) */
 #define MEMRAY_NO_NATIVE 2 /* no native stacks */
+#define MEMRAY_FOLLOW_FORK 4 /* memray_start_ex: forked children record into
+			      * the same file, each as a process of its own
+			      * (exec'd images are not followed) */
 
 struct memray_stats {
 	uint64_t peak, live, allocations, allocated;
@@ -40,6 +43,19 @@ struct memray_stats {
  * symbolic link). Returns 0, or -1 with errno: EBUSY when the process is
  * recorded already, or open(2)'s error. */
 int memray_start(const char *path, int flags);
+/* memray_start with the options of memray-record: memory records every
+ * interval_ms milliseconds (0: the default, 10), and with sample_bytes
+ * not 0 one heap allocation in about every sample_bytes bytes recorded
+ * (--sample-bytes; seed not 0 gives the same samples in every run, as
+ * --seed). The window's numbers count only the recorded allocations.
+ * Returns 0, or -1 with errno: EBUSY, EINVAL for an option out of range
+ * or an unknown flag, or open(2)'s error. */
+int memray_start_ex(const char *path, int flags, long interval_ms,
+		    unsigned long long sample_bytes, unsigned long long seed);
+/* 1 when the tracker was preloaded (the program's allocator calls reach
+ * it directly), 0 when it was loaded with dlopen (memray_start then
+ * patches the global offset tables of the loaded objects). */
+int memray_preloaded(void);
 /* Ends the recording started by memray_start: the stream's trailer, the
  * file closed. Returns 0, or -1 with errno: EINVAL when none runs, EIO
  * when the file could not be written completely. */

@@ -2221,7 +2221,8 @@ static void attach_end(void)
 extern __typeof__(malloc) hook_malloc __attribute__((visibility("hidden")));
 static int api_patched, api_used;
 
-EXPORT int memray_start(const char *path, int flags)
+EXPORT int memray_start_ex(const char *path, int flags, long interval_ms,
+			   unsigned long long sample_bytes, unsigned long long seed)
 {
 	int guard = tracker_guard;
 	tracker_guard = 1;
@@ -2236,7 +2237,18 @@ EXPORT int memray_start(const char *path, int flags)
 			close(fd);
 		goto out;
 	}
-	in_process_setup(flags & MEMRAY_NATIVE ? 1 : flags & MEMRAY_NO_NATIVE ? 0 : -1, 0, 0, 0, 0);
+	if (interval_ms < 0 || interval_ms > 3600 * 1000 || sample_bytes > MR_SAMPLE_MAX ||
+	    (flags & ~(MEMRAY_NATIVE | MEMRAY_NO_NATIVE | MEMRAY_FOLLOW_FORK))) {
+		close(fd);
+		e = EINVAL;
+		goto out;
+	}
+	in_process_setup(flags & MEMRAY_NATIVE ? 1 : flags & MEMRAY_NO_NATIVE ? 0 : -1,
+			 interval_ms * 1000, flags & MEMRAY_FOLLOW_FORK ? MR_F_FOLLOW_FORK : 0,
+			 sample_bytes, seed);
+	/* forked children go on in the same file (one write per chunk, at
+	 * the file's shared offset); exec'd images are not followed */
+	follow = !!(flags & MEMRAY_FOLLOW_FORK);
 	out_fd = high_fd(fd);
 	out_dev = st.st_dev;
 	out_ino = st.st_ino;
@@ -2267,6 +2279,20 @@ out:
 	if (rc)
 		errno = e;
 	return rc;
+}
+
+EXPORT int memray_preloaded(void)
+{
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	int yes = got_lookup("malloc", NULL) == (void *)hook_malloc;
+	tracker_guard = guard;
+	return yes;
+}
+
+EXPORT int memray_start(const char *path, int flags)
+{
+	return memray_start_ex(path, flags & (MEMRAY_NATIVE | MEMRAY_NO_NATIVE), 0, 0, 0);
 }
 
 EXPORT int memray_stop(void)

