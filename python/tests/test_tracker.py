@@ -206,3 +206,20 @@ except RuntimeError as e:
 """], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "refused: memray_c.Tracker: this process is recorded already" in r.stdout
+
+
+def test_second_tracker_from_another_thread_refused(tmp_path):
+    errors = []
+
+    def other():
+        try:
+            memray_c.Tracker(tmp_path / "other.bin").start()
+        except RuntimeError as e:
+            errors.append(str(e))
+
+    with memray_c.Tracker(tmp_path / "main.bin"):
+        th = threading.Thread(target=other)
+        th.start()
+        th.join()
+    assert len(errors) == 1 and "active already" in errors[0]
+    assert not (tmp_path / "other.bin").exists()

@@ -123,3 +123,21 @@ check_venv() {
 		assert_output ""
 	done
 }
+
+@test "python3 -m pip install . from the tree, offline with Debian's setuptools and wheel (--no-build-isolation)" {
+	/usr/bin/python3 -c 'import setuptools, wheel' 2> /dev/null ||
+		skip "Debian's python3-setuptools and python3-wheel are missing"
+	/usr/bin/python3 -m venv --system-site-packages v
+	MEMRAY_WHEEL_BUILD=$MEMRAY_BUILD run v/bin/python -m pip install -q --no-index --no-deps \
+		--no-build-isolation --disable-pip-version-check "$ROOT"
+	echo "$output"
+	assert_success
+	run v/bin/python -c 'import memray_c, memray_c._tools as t; print(t.bundled(), t.tool_path("memray-fold").startswith(memray_c.__path__[0]))'
+	assert_output "True True"
+	v/bin/python -c 'import memray_c
+with memray_c.Tracker("x.bin") as t:
+    b = bytearray(2_000_000)
+assert t.stats.peak >= 2_000_000, t.stats'
+	run v/bin/memray-stat x.bin
+	assert_success
+}
