@@ -36,7 +36,7 @@ allocations (how many blocks were allocated) and allocated (their
 bytes). Blocks allocated before the window and freed in it count for
 nothing. Sizes are the requested ones."""
 
-_NATIVE, _NO_NATIVE, _FOLLOW_FORK = 1, 2, 4
+_NATIVE, _NO_NATIVE, _FOLLOW_FORK, _PYTHON_ALLOCATORS = 1, 2, 4, 8
 
 
 class _Stats(ctypes.Structure):
@@ -49,6 +49,10 @@ class _Allocator(ctypes.Structure):  # PyMemAllocatorEx
                 ("calloc", ctypes.c_void_p), ("realloc", ctypes.c_void_p),
                 ("free", ctypes.c_void_p)]
 
+
+# made once: reading the numbers inside a window allocates little in it
+_stats_buf = _Stats()
+_stats_ref = ctypes.byref(_stats_buf)
 
 _lock = threading.Lock()
 _lib = None
@@ -120,11 +124,13 @@ class Tracker:
                     (programs they exec are not followed: use
                     memray-record --follow-fork for those)
     trace_python_allocators
-                    require every Python object allocation to be seen:
-                    true only when the interpreter allocates objects with
-                    malloc (PYTHONMALLOC=malloc when it started); with
-                    pymalloc, ValueError says so (one process cannot
-                    change its allocator while objects live)
+                    record every Python object allocation: under pymalloc
+                    (the default allocator), the interpreter's object
+                    allocators are wrapped for the window, as tracemalloc
+                    does, and the arenas pymalloc maps in it are not
+                    recorded beside the objects they hold; an interpreter
+                    started with PYTHONMALLOC=malloc needs no wrapping.
+                    Object-heavy code runs several times slower.
     sample_bytes    record one heap allocation in about every sample_bytes
                     bytes allocated (memray-record --sample-bytes); seed
                     makes the samples repeatable
@@ -179,14 +185,6 @@ class Tracker:
                 raise RuntimeError(
                     f"a memray_c.Tracker is active already (writing {_active.file_name}): "
                     "only one runs at a time in a process")
-            if self.trace_python_allocators:
-                alloc = python_allocator()
-                if alloc != "malloc":
-                    raise ValueError(
-                        f"trace_python_allocators: this interpreter allocates objects with "
-                        f"{alloc}, which hides small objects inside its arenas; start it "
-                        "with PYTHONMALLOC=malloc (or memray-record --trace-python-allocators) "
-                        "to record every object")
             if not self.overwrite and os.path.lexists(self.file_name):
                 raise FileExistsError(errno.EEXIST, "output file exists already (pass "
                                       "overwrite=True to replace it)", self.file_name)
@@ -196,6 +194,8 @@ class Tracker:
                 flags |= _NATIVE if self.native_traces else _NO_NATIVE
             if self.follow_fork:
                 flags |= _FOLLOW_FORK
+            if self.trace_python_allocators and python_allocator() != "malloc":
+                flags |= _PYTHON_ALLOCATORS
             rc = lib.memray_start_ex(os.fsencode(self.file_name), flags,
                                      self.memory_interval_ms, self.sample_bytes, self.seed)
             if rc != 0:
@@ -221,13 +221,12 @@ class Tracker:
             if self._state != "active":
                 raise RuntimeError(f"this Tracker ({self.file_name}) is not active")
             lib = _lib
-            stats = self._read_stats()
             if self._pid != os.getpid() and not self.follow_fork:
                 # a forked child: its copy of the window was given up at
                 # the fork; the parent's file is the parent's
                 self._state = "stopped"
-                self._final = stats
-                return stats
+                self._final = self._read_stats()
+                return self._final
             rc = lib.memray_stop()
             self._final = self._read_stats()
             self._state = "stopped"
@@ -249,8 +248,8 @@ class Tracker:
         return self._read_stats()
 
     def _read_stats(self):
-        s = _Stats()
-        if _lib.memray_stats(ctypes.byref(s)) != 0:
+        s = _stats_buf
+        if _lib.memray_stats(_stats_ref) != 0:
             raise RuntimeError("memray_stats failed")
         return Stats(s.peak, s.live, s.allocations, s.allocated)
 
