@@ -2,11 +2,10 @@
  * memray.h - the in-process API of libmemray-tracker.so.
  *
  * A program, or a test runner (the pytest plugin and memray_c.Tracker in
- * python/memray_c/), records a
- * part of its own run into a file of its own: memray_start begins a
- * complete memray stream (memray-stream(5)) in PATH, memray_stop ends it,
- * and memray_stats gives the exact numbers of that window while it runs
- * and after it ended, without reading the file:
+ * python/memray_c/), records a part of its own run into a file of its
+ * own: memray_start begins a complete memray stream (memray-stream(5)) in
+ * PATH, memray_stop ends it, and memray_stats gives the exact numbers of
+ * that window while it runs and after it ended, without reading the file:
  *
  *   peak         the highest live bytes of blocks allocated in the window
  *   live         the bytes of those blocks not freed (yet, or at its end)
