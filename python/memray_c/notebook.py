@@ -37,8 +37,9 @@ The options are memray's, as far as memray-c can honour them:
     --inverted            open the page inverted
     --follow-fork         processes forked in the cell are recorded too
     --trace-python-allocators
-                          require every Python object allocation to be
-                          seen: the kernel must run with PYTHONMALLOC=malloc
+                          every Python object allocation recorded, even
+                          under pymalloc (the interpreter's object
+                          allocators are wrapped for the cell)
     -o, --output FILE     the recording's path (its directory made if need
                           be); the page is written next to it, .html for .bin
     -f, --force           overwrite them
@@ -284,11 +285,6 @@ def flamegraph_magic(shell, line, cell):
                                overwrite=True)
     try:
         tracker.start()
-    except ValueError as e:  # trace_python_allocators with pymalloc
-        if not o.output:
-            os.unlink(rec)
-        why = str(e).replace("trace_python_allocators: ", "", 1)
-        raise UsageError(f"{_PROG}: --trace-python-allocators: {why}") from None
     except BaseException:
         if not o.output:
             os.unlink(rec)

@@ -54,6 +54,9 @@ kept = []
 def leak_some(n):
     kept.append(bytearray(n))
 
+def make_small(n):
+    return [(i, str(i)) for i in range(n)]
+
 def boom():
     big = bytearray(2_500_000)
     raise ValueError('the cell failed on purpose')"""),
@@ -72,7 +75,7 @@ def boom():
     ("unsupported", "%%memray_c_flamegraph --max-memory-records 5\nmake_buffers_deep(10)"),
     ("threshold", "%%memray_c_flamegraph --temporary-allocation-threshold 1\nmake_buffers_deep(10)"),
     ("bogus", "%%memray_c_flamegraph --bogus\nmake_buffers_deep(10)"),
-    ("pymalloc", "%%memray_c_flamegraph --trace-python-allocators\nmake_buffers_deep(10)"),
+    ("pymalloc", "%%memray_c_flamegraph --trace-python-allocators\nsmall = make_small(20000)"),
 ]
 nb = nbformat.v4.new_notebook()
 nb.cells = [nbformat.v4.new_code_cell(src, metadata={"tags": [tag]}) for tag, src in cells]
@@ -238,11 +241,17 @@ cell() {
 	assert_output --partial "stderr: UsageError: %%memray_c_flamegraph: --temporary-allocation-threshold=1 is not supported by memray-c"
 	cell bogus
 	assert_output "stderr: UsageError: %%memray_c_flamegraph: unrecognized arguments: --bogus"
-	cell pymalloc
-	assert_output --partial "stderr: UsageError: %%memray_c_flamegraph: --trace-python-allocators: this interpreter allocates objects with pymalloc"
-	# the files of the five cells that wrote there, none of the refused ones
+	# the files of the six cells that wrote there, none of the refused ones
 	run ls "$BATS_FILE_TMPDIR/memray-results"
-	[ "${#lines[@]}" -eq 10 ]
+	[ "${#lines[@]}" -eq 12 ]
+}
+
+@test "--trace-python-allocators under pymalloc: the cell's small objects are on the page" {
+	cell pymalloc make_small
+	assert_line "page: yes"
+	# 20,000 tuples and strings of a few dozen bytes each
+	bytes=$(printf '%s\n' "${lines[@]}" | sed -n 's/^bytes make_small: //p')
+	[ "$bytes" -gt 1000000 ]
 }
 
 @test "in Chromium, the page works inside the notebook's iframe: drawn, zoom and its fragment, reset, no errors" {
