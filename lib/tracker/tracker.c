@@ -1639,6 +1639,9 @@ static void at_child(void)
 	if (out_fd >= 0)
 		close(out_fd);
 	out_fd = -1;
+	/* an API window is the parent's: the child may start its own */
+	api_on = 0;
+	window_on = 0;
 	/* attached: the child keeps the patched entries, which now pass
 	 * every call straight through */
 	if (ctl_fd >= 0)

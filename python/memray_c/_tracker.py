@@ -25,6 +25,7 @@ import collections
 import ctypes
 import errno
 import os
+import sys
 import threading
 
 from . import _tools
@@ -181,7 +182,7 @@ class Tracker:
             if self._state != "new":
                 raise RuntimeError(f"this Tracker ({self.file_name}) has run already: "
                                    "a Tracker records once; make a new one")
-            if _active is not None and _active._pid == os.getpid():
+            if _active is not None:
                 raise RuntimeError(
                     f"a memray_c.Tracker is active already (writing {_active.file_name}): "
                     "only one runs at a time in a process")
@@ -196,9 +197,16 @@ class Tracker:
                 flags |= _FOLLOW_FORK
             if self.trace_python_allocators and python_allocator() != "malloc":
                 flags |= _PYTHON_ALLOCATORS
-            rc = lib.memray_start_ex(os.fsencode(self.file_name), flags,
-                                     self.memory_interval_ms, self.sample_bytes, self.seed)
+            path = os.fsencode(self.file_name)
+            # set before the window opens: nothing of the Tracker's own is
+            # allocated in it, so its numbers are the code's alone
+            self._pid = os.getpid()
+            self._state = "active"
+            _active = self
+            rc = lib.memray_start_ex(path, flags, self.memory_interval_ms, self.sample_bytes,
+                                     self.seed)
             if rc != 0:
+                self._pid, self._state, _active = None, "new", None
                 err = ctypes.get_errno() or errno.EIO
                 if err == errno.EBUSY:
                     raise RuntimeError(
@@ -207,9 +215,6 @@ class Tracker:
                         "one stream at a time; run it under `memray-record --idle` to "
                         "record windows")
                 raise OSError(err, os.strerror(err), self.file_name)
-            self._pid = os.getpid()
-            self._state = "active"
-            _active = self
         return self
 
     def stop(self):
@@ -217,17 +222,16 @@ class Tracker:
         the window's Stats. Raises OSError when the file could not be
         written completely (a full disk)."""
         global _active
-        with _lock:
+        # acquire and release, not `with`, whose bound method would be
+        # allocated inside the window
+        _lock.acquire()
+        try:
             if self._state != "active":
                 raise RuntimeError(f"this Tracker ({self.file_name}) is not active")
-            lib = _lib
-            if self._pid != os.getpid() and not self.follow_fork:
-                # a forked child: its copy of the window was given up at
-                # the fork; the parent's file is the parent's
-                self._state = "stopped"
-                self._final = self._read_stats()
-                return self._final
-            rc = lib.memray_stop()
+            rc = _lib.memray_stop()
+        finally:
+            _lock.release()
+        with _lock:
             self._final = self._read_stats()
             self._state = "stopped"
             if _active is self:
@@ -273,15 +277,47 @@ def start(file_name, **options):
 def stop():
     """Stops the active Tracker and returns its Stats."""
     t = _active
-    if t is None or t._pid != os.getpid():
+    if t is None:
         raise RuntimeError("no memray_c.Tracker is active in this process")
     return t.stop()
+
+
+def _warm_up():
+    """CPython 3.9 and 3.10 allocate a function's frame object at its
+    first call and keep it for the next ones: the calls that end a window
+    are made once here, so that their frames are not allocated inside the
+    first window."""
+    t = Tracker.__new__(Tracker)
+    t._state, t.file_name = "stopped", ""
+    t.__exit__(None, None, None)
+    try:
+        t.stop()
+    except RuntimeError:
+        pass
+
+
+if sys.version_info < (3, 11):
+    _warm_up()
+
+
+def _after_fork_in_child():
+    """A window not followed into a forked child was given up there by the
+    tracker (the parent's file is the parent's): the child has none."""
+    global _active
+    t = _active
+    if t is not None and not t.follow_fork:
+        t._state = "stopped"
+        t._final = Stats(0, 0, 0, 0)
+        _active = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register
 def _at_exit():
     t = _active
-    if t is not None and t._pid == os.getpid() and t._state == "active":
+    if t is not None and t._state == "active":
         try:
             t.stop()
         except Exception:

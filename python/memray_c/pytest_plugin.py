@@ -67,12 +67,14 @@ hide_memray_summary, trace_python_allocators and fail-on-increase; the
 command line wins.
 
 Python's small-object allocator (pymalloc) hides objects under 512 bytes
-inside its arenas, so limit_leaks sees them one by one only with
---trace-python-allocators, which runs pytest with PYTHONMALLOC=malloc
-(pytest-memray traces the Python allocator for limit_leaks tests by
-itself; one process cannot change its allocator between tests, and doing
-it for all tests slows object-heavy ones about tenfold). Without it the
-first limit_leaks test warns.
+inside its arenas. As pytest-memray does, a limit_leaks test is recorded
+with the Python allocators traced, so that it sees every object: the
+tracker wraps the interpreter's object allocators for that test's
+window, as tracemalloc does (object-heavy code runs several times
+slower there). --trace-python-allocators traces them for every test:
+pytest runs with PYTHONMALLOC=malloc when the plugin starts it again
+under memray-record, and otherwise the allocators are wrapped for each
+test.
 
 --memray-bin-path DIR keeps each test's recording (TEST-ID.bin) for
 memray-stat, memray-fold, memray-flame and the others; without it the
@@ -310,11 +312,6 @@ def pytest_configure(config):
     pymalloc = sys.flags.ignore_environment or \
         not os.environ.get("PYTHONMALLOC", "").startswith("malloc")
     _restore_environment(os.environ.pop(REEXEC_MARK, ""))
-    if pymalloc and setting(config, "trace_python_allocators"):
-        raise pytest.UsageError(
-            "--trace-python-allocators: Python runs with its own allocator here "
-            "(PYTHONMALLOC set otherwise, or the tracker preloaded by hand): set "
-            "PYTHONMALLOC=malloc")
     config.pluginmanager.register(MemrayPlugin(config, pymalloc), "memray-c")
 
 
@@ -431,7 +428,7 @@ class MemrayPlugin:
         self.hide_summary = setting(config, "hide_memray_summary")
         self.cache = getattr(config, "cache", None)
         self.pymalloc = pymalloc
-        self.warned = False
+        self.trace_all = setting(config, "trace_python_allocators")
         bin_path = config.getoption("memray_bin_path")
         self.keep = bin_path is not None
         if self.keep:
@@ -494,6 +491,10 @@ class MemrayPlugin:
     def _recording(self, item):
         path = self._path(item.nodeid)
         flags = _tracker._NATIVE if self.native else 0
+        # every object seen where leaks are limited (or everywhere, asked)
+        if self.pymalloc and (self.trace_all or any(
+                limit.name == "limit_leaks" for limit in self.limits.get(item.nodeid, []))):
+            flags |= _tracker._PYTHON_ALLOCATORS
         started = self.lib.memray_start_ex(os.fsencode(path), flags, 10, 0, 0) == 0
         if not started:
             err = ctypes.get_errno()
@@ -552,12 +553,6 @@ class MemrayPlugin:
     def _check_leaks(self, item, limit, path, test_function):
         """A message (in a list) when a location of the recording leaked
         limit.size or more and limit.filter_fn, if any, keeps it."""
-        if self.pymalloc and not self.warned:
-            self.warned = True  # once: it is true of every test
-            item.warn(pytest.PytestWarning(
-                "limit_leaks: Python's allocator pymalloc is active, so objects under "
-                "512 bytes were not seen one by one and an arena counts as leaked where "
-                "it was made: run pytest with --trace-python-allocators"))
         stacks, error = self._fold(path, "leaked")
         if error:
             return [f"{limit}: cannot read the leaks: {error}"]

@@ -271,3 +271,39 @@ def test_python_allocators_with_threads_and_sampling(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     del keep
+
+
+def test_fork_without_follow_gives_the_child_its_own(tmp_path):
+    r = run_child("""
+import os, memray_c
+with memray_c.Tracker("parent.bin") as t:
+    a = bytearray(1_000_000)
+    pid = os.fork()
+    if pid == 0:
+        # the parent's window is not the child's: none is active here
+        assert not t.active
+        with memray_c.Tracker("child.bin") as c:
+            b = bytearray(2_000_000)
+        print("child", c.stats.peak >= 2_000_000, flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+print("parent", t.stats.peak >= 1_000_000 and t.stats.peak < 2_000_000)
+""", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["child", "True", "parent", "True"], r.stdout + r.stderr
+    for f in ("parent.bin", "child.bin"):
+        s = subprocess.run([_tools.tool_path("memray-stat"), f], cwd=tmp_path,
+                           capture_output=True, text=True)
+        assert s.returncode == 0 and "warning" not in s.stderr, (f, s.stderr)
+
+
+def test_window_holds_only_the_code_s_own_allocations(tmp_path):
+    # an empty window records nothing of the Tracker's own
+    r = run_child("""
+import memray_c
+with memray_c.Tracker("empty.bin") as t:
+    pass
+print(t.stats.allocations, t.stats.peak)
+""", tmp_path, {"PYTHONMALLOC": "malloc"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "0"], r.stdout
