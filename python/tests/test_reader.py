@@ -252,10 +252,9 @@ def test_native_stacks_match_memray_fold(tmp_path):
     want, _ = fold(path, "--native", "--metric=total")
     names = [f.rsplit(" (", 1)[0] for f in max(want, key=want.get)]
     assert names == [fn for fn, _, _ in reversed(hybrid)]
-    # the allocation's own function is the innermost native frame
-    assert native[0][0] in ("malloc", "calloc", "mmap", "PyByteArray_FromStringAndSize",
-                            "_PyObject_Malloc") or native[0][0].startswith(("Py", "_Py", "0x",
-                                                                         "bytearray"))
+    # the interpreter's own frames are there, named or as addresses in it
+    assert any(os.path.basename(m).startswith(("python", "libpython")) for _, m, _ in native)
+    assert all(not fn.startswith("0x") or int(fn, 16) for fn, _, _ in native)
     # every stack's total, by the names of its hybrid frames
     names = {}
     for k, v in want.items():
