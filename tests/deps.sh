@@ -6,7 +6,7 @@ bats bats-support bats-assert python3 binutils gzip zstd xz-utils bzip2
 mandoc bsdextrautils util-linux heaptrack python3-numpy chromium bc time clang libpython3.11-testsuite sqlite3 git tmux gdb python3-pytest
 golang-go python3-jsonschema debootstrap
 python3-dev python3-setuptools python3-wheel python3-build python3-venv python3-pip
-python3-exceptiongroup python3-tomli python3-ipykernel python3-nbconvert jupyter-nbconvert"
+python3-exceptiongroup python3-tomli python3-ipykernel python3-nbconvert jupyter-nbconvert unzip"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -23,12 +23,13 @@ ROOT=${MEMRAY_SID:-$TOP/build/sid}
 READY=$ROOT/.memray-c-ready
 PYS="/usr/bin/python3.13 /usr/bin/python3.14 /usr/bin/python3.15"
 # What the Python tests need inside: the interpreters and numpy, headers
-# for the C extension fixtures, the build's libraries, bats, and the tools
-# the tests call.
+# for the C extension fixtures, the build's libraries, bats, the tools
+# the tests call, and Debian's build tools and venv for the wheel.
 PKGS="python3.13 python3.14 python3.15 python3-numpy python3-pytest
 libpython3.13-dev libpython3.14-dev libpython3.15-dev
 gcc g++ make libc6-dev libunwind-dev libarchive-dev libdw-dev libelf-dev zlib1g-dev
-bats bats-support bats-assert binutils gdb procps util-linux gzip zstd xz-utils git bc time valgrind"
+bats bats-support bats-assert binutils gdb procps util-linux gzip zstd xz-utils git bc time valgrind
+python3-setuptools python3-wheel python3-pip python3.13-venv python3.14-venv python3.15-venv unzip"
 
 say() { echo "sid: $*" >&2; }
 
@@ -107,8 +108,13 @@ in_root() {
 # (MEMRAY_PYTHONS), then those written for one Python and tagged py3 (the
 # pytest plugin, attaching, multiprocessing) on 3.14 and 3.15 too
 # (MEMRAY_PY3; sid's python3 is 3.13).
-SID_ALL="tests/bats/60-python.bats tests/bats/61-python-versions.bats"
+SID_ALL="tests/bats/60-python.bats tests/bats/61-python-versions.bats tests/bats/97-package.bats"
 SID_ONE="tests/bats/93-pytest.bats tests/bats/89-attach.bats tests/bats/55-follow-fork.bats"
+# MEMRAY_SID_TESTS, when set: only those files, on the three (for work on them).
+if [ -n "${MEMRAY_SID_TESTS:-}" ]; then
+	SID_ALL=$MEMRAY_SID_TESTS
+	SID_ONE=
+fi
 
 # sync: the tree as git sees it (tracked and new files) into /src of the
 # chroot, fresh each time.
@@ -132,7 +138,7 @@ run() {
 		make -j2 all fixtures > /tmp/build.log 2>&1 || { tail -20 /tmp/build.log >&2; exit 1; }
 		export MEMRAY_BUILD=/src/build MEMRAY_PYTHONS="'"$PYS"'"
 		bats --tap '"$SID_ALL"' | sed "s/^\(not ok\|ok\) [0-9]* /\1 - sid: /"
-		for py in /usr/bin/python3.14 /usr/bin/python3.15; do
+		for py in '"${SID_ONE:+/usr/bin/python3.14 /usr/bin/python3.15}"'; do
 			MEMRAY_PY3=$py bats --tap --filter-tags py3 '"$SID_ONE"' |
 				sed "s,^\(not ok\|ok\) [0-9]* ,\1 - sid $py: ,"
 		done

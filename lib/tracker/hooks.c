@@ -446,3 +446,148 @@ HOOKS(HOOK_ALIAS)
 static const struct got_hook hook_table[] = { HOOKS(HOOK_ENTRY) };
 const struct got_hook *const tracker_hooks = hook_table;
 const size_t tracker_nhooks = sizeof(hook_table) / sizeof(hook_table[0]);
+
+/* ---- Python's object allocators, hooked in a running interpreter ----------
+ *
+ * Under pymalloc, objects of 512 bytes or less live inside arenas that
+ * pymalloc maps itself: the allocator hooks see the arenas, never the
+ * objects. A program started with PYTHONMALLOC=malloc needs nothing more;
+ * for one that was not, memray_start_ex(MEMRAY_PYTHON_ALLOCATORS) wraps
+ * the interpreter's PYMEM_DOMAIN_MEM and PYMEM_DOMAIN_OBJ allocators, as
+ * tracemalloc does: each wrapper calls the allocator it replaced, so the
+ * memory's layout is unchanged and the wrappers can go at any time, and
+ * records the block as a malloc-family event. The arena allocator is
+ * wrapped too, so that the arenas mapped and unmapped in the window are
+ * not recorded beside the objects they hold (no byte counted twice).
+ * Installing and removing them needs the GIL, which the caller holds. */
+
+struct pymem {
+	void *ctx;
+	void *(*malloc)(void *ctx, size_t n);
+	void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+	void *(*realloc)(void *ctx, void *p, size_t n);
+	void (*free)(void *ctx, void *p);
+};
+
+struct pyarena {
+	void *ctx;
+	void *(*alloc)(void *ctx, size_t n);
+	void (*free)(void *ctx, void *p, size_t n);
+};
+
+enum { PYMEM_DOMAIN_MEM = 1, PYMEM_DOMAIN_OBJ = 2 };
+
+static struct pymem py_orig[3];
+static struct pyarena py_orig_arena;
+static int py_hooked;
+
+static void *py_malloc(void *ctx, size_t n)
+{
+	const struct pymem *o = ctx;
+	int take = !tracker_skip_alloc(n) && take_slow(n);
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	void *p = o->malloc(o->ctx, n);
+	tracker_guard = guard;
+	if (p && take) {
+		tracker_pymem = o;
+		tracker_alloc(MR_MALLOC, p, n);
+		tracker_pymem = NULL;
+	}
+	return p;
+}
+
+static void *py_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+	const struct pymem *o = ctx;
+	size_t total;
+	int take = !__builtin_mul_overflow(nelem, elsize, &total) && !tracker_skip_alloc(total) &&
+		   take_slow(total);
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	void *p = o->calloc(o->ctx, nelem, elsize);
+	tracker_guard = guard;
+	if (p && take) {
+		tracker_pymem = o;
+		tracker_alloc(MR_CALLOC, p, total);
+		tracker_pymem = NULL;
+	}
+	return p;
+}
+
+static void *py_realloc(void *ctx, void *old, size_t n)
+{
+	const struct pymem *o = ctx;
+	if (!recording()) {
+		int guard = tracker_guard;
+		tracker_guard = 1;
+		void *p = o->realloc(o->ctx, old, n);
+		tracker_guard = guard;
+		return p;
+	}
+	/* the real call happens inside, under the tracker's lock */
+	tracker_pymem = o;
+	void *p = tracker_realloc(MR_REALLOC, old, 1, n);
+	tracker_pymem = NULL;
+	return p;
+}
+
+static void py_free(void *ctx, void *p)
+{
+	const struct pymem *o = ctx;
+	/* written before the block can be handed to anyone else */
+	if (p && !tracker_skip_free(p) && recording()) {
+		tracker_pymem = o;
+		tracker_free(MR_FREE, p, 0);
+		tracker_pymem = NULL;
+	}
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	o->free(o->ctx, p);
+	tracker_guard = guard;
+}
+
+static void *py_arena_alloc(void *ctx, size_t n)
+{
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	void *p = py_orig_arena.alloc(py_orig_arena.ctx, n);
+	tracker_guard = guard;
+	return p;
+}
+
+static void py_arena_free(void *ctx, void *p, size_t n)
+{
+	int guard = tracker_guard;
+	tracker_guard = 1;
+	py_orig_arena.free(py_orig_arena.ctx, p, n);
+	tracker_guard = guard;
+}
+
+int hooks_python_allocators(int on)
+{
+	void (*get)(int, struct pymem *) = (void (*)(int, struct pymem *))dlsym(RTLD_DEFAULT, "PyMem_GetAllocator");
+	void (*set)(int, struct pymem *) = (void (*)(int, struct pymem *))dlsym(RTLD_DEFAULT, "PyMem_SetAllocator");
+	void (*aget)(struct pyarena *) = (void (*)(struct pyarena *))dlsym(RTLD_DEFAULT, "PyObject_GetArenaAllocator");
+	void (*aset)(struct pyarena *) = (void (*)(struct pyarena *))dlsym(RTLD_DEFAULT, "PyObject_SetArenaAllocator");
+	if (!get || !set || !aget || !aset)
+		return -1;
+	if (on && !py_hooked) {
+		for (int d = PYMEM_DOMAIN_MEM; d <= PYMEM_DOMAIN_OBJ; d++) {
+			get(d, &py_orig[d]);
+			struct pymem w = { &py_orig[d], py_malloc, py_calloc, py_realloc, py_free };
+			set(d, &w);
+		}
+		aget(&py_orig_arena);
+		struct pyarena a = { NULL, py_arena_alloc, py_arena_free };
+		aset(&a);
+		py_hooked = 1;
+	} else if (!on && py_hooked) {
+		/* the wrappers only pass calls on: what they served stays valid */
+		for (int d = PYMEM_DOMAIN_MEM; d <= PYMEM_DOMAIN_OBJ; d++)
+			set(d, &py_orig[d]);
+		aset(&py_orig_arena);
+		py_hooked = 0;
+	}
+	return 0;
+}

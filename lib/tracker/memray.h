@@ -1,11 +1,11 @@
 /*
  * memray.h - the in-process API of libmemray-tracker.so.
  *
- * A program, or a test runner (the pytest plugin in python/), records a
- * part of its own run into a file of its own: memray_start begins a
- * complete memray stream (memray-stream(5)) in PATH, memray_stop ends it,
- * and memray_stats gives the exact numbers of that window while it runs
- * and after it ended, without reading the file:
+ * A program, or a test runner (the pytest plugin and memray_c.Tracker in
+ * python/memray_c/), records a part of its own run into a file of its
+ * own: memray_start begins a complete memray stream (memray-stream(5)) in
+ * PATH, memray_stop ends it, and memray_stats gives the exact numbers of
+ * that window while it runs and after it ended, without reading the file:
  *
  *   peak         the highest live bytes of blocks allocated in the window
  *   live         the bytes of those blocks not freed (yet, or at its end)
@@ -34,6 +34,12 @@
 #define MEMRAY_FOLLOW_FORK 4 /* memray_start_ex: forked children record into
 			      * the same file, each as a process of its own
 			      * (exec'd images are not followed) */
+#define MEMRAY_PYTHON_ALLOCATORS 8 /* memray_start_ex in a Python program:
+				    * every object allocation recorded, the
+				    * interpreter's object allocators wrapped
+				    * for the window (as tracemalloc does); the
+				    * caller holds the GIL in memray_start_ex
+				    * and memray_stop */
 
 struct memray_stats {
 	uint64_t peak, live, allocations, allocated;
@@ -49,7 +55,8 @@ int memray_start(const char *path, int flags);
  * (--sample-bytes; seed not 0 gives the same samples in every run, as
  * --seed). The window's numbers count only the recorded allocations.
  * Returns 0, or -1 with errno: EBUSY, EINVAL for an option out of range
- * or an unknown flag, or open(2)'s error. */
+ * or an unknown flag, ENOSYS for MEMRAY_PYTHON_ALLOCATORS outside Python,
+ * or open(2)'s error. */
 int memray_start_ex(const char *path, int flags, long interval_ms,
 		    unsigned long long sample_bytes, unsigned long long seed);
 /* 1 when the tracker was preloaded (the program's allocator calls reach

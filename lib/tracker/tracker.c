@@ -871,8 +871,19 @@ int tracker_thread_starting(const void *caller, char *name, size_t cap)
 
 /* ---- events ------------------------------------------------------------- */
 
+__thread const void *tracker_pymem __attribute__((tls_model("initial-exec")));
+
+struct pymem_fns { /* hooks.c's struct pymem, as far as realloc */
+	void *ctx;
+	void *(*malloc)(void *, size_t);
+	void *(*calloc)(void *, size_t, size_t);
+	void *(*realloc)(void *, void *, size_t);
+};
+
 static size_t usable(void *p)
 {
+	if (tracker_pymem)
+		return 0; /* a Python allocator's block: not malloc's to measure */
 	return real.malloc_usable_size ? real.malloc_usable_size(p) : 0;
 }
 
@@ -1226,6 +1237,9 @@ void tracker_free(int allocator, void *p, size_t len)
 
 static void *realloc_call(int allocator, void *old, size_t nmemb, size_t size)
 {
+	const struct pymem_fns *py = tracker_pymem;
+	if (py)
+		return py->realloc(py->ctx, old, size);
 	return allocator == MR_REALLOC ? real.realloc(old, size)
 				       : real.reallocarray(old, nmemb, size);
 }
@@ -1625,6 +1639,9 @@ static void at_child(void)
 	if (out_fd >= 0)
 		close(out_fd);
 	out_fd = -1;
+	/* an API window is the parent's: the child may start its own */
+	api_on = 0;
+	window_on = 0;
 	/* attached: the child keeps the patched entries, which now pass
 	 * every call straight through */
 	if (ctl_fd >= 0)
@@ -2219,7 +2236,7 @@ static void attach_end(void)
 /* ---- the in-process API (memray.h) ------------------------------------------ */
 
 extern __typeof__(malloc) hook_malloc __attribute__((visibility("hidden")));
-static int api_patched, api_used;
+static int api_patched, api_used, api_pyalloc;
 
 EXPORT int memray_start_ex(const char *path, int flags, long interval_ms,
 			   unsigned long long sample_bytes, unsigned long long seed)
@@ -2238,7 +2255,8 @@ EXPORT int memray_start_ex(const char *path, int flags, long interval_ms,
 		goto out;
 	}
 	if (interval_ms < 0 || interval_ms > 3600 * 1000 || sample_bytes > MR_SAMPLE_MAX ||
-	    (flags & ~(MEMRAY_NATIVE | MEMRAY_NO_NATIVE | MEMRAY_FOLLOW_FORK))) {
+	    (flags & ~(MEMRAY_NATIVE | MEMRAY_NO_NATIVE | MEMRAY_FOLLOW_FORK |
+		       MEMRAY_PYTHON_ALLOCATORS))) {
 		close(fd);
 		e = EINVAL;
 		goto out;
@@ -2249,6 +2267,15 @@ EXPORT int memray_start_ex(const char *path, int flags, long interval_ms,
 	/* forked children go on in the same file (one write per chunk, at
 	 * the file's shared offset); exec'd images are not followed */
 	follow = !!(flags & MEMRAY_FOLLOW_FORK);
+	if (flags & MEMRAY_PYTHON_ALLOCATORS) {
+		if (hooks_python_allocators(1) < 0) {
+			close(fd);
+			e = ENOSYS;
+			goto out;
+		}
+		api_pyalloc = 1;
+		header_flags = (header_flags & ~(uint64_t)MR_F_PYMALLOC) | MR_F_PYTHON_ALLOCS;
+	}
 	out_fd = high_fd(fd);
 	out_dev = st.st_dev;
 	out_ino = st.st_ino;
@@ -2306,6 +2333,9 @@ EXPORT int memray_stop(void)
 	if (api_patched)
 		got_restore();
 	api_patched = 0;
+	if (api_pyalloc)
+		hooks_python_allocators(0);
+	api_pyalloc = 0;
 	lock_stream();
 	int ok = ACTIVE(); /* not stopped by a failed write */
 	if (ok)

@@ -83,6 +83,15 @@ static inline int boot_owns(const void *p)
 }
 size_t boot_size(const void *p);
 
+/* While a wrapper of Python's object allocators records (hooks.c): the
+ * allocator it wraps, a struct pymem; NULL otherwise. Its blocks are not
+ * malloc's: their usable size is not asked, and realloc is its own. */
+extern __thread const void *tracker_pymem __attribute__((tls_model("initial-exec")));
+/* Wraps (on) or unwraps Python's PYMEM_DOMAIN_MEM and _OBJ allocators and
+ * its arena allocator; the caller holds the GIL. -1 when the process has
+ * no Python C-API. */
+int hooks_python_allocators(int on);
+
 /* Recording. Each sets and clears the guard itself. */
 void tracker_alloc(int allocator, void *p, size_t size);
 void tracker_free(int allocator, void *p, size_t len);

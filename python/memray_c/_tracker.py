@@ -25,6 +25,7 @@ import collections
 import ctypes
 import errno
 import os
+import sys
 import threading
 
 from . import _tools
@@ -36,7 +37,7 @@ allocations (how many blocks were allocated) and allocated (their
 bytes). Blocks allocated before the window and freed in it count for
 nothing. Sizes are the requested ones."""
 
-_NATIVE, _NO_NATIVE, _FOLLOW_FORK = 1, 2, 4
+_NATIVE, _NO_NATIVE, _FOLLOW_FORK, _PYTHON_ALLOCATORS = 1, 2, 4, 8
 
 
 class _Stats(ctypes.Structure):
@@ -49,6 +50,10 @@ class _Allocator(ctypes.Structure):  # PyMemAllocatorEx
                 ("calloc", ctypes.c_void_p), ("realloc", ctypes.c_void_p),
                 ("free", ctypes.c_void_p)]
 
+
+# made once: reading the numbers inside a window allocates little in it
+_stats_buf = _Stats()
+_stats_ref = ctypes.byref(_stats_buf)
 
 _lock = threading.Lock()
 _lib = None
@@ -120,11 +125,13 @@ class Tracker:
                     (programs they exec are not followed: use
                     memray-record --follow-fork for those)
     trace_python_allocators
-                    require every Python object allocation to be seen:
-                    true only when the interpreter allocates objects with
-                    malloc (PYTHONMALLOC=malloc when it started); with
-                    pymalloc, ValueError says so (one process cannot
-                    change its allocator while objects live)
+                    record every Python object allocation: under pymalloc
+                    (the default allocator), the interpreter's object
+                    allocators are wrapped for the window, as tracemalloc
+                    does, and the arenas pymalloc maps in it are not
+                    recorded beside the objects they hold; an interpreter
+                    started with PYTHONMALLOC=malloc needs no wrapping.
+                    Object-heavy code runs several times slower.
     sample_bytes    record one heap allocation in about every sample_bytes
                     bytes allocated (memray-record --sample-bytes); seed
                     makes the samples repeatable
@@ -175,18 +182,10 @@ class Tracker:
             if self._state != "new":
                 raise RuntimeError(f"this Tracker ({self.file_name}) has run already: "
                                    "a Tracker records once; make a new one")
-            if _active is not None and _active._pid == os.getpid():
+            if _active is not None:
                 raise RuntimeError(
                     f"a memray_c.Tracker is active already (writing {_active.file_name}): "
                     "only one runs at a time in a process")
-            if self.trace_python_allocators:
-                alloc = python_allocator()
-                if alloc != "malloc":
-                    raise ValueError(
-                        f"trace_python_allocators: this interpreter allocates objects with "
-                        f"{alloc}, which hides small objects inside its arenas; start it "
-                        "with PYTHONMALLOC=malloc (or memray-record --trace-python-allocators) "
-                        "to record every object")
             if not self.overwrite and os.path.lexists(self.file_name):
                 raise FileExistsError(errno.EEXIST, "output file exists already (pass "
                                       "overwrite=True to replace it)", self.file_name)
@@ -196,9 +195,18 @@ class Tracker:
                 flags |= _NATIVE if self.native_traces else _NO_NATIVE
             if self.follow_fork:
                 flags |= _FOLLOW_FORK
-            rc = lib.memray_start_ex(os.fsencode(self.file_name), flags,
-                                     self.memory_interval_ms, self.sample_bytes, self.seed)
+            if self.trace_python_allocators and python_allocator() != "malloc":
+                flags |= _PYTHON_ALLOCATORS
+            path = os.fsencode(self.file_name)
+            # set before the window opens: nothing of the Tracker's own is
+            # allocated in it, so its numbers are the code's alone
+            self._pid = os.getpid()
+            self._state = "active"
+            _active = self
+            rc = lib.memray_start_ex(path, flags, self.memory_interval_ms, self.sample_bytes,
+                                     self.seed)
             if rc != 0:
+                self._pid, self._state, _active = None, "new", None
                 err = ctypes.get_errno() or errno.EIO
                 if err == errno.EBUSY:
                     raise RuntimeError(
@@ -207,9 +215,6 @@ class Tracker:
                         "one stream at a time; run it under `memray-record --idle` to "
                         "record windows")
                 raise OSError(err, os.strerror(err), self.file_name)
-            self._pid = os.getpid()
-            self._state = "active"
-            _active = self
         return self
 
     def stop(self):
@@ -217,18 +222,16 @@ class Tracker:
         the window's Stats. Raises OSError when the file could not be
         written completely (a full disk)."""
         global _active
-        with _lock:
+        # acquire and release, not `with`, whose bound method would be
+        # allocated inside the window
+        _lock.acquire()
+        try:
             if self._state != "active":
                 raise RuntimeError(f"this Tracker ({self.file_name}) is not active")
-            lib = _lib
-            stats = self._read_stats()
-            if self._pid != os.getpid() and not self.follow_fork:
-                # a forked child: its copy of the window was given up at
-                # the fork; the parent's file is the parent's
-                self._state = "stopped"
-                self._final = stats
-                return stats
-            rc = lib.memray_stop()
+            rc = _lib.memray_stop()
+        finally:
+            _lock.release()
+        with _lock:
             self._final = self._read_stats()
             self._state = "stopped"
             if _active is self:
@@ -249,8 +252,8 @@ class Tracker:
         return self._read_stats()
 
     def _read_stats(self):
-        s = _Stats()
-        if _lib.memray_stats(ctypes.byref(s)) != 0:
+        s = _stats_buf
+        if _lib.memray_stats(_stats_ref) != 0:
             raise RuntimeError("memray_stats failed")
         return Stats(s.peak, s.live, s.allocations, s.allocated)
 
@@ -274,15 +277,47 @@ def start(file_name, **options):
 def stop():
     """Stops the active Tracker and returns its Stats."""
     t = _active
-    if t is None or t._pid != os.getpid():
+    if t is None:
         raise RuntimeError("no memray_c.Tracker is active in this process")
     return t.stop()
+
+
+def _warm_up():
+    """CPython 3.9 and 3.10 allocate a function's frame object at its
+    first call and keep it for the next ones: the calls that end a window
+    are made once here, so that their frames are not allocated inside the
+    first window."""
+    t = Tracker.__new__(Tracker)
+    t._state, t.file_name = "stopped", ""
+    t.__exit__(None, None, None)
+    try:
+        t.stop()
+    except RuntimeError:
+        pass
+
+
+if sys.version_info < (3, 11):
+    _warm_up()
+
+
+def _after_fork_in_child():
+    """A window not followed into a forked child was given up there by the
+    tracker (the parent's file is the parent's): the child has none."""
+    global _active
+    t = _active
+    if t is not None and not t.follow_fork:
+        t._state = "stopped"
+        t._final = Stats(0, 0, 0, 0)
+        _active = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register
 def _at_exit():
     t = _active
-    if t is not None and t._pid == os.getpid() and t._state == "active":
+    if t is not None and t._state == "active":
         try:
             t.stop()
         except Exception:

@@ -1,11 +1,12 @@
-"""pytest_memray_c - memory limits for tests, recorded by memray-c.
+"""memray_c.pytest_plugin - memory limits for tests, recorded by memray-c.
 
-    pytest --memray [--memray-bin-path DIR] [--memray-native]
-           [--trace-python-allocators] [--most-allocations N]
+    pytest --memray [--memray-bin-path DIR] [--native] [--stacks N]
+           [--most-allocations N] [--hide-memray-summary]
+           [--fail-on-increase] [--trace-python-allocators]
 
 With --memray every test function's call is recorded into a memray stream
-of its own by libmemray-tracker.so's in-process API (memray.h), and two
-markers set limits, as pytest-memray's markers do:
+of its own by libmemray-tracker.so's in-process API (memray_c.Tracker),
+and two markers set limits, as pytest-memray's markers do:
 
     @pytest.mark.limit_memory("24 MB")  the peak of the memory allocated
                                         during the test (blocks allocated
@@ -31,23 +32,50 @@ memray-fold on the test's recording). Every limit marker of a test
 counts, those of its class and module too. A size that cannot be read
 stops pytest before any test runs, naming the test and the string.
 
-filter_fn(stack) is called for each location over the limit; the location
-counts only when it returns true. stack.frames are StackFrame(function,
-filename, lineno) objects, innermost first, as pytest-memray gives them
-(a native frame's filename is its source file or module, lineno 0 when
-unknown). pytest-memray's current_thread_only is refused: memray-c counts
-every thread.
+filter_fn(stack), limit_leaks' keyword argument, is called for each
+location over the limit; the location counts only when it returns true.
+stack.frames are StackFrame(function, filename, lineno) objects, innermost
+first, as pytest-memray gives them (a native frame's filename is its
+source file or module, lineno 0 when unknown). As in pytest-memray,
+limit_memory takes no filter_fn and limit_leaks takes it by name only.
+pytest-memray's current_thread_only is refused: memray-c counts every
+thread.
+
+The options, named and meant as pytest-memray's:
+
+    --native              record native stacks too, so that the messages'
+                          stacks are hybrid (C frames, then Python's);
+                          slower. --memray-native is the same.
+    --stacks N            show the N innermost frames of each stack in the
+                          messages (pytest-memray shows 1 by default; here
+                          the stack down to the test function is shown, at
+                          most 12 frames, when N is not given)
+    --most-allocations N  the summary table at the end lists the N tests
+                          with the highest peaks (default 5, 0 for all)
+    --hide-memray-summary no summary table
+    --fail-on-increase    a limit_memory test fails when its peak is higher
+                          than in its last successful run. Every run with
+                          --memray keeps the peak of each limit_memory test
+                          that passes in pytest's cache (memray_c/peak/ID,
+                          forgotten with --cache-clear), with or without
+                          this option; a failing run keeps the old one.
+                          pytest's cache must be enabled.
+
+pytest.ini (or any pytest configuration file) may set them too, by
+pytest-memray's names: memray, native, stacks, most_allocations,
+hide_memray_summary, trace_python_allocators and fail-on-increase; the
+command line wins.
 
 Python's small-object allocator (pymalloc) hides objects under 512 bytes
-inside its arenas, so limit_leaks sees them one by one only with
---trace-python-allocators, which runs pytest with PYTHONMALLOC=malloc
-(pytest-memray traces the Python allocator for limit_leaks tests by
-itself; one process cannot change its allocator between tests, and doing
-it for all tests slows object-heavy ones about tenfold). Without it the
-first limit_leaks test warns. --memray-native records native stacks too, which
-makes locations hybrid stacks.
+inside its arenas. As pytest-memray does, a limit_leaks test is recorded
+with the Python allocators traced, so that it sees every object: the
+tracker wraps the interpreter's object allocators for that test's
+window, as tracemalloc does (object-heavy code runs several times
+slower there). --trace-python-allocators traces them for every test:
+pytest runs with PYTHONMALLOC=malloc when the plugin starts it again
+under memray-record, and otherwise the allocators are wrapped for each
+test.
 
-At the end a table lists the tests with the highest peaks.
 --memray-bin-path DIR keeps each test's recording (TEST-ID.bin) for
 memray-stat, memray-fold, memray-flame and the others; without it the
 recordings are removed.
@@ -55,15 +83,17 @@ recordings are removed.
 The tracker must be in the process: when it is not, pytest runs itself
 again under `memray-record --idle`, which preloads the tracker recording
 nothing until a test starts; the tests see the environment as it was. The
-tracker is found through MEMRAY_TRACKER, the path `make install` wrote
-here, or memray-record in PATH; memray-record next to the tracker, or in
-PATH.
+tracker and the tools are the ones memray_c._tools finds: MEMRAY_TRACKER,
+the wheel's own, or those of memray-record in PATH (or the checkout's
+build/).
 
-Without --memray the plugin does nothing at all. Load it with
-`-p pytest_memray_c` (PYTHONPATH=python from a checkout); after
-`make install` pytest loads it by itself.
+Without --memray the plugin does nothing at all. Installed with the
+memray-c wheel, pytest loads it by itself (its pytest11 entry point);
+from a checkout, load it with `PYTHONPATH=python pytest -p
+memray_c.pytest_plugin`.
 """
 
+import argparse
 import contextlib
 import ctypes
 import dataclasses
@@ -78,7 +108,7 @@ import tempfile
 
 import pytest
 
-from . import _tools
+from . import _tools, _tracker
 
 REEXEC_MARK = "MEMRAY_PYTEST_REEXEC"
 
@@ -158,10 +188,11 @@ def human(n):
     return f"{int(v)} B" if i == 0 else f"{v:.1f} {units[i]}"
 
 
-def _frames_text(frames, test_function, most=12):
+def _frames_text(frames, test_function, most=None):
     """A stack's lines for a message: innermost frame first, down to the
     test function when it is on the stack (its qualified name, from
-    CPython 3.11, ends in it), at most `most` frames."""
+    CPython 3.11, ends in it), at most `most` frames (12 when None)."""
+    most = most or 12
     for i in range(len(frames) - 1, -1, -1):
         name = frames[i].split(" (", 1)[0]
         if name == test_function or name.endswith("." + test_function):
@@ -173,46 +204,85 @@ def _frames_text(frames, test_function, most=12):
     return lines
 
 
-class _Stats(ctypes.Structure):
-    _fields_ = [("peak", ctypes.c_uint64), ("live", ctypes.c_uint64),
-                ("allocations", ctypes.c_uint64), ("allocated", ctypes.c_uint64)]
-
-
-def find_tracker():
-    """MEMRAY_TRACKER, the tracker this package carries, or the one next to
-    memray-record in PATH (or in the checkout's build/)."""
-    return _tools.tracker_path()
-
-
-def find_record(tracker):
-    near = os.path.join(os.path.dirname(tracker), "..", "..", "bin", "memray-record")
-    if os.access(near, os.X_OK):
-        return os.path.realpath(near)
-    return _tools.tool_path("memray-record")
-
-
-def tracker_loaded():
+def _positive(text):
+    """--stacks' type: a number of frames, 1 or more."""
     try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            return any("libmemray-tracker.so" in line for line in f)
-    except OSError:
-        return False
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of frames, not {text!r}")
+    return n
+
+
+def _count(text):
+    """--most-allocations' type: a number of tests, 0 for all."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of tests (0 for all), not {text!r}")
+    return n
+
+
+# The settings a configuration file may give too, by pytest-memray's
+# names: option dest -> (ini name, type of the option's value, default).
+_INI = {
+    "memray": ("memray", bool, False),
+    "native": ("native", bool, False),
+    "stacks": ("stacks", _positive, None),
+    "most_allocations": ("most_allocations", _count, 5),
+    "hide_memray_summary": ("hide_memray_summary", bool, False),
+    "trace_python_allocators": ("trace_python_allocators", bool, False),
+    "fail_on_increase": ("fail-on-increase", bool, False),
+}
+
+
+def setting(config, dest):
+    """The value of option dest: the command line's, else the
+    configuration file's, else the default. UsageError names a value of
+    the file that cannot be read."""
+    value = config.getoption(dest)
+    if value is not None:
+        return value
+    ini, kind, default = _INI[dest]
+    raw = config.getini(ini)
+    if kind is bool or raw in ("", None):
+        return bool(raw) if kind is bool else default
+    try:
+        return kind(raw)
+    except argparse.ArgumentTypeError as e:
+        raise pytest.UsageError(f"{ini} = {raw} in {config.inipath}: {e}") from None
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("memray-c", "memory limits recorded by memray-c")
-    group.addoption("--memray", action="store_true", default=False,
+    group.addoption("--memray", action="store_true", default=None,
                     help="record every test with memray-c and enforce the limit_memory "
                          "and limit_leaks markers")
     group.addoption("--memray-bin-path", metavar="DIR", default=None,
                     help="keep each test's recording in DIR (TEST-ID.bin)")
-    group.addoption("--memray-native", action="store_true", default=False,
-                    help="record native stacks too")
-    group.addoption("--trace-python-allocators", action="store_true", default=False,
+    group.addoption("--native", "--memray-native", dest="native", action="store_true",
+                    default=None,
+                    help="record native stacks too, and show their frames in the "
+                         "messages (slower)")
+    group.addoption("--stacks", metavar="N", type=_positive, default=None,
+                    help="show the N innermost frames of each stack in the messages "
+                         "(default: down to the test function, at most 12)")
+    group.addoption("--most-allocations", metavar="N", type=_count, default=None,
+                    help="tests listed in the summary table (default 5, 0 for all)")
+    group.addoption("--hide-memray-summary", action="store_true", default=None,
+                    help="leave the summary table out")
+    group.addoption("--fail-on-increase", action="store_true", default=None,
+                    help="fail a limit_memory test whose peak is higher than in its last "
+                         "successful run (kept in pytest's cache)")
+    group.addoption("--trace-python-allocators", action="store_true", default=None,
                     help="run pytest with PYTHONMALLOC=malloc, so that limit_leaks sees "
                          "every Python object (slower)")
-    group.addoption("--most-allocations", metavar="N", type=int, default=5,
-                    help="tests listed in the summary table (default 5, 0 for none)")
+    for dest, (ini, kind, _) in _INI.items():
+        parser.addini(ini, f"as --{dest.replace('_', '-')}",
+                      type="bool" if kind is bool else None)
 
 
 def pytest_configure(config):
@@ -222,14 +292,18 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "limit_leaks(size, *, filter_fn=None): fail the test when a location "
                    "(a stack) leaks size or more of what the test allocates (with --memray)")
-    if not config.getoption("memray"):
+    if not setting(config, "memray"):
         return
-    tracker = find_tracker()
+    if setting(config, "fail_on_increase") and getattr(config, "cache", None) is None:
+        raise pytest.UsageError(
+            "--fail-on-increase: the baselines are kept in pytest's cache, which is "
+            "disabled here (-p no:cacheprovider)")
+    tracker = _tools.tracker_path()
     if not tracker:
         raise pytest.UsageError(
-            "--memray: cannot find libmemray-tracker.so (set MEMRAY_TRACKER, or put "
-            "memray-record in PATH, or make install memray-c)")
-    if not tracker_loaded():
+            "--memray: cannot find libmemray-tracker.so (install the memray-c wheel, set "
+            "MEMRAY_TRACKER, or put memray-record in PATH)")
+    if not _tools.loaded_tracker():
         if os.environ.get(REEXEC_MARK):
             raise pytest.UsageError(
                 f"--memray: {tracker} was preloaded but is not in the process "
@@ -238,12 +312,27 @@ def pytest_configure(config):
     pymalloc = sys.flags.ignore_environment or \
         not os.environ.get("PYTHONMALLOC", "").startswith("malloc")
     _restore_environment(os.environ.pop(REEXEC_MARK, ""))
-    if pymalloc and config.getoption("trace_python_allocators"):
-        raise pytest.UsageError(
-            "--trace-python-allocators: Python runs with its own allocator here "
-            "(PYTHONMALLOC set otherwise, or the tracker preloaded by hand): set "
-            "PYTHONMALLOC=malloc")
-    config.pluginmanager.register(MemrayPlugin(config, tracker, pymalloc), "memray-c")
+    config.pluginmanager.register(MemrayPlugin(config, pymalloc), "memray-c")
+
+
+def _tool(tracker, name):
+    """Tool name next to the tracker (the wheel's, or a build's), else
+    the one memray_c._tools finds."""
+    near = os.path.join(os.path.dirname(tracker), "..", "..", "bin", name)
+    if os.access(near, os.X_OK):
+        return os.path.realpath(near)
+    return _tools.tool_path(name)
+
+
+def _command_line():
+    """The command line this Python was started with, interpreter
+    options included: sys.orig_argv (CPython 3.10 on), else the kernel's
+    copy of it (3.9)."""
+    argv = getattr(sys, "orig_argv", None)
+    if argv:
+        return list(argv)
+    with open("/proc/self/cmdline", "rb") as f:
+        return [os.fsdecode(a) for a in f.read().split(b"\0")[:-1]]
 
 
 def _run_again(config, tracker):
@@ -251,19 +340,20 @@ def _run_again(config, tracker):
     --idle, with what the plugin added to the environment listed in
     REEXEC_MARK: "t" MEMRAY_TRACKER, "m" PYTHONMALLOC. Returns only by
     raising UsageError."""
-    record = find_record(tracker)
+    record = _tool(tracker, "memray-record")
     if not record:
         raise pytest.UsageError("--memray: cannot find memray-record (put it in PATH)")
     env = dict(os.environ)
     mark = "r" + ("" if env.get("MEMRAY_TRACKER") else "t")
     env["MEMRAY_TRACKER"] = tracker
-    if config.getoption("trace_python_allocators") and "PYTHONMALLOC" not in env:
+    if setting(config, "trace_python_allocators") and "PYTHONMALLOC" not in env:
         mark += "m"
         env["PYTHONMALLOC"] = "malloc"
     env[REEXEC_MARK] = mark
+    argv = [record, "--idle", "--", sys.executable] + _command_line()[1:]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(record, [record, "--idle", "--", sys.executable] + list(sys.orig_argv[1:]), env)
+    os.execve(record, argv, env)
 
 
 def _restore_environment(mark):
@@ -275,17 +365,27 @@ def _restore_environment(mark):
         os.environ.pop("PYTHONMALLOC", None)
 
 
+def _shown(arg):
+    """A marker argument as a message shows it: a function by its name."""
+    return (getattr(arg, "__qualname__", None) or repr(arg)) if callable(arg) else repr(arg)
+
+
 class _Limit:
     """One limit marker of a test, read: name (limit_memory or limit_leaks),
     text (its size as written), size (bytes; the test fails at or over it),
-    filter_fn (limit_leaks' or None)."""
+    filter_fn (limit_leaks' or None). Takes what pytest-memray's markers
+    take, with its meaning; ValueError says what it cannot take."""
 
     def __init__(self, nodeid, marker):
         self.name = marker.name
         self.text = marker.args[0] if marker.args else None
-        where = f"{nodeid}: @pytest.mark.{self.name}({', '.join(map(repr, marker.args))})"
-        if len(marker.args) != 1:
+        where = f"{nodeid}: @pytest.mark.{self.name}({', '.join(map(_shown, marker.args))})"
+        if not marker.args:
             raise ValueError(f"{where}: needs a size, as in {self.name}(\"24 MB\")")
+        if len(marker.args) > 1:
+            raise ValueError(f"{where}: takes one size" + (
+                "; filter_fn is given by name, as in limit_leaks(\"1 MB\", filter_fn=...)"
+                if self.name == "limit_leaks" else ", as in limit_memory(\"24 MB\")"))
         try:
             self.size = parse_size(self.text)
         except ValueError as e:
@@ -294,7 +394,11 @@ class _Limit:
         if kwargs.pop("current_thread_only", False):
             raise ValueError(f"{where}: current_thread_only is not supported "
                              "(memray-c counts every thread)")
-        self.filter_fn = kwargs.pop("filter_fn", None) if self.name == "limit_leaks" else None
+        if self.name == "limit_memory" and "filter_fn" in kwargs:
+            raise ValueError(f"{where}: limit_memory takes no filter_fn (as in pytest-memray): "
+                             "filter_fn chooses the leaking locations that count, in "
+                             "limit_leaks(\"1 MB\", filter_fn=...)")
+        self.filter_fn = kwargs.pop("filter_fn", None)
         if self.filter_fn is not None and not callable(self.filter_fn):
             raise ValueError(f"{where}: filter_fn must be callable, not {self.filter_fn!r}")
         if kwargs:
@@ -304,20 +408,27 @@ class _Limit:
         return f"{self.name}({self.text!r})"
 
 
+def _baseline_key(nodeid):
+    """The key of a test's peak in pytest's cache (--fail-on-increase)."""
+    return "memray_c/peak/" + nodeid
+
+
 class MemrayPlugin:
-    def __init__(self, config, tracker, pymalloc):
+    def __init__(self, config, pymalloc):
         self.config = config
-        self.lib = ctypes.CDLL(tracker, use_errno=True)
-        # looked up now: a lookup in a test's window would be recorded
-        self.start = self.lib.memray_start
-        self.start.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        self.stop = self.lib.memray_stop
-        self.stop.argtypes = []
-        self.stats = self.lib.memray_stats
-        self.stats.argtypes = [ctypes.POINTER(_Stats)]
-        self.native = config.getoption("memray_native")
+        # memray_c._tracker's library, its functions looked up now (a
+        # lookup inside a test's window would be recorded). Not its
+        # Tracker: what that keeps for itself (its state, the Stats read
+        # before memray_stop) would be recorded in every test's window.
+        self.lib, _ = _tracker._load()
+        self.native = setting(config, "native")
+        self.stacks = setting(config, "stacks")
+        self.fail_on_increase = setting(config, "fail_on_increase")
+        self.most_allocations = setting(config, "most_allocations")
+        self.hide_summary = setting(config, "hide_memray_summary")
+        self.cache = getattr(config, "cache", None)
         self.pymalloc = pymalloc
-        self.warned = False
+        self.trace_all = setting(config, "trace_python_allocators")
         bin_path = config.getoption("memray_bin_path")
         self.keep = bin_path is not None
         if self.keep:
@@ -325,12 +436,11 @@ class MemrayPlugin:
             self.dir = os.path.abspath(bin_path)
         else:
             self.dir = tempfile.mkdtemp(prefix="memray-pytest-")
-        bindir = os.path.join(os.path.dirname(tracker), "..", "..", "bin")
-        fold = os.path.join(bindir, "memray-fold")
-        self.fold = fold if os.access(fold, os.X_OK) else shutil.which("memray-fold")
+        self.fold = _tool(_tools.loaded_tracker(), "memray-fold")
         self.limits = {}  # nodeid -> [_Limit]
-        self.results = {}  # nodeid -> (stats, path)
+        self.results = {}  # nodeid -> (Stats, path)
         self.failures = {}  # nodeid -> message
+        self.peaks = {}  # nodeid -> peak, a baseline if the test passes
 
     def _path(self, nodeid):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", nodeid).strip("-")[:200] or "test"
@@ -380,22 +490,30 @@ class MemrayPlugin:
     @contextlib.contextmanager
     def _recording(self, item):
         path = self._path(item.nodeid)
-        flags = 1 if self.native else 0
-        started = self.start(path.encode(), flags) == 0
+        flags = _tracker._NATIVE if self.native else 0
+        # every object seen where leaks are limited (or everywhere, asked)
+        if self.pymalloc and (self.trace_all or any(
+                limit.name == "limit_leaks" for limit in self.limits.get(item.nodeid, []))):
+            flags |= _tracker._PYTHON_ALLOCATORS
+        started = self.lib.memray_start_ex(os.fsencode(path), flags, 10, 0, 0) == 0
         if not started:
             err = ctypes.get_errno()
             item.warn(pytest.PytestWarning(
                 f"memray-c: not recorded: {os.strerror(err)} (is the process recorded "
-                "already, by memray-record?)"))
+                "already, by memray-record or a memray_c.Tracker?)"))
         try:
             yield
         finally:
             if started:
-                self.stop()
-                s = _Stats()
-                self.stats(ctypes.byref(s))
-                self.results[item.nodeid] = (s, path)
-                self._check(item, s, path)
+                written = self.lib.memray_stop() == 0
+                s = _tracker._Stats()
+                self.lib.memray_stats(ctypes.byref(s))
+                stats = _tracker.Stats(s.peak, s.live, s.allocations, s.allocated)
+                self.results[item.nodeid] = (stats, path)
+                if not written:
+                    item.warn(pytest.PytestWarning(
+                        f"memray-c: {path}: the recording could not be written completely"))
+                self._check(item, stats, path)
 
     def _check(self, item, s, path):
         limits = self.limits.get(item.nodeid, [])
@@ -409,6 +527,8 @@ class MemrayPlugin:
                     self._sites(path, "peak", s.peak, test_function))
             elif limit.name == "limit_leaks":
                 problems.extend(self._check_leaks(item, limit, path, test_function))
+        if any(limit.name == "limit_memory" for limit in limits):
+            problems.extend(self._check_increase(item, s, path, test_function))
         if problems:
             if self.keep:
                 problems.append(f"recording: {path}")
@@ -416,15 +536,23 @@ class MemrayPlugin:
                 problems.append("keep the recording with --memray-bin-path DIR")
             self.failures[item.nodeid] = "\n".join(problems)
 
+    def _check_increase(self, item, s, path, test_function):
+        """A message (in a list) when --fail-on-increase is on and the
+        peak is over the one of the test's last successful run. The peak
+        becomes the baseline if the test passes (pytest_runtest_makereport)."""
+        if self.cache is None:
+            return []
+        self.peaks[item.nodeid] = s.peak
+        before = self.cache.get(_baseline_key(item.nodeid), None)
+        if not self.fail_on_increase or not isinstance(before, int) or s.peak <= before:
+            return []
+        return [f"Test previously used {human(before)} ({before} bytes) at its peak, in its "
+                f"last successful run, but now uses {human(s.peak)} ({s.peak} bytes) "
+                "(--fail-on-increase)\n" + self._sites(path, "peak", s.peak, test_function)]
+
     def _check_leaks(self, item, limit, path, test_function):
         """A message (in a list) when a location of the recording leaked
         limit.size or more and limit.filter_fn, if any, keeps it."""
-        if self.pymalloc and not self.warned:
-            self.warned = True  # once: it is true of every test
-            item.warn(pytest.PytestWarning(
-                "limit_leaks: Python's allocator pymalloc is active, so objects under "
-                "512 bytes were not seen one by one and an arena counts as leaked where "
-                "it was made: run pytest with --trace-python-allocators"))
         stacks, error = self._fold(path, "leaked")
         if error:
             return [f"{limit}: cannot read the leaks: {error}"]
@@ -443,7 +571,7 @@ class MemrayPlugin:
                  f"location by {limit} but {n} location{'s' if n > 1 else ''} leaked more:"]
         for value, frames in over[:10]:
             lines.append(f"  {human(value)} ({value} bytes) leaked at:")
-            lines.extend(_frames_text(frames, test_function))
+            lines.extend(_frames_text(frames, test_function, self.stacks))
         if n > 10:
             lines.append(f"  ... {n - 10} more locations")
         return ["\n".join(lines)]
@@ -475,8 +603,8 @@ class MemrayPlugin:
 
     def _sites(self, path, metric, total, test_function, top=5):
         """The sites holding most of total, innermost frame first, down to
-        the test function (pytest's own frames below it left out); sites
-        under 1% of total are left out too."""
+        the test function (pytest's own frames below it left out), as many
+        frames as --stacks says; sites under 1% of total are left out."""
         stacks, error = self._fold(path, metric)
         if error:
             return f"  (no allocation sites: {error})"
@@ -486,21 +614,26 @@ class MemrayPlugin:
         lines = ["top allocation sites:"]
         for value, stack in sites[:top]:
             lines.append(f"  {human(value)} ({value} bytes) at:")
-            lines.extend(_frames_text(stack.split(";"), test_function))
+            lines.extend(_frames_text(stack.split(";"), test_function, self.stacks))
         return "\n".join(lines)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
-        if call.when == "call" and item.nodeid in self.failures and report.passed:
+        if call.when != "call":
+            return
+        if item.nodeid in self.failures and report.passed:
             report.outcome = "failed"
             report.longrepr = self.failures[item.nodeid]
+        peak = self.peaks.pop(item.nodeid, None)
+        if peak is not None and report.passed:
+            self.cache.set(_baseline_key(item.nodeid), peak)
 
     def pytest_terminal_summary(self, terminalreporter):
-        n = self.config.getoption("most_allocations")
-        if n <= 0 or not self.results:
+        if self.hide_summary or not self.results:
             return
+        n = self.most_allocations or len(self.results)
         tr = terminalreporter
         tr.write_sep("=", "memray-c: the tests with the highest peak")
         rows = sorted(self.results.items(), key=lambda kv: -kv[1][0].peak)[:n]

@@ -128,11 +128,33 @@ def test_bad_options(tmp_path):
         memray_c.Tracker(tmp_path / "no-such-dir" / "o.bin").start()
 
 
-def test_python_allocators_need_malloc(tmp_path):
-    if memray_c.python_allocator() == "malloc":
-        pytest.skip("this interpreter runs with PYTHONMALLOC=malloc")
-    with pytest.raises(ValueError, match="PYTHONMALLOC=malloc"):
-        memray_c.Tracker(tmp_path / "p.bin", trace_python_allocators=True).start()
+def test_python_allocators_under_pymalloc(tmp_path):
+    """Small objects are recorded one by one, with their Python stacks,
+    and only inside the window; the file says every allocation was
+    traced."""
+    out = tmp_path / "p.bin"
+    before = [object() for _ in range(1000)]
+
+    def make_small():
+        return [(i, str(i)) for i in range(30000)]
+
+    with memray_c.Tracker(out, trace_python_allocators=True) as t:
+        small = make_small()
+        del before[:500]  # freed in the window, allocated before: nothing
+    assert t.stats.allocations >= 30000, t.stats
+    assert t.stats.live >= 30000 * 16, t.stats
+    folded = subprocess.run([_tools.tool_path("memray-fold"), "--metric=count", str(out)],
+                            check=True, capture_output=True, text=True).stdout
+    counts = [int(line.rsplit(" ", 1)[1]) for line in folded.splitlines()
+              if line and not line.startswith("#") and "make_small" in line]
+    assert sum(counts) >= 30000, folded[:2000]
+    header = subprocess.run([_tools.tool_path("memray-stat"), "--dump", str(out)],
+                            check=True, capture_output=True, text=True).stdout.splitlines()[0]
+    flags = header.split(" flags=")[1].split()[0].split(",")
+    assert "python-allocators" in flags and "pymalloc" not in flags, header
+    # after the window the interpreter runs on as before
+    more = [object() for _ in range(10000)]
+    del small, more
 
 
 def run_child(code, tmp_path, env=None):
@@ -206,3 +228,82 @@ except RuntimeError as e:
 """], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "refused: memray_c.Tracker: this process is recorded already" in r.stdout
+
+
+def test_second_tracker_from_another_thread_refused(tmp_path):
+    errors = []
+
+    def other():
+        try:
+            memray_c.Tracker(tmp_path / "other.bin").start()
+        except RuntimeError as e:
+            errors.append(str(e))
+
+    with memray_c.Tracker(tmp_path / "main.bin"):
+        th = threading.Thread(target=other)
+        th.start()
+        th.join()
+    assert len(errors) == 1 and "active already" in errors[0]
+    assert not (tmp_path / "other.bin").exists()
+
+
+def test_python_allocators_with_threads_and_sampling(tmp_path):
+    def churn(n):
+        for _ in range(n):
+            d = {i: str(i) for i in range(50)}
+            d.clear()
+
+    with memray_c.Tracker(tmp_path / "th.bin", trace_python_allocators=True) as t:
+        th = [threading.Thread(target=churn, args=(2000,)) for _ in range(4)]
+        for x in th:
+            x.start()
+        for x in th:
+            x.join()
+    assert t.stats.allocations >= 4 * 2000 * 50, t.stats
+    r = subprocess.run([_tools.tool_path("memray-stat"), str(tmp_path / "th.bin")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with memray_c.Tracker(tmp_path / "ps.bin", trace_python_allocators=True,
+                          sample_bytes=4096, seed=3) as s:
+        keep = [str(i) * 3 for i in range(100000)]
+    assert 0 < s.stats.allocations < 50000, s.stats
+    r = subprocess.run([_tools.tool_path("memray-stat"), str(tmp_path / "ps.bin")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    del keep
+
+
+def test_fork_without_follow_gives_the_child_its_own(tmp_path):
+    r = run_child("""
+import os, memray_c
+with memray_c.Tracker("parent.bin") as t:
+    a = bytearray(1_000_000)
+    pid = os.fork()
+    if pid == 0:
+        # the parent's window is not the child's: none is active here
+        assert not t.active
+        with memray_c.Tracker("child.bin") as c:
+            b = bytearray(2_000_000)
+        print("child", c.stats.peak >= 2_000_000, flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+print("parent", t.stats.peak >= 1_000_000 and t.stats.peak < 2_000_000)
+""", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["child", "True", "parent", "True"], r.stdout + r.stderr
+    for f in ("parent.bin", "child.bin"):
+        s = subprocess.run([_tools.tool_path("memray-stat"), f], cwd=tmp_path,
+                           capture_output=True, text=True)
+        assert s.returncode == 0 and "warning" not in s.stderr, (f, s.stderr)
+
+
+def test_window_holds_only_the_code_s_own_allocations(tmp_path):
+    # an empty window records nothing of the Tracker's own
+    r = run_child("""
+import memray_c
+with memray_c.Tracker("empty.bin") as t:
+    pass
+print(t.stats.allocations, t.stats.peak)
+""", tmp_path, {"PYTHONMALLOC": "malloc"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "0"], r.stdout

@@ -83,11 +83,15 @@ run_pytest() {
 	assert_line "bad_size.py::test_no_size: @pytest.mark.limit_memory(): needs a size, as in limit_memory(\"24 MB\")"
 	assert_line "bad_size.py::test_current_thread_only: @pytest.mark.limit_memory('1 MB'): current_thread_only is not supported (memray-c counts every thread)"
 	assert_line "bad_size.py::test_bad_filter: @pytest.mark.limit_leaks('1 MB'): filter_fn must be callable, not 'not callable'"
+	# pytest-memray's limit_memory takes no filter_fn, and its limit_leaks
+	# takes filter_fn by name only
+	assert_line "bad_size.py::test_filter_on_limit_memory: @pytest.mark.limit_memory('1 MB'): limit_memory takes no filter_fn (as in pytest-memray): filter_fn chooses the leaking locations that count, in limit_leaks(\"1 MB\", filter_fn=...)"
+	assert_line "bad_size.py::test_positional_filter: @pytest.mark.limit_leaks('1 MB', <lambda>): takes one size; filter_fn is given by name, as in limit_leaks(\"1 MB\", filter_fn=...)"
 	refute_output --partial test_unmarked
 	# without --memray the markers are not read at all
 	run run_pytest bad_size.py
 	assert_success
-	assert_output --partial "8 passed"
+	assert_output --partial "10 passed"
 }
 
 @test "a missing tracker is a usage error" {
@@ -140,22 +144,165 @@ run_pytest() {
 	echo "$method" | tail -2 | head -1 | grep -Eqx "      (TestInAClass\.)?test_method \($BATS_TEST_TMPDIR/test_leaks.py:59\)"
 }
 
-@test "limit_leaks warns that small objects are not seen one by one under pymalloc; --trace-python-allocators sees them" {
-	EXPECT_TRACKER=1 run run_pytest --memray test_leaks.py test_budget.py
+@test "limit_leaks sees small objects one by one under pymalloc (its tests trace the Python allocators), and so does --trace-python-allocators for every test" {
+	EXPECT_TRACKER=1 run run_pytest --memray -rA test_small_leaks.py test_budget.py
 	echo "$output"
-	assert_output --partial "limit_leaks: Python's allocator pymalloc is active"
-	assert_output --partial "run pytest with --trace-python-allocators"
-	# once, not for each limit_leaks test
-	[ "$(echo "$output" | grep -c "pymalloc is active")" -eq 1 ]
-	EXPECT_TRACKER=1 run run_pytest --memray --trace-python-allocators -rA test_small_leaks.py test_budget.py
-	echo "$output"
-	refute_output --partial "pymalloc is active"
+	refute_output --partial "pymalloc"
 	assert_line --regexp "^FAILED test_small_leaks.py::test_small_objects( - .*)?$"
 	assert_line "Test was allowed to leak 50.0 KiB (51200 bytes) per location by limit_leaks('50 KB') but 1 location leaked more:"
 	assert_line "      test_small_objects ($BATS_TEST_TMPDIR/test_small_leaks.py:12)"
+	# the recording of a limit_leaks test says every object was traced;
+	# another test's does not
+	EXPECT_TRACKER=1 run run_pytest --memray --memray-bin-path bins -k "small_objects or environment" test_small_leaks.py test_budget.py
+	memray-stat --dump bins/*test_small_objects*.bin | head -1 | grep -q ' flags=python,python-allocators '
+	memray-stat --dump bins/*test_environment*.bin | head -1 | grep -q ' flags=python,pymalloc '
+	EXPECT_TRACKER=1 run run_pytest --memray --trace-python-allocators -rA test_small_leaks.py test_budget.py
+	echo "$output"
+	assert_line --regexp "^FAILED test_small_leaks.py::test_small_objects( - .*)?$"
 	# the tests see PYTHONMALLOC as it was
 	assert_line "PASSED test_budget.py::test_environment"
+	# the tracker preloaded by hand under pymalloc: the allocators are
+	# wrapped for every test
+	tracker=$(realpath "$MEMRAY_BUILD/lib/memray-c/libmemray-tracker.so")
+	LD_PRELOAD=$tracker EXPECT_TRACKER=1 run run_pytest --memray --trace-python-allocators --memray-bin-path bins2 -rA test_small_leaks.py test_budget.py
+	echo "$output"
+	assert_line --regexp "^FAILED test_small_leaks.py::test_small_objects( - .*)?$"
+	memray-stat --dump bins2/*test_environment*.bin | head -1 | grep -q ' flags=python,python-allocators '
 	PYTHONMALLOC=malloc EXPECT_PYTHONMALLOC=malloc EXPECT_TRACKER=1 run run_pytest --memray -rA test_leaks.py test_budget.py
-	refute_output --partial "pymalloc is active"
 	assert_line "PASSED test_budget.py::test_environment"
+}
+
+@test "--stacks N shows the N innermost frames of each site and location; without it the stack down to the test" {
+	EXPECT_TRACKER=1 run run_pytest --memray -k deep test_stacks.py
+	echo "$output"
+	[ "$status" -eq 1 ]
+	assert_output --partial "2 failed"
+	# deep() six times, then the test
+	site=$(echo "$output" | sed -n '/^_* test_deep _*$/,/^keep the recording/p')
+	[ "$(echo "$site" | grep -c "^      deep ($BATS_TEST_TMPDIR/test_stacks.py:1[34])$")" -eq 6 ]
+	echo "$site" | grep -qx "      test_deep ($BATS_TEST_TMPDIR/test_stacks.py:19)"
+	EXPECT_TRACKER=1 run run_pytest --memray --stacks 2 -k deep test_stacks.py
+	echo "$output"
+	[ "$status" -eq 1 ]
+	for t in test_deep test_deep_leak; do
+		got=$(echo "$output" | sed -n "/^_* $t _*\$/,/^keep the recording/p" | grep -A3 '^  .* bytes) \(at\|leaked at\):$' | tail -3)
+		printf '      %s\n' "deep ($BATS_TEST_TMPDIR/test_stacks.py:13)" "deep ($BATS_TEST_TMPDIR/test_stacks.py:14)" \
+			"... 5 more" | diff -u - <(echo "$got")
+	done
+	# --stacks=1 as pytest-memray spells it
+	EXPECT_TRACKER=1 run run_pytest --memray --stacks=1 -k 'test_deep and not leak' test_stacks.py
+	assert_line "      deep ($BATS_TEST_TMPDIR/test_stacks.py:13)"
+	assert_line "      ... 6 more"
+}
+
+@test "--stacks and --most-allocations refuse what is not a count" {
+	for bad in 0 -1 two; do
+		run run_pytest --memray --stacks "$bad" test_budget.py
+		echo "$output"
+		[ "$status" -eq 4 ]
+		assert_output --partial "argument --stacks: expected a positive number of frames, not '$bad'"
+	done
+	run run_pytest --memray --most-allocations -1 test_budget.py
+	[ "$status" -eq 4 ]
+	assert_output --partial "argument --most-allocations: expected a number of tests (0 for all), not '-1'"
+}
+
+@test "--native records native stacks: C code's frames are in the messages; --memray-native is the same" {
+	EXPECT_TRACKER=1 run run_pytest --memray -k test_native test_stacks.py
+	echo "$output"
+	[ "$status" -eq 1 ]
+	refute_output --regexp "ffi_call \(libffi"
+	assert_line "      native_alloc ($BATS_TEST_TMPDIR/test_stacks.py:35)"
+	for opt in --native --memray-native; do
+		EXPECT_TRACKER=1 run run_pytest --memray $opt -k test_native test_stacks.py
+		echo "$output"
+		[ "$status" -eq 1 ]
+		assert_line --regexp "^      ffi_call \(libffi\.so[.0-9]*\)$"
+		# the native frames come first, then the Python ones down to the test
+		echo "$output" | grep -A20 '^  2.9 MiB (3000000 bytes) at:$' | grep -v '^      0x' > got
+		grep -B1 -x "      native_alloc ($BATS_TEST_TMPDIR/test_stacks.py:35)" got | head -1 | grep -q '(_ctypes\|(libffi'
+		grep -A1 -x "      native_alloc ($BATS_TEST_TMPDIR/test_stacks.py:35)" got | tail -1 | grep -qx "      test_native ($BATS_TEST_TMPDIR/test_stacks.py:41)"
+	done
+}
+
+@test "--most-allocations 0 lists every test, as in pytest-memray; --hide-memray-summary leaves the table out" {
+	EXPECT_TRACKER=1 run run_pytest --memray --most-allocations 0 test_budget.py
+	echo "$output"
+	[ "$(echo "$output" | sed -n '/the tests with the highest peak/,/short test summary/p' | grep -c 'test_budget.py::')" -eq 6 ]
+	EXPECT_TRACKER=1 run run_pytest --memray --hide-memray-summary --memray-bin-path recs test_budget.py
+	echo "$output"
+	[ "$status" -eq 1 ]
+	assert_output --partial "2 failed, 4 passed"
+	refute_output --partial "the tests with the highest peak"
+	refute_output --partial "recordings in"
+	# the limits are enforced as before
+	assert_line --regexp "^FAILED test_budget.py::test_over_limit( - .*)?$"
+}
+
+# pytest with the plugin from the checkout and pytest's cache in the
+# test's directory
+run_pytest_cached() {
+	PYTHONPATH=$PLUGIN $PY3 -m pytest -p memray_c.pytest_plugin "$@"
+}
+
+@test "--fail-on-increase fails a limit_memory test whose peak grew since its last successful run, naming both" {
+	# the first run keeps the baseline, with or without --fail-on-increase
+	GROW_BYTES=1000000 EXPECT_TRACKER=1 run run_pytest_cached --memray --fail-on-increase -rA test_increase.py
+	echo "$output"
+	assert_success
+	assert_output --partial "2 passed"
+	[ -d .pytest_cache ]
+	# more than the baseline: fails, naming both peaks and the top site
+	GROW_BYTES=2000000 EXPECT_TRACKER=1 run run_pytest_cached --memray --fail-on-increase -rA test_increase.py
+	echo "$output"
+	[ "$status" -eq 1 ]
+	assert_line --regexp "^FAILED test_increase.py::test_grows( - .*)?$"
+	assert_line "PASSED test_increase.py::test_unlimited"
+	assert_line --regexp "^Test previously used 976.6 KiB \(10000[0-9]{2} bytes\) at its peak, in its last successful run, but now uses 1.9 MiB \(20000[0-9]{2} bytes\) \(--fail-on-increase\)$"
+	assert_line "      test_grows ($BATS_TEST_TMPDIR/test_increase.py:11)"
+	# a failed run does not move the baseline
+	GROW_BYTES=2000000 EXPECT_TRACKER=1 run run_pytest_cached --memray --fail-on-increase test_increase.py
+	[ "$status" -eq 1 ]
+	assert_output --regexp "Test previously used 976.6 KiB \(10000[0-9]{2} bytes\)"
+	# without --fail-on-increase the test passes, and its peak is the new baseline
+	GROW_BYTES=2000000 EXPECT_TRACKER=1 run run_pytest_cached --memray test_increase.py
+	assert_success
+	# less is fine, and lowers the baseline; the same again is fine
+	GROW_BYTES=1500000 EXPECT_TRACKER=1 run run_pytest_cached --memray --fail-on-increase test_increase.py
+	assert_success
+	GROW_BYTES=1500000 EXPECT_TRACKER=1 run run_pytest_cached --memray --fail-on-increase test_increase.py
+	assert_success
+	GROW_BYTES=1600000 EXPECT_TRACKER=1 run run_pytest_cached --memray --fail-on-increase test_increase.py
+	[ "$status" -eq 1 ]
+	assert_output --regexp "Test previously used 1.4 MiB \(15000[0-9]{2} bytes\) at its peak, in its last successful run, but now uses 1.5 MiB \(16000[0-9]{2} bytes\)"
+	# --cache-clear forgets the baselines
+	GROW_BYTES=1600000 EXPECT_TRACKER=1 run run_pytest_cached --memray --fail-on-increase --cache-clear test_increase.py
+	assert_success
+}
+
+@test "--fail-on-increase needs pytest's cache" {
+	GROW_BYTES=1000 run run_pytest --memray --fail-on-increase test_increase.py
+	echo "$output"
+	[ "$status" -eq 4 ]
+	assert_output --partial "--fail-on-increase: the baselines are kept in pytest's cache, which is disabled here (-p no:cacheprovider)"
+}
+
+@test "pytest.ini sets what the options set, as pytest-memray's ini names do: memray, stacks, native, hide_memray_summary" {
+	printf '[pytest]\nmemray = true\nstacks = 1\nnative = true\nhide_memray_summary = true\n' > pytest.ini
+	EXPECT_TRACKER=1 run run_pytest -k 'test_deep or test_native' test_stacks.py
+	echo "$output"
+	[ "$status" -eq 1 ]
+	assert_output --partial "3 failed"
+	assert_line "      deep ($BATS_TEST_TMPDIR/test_stacks.py:13)"
+	assert_line "      ... 6 more"
+	assert_line --regexp "^      \.\.\. [0-9]+ more$"
+	refute_output --partial "the tests with the highest peak"
+	# the command line wins over the file
+	EXPECT_TRACKER=1 run run_pytest --stacks 3 -k 'test_deep and not leak' test_stacks.py
+	assert_line "      ... 4 more"
+	# a value the plugin cannot read is refused as on the command line
+	printf '[pytest]\nmemray = true\nmost_allocations = all\n' > pytest.ini
+	run run_pytest test_stacks.py
+	[ "$status" -eq 4 ]
+	assert_output --partial "most_allocations = all in $BATS_TEST_TMPDIR/pytest.ini: expected a number of tests (0 for all), not 'all'"
 }

@@ -16,12 +16,26 @@ setup_file() {
 	WHEEL=$(ls "$MEMRAY_BUILD"/dist/memray_c-*.whl)
 	# Debian's pytest (pure Python) for the venvs, which have no network
 	# to fetch one: its packages only, by a .pth file
+	# (what a run of it imports from there, found by running it once)
 	mkdir -p "$BATS_FILE_TMPDIR/pytest-path"
-	local p
-	for p in pytest _pytest pluggy iniconfig packaging py py.py exceptiongroup tomli attr attrs; do
-		[ -e "/usr/lib/python3/dist-packages/$p" ] &&
-			ln -sf "/usr/lib/python3/dist-packages/$p" "$BATS_FILE_TMPDIR/pytest-path/$p"
-	done
+	echo 'def test_nothing(): pass' > "$BATS_FILE_TMPDIR/test_probe.py"
+	/usr/bin/python3 - "$BATS_FILE_TMPDIR" <<-'PY' || return 1
+		import os, sys, io, contextlib
+		import pytest
+		d = sys.argv[1]
+		with contextlib.redirect_stdout(io.StringIO()):
+		    pytest.main(["-q", "-p", "no:cacheprovider", os.path.join(d, "test_probe.py")])
+		dist = "/usr/lib/python3/dist-packages/"
+		names = set()
+		for m in list(sys.modules.values()):
+		    f = getattr(m, "__file__", None) or ""
+		    if f.startswith(dist):
+		        names.add(f[len(dist):].split("/")[0])
+		# and what it needs before 3.11 only
+		names.update(n for n in ("exceptiongroup", "tomli") if os.path.exists(dist + n))
+		for n in names:
+		    os.symlink(dist + n, os.path.join(d, "pytest-path", n))
+	PY
 	return 0
 }
 
@@ -108,4 +122,22 @@ check_venv() {
 		run find "$d" -newer marker -print -quit
 		assert_output ""
 	done
+}
+
+@test "python3 -m pip install . from the tree, offline with Debian's setuptools and wheel (--no-build-isolation)" {
+	/usr/bin/python3 -c 'import setuptools, wheel' 2> /dev/null ||
+		skip "Debian's python3-setuptools and python3-wheel are missing"
+	/usr/bin/python3 -m venv --system-site-packages v
+	MEMRAY_WHEEL_BUILD=$MEMRAY_BUILD run v/bin/python -m pip install -q --no-index --no-deps \
+		--no-build-isolation --disable-pip-version-check "$ROOT"
+	echo "$output"
+	assert_success
+	run v/bin/python -c 'import memray_c, memray_c._tools as t; print(t.bundled(), t.tool_path("memray-fold").startswith(memray_c.__path__[0]))'
+	assert_output "True True"
+	v/bin/python -c 'import memray_c
+with memray_c.Tracker("x.bin") as t:
+    b = bytearray(2_000_000)
+assert t.stats.peak >= 2_000_000, t.stats'
+	run v/bin/memray-stat x.bin
+	assert_success
 }

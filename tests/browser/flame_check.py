@@ -38,6 +38,10 @@ Scenarios:
                          what was live at the range's highest memory sample,
                          as DUMP (memray-stat --dump) replayed here gives it;
                          with "no", the page says what it needs instead
+  srcdoc HOST NAME       HOST holds a page inside <iframe srcdoc=...>, as the
+                         notebook magic shows it: the page is drawn there with
+                         a frame whose function is NAME, a click zooms (the
+                         fragment follows), reset zooms out
 """
 import os
 import sys
@@ -672,6 +676,29 @@ def deep(b, path):
     clean(b, path)
 
 
+def srcdoc(b, host, name):
+    b.add_init_script(INIT)
+    w = "document.querySelector('iframe').contentWindow"
+    b.goto(page_url(host), wait_expr=f"{w}.memrayFlame && {w}.memrayFlame.ready")
+    check(b.eval(f"{w}.location.href") == "about:srcdoc", "the page is the iframe's srcdoc")
+    drawn = b.eval(f"{w}.memrayFlame.rects().map(r => r.name)")
+    check(any(n.startswith(name + " (") for n in drawn), f"a frame of {name} is drawn",
+          ", ".join(drawn[-5:]))
+    # the iframe's first drawn frame, in the host's coordinates
+    at = b.eval(f"""(() => {{ const f = document.querySelector('iframe').getBoundingClientRect();
+        const r = {w}.memrayFlame.rects().filter(r => r.depth > 0 && !r.ancestor && r.w > 40)
+            .sort((a, b) => a.y - b.y)[0];
+        return [f.left + r.x + r.w / 2, f.top + r.y + r.h / 2]; }})()""")
+    b.click(*at)
+    b.wait_for(f"{w}.memrayFlame.zoomPath().length > 0")
+    frag = b.eval(f"{w}.location.hash")
+    check(frag.startswith("#z="), "the zoom is in the iframe's URL fragment", frag)
+    b.eval(f"{w}.document.getElementById('reset').click()")
+    b.wait_for(f"{w}.memrayFlame.zoomPath().length === 0")
+    check(b.eval(f"{w}.location.hash") in ("", "#"), "reset clears the fragment")
+    clean(b, host)
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -715,6 +742,8 @@ def main():
             table(b, path, rest[0])
         elif scenario == "temporal":
             temporal(b, path, rest[0])
+        elif scenario == "srcdoc":
+            srcdoc(b, path, rest[0])
         else:
             sys.exit(f"flame_check.py: unknown scenario {scenario!r}")
     print(f"1..{count}")
