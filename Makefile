@@ -177,6 +177,7 @@ bench: all
 	bench/fold.sh $(BUILD)
 	bench/flame.sh $(BUILD)
 	bench/sample.sh $(BUILD)
+	bench/reader.sh $(BUILD)
 	if [ "$(SID)" = 1 ]; then tests/sid.sh bench; fi
 
 # Set-up and a first recording on a fresh machine: packages, build, then

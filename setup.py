@@ -17,9 +17,11 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(os.path.join(ROOT, "build", "py"), exist_ok=True)
 TOOLS = ["memray-record", "memray-fold", "memray-stat", "memray-leaks",
          "memray-flame", "memray-tree", "memray-live", "memray-diff"]
-# the lib/ sources the reader needs (lib/stream_read.c and what it calls)
-LIB = ["stream_read", "input", "util", "replay", "live", "symbolize", "intern",
-       "collapse", "frame_norm"]
+# the lib/ sources the reader needs: lib/stream_read.c and what it calls
+# (stream_write.c for the allocator names), lib/replay.c and lib/collapse.c's
+# collapse_visit with what they call
+LIB = ["stream_read", "stream_write", "input", "util", "replay", "live", "symbolize",
+       "intern", "collapse", "frame_norm"]
 
 
 class BuildWithTools(build_py):
@@ -45,7 +47,9 @@ if os.path.exists(os.path.join(ROOT, "python", "memray_c", "_reader.c")):
         sources=["python/memray_c/_reader.c"] + ["lib/%s.c" % f for f in LIB],
         include_dirs=["lib"],
         define_macros=[("Py_LIMITED_API", "0x03090000")],
-        extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-O2"],
+        # -flto as the tools are built: mr_next's callers inline across files
+        extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-O2", "-flto=auto"],
+        extra_link_args=["-flto=auto"],
         libraries=["archive", "z", "dw", "elf", "m"],
         py_limited_api=True,
     ))

@@ -22,12 +22,14 @@ __version__ = "0.1.0"
 from ._tracker import Stats, Tracker, python_allocator, start, stop  # noqa: E402
 
 __all__ = ["Tracker", "Stats", "start", "stop", "python_allocator", "read", "FileReader",
+           "ReaderError", "AllocationRecord", "MemorySnapshot", "Metadata",
            "load_ipython_extension"]
 
 
 def __getattr__(name):
     # the reader (a C extension) and the notebook magic load when used
-    if name in ("read", "FileReader", "ReaderError"):
+    if name in ("read", "FileReader", "ReaderError", "AllocationRecord", "MemorySnapshot",
+                "Metadata"):
         from . import reader
         return getattr(reader, name)
     raise AttributeError(f"module 'memray_c' has no attribute {name!r}")
