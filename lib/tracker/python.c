@@ -295,11 +295,13 @@ typedef void PyObject;
 static struct {
 	PyObject *(*module_dict)(PyObject *);
 	PyObject *(*modules)(void);
-	PyObject *(*dict_new)(void);
-	int (*dict_set)(PyObject *, const char *, PyObject *);
 	PyObject *(*dict_get)(PyObject *, const char *);
-	PyObject *(*builtins)(void);
-	PyObject *(*run)(const char *, int, PyObject *, PyObject *, void *);
+	int (*dict_next)(PyObject *, ssize_t *, PyObject **, PyObject **);
+	PyObject *(*mapping_get)(PyObject *, const char *);
+	int (*setattr)(PyObject *, const char *, PyObject *);
+	int (*isinstance)(PyObject *, PyObject *);
+	PyObject *(*instancemethod)(PyObject *);
+	PyObject *property_type, *none_object;
 	PyObject *(*call)(PyObject *, ...);
 	void (*decref)(PyObject *);
 	void (*fetch)(PyObject **, PyObject **, PyObject **);
@@ -311,69 +313,9 @@ static struct {
 	int (*add_pending)(int (*)(void *), void *);
 } napi;
 
-static const char patch_source[] =
-	"def patch(threading, report):\n"
-	"    T = threading.Thread\n"
-	"    prop = T.__dict__.get('name')\n"
-	"    if not isinstance(prop, property) or prop.fset is None:\n"
-	"        return\n"
-	"    fset = prop.fset\n"
-	"    def name(self, value):\n"
-	"        fset(self, value)\n"
-	"        report(-1 if self._ident is None else self._ident, self._name)\n"
-	"    T.name = property(prop.fget, name, prop.fdel, prop.__doc__)\n"
-	"    set_ident = T._set_ident\n"
-	"    def _set_ident(self):\n"
-	"        set_ident(self)\n"
-	"        report(0, self._name)\n"
-	"    T._set_ident = _set_ident\n"
-	"    for t in list(threading._active.values()):\n"
-	"        report(t._ident, t._name)\n";
-
-static PyObject *report_name(PyObject *self, PyObject *args)
-{
-	(void)self;
-	unsigned long long ident;
-	const char *name;
-	if (napi.parse(args, "Ks", &ident, &name)) {
-		if (ident != ~0ull)
-			tracker_thread_renamed((unsigned long)ident, name);
-	} else {
-		napi.clear();
-	}
-	return napi.none("");
-}
-
-static struct {
-	const char *name;
-	void *meth;
-	int flags;
-	const char *doc;
-} report_def = { "memray_thread_name", (void *)report_name, 1 /* METH_VARARGS */, NULL };
-
 static int patched, pending;
 
-static void patch_threading(PyObject *threading)
-{
-	PyObject *g = napi.dict_new();
-	if (!g)
-		return;
-	napi.dict_set(g, "__builtins__", napi.builtins());
-	PyObject *r = napi.run(patch_source, 257 /* Py_file_input */, g, g, NULL);
-	if (r) {
-		napi.decref(r);
-		PyObject *fn = napi.dict_get(g, "patch"); /* borrowed */
-		PyObject *report = napi.cfunction(&report_def, NULL, NULL);
-		if (fn && report) {
-			PyObject *res = napi.call(fn, threading, report, NULL);
-			if (res)
-				napi.decref(res);
-		}
-		if (report)
-			napi.decref(report);
-	}
-	napi.decref(g);
-}
+static void patch_threading(PyObject *threading);
 
 /* threading's _main_thread, and the module in *threading, if threading
  * has finished importing (that is its last global); else NULL. Borrowed
@@ -478,6 +420,114 @@ static int attr_text(PyObject *obj, const char *attr, char *out, size_t cap)
 	return ok;
 }
 
+/* ---- threading's name setters, wrapped -----------------------------------
+ * The wrapping is made of C-API calls only, with no Python code run: code
+ * run in the pending call would reach the evaluation loop's checks, where
+ * a signal handler's exception (a KeyboardInterrupt) could be raised into
+ * it and lost. The wrappers themselves run when the program sets a name
+ * or a thread starts, inside the program's own call. */
+
+/* Reports thread's _name: for the thread its _ident names (by_ident), else
+ * for the calling thread (0). Clears only errors of its own: it runs after
+ * threading's own setter succeeded, with no exception set. */
+static void report_thread(PyObject *thread, int by_ident)
+{
+	char name[256];
+	unsigned long long ident = 0;
+	if (by_ident) {
+		PyObject *id = tapi.getattr(thread, "_ident");
+		ident = id && id != napi.none_object ? tapi.as_ull(id) : ~0ull;
+		if (id)
+			napi.decref(id);
+		if (ident == ~0ull) { /* None (not started), or not a number */
+			napi.clear();
+			return;
+		}
+	}
+	if (attr_text(thread, "_name", name, sizeof(name)))
+		tracker_thread_renamed((unsigned long)ident, name);
+	else
+		napi.clear();
+}
+
+/* Thread.name's setter: threading's own (orig), then the new name. */
+static PyObject *name_setter(PyObject *orig, PyObject *args)
+{
+	PyObject *thread, *value;
+	if (!napi.parse(args, "OO:name", &thread, &value))
+		return NULL;
+	PyObject *r = napi.call(orig, thread, value, NULL);
+	if (r)
+		report_thread(thread, 1);
+	return r;
+}
+
+/* Thread._set_ident, called first thing in a new thread: threading's own
+ * (orig), then the thread's name, for the calling thread. */
+static PyObject *ident_setter(PyObject *orig, PyObject *args)
+{
+	PyObject *thread;
+	if (!napi.parse(args, "O:_set_ident", &thread))
+		return NULL;
+	PyObject *r = napi.call(orig, thread, NULL);
+	if (r)
+		report_thread(thread, 0);
+	return r;
+}
+
+struct method_def {
+	const char *name;
+	void *meth;
+	int flags;
+	const char *doc;
+};
+static struct method_def name_def = { "name", (void *)name_setter, 1 /* METH_VARARGS */, NULL };
+static struct method_def ident_def = { "_set_ident", (void *)ident_setter, 1, NULL };
+
+static void put(PyObject **o)
+{
+	if (*o)
+		napi.decref(*o);
+	*o = NULL;
+}
+
+/* Wraps threading.Thread's name setter and _set_ident, then reports the
+ * threads running now. With the GIL held; its errors are cleared (the
+ * caller keeps the program's own exception aside). */
+static void patch_threading(PyObject *threading)
+{
+	PyObject *T = tapi.getattr(threading, "Thread");
+	PyObject *dict = T ? tapi.getattr(T, "__dict__") : NULL; /* a mappingproxy */
+	PyObject *prop = dict ? napi.mapping_get(dict, "name") : NULL;
+	PyObject *fget = NULL, *fset = NULL, *fdel = NULL, *doc = NULL, *wrap = NULL, *repl = NULL;
+	if (prop && napi.isinstance(prop, napi.property_type) == 1 &&
+	    (fget = tapi.getattr(prop, "fget")) && (fset = tapi.getattr(prop, "fset")) &&
+	    (fdel = tapi.getattr(prop, "fdel")) && (doc = tapi.getattr(prop, "__doc__")) &&
+	    fset != napi.none_object && (wrap = napi.cfunction(&name_def, fset, NULL)) &&
+	    (repl = napi.call(napi.property_type, fget, wrap, fdel, doc, NULL)))
+		napi.setattr(T, "name", repl);
+	put(&fget), put(&fset), put(&fdel), put(&doc), put(&wrap), put(&repl);
+	put(&prop), put(&dict);
+	napi.clear();
+	PyObject *orig = T ? tapi.getattr(T, "_set_ident") : NULL;
+	PyObject *meth = NULL;
+	if (orig && (wrap = napi.cfunction(&ident_def, orig, NULL)) &&
+	    (meth = napi.instancemethod(wrap)))
+		napi.setattr(T, "_set_ident", meth);
+	put(&orig), put(&wrap), put(&meth), put(&T);
+	napi.clear();
+	PyObject *active = tapi.getattr(threading, "_active");
+	PyObject *key, *thread;
+	ssize_t pos = 0;
+	while (active && napi.dict_next(active, &pos, &key, &thread)) {
+		tapi.incref(thread);
+		report_thread(thread, 1);
+		napi.decref(thread);
+	}
+	put(&active);
+	napi.clear();
+}
+
 /* The Thread whose start() is the innermost Python frame (a new
  * reference), or NULL. */
 static PyObject *starting_thread(PyObject *threading)
@@ -573,11 +623,14 @@ static void follow_thread_names(void)
 #define F(field, name) napi.field = (__typeof__(napi.field))dlsym(RTLD_DEFAULT, name)
 	F(module_dict, "PyModule_GetDict");
 	F(modules, "PyImport_GetModuleDict");
-	F(dict_new, "PyDict_New");
-	F(dict_set, "PyDict_SetItemString");
 	F(dict_get, "PyDict_GetItemString");
-	F(builtins, "PyEval_GetBuiltins");
-	F(run, "PyRun_StringFlags");
+	F(dict_next, "PyDict_Next");
+	F(mapping_get, "PyMapping_GetItemString");
+	F(setattr, "PyObject_SetAttrString");
+	F(isinstance, "PyObject_IsInstance");
+	F(instancemethod, "PyInstanceMethod_New");
+	F(property_type, "PyProperty_Type");
+	F(none_object, "_Py_NoneStruct");
 	F(call, "PyObject_CallFunctionObjArgs");
 	F(decref, "Py_DecRef");
 	F(fetch, "PyErr_Fetch");
