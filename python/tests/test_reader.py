@@ -249,8 +249,11 @@ def test_native_stacks_match_memray_fold(tmp_path):
     assert ("allocate", src, 2) in hybrid and ("<module>", src, 3) in hybrid
     assert hybrid.index(("allocate", src, 2)) < hybrid.index(("<module>", src, 3))
     # the hybrid stack's function names are memray-fold --native's, in order
+    # (the stack through allocate(): not the heaviest one on every Python,
+    # 3.14's start-up allocates more elsewhere)
     want, _ = fold(path, "--native", "--metric=total")
-    names = [f.rsplit(" (", 1)[0] for f in max(want, key=want.get)]
+    mine = [k for k in want if any(f.startswith("allocate (") for f in k)]
+    names = [f.rsplit(" (", 1)[0] for f in max(mine, key=want.get)]
     assert names == [fn for fn, _, _ in reversed(hybrid)]
     # the interpreter's own frames are there, named or as addresses in it
     assert any(os.path.basename(m).startswith(("python", "libpython")) for _, m, _ in native)
