@@ -25,7 +25,11 @@ LIB_SRC = lib/folded.c lib/ingest.c lib/live.c lib/replay.c lib/symbolize.c lib/
 	lib/intern.c lib/pprof.c lib/speedscope.c
 # memray-diff's frames made comparable across checkouts; memray-stat's table of functions
 LIB_SRC += lib/frame_norm.c lib/by_function.c
-TRACKER_SRC = lib/tracker/tracker.c lib/tracker/hooks.c lib/tracker/python.c lib/tracker/got.c \
+# the tracker's parts: lib/tracker/internal.h lists what each one owns
+TRACKER_SRC = lib/tracker/hooks.c lib/tracker/boot.c lib/tracker/sink.c lib/tracker/stack.c \
+	lib/tracker/threads.c lib/tracker/record.c lib/tracker/blocks.c lib/tracker/sample.c \
+	lib/tracker/modules.c lib/tracker/sampler.c lib/tracker/lifecycle.c lib/tracker/attach.c \
+	lib/tracker/api.c lib/tracker/exec.c lib/tracker/python.c lib/tracker/got.c \
 	lib/tracker/signals.c \
 	lib/stream_write.c
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
@@ -137,9 +141,10 @@ TSAN_FIXTURES = allocs pingpong sigalloc
 tsan:
 	$(MAKE) BUILD=$(TSAN_BUILD) LTO= $(TSAN_BUILD)/bin/memray-record $(TSAN_BUILD)/bin/memray-stat
 	@mkdir -p $(TSAN_BUILD)/tsan $(TSAN_BUILD)/lib/memray-c $(TSAN_BUILD)/fixtures
+	rm -f $(TSAN_BUILD)/tsan/*.o
 	$(CC) -O1 -g $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -DMEMRAY_TSAN \
 		-c lib/tracker/hooks.c -o $(TSAN_BUILD)/tsan/hooks.o
-	for f in lib/tracker/tracker.c lib/tracker/python.c lib/tracker/got.c lib/tracker/signals.c lib/stream_write.c; do \
+	for f in $(filter-out lib/tracker/hooks.c,$(TRACKER_SRC)); do \
 		$(CC) -O1 -g $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -DMEMRAY_TSAN \
 			-fsanitize=thread -c $$f -o $(TSAN_BUILD)/tsan/$$(basename $$f .c).o || exit 1; \
 	done

@@ -290,30 +290,323 @@ static int decode_header(struct mr_proc *p, struct cur *c)
 	return 1;
 }
 
-/* Decodes the record at the front of p's buffer into rec. Returns 1 done,
- * 0 incomplete, -1 corrupt (c->why says why). */
-static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
-		  const char **why)
+/* An ALLOC, FREE or MOVE event (its allocator in the tag's low bits);
+ * addresses are deltas from *last_addr. 0, or -1 with *why. */
+static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec, int tag,
+			uint64_t *last_addr, const char **why)
 {
-	if (p->buf_start == p->buf_end)
-		return 0; /* nothing buffered (and perhaps no buffer at all) */
-	struct cur c = { p->buf + p->buf_start, p->buf + p->buf_end, 1, NULL };
-	int tag = *c.p++;
+	uint64_t v;
+	int a = tag & 0x1f;
+	if (a < 1 || a >= MR_ALLOCATOR_END) {
+		*why = "unknown allocator";
+		return -1;
+	}
+	rec->allocator = a;
+	if ((tag & 0xe0) == MR_TAG_ALLOC) {
+		rec->addr = get_addr(c, last_addr);
+		rec->size = get_u(c);
+		v = get_u(c);
+		check_id(c, v, p->nnodes ? p->nnodes : 1, "stack id out of bounds");
+		rec->stack = (uint32_t)v;
+	} else if ((tag & 0xe0) == MR_TAG_FREE) {
+		rec->addr = get_addr(c, last_addr);
+		if (a == MR_MUNMAP)
+			rec->size = get_u(c);
+	} else {
+		rec->old_addr = get_addr(c, last_addr);
+		if (a == MR_MREMAP)
+			rec->old_size = get_u(c);
+		rec->addr = get_addr(c, last_addr);
+		rec->size = get_u(c);
+		v = get_u(c);
+		check_id(c, v, p->nnodes ? p->nnodes : 1, "stack id out of bounds");
+		rec->stack = (uint32_t)v;
+	}
+	return 0;
+}
+
+/* A STRING: the next string id (id 0 is the empty string). */
+static void decode_string(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+{
+	uint64_t len;
+	const uint8_t *s = get_str(c, &len);
+	if (c->st == 1) {
+		if (p->nstrings == 0)
+			add_string(p, (const uint8_t *)"", 0);
+		add_string(p, s, len);
+		rec->id = (uint32_t)(p->nstrings - 1);
+	}
+}
+
+/* A PYFRAME: function and file strings, a line. */
+static void decode_pyframe(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+{
+	struct mr_pyframe f;
+	uint64_t v;
+	size_t ns = p->nstrings ? p->nstrings : 1;
+	v = get_u(c); check_id(c, v, ns, "function string id out of bounds");
+	f.function = (uint32_t)v;
+	v = get_u(c); check_id(c, v, ns, "file string id out of bounds");
+	f.file = (uint32_t)v;
+	v = get_u(c);
+	if (c->st == 1 && v > UINT32_MAX)
+		bad(c, "line number out of bounds");
+	f.line = (uint32_t)v;
+	if (c->st == 1) {
+		if (p->nframes == 0)
+			PUSH(p->frames, p->nframes, p->frames_cap, f);
+		PUSH(p->frames, p->nframes, p->frames_cap, f);
+		rec->id = (uint32_t)(p->nframes - 1);
+	}
+}
+
+/* A stack trie NODE: its parent, as a distance back, and a native
+ * address (a delta from the previous one) or a Python frame id. */
+static void decode_node(struct mr_proc *p, struct cur *c, struct mr_record *rec, int tag)
+{
+	uint64_t v;
+	struct mr_node n = { 0, tag == MR_TAG_NODE_PYTHON, 0 };
+	size_t next = p->nnodes ? p->nnodes : 1;
+	v = get_u(c);
+	if (c->st == 1 && (v == 0 || v > next))
+		bad(c, "parent node out of bounds");
+	n.parent = (uint32_t)(next - v);
+	v = get_u(c);
+	if (tag == MR_TAG_NODE_NATIVE) {
+		n.value = p->last_ip + (uint64_t)zigzag_decode(v);
+	} else {
+		check_id(c, v, p->nframes ? p->nframes : 1,
+			 "python frame id out of bounds");
+		n.value = v;
+	}
+	if (c->st == 1) {
+		if (p->nnodes == 0) {
+			struct mr_node root = { 0, 0, 0 };
+			PUSH(p->nodes, p->nnodes, p->nodes_cap, root);
+		}
+		if (!n.python)
+			p->last_ip = n.value;
+		PUSH(p->nodes, p->nnodes, p->nodes_cap, n);
+		rec->id = (uint32_t)(p->nnodes - 1);
+	}
+}
+
+/* A THREAD: a new thread, which becomes the current one. */
+static void decode_thread(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+{
+	struct mr_thread t;
+	uint64_t len;
+	t.tid = get_u(c);
+	const uint8_t *s = get_str(c, &len);
+	if (c->st == 1) {
+		if (p->nthreads == 0) {
+			struct mr_thread none = { 0, NULL };
+			PUSH(p->threads, p->nthreads, p->threads_cap, none);
+		}
+		t.name = dup_bytes(s, len);
+		PUSH(p->threads, p->nthreads, p->threads_cap, t);
+		rec->id = (uint32_t)(p->nthreads - 1);
+		p->cur_thread = rec->id;
+		rec->thread = rec->id;
+	}
+}
+
+/* A thread id, which must name a thread (c says when it does not). */
+static uint64_t get_thread(struct mr_proc *p, struct cur *c)
+{
+	uint64_t v = get_u(c);
+	check_id(c, v, p->nthreads, "thread id out of bounds");
+	if (c->st == 1 && v == 0)
+		bad(c, "thread id out of bounds");
+	return v;
+}
+
+/* A THREAD_NAME: a thread's new name. */
+static void decode_thread_name(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+{
+	uint64_t len, v = get_thread(p, c);
+	const uint8_t *s = get_str(c, &len);
+	if (c->st == 1) {
+		free(p->threads[v].name);
+		p->threads[v].name = dup_bytes(s, len);
+		rec->id = (uint32_t)v;
+	}
+}
+
+/* A THREAD_SWITCH: the thread the next events are of. */
+static void decode_thread_switch(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+{
+	uint64_t v = get_thread(p, c);
+	if (c->st == 1) {
+		p->cur_thread = (uint32_t)v;
+		rec->id = rec->thread = (uint32_t)v;
+	}
+}
+
+/* A MODULE_LOAD: path string, base, build id, segments. */
+static void decode_module_load(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+{
+	struct mr_module m;
 	uint64_t len, v;
-	const uint8_t *s;
-	uint64_t last_addr = p->last_addr;
+	memset(&m, 0, sizeof(m));
+	v = get_u(c);
+	check_id(c, v, p->nstrings ? p->nstrings : 1, "path string id out of bounds");
+	m.path = (uint32_t)v;
+	m.base = get_u(c);
+	len = get_u(c);
+	const uint8_t *s = get_bytes(c, len, MR_BUILD_ID_MAX);
+	if (c->st == 1) {
+		memcpy(m.build_id, s, len);
+		m.build_id_len = (uint32_t)len;
+	}
+	v = get_u(c);
+	if (c->st == 1 && v > MR_SEGMENTS_MAX)
+		bad(c, "segment count out of bounds");
+	m.nsegs = (uint32_t)v;
+	for (uint32_t i = 0; i < m.nsegs && c->st == 1; i++) {
+		m.segs[i].vaddr = get_u(c);
+		m.segs[i].size = get_u(c);
+		m.segs[i].prot = (uint32_t)get_u(c);
+	}
+	if (c->st == 1) {
+		m.loaded = 1;
+		if (p->nmodules == 0) {
+			struct mr_module none;
+			memset(&none, 0, sizeof(none));
+			PUSH(p->modules, p->nmodules, p->modules_cap, none);
+		}
+		PUSH(p->modules, p->nmodules, p->modules_cap, m);
+		rec->id = (uint32_t)(p->nmodules - 1);
+	}
+}
 
-	/* field by field: a memset of the whole record costs more than the
-	 * decoding of most records */
-	rec->allocator = 0;
-	rec->id = rec->stack = 0;
-	rec->addr = rec->size = rec->old_addr = rec->old_size = 0;
-	rec->time_us = rec->rss = rec->heap = 0;
-	rec->tag = tag;
-	rec->proc = p;
-	rec->thread = p->cur_thread;
-	rec->pos = p->consumed;
+/* A MODULE_UNLOAD of a loaded module. */
+static void decode_module_unload(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+{
+	uint64_t v = get_u(c);
+	check_id(c, v, p->nmodules, "module id out of bounds");
+	if (c->st == 1 && (v == 0 || !p->modules[v].loaded))
+		bad(c, "unload of a module that is not loaded");
+	if (c->st == 1) {
+		p->modules[v].loaded = 0;
+		rec->id = (uint32_t)v;
+	}
+}
 
+/* A MEMORY record: time (a delta), RSS, heap. */
+static void decode_memory(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+{
+	uint64_t v = get_u(c);
+	rec->time_us = p->last_time_us + v;
+	rec->rss = get_u(c);
+	rec->heap = get_u(c);
+	if (c->st == 1)
+		p->last_time_us = rec->time_us;
+}
+
+/* A SIGNAL that ended the process. */
+static void decode_signal(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+{
+	uint64_t v = get_u(c);
+	if (c->st == 1 && (v == 0 || v > 64))
+		bad(c, "signal number out of range");
+	if (c->st == 1) {
+		p->end_signal = (int)v;
+		rec->id = (uint32_t)v;
+	}
+}
+
+/* A TRAILER or an EXEC: the counts, which must agree with the records
+ * read. 0, or -1 with *why. */
+static int decode_end(struct mr_proc *p, struct cur *c, struct mr_record *rec, int tag,
+		      const char **why)
+{
+	struct mr_trailer t;
+	t.time_us = get_u(c);
+	t.n_records = get_u(c);
+	t.n_allocs = get_u(c);
+	t.n_frees = get_u(c);
+	t.bytes_allocated = get_u(c);
+	if (c->st == 1) {
+		if (t.n_records != p->n_records || t.n_allocs != p->n_allocs ||
+		    t.n_frees != p->n_frees) {
+			*why = "the trailer's counts disagree with the records read";
+			return -1;
+		}
+		p->trailer = t;
+		rec->time_us = t.time_us;
+		if (tag == MR_TAG_TRAILER)
+			p->has_trailer = 1;
+		else
+			p->exec_pending = 1;
+	}
+	return 0;
+}
+
+/* Decodes the fields of a record of this tag, as far as c holds them
+ * (c->st says how far it got). 0, or -1 with *why. */
+static int decode_fields(struct mr_proc *p, struct cur *c, struct mr_record *rec, int tag,
+			 uint64_t *last_addr, const char **why)
+{
+	switch (tag & 0xe0) {
+	case MR_TAG_ALLOC:
+	case MR_TAG_FREE:
+	case MR_TAG_MOVE:
+		return decode_event(p, c, rec, tag, last_addr, why);
+	}
+	switch (tag) {
+	case MR_TAG_HEADER:
+		if (p->has_header) {
+			*why = "a second header record";
+			return -1;
+		}
+		decode_header(p, c);
+		break;
+	case MR_TAG_STRING:
+		decode_string(p, c, rec);
+		break;
+	case MR_TAG_PYFRAME:
+		decode_pyframe(p, c, rec);
+		break;
+	case MR_TAG_NODE_NATIVE:
+	case MR_TAG_NODE_PYTHON:
+		decode_node(p, c, rec, tag);
+		break;
+	case MR_TAG_THREAD:
+		decode_thread(p, c, rec);
+		break;
+	case MR_TAG_THREAD_NAME:
+		decode_thread_name(p, c, rec);
+		break;
+	case MR_TAG_THREAD_SWITCH:
+		decode_thread_switch(p, c, rec);
+		break;
+	case MR_TAG_MODULE_LOAD:
+		decode_module_load(p, c, rec);
+		break;
+	case MR_TAG_MODULE_UNLOAD:
+		decode_module_unload(p, c, rec);
+		break;
+	case MR_TAG_MEMORY:
+		decode_memory(p, c, rec);
+		break;
+	case MR_TAG_SIGNAL:
+		decode_signal(p, c, rec);
+		break;
+	case MR_TAG_TRAILER:
+	case MR_TAG_EXEC:
+		return decode_end(p, c, rec, tag, why);
+	default:
+		*why = "unknown record tag";
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether a record with this tag may come now: 1 yes; 2 it is the header
+ * of a new program image (after an EXEC); -1 no, *why says why. */
+static int may_come(struct mr_proc *p, int tag, const char **why)
+{
 	if (p->has_trailer) {
 		*why = "data after the trailer";
 		return -1;
@@ -325,237 +618,14 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 		*why = "the stream does not start with a header record";
 		return -1;
 	}
-	switch (tag & 0xe0) {
-	case MR_TAG_ALLOC:
-	case MR_TAG_FREE:
-	case MR_TAG_MOVE: {
-		int a = tag & 0x1f;
-		if (a < 1 || a >= MR_ALLOCATOR_END) {
-			*why = "unknown allocator";
-			return -1;
-		}
-		rec->allocator = a;
-		if ((tag & 0xe0) == MR_TAG_ALLOC) {
-			rec->addr = get_addr(&c, &last_addr);
-			rec->size = get_u(&c);
-			v = get_u(&c);
-			check_id(&c, v, p->nnodes ? p->nnodes : 1, "stack id out of bounds");
-			rec->stack = (uint32_t)v;
-		} else if ((tag & 0xe0) == MR_TAG_FREE) {
-			rec->addr = get_addr(&c, &last_addr);
-			if (a == MR_MUNMAP)
-				rec->size = get_u(&c);
-		} else {
-			rec->old_addr = get_addr(&c, &last_addr);
-			if (a == MR_MREMAP)
-				rec->old_size = get_u(&c);
-			rec->addr = get_addr(&c, &last_addr);
-			rec->size = get_u(&c);
-			v = get_u(&c);
-			check_id(&c, v, p->nnodes ? p->nnodes : 1, "stack id out of bounds");
-			rec->stack = (uint32_t)v;
-		}
-		break;
-	}
-	default:
-		switch (tag) {
-		case MR_TAG_HEADER:
-			if (p->has_header) {
-				*why = "a second header record";
-				return -1;
-			}
-			decode_header(p, &c);
-			break;
-		case MR_TAG_STRING:
-			s = get_str(&c, &len);
-			if (c.st == 1) {
-				if (p->nstrings == 0)
-					add_string(p, (const uint8_t *)"", 0);
-				add_string(p, s, len);
-				rec->id = (uint32_t)(p->nstrings - 1);
-			}
-			break;
-		case MR_TAG_PYFRAME: {
-			struct mr_pyframe f;
-			size_t ns = p->nstrings ? p->nstrings : 1;
-			v = get_u(&c); check_id(&c, v, ns, "function string id out of bounds");
-			f.function = (uint32_t)v;
-			v = get_u(&c); check_id(&c, v, ns, "file string id out of bounds");
-			f.file = (uint32_t)v;
-			v = get_u(&c);
-			if (c.st == 1 && v > UINT32_MAX)
-				bad(&c, "line number out of bounds");
-			f.line = (uint32_t)v;
-			if (c.st == 1) {
-				if (p->nframes == 0)
-					PUSH(p->frames, p->nframes, p->frames_cap, f);
-				PUSH(p->frames, p->nframes, p->frames_cap, f);
-				rec->id = (uint32_t)(p->nframes - 1);
-			}
-			break;
-		}
-		case MR_TAG_NODE_NATIVE:
-		case MR_TAG_NODE_PYTHON: {
-			struct mr_node n = { 0, tag == MR_TAG_NODE_PYTHON, 0 };
-			size_t next = p->nnodes ? p->nnodes : 1;
-			v = get_u(&c);
-			if (c.st == 1 && (v == 0 || v > next))
-				bad(&c, "parent node out of bounds");
-			n.parent = (uint32_t)(next - v);
-			v = get_u(&c);
-			if (tag == MR_TAG_NODE_NATIVE) {
-				n.value = p->last_ip + (uint64_t)zigzag_decode(v);
-			} else {
-				check_id(&c, v, p->nframes ? p->nframes : 1,
-					 "python frame id out of bounds");
-				n.value = v;
-			}
-			if (c.st == 1) {
-				if (p->nnodes == 0) {
-					struct mr_node root = { 0, 0, 0 };
-					PUSH(p->nodes, p->nnodes, p->nodes_cap, root);
-				}
-				if (!n.python)
-					p->last_ip = n.value;
-				PUSH(p->nodes, p->nnodes, p->nodes_cap, n);
-				rec->id = (uint32_t)(p->nnodes - 1);
-			}
-			break;
-		}
-		case MR_TAG_THREAD: {
-			struct mr_thread t;
-			t.tid = get_u(&c);
-			s = get_str(&c, &len);
-			if (c.st == 1) {
-				if (p->nthreads == 0) {
-					struct mr_thread none = { 0, NULL };
-					PUSH(p->threads, p->nthreads, p->threads_cap, none);
-				}
-				t.name = dup_bytes(s, len);
-				PUSH(p->threads, p->nthreads, p->threads_cap, t);
-				rec->id = (uint32_t)(p->nthreads - 1);
-				p->cur_thread = rec->id;
-				rec->thread = rec->id;
-			}
-			break;
-		}
-		case MR_TAG_THREAD_NAME:
-			v = get_u(&c);
-			check_id(&c, v, p->nthreads, "thread id out of bounds");
-			if (c.st == 1 && v == 0)
-				bad(&c, "thread id out of bounds");
-			s = get_str(&c, &len);
-			if (c.st == 1) {
-				free(p->threads[v].name);
-				p->threads[v].name = dup_bytes(s, len);
-				rec->id = (uint32_t)v;
-			}
-			break;
-		case MR_TAG_THREAD_SWITCH:
-			v = get_u(&c);
-			check_id(&c, v, p->nthreads, "thread id out of bounds");
-			if (c.st == 1 && v == 0)
-				bad(&c, "thread id out of bounds");
-			if (c.st == 1) {
-				p->cur_thread = (uint32_t)v;
-				rec->id = rec->thread = (uint32_t)v;
-			}
-			break;
-		case MR_TAG_MODULE_LOAD: {
-			struct mr_module m;
-			memset(&m, 0, sizeof(m));
-			v = get_u(&c);
-			check_id(&c, v, p->nstrings ? p->nstrings : 1, "path string id out of bounds");
-			m.path = (uint32_t)v;
-			m.base = get_u(&c);
-			len = get_u(&c);
-			s = get_bytes(&c, len, MR_BUILD_ID_MAX);
-			if (c.st == 1) {
-				memcpy(m.build_id, s, len);
-				m.build_id_len = (uint32_t)len;
-			}
-			v = get_u(&c);
-			if (c.st == 1 && v > MR_SEGMENTS_MAX)
-				bad(&c, "segment count out of bounds");
-			m.nsegs = (uint32_t)v;
-			for (uint32_t i = 0; i < m.nsegs && c.st == 1; i++) {
-				m.segs[i].vaddr = get_u(&c);
-				m.segs[i].size = get_u(&c);
-				m.segs[i].prot = (uint32_t)get_u(&c);
-			}
-			if (c.st == 1) {
-				m.loaded = 1;
-				if (p->nmodules == 0) {
-					struct mr_module none;
-					memset(&none, 0, sizeof(none));
-					PUSH(p->modules, p->nmodules, p->modules_cap, none);
-				}
-				PUSH(p->modules, p->nmodules, p->modules_cap, m);
-				rec->id = (uint32_t)(p->nmodules - 1);
-			}
-			break;
-		}
-		case MR_TAG_MODULE_UNLOAD:
-			v = get_u(&c);
-			check_id(&c, v, p->nmodules, "module id out of bounds");
-			if (c.st == 1 && (v == 0 || !p->modules[v].loaded))
-				bad(&c, "unload of a module that is not loaded");
-			if (c.st == 1) {
-				p->modules[v].loaded = 0;
-				rec->id = (uint32_t)v;
-			}
-			break;
-		case MR_TAG_MEMORY:
-			v = get_u(&c);
-			rec->time_us = p->last_time_us + v;
-			rec->rss = get_u(&c);
-			rec->heap = get_u(&c);
-			if (c.st == 1)
-				p->last_time_us = rec->time_us;
-			break;
-		case MR_TAG_SIGNAL:
-			v = get_u(&c);
-			if (c.st == 1 && (v == 0 || v > 64))
-				bad(&c, "signal number out of range");
-			if (c.st == 1) {
-				p->end_signal = (int)v;
-				rec->id = (uint32_t)v;
-			}
-			break;
-		case MR_TAG_TRAILER:
-		case MR_TAG_EXEC: {
-			struct mr_trailer t;
-			t.time_us = get_u(&c);
-			t.n_records = get_u(&c);
-			t.n_allocs = get_u(&c);
-			t.n_frees = get_u(&c);
-			t.bytes_allocated = get_u(&c);
-			if (c.st == 1) {
-				if (t.n_records != p->n_records || t.n_allocs != p->n_allocs ||
-				    t.n_frees != p->n_frees) {
-					*why = "the trailer's counts disagree with the records read";
-					return -1;
-				}
-				p->trailer = t;
-				rec->time_us = t.time_us;
-				if (tag == MR_TAG_TRAILER)
-					p->has_trailer = 1;
-				else
-					p->exec_pending = 1;
-			}
-			break;
-		}
-		default:
-			*why = "unknown record tag";
-			return -1;
-		}
-	}
-	if (c.st != 1) {
-		*why = c.why;
-		return c.st;
-	}
-	/* Commit. */
-	size_t used = (size_t)(c.p - (p->buf + p->buf_start));
+	return 1;
+}
+
+/* A record decoded whole: its bytes consumed and counted. */
+static void commit(struct mr_proc *p, const struct cur *c, const struct mr_record *rec, int tag,
+		   uint64_t last_addr)
+{
+	size_t used = (size_t)(c->p - (p->buf + p->buf_start));
 	p->buf_start += used;
 	p->consumed += used;
 	p->last_addr = last_addr;
@@ -575,6 +645,41 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 		p->bytes_allocated += rec->size;
 		break;
 	}
+}
+
+/* Decodes the record at the front of p's buffer into rec. Returns 1 done,
+ * 0 incomplete, -1 corrupt (*why says why), 2 the header of a new program
+ * image. */
+static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
+		  const char **why)
+{
+	if (p->buf_start == p->buf_end)
+		return 0; /* nothing buffered (and perhaps no buffer at all) */
+	struct cur c = { p->buf + p->buf_start, p->buf + p->buf_end, 1, NULL };
+	int tag = *c.p++;
+	uint64_t last_addr = p->last_addr;
+
+	/* field by field: a memset of the whole record costs more than the
+	 * decoding of most records */
+	rec->allocator = 0;
+	rec->id = rec->stack = 0;
+	rec->addr = rec->size = rec->old_addr = rec->old_size = 0;
+	rec->time_us = rec->rss = rec->heap = 0;
+	rec->tag = tag;
+	rec->proc = p;
+	rec->thread = p->cur_thread;
+	rec->pos = p->consumed;
+
+	int k = may_come(p, tag, why);
+	if (k != 1)
+		return k;
+	if (decode_fields(p, &c, rec, tag, &last_addr, why) < 0)
+		return -1;
+	if (c.st != 1) {
+		*why = c.why;
+		return c.st;
+	}
+	commit(p, &c, rec, tag, last_addr);
 	(void)r;
 	return 1;
 }

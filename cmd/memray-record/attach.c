@@ -373,16 +373,18 @@ static const char *gdb_error(struct gdb_out *g)
 	return line[0] ? line : "gdb gave no reason";
 }
 
-int attach_main(const struct attach_opts *a, struct out *out)
+/* Dies unless process pid can be attached to: it runs (not a zombie, not
+ * stopped), no one traces it, ptrace is permitted, and its program is a
+ * dynamically linked 64-bit one. Its name goes to comm. */
+static void check_target(long pid, char *comm, size_t ncomm)
 {
-	long pid = a->pid;
-	char comm[64] = "?", exe[PATH_MAX], path[64], v[128];
+	char exe[PATH_MAX], path[64], v[128];
 	if (pid <= 0 || pid == (long)getpid() || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
 		die(EXIT_USAGE, "no process with pid %ld", pid);
 	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
 	FILE *cf = fopen(path, "re");
 	if (cf) {
-		if (fgets(comm, sizeof(comm), cf))
+		if (fgets(comm, (int)ncomm, cf))
 			comm[strcspn(comm, "\n")] = 0;
 		fclose(cf);
 	}
@@ -424,17 +426,13 @@ int attach_main(const struct attach_opts *a, struct out *out)
 	if (why)
 		die(EXIT_USAGE, "process %ld (%s) %s: the tracker can only be loaded into a "
 		    "dynamically linked 64-bit program", pid, exe, why);
+}
 
-	char gdb[PATH_MAX], tracker[PATH_MAX], lib[PATH_MAX + 64], dir[PATH_MAX + 64];
-	if (find_in_path("gdb", gdb, sizeof(gdb)) < 0)
-		die(EXIT_USAGE, "attaching needs gdb, which is not in PATH (Debian: apt-get "
-		    "install gdb)");
-	if (find_tracker(tracker, sizeof(tracker)) < 0)
-		die(EXIT_USAGE, "cannot find libmemray-tracker.so (set MEMRAY_TRACKER or "
-		    "install memray-c with make install)");
-
-	/* the private directory and its FIFOs, owned by the target's user so
-	 * that it can open them */
+/* Makes the private directory (S) and its FIFOs, owned by the target's
+ * user so that it can open them. */
+static void make_fifos(long pid)
+{
+	char v[128];
 	snprintf(S.dir, sizeof(S.dir), "/tmp/memray-attach-XXXXXX");
 	if (!mkdtemp(S.dir))
 		die(EXIT_USAGE, "cannot create a directory in /tmp: %s", strerror(errno));
@@ -457,33 +455,18 @@ int attach_main(const struct attach_opts *a, struct out *out)
 			die(EXIT_USAGE, "cannot give the FIFOs in %s to the user of process %ld: %s",
 			    S.dir, pid, strerror(errno));
 	}
-	/* the output, last: every mistake above leaves no file behind */
-	if (!out->to_stdout) {
-		out->fd = open_output(out->name, a->force);
-		out->created = 1;
-	}
-	if (out->compress && deflateInit2(&out->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
-					  Z_DEFAULT_STRATEGY) != Z_OK)
-		die(EXIT_USAGE, "cannot start zlib");
-	int data = open(S.data_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	int ctl = open(S.ctl_path, O_RDWR | O_CLOEXEC);
-	if (data < 0 || ctl < 0)
-		die(EXIT_USAGE, "cannot open the FIFOs in %s: %s", S.dir, strerror(errno));
-	fcntl(data, F_SETPIPE_SZ, 1 << 20);
-	target_path(pid, tracker, lib, sizeof(lib));
-	target_path(pid, S.dir, dir, sizeof(dir));
-	int native = strcmp(a->native, "1") == 0 ? 1 : strcmp(a->native, "0") == 0 ? 0 : -1;
-	uintptr_t entries[MAX_ENTRIES];
-	size_t nentries = allocator_entries(pid, tracker, entries, MAX_ENTRIES);
-	write_script(pid, lib, dir, native, a->interval_ms * 1000, a, entries, nentries);
+}
 
-	/* signals: recorded, acted on in the loop below */
-	sigset_t stops, old;
+/* Blocks SIGINT, SIGTERM and SIGHUP, which on_stop records when the loop
+ * waits (with the mask *old); SIGPIPE is ignored. */
+static void block_stops(sigset_t *old)
+{
+	sigset_t stops;
 	sigemptyset(&stops);
 	sigaddset(&stops, SIGINT);
 	sigaddset(&stops, SIGTERM);
 	sigaddset(&stops, SIGHUP);
-	sigprocmask(SIG_BLOCK, &stops, &old);
+	sigprocmask(SIG_BLOCK, &stops, old);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
@@ -491,7 +474,31 @@ int attach_main(const struct attach_opts *a, struct out *out)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
 
+/* One attach in progress: gdb, the FIFOs, and how far it has come. */
+struct run {
+	const struct attach_opts *a;
+	struct out *out;
+	long pid;
+	const char *comm;
+	pid_t gdb;           /* gdb's pid */
+	int gdb_fd;          /* gdb's output, read while gdb_open */
+	int gdb_open, gdb_done, gdb_status;
+	int data, ctl;       /* the FIFOs; ctl is -1 once closed */
+	int result;          /* what memray_attach returned; -100: not yet */
+	int data_seen, stopping, interrupted, hit, told_wait, abandon;
+	double start, attached_at, stop_at;
+	sigset_t old;        /* the signal mask to wait with */
+	struct gdb_out go;
+	struct watch watch;
+};
+
+static char buf[1 << 16];
+
+/* Starts gdb on the scripts, its output and errors into r->gdb_fd. */
+static void start_gdb(struct run *r, const char *gdb)
+{
 	int gp[2];
 	if (pipe2(gp, O_CLOEXEC) < 0)
 		die(EXIT_USAGE, "cannot create a pipe: %s", strerror(errno));
@@ -502,7 +509,7 @@ int attach_main(const struct attach_opts *a, struct out *out)
 		/* its own process group: a Ctrl-C at the terminal is ours to
 		 * handle, not gdb's */
 		setpgid(0, 0);
-		sigprocmask(SIG_SETMASK, &old, NULL);
+		sigprocmask(SIG_SETMASK, &r->old, NULL);
 		signal(SIGINT, SIG_DFL);
 		int null = open("/dev/null", O_RDONLY);
 		dup2(null, STDIN_FILENO);
@@ -513,185 +520,221 @@ int attach_main(const struct attach_opts *a, struct out *out)
 		_exit(127);
 	}
 	close(gp[1]);
+	r->gdb = g;
+	r->gdb_fd = gp[0];
+}
 
-	static struct gdb_out go;
-	static char buf[1 << 16];
-	int gdb_open = 1, gdb_done = 0, gdb_status = 0, result = -100, data_seen = 0;
-	int stopping = 0, interrupted = 0, hit = 0, told_wait = 0, abandon = 0;
-	double start = now_s(), attached_at = 0, stop_at = 0;
-	static struct watch watch;
-	struct watch *w = &watch;
-	w->pid = (uint32_t)pid;
-	if (!a->quiet)
-		warnmsg("attaching to process %ld (%s)...", pid, comm);
-	for (;;) {
-		double now = now_s();
-		/* the duration runs from the moment recording starts; waiting for
-		 * the program to call the allocator may take as long again */
-		if (!stopping && a->duration > 0 &&
-		    ((result == 0 && now - attached_at >= a->duration) ||
-		     (result != 0 && now - start >= a->duration + 10)))
-			stop_signal = -1;
-		if (stop_signal && !stopping) {
-			stopping = 1;
-			interrupted = stop_signal > 0;
-			stop_at = now;
-			stop_signal = 0;
-			if (result == 0) {
-				close(ctl); /* the tracker ends the recording */
-				ctl = -1;
-			} else if (!gdb_done && gdb_open) {
-				/* what gdb said so far first: it may have hit */
-				struct pollfd q = { gp[0], POLLIN, 0 };
-				ssize_t r;
-				while (poll(&q, 1, 0) == 1 && (q.revents & POLLIN) &&
-				       (r = read(gp[0], buf, sizeof(buf))) > 0)
-					gdb_take(&go, buf, (size_t)r);
-				if (strstr(go.text, "MEMRAY-HIT"))
-					hit = 1;
-				if (!hit)
-					kill(g, SIGINT); /* gdb stops waiting and detaches */
+/* Acts on a stop asked for (a signal, the end of --duration, the output
+ * gone) and on waits that went on too long; 1 when the loop must end. */
+static int check_stop(struct run *r, double now)
+{
+	const struct attach_opts *a = r->a;
+	/* the duration runs from the moment recording starts; waiting for
+	 * the program to call the allocator may take as long again */
+	if (!r->stopping && a->duration > 0 &&
+	    ((r->result == 0 && now - r->attached_at >= a->duration) ||
+	     (r->result != 0 && now - r->start >= a->duration + 10)))
+		stop_signal = -1;
+	if (stop_signal && !r->stopping) {
+		r->stopping = 1;
+		r->interrupted = stop_signal > 0;
+		r->stop_at = now;
+		stop_signal = 0;
+		if (r->result == 0) {
+			close(r->ctl); /* the tracker ends the recording */
+			r->ctl = -1;
+		} else if (!r->gdb_done && r->gdb_open) {
+			/* what gdb said so far first: it may have hit */
+			struct pollfd q = { r->gdb_fd, POLLIN, 0 };
+			ssize_t n;
+			while (poll(&q, 1, 0) == 1 && (q.revents & POLLIN) &&
+			       (n = read(r->gdb_fd, buf, sizeof(buf))) > 0)
+				gdb_take(&r->go, buf, (size_t)n);
+			if (strstr(r->go.text, "MEMRAY-HIT"))
+				r->hit = 1;
+			if (!r->hit)
+				kill(r->gdb, SIGINT); /* gdb stops waiting and detaches */
+		}
+		/* once gdb's call into the process has begun it is never
+		 * interrupted (the process would be left in the middle
+		 * of it): the recording ends as soon as it returns */
+	} else if (stop_signal && r->stopping) {
+		/* a second signal: leave now; the program ends the
+		 * recording itself when it next runs, and gdb finishes
+		 * its call on its own */
+		warnmsg("stopped waiting; process %ld ends the recording itself", r->pid);
+		r->abandon = 1;
+		return 1;
+	}
+	if (r->hit && r->result == -100 && !r->told_wait && now - r->start > 10 && !a->quiet) {
+		warnmsg("waiting for the call into process %ld to return...", r->pid);
+		r->told_wait = 1;
+	}
+	if (r->stopping && r->result == 0 && now - r->stop_at > 10) {
+		warnmsg("process %ld does not answer; stopped waiting", r->pid);
+		return 1;
+	}
+	return 0;
+}
+
+/* Reads what gdb said: the hit, memray_attach's result; 1 when gdb has
+ * ended without attaching (the loop ends, the failure is reported). */
+static int read_gdb(struct run *r)
+{
+	ssize_t n = read(r->gdb_fd, buf, sizeof(buf));
+	if (n > 0) {
+		if (getenv("MEMRAY_ATTACH_DEBUG"))
+			fwrite(buf, 1, (size_t)n, stderr);
+		gdb_take(&r->go, buf, (size_t)n);
+		if (strstr(r->go.text, "MEMRAY-HIT"))
+			r->hit = 1;
+		const char *m = strstr(r->go.text, "MEMRAY-RESULT ");
+		if (m && r->result == -100 && strchr(m, '\n')) {
+			r->result = atoi(m + 14);
+			/* the process has the FIFOs open, or never will:
+			 * nothing is left behind in /tmp from here on */
+			cleanup();
+			if (r->result == 0 && r->stopping && r->ctl >= 0) {
+				close(r->ctl); /* stopped while the call ran */
+				r->ctl = -1;
 			}
-			/* once gdb's call into the process has begun it is never
-			 * interrupted (the process would be left in the middle
-			 * of it): the recording ends as soon as it returns */
-		} else if (stop_signal && stopping) {
-			/* a second signal: leave now; the program ends the
-			 * recording itself when it next runs, and gdb finishes
-			 * its call on its own */
-			warnmsg("stopped waiting; process %ld ends the recording itself", pid);
-			abandon = 1;
+			if (r->result == 0) {
+				r->attached_at = now_s();
+				if (!r->a->quiet)
+					warnmsg("recording process %ld (%s)%s", r->pid, r->comm,
+						r->a->duration > 0 ? "" : "; Ctrl-C stops");
+			}
+		}
+	} else if (n == 0 || errno != EINTR) {
+		r->gdb_open = 0;
+		close(r->gdb_fd);
+		while (waitpid(r->gdb, &r->gdb_status, 0) < 0 && errno == EINTR)
+			;
+		r->gdb_done = 1;
+		if (r->result != 0)
+			return 1; /* attaching failed, reported below */
+	}
+	return 0;
+}
+
+/* Passes what the tracker wrote on to the output; 1 when the tracker has
+ * closed the stream. */
+static int read_data(struct run *r)
+{
+	ssize_t n = read(r->data, buf, sizeof(buf));
+	if (n > 0) {
+		r->data_seen = 1;
+		r->out->bytes_in += (unsigned long long)n;
+		watch_bytes(&r->watch, (const uint8_t *)buf, (size_t)n);
+		out_data(r->out, buf, (size_t)n, 0);
+		/* the output went away (| head, a reader that quit):
+		 * the recording ends */
+		if (r->out->cut && !r->stopping)
+			stop_signal = -1;
+	} else if (n == 0 && r->data_seen) {
+		return 1; /* the tracker closed the stream */
+	} else if (n == 0) {
+		/* no writer yet: wait for gdb */
+		struct timespec t = { 0, 20 * 1000 * 1000 };
+		nanosleep(&t, NULL);
+	}
+	return 0;
+}
+
+/* Follows gdb and the stream until the recording ends (or attaching
+ * failed). */
+static void run_loop(struct run *r)
+{
+	for (;;) {
+		if (check_stop(r, now_s()))
 			break;
-		}
-		if (hit && result == -100 && !told_wait && now - start > 10 && !a->quiet) {
-			warnmsg("waiting for the call into process %ld to return...", pid);
-			told_wait = 1;
-		}
-		if (stopping && result == 0 && now - stop_at > 10) {
-			warnmsg("process %ld does not answer; stopped waiting", pid);
-			break;
-		}
 		struct pollfd p[2];
 		int np = 0;
-		if (gdb_open)
-			p[np++] = (struct pollfd){ gp[0], POLLIN, 0 };
+		if (r->gdb_open)
+			p[np++] = (struct pollfd){ r->gdb_fd, POLLIN, 0 };
+		/* the tracker writes its header while gdb's call runs */
 		int di = -1;
-		if (result == 0 || data_seen) {
+		if (r->result == 0 || r->data_seen || !r->gdb_done) {
 			di = np;
-			p[np++] = (struct pollfd){ data, POLLIN, 0 };
-		} else if (!gdb_done) {
-			/* the tracker writes its header while gdb's call runs */
-			di = np;
-			p[np++] = (struct pollfd){ data, POLLIN, 0 };
+			p[np++] = (struct pollfd){ r->data, POLLIN, 0 };
 		}
 		struct timespec tick = { 0, 100 * 1000 * 1000 };
-		int n = ppoll(p, (nfds_t)np, &tick, &old);
+		int n = ppoll(p, (nfds_t)np, &tick, &r->old);
 		if (n < 0 && errno != EINTR)
 			die(EXIT_USAGE, "poll: %s", strerror(errno));
 		if (n <= 0) {
-			if (!gdb_done && !gdb_open && waitpid(g, &gdb_status, WNOHANG) == g)
-				gdb_done = 1;
+			if (!r->gdb_done && !r->gdb_open && waitpid(r->gdb, &r->gdb_status, WNOHANG) == r->gdb)
+				r->gdb_done = 1;
 			continue;
 		}
-		if (gdb_open && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-			ssize_t r = read(gp[0], buf, sizeof(buf));
-			if (r > 0) {
-				if (getenv("MEMRAY_ATTACH_DEBUG"))
-					fwrite(buf, 1, (size_t)r, stderr);
-				gdb_take(&go, buf, (size_t)r);
-				if (strstr(go.text, "MEMRAY-HIT"))
-					hit = 1;
-				const char *m = strstr(go.text, "MEMRAY-RESULT ");
-				if (m && result == -100 && strchr(m, '\n')) {
-					result = atoi(m + 14);
-					/* the process has the FIFOs open, or never will:
-					 * nothing is left behind in /tmp from here on */
-					cleanup();
-					if (result == 0 && stopping && ctl >= 0) {
-						close(ctl); /* stopped while the call ran */
-						ctl = -1;
-					}
-					if (result == 0) {
-						attached_at = now_s();
-						if (!a->quiet)
-							warnmsg("recording process %ld (%s)%s", pid, comm,
-								a->duration > 0 ? "" : "; Ctrl-C stops");
-					}
-				}
-			} else if (r == 0 || errno != EINTR) {
-				gdb_open = 0;
-				close(gp[0]);
-				while (waitpid(g, &gdb_status, 0) < 0 && errno == EINTR)
-					;
-				gdb_done = 1;
-				if (result != 0)
-					break; /* attaching failed, reported below */
-			}
-		}
-		if (di >= 0 && (p[di].revents & (POLLIN | POLLHUP | POLLERR))) {
-			ssize_t r = read(data, buf, sizeof(buf));
-			if (r > 0) {
-				data_seen = 1;
-				out->bytes_in += (unsigned long long)r;
-				watch_bytes(w, (const uint8_t *)buf, (size_t)r);
-				out_data(out, buf, (size_t)r, 0);
-				/* the output went away (| head, a reader that quit):
-				 * the recording ends */
-				if (out->cut && !stopping)
-					stop_signal = -1;
-			} else if (r == 0 && data_seen) {
-				break; /* the tracker closed the stream */
-			} else if (r == 0) {
-				/* no writer yet: wait for gdb */
-				struct timespec t = { 0, 20 * 1000 * 1000 };
-				nanosleep(&t, NULL);
-			}
-		}
+		if (r->gdb_open && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && read_gdb(r))
+			break;
+		if (di >= 0 && (p[di].revents & (POLLIN | POLLHUP | POLLERR)) && read_data(r))
+			break;
 	}
-	if (abandon) {
+}
+
+/* Lets gdb finish (unless abandoned) and closes the FIFOs and the output. */
+static void finish(struct run *r)
+{
+	if (r->abandon) {
 		/* gdb is left to finish on its own */
-	} else if (!gdb_done && gdb_open) {
+	} else if (!r->gdb_done && r->gdb_open) {
 		/* gdb's output is no longer read: let it finish detaching */
-		close(gp[0]);
-		while (waitpid(g, &gdb_status, 0) < 0 && errno == EINTR)
+		close(r->gdb_fd);
+		while (waitpid(r->gdb, &r->gdb_status, 0) < 0 && errno == EINTR)
 			;
-	} else if (!gdb_done) {
-		while (waitpid(g, &gdb_status, 0) < 0 && errno == EINTR)
+	} else if (!r->gdb_done) {
+		while (waitpid(r->gdb, &r->gdb_status, 0) < 0 && errno == EINTR)
 			;
 	}
-	if (ctl >= 0)
-		close(ctl);
-	close(data);
+	if (r->ctl >= 0)
+		close(r->ctl);
+	close(r->data);
 	cleanup();
-	out_finish(out);
-	if (result != 0) {
-		if (out->created)
-			unlink(out->name);
-		if (result == -1)
-			die(EXIT_USAGE, "process %ld (%s) is being recorded already", pid, comm);
-		if (result == -2)
-			die(EXIT_USAGE, "process %ld (%s) cannot open memray-record's FIFOs in %s",
-			    pid, comm, dir);
-		if (result == -3)
-			die(EXIT_USAGE, "cannot redirect the allocator calls of process %ld (%s)",
-			    pid, comm);
-		const char *m = strstr(go.text, "MEMRAY-DLOPEN-FAILED ");
-		if (m) {
-			char reason[512];
-			snprintf(reason, sizeof(reason), "%s", m + 21);
-			reason[strcspn(reason, "\n")] = 0;
-			die(EXIT_USAGE, "cannot load the tracker into process %ld (%s): %s", pid, comm,
-			    reason);
-		}
-		if (stopping && strstr(go.text, "MEMRAY-ATTACHED"))
-			die(EXIT_CHECK, "process %ld (%s) did not call the allocator while memray-record "
-			    "waited; nothing was recorded, and the process goes on as before", pid, comm);
-		if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-			die(EXIT_USAGE, "process %ld (%s) ended before it could be attached to", pid, comm);
-		die(EXIT_USAGE, "gdb could not attach to process %ld (%s): %s", pid, comm,
-		    gdb_error(&go));
+	out_finish(r->out);
+}
+
+/* Says why attaching failed, from memray_attach's result or what gdb
+ * said, and exits; dir is the FIFOs' directory as the process sees it. */
+__attribute__((noreturn)) static void attach_failed(struct run *r, const char *dir)
+{
+	long pid = r->pid;
+	const char *comm = r->comm;
+	if (r->out->created)
+		unlink(r->out->name);
+	if (r->result == -1)
+		die(EXIT_USAGE, "process %ld (%s) is being recorded already", pid, comm);
+	if (r->result == -2)
+		die(EXIT_USAGE, "process %ld (%s) cannot open memray-record's FIFOs in %s",
+		    pid, comm, dir);
+	if (r->result == -3)
+		die(EXIT_USAGE, "cannot redirect the allocator calls of process %ld (%s)",
+		    pid, comm);
+	const char *m = strstr(r->go.text, "MEMRAY-DLOPEN-FAILED ");
+	if (m) {
+		char reason[512];
+		snprintf(reason, sizeof(reason), "%s", m + 21);
+		reason[strcspn(reason, "\n")] = 0;
+		die(EXIT_USAGE, "cannot load the tracker into process %ld (%s): %s", pid, comm,
+		    reason);
 	}
-	int trailer = watch_trailer(w);
+	if (r->stopping && strstr(r->go.text, "MEMRAY-ATTACHED"))
+		die(EXIT_CHECK, "process %ld (%s) did not call the allocator while memray-record "
+		    "waited; nothing was recorded, and the process goes on as before", pid, comm);
+	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		die(EXIT_USAGE, "process %ld (%s) ended before it could be attached to", pid, comm);
+	die(EXIT_USAGE, "gdb could not attach to process %ld (%s): %s", pid, comm,
+	    gdb_error(&r->go));
+}
+
+/* Says how the recording ended; the exit status. */
+static int report_end(struct run *r)
+{
+	const struct attach_opts *a = r->a;
+	struct out *out = r->out;
+	long pid = r->pid;
+	int trailer = watch_trailer(&r->watch);
 	if (out->err) {
 		if (out->err == EPIPE)
 			warnmsg("the stream was cut: %s went away; process %ld goes on as before",
@@ -702,10 +745,10 @@ int attach_main(const struct attach_opts *a, struct out *out)
 	}
 	if (!trailer) {
 		warnmsg("process %ld (%s) ended during the recording without finishing its "
-			"stream (killed?); %s holds what was written before", pid, comm, out->name);
-	} else if (!stopping && !a->quiet) {
-		warnmsg("process %ld (%s) ended during the recording", pid, comm);
-	} else if (!a->quiet && interrupted) {
+			"stream (killed?); %s holds what was written before", pid, r->comm, out->name);
+	} else if (!r->stopping && !a->quiet) {
+		warnmsg("process %ld (%s) ended during the recording", pid, r->comm);
+	} else if (!a->quiet && r->interrupted) {
 		warnmsg("stopped recording; process %ld goes on as before", pid);
 	}
 	if (!a->quiet && !out->to_stdout) {
@@ -713,4 +756,59 @@ int attach_main(const struct attach_opts *a, struct out *out)
 		warnmsg("wrote %s (%s)", out->name, human_size(h, out->bytes_out));
 	}
 	return EXIT_OK;
+}
+
+int attach_main(const struct attach_opts *a, struct out *out)
+{
+	static struct run run;
+	struct run *r = &run;
+	long pid = a->pid;
+	char comm[64] = "?";
+	check_target(pid, comm, sizeof(comm));
+
+	char gdb[PATH_MAX], tracker[PATH_MAX], lib[PATH_MAX + 64], dir[PATH_MAX + 64];
+	if (find_in_path("gdb", gdb, sizeof(gdb)) < 0)
+		die(EXIT_USAGE, "attaching needs gdb, which is not in PATH (Debian: apt-get "
+		    "install gdb)");
+	if (find_tracker(tracker, sizeof(tracker)) < 0)
+		die(EXIT_USAGE, "cannot find libmemray-tracker.so (set MEMRAY_TRACKER or "
+		    "install memray-c with make install)");
+	make_fifos(pid);
+	/* the output, last: every mistake above leaves no file behind */
+	if (!out->to_stdout) {
+		out->fd = open_output(out->name, a->force);
+		out->created = 1;
+	}
+	if (out->compress && deflateInit2(&out->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+					  Z_DEFAULT_STRATEGY) != Z_OK)
+		die(EXIT_USAGE, "cannot start zlib");
+	r->data = open(S.data_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	r->ctl = open(S.ctl_path, O_RDWR | O_CLOEXEC);
+	if (r->data < 0 || r->ctl < 0)
+		die(EXIT_USAGE, "cannot open the FIFOs in %s: %s", S.dir, strerror(errno));
+	fcntl(r->data, F_SETPIPE_SZ, 1 << 20);
+	target_path(pid, tracker, lib, sizeof(lib));
+	target_path(pid, S.dir, dir, sizeof(dir));
+	int native = strcmp(a->native, "1") == 0 ? 1 : strcmp(a->native, "0") == 0 ? 0 : -1;
+	uintptr_t entries[MAX_ENTRIES];
+	size_t nentries = allocator_entries(pid, tracker, entries, MAX_ENTRIES);
+	write_script(pid, lib, dir, native, a->interval_ms * 1000, a, entries, nentries);
+
+	block_stops(&r->old);
+	start_gdb(r, gdb);
+	r->a = a;
+	r->out = out;
+	r->pid = pid;
+	r->comm = comm;
+	r->gdb_open = 1;
+	r->result = -100;
+	r->start = now_s();
+	r->watch.pid = (uint32_t)pid;
+	if (!a->quiet)
+		warnmsg("attaching to process %ld (%s)...", pid, comm);
+	run_loop(r);
+	finish(r);
+	if (r->result != 0)
+		attach_failed(r, dir);
+	return report_end(r);
 }

@@ -464,9 +464,242 @@ static int attach(const struct opts *o, int nargs)
 	return attach_main(&a, &out);
 }
 
-int main(int argc, char **argv)
+/* ---- recording a program ------------------------------------------------- */
+
+/* A program being recorded: where its stream goes, and the pipes between
+ * it and this process. */
+struct run {
+	const struct opts *o;
+	char **argv;          /* PROGRAM and its arguments */
+	const char *why;      /* why nothing can be recorded in PROGRAM; NULL: it can */
+	char tracker[PATH_MAX], path[PATH_MAX];
+	struct out out;
+	int to_stdout;        /* the stream goes to stdout */
+	int default_name;     /* to memray-PROGRAM.PID.bin, once the pid is known */
+	int created;          /* out.name was created here */
+	char name[PATH_MAX];
+	int prog_out;         /* --program-output's file; -1: none */
+	int data[2];          /* the stream, from the tracker */
+	int errp[2];          /* errno of a failed exec, from the child */
+	int go[2];            /* the child waits on it for the default name */
+	struct watch watch;
+};
+
+/* Where the stream goes: -o FILE (opened now, unless nothing can be
+ * recorded), stdout, or a default name once the program's pid is known. */
+static void choose_output(struct run *r)
 {
-	progname = "memray-record";
+	const struct opts *o = r->o;
+	if (o->output && strcmp(o->output, "-") != 0) {
+		if (!r->why)
+			r->out.fd = open_output(o->output, o->force);
+		r->created = r->out.fd >= 0;
+		r->out.name = o->output;
+	} else if (o->output || !isatty(STDOUT_FILENO)) {
+		r->to_stdout = 1;
+		r->out.fd = STDOUT_FILENO;
+		r->out.name = "standard output";
+	} else {
+		r->default_name = !r->why;
+	}
+}
+
+/* The program's own output, opened here so that a mistake is reported
+ * before anything runs; never through a symbolic link. */
+static void open_program_output(struct run *r)
+{
+	const char *file = r->o->program_output;
+	r->prog_out = -1;
+	if (!file)
+		return;
+	r->prog_out = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (r->prog_out < 0 && errno == ELOOP)
+		die(EXIT_USAGE, "'%s' is a symbolic link; not following it", file);
+	if (r->prog_out < 0)
+		die(EXIT_USAGE, "cannot create '%s': %s", file, strerror(errno));
+}
+
+/* In the child: the program, with the tracker preloaded to write into the
+ * data pipe; an exec that fails sends its errno up errp. */
+__attribute__((noreturn)) static void exec_program(struct run *r)
+{
+	close(r->data[0]);
+	close(r->errp[0]);
+	close(r->go[1]);
+	if (r->prog_out >= 0) {
+		dup2(r->prog_out, STDOUT_FILENO);
+		dup2(r->prog_out, STDERR_FILENO);
+	} else if (r->to_stdout) {
+		dup2(STDERR_FILENO, STDOUT_FILENO);
+	}
+	if (!r->why) {
+		int fd = dup(r->data[1]); /* without close-on-exec */
+		child_env(r->tracker, fd, r->o);
+	}
+	char ok;
+	if (r->default_name && read(r->go[0], &ok, 1) != 1)
+		_exit(127);
+	execv(r->path, r->argv);
+	int e = errno;
+	if (write(r->errp[1], &e, sizeof(e)) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+/* Forks the program (child) with its pipes; this process ignores the
+ * terminal's signals and passes SIGTERM and SIGHUP on to it. */
+static void start_program(struct run *r)
+{
+	if (pipe2(r->data, O_CLOEXEC) < 0 || pipe2(r->errp, O_CLOEXEC) < 0 ||
+	    pipe2(r->go, O_CLOEXEC) < 0)
+		die(EXIT_USAGE, "cannot create a pipe: %s", strerror(errno));
+	fcntl(r->data[0], F_SETPIPE_SZ, 1 << 20);
+
+	child = fork();
+	if (child < 0)
+		die(EXIT_USAGE, "cannot fork: %s", strerror(errno));
+	if (child == 0)
+		exec_program(r);
+	close(r->data[1]);
+	close(r->errp[1]);
+	close(r->go[0]);
+	if (r->prog_out >= 0)
+		close(r->prog_out);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, forward);
+	signal(SIGHUP, forward);
+}
+
+/* The default output, memray-PROGRAM.PID.bin, now that the pid is known;
+ * then the child may exec. */
+static void open_default_output(struct run *r)
+{
+	if (r->default_name) {
+		char *base = basename(r->argv[0]);
+		snprintf(r->name, sizeof(r->name), "memray-%s.%d.bin", base, (int)child);
+		r->out.fd = open_output(r->name, r->o->force);
+		r->created = 1;
+		r->out.name = r->name;
+		if (write(r->go[1], "g", 1) != 1)
+			die(EXIT_USAGE, "cannot start '%s'", r->argv[0]);
+	}
+	close(r->go[1]);
+}
+
+/* Whether the program could not be run: its exit status as a shell's
+ * (126 or 127, said why), or -1 when it runs. */
+static int exec_failed(struct run *r)
+{
+	int e = 0;
+	if (read(r->errp[0], &e, sizeof(e)) == (ssize_t)sizeof(e)) {
+		waitpid(child, NULL, 0);
+		if (r->created)
+			unlink(r->out.name);
+		warnmsg("cannot run '%s': %s", r->argv[0], strerror(e));
+		return e == ENOENT ? 127 : 126;
+	}
+	close(r->errp[0]);
+	return -1;
+}
+
+/* Relays the stream from the data pipe to the output until the last
+ * writer closes it. */
+static void relay(struct run *r)
+{
+	struct out *out = &r->out;
+	if (r->o->compress && out->fd >= 0) {
+		out->compress = 1;
+		if (deflateInit2(&out->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+				 Z_DEFAULT_STRATEGY) != Z_OK)
+			die(EXIT_USAGE, "cannot start zlib");
+	}
+	if (out->fd < 0)
+		out->cut = 1;
+	static char buf[1 << 16];
+	r->watch.pid = (uint32_t)child;
+	for (;;) {
+		ssize_t k = read(r->data[0], buf, sizeof(buf));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		out->bytes_in += (unsigned long long)k;
+		watch_bytes(&r->watch, (const uint8_t *)buf, (size_t)k);
+		out_data(out, buf, (size_t)k, 0);
+	}
+	if (out->compress) {
+		out_data(out, NULL, 0, 1);
+		deflateEnd(&out->z);
+	}
+}
+
+/* Says how the recording went, the program having ended with wait
+ * status ws; memray-record's exit status (the program's). */
+static int report(struct run *r, int ws)
+{
+	struct out *out = &r->out;
+	const char *why = r->why, *prog = r->argv[0];
+	/* A program that exited by itself ends its stream with a trailer;
+	 * without one, it closed the stream's descriptor (a daemon closing
+	 * everything) or exec'd a program that cannot load the tracker. */
+	int closed_early = !why && !out->err && out->bytes_in > 0 && WIFEXITED(ws) &&
+			   !watch_trailer(&r->watch);
+	int status = exit_status(ws, prog, r->o->quiet, !why && watch_trailer(&r->watch));
+	if (out->fd >= 0 && !r->to_stdout && close(out->fd) < 0 && !out->err)
+		out->err = errno;
+	if (out->err) {
+		if (out->err == EPIPE)
+			warnmsg("the stream was cut: %s went away", out->name);
+		else
+			warnmsg("the stream in %s is incomplete: %s", out->name, strerror(out->err));
+	} else if (closed_early) {
+		warnmsg("the recording of '%s' stopped before it ended (it closed the stream's"
+			" descriptor, or exec'd a program that cannot load the tracker):"
+			" %s has no trailer", prog, out->name);
+	} else if (!why && out->bytes_in == 0) {
+		warnmsg("nothing was recorded: '%s' did not load the tracker", prog);
+	} else if (!why && !r->o->quiet && !r->to_stdout) {
+		char h[16];
+		warnmsg("wrote %s (%s)", out->name, human_size(h, out->bytes_out));
+	}
+	return status;
+}
+
+/* Runs PROGRAM (prog_argv) recorded; its exit status. */
+static int record(const struct opts *o, char **prog_argv)
+{
+	static struct run run;
+	struct run *r = &run;
+	r->o = o;
+	r->argv = prog_argv;
+	r->out.fd = -1;
+	int rc = locate(prog_argv[0], r->tracker, r->path, &r->why);
+	if (rc)
+		return rc;
+	if (r->why)
+		warnmsg("'%s' %s: it will run, but nothing can be recorded", prog_argv[0], r->why);
+	choose_output(r);
+	open_program_output(r);
+	start_program(r);
+	open_default_output(r);
+	rc = exec_failed(r);
+	if (rc >= 0)
+		return rc;
+	relay(r);
+	int ws = 0;
+	while (waitpid(child, &ws, 0) < 0 && errno == EINTR)
+		;
+	return report(r, ws);
+}
+
+/* ---- options -------------------------------------------------------------- */
+
+/* Reads the options into o (exits for --help and --version); optind is
+ * left at PROGRAM. */
+static void parse_options(int argc, char **argv, struct opts *o)
+{
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "force", no_argument, NULL, 'f' },
@@ -487,53 +720,60 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { NULL, 0, 0, 0, "auto", 0, 10, 0, NULL, -1, 0, 0, 0, 0 };
+	*o = (struct opts){ NULL, 0, 0, 0, "auto", 0, 10, 0, NULL, -1, 0, 0, 0, 0 };
 	int c;
 	char *end;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:o:fzqhp:", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'o': o.output = optarg; break;
-		case 'f': o.force = 1; break;
-		case 'z': o.compress = 1; break;
-		case 'N': o.native = "1"; break;
-		case 'n': o.native = "0"; break;
-		case 'q': o.quiet = 1; break;
-		case 'P': o.python_allocators = 1; break;
-		case 'F': o.follow_fork = 1; break;
-		case 'O': o.program_output = optarg; break;
-		case 'p': o.pid = pid_arg("--pid", optarg); break;
-		case 'I': o.idle = 1; break;
+		case 'o': o->output = optarg; break;
+		case 'f': o->force = 1; break;
+		case 'z': o->compress = 1; break;
+		case 'N': o->native = "1"; break;
+		case 'n': o->native = "0"; break;
+		case 'q': o->quiet = 1; break;
+		case 'P': o->python_allocators = 1; break;
+		case 'F': o->follow_fork = 1; break;
+		case 'O': o->program_output = optarg; break;
+		case 'p': o->pid = pid_arg("--pid", optarg); break;
+		case 'I': o->idle = 1; break;
 		case 'D':
-			o.duration = strtod(optarg, &end);
-			if (*end || end == optarg || !(o.duration > 0) || o.duration > 1e7)
+			o->duration = strtod(optarg, &end);
+			if (*end || end == optarg || !(o->duration > 0) || o->duration > 1e7)
 				die(EXIT_USAGE, "invalid --duration '%s': expected seconds, more than 0",
 				    optarg);
 			break;
 		case 'i':
-			o.interval_ms = strtol(optarg, &end, 10);
-			if (*end || end == optarg || o.interval_ms < 1 || o.interval_ms > 3600000)
+			o->interval_ms = strtol(optarg, &end, 10);
+			if (*end || end == optarg || o->interval_ms < 1 || o->interval_ms > 3600000)
 				die(EXIT_USAGE, "invalid --interval '%s': expected milliseconds "
 				    "from 1 to 3600000", optarg);
 			break;
 		case 'S':
-			if (parse_size(optarg, &o.sample_bytes) < 0 || o.sample_bytes < 1 ||
-			    o.sample_bytes > MR_SAMPLE_MAX)
+			if (parse_size(optarg, &o->sample_bytes) < 0 || o->sample_bytes < 1 ||
+			    o->sample_bytes > MR_SAMPLE_MAX)
 				die(EXIT_USAGE, "invalid --sample-bytes '%s': expected a size from 1 "
 				    "byte to 1GiB, like 512K", optarg);
 			break;
 		case 's':
 			errno = 0;
-			o.seed = strtoull(optarg, &end, 10);
-			if (*end || end == optarg || errno || o.seed == 0 || optarg[0] == '-')
+			o->seed = strtoull(optarg, &end, 10);
+			if (*end || end == optarg || errno || o->seed == 0 || optarg[0] == '-')
 				die(EXIT_USAGE, "invalid --seed '%s': expected a positive integer",
 				    optarg);
 			break;
 		case 'h': usage(EXIT_OK); break;
-		case 'V': printf("memray-record %s\n", MEMRAY_VERSION); return EXIT_OK;
+		case 'V': printf("memray-record %s\n", MEMRAY_VERSION); exit(EXIT_OK);
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
+}
+
+int main(int argc, char **argv)
+{
+	progname = "memray-record";
+	struct opts o;
+	parse_options(argc, argv, &o);
 	if (o.pid >= 0 && o.idle)
 		die(EXIT_USAGE, "--idle runs a program: it cannot be used with --pid");
 	if (o.seed && !o.sample_bytes)
@@ -551,156 +791,5 @@ int main(int argc, char **argv)
 		warnmsg("no program to run");
 		usage(EXIT_USAGE);
 	}
-	char **prog_argv = argv + optind;
-	char tracker[PATH_MAX], path[PATH_MAX];
-	const char *why;
-	int rc = locate(prog_argv[0], tracker, path, &why);
-	if (rc)
-		return rc;
-	if (why)
-		warnmsg("'%s' %s: it will run, but nothing can be recorded", prog_argv[0], why);
-
-	/* Where the stream goes. */
-	struct out out = { .fd = -1 };
-	int to_stdout = 0, default_name = 0, created = 0;
-	char name[PATH_MAX];
-	if (o.output && strcmp(o.output, "-") != 0) {
-		if (!why)
-			out.fd = open_output(o.output, o.force);
-		created = out.fd >= 0;
-		out.name = o.output;
-	} else if (o.output || !isatty(STDOUT_FILENO)) {
-		to_stdout = 1;
-		out.fd = STDOUT_FILENO;
-		out.name = "standard output";
-	} else {
-		default_name = !why;
-	}
-
-	/* the program's own output, opened here so that a mistake is
-	 * reported before anything runs; never through a symbolic link */
-	int prog_out = -1;
-	if (o.program_output) {
-		prog_out = open(o.program_output,
-				O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-		if (prog_out < 0 && errno == ELOOP)
-			die(EXIT_USAGE, "'%s' is a symbolic link; not following it", o.program_output);
-		if (prog_out < 0)
-			die(EXIT_USAGE, "cannot create '%s': %s", o.program_output, strerror(errno));
-	}
-	int data[2], errp[2], go[2];
-	if (pipe2(data, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0)
-		die(EXIT_USAGE, "cannot create a pipe: %s", strerror(errno));
-	fcntl(data[0], F_SETPIPE_SZ, 1 << 20);
-
-	child = fork();
-	if (child < 0)
-		die(EXIT_USAGE, "cannot fork: %s", strerror(errno));
-	if (child == 0) {
-		close(data[0]);
-		close(errp[0]);
-		close(go[1]);
-		if (prog_out >= 0) {
-			dup2(prog_out, STDOUT_FILENO);
-			dup2(prog_out, STDERR_FILENO);
-		} else if (to_stdout) {
-			dup2(STDERR_FILENO, STDOUT_FILENO);
-		}
-		if (!why) {
-			int fd = dup(data[1]); /* without close-on-exec */
-			child_env(tracker, fd, &o);
-		}
-		char ok;
-		if (default_name && read(go[0], &ok, 1) != 1)
-			_exit(127);
-		execv(path, prog_argv);
-		int e = errno;
-		if (write(errp[1], &e, sizeof(e)) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	close(data[1]);
-	close(errp[1]);
-	close(go[0]);
-	if (prog_out >= 0)
-		close(prog_out);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGTERM, forward);
-	signal(SIGHUP, forward);
-
-	if (default_name) {
-		char *base = basename(prog_argv[0]);
-		snprintf(name, sizeof(name), "memray-%s.%d.bin", base, (int)child);
-		out.fd = open_output(name, o.force);
-		created = 1;
-		out.name = name;
-		if (write(go[1], "g", 1) != 1)
-			die(EXIT_USAGE, "cannot start '%s'", prog_argv[0]);
-	}
-	close(go[1]);
-
-	int e = 0;
-	if (read(errp[0], &e, sizeof(e)) == (ssize_t)sizeof(e)) {
-		waitpid(child, NULL, 0);
-		if (created)
-			unlink(out.name);
-		warnmsg("cannot run '%s': %s", prog_argv[0], strerror(e));
-		return e == ENOENT ? 127 : 126;
-	}
-	close(errp[0]);
-
-	if (o.compress && out.fd >= 0) {
-		out.compress = 1;
-		if (deflateInit2(&out.z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
-				 Z_DEFAULT_STRATEGY) != Z_OK)
-			die(EXIT_USAGE, "cannot start zlib");
-	}
-	if (out.fd < 0)
-		out.cut = 1;
-	static char buf[1 << 16];
-	static struct watch watch;
-	watch.pid = (uint32_t)child;
-	for (;;) {
-		ssize_t k = read(data[0], buf, sizeof(buf));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		out.bytes_in += (unsigned long long)k;
-		watch_bytes(&watch, (const uint8_t *)buf, (size_t)k);
-		out_data(&out, buf, (size_t)k, 0);
-	}
-	if (out.compress) {
-		out_data(&out, NULL, 0, 1);
-		deflateEnd(&out.z);
-	}
-	int ws = 0;
-	while (waitpid(child, &ws, 0) < 0 && errno == EINTR)
-		;
-	/* A program that exited by itself ends its stream with a trailer;
-	 * without one, it closed the stream's descriptor (a daemon closing
-	 * everything) or exec'd a program that cannot load the tracker. */
-	int closed_early = !why && !out.err && out.bytes_in > 0 && WIFEXITED(ws) &&
-			   !watch_trailer(&watch);
-	int status = exit_status(ws, prog_argv[0], o.quiet, !why && watch_trailer(&watch));
-	if (out.fd >= 0 && !to_stdout && close(out.fd) < 0 && !out.err)
-		out.err = errno;
-	if (out.err) {
-		if (out.err == EPIPE)
-			warnmsg("the stream was cut: %s went away", out.name);
-		else
-			warnmsg("the stream in %s is incomplete: %s", out.name, strerror(out.err));
-	} else if (closed_early) {
-		warnmsg("the recording of '%s' stopped before it ended (it closed the stream's"
-			" descriptor, or exec'd a program that cannot load the tracker):"
-			" %s has no trailer", prog_argv[0], out.name);
-	} else if (!why && out.bytes_in == 0) {
-		warnmsg("nothing was recorded: '%s' did not load the tracker", prog_argv[0]);
-	} else if (!why && !o.quiet && !to_stdout) {
-		char h[16];
-		warnmsg("wrote %s (%s)", out.name, human_size(h, out.bytes_out));
-	}
-	return status;
+	return record(&o, argv + optind);
 }

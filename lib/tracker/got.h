@@ -4,7 +4,7 @@
  * function are pointed at the hook, and put back exactly on restore.
  *
  * Used by `memray-record --pid`, where the tracker is dlopen'ed into a
- * process that is already running (see tracker.c, memray_attach). Two
+ * process that is already running (see attach.c, memray_attach). Two
  * kinds of entry are patched: JUMP_SLOT (calls through the PLT) and
  * GLOB_DAT (calls and function pointers through the GOT, which is how
  * glibc calls malloc from inside itself). The loader, the vDSO and the

@@ -3,8 +3,9 @@
  *
  * The tracker is preloaded into the program by memray-record. hooks.c
  * interposes the allocator functions and calls the tracker_* functions
- * below; tracker.c owns the one writer, its lock, the stack trie, threads,
- * modules and the sampler thread.
+ * below; the recording parts behind them (the one writer and its lock,
+ * the stack trie, threads, modules, the sampler thread, ...) each have a
+ * file of their own, listed in internal.h.
  *
  * Rule for everything here: a hook first calls the real function (or for a
  * release, records first), then records only when tracker_active and the
@@ -125,7 +126,7 @@ int tracker_own_call(const void *caller);
 char **tracker_exec_env(char *const envp[]);
 void tracker_exec_failed(char **env);
 
-/* Sampling (memray-record --sample-bytes; tracker.c). The hooks' fast
+/* Sampling (memray-record --sample-bytes; sample.c). The hooks' fast
  * path: an allocation goes straight to the real one while the thread's
  * countdown to its next sampled byte stays above tracker_sample_floor (0
  * when sampling; never otherwise), and a release while its address's

@@ -1,0 +1,133 @@
+/*
+ * exec.c - an exec in the recorded process: the image being left ends its
+ * records with an EXEC record, and the new image's tracker is given what
+ * it needs to go on in the same stream (the environment it reads at
+ * start, the descriptor kept open).
+ *
+ * Owns: native_env (what MEMRAY_NATIVE the new image gets).
+ * Calls: sink.c (batch_write, pipe_id), lifecycle.c (tracker_finish),
+ * sample.c (set_active), the writer (mr_w_exec, under the lock).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+char native_env[8] = "auto";
+
+static char *env_entry(const char *name, const char *value)
+{
+	size_t n = strlen(name) + strlen(value) + 2;
+	char *s = real.malloc(n);
+	if (s)
+		snprintf(s, n, "%s=%s", name, value);
+	return s;
+}
+
+static void free_env(char **env)
+{
+	if (!env)
+		return;
+	for (char **e = env; *e; e++)
+		if (strncmp(*e, "LD_PRELOAD=", 11) == 0 || strncmp(*e, "MEMRAY_", 7) == 0)
+			real.free(*e);
+	real.free(env);
+}
+
+char **tracker_exec_env(char *const envp[])
+{
+	if (getpid() != my_pid || out_fd < 0)
+		return NULL;
+	if (attached || api_on) {
+		/* the new image has no tracker: the recording ends here */
+		tracker_finish();
+		return NULL;
+	}
+	tracker_guard = 1;
+	size_t n = 0;
+	const char *user_preload = NULL;
+	for (; envp && envp[n]; n++)
+		if (strncmp(envp[n], "LD_PRELOAD=", 11) == 0)
+			user_preload = envp[n] + 11;
+	char **env = real.malloc((n + 14) * sizeof(char *));
+	if (!env) {
+		tracker_guard = 0;
+		return NULL;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(envp[i], "LD_PRELOAD=", 11) != 0 && strncmp(envp[i], "MEMRAY_", 7) != 0)
+			env[k++] = envp[i];
+	char buf[4096 * 2 + 2], num[32];
+	/* following, the environment already names the tracker first */
+	size_t self_len = strlen(self_path);
+	if (user_preload && strncmp(user_preload, self_path, self_len) == 0 &&
+	    (user_preload[self_len] == 0 || user_preload[self_len] == ':')) {
+		user_preload += self_len;
+		if (*user_preload == ':')
+			user_preload++;
+	}
+	if (user_preload && user_preload[0]) {
+		snprintf(buf, sizeof(buf), "%s:%s", self_path, user_preload);
+		env[k++] = env_entry("MEMRAY_LD_PRELOAD", user_preload);
+	} else {
+		snprintf(buf, sizeof(buf), "%s", self_path);
+	}
+	env[k++] = env_entry("LD_PRELOAD", buf);
+	snprintf(num, sizeof(num), "%d", out_fd);
+	env[k++] = env_entry("MEMRAY_FD", num);
+	snprintf(num, sizeof(num), "%d", (int)my_pid);
+	env[k++] = env_entry("MEMRAY_PID", num);
+	env[k++] = env_entry("MEMRAY_NATIVE", native_env);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)interval_us);
+	env[k++] = env_entry("MEMRAY_INTERVAL_US", num);
+	if (tracker_sampling()) {
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)tracker_sample_bytes);
+		env[k++] = env_entry("MEMRAY_SAMPLE_BYTES", num);
+		if (sample_seed) {
+			snprintf(num, sizeof(num), "%llu", (unsigned long long)sample_seed);
+			env[k++] = env_entry("MEMRAY_SEED", num);
+		}
+	}
+	if (follow) {
+		env[k++] = env_entry("MEMRAY_FOLLOW", "1");
+		pipe_id(buf, sizeof(buf), out_dev, out_ino);
+		env[k++] = env_entry("MEMRAY_FD_ID", buf);
+	}
+	lock_stream();
+	int ok = ACTIVE();
+	if (ok) {
+		mr_w_exec(&writer, now_us());
+		batch_write();
+		set_active(0);
+		snprintf(num, sizeof(num), "%u", (unsigned)writer.seq);
+		env[k++] = env_entry("MEMRAY_SEQ", num);
+	}
+	unlock();
+	env[k] = NULL;
+	for (size_t i = 0; i < k; i++)
+		if (!env[i])
+			ok = 0;
+	if (!ok || fcntl(out_fd, F_SETFD, 0) < 0) {
+		free_env(env);
+		tracker_guard = 0;
+		return NULL; /* recording stops; the exec goes ahead unchanged */
+	}
+	tracker_guard = 0;
+	return env;
+}
+
+void tracker_exec_failed(char **env)
+{
+	tracker_guard = 1;
+	if (!follow)
+		fcntl(out_fd, F_SETFD, FD_CLOEXEC);
+	free_env(env);
+	lock_stream();
+	set_active(1); /* the stream goes on: the next record is not a header */
+	unlock();
+	tracker_guard = 0;
+}

@@ -1,0 +1,259 @@
+/*
+ * internal.h - what the recording parts of libmemray-tracker.so share
+ * (tracker.h is what the hooks see).
+ *
+ * One writer (struct mr_writer) behind one mutex carries every record of
+ * the process, so the stream's order of events is an order in which they
+ * happened. Chunks go to the descriptor memray-record passed in
+ * MEMRAY_FD, a pipe to memray-record itself. Native stacks are unwound
+ * with libunwind outside the lock; the lock covers interning them in the
+ * stack trie and encoding the event.
+ *
+ * The parts, each in a file of its own that says what it owns and what it
+ * may call:
+ *
+ *   boot.c      the bootstrap allocator; finding the real functions
+ *   sink.c      the lock, the writer and where its chunks go
+ *   stack.c     capturing a stack and interning it in the stack trie:
+ *               native, Python and hybrid stacks, the evaluation loop
+ *   threads.c   the stream's threads and their names
+ *   record.c    the events: an allocation, a release, a move
+ *   blocks.c    tables of blocks by address
+ *   sample.c    sampling (memray-record --sample-bytes)
+ *   modules.c   the loaded objects, as module records
+ *   sampler.c   the sampler thread: memory records, flushing, polling
+ *   lifecycle.c start (the constructor), fork, signal and finish
+ *   attach.c    attaching to a running program (memray-record --pid)
+ *   api.c       the in-process API (memray.h) and its window
+ *   exec.c      an exec in the recorded process
+ *
+ * Everything here is hidden (tracker.h's pragma): only memray.h's
+ * functions, the hooks and memray_attach leave the library.
+ */
+#ifndef MEMRAY_TRACKER_INTERNAL_H
+#define MEMRAY_TRACKER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "../stream.h"
+#include "tracker.h"
+
+#pragma GCC visibility push(hidden)
+
+#define EXPORT __attribute__((visibility("default")))
+#define MAX_FRAMES 256
+
+/* ---- the lock and the writer (sink.c) ---------------------------------- */
+
+extern pthread_mutex_t lock;
+/* Whether this thread holds the lock, from just after taking it to just
+ * after letting it go; with the lock's owner field (set inside
+ * pthread_mutex_lock, cleared inside pthread_mutex_unlock), a signal
+ * handler in this thread knows it must not wait for the lock. */
+extern __thread int holding __attribute__((tls_model("initial-exec")));
+/* A signal that was to end the process while this thread held the lock,
+ * raised again to this thread once it lets go (tracker_signal_end): only
+ * this thread is sure to have it unblocked. */
+extern __thread int deferred_sig __attribute__((tls_model("initial-exec")));
+void raise_deferred(void) __attribute__((noinline, cold));
+
+static inline __attribute__((always_inline)) void lock_stream(void)
+{
+	pthread_mutex_lock(&lock);
+	holding = 1;
+}
+
+static inline __attribute__((always_inline)) void unlock(void)
+{
+	pthread_mutex_unlock(&lock);
+	holding = 0;
+	if (__builtin_expect(deferred_sig != 0, 0))
+		raise_deferred();
+}
+
+extern struct mr_writer writer;
+extern int out_fd;              /* the stream's descriptor; -1: none */
+extern dev_t out_dev;           /* and what it must remain */
+extern ino_t out_ino;
+extern int follow;              /* MEMRAY_FOLLOW: children are recorded too */
+int sink(void *ctx, const uint8_t *chunk, size_t len);
+int batch_write(void);
+void flush_all(void);
+/* Forgets the chunks gathered and not yet written (a forked child's). */
+void sink_discard(void);
+void pipe_id(char *buf, size_t n, dev_t dev, ino_t ino);
+int adopt(long fd);
+int adopt_fd(const char *s);
+int reopen_from_parent(const char *s);
+
+/* ---- the process's recording (lifecycle.c) ----------------------------- */
+
+extern pid_t my_pid;            /* the process the stream is of */
+extern uint64_t header_flags;
+/* Counts the streams this process has started (a forked child's, a new
+ * attach): a thread's cached stack and index belong to one of them. */
+extern uint32_t stream_gen;
+extern struct timespec start_mono;
+
+static inline uint64_t now_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)(t.tv_sec - start_mono.tv_sec) * 1000000u +
+	       (uint64_t)((t.tv_nsec - start_mono.tv_nsec) / 1000);
+}
+
+void at_prepare(void);
+void at_parent(void);
+void at_child(void);
+void stream_start(uint16_t seq);
+void stream_reset(void);
+int stream_end(void);
+
+/* ---- memory of the tracker's own (boot.c) ------------------------------ */
+
+extern size_t boot_used;
+
+/* Memory mapped directly, so that the tracker's own tables never touch
+ * the program's heap. */
+static inline void *raw_map(size_t n)
+{
+	void *p = real.mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* ---- stacks (stack.c) and threads (threads.c) --------------------------- */
+
+/* Per-thread state. The stack cache (stack.c) holds the thread's previous
+ * stack; it lives in memory of its own, so that the static TLS stays
+ * small: a library dlopen'ed into a running program (memray-record --pid)
+ * gets its static TLS from the few hundred bytes glibc keeps spare. */
+struct tcache;
+struct tstate {
+	uint32_t gen;   /* the stream the rest belongs to (see stream_gen) */
+	uint32_t index; /* thread id in the stream; 0 until registered */
+	struct tcache *cache; /* NULL: none (yet, or the thread is exiting) */
+	int exiting;    /* past its key destructor: nothing more is mapped */
+};
+extern __thread struct tstate ts __attribute__((tls_model("initial-exec")));
+
+/* A captured stack, before interning. */
+struct capture {
+	int n;         /* frames, root first */
+	int same;      /* leading frames equal to the thread's cached stack */
+	uintptr_t ips[MAX_FRAMES];
+	int pyn, pysame; /* the same for Python frames, in the thread's state */
+	int hn, hsame;   /* the same for a hybrid stack */
+	int why;         /* Python stacks only, none found: enum py_none */
+};
+
+extern int native_stacks;
+extern int python_stacks;       /* the program is CPython and frames are walked */
+extern int unwind_started;
+extern char self_path[4096];    /* this library */
+
+/* Unwinds the calling thread, outside the lock. */
+void capture(struct capture *c);
+/* Interns the capture and returns its leaf node. Locked. */
+uint32_t intern(const struct capture *c);
+/* Forgets what the calling thread cached for an earlier stream. */
+void thread_fresh(void);
+/* The calling thread is past its key destructor: its caches are unmapped. */
+void stack_thread_exit(void);
+/* Drops the stack trie of an earlier stream. */
+void trie_forget(void);
+void stack_options(int py, int native, uint64_t flags);
+void find_self(void);
+void unwinder_start(void);
+/* Around a fork: no thread may be inside libunwind (see stack.c). */
+void gate_close(void);
+void gate_open(void);
+void gate_forked(void);
+
+/* Whether a capture made before taking the lock is of the stream now
+ * being written. Locked. */
+static inline int same_stream(void)
+{
+	return ACTIVE() && ts.gen == stream_gen;
+}
+
+extern pthread_key_t thread_key;
+void thread_gone(void *arg);
+void thread_announce(const char *given);
+void threads_forget(void);
+
+/* Makes the calling thread the stream's current thread. Locked. */
+static inline void thread_current(void)
+{
+	thread_announce(NULL);
+}
+
+/* ---- events (record.c) -------------------------------------------------- */
+
+extern uint64_t live_heap;      /* the heap's size, as far as it is known */
+
+static inline void heap_sub(uint64_t n)
+{
+	live_heap = live_heap > n ? live_heap - n : 0;
+}
+
+/* ---- tables of blocks by address (blocks.c) ---------------------------- */
+
+struct wblock {
+	uintptr_t addr; /* 0: empty */
+	uint64_t size;
+};
+struct btab {
+	struct wblock *v;
+	size_t cap, n;
+};
+void btab_clear(struct btab *t);
+int btab_put(struct btab *t, uintptr_t a, uint64_t size, uint64_t *replaced);
+int btab_take(struct btab *t, uintptr_t a, uint64_t *size);
+
+/* ---- sampling (sample.c) ------------------------------------------------ */
+
+extern uint64_t sample_seed;    /* --seed; 0: from the clock */
+void set_active(int on);
+void sample_setup(uint64_t gap, uint64_t seed);
+uint64_t sample_put(uintptr_t a, uint64_t size);
+int sample_take(uintptr_t a, uint64_t *est);
+
+/* ---- modules (modules.c) and the sampler thread (sampler.c) ------------ */
+
+int modules_sync(int force);
+void modules_forget(void);
+
+extern uint64_t interval_us;
+/* Each sampler belongs to one stream (see sampler.c). */
+extern unsigned sampler_gen;
+void memory_record(void);
+void sampler_start(void);
+
+/* ---- attaching (attach.c), the API (api.c), exec (exec.c) -------------- */
+
+/* Attached to a running program (memray-record --pid): the hooks are
+ * reached through patched GOT entries, and ctl_fd's hang-up ends the
+ * recording. */
+extern int attached;
+extern int ctl_fd;
+extern int attach_busy;         /* an attached recording has not ended yet */
+int high_fd(int fd);
+void in_process_setup(int native, long interval, uint64_t flags, uint64_t gap, uint64_t seed);
+void attach_end(void);
+
+extern int api_on;              /* recording through the in-process API (memray.h) */
+extern int window_on;
+void win_add(uintptr_t a, uint64_t size);
+void win_take(uintptr_t a);
+void win_unmap(uintptr_t a, uint64_t len);
+
+extern char native_env[8];      /* MEMRAY_NATIVE for an exec'd image */
+
+#pragma GCC visibility pop
+
+#endif

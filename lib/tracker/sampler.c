@@ -1,0 +1,121 @@
+/*
+ * sampler.c - the sampler thread: every interval a memory record (RSS
+ * and the live heap), and at least every TICK_MAX_US the writer flushed;
+ * new modules synced, Python threads polled, and, attached, the control
+ * FIFO watched for memray-record's hang-up.
+ *
+ * Owns: interval_us, the sampler thread and its generation.
+ * Calls: modules.c (modules_sync), got.c (got_patch), python.c
+ * (python_poll), sink.c (flush_all), attach.c (attach_end).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "got.h"
+#include "internal.h"
+#include "python.h"
+
+#define TICK_MAX_US 50000 /* flush at least this often */
+
+uint64_t interval_us = 10000;
+static pthread_t sampler;
+
+static uint64_t read_rss(void)
+{
+	char buf[128];
+	/* Opened for each reading, so no descriptor of ours stays open for the
+	 * program to close or find in its way. */
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (k <= 0)
+		return 0;
+	buf[k] = 0;
+	char *p = strchr(buf, ' ');
+	return p ? strtoull(p + 1, NULL, 10) * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+void memory_record(void)
+{
+	uint64_t rss = read_rss();
+	/* attached, the blocks allocated before are unknown, and so is the
+	 * heap's size: 0 says so */
+	mr_w_memory(&writer, now_us(), rss, attached ? 0 : live_heap);
+}
+
+/* Attached: whether memray-record has closed the control FIFO (it is
+ * done, or it went away). */
+static int ctl_hung_up(void)
+{
+	char b[64];
+	ssize_t k = read(ctl_fd, b, sizeof(b));
+	return k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR);
+}
+
+/* Each sampler belongs to one stream: one started by the API's next
+ * recording finds the previous sampler still asleep, which then leaves. */
+unsigned sampler_gen;
+
+static void *sampler_main(void *arg)
+{
+	unsigned gen = (unsigned)(uintptr_t)arg;
+	tracker_guard = 1;
+	uint64_t tick = interval_us < TICK_MAX_US ? interval_us : TICK_MAX_US;
+	uint64_t next_memory = interval_us;
+#define MINE() (__atomic_load_n(&sampler_gen, __ATOMIC_ACQUIRE) == gen)
+	while (ACTIVE() && MINE()) {
+		struct timespec t = { (time_t)(tick / 1000000), (long)(tick % 1000000) * 1000 };
+		nanosleep(&t, NULL);
+		if (!MINE())
+			return NULL;
+		/* objects loaded since the last tick get their entries patched */
+		if (modules_sync(0) && attached)
+			got_patch(tracker_hooks, tracker_nhooks, (void *)sampler_main);
+		if (attached && ctl_hung_up())
+			break;
+		/* Python's threading is not changed in a program attached to */
+		if (python_stacks && !attached)
+			python_poll();
+		lock_stream();
+		if (ACTIVE() && MINE()) {
+			if (now_us() >= next_memory) {
+				memory_record();
+				next_memory += interval_us;
+				if (next_memory < now_us())
+					next_memory = now_us() + interval_us;
+			}
+			flush_all();
+		}
+		unlock();
+	}
+	if (attached && MINE())
+		attach_end();
+	return NULL;
+#undef MINE
+}
+
+/* Starts the sampler thread, with every signal blocked so that none of
+ * the program's is delivered to it. */
+void sampler_start(void)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	unsigned gen = __atomic_add_fetch(&sampler_gen, 1, __ATOMIC_ACQ_REL);
+	if (pthread_create(&sampler, &attr, sampler_main, (void *)(uintptr_t)gen) == 0)
+		pthread_setname_np(sampler, "memray-sampler");
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+

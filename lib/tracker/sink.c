@@ -1,0 +1,215 @@
+/*
+ * sink.c - where the stream goes: the one lock every record is written
+ * under, the writer, and its sink, which gathers whole chunks into writes
+ * to the descriptor memray-record passed (adopted here, out of the
+ * program's way).
+ *
+ * Owns: lock, holding, deferred_sig, writer, out_fd (and its identity),
+ * follow, the batch.
+ * Calls: set_active (sample.c) when a write fails and recording stops.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+__thread int holding __attribute__((tls_model("initial-exec")));
+__thread int deferred_sig __attribute__((tls_model("initial-exec")));
+
+__attribute__((noinline, cold)) void raise_deferred(void)
+{
+	int sig = deferred_sig;
+	deferred_sig = 0;
+	syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), sig);
+}
+
+struct mr_writer writer;
+int out_fd = -1;
+dev_t out_dev;
+ino_t out_ino;
+
+/* Chunks are gathered into one write of up to BATCH bytes: one system
+ * call and one wake-up of memray-record per 64 KiB, not per chunk; with
+ * --follow-fork each chunk is written at once. */
+int follow; /* MEMRAY_FOLLOW: children are recorded too */
+#define BATCH (64 * 1024)
+static uint8_t batch[BATCH];
+static size_t batch_len;
+
+/* Writes the batch. SIGPIPE is blocked around the write so that a reader
+ * that went away never kills the program; a failure stops recording. */
+int batch_write(void)
+{
+	if (batch_len == 0 || out_fd < 0)
+		return 0;
+	/* a child made without the fork handlers (_Fork, a raw clone) would
+	 * write under its parent's pid and sequence numbers */
+	if (follow && getpid() != my_pid) {
+		set_active(0);
+		out_fd = -1;
+		batch_len = 0;
+		return -1;
+	}
+	/* A program that closed every descriptor may since have opened a file
+	 * of its own under our number: never write into it. */
+	struct stat st;
+	if (fstat(out_fd, &st) < 0 || st.st_dev != out_dev || st.st_ino != out_ino) {
+		set_active(0);
+		out_fd = -1;
+		batch_len = 0;
+		return -1;
+	}
+	sigset_t pipe_set, old, pending;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	sigpending(&pending);
+	int was_pending = sigismember(&pending, SIGPIPE);
+	size_t done = 0;
+	ssize_t k = 0;
+	while (done < batch_len) {
+		k = write(out_fd, batch + done, batch_len - done);
+		if (k > 0)
+			done += (size_t)k;
+		/* cut short (EINTR, or part written) by a signal that is to
+		 * end the process and waits for this: the stream is given up,
+		 * its reader does not read */
+		if (deferred_sig && done < batch_len) {
+			k = -1;
+			break;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+	}
+	if (k < 0 && errno == EPIPE && !was_pending) {
+		struct timespec zero = { 0, 0 };
+		sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int short_write = done < batch_len;
+	batch_len = 0;
+	if (short_write) {
+		set_active(0);
+		return -1;
+	}
+	return 0;
+}
+
+/* The writer's sink: called with the lock held, one whole chunk. */
+int sink(void *ctx, const uint8_t *chunk, size_t len)
+{
+	(void)ctx;
+	if (batch_len + len > BATCH && batch_write() < 0)
+		return -1;
+	memcpy(batch + batch_len, chunk, len);
+	batch_len += len;
+	/* Processes sharing the pipe: each write one whole chunk of at most
+	 * PIPE_BUF bytes, which the kernel never mixes with another's. */
+	if (follow)
+		return batch_write();
+	return 0;
+}
+
+/* Sends everything encoded so far. Locked. */
+void flush_all(void)
+{
+	mr_w_flush(&writer);
+	batch_write();
+}
+
+void sink_discard(void)
+{
+	batch_len = 0;
+}
+
+/* ---- the descriptor ----------------------------------------------------- */
+
+/* A pipe's identity as MEMRAY_FD_ID carries it: "dev:ino". */
+void pipe_id(char *buf, size_t n, dev_t dev, ino_t ino)
+{
+	snprintf(buf, n, "%llu:%llu", (unsigned long long)dev, (unsigned long long)ino);
+}
+
+/* Takes the descriptor memray-record passed, out of the program's way: a
+ * high number, close-on-exec, the original number closed. */
+int adopt(long fd)
+{
+	struct stat st;
+	if (fd < 0 || fstat((int)fd, &st) < 0 || !S_ISFIFO(st.st_mode))
+		return -1;
+	struct rlimit rl;
+	int floor = 100;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
+		floor = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 64;
+	/* Following children, the descriptor must be the very pipe
+	 * memray-record made (a program may have closed it and opened another
+	 * under its number), and stays open across exec. */
+	const char *id = getenv("MEMRAY_FD_ID");
+	char want[64];
+	pipe_id(want, sizeof(want), st.st_dev, st.st_ino);
+	if (follow && id && strcmp(id, want) != 0)
+		return -1;
+	int high = fcntl((int)fd, follow ? F_DUPFD : F_DUPFD_CLOEXEC, floor);
+	if (high < 0)
+		return -1;
+	close((int)fd);
+	out_dev = st.st_dev;
+	out_ino = st.st_ino;
+	if (follow) {
+		char num[32];
+		snprintf(num, sizeof(num), "%d", high);
+		setenv("MEMRAY_FD", num, 1);
+		setenv("MEMRAY_FD_ID", want, 1);
+	}
+	return high;
+}
+
+int adopt_fd(const char *s)
+{
+	char *end;
+	long fd = strtol(s, &end, 10);
+	return *end || end == s ? -1 : adopt(fd);
+}
+
+/* A child that lost the descriptor (Python's subprocess closes every
+ * descriptor but the three standard ones before exec) opens the pipe
+ * again through its parent's, which is the one in MEMRAY_FD: it is still
+ * open there while the parent waits for the child. What the path names
+ * is checked before it is opened (never open something else for writing). */
+int reopen_from_parent(const char *s)
+{
+	char *end, path[64];
+	long fd = strtol(s, &end, 10);
+	if (*end || end == s || fd < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)getppid(), fd);
+	const char *id = getenv("MEMRAY_FD_ID");
+	struct stat st;
+	char what[64];
+	if (!id || stat(path, &st) < 0 || !S_ISFIFO(st.st_mode))
+		return -1;
+	pipe_id(what, sizeof(what), st.st_dev, st.st_ino);
+	if (strcmp(what, id) != 0)
+		return -1;
+	int k = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (k < 0)
+		return -1;
+	/* writes block as on the inherited descriptor */
+	fcntl(k, F_SETFL, fcntl(k, F_GETFL) & ~O_NONBLOCK);
+	int high = adopt(k);
+	if (high < 0)
+		close(k);
+	return high;
+}

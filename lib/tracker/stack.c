@@ -1,0 +1,625 @@
+/*
+ * stack.c - the stack of an allocation: capturing it (native frames with
+ * libunwind, Python frames read from the interpreter, or both merged into
+ * a hybrid stack where the evaluation loop ran them) and interning it in
+ * the stack trie, whose new nodes are written to the stream.
+ *
+ * An event (record.c) calls capture() outside the lock, then intern()
+ * under it. Each thread caches its previous stack with the trie node of
+ * each prefix, so a new stack only interns the frames below the point
+ * where it differs.
+ *
+ * Owns: the stack trie, the threads' stack caches (struct tcache, struct
+ * pystate), the evaluation loop's known parts, the fork gate around
+ * libunwind, which stacks are recorded (native_stacks, python_stacks) and
+ * the code ranges skipped in stacks (this library's, libunwind's).
+ * Calls: libunwind, python.c (python_walk, python_frame_id, ...), the
+ * writer (mr_w_node_*, under the lock).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "internal.h"
+#include "python.h"
+
+/* The stack cache of a thread: its previous stack, root first, with the
+ * trie node of each prefix. */
+struct tcache {
+	int depth;
+	uintptr_t ips[MAX_FRAMES];
+	uint32_t ids[MAX_FRAMES];
+};
+
+/* Per-thread Python stacks: the frames just walked and the previous stack
+ * with its trie nodes, in memory of their own (a thread's C stack may be
+ * small, and static TLS should stay small). */
+#define MAX_PY_FRAMES 2048
+struct pystate {
+	int seen; /* the thread has run Python code */
+	int depth;
+	struct pyent prev[MAX_PY_FRAMES];
+	struct pyent cur[MAX_PY_FRAMES];
+	/* hybrid stacks (--native on Python): native frames with the Python
+	 * frames in place of the evaluation loop's; ip 0 marks a Python item */
+	int hdepth;
+	struct hitem {
+		uintptr_t ip;
+		struct pyent py;
+	} hprev[MAX_PY_FRAMES + MAX_FRAMES], hcur[MAX_PY_FRAMES + MAX_FRAMES];
+};
+static uintptr_t eval_lo, eval_hi; /* the interpreter's evaluation loop */
+static __thread struct pystate *pyts __attribute__((tls_model("initial-exec")));
+int python_stacks; /* the program is CPython and frames are walked */
+#define PY_NODE (1ull << 63) /* a trie key holding a PYFRAME id */
+
+int native_stacks;
+static uintptr_t self_lo, self_hi; /* our own code, skipped in stacks */
+char self_path[4096];
+
+/* The return addresses of the calling thread, innermost first. */
+#ifdef MEMRAY_TSAN
+/* Step by step: unw_backtrace's fast path keeps a per-thread cache whose
+ * key destructor runs after the sanitizer has let go of an exiting
+ * thread. */
+static int backtrace_ips(void **ips, int max)
+{
+	unw_context_t uc;
+	unw_cursor_t c;
+	int n = 0;
+	if (unw_getcontext(&uc) < 0 || unw_init_local(&c, &uc) < 0)
+		return 0;
+	while (n < max && unw_step(&c) > 0) {
+		unw_word_t ip;
+		if (unw_get_reg(&c, UNW_REG_IP, &ip) < 0)
+			break;
+		ips[n++] = (void *)ip;
+	}
+	return n;
+}
+#else
+static inline int backtrace_ips(void **ips, int max)
+{
+	return unw_backtrace(ips, max);
+}
+#endif
+
+/* ---- the stack trie ----------------------------------------------------
+ * Open addressing over (parent, ip) -> node id, in memory mapped directly
+ * so the tracker's own tables never touch the program's heap. */
+
+struct trie_slot {
+	uintptr_t ip;
+	uint32_t parent, id;
+};
+static struct trie_slot *trie;
+static size_t trie_cap, trie_count;
+
+static size_t trie_hash(uint32_t parent, uintptr_t ip)
+{
+	uint64_t h = (uint64_t)ip * 0x9e3779b97f4a7c15ull ^ (uint64_t)parent * 0xc2b2ae3d27d4eb4full;
+	return (size_t)(h ^ (h >> 29));
+}
+
+static int trie_grow(void)
+{
+	size_t cap = trie_cap ? trie_cap * 2 : 1 << 14;
+	struct trie_slot *t = raw_map(cap * sizeof(*t));
+	if (!t)
+		return -1;
+	for (size_t i = 0; i < trie_cap; i++) {
+		if (!trie[i].id)
+			continue;
+		size_t j = trie_hash(trie[i].parent, trie[i].ip) & (cap - 1);
+		while (t[j].id)
+			j = (j + 1) & (cap - 1);
+		t[j] = trie[i];
+	}
+	if (trie)
+		real.munmap(trie, trie_cap * sizeof(*trie));
+	trie = t;
+	trie_cap = cap;
+	return 0;
+}
+
+/* The node for (parent, ip), written to the stream if new. Locked. */
+static uint32_t trie_node(uint32_t parent, uintptr_t ip)
+{
+	if (trie_count * 2 >= trie_cap && trie_grow() < 0)
+		return parent;
+	size_t j = trie_hash(parent, ip) & (trie_cap - 1);
+	while (trie[j].id) {
+		if (trie[j].ip == ip && trie[j].parent == parent)
+			return trie[j].id;
+		j = (j + 1) & (trie_cap - 1);
+	}
+	trie[j].ip = ip;
+	trie[j].parent = parent;
+	trie[j].id = ip & PY_NODE ? mr_w_node_python(&writer, parent, (uint32_t)ip)
+				  : mr_w_node_native(&writer, parent, ip);
+	trie_count++;
+	return trie[j].id;
+}
+
+static void capture_python(struct capture *c)
+{
+	c->pyn = c->pysame = c->why = 0;
+	if (!python_stacks)
+		return;
+	if (!python_ready()) {
+		if (!native_stacks)
+			c->why = python_why_none(0);
+		return;
+	}
+	if (!pyts) {
+		if (ts.exiting)
+			return;
+		void *p = real.mmap(NULL, sizeof(struct pystate), PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return;
+		pyts = p;
+	}
+	struct pystate *s = pyts;
+	c->pyn = python_walk(s->cur, MAX_PY_FRAMES);
+	if (c->pyn)
+		s->seen = 1;
+	else if (!native_stacks)
+		c->why = python_why_none(s->seen);
+	while (c->pysame < c->pyn && c->pysame < s->depth &&
+	       s->prev[c->pysame].frame == s->cur[c->pysame].frame &&
+	       s->prev[c->pysame].code == s->cur[c->pysame].code &&
+	       s->prev[c->pysame].lasti == s->cur[c->pysame].lasti)
+		c->pysame++;
+}
+
+/* ---- where the evaluation loop runs -------------------------------------
+ * A hybrid stack puts each run of Python frames where the native stack
+ * shows the C frame of the evaluation loop that ran them, so the tracker
+ * must know which return addresses are the loop's. The exported
+ * _PyEval_EvalFrameDefault and its symbol size give that on most builds
+ * (eval_lo, eval_hi). Debian's interpreters are built with the function's
+ * hot and cold parts apart and are stripped: there the symbol covers a
+ * stub of about 1 KB and the loop runs in a part no symbol names, so no
+ * address matches and the Python frames would all fall to the root.
+ *
+ * What each run of the loop does have, from 3.12 on, is its entry marker:
+ * an _PyInterpreterFrame that is a local variable of that C frame, linked
+ * into the thread's frame chain (python_walk keeps its address as
+ * pyent.shim). When a stack has fewer native frames in known loop code
+ * than marked runs, the thread unwinds itself again with stack pointers,
+ * takes the native frame whose stack space [its SP, its caller's SP) holds
+ * a marker, and keeps the bounds of that frame's function from .eh_frame
+ * (unw_get_proc_info_by_ip) as one more part of the loop. Only parts in
+ * the interpreter's own image are kept, a part is learned once, and the
+ * slow walks are bounded per process. This reads only what CPython itself
+ * lays out, needs no symbols, and costs nothing once the parts are known;
+ * the alternatives need what a stripped build lacks (symbol tables) or
+ * what memray-c does by design without (a hook on every Python call, to
+ * see the return addresses when a frame is entered). Before 3.12 a run has
+ * no marker on the C stack, and only the symbol's range is used. */
+#define MAX_EVAL_PARTS 8
+static struct { uintptr_t lo, hi; } eval_parts[MAX_EVAL_PARTS];
+static int eval_nparts;   /* published after its part is written */
+static int eval_learn = 32; /* learning walks left in this process */
+static const void *eval_image;
+static int eval_busy; /* a thread is learning (a flag, so a forked child can clear it) */
+
+static int in_eval(uintptr_t ip)
+{
+	if (ip > eval_lo && ip <= eval_hi)
+		return 1;
+	int n = __atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE);
+	for (int i = 0; i < n; i++)
+		if (ip > eval_parts[i].lo && ip <= eval_parts[i].hi)
+			return 1;
+	return 0;
+}
+
+static void gate_enter(void);
+static void gate_leave(void);
+
+/* Learns the parts of the loop that hold the markers of c's Python runs
+ * (see above). Outside the tracker's lock. */
+static void learn_eval(const struct capture *c)
+{
+	if (__atomic_load_n(&eval_learn, __ATOMIC_RELAXED) <= 0 ||
+	    __atomic_exchange_n(&eval_busy, 1, __ATOMIC_ACQUIRE))
+		return;
+	if (__atomic_sub_fetch(&eval_learn, 1, __ATOMIC_RELAXED) < 0 || eval_nparts >= MAX_EVAL_PARTS)
+		goto out;
+	uintptr_t ip[MAX_FRAMES + 1], sp[MAX_FRAMES + 1];
+	int n = 0;
+	unw_context_t uc;
+	unw_cursor_t cur;
+	gate_enter();
+	if (unw_getcontext(&uc) == 0 && unw_init_local(&cur, &uc) == 0) {
+		while (n <= MAX_FRAMES && unw_step(&cur) > 0) {
+			unw_word_t i, p;
+			if (unw_get_reg(&cur, UNW_REG_IP, &i) < 0 || unw_get_reg(&cur, UNW_REG_SP, &p) < 0)
+				break;
+			ip[n] = i;
+			sp[n++] = p;
+		}
+	}
+	for (int e = 0; e < c->pyn; e++) {
+		uintptr_t m = (uintptr_t)pyts->cur[e].shim;
+		for (int k = 0; m && k + 1 < n; k++) {
+			if (m < sp[k] || m >= sp[k + 1])
+				continue;
+			unw_proc_info_t pi;
+			Dl_info di;
+			if (!in_eval(ip[k]) && eval_nparts < MAX_EVAL_PARTS &&
+			    unw_get_proc_info_by_ip(unw_local_addr_space, ip[k] - 1, &pi, NULL) == 0 &&
+			    pi.start_ip < ip[k] && ip[k] <= pi.end_ip &&
+			    dladdr((void *)ip[k], &di) && di.dli_fbase == eval_image) {
+				eval_parts[eval_nparts].lo = pi.start_ip;
+				eval_parts[eval_nparts].hi = pi.end_ip;
+				__atomic_store_n(&eval_nparts, eval_nparts + 1, __ATOMIC_RELEASE);
+			}
+			break;
+		}
+	}
+	gate_leave();
+out:
+	__atomic_store_n(&eval_busy, 0, __ATOMIC_RELEASE);
+}
+
+/* Merges the native and Python stacks of c into pyts->hcur: walking from
+ * the leaf, each native frame in the evaluation loop is replaced by the
+ * Python frames that run of the loop executes (down to its entry frame).
+ * Python frames left over (a native stack cut short, or loop code not yet
+ * known: then learned, and the merge done again) go at the root. */
+static void hybrid(struct capture *c)
+{
+	struct pystate *s = pyts;
+	struct hitem *h = s->hcur;
+	int n, g; /* g: the leaf-most Python frame not yet placed */
+	for (int again = 1;; again = 0) {
+		n = 0, g = c->pyn - 1;
+		for (int i = c->n - 1; i >= 0; i--) {
+			uintptr_t ip = c->ips[i];
+			if (g >= 0 && in_eval(ip)) {
+				do
+					h[n++] = (struct hitem){ 0, s->cur[g] };
+				while (!s->cur[g--].entry && g >= 0);
+			} else {
+				h[n++] = (struct hitem){ ip, { 0 } };
+			}
+		}
+		if (g < 0 || !again || !eval_image ||
+		    __atomic_load_n(&eval_learn, __ATOMIC_RELAXED) <= 0)
+			break;
+		int parts = __atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE);
+		learn_eval(c);
+		if (__atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE) == parts)
+			break;
+	}
+	while (g >= 0)
+		h[n++] = (struct hitem){ 0, s->cur[g--] };
+	for (int i = 0, j = n - 1; i < j; i++, j--) {
+		struct hitem t = h[i];
+		h[i] = h[j];
+		h[j] = t;
+	}
+	c->hn = n;
+	while (c->hsame < n && c->hsame < s->hdepth) {
+		const struct hitem *a = &s->hprev[c->hsame], *b = &h[c->hsame];
+		if (a->ip != b->ip || (!a->ip && (a->py.frame != b->py.frame ||
+			a->py.code != b->py.code || a->py.lasti != b->py.lasti)))
+			break;
+		c->hsame++;
+	}
+}
+
+static uint32_t intern_hybrid(const struct capture *c)
+{
+	struct pystate *s = pyts;
+	uint32_t parent = c->hsame ? s->hprev[c->hsame - 1].py.node : 0;
+	for (int i = c->hsame; i < c->hn; i++) {
+		const struct hitem *h = &s->hcur[i];
+		uint64_t key = h->ip ? h->ip : PY_NODE | python_frame_id(&writer, &h->py);
+		parent = trie_node(parent, key);
+		s->hprev[i] = *h;
+		s->hprev[i].py.node = parent;
+	}
+	s->hdepth = c->hn;
+	return parent;
+}
+
+/* Forgets what the calling thread cached for an earlier stream. */
+void thread_fresh(void)
+{
+	uint32_t gen = __atomic_load_n(&stream_gen, __ATOMIC_RELAXED);
+	if (ts.gen == gen)
+		return;
+	ts.gen = gen;
+	ts.index = 0;
+	if (ts.cache)
+		ts.cache->depth = 0;
+	if (pyts) {
+		pyts->depth = 0;
+		pyts->hdepth = 0;
+	}
+}
+
+/* A fork must not happen while a thread is inside libunwind: the child
+ * would inherit its internal locks held, and deadlock at its first
+ * unwind. Unwinding threads count themselves in; the fork's prepare
+ * handler closes the gate and waits for the count to reach 0. */
+static int fork_gate;
+static unsigned unwinding;
+
+static void gate_enter(void)
+{
+	for (;;) {
+		while (__atomic_load_n(&fork_gate, __ATOMIC_ACQUIRE))
+			sched_yield();
+		__atomic_add_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
+		if (!__atomic_load_n(&fork_gate, __ATOMIC_ACQUIRE))
+			break;
+		__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
+	}
+}
+
+static void gate_leave(void)
+{
+	__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
+}
+
+static int gated_backtrace(void **ips, int max)
+{
+	gate_enter();
+	int n = backtrace_ips(ips, max);
+	gate_leave();
+	return n;
+}
+
+/* Unwinds the calling thread, outside the lock. */
+void capture(struct capture *c)
+{
+	void *raw[MAX_FRAMES];
+	thread_fresh();
+	c->n = c->same = c->hn = c->hsame = 0;
+	capture_python(c);
+	if (!native_stacks)
+		return;
+	int n = gated_backtrace(raw, MAX_FRAMES);
+	int skip = 0;
+	while (skip < n && (uintptr_t)raw[skip] >= self_lo && (uintptr_t)raw[skip] < self_hi)
+		skip++;
+	for (int i = n - 1; i >= skip; i--)
+		c->ips[c->n++] = (uintptr_t)raw[i];
+	if (c->pyn) {
+		hybrid(c);
+		return;
+	}
+	if (!ts.cache && !ts.exiting) {
+		void *p = real.mmap(NULL, sizeof(struct tcache), PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ts.cache = p == MAP_FAILED ? NULL : p;
+	}
+	struct tcache *k = ts.cache;
+	while (k && c->same < c->n && c->same < k->depth && k->ips[c->same] == c->ips[c->same])
+		c->same++;
+}
+
+/* Interns a capture's Python frames and returns its leaf node. Locked. */
+static uint32_t intern_python(const struct capture *c)
+{
+	struct pystate *s = pyts;
+	uint32_t parent = c->pysame ? s->prev[c->pysame - 1].node : 0;
+	for (int i = c->pysame; i < c->pyn; i++) {
+		uint32_t frame = python_frame_id(&writer, &s->cur[i]);
+		parent = trie_node(parent, PY_NODE | frame);
+		s->prev[i] = s->cur[i];
+		s->prev[i].node = parent;
+	}
+	s->depth = c->pyn;
+	return parent;
+}
+
+/* Python stacks without native ones: an allocation made with no Python
+ * frame gets a frame that says why (enum py_none), in place of no stack
+ * at all; with native stacks its C frames say more. Locked. */
+static const char *const why_text[PY_NONE_END] = {
+	[PY_NONE_STARTUP] = "[Python start-up]",
+	[PY_NONE_SHUTDOWN] = "[Python shutdown]",
+	[PY_NONE_THREAD_START] = "[thread start-up]",
+	[PY_NONE_NO_STATE] = "[outside Python]",
+	[PY_NONE_BETWEEN] = "[no Python frame]",
+};
+static uint32_t why_nodes[PY_NONE_END], why_gen;
+
+static uint32_t why_node(int why)
+{
+	if (why <= 0 || why >= PY_NONE_END)
+		return 0;
+	if (why_gen != stream_gen) {
+		memset(why_nodes, 0, sizeof(why_nodes));
+		why_gen = stream_gen;
+	}
+	if (!why_nodes[why]) {
+		const char *t = why_text[why];
+		uint32_t frame = mr_w_pyframe(&writer, mr_w_string(&writer, t, strlen(t)), 0, 0);
+		why_nodes[why] = trie_node(0, PY_NODE | frame);
+	}
+	return why_nodes[why];
+}
+
+uint32_t intern(const struct capture *c)
+{
+	if (c->hn)
+		return intern_hybrid(c);
+	if (c->n == 0)
+		return c->pyn ? intern_python(c) : why_node(c->why);
+	struct tcache *k = ts.cache; /* c->same > 0 only with a cache */
+	uint32_t parent = c->same ? k->ids[c->same - 1] : 0;
+	for (int i = c->same; i < c->n; i++) {
+		parent = trie_node(parent, c->ips[i]);
+		if (k) {
+			k->ips[i] = c->ips[i];
+			k->ids[i] = parent;
+		}
+	}
+	if (k)
+		k->depth = c->n;
+	return parent;
+}
+
+/* The calling thread is past its key destructor: its caches go, and
+ * nothing more is mapped for it. */
+void stack_thread_exit(void)
+{
+	ts.exiting = 1;
+	if (ts.cache) {
+		real.munmap(ts.cache, sizeof(*ts.cache));
+		ts.cache = NULL;
+	}
+	if (pyts) {
+		real.munmap(pyts, sizeof(*pyts));
+		pyts = NULL;
+	}
+}
+
+/* Dropped, not cleared: in a forked child, clearing would copy every page
+ * of the parent's tables. */
+void trie_forget(void)
+{
+	if (trie)
+		real.munmap(trie, trie_cap * sizeof(*trie));
+	trie = NULL;
+	trie_cap = trie_count = 0;
+}
+
+/* Before a fork: no thread inside libunwind until gate_open (see
+ * gated_backtrace). */
+void gate_close(void)
+{
+	__atomic_store_n(&fork_gate, 1, __ATOMIC_RELEASE);
+	while (__atomic_load_n(&unwinding, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+void gate_open(void)
+{
+	__atomic_store_n(&fork_gate, 0, __ATOMIC_RELEASE);
+}
+
+/* In the child of a fork: the only thread, inside libunwind or learning
+ * nowhere. */
+void gate_forked(void)
+{
+	__atomic_store_n(&fork_gate, 0, __ATOMIC_RELEASE);
+	unwinding = 0;
+	eval_busy = 0;
+}
+
+/* ---- the unwinder ------------------------------------------------------- */
+
+/* The executable code of the object containing addr, as [*lo, *hi). */
+static int text_range(const void *addr, uintptr_t *lo, uintptr_t *hi, char *path, size_t n)
+{
+	Dl_info di;
+	if (!dladdr(addr, &di) || !di.dli_fbase)
+		return -1;
+	if (path)
+		snprintf(path, n, "%s", di.dli_fname);
+	const ElfW(Ehdr) *eh = di.dli_fbase;
+	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
+	*lo = UINTPTR_MAX;
+	*hi = 0;
+	/* dli_fbase is the ELF header, at the load bias plus the first
+	 * segment's vaddr, which is 0 for a shared object. */
+	for (int i = 0; i < eh->e_phnum; i++)
+		if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
+			uintptr_t a = (uintptr_t)eh + ph[i].p_vaddr;
+			if (a < *lo)
+				*lo = a;
+			if (a + ph[i].p_memsz > *hi)
+				*hi = a + ph[i].p_memsz;
+		}
+	return 0;
+}
+
+static uintptr_t unwind_lo, unwind_hi; /* libunwind's code */
+
+void find_self(void)
+{
+	text_range((void *)find_self, &self_lo, &self_hi, self_path, sizeof(self_path));
+	text_range((void *)unw_backtrace, &unwind_lo, &unwind_hi, NULL, 0);
+}
+
+/* libunwind maps and unmaps its caches itself, sometimes outside the
+ * tracker (a thread's cache is unmapped when the thread exits): those
+ * calls are the tracker's, not the program's. */
+int tracker_own_call(const void *caller)
+{
+	uintptr_t a = (uintptr_t)caller;
+	return (a >= unwind_lo && a < unwind_hi) || (a >= self_lo && a < self_hi);
+}
+
+/* libunwind opens a pipe of its own the first time it unwinds (to check
+ * that addresses are readable). Unwinding once here, with the low
+ * descriptor numbers held by placeholders, keeps that pipe out of the
+ * numbers the program expects its own open() calls to get. */
+int unwind_started;
+
+void unwinder_start(void)
+{
+	int held[64], n = 0;
+	unwind_started = 1;
+	while (n < 64) {
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			break;
+		if (fd >= 64) {
+			close(fd);
+			break;
+		}
+		held[n++] = fd;
+	}
+	void *ips[8];
+#ifdef MEMRAY_TSAN
+	/* libunwind's per-thread cache is freed by a key destructor that runs
+	 * after the sanitizer has let go of the exiting thread */
+	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_GLOBAL);
+#else
+	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+#endif
+	backtrace_ips(ips, 8);
+	while (n > 0)
+		close(held[--n]);
+}
+
+/* Which stacks are recorded (native: 1, 0, or -1 for the default: native
+ * stacks unless the program is a Python whose frames are read), and the
+ * header's flags. py: what python_start found. */
+void stack_options(int py, int native, uint64_t flags)
+{
+	native_stacks = native >= 0 ? native : py != PY_READ;
+	python_stacks = py == PY_READ;
+	if (python_stacks && native_stacks) {
+		int ranged = python_eval_range(&eval_lo, &eval_hi);
+		if (python_marks_runs())
+			eval_image = python_image(); /* the rest is learned */
+		if (!ranged && !eval_image)
+			python_stacks = 0; /* no evaluation loop to put Python frames in */
+	}
+	const char *pymalloc = getenv("PYTHONMALLOC");
+	uint64_t py_flags = 0;
+	if (py != PY_NONE)
+		py_flags = (python_stacks ? MR_F_PYTHON : 0) | MR_F_PYINFO |
+			   (pymalloc && strncmp(pymalloc, "malloc", 6) == 0 ? MR_F_PYTHON_ALLOCS : MR_F_PYMALLOC);
+	header_flags = (native_stacks ? MR_F_NATIVE : 0) | py_flags | flags;
+}
