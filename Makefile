@@ -176,13 +176,20 @@ fuzz: all fixtures
 soak: all
 	tests/soak.sh full $(BUILD)
 
+# Issue 18's measures go to $(BUILD)/bench/results.txt as the scripts run;
+# bench/summary.sh prints them in one table last.
 bench: all
+	mkdir -p $(BUILD)/bench && : > $(BUILD)/bench/results.txt
 	bench/churn.sh $(BUILD)
-	bench/python.sh $(BUILD)
+	BENCH_RESULTS=$(BUILD)/bench/results.txt bench/python.sh $(BUILD)
+	BENCH_RESULTS=$(BUILD)/bench/results.txt bench/streams.sh $(BUILD)
+	BENCH_RESULTS=$(BUILD)/bench/results.txt bench/threads.sh $(BUILD)
 	bench/fold.sh $(BUILD)
+	BENCH_RESULTS=$(BUILD)/bench/results.txt BENCH_FOLD_WORKLOAD=varied BENCH_EVENTS_M=$${BENCH_VARIED_M:-2} bench/fold.sh $(BUILD)
 	bench/flame.sh $(BUILD)
 	bench/sample.sh $(BUILD)
 	bench/reader.sh $(BUILD)
+	BENCH_RESULTS=$(BUILD)/bench/results.txt bench/summary.sh $(BUILD)
 	if [ "$(SID)" = 1 ]; then tests/sid.sh bench; fi
 
 # Set-up and a first recording on a fresh machine: packages, build, then

@@ -7,16 +7,26 @@
 # Environment:
 #   BENCH_ROUNDS    rounds of (memray-fold, heaptrack_print) runs (default 3)
 #   BENCH_EVENTS_M  size of the main recording in millions of malloc/free
-#                   events (default 50; 20 if under 3 GB are free).  A second
-#                   recording twice as long is made for the RSS comparison.
+#                   events (default 50, or 20 if under 3 GB are free; with
+#                   the varied workload 2).  A second recording twice as
+#                   long is made for the RSS comparison.
+#   BENCH_FOLD_WORKLOAD  churn (default: bench/churn.c, a few sizes over a
+#                   64-block window) or varied (bench/churn_varied.c: 16 to
+#                   4111 bytes, a ring of 1024 live blocks, calloc and malloc)
+#   BENCH_CALLGRIND 0 to skip the instruction counts (default 1: counted
+#                   with valgrind --tool=callgrind when the recording has at
+#                   most 4 M events)
+#   BENCH_RESULTS   a file to append "KEY VALUE" results to, for
+#                   bench/summary.sh (default: none)
 #
 # Steps:
-#   1. build bench/churn.c as churn.sh does;
+#   1. build the workload (bench/churn.c or bench/churn_varied.c);
 #   2. record `churn N` with memray-record and with heaptrack (if installed);
 #   3. time `memray-fold FILE > /dev/null` and `heaptrack_print -f HTFILE >
 #      /dev/null`, interleaved, BENCH_ROUNDS rounds; report medians, events/s
 #      for memray-fold (events = allocations + frees from memray-stat) and
 #      heaptrack_print time / memray-fold time;
+#   3b. with valgrind, the instructions of one run of each on the same files;
 #   4. memray-fold's peak RSS (GNU time's %M) on that recording and on one of
 #      `churn 2N`, which must not grow with the recording's length.
 #
@@ -30,6 +40,7 @@ set -u
 BUILD=${1:-build}
 ROUNDS=${BENCH_ROUNDS:-3}
 EVENTS_M=${BENCH_EVENTS_M:-}
+WORKLOAD=${BENCH_FOLD_WORKLOAD:-churn}
 HEAPTRACK=/usr/bin/heaptrack
 HEAPTRACK_PRINT=/usr/bin/heaptrack_print
 GNU_TIME=/usr/bin/time
@@ -38,9 +49,17 @@ MIN_FREE_KB=$((3 * 1024 * 1024))
 die() { echo "fold.sh: $*" >&2; exit 1; }
 
 case $ROUNDS in ''|*[!0-9]*|0) die "BENCH_ROUNDS must be a positive integer" ;; esac
-case $EVENTS_M in '') ;; *[!0-9]*|0) die "BENCH_EVENTS_M must be a positive integer" ;; esac
+
+case $WORKLOAD in churn|varied) ;; *) die "BENCH_FOLD_WORKLOAD must be churn or varied" ;; esac
+[ "$WORKLOAD" = varied ] && [ -z "$EVENTS_M" ] && EVENTS_M=2
 
 here=$(cd "$(dirname "$0")" && pwd) || die "cannot find the bench directory"
+# bench_result, have_callgrind, callgrind_ir (fold.sh's own helpers win)
+BENCH_NAME=fold.sh  # read by lib.sh
+. "$here/lib.sh"
+# churn takes whole millions, churn_varied decimals too
+if [ "$WORKLOAD" = varied ]; then positive_num BENCH_EVENTS_M "$EVENTS_M"
+elif [ -n "$EVENTS_M" ]; then positive_int BENCH_EVENTS_M "$EVENTS_M"; fi
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || die "no build directory '${1:-build}' (run make first)"
 RECORD=$BUILD/bin/memray-record
 FOLD=$BUILD/bin/memray-fold
@@ -66,9 +85,15 @@ if [ ! -x "$GNU_TIME" ]; then
 fi
 
 # --- build the workload ---------------------------------------------------
-CHURN=$BUILD/bench/churn
+if [ "$WORKLOAD" = varied ]; then
+	CHURN=$BUILD/bench/churn_varied
+	SRC=churn_varied.c
+else
+	CHURN=$BUILD/bench/churn
+	SRC=churn.c
+fi
 mkdir -p "$BUILD/bench" || die "cannot create $BUILD/bench"
-cc -O2 -g -o "$CHURN" "$here/churn.c" || die "compiling churn.c failed"
+cc -O2 -g -o "$CHURN" "$here/$SRC" || die "compiling $SRC failed"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fold-bench.XXXXXX") || die "mktemp failed"
 trap 'rm -rf "$tmp"' EXIT
@@ -86,7 +111,7 @@ if [ -z "$EVENTS_M" ]; then
 		     "shrinking to $EVENTS_M/$((2 * EVENTS_M)) M events" >&2
 	fi
 fi
-EVENTS2_M=$((2 * EVENTS_M))
+EVENTS2_M=$(awk -v m="$EVENTS_M" 'BEGIN { print 2 * m }')
 
 # --- helpers ----------------------------------------------------------------
 # run_timed NAME CMD...: run CMD with stdout to /dev/null, append its wall time
@@ -158,12 +183,12 @@ fold_rss() {
 }
 
 # --- recordings ---------------------------------------------------------------
-echo "fold: memray-fold replay of churn $EVENTS_M ($EVENTS_M M events), $ROUNDS rounds" \
+echo "fold: memray-fold replay of $(basename "$CHURN") $EVENTS_M ($EVENTS_M M events), $ROUNDS rounds" \
      "(memray-fold$([ $have_heaptrack = 1 ] && echo ', heaptrack_print') interleaved)"
 echo "  free space in $tmp: $((free_kb / 1024)) MiB"
 MFILE=$tmp/churn$EVENTS_M.memray
 HDIR=$tmp/heaptrack
-printf '  recording churn %d with memray-record ...' "$EVENTS_M"
+printf '  recording %s %s with memray-record ...' "$(basename "$CHURN")" "$EVENTS_M"
 s=$(date +%s%N)
 run_quiet memray-record "$RECORD" -q -f -o "$MFILE" "$CHURN" "$EVENTS_M"
 [ -s "$MFILE" ] || die "memray-record wrote no output"
@@ -172,7 +197,7 @@ printf ' %.1f s, %s bytes\n' "$(awk -v d=$(( $(date +%s%N) - s )) 'BEGIN { print
 hfile=
 if [ $have_heaptrack = 1 ]; then
 	mkdir "$HDIR" || die "cannot create $HDIR"
-	printf '  recording churn %d with heaptrack ...' "$EVENTS_M"
+	printf '  recording %s %s with heaptrack ...' "$(basename "$CHURN")" "$EVENTS_M"
 	s=$(date +%s%N)
 	# heaptrack appends .zst or .gz to the name given with -o
 	run_quiet heaptrack "$HEAPTRACK" -o "$HDIR/churn" "$CHURN" "$EVENTS_M"
@@ -198,6 +223,15 @@ for r in $(seq 1 "$ROUNDS"); do
 		"$(tail -n1 "$tmp/fold.times" | awk '{ printf "%.3f", $1 / 1e9 }')" \
 		"$([ $have_heaptrack = 1 ] && tail -n1 "$tmp/hprint.times" | awk '{ printf ", heaptrack_print %.3f s", $1 / 1e9 }')"
 done
+
+# --- instructions on the same files -------------------------------------------------
+f_ir=; h_ir=
+if have_callgrind && awk -v m="$EVENTS_M" 'BEGIN { exit !(m <= 4) }'; then
+	f_ir=$(callgrind_ir fold "$FOLD" "$MFILE")
+	[ $have_heaptrack = 1 ] && h_ir=$(callgrind_ir hprint "$HEAPTRACK_PRINT" -f "$hfile")
+elif have_callgrind; then
+	echo "  (instructions not counted: more than 4 M events would take long under valgrind)"
+fi
 # heaptrack's file is no longer needed; free the space before the 2N recording
 rm -rf "$HDIR"
 
@@ -212,7 +246,7 @@ if [ $have_time = 1 ]; then
 	rss1=$rss_kb
 	rm -f "$MFILE"
 	MFILE2=$tmp/churn$EVENTS2_M.memray
-	printf '  recording churn %d with memray-record ...' "$EVENTS2_M"
+	printf '  recording %s %s with memray-record ...' "$(basename "$CHURN")" "$EVENTS2_M"
 	s=$(date +%s%N)
 	run_quiet memray-record "$RECORD" -q -f -o "$MFILE2" "$CHURN" "$EVENTS2_M"
 	[ -s "$MFILE2" ] || die "memray-record wrote no output"
@@ -234,15 +268,17 @@ if [ $have_heaptrack = 1 ]; then
 		printf "%-16s %9.3f %13s %14.1f\n", "heaptrack_print", t / 1e9, rng, e / (t / 1e9) / 1e6 }'
 	awk -v f="$f_med" -v h="$h_med" 'BEGIN {
 		printf "heaptrack_print time / memray-fold time: %.2f\n", h / f }'
+	[ -n "$h_ir" ] && awk -v f="$f_ir" -v h="$h_ir" 'BEGIN {
+		printf "callgrind instructions: memray-fold %.0f M, heaptrack_print %.0f M: %.2fx\n", f / 1e6, h / 1e6, h / f }'
 else
 	echo "heaptrack_print  (not installed: skipped)"
 fi
 echo
 if [ $have_time = 1 ]; then
 	echo "memray-fold peak RSS (GNU time %M):"
-	printf '  churn %-4d (%9d events): %8d KiB\n' "$EVENTS_M" "$events" "$rss1"
-	printf '  churn %-4d (%9d events): %8d KiB  (replay %s s)\n' "$EVENTS2_M" "$events2" "$rss2" "$wall2"
-	awk -v a="$rss1" -v b="$rss2" 'BEGIN { printf "  ratio %dM / %dM: %.2f\n", '"$EVENTS2_M"', '"$EVENTS_M"', b / a }'
+	printf '  %s %-4s (%9d events): %8d KiB\n' "$(basename "$CHURN")" "$EVENTS_M" "$events" "$rss1"
+	printf '  %s %-4s (%9d events): %8d KiB  (replay %s s)\n' "$(basename "$CHURN")" "$EVENTS2_M" "$events2" "$rss2" "$wall2"
+	awk -v a="$rss1" -v b="$rss2" 'BEGIN { printf "  ratio %sM / %sM: %.2f\n", "'"$EVENTS2_M"'", "'"$EVENTS_M"'", b / a }'
 else
 	echo "memray-fold peak RSS: $GNU_TIME not installed (Debian package 'time'); skipped"
 fi
@@ -252,10 +288,14 @@ echo
 awk -v t="$f_med" -v e="$events" 'BEGIN {
 	r = e / (t / 1e9) / 1e6
 	printf "verdict: memray-fold replays %.1f M events/s: target (>= 20) %s\n", r, (r >= 20 ? "MET" : "MISSED") }'
+bench_result "fold.$WORKLOAD.events" "$events"
+bench_result "fold.$WORKLOAD.meps" "$(awk -v t="$f_med" -v e="$events" 'BEGIN { printf "%.1f", e / (t / 1e9) / 1e6 }')"
 if [ $have_heaptrack = 1 ]; then
 	awk -v f="$f_med" -v h="$h_med" 'BEGIN {
 		r = h / f
 		printf "verdict: memray-fold is %.2fx faster than heaptrack_print: target (>= 3x) %s\n", r, (r >= 3 ? "MET" : "MISSED") }'
+	bench_result "fold.$WORKLOAD.wall" "$(awk -v f="$f_med" -v h="$h_med" 'BEGIN { printf "%.2f", h / f }')"
+	[ -n "$h_ir" ] && bench_result "fold.$WORKLOAD.ir" "$(awk -v f="$f_ir" -v h="$h_ir" 'BEGIN { printf "%.2f", h / f }')"
 else
 	echo "verdict: heaptrack not installed; speed-up target not judged"
 fi

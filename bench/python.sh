@@ -12,6 +12,19 @@
 #                       workload, which takes milliseconds (default 5)
 #   BENCH_COMPILE_PKGS  stdlib packages that the compileall workload
 #                       byte-compiles (default: see COMPILE_PKGS below)
+#   BENCH_PY_SCALE      size of the objects, buffers, calls and deep
+#                       workloads in percent of their defaults (default 100;
+#                       25 for a quick run)
+#   BENCH_PY_WORKLOADS  which workloads (default: all six, in the order below)
+#   BENCH_PY_MODES      which modes (default: all; plain is always run)
+#   BENCH_CALLGRIND     0 to skip the instruction counts (default 1: counted
+#                       when valgrind is installed)
+#   BENCH_CG_SCALE      size of the callgrind runs in percent of the
+#                       workloads' defaults (default 10: valgrind is ~50x slower)
+#   BENCH_CG_COMPILE_PKGS  the packages compileall compiles under callgrind
+#                       (default: json email http)
+#   BENCH_RESULTS       a file to append "KEY VALUE" results to, for
+#                       bench/summary.sh (default: none)
 #
 # Workloads (bench/py/):
 #   objects     objects.py: many small dicts, lists and tuples made and dropped
@@ -19,7 +32,16 @@
 #   calls       calls.py: recursive fib(25), few allocations
 #   compileall  python3 -m compileall -q -f on a fresh copy of some stdlib
 #               packages, copied again before every run
+#   deep        deep.py: 2.4 million 600-byte bytearrays made and dropped
+#               42 frames deep (a recursive chain 40 deep, then a loop)
 #   startup     empty.py: an empty script
+#
+# Instructions: after the timed rounds, one run of objects, calls,
+# compileall and deep in the modes plain, memray-record and --native under
+# valgrind --tool=callgrind --trace-children=yes (every process counted,
+# memray-record's own too), at BENCH_CG_SCALE of the default size; the
+# counts are stable from run to run where wall times on a busy machine are
+# not.  heaptrack records nothing under valgrind, so it has no count.
 #
 # Modes, interleaved within each round so that drift in machine load hits
 # every column alike: plain; memray-record; memray-record --native;
@@ -40,6 +62,10 @@ BUILD=${1:-build}
 ROUNDS=${BENCH_ROUNDS:-5}
 STARTUP_REPS=${BENCH_STARTUP_REPS:-5}
 COMPILE_PKGS=${BENCH_COMPILE_PKGS:-json email http xml asyncio unittest logging multiprocessing concurrent importlib urllib}
+SCALE=${BENCH_PY_SCALE:-100}
+WORKLOADS=${BENCH_PY_WORKLOADS:-objects buffers calls compileall deep startup}
+CG_SCALE=${BENCH_CG_SCALE:-10}
+CG_COMPILE_PKGS=${BENCH_CG_COMPILE_PKGS:-json email http}
 HEAPTRACK=/usr/bin/heaptrack
 TIME=/usr/bin/time
 
@@ -48,20 +74,48 @@ T_DEFAULT=1.3
 T_NATIVE=1.6
 T_START_MS=10
 T_START_MIB=5
+# Issue 18's targets (x plain, default mode unless said; wall and instructions)
+T18_DEEP_WALL=1.5
+T18_DEEP_IR=1.4
+T18_DEEP_NATIVE=4
+T18_OBJECTS=1.15
+T18_CALLS_IR=1.02
+T18_COMPILEALL=1.1
 
-die() { echo "python.sh: $*" >&2; exit 1; }
+here=$(cd "$(dirname "$0")" && pwd) || { echo "python.sh: cannot find the bench directory" >&2; exit 1; }
+BENCH_NAME=python.sh  # read by lib.sh
+. "$here/lib.sh"
 
 case $ROUNDS in ''|*[!0-9]*|0) die "BENCH_ROUNDS must be a positive integer" ;; esac
 case $STARTUP_REPS in ''|*[!0-9]*|0) die "BENCH_STARTUP_REPS must be a positive integer" ;; esac
+positive_int BENCH_PY_SCALE "$SCALE"
+positive_int BENCH_CG_SCALE "$CG_SCALE"
+for w in $WORKLOADS; do
+	case $w in objects|buffers|calls|compileall|deep|startup) ;;
+	*) die "BENCH_PY_WORKLOADS: unknown workload '$w'" ;; esac
+done
+[ -n "$WORKLOADS" ] || die "BENCH_PY_WORKLOADS is empty"
+has_word() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
 
-here=$(cd "$(dirname "$0")" && pwd) || die "cannot find the bench directory"
+# sizes: scale PERCENT: set N_OBJECTS, N_BUFFERS, N_CALLS, N_DEEP
+scale() {
+	N_OBJECTS=$((1500000 * $1 / 100))
+	N_BUFFERS=$((1500 * $1 / 100))
+	N_CALLS=$((40 * $1 / 100))
+	N_DEEP=$((2400000 * $1 / 100))
+	[ "$N_OBJECTS" -ge 1 ] || N_OBJECTS=1
+	[ "$N_BUFFERS" -ge 1 ] || N_BUFFERS=1
+	[ "$N_CALLS" -ge 1 ] || N_CALLS=1
+	[ "$N_DEEP" -ge 1 ] || N_DEEP=1
+}
+scale "$SCALE"
 PYDIR=$here/py
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || die "no build directory '${1:-build}' (run make first)"
 RECORD=$BUILD/bin/memray-record
 STAT=$BUILD/bin/memray-stat
 [ -x "$RECORD" ] || die "$RECORD missing (run make first)"
 [ -x "$STAT" ] || die "$STAT missing (run make first)"
-for f in objects buffers calls empty; do
+for f in objects buffers calls deep empty; do
 	[ -f "$PYDIR/$f.py" ] || die "$PYDIR/$f.py missing"
 done
 
@@ -104,6 +158,16 @@ trap 'exit 143' TERM
 MODES="plain memray native pyalloc"
 [ $have_heaptrack = 1 ] && MODES="$MODES heaptrack"
 MODES="$MODES tracemalloc"
+if [ -n "${BENCH_PY_MODES:-}" ]; then
+	for m in $BENCH_PY_MODES; do
+		case $m in plain|memray|native|pyalloc|heaptrack|tracemalloc) ;;
+		*) die "BENCH_PY_MODES: unknown mode '$m' (plain memray native pyalloc heaptrack tracemalloc)" ;; esac
+	done
+	want=$MODES MODES=plain
+	for m in $want; do
+		[ "$m" != plain ] && has_word "$m" "$BENCH_PY_MODES" && MODES="$MODES $m"
+	done
+fi
 
 mode_label() {
 	case $1 in
@@ -128,20 +192,21 @@ is_memray() { case $1 in memray|native|pyalloc) return 0 ;; esac; return 1; }
 # wl_args WORKLOAD: sets the array ARGS, the interpreter's arguments
 wl_args() {
 	case $1 in
-	objects) ARGS=("$PYDIR/objects.py") ;;
-	buffers) ARGS=("$PYDIR/buffers.py") ;;
-	calls) ARGS=("$PYDIR/calls.py") ;;
+	objects) ARGS=("$PYDIR/objects.py" "$N_OBJECTS") ;;
+	buffers) ARGS=("$PYDIR/buffers.py" "$N_BUFFERS") ;;
+	calls) ARGS=("$PYDIR/calls.py" "$N_CALLS") ;;
 	compileall) ARGS=(-m compileall -q -f "$tmp/src") ;;
+	deep) ARGS=("$PYDIR/deep.py" "$N_DEEP") ;;
 	startup) ARGS=("$PYDIR/empty.py") ;;
 	esac
 }
 
-# prepare WORKLOAD: done before every run, outside the timing
+# prepare WORKLOAD [PACKAGES]: done before every run, outside the timing
 prepare() {
 	[ "$1" = compileall ] || return 0
 	{ rm -rf "$tmp/src" && mkdir "$tmp/src"; } || die "cannot create $tmp/src"
 	local p
-	for p in $COMPILE_PKGS; do
+	for p in ${2:-$COMPILE_PKGS}; do
 		cp -R "$py_stdlib/$p" "$tmp/src/" || die "cannot copy $py_stdlib/$p"
 	done
 	find "$tmp/src" -name __pycache__ -prune -exec rm -rf {} + ||
@@ -257,14 +322,15 @@ if [ $have_time = 1 ]; then
 	echo "  the largest of python3, heaptrack_interpret and the shell under heaptrack"
 fi
 
-WORKLOADS="objects buffers calls compileall startup"
+echo "sizes: $SCALE% of the defaults (BENCH_PY_SCALE)"
 for w in $WORKLOADS; do
 	echo
 	case $w in
-	objects) echo "== objects: bench/py/objects.py (1.5 M iterations of small dicts, lists, tuples) ==" ;;
-	buffers) echo "== buffers: bench/py/buffers.py (1500 bytearrays of 100 KB-10 MB) ==" ;;
-	calls) echo "== calls: bench/py/calls.py (40 x recursive fib(25)) ==" ;;
+	objects) echo "== objects: bench/py/objects.py ($N_OBJECTS iterations of small dicts, lists, tuples) ==" ;;
+	buffers) echo "== buffers: bench/py/buffers.py ($N_BUFFERS bytearrays of 100 KB-10 MB) ==" ;;
+	calls) echo "== calls: bench/py/calls.py ($N_CALLS x recursive fib(25)) ==" ;;
 	compileall) echo "== compileall: python3 -m compileall -q -f on a fresh copy of $COMPILE_PKGS ==" ;;
+	deep) echo "== deep: bench/py/deep.py ($N_DEEP 600-byte bytearrays, 42 frames deep) ==" ;;
 	startup) echo "== startup: bench/py/empty.py (an empty script) ==" ;;
 	esac
 	reps=1
@@ -345,39 +411,123 @@ for w in $WORKLOADS; do
 	fi
 done
 
+# --- instructions -----------------------------------------------------------------
+# One run per mode under callgrind at CG_SCALE% of the default sizes:
+# $tmp/W.M.ir holds the count, $tmp/W.cgsize what was run.
+CG_MODES=
+for m in plain memray native; do has_word "$m" "$MODES" && CG_MODES="$CG_MODES $m"; done
+CG_WORKLOADS=
+for w in objects calls compileall deep; do has_word "$w" "$WORKLOADS" && CG_WORKLOADS="$CG_WORKLOADS $w"; done
+if have_callgrind && [ -n "$CG_WORKLOADS" ]; then
+	scale "$CG_SCALE"
+	echo
+	echo "== instructions: valgrind --tool=callgrind --trace-children=yes, one run per mode, every process summed =="
+	for w in $CG_WORKLOADS; do
+		case $w in
+		objects) echo "objects.py $N_OBJECTS" ;;
+		calls) echo "calls.py $N_CALLS (x fib(25))" ;;
+		compileall) echo "compileall of $CG_COMPILE_PKGS" ;;
+		deep) echo "deep.py $N_DEEP" ;;
+		esac >"$tmp/$w.cgsize"
+		printf '  %-11s (%s):' "$w" "$(cat "$tmp/$w.cgsize")"
+		for m in $CG_MODES; do
+			wl_args "$w"
+			prepare "$w" "$CG_COMPILE_PKGS"
+			case $m in
+			plain) callgrind_ir "$w" "$PY" "${ARGS[@]}" ;;
+			memray) callgrind_ir "$w" "$RECORD" -q -f -o "$tmp/cg.bin" "$PY" "${ARGS[@]}" ;;
+			native) callgrind_ir "$w" "$RECORD" --native -q -f -o "$tmp/cg.bin" "$PY" "${ARGS[@]}" ;;
+			esac >"$tmp/$w.$m.ir"
+			printf ' %s %.0f M' "$(short_label "$m")" "$(awk '{ print $1 / 1e6 }' "$tmp/$w.$m.ir")"
+		done
+		echo
+	done
+	rm -f "$tmp/cg.bin"
+	[ $have_heaptrack = 1 ] && echo "  ($HEAPTRACK_CG_NOTE)"
+	scale "$SCALE"
+elif [ -n "$CG_WORKLOADS" ]; then
+	echo
+	echo "instructions: skipped (valgrind not installed, or BENCH_CALLGRIND=0)"
+fi
+
+# x_plain W M: median wall time of W in mode M over plain's
+x_plain() { ratio "$(cat "$tmp/$1.$2.med")" "$(cat "$tmp/$1.plain.med")"; }
+# ir_plain W M: instructions of W in mode M over plain's, or nothing
+ir_plain() { [ -s "$tmp/$1.$2.ir" ] && ratio "$(cat "$tmp/$1.$2.ir")" "$(cat "$tmp/$1.plain.ir")"; }
+
 # --- summary ------------------------------------------------------------------
 echo
-echo "== summary: median time as x plain (start-up: ms over plain) =="
+echo "== summary: median time as x plain (start-up: ms over plain); [instructions x plain] =="
 printf '  %-12s' workload
-for m in $MODES; do printf ' %14s' "$(mode_label "$m" | sed 's/^ *--/--/; s/trace-py-alloc/py-alloc/')"; done
+for m in $MODES; do
+	l=$(mode_label "$m" | sed 's/^ *--/--/; s/trace-py-alloc/py-alloc/')
+	if has_word "$m" "$CG_MODES" && [ "$m" != plain ]; then printf ' %22s' "$l [instr]"; else printf ' %14s' "$l"; fi
+done
 echo
 for w in $WORKLOADS; do
 	printf '  %-12s' "$w"
-	p=$(cat "$tmp/$w.plain.med")
 	for m in $MODES; do
-		awk -v w="$w" -v t="$(cat "$tmp/$w.$m.med")" -v p="$p" 'BEGIN {
-			if (w == "startup") printf " %11.1f ms", (t - p) / 1e6
-			else printf " %14.2f", t / p }'
+		if [ "$w" = startup ]; then
+			awk -v t="$(cat "$tmp/$w.$m.med")" -v p="$(cat "$tmp/$w.plain.med")" \
+				'BEGIN { printf " %11.1f ms", (t - p) / 1e6 }'
+		else
+			printf ' %14s' "$(x_plain "$w" "$m")"
+		fi
+		if has_word "$m" "$CG_MODES" && [ "$m" != plain ]; then
+			ir=$(ir_plain "$w" "$m")
+			printf ' %7s' "${ir:+[$ir]}"
+		fi
 	done
 	echo
+	# results for bench/summary.sh
+	[ "$w" = startup ] && continue
+	for m in $MODES; do
+		[ "$m" = plain ] && continue
+		bench_result "py.$w.$m.wall" "$(x_plain "$w" "$m")"
+		ir=$(ir_plain "$w" "$m")
+		[ -n "$ir" ] && bench_result "py.$w.$m.ir" "$ir"
+	done
+	[ -s "$tmp/$w.cgsize" ] && bench_result "py.$w.cgsize" "$(tr ' ' '_' <"$tmp/$w.cgsize")"
 done
+bench_result py.scale "$SCALE%"
 
 # --- verdict ------------------------------------------------------------------
 echo
 echo "verdict:"
 verdict_ratio() { # MODE LIMIT TEXT
 	local m=$1 lim=$2 text=$3 w x all=MET list=''
+	has_word "$m" "$MODES" || return 0
 	for w in $WORKLOADS; do
 		[ "$w" = startup ] && continue
-		x=$(awk -v t="$(cat "$tmp/$w.$m.med")" -v p="$(cat "$tmp/$w.plain.med")" 'BEGIN { printf "%.2f", t / p }')
+		x=$(x_plain "$w" "$m")
 		list="$list${list:+, }$w $x"
 		awk -v x="$x" -v l="$lim" 'BEGIN { exit !(x > l) }' && all=MISSED
 	done
-	echo "  $text within ${lim}x of plain on every workload: $all ($list)"
+	[ -n "$list" ] && echo "  $text within ${lim}x of plain on every workload: $all ($list)"
 }
 verdict_ratio memray "$T_DEFAULT" "memray-record (default)"
 verdict_ratio native "$T_NATIVE" "memray-record --native "
 
+# verdict18 W M KIND LIMIT: one of issue 18's targets (KIND wall or ir)
+verdict18() {
+	local w=$1 m=$2 kind=$3 lim=$4 x what
+	has_word "$w" "$WORKLOADS" && has_word "$m" "$MODES" || return 0
+	if [ "$kind" = wall ]; then x=$(x_plain "$w" "$m"); what="wall time"
+	else x=$(ir_plain "$w" "$m"); what="instructions"; fi
+	[ -n "$x" ] || { echo "  issue 18: $w, $(mode_label "$m" | sed 's/^ *//'), $what <= ${lim}x plain: not measured"; return 0; }
+	awk -v x="$x" -v l="$lim" -v t="issue 18: $w, $(mode_label "$m" | sed 's/^ *//'), $what <= ${lim}x plain" \
+		'BEGIN { printf "  %s: %s (%.2fx)\n", t, (x <= l ? "MET" : "MISSED"), x }'
+}
+verdict18 deep memray wall "$T18_DEEP_WALL"
+verdict18 deep memray ir "$T18_DEEP_IR"
+verdict18 deep native wall "$T18_DEEP_NATIVE"
+verdict18 objects memray wall "$T18_OBJECTS"
+verdict18 objects memray ir "$T18_OBJECTS"
+verdict18 calls memray ir "$T18_CALLS_IR"
+verdict18 compileall memray wall "$T18_COMPILEALL"
+verdict18 compileall memray ir "$T18_COMPILEALL"
+
+if has_word startup "$WORKLOADS" && has_word memray "$MODES"; then
 d_ms=$(awk -v t="$(cat "$tmp/startup.memray.med")" -v p="$(cat "$tmp/startup.plain.med")" \
 	'BEGIN { printf "%+.1f", (t - p) / 1e6 }')
 ms_ok=$(awk -v d="$d_ms" -v l="$T_START_MS" 'BEGIN { print (d <= l ? "MET" : "MISSED") }')
@@ -395,6 +545,7 @@ if [ $have_time = 1 ]; then
 		echo "    warning: memray-record's own RSS bound is not below plain Python's; %M may be memray-record's"
 else
 	echo "  start-up peak RSS: not judged (no $TIME)"
+fi
 fi
 echo
 echo "total time: $(awk -v s="$t0" -v e="$(date +%s%N)" 'BEGIN { printf "%.0f", (e - s) / 1e9 }') s"
