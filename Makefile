@@ -231,9 +231,17 @@ install: all
 	@echo "install: the Python package (memray_c, the pytest plugin) is not installed by make install;"
 	@echo "install: install it into the Python or venv that uses it: make wheel && python3 -m pip install $(BUILD)/dist/memray_c-*.whl"
 
+# (and what make install wrote for Python before the wheel: a pytest
+# plugin in the system Python's site-packages, whose entry point would
+# shadow the wheel's)
+OLD_PYSITE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("purelib"))' 2>/dev/null)
+
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(LIBDIR)/memray-c/libmemray-tracker.so
 	rm -f $(DESTDIR)$(INCLUDEDIR)/memray.h
+	@if [ -n "$(OLD_PYSITE)" ] && [ -e "$(DESTDIR)$(OLD_PYSITE)/pytest_memray_c.py" ]; then \
+		echo "rm -rf $(DESTDIR)$(OLD_PYSITE)/pytest_memray_c.py $(DESTDIR)$(OLD_PYSITE)/memray_c_pytest-0.1.0.dist-info"; \
+		rm -rf "$(DESTDIR)$(OLD_PYSITE)/pytest_memray_c.py" "$(DESTDIR)$(OLD_PYSITE)/memray_c_pytest-0.1.0.dist-info"; fi
 	-rmdir $(DESTDIR)$(LIBDIR)/memray-c
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANPREFIX)/man5/%,$(wildcard man/*.5))

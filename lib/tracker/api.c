@@ -48,11 +48,13 @@ void win_add(uintptr_t a, uint64_t size)
 	win_live -= replaced;
 }
 
-void win_take(uintptr_t a)
+uint64_t win_take(uintptr_t a)
 {
 	uint64_t size;
-	if (btab_take(&win, a, &size))
-		win_live -= size;
+	if (!btab_take(&win, a, &size))
+		return 0;
+	win_live -= size;
+	return size;
 }
 
 /* munmap of [a, a + len): a mapping of the window starting at a loses its
@@ -81,19 +83,21 @@ EXPORT int memray_start_ex(const char *path, int flags, long interval_ms,
 	int rc = -1, e = EBUSY;
 	if (ACTIVE() || out_fd >= 0 || api_on || __atomic_load_n(&attach_busy, __ATOMIC_ACQUIRE))
 		goto out;
+	/* everything that can be refused is, before the file is touched */
+	e = EINVAL;
+	if (interval_ms < 0 || interval_ms > 3600 * 1000 || sample_bytes > MR_SAMPLE_MAX ||
+	    (flags & ~(MEMRAY_NATIVE | MEMRAY_NO_NATIVE | MEMRAY_FOLLOW_FORK |
+		       MEMRAY_PYTHON_ALLOCATORS)))
+		goto out;
+	e = ENOSYS;
+	if ((flags & MEMRAY_PYTHON_ALLOCATORS) && !hooks_python_allocators_possible())
+		goto out;
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		e = errno;
 		if (fd >= 0)
 			close(fd);
-		goto out;
-	}
-	if (interval_ms < 0 || interval_ms > 3600 * 1000 || sample_bytes > MR_SAMPLE_MAX ||
-	    (flags & ~(MEMRAY_NATIVE | MEMRAY_NO_NATIVE | MEMRAY_FOLLOW_FORK |
-		       MEMRAY_PYTHON_ALLOCATORS))) {
-		close(fd);
-		e = EINVAL;
 		goto out;
 	}
 	in_process_setup(flags & MEMRAY_NATIVE ? 1 : flags & MEMRAY_NO_NATIVE ? 0 : -1,
@@ -103,11 +107,7 @@ EXPORT int memray_start_ex(const char *path, int flags, long interval_ms,
 	 * the file's shared offset); exec'd images are not followed */
 	follow = !!(flags & MEMRAY_FOLLOW_FORK);
 	if (flags & MEMRAY_PYTHON_ALLOCATORS) {
-		if (hooks_python_allocators(1) < 0) {
-			close(fd);
-			e = ENOSYS;
-			goto out;
-		}
+		hooks_python_allocators(1);
 		api_pyalloc = 1;
 		header_flags = (header_flags & ~(uint64_t)MR_F_PYMALLOC) | MR_F_PYTHON_ALLOCS;
 	}

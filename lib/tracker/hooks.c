@@ -459,7 +459,15 @@ const size_t tracker_nhooks = sizeof(hook_table) / sizeof(hook_table[0]);
  * records the block as a malloc-family event. The arena allocator is
  * wrapped too, so that the arenas mapped and unmapped in the window are
  * not recorded beside the objects they hold (no byte counted twice).
- * Installing and removing them needs the GIL, which the caller holds. */
+ * Installing and removing them needs the GIL, which the caller holds.
+ *
+ * Others may wrap the same allocators (tracemalloc, started or stopped
+ * inside a window): a wrapper is taken off only while it is the one
+ * installed (else it stays, passing calls on), and each installation
+ * keeps the allocator it replaced in a slot of its own, never reused,
+ * so that every chain of wrappers stays well formed. The wrappers record
+ * only while a window asks for it (py_tracing), and only the outermost
+ * one: each calls what it replaced under the guard. */
 
 struct pymem {
 	void *ctx;
@@ -475,16 +483,22 @@ struct pyarena {
 	void (*free)(void *ctx, void *p, size_t n);
 };
 
-enum { PYMEM_DOMAIN_MEM = 1, PYMEM_DOMAIN_OBJ = 2 };
+enum { PYMEM_DOMAIN_MEM = 1, PYMEM_DOMAIN_OBJ = 2, PY_SLOTS = 32 };
 
-static struct pymem py_orig[3];
-static struct pyarena py_orig_arena;
-static int py_hooked;
+static struct pymem py_slots[PY_SLOTS];
+static struct pyarena py_arena_slots[PY_SLOTS];
+static int py_nslots, py_narena_slots;
+static int py_tracing;
+
+static int py_recording(void)
+{
+	return __atomic_load_n(&py_tracing, __ATOMIC_RELAXED) && recording();
+}
 
 static void *py_malloc(void *ctx, size_t n)
 {
 	const struct pymem *o = ctx;
-	int take = !tracker_skip_alloc(n) && take_slow(n);
+	int take = py_recording() && tracker_take(n);
 	int guard = tracker_guard;
 	tracker_guard = 1;
 	void *p = o->malloc(o->ctx, n);
@@ -501,8 +515,8 @@ static void *py_calloc(void *ctx, size_t nelem, size_t elsize)
 {
 	const struct pymem *o = ctx;
 	size_t total;
-	int take = !__builtin_mul_overflow(nelem, elsize, &total) && !tracker_skip_alloc(total) &&
-		   take_slow(total);
+	int take = py_recording() && !__builtin_mul_overflow(nelem, elsize, &total) &&
+		   tracker_take(total);
 	int guard = tracker_guard;
 	tracker_guard = 1;
 	void *p = o->calloc(o->ctx, nelem, elsize);
@@ -518,16 +532,15 @@ static void *py_calloc(void *ctx, size_t nelem, size_t elsize)
 static void *py_realloc(void *ctx, void *old, size_t n)
 {
 	const struct pymem *o = ctx;
-	if (!recording()) {
+	if (!py_recording()) {
 		int guard = tracker_guard;
 		tracker_guard = 1;
 		void *p = o->realloc(o->ctx, old, n);
 		tracker_guard = guard;
 		return p;
 	}
-	/* the real call happens inside, under the tracker's lock */
 	tracker_pymem = o;
-	void *p = tracker_realloc(MR_REALLOC, old, 1, n);
+	void *p = tracker_pymem_realloc(old, n);
 	tracker_pymem = NULL;
 	return p;
 }
@@ -536,7 +549,7 @@ static void py_free(void *ctx, void *p)
 {
 	const struct pymem *o = ctx;
 	/* written before the block can be handed to anyone else */
-	if (p && !tracker_skip_free(p) && recording()) {
+	if (p && !tracker_skip_free(p) && py_recording()) {
 		tracker_pymem = o;
 		tracker_free(MR_FREE, p, 0);
 		tracker_pymem = NULL;
@@ -549,45 +562,84 @@ static void py_free(void *ctx, void *p)
 
 static void *py_arena_alloc(void *ctx, size_t n)
 {
+	const struct pyarena *o = ctx;
 	int guard = tracker_guard;
 	tracker_guard = 1;
-	void *p = py_orig_arena.alloc(py_orig_arena.ctx, n);
+	void *p = o->alloc(o->ctx, n);
 	tracker_guard = guard;
 	return p;
 }
 
 static void py_arena_free(void *ctx, void *p, size_t n)
 {
+	const struct pyarena *o = ctx;
 	int guard = tracker_guard;
 	tracker_guard = 1;
-	py_orig_arena.free(py_orig_arena.ctx, p, n);
+	o->free(o->ctx, p, n);
 	tracker_guard = guard;
+}
+
+static struct {
+	void (*get)(int, struct pymem *);
+	void (*set)(int, struct pymem *);
+	void (*aget)(struct pyarena *);
+	void (*aset)(struct pyarena *);
+} pyapi;
+
+int hooks_python_allocators_possible(void)
+{
+	if (!pyapi.get) {
+		pyapi.aget = (void (*)(struct pyarena *))dlsym(RTLD_DEFAULT, "PyObject_GetArenaAllocator");
+		pyapi.aset = (void (*)(struct pyarena *))dlsym(RTLD_DEFAULT, "PyObject_SetArenaAllocator");
+		pyapi.set = (void (*)(int, struct pymem *))dlsym(RTLD_DEFAULT, "PyMem_SetAllocator");
+		pyapi.get = (void (*)(int, struct pymem *))dlsym(RTLD_DEFAULT, "PyMem_GetAllocator");
+	}
+	return pyapi.get && pyapi.set && pyapi.aget && pyapi.aset;
 }
 
 int hooks_python_allocators(int on)
 {
-	void (*get)(int, struct pymem *) = (void (*)(int, struct pymem *))dlsym(RTLD_DEFAULT, "PyMem_GetAllocator");
-	void (*set)(int, struct pymem *) = (void (*)(int, struct pymem *))dlsym(RTLD_DEFAULT, "PyMem_SetAllocator");
-	void (*aget)(struct pyarena *) = (void (*)(struct pyarena *))dlsym(RTLD_DEFAULT, "PyObject_GetArenaAllocator");
-	void (*aset)(struct pyarena *) = (void (*)(struct pyarena *))dlsym(RTLD_DEFAULT, "PyObject_SetArenaAllocator");
-	if (!get || !set || !aget || !aset)
+	if (!hooks_python_allocators_possible())
 		return -1;
-	if (on && !py_hooked) {
+	if (!on) {
+		__atomic_store_n(&py_tracing, 0, __ATOMIC_RELAXED);
 		for (int d = PYMEM_DOMAIN_MEM; d <= PYMEM_DOMAIN_OBJ; d++) {
-			get(d, &py_orig[d]);
-			struct pymem w = { &py_orig[d], py_malloc, py_calloc, py_realloc, py_free };
-			set(d, &w);
+			struct pymem cur;
+			pyapi.get(d, &cur);
+			if (cur.malloc == py_malloc) /* ours, on top: what it replaced goes back */
+				pyapi.set(d, (struct pymem *)cur.ctx);
 		}
-		aget(&py_orig_arena);
-		struct pyarena a = { NULL, py_arena_alloc, py_arena_free };
-		aset(&a);
-		py_hooked = 1;
-	} else if (!on && py_hooked) {
-		/* the wrappers only pass calls on: what they served stays valid */
-		for (int d = PYMEM_DOMAIN_MEM; d <= PYMEM_DOMAIN_OBJ; d++)
-			set(d, &py_orig[d]);
-		aset(&py_orig_arena);
-		py_hooked = 0;
+		struct pyarena a;
+		pyapi.aget(&a);
+		if (a.alloc == py_arena_alloc)
+			pyapi.aset((struct pyarena *)a.ctx);
+		return 0;
 	}
+	for (int d = PYMEM_DOMAIN_MEM; d <= PYMEM_DOMAIN_OBJ; d++) {
+		struct pymem cur;
+		pyapi.get(d, &cur);
+		/* ours already on top (left on by a window whose wrappers were
+		 * covered, then put back), or no slot left: as it is */
+		if (cur.malloc == py_malloc || py_nslots == PY_SLOTS)
+			continue;
+		struct pymem *slot = &py_slots[py_nslots++];
+		*slot = cur;
+		struct pymem w = { slot, py_malloc, py_calloc, py_realloc, py_free };
+		pyapi.set(d, &w);
+	}
+	struct pyarena a;
+	pyapi.aget(&a);
+	if (a.alloc != py_arena_alloc && py_narena_slots < PY_SLOTS) {
+		struct pyarena *slot = &py_arena_slots[py_narena_slots++];
+		*slot = a;
+		struct pyarena w = { slot, py_arena_alloc, py_arena_free };
+		pyapi.aset(&w);
+	}
+	__atomic_store_n(&py_tracing, 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+void hooks_python_allocators_forget(void)
+{
+	__atomic_store_n(&py_tracing, 0, __ATOMIC_RELAXED);
 }

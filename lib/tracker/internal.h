@@ -249,7 +249,8 @@ void attach_end(void);
 extern int api_on;              /* recording through the in-process API (memray.h) */
 extern int window_on;
 void win_add(uintptr_t a, uint64_t size);
-void win_take(uintptr_t a);
+/* The size of a window's block released (0 when it was none). */
+uint64_t win_take(uintptr_t a);
 void win_unmap(uintptr_t a, uint64_t len);
 
 extern char native_env[8];      /* MEMRAY_NATIVE for an exec'd image */

@@ -82,6 +82,7 @@ void at_child(void)
 	/* an API window is the parent's: the child may start its own */
 	api_on = 0;
 	window_on = 0;
+	hooks_python_allocators_forget(); /* its wrappers record nothing more */
 	/* attached: the child keeps the patched entries, which now pass
 	 * every call straight through */
 	if (ctl_fd >= 0)

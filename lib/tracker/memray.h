@@ -53,10 +53,12 @@ int memray_start(const char *path, int flags);
  * interval_ms milliseconds (0: the default, 10), and with sample_bytes
  * not 0 one heap allocation in about every sample_bytes bytes recorded
  * (--sample-bytes; seed not 0 gives the same samples in every run, as
- * --seed). The window's numbers count only the recorded allocations.
+ * --seed). The window's numbers count only the recorded allocations (with
+ * sampling, the samples at their own sizes).
  * Returns 0, or -1 with errno: EBUSY, EINVAL for an option out of range
  * or an unknown flag, ENOSYS for MEMRAY_PYTHON_ALLOCATORS outside Python,
- * or open(2)'s error. */
+ * or open(2)'s error; the file is created or truncated only when none of
+ * the others. */
 int memray_start_ex(const char *path, int flags, long interval_ms,
 		    unsigned long long sample_bytes, unsigned long long seed);
 /* 1 when the tracker was preloaded (the program's allocator calls reach

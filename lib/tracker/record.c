@@ -45,7 +45,7 @@ void tracker_alloc(int allocator, void *p, size_t size)
 			      (est = sample_put((uintptr_t)p, size)) != 0)) {
 		thread_current();
 		mr_w_alloc(&writer, allocator, (uintptr_t)p, size, intern(&c));
-		live_heap += allocator == MR_MMAP ? size : est ? est : usable(p);
+		live_heap += allocator == MR_MMAP ? size : est ? est : tracker_pymem ? size : usable(p);
 		if (window_on)
 			win_add((uintptr_t)p, size);
 	}
@@ -65,13 +65,18 @@ void tracker_free(int allocator, void *p, size_t len)
 	if (ACTIVE() && (!sampling || sample_take((uintptr_t)p, &est))) {
 		thread_current();
 		mr_w_free(&writer, allocator, (uintptr_t)p, len);
-		heap_sub(sampling ? est : n);
 		if (window_on) {
-			if (allocator == MR_MUNMAP)
+			if (allocator == MR_MUNMAP) {
 				win_unmap((uintptr_t)p, len);
-			else
-				win_take((uintptr_t)p);
+			} else {
+				/* a Python allocator's block: its size is known
+				 * from the window (it is wrapped only in one) */
+				uint64_t size = win_take((uintptr_t)p);
+				if (tracker_pymem && !sampling)
+					n = size;
+			}
 		}
+		heap_sub(sampling ? est : n);
 	}
 	unlock();
 	tracker_guard = 0;
@@ -79,9 +84,6 @@ void tracker_free(int allocator, void *p, size_t len)
 
 static void *realloc_call(int allocator, void *old, size_t nmemb, size_t size)
 {
-	const struct pymem_fns *py = tracker_pymem;
-	if (py)
-		return py->realloc(py->ctx, old, size);
 	return allocator == MR_REALLOC ? real.realloc(old, size)
 				       : real.reallocarray(old, nmemb, size);
 }
@@ -120,9 +122,39 @@ static void *sampled_realloc(int allocator, void *old, size_t nmemb, size_t size
 			mr_w_free(&writer, allocator, (uintptr_t)old, 0);
 		else if (new_sampled)
 			mr_w_alloc(&writer, allocator, (uintptr_t)p, total, stack);
+		if (window_on) {
+			if (old_sampled)
+				win_take((uintptr_t)old);
+			if (new_sampled)
+				win_add((uintptr_t)p, total);
+		}
 	}
 	unlock();
 	tracker_guard = 0;
+	return p;
+}
+
+/* realloc of a Python allocator (hooks.c's wrapper, with tracker_pymem
+ * set): the release of old is written first, then the allocator is
+ * called, outside the lock, then the new block is written. Not under the
+ * lock as tracker_realloc does it: the call may take the Python
+ * allocator's own locks (tracemalloc's, when it runs beneath), and a
+ * thread holding one of those may be allocating into the hooks, waiting
+ * for the tracker's. Writing the release first keeps the order true: no
+ * other thread can be handed old before it is written. When the
+ * allocator fails, old stays live though its release was written (only
+ * out of memory). */
+void *tracker_pymem_realloc(void *old, size_t size)
+{
+	const struct pymem_fns *py = tracker_pymem;
+	if (old && !tracker_skip_free(old))
+		tracker_free(MR_FREE, old, 0);
+	int take = tracker_take(size);
+	tracker_guard = 1;
+	void *p = py->realloc(py->ctx, old, size);
+	tracker_guard = 0;
+	if (p && take)
+		tracker_alloc(MR_REALLOC, p, size);
 	return p;
 }
 

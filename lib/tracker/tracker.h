@@ -92,6 +92,10 @@ extern __thread const void *tracker_pymem __attribute__((tls_model("initial-exec
  * its arena allocator; the caller holds the GIL. -1 when the process has
  * no Python C-API. */
 int hooks_python_allocators(int on);
+/* Whether the process has the C-API hooks_python_allocators needs. */
+int hooks_python_allocators_possible(void);
+/* In a forked child not followed: the wrappers record nothing more. */
+void hooks_python_allocators_forget(void);
 
 /* Recording. Each sets and clears the guard itself. */
 void tracker_alloc(int allocator, void *p, size_t size);
@@ -100,6 +104,8 @@ void tracker_free(int allocator, void *p, size_t len);
  * lock, so no other thread can be handed `old` before its release is
  * recorded. */
 void *tracker_realloc(int allocator, void *old, size_t nmemb, size_t size);
+/* realloc of a Python allocator, while recording (tracker_pymem set). */
+void *tracker_pymem_realloc(void *old, size_t size);
 void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 void tracker_modules_changed(int closed);
 void tracker_thread_renamed(unsigned long thread, const char *name);

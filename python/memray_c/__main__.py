@@ -21,8 +21,10 @@ import sys
 
 from . import _tools
 
+# memray-record's options that take an argument (--pid and --duration make
+# no sense with a script, but are parsed so that memray-record says so)
 _RECORD_WITH_ARG = {"-o", "--output", "--interval", "--sample-bytes", "--seed",
-                    "--program-output"}
+                    "--program-output", "-p", "--pid", "--duration"}
 
 
 def _usage(status):

@@ -76,6 +76,8 @@ typedef struct {
 	unsigned long long address, size, old_address, old_size, time_us, n_allocations;
 } Record;
 
+static int check_usable(Stream *s);
+
 /* ---- text --------------------------------------------------------------- */
 
 /* Stream text is bytes: decoded as UTF-8, any other byte kept as a lone
@@ -201,6 +203,9 @@ static PyObject *record_tid(PyObject *self, void *closure)
 static PyObject *record_thread_name(PyObject *self, void *closure)
 {
 	Record *r = (Record *)self;
+	/* the reader's tables may be growing in another thread (drain) */
+	if (check_usable(r->stream) < 0)
+		return NULL;
 	if (!r->thread || r->thread >= r->proc->nthreads || !r->proc->threads[r->thread].name)
 		Py_RETURN_NONE;
 	return ctext(r->proc->threads[r->thread].name);
@@ -245,6 +250,8 @@ static void add_frame(void *ctx, const struct frame_info *f)
 static PyObject *stack_of(Record *r, int mode)
 {
 	Stream *s = r->stream;
+	if (check_usable(s) < 0)
+		return NULL;
 	if (!r->stack)
 		return PyTuple_New(0);
 	PyObject *key = Py_BuildValue("(nIi)", (Py_ssize_t)(uintptr_t)r->proc, r->stack, mode);
@@ -432,7 +439,16 @@ static PyMethodDef record_methods[] = {
 	{ NULL, NULL, 0, NULL },
 };
 
+/* Records are made by the reader only (3.9 has no
+ * Py_TPFLAGS_DISALLOW_INSTANTIATION). */
+static PyObject *record_new_refused(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+	PyErr_SetString(PyExc_TypeError, "AllocationRecord objects are made by memray_c.read");
+	return NULL;
+}
+
 static PyType_Slot record_slots[] = {
+	{ Py_tp_new, record_new_refused },
 	{ Py_tp_dealloc, record_dealloc },
 	{ Py_tp_repr, record_repr },
 	{ Py_tp_richcompare, record_richcompare },
@@ -457,8 +473,8 @@ static int stream_init(PyObject *self, PyObject *args, PyObject *kw)
 	static char *names[] = { "path", "replay", "snapshot", NULL };
 	PyObject *path, *snapshot = Py_None;
 	int replay = 0;
-	if (s->in) {
-		PyErr_SetString(PyExc_RuntimeError, "Stream is already open");
+	if (s->in || s->name) {
+		PyErr_SetString(PyExc_RuntimeError, "Stream is already open (or failed to)");
 		return -1;
 	}
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|pO", names, PyUnicode_FSConverter, &path,
@@ -899,6 +915,8 @@ static PyObject *stream_offset(PyObject *self, void *closure)
 static PyObject *stream_name(PyObject *self, void *closure)
 {
 	PyObject *n = ((Stream *)self)->name;
+	if (!n)
+		return PyUnicode_FromString("");
 	Py_INCREF(n);
 	return n;
 }

@@ -17,7 +17,9 @@ preloaded (Tracker.preloaded is False):
 
 Either way the peak and live bytes of the window (Tracker.stats) are
 exact: the tracker keeps the window's blocks by address and counts them
-as the readers count the file afterwards.
+as the readers count the file afterwards. With sample_bytes they count
+the sampled blocks only, at their own sizes (the readers' estimates
+scale them up).
 """
 
 import atexit

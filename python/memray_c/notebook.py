@@ -90,8 +90,8 @@ def _parser():
     p.add_argument("--follow-fork", action="store_true",
                    help="record processes forked in the cell too")
     p.add_argument("--trace-python-allocators", action="store_true",
-                   help="require every Python object allocation to be seen "
-                        "(the kernel must run with PYTHONMALLOC=malloc)")
+                   help="record every Python object allocation (the interpreter's "
+                        "object allocators are wrapped for the cell)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--leaks", action="store_true",
                       help="bytes still live when the cell ended, instead of the peak")

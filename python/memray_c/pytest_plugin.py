@@ -278,8 +278,9 @@ def pytest_addoption(parser):
                     help="fail a limit_memory test whose peak is higher than in its last "
                          "successful run (kept in pytest's cache)")
     group.addoption("--trace-python-allocators", action="store_true", default=None,
-                    help="run pytest with PYTHONMALLOC=malloc, so that limit_leaks sees "
-                         "every Python object (slower)")
+                    help="record every Python object in every test (limit_leaks tests "
+                         "always are): pytest runs with PYTHONMALLOC=malloc when the plugin "
+                         "starts it again, else the allocators are wrapped (slower)")
     for dest, (ini, kind, _) in _INI.items():
         parser.addini(ini, f"as --{dest.replace('_', '-')}",
                       type="bool" if kind is bool else None)

@@ -452,3 +452,11 @@ def test_sampled_header(tmp_path):
     st = stat_json(path)
     assert r.high_watermark().bytes == st["peak_bytes"]
     assert r.summary().sampled == 65536
+
+
+def test_reader_types_are_made_by_the_reader_only():
+    with pytest.raises(TypeError):
+        memray_c.AllocationRecord()
+    from memray_c import _reader
+    s = _reader.Stream.__new__(_reader.Stream)
+    assert s.name == ""
