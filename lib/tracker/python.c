@@ -729,6 +729,20 @@ int python_why_none(int seen_frames)
 	return syscall(SYS_gettid) == getpid() ? PY_NONE_STARTUP : PY_NONE_THREAD_START;
 }
 
+/* A frame's code and instruction words, as they are read: its
+ * f_executable (f_code) and its instruction pointer (3.11+) or f_lasti
+ * (3.9, 3.10, an int). */
+static inline uintptr_t code_word(const void *f)
+{
+	return AT(f, L->f_code, uintptr_t);
+}
+
+static inline uintptr_t instr_word(const void *f)
+{
+	return L->minor <= 10 ? (uintptr_t)(unsigned)AT(f, L->f_instr, int)
+			      : AT(f, L->f_instr, uintptr_t);
+}
+
 int python_walk(struct pyent *out, int max)
 {
 	const void *ts = api.this_thread_state();
@@ -759,7 +773,7 @@ int python_walk(struct pyent *out, int max)
 		if (lasti < 0)
 			continue;
 		uint8_t entry = L->minor <= 10 ? 1 : L->f_is_entry >= 0 ? AT(f, L->f_is_entry, uint8_t) != 0 : 0;
-		out[n++] = (struct pyent){ f, code, lasti, 0, entry, NULL };
+		out[n++] = (struct pyent){ f, code, lasti, code_word(f), instr_word(f), 0, entry, NULL };
 	}
 	if (n)
 		out[n - 1].entry = 1;
@@ -770,6 +784,86 @@ int python_walk(struct pyent *out, int max)
 		out[j] = t;
 	}
 	return n;
+}
+
+/* python_walk_from: the walk that reads what changed.
+ *
+ * What a stack shows of a frame is its code and its instruction: a
+ * frame's (function, file, line) follows from its code object and its
+ * instruction offset, and python_walk reads nothing else of it. So two
+ * walks give the same frames at a level when the frame there has the same
+ * code word and instruction word (and the same address, which ties the
+ * chain together); the stack is the same up to a level when every level
+ * below it is. No frame is trusted for being where one was before: a
+ * frame reused at the same address by another call, a caller that moved
+ * to another line while its callee was replaced, a generator resumed
+ * from elsewhere (its frame the same, its callers not), another thread's
+ * stack: each differs in a word compared here, at its own level, and
+ * every level below the changed ones is compared. What this saves is the
+ * rest of python_walk's work for the unchanged levels (the code object's
+ * checks, the instruction offset, the copy and the reversal) and, in the
+ * caller, interning them again: the comparison itself reads three words
+ * a level.
+ *
+ * From the innermost frame down, frames are taken as new (into top) until
+ * one is found among the previous top levels with the same address and
+ * words; from there down every level must equal prev's, and the chain must
+ * end where prev's did. Otherwise (a deeper change, frames python_walk
+ * would skip, a stack that grew past what prev held) it gives up and the
+ * caller walks it all. */
+int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max, int *ntop)
+{
+	const void *ts = api.this_thread_state();
+	if (!ts || n <= 0)
+		return -1;
+	const void *f = AT(ts, L->tstate_frame, const void *);
+	if (L->cframe_current >= 0)
+		f = f ? AT(f, L->cframe_current, const void *) : NULL;
+	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
+	int m = 0, j = n - 1;
+	for (;; f = AT(f, back, const void *)) {
+		if (!f)
+			return -1;
+		if (shim && AT(f, owner, char) >= shim)
+			continue;
+		uintptr_t cw = code_word(f), iw = instr_word(f);
+		/* among prev's top levels, by address */
+		int k = j;
+		while (k >= 0 && k > j - 8 && prev[k].frame != f)
+			k--;
+		if (k >= 0 && prev[k].frame == f && prev[k].code_word == cw &&
+		    prev[k].instr_word == iw) {
+			j = k;
+			break;
+		}
+		if (k >= 0 && prev[k].frame == f)
+			j = k - 1; /* the same frame, moved on: the rest is below */
+		const void *code = frame_code(f);
+		if (!code)
+			return -1;
+		int64_t lasti = frame_lasti(f, code);
+		if (lasti < 0 || m == max)
+			return -1;
+		top[m++] = (struct pyent){ f, code, lasti, cw, iw, 0, 0, NULL };
+		if (j < 0)
+			break; /* prev's root changed: nothing may be below it */
+	}
+	/* every level below the match, as it was */
+	for (int i = j - 1; i >= 0; i--) {
+		do
+			f = AT(f, back, const void *);
+		while (f && shim && AT(f, owner, char) >= shim);
+		if (!f || f != prev[i].frame || code_word(f) != prev[i].code_word ||
+		    instr_word(f) != prev[i].instr_word)
+			return -1;
+	}
+	do
+		f = AT(f, back, const void *);
+	while (f && shim && AT(f, owner, char) >= shim);
+	if (f)
+		return -1;
+	*ntop = m;
+	return j + 1;
 }
 
 /* ---- interning ----------------------------------------------------------

@@ -22,6 +22,9 @@ struct mr_writer;
 struct pyent {
 	const void *frame, *code;
 	int64_t lasti;
+	/* the frame's code and instruction words as read (python_walk_from
+	 * compares these) */
+	uintptr_t code_word, instr_word;
 	uint32_t node; /* in the per-thread cache: the trie node of the prefix */
 	uint8_t entry; /* the root-most frame of one run of the evaluation loop */
 	/* of an entry frame on 3.12+: the marker frame that run of the loop
@@ -63,6 +66,13 @@ int python_why_none(int seen_frames);
 /* The calling thread's frames, root first, into out (at most max);
  * returns how many. Outside the lock. */
 int python_walk(struct pyent *out, int max);
+/* The same, knowing the stack walked last (prev, root first, n frames):
+ * returns how many of prev, from the root, are still the calling thread's
+ * frames, exactly, with the frames above them in top (innermost first,
+ * at most max, their count in *ntop); -1 when that cannot be had cheaply
+ * (the caller walks with python_walk). Pure Python stacks only: entry
+ * and shim are not set. */
+int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max, int *ntop);
 /* The PYFRAME id of e, writing its strings and frame record if new.
  * Under the tracker's lock. */
 uint32_t python_frame_id(struct mr_writer *w, const struct pyent *e);

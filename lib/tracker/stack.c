@@ -45,11 +45,13 @@ struct tcache {
  * with its trie nodes, in memory of their own (a thread's C stack may be
  * small, and static TLS should stay small). */
 #define MAX_PY_FRAMES 2048
+#define MAX_TOP 64 /* frames new since the last stack, read the quick way */
 struct pystate {
 	int seen; /* the thread has run Python code */
 	int depth;
 	struct pyent prev[MAX_PY_FRAMES];
 	struct pyent cur[MAX_PY_FRAMES];
+	struct pyent top[MAX_TOP];
 	/* hybrid stacks (--native on Python): native frames with the Python
 	 * frames in place of the evaluation loop's; ip 0 marks a Python item */
 	int hdepth;
@@ -171,6 +173,19 @@ static void capture_python(struct capture *c)
 		pyts = p;
 	}
 	struct pystate *s = pyts;
+	/* what changed since the thread's last stack, when that can be had
+	 * (pure Python stacks; hybrid ones need every frame's entry marks) */
+	int ntop = 0;
+	int same = native_stacks ? -1 : python_walk_from(s->prev, s->depth, s->top, MAX_TOP, &ntop);
+	if (same >= 0) {
+		for (int k = 0; k < ntop; k++)
+			s->cur[same + k] = s->top[ntop - 1 - k];
+		c->pysame = same;
+		c->pyn = same + ntop;
+		if (c->pyn)
+			s->seen = 1;
+		return;
+	}
 	c->pyn = python_walk(s->cur, MAX_PY_FRAMES);
 	if (c->pyn)
 		s->seen = 1;

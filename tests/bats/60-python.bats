@@ -455,3 +455,15 @@ hybrid() {
 @test "--native on Python: hybrid stacks with Python frames where the evaluation loop ran" {
 	on_every_python hybrid
 }
+
+cache_traps() {
+	memray-record -q -f --follow-fork -o c.bin "$PY" "$PYDIR/cache_traps.py" 200 > out.txt || return 1
+	grep -qx done out.txt || return 1
+	memray-stat --dump c.bin > c.dump || return 1
+	# bytearray(n) allocates n + 1 bytes (n + 33 from 3.15 on)
+	python3 "$PYDIR/cache_traps_check.py" c.dump $(( $(pysz 77702) - 77701 )) "$PYDIR/cache_traps.py"
+}
+
+@test "the stack cache is exact: a frame reused by another call, a caller that moved on, a generator resumed from two callers, threads, a forked child" {
+	on_every_python cache_traps
+}
