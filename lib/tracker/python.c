@@ -811,6 +811,36 @@ int python_walk(struct pyent *out, int max)
  * end where prev's did. Otherwise (a deeper change, frames python_walk
  * would skip, a stack that grew past what prev held) it gives up and the
  * caller walks it all. */
+/* The next frame below f that python_walk would read, or is a shim's. */
+static inline __attribute__((always_inline)) const void *below(const void *f, int back,
+							       int has_shim, int shim, int owner)
+{
+	do
+		f = AT(f, back, const void *);
+	while (has_shim && f && AT(f, owner, char) >= shim);
+	return f;
+}
+
+/* Whether the frames below *f are prev[j - 1] .. prev[0], exactly, and
+ * nothing after: the loop every allocation runs through each level,
+ * made once per layout (the flags are constants where it is inlined). */
+static inline __attribute__((always_inline)) int
+same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, int fi,
+	   int has_shim, int shim, int owner, int narrow)
+{
+	const void *f = *fp;
+	for (int i = j - 1; i >= 0; i--) {
+		f = below(f, back, has_shim, shim, owner);
+		const struct pyent *e = &prev[i];
+		if (f != e->frame) /* (NULL included) */
+			return 0;
+		uintptr_t iw = narrow ? (uintptr_t)(unsigned)AT(f, fi, int) : AT(f, fi, uintptr_t);
+		if ((AT(f, fc, uintptr_t) ^ e->code_word) | (iw ^ e->instr_word))
+			return 0;
+	}
+	return below(f, back, has_shim, shim, owner) == NULL;
+}
+
 int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max, int *ntop)
 {
 	const void *ts = api.this_thread_state();
@@ -849,18 +879,11 @@ int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max
 			break; /* prev's root changed: nothing may be below it */
 	}
 	/* every level below the match, as it was */
-	for (int i = j - 1; i >= 0; i--) {
-		do
-			f = AT(f, back, const void *);
-		while (f && shim && AT(f, owner, char) >= shim);
-		if (!f || f != prev[i].frame || code_word(f) != prev[i].code_word ||
-		    instr_word(f) != prev[i].instr_word)
-			return -1;
-	}
-	do
-		f = AT(f, back, const void *);
-	while (f && shim && AT(f, owner, char) >= shim);
-	if (f)
+	const int fc = L->f_code, fi = L->f_instr;
+	int ok = L->minor <= 10 ? same_below(&f, prev, j, back, fc, fi, 0, 0, 0, 1)
+		 : shim	       ? same_below(&f, prev, j, back, fc, fi, 1, shim, owner, 0)
+			       : same_below(&f, prev, j, back, fc, fi, 0, 0, 0, 0);
+	if (!ok)
 		return -1;
 	*ntop = m;
 	return j + 1;
