@@ -189,6 +189,11 @@ void threads_forget(void);
 /* Makes the calling thread the stream's current thread. Locked. */
 static inline void thread_current(void)
 {
+	/* the common case inline: this thread announced in this stream, and
+	 * the last record was its own already */
+	if (ts.index && ts.gen == __atomic_load_n(&stream_gen, __ATOMIC_RELAXED) &&
+	    writer.cur_thread == ts.index)
+		return;
 	thread_announce(NULL);
 }
 
