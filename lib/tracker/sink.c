@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -48,6 +50,31 @@ static size_t batch_len;
 
 /* Writes the batch. SIGPIPE is blocked around the write so that a reader
  * that went away never kills the program; a failure stops recording. */
+/* With a signal waiting: whether the stream's pipe takes a chunk without
+ * blocking before the deadline (set 2 s ahead at the first call). */
+static int wait_writable(struct timespec *deadline)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!deadline->tv_sec && !deadline->tv_nsec) {
+		*deadline = now;
+		deadline->tv_sec += 2;
+	}
+	for (;;) {
+		long left = (deadline->tv_sec - now.tv_sec) * 1000 +
+			    (deadline->tv_nsec - now.tv_nsec) / 1000000;
+		if (left <= 0)
+			return 0;
+		struct pollfd p = { out_fd, POLLOUT, 0 };
+		int r = poll(&p, 1, (int)left);
+		if (r > 0)
+			return !(p.revents & (POLLERR | POLLNVAL)) || (p.revents & POLLOUT);
+		if (r == 0 || errno != EINTR)
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	}
+}
+
 int batch_write(void)
 {
 	if (batch_len == 0 || out_fd < 0)
@@ -77,17 +104,24 @@ int batch_write(void)
 	int was_pending = sigismember(&pending, SIGPIPE);
 	size_t done = 0;
 	ssize_t k = 0;
+	struct timespec deadline = { 0, 0 };
 	while (done < batch_len) {
-		k = write(out_fd, batch + done, batch_len - done);
-		if (k > 0)
-			done += (size_t)k;
-		/* cut short (EINTR, or part written) by a signal that is to
-		 * end the process and waits for this: the stream is given up,
-		 * its reader does not read */
-		if (deferred_sig && done < batch_len) {
+		size_t want = batch_len - done;
+		/* A signal that is to end the process waits for this write (it
+		 * cut a blocked write short): the rest goes as fast as the
+		 * reader takes it, for 2 s at most, in pieces that never block
+		 * (a slow reader, the machine busy, gets it all; one that stopped
+		 * reading does not keep the signal from ending the program, and
+		 * the stream is given up). */
+		if (deferred_sig && !wait_writable(&deadline)) {
 			k = -1;
 			break;
 		}
+		if (deferred_sig && want > MR_CHUNK_MAX)
+			want = MR_CHUNK_MAX;
+		k = write(out_fd, batch + done, want);
+		if (k > 0)
+			done += (size_t)k;
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
