@@ -469,14 +469,6 @@ const size_t tracker_nhooks = sizeof(hook_table) / sizeof(hook_table[0]);
  * only while a window asks for it (py_tracing), and only the outermost
  * one: each calls what it replaced under the guard. */
 
-struct pymem {
-	void *ctx;
-	void *(*malloc)(void *ctx, size_t n);
-	void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
-	void *(*realloc)(void *ctx, void *p, size_t n);
-	void (*free)(void *ctx, void *p);
-};
-
 struct pyarena {
 	void *ctx;
 	void *(*alloc)(void *ctx, size_t n);
@@ -495,6 +487,14 @@ static int py_recording(void)
 	return __atomic_load_n(&py_tracing, __ATOMIC_RELAXED) && recording();
 }
 
+/* A block the allocator o gave, recorded as allocator's. */
+static void py_record(const struct pymem *o, int allocator, void *p, size_t n)
+{
+	tracker_pymem = o;
+	tracker_alloc(allocator, p, n);
+	tracker_pymem = NULL;
+}
+
 static void *py_malloc(void *ctx, size_t n)
 {
 	const struct pymem *o = ctx;
@@ -503,11 +503,8 @@ static void *py_malloc(void *ctx, size_t n)
 	tracker_guard = 1;
 	void *p = o->malloc(o->ctx, n);
 	tracker_guard = guard;
-	if (p && take) {
-		tracker_pymem = o;
-		tracker_alloc(MR_MALLOC, p, n);
-		tracker_pymem = NULL;
-	}
+	if (p && take)
+		py_record(o, MR_MALLOC, p, n);
 	return p;
 }
 
@@ -521,11 +518,8 @@ static void *py_calloc(void *ctx, size_t nelem, size_t elsize)
 	tracker_guard = 1;
 	void *p = o->calloc(o->ctx, nelem, elsize);
 	tracker_guard = guard;
-	if (p && take) {
-		tracker_pymem = o;
-		tracker_alloc(MR_CALLOC, p, total);
-		tracker_pymem = NULL;
-	}
+	if (p && take)
+		py_record(o, MR_CALLOC, p, total);
 	return p;
 }
 

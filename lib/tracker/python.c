@@ -743,14 +743,21 @@ static inline uintptr_t instr_word(const void *f)
 			      : AT(f, L->f_instr, uintptr_t);
 }
 
-int python_walk(struct pyent *out, int max)
+/* The calling thread's innermost frame, or NULL. */
+static const void *innermost_frame(void)
 {
 	const void *ts = api.this_thread_state();
 	if (!ts)
-		return 0;
+		return NULL;
 	const void *f = AT(ts, L->tstate_frame, const void *);
 	if (L->cframe_current >= 0)
 		f = f ? AT(f, L->cframe_current, const void *) : NULL;
+	return f;
+}
+
+int python_walk(struct pyent *out, int max)
+{
+	const void *f = innermost_frame();
 	int n = 0;
 	for (; f && n < max; f = AT(f, L->f_back, const void *)) {
 		char owner = L->owner_shim ? AT(f, L->f_owner, char) : 0;
@@ -843,12 +850,9 @@ same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, i
 
 int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max, int *ntop)
 {
-	const void *ts = api.this_thread_state();
-	if (!ts || n <= 0)
+	if (n <= 0)
 		return -1;
-	const void *f = AT(ts, L->tstate_frame, const void *);
-	if (L->cframe_current >= 0)
-		f = f ? AT(f, L->cframe_current, const void *) : NULL;
+	const void *f = innermost_frame();
 	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
 	int m = 0, j = n - 1;
 	for (;; f = AT(f, back, const void *)) {

@@ -16,19 +16,10 @@
 
 uint64_t live_heap;
 
-__thread const void *tracker_pymem __attribute__((tls_model("initial-exec")));
-
-struct pymem_fns { /* hooks.c's struct pymem, as far as realloc */
-	void *ctx;
-	void *(*malloc)(void *, size_t);
-	void *(*calloc)(void *, size_t, size_t);
-	void *(*realloc)(void *, void *, size_t);
-};
+__thread const struct pymem *tracker_pymem __attribute__((tls_model("initial-exec")));
 
 static size_t usable(void *p)
 {
-	if (tracker_pymem)
-		return 0; /* a Python allocator's block: not malloc's to measure */
 	return real.malloc_usable_size ? real.malloc_usable_size(p) : 0;
 }
 
@@ -57,7 +48,9 @@ void tracker_free(int allocator, void *p, size_t len)
 {
 	tracker_guard = 1;
 	int sampling = tracker_sampling() && allocator != MR_MUNMAP;
-	size_t n = allocator == MR_MUNMAP ? len : sampling ? 0 : usable(p);
+	/* (a Python allocator's block is not malloc's to measure: its size
+	 * is the window's, below) */
+	size_t n = allocator == MR_MUNMAP ? len : sampling || tracker_pymem ? 0 : usable(p);
 	lock_stream();
 	uint64_t est = 0;
 	/* when sampling, only a block that was sampled (another one may
@@ -146,7 +139,7 @@ static void *sampled_realloc(int allocator, void *old, size_t nmemb, size_t size
  * out of memory). */
 void *tracker_pymem_realloc(void *old, size_t size)
 {
-	const struct pymem_fns *py = tracker_pymem;
+	const struct pymem *py = tracker_pymem;
 	if (old && !tracker_skip_free(old))
 		tracker_free(MR_FREE, old, 0);
 	int take = tracker_take(size);

@@ -87,7 +87,14 @@ size_t boot_size(const void *p);
 /* While a wrapper of Python's object allocators records (hooks.c): the
  * allocator it wraps, a struct pymem; NULL otherwise. Its blocks are not
  * malloc's: their usable size is not asked, and realloc is its own. */
-extern __thread const void *tracker_pymem __attribute__((tls_model("initial-exec")));
+struct pymem { /* CPython's PyMemAllocatorEx */
+	void *ctx;
+	void *(*malloc)(void *ctx, size_t n);
+	void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+	void *(*realloc)(void *ctx, void *p, size_t n);
+	void (*free)(void *ctx, void *p);
+};
+extern __thread const struct pymem *tracker_pymem __attribute__((tls_model("initial-exec")));
 /* Wraps (on) or unwraps Python's PYMEM_DOMAIN_MEM and _OBJ allocators and
  * its arena allocator; the caller holds the GIL. -1 when the process has
  * no Python C-API. */

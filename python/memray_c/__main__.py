@@ -16,7 +16,6 @@
 """
 
 import os
-import subprocess
 import sys
 
 from . import _tools
@@ -90,19 +89,12 @@ def _flamegraph(args):
     if out is None:
         base = os.path.basename(src)
         out = "memray-flamegraph-" + (base[:-4] if base.endswith(".bin") else base) + ".html"
-    fold, flame = _tools.tool_path("memray-fold"), _tools.tool_path("memray-flame")
-    if not fold or not flame:
-        sys.exit("memray_c flamegraph: memray-fold or memray-flame not found")
-    with open(out + ".tmp", "wb") as f:
-        p1 = subprocess.Popen([fold] + metric + ["--", src], stdout=subprocess.PIPE)
-        p2 = subprocess.Popen([flame, "--title", os.path.basename(src)], stdin=p1.stdout,
-                              stdout=f)
-        p1.stdout.close()
-        r2, r1 = p2.wait(), p1.wait()
-    if r1 or r2:
-        os.unlink(out + ".tmp")
-        sys.exit(r1 or r2)
-    os.replace(out + ".tmp", out)
+    try:
+        messages = _tools.flame_page(src, out, metric, ["--title", os.path.basename(src)])
+    except RuntimeError as e:
+        sys.exit(f"memray_c flamegraph: {e}")
+    for m in messages:
+        sys.stderr.write(m + "\n")
     print(f"wrote {out}")
 
 

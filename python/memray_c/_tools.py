@@ -67,6 +67,37 @@ def loaded_tracker():
     return None
 
 
+def flame_page(rec, page, fold_options=(), flame_options=()):
+    """memray-fold | memray-flame: the flame page of recording rec written
+    to page (whole or not at all). Returns the tools' messages (stderr
+    lines); raises RuntimeError with them when either fails."""
+    import subprocess
+    import tempfile
+    fold, flame = tool_path("memray-fold"), tool_path("memray-flame")
+    if not fold or not flame:
+        raise RuntimeError("memray-fold or memray-flame not found (install the memray-c "
+                           "wheel, or put memray-c's tools in PATH)")
+    tmp = page + ".tmp"
+    with open(tmp, "wb") as out, tempfile.TemporaryFile() as err1, \
+            tempfile.TemporaryFile() as err2:
+        p1 = subprocess.Popen([fold, *fold_options, "--", rec], stdout=subprocess.PIPE,
+                              stderr=err1)
+        p2 = subprocess.Popen([flame, *flame_options], stdin=p1.stdout, stdout=out, stderr=err2)
+        p1.stdout.close()
+        r2, r1 = p2.wait(), p1.wait()
+        messages = []
+        for f in (err1, err2):
+            f.seek(0)
+            messages.extend(f.read().decode("utf-8", "replace").splitlines())
+    messages = [m for m in messages if m.strip()]
+    if r1 or r2:
+        os.unlink(tmp)
+        raise RuntimeError("the flame graph could not be made: " +
+                           ("; ".join(messages) or f"exit status {r1 or r2}"))
+    os.replace(tmp, page)
+    return messages
+
+
 def run_tool(name, args):
     """Replaces this process with tool name run on args."""
     path = tool_path(name)

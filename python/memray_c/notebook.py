@@ -53,7 +53,6 @@ import ast
 import html
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 
@@ -198,12 +197,8 @@ def _tell_dlopen(tracker):
 def _render(o, rec, page, title):
     """memray-fold | memray-flame: rec's page written to page. Raises
     RuntimeError with the tools' messages when they fail."""
-    fold, flame = _tools.tool_path("memray-fold"), _tools.tool_path("memray-flame")
-    if not fold or not flame:
-        raise RuntimeError("memray-fold or memray-flame not found (install the memray-c "
-                           "wheel, or put memray-c's tools in PATH)")
     metric = "leaked" if o.leaks else "temporary" if o.temporary else "peak"
-    fold_args = [fold, "--metric=" + metric]
+    fold_args = ["--metric=" + metric]
     if o.native:
         fold_args.append("--native")
     if o.split_threads:
@@ -214,31 +209,15 @@ def _render(o, rec, page, title):
                 "leaked": "leaks: the bytes still live when the cell ended",
                 "temporary": "temporary allocations: freed before their thread "
                              "allocated again"}[metric]
-    flame_args = [flame, "--title", title, "--subtitle", subtitle]
+    flame_args = ["--title", title, "--subtitle", subtitle]
     if o.inverted:
         flame_args.append("--inverted")
-    tmp = page + ".tmp"
-    with open(tmp, "wb") as out, tempfile.TemporaryFile() as err1, \
-            tempfile.TemporaryFile() as err2:
-        p1 = subprocess.Popen(fold_args + ["--", rec], stdout=subprocess.PIPE, stderr=err1)
-        p2 = subprocess.Popen(flame_args, stdin=p1.stdout, stdout=out, stderr=err2)
-        p1.stdout.close()
-        r2, r1 = p2.wait(), p1.wait()
-        messages = []
-        for f in (err1, err2):
-            f.seek(0)
-            messages.append(f.read().decode("utf-8", "replace").strip())
-    if r1 or r2:
-        os.unlink(tmp)
-        raise RuntimeError("the flame graph could not be made: " +
-                           ("; ".join(m for m in messages if m) or f"exit status {r1 or r2}"))
-    os.replace(tmp, page)
-    for m in messages:
-        for w in m.splitlines():
-            # the cells' own code is in no file (IPython keeps it in
-            # linecache): that memray-fold cannot read it says nothing
-            if w and not ("cannot read" in w and "source file" in w):
-                sys.stderr.write(w + "\n")
+    messages = _tools.flame_page(rec, page, fold_args, flame_args)
+    for w in messages:
+        # the cells' own code is in no file (IPython keeps it in
+        # linecache): that memray-fold cannot read it says nothing
+        if not ("cannot read" in w and "source file" in w):
+            sys.stderr.write(w + "\n")
 
 
 def _show(page, rec, stats):
