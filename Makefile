@@ -17,7 +17,7 @@ CFLAGS ?= -O2 -g
 LTO   ?= -flto=auto
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden \
 	-MMD -MP -I$(BUILD)/gen $(SAN)
-LDLIBS_TOOLS = -larchive -lz -ldw -lelf -lm
+LDLIBS_TOOLS = -larchive -lz -lzstd -ldw -lelf -lm
 LDLIBS_TRACKER = -lunwind -ldl -lpthread -lm
 
 TOOLS   = memray-record memray-stat memray-fold memray-leaks memray-tree memray-flame memray-live memray-diff

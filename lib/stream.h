@@ -16,7 +16,9 @@
 
 #define MR_MAGIC "MRYC"
 #define MR_MAGIC_LEN 4
-#define MR_FORMAT_VERSION 1
+#define MR_FORMAT_VERSION 2
+#define MR_AGE_WINDOW 16384/* a FREE may name one of this many latest allocations */
+#define MR_AGE_SLOTS 32768 /* the writer's table of their addresses */
 #define MR_CHUNK_HEADER 12
 #define MR_CHUNK_MAX 4096
 #define MR_PAYLOAD_MAX (MR_CHUNK_MAX - MR_CHUNK_HEADER)
@@ -44,6 +46,10 @@ enum mr_tag {
 	MR_TAG_ALLOC = 0x20, /* | allocator */
 	MR_TAG_FREE = 0x40,  /* | allocator */
 	MR_TAG_MOVE = 0x60,  /* | allocator */
+	/* Version 2's compact forms; a reader hands them on as ALLOC and FREE. */
+	MR_TAG_ALLOC_SAME = 0x80, /* | allocator: the last stack again */
+	MR_TAG_FREE_AGED = 0xa0,  /* | allocator: the block by its age */
+	MR_TAG_FREE_AGAIN = 0xc0, /* | allocator: the same age as last time */
 };
 
 /* The function that made an event. */
@@ -108,6 +114,13 @@ struct mr_writer {
 	uint32_t cur_thread;
 	uint64_t last_time_us;
 	uint64_t n_records, n_allocs, n_frees, bytes_allocated;
+	/* The compact forms: the stack of the last ALLOC or MOVE, the age of
+	 * the last FREE by age, the addresses of the latest MR_AGE_WINDOW
+	 * allocations by number (n_allocs), and a direct-mapped table from
+	 * an address's hash to the number of its latest allocation. */
+	uint32_t last_stack, last_age;
+	uint64_t ring[MR_AGE_WINDOW];
+	uint32_t age_slot[MR_AGE_SLOTS];
 };
 
 struct mr_segment {
@@ -225,6 +238,11 @@ struct mr_proc {
 	uint32_t cur_thread;
 	uint64_t last_addr, last_ip, last_time_us;
 	uint64_t n_records, n_allocs, n_frees, bytes_allocated;
+	/* version 2's compact events: the last ALLOC or MOVE's stack, the
+	 * last FREE_AGED's age, the addresses of the latest MR_AGE_WINDOW
+	 * allocations by number (n_allocs), made at the first allocation */
+	uint32_t last_stack, last_age;
+	uint64_t *ring;
 	/* reassembly of this pid's payload */
 	uint8_t *buf; size_t buf_start, buf_end, buf_cap;
 	uint64_t consumed; /* payload bytes decoded so far */

@@ -35,8 +35,8 @@ static const char *const tag_names[] = {
 const char *mr_tag_name(int tag)
 {
 	switch (tag & 0xe0) {
-	case MR_TAG_ALLOC: return "alloc";
-	case MR_TAG_FREE: return "free";
+	case MR_TAG_ALLOC: case MR_TAG_ALLOC_SAME: return "alloc";
+	case MR_TAG_FREE: case MR_TAG_FREE_AGED: case MR_TAG_FREE_AGAIN: return "free";
 	case MR_TAG_MOVE: return "move";
 	}
 	if (tag > 0 && tag <= MR_TAG_SIGNAL)
@@ -77,6 +77,7 @@ static void proc_free(struct mr_proc *p)
 	free(p->header.python_problem);
 	free(p->buf);
 	free(p->spans);
+	free(p->ring);
 	free(p);
 }
 
@@ -236,7 +237,7 @@ static int decode_header(struct mr_proc *p, struct cur *c)
 	memset(&h, 0, sizeof(h));
 	uint64_t len;
 	h.version = get_u(c);
-	if (c->st == 1 && h.version != MR_FORMAT_VERSION) {
+	if (c->st == 1 && (h.version < 1 || h.version > MR_FORMAT_VERSION)) {
 		c->st = -1;
 		c->why = "unsupported format version";
 		return 0;
@@ -290,37 +291,82 @@ static int decode_header(struct mr_proc *p, struct cur *c)
 	return 1;
 }
 
-/* An ALLOC, FREE or MOVE event (its allocator in the tag's low bits);
- * addresses are deltas from *last_addr. 0, or -1 with *why. */
-static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec, int tag,
-			uint64_t *last_addr, const char **why)
+/* The registers events update, copied while a record is decoded and
+ * stored only when it is whole (see commit). */
+struct regs {
+	uint64_t addr;
+	uint32_t stack, age;
+};
+
+/* The address of the block made age allocations ago (1 = the latest). */
+static uint64_t aged_addr(const struct mr_proc *p, struct cur *c, uint64_t age)
 {
-	uint64_t v;
-	int a = tag & 0x1f;
+	if (age == 0 || age > MR_AGE_WINDOW || age > p->n_allocs) {
+		bad(c, "free by age out of bounds");
+		return 0;
+	}
+	return p->ring[(p->n_allocs - age + 1) & (MR_AGE_WINDOW - 1)];
+}
+
+static uint32_t get_stack(const struct mr_proc *p, struct cur *c)
+{
+	uint64_t v = get_u(c);
+	check_id(c, v, p->nnodes ? p->nnodes : 1, "stack id out of bounds");
+	return (uint32_t)v;
+}
+
+/* An event (its allocator in the tag's low bits), in any of its forms;
+ * it is handed on as an ALLOC, FREE or MOVE. 0, or -1 with *why. */
+static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec, int tag,
+			struct regs *g, const char **why)
+{
+	int a = tag & 0x1f, kind = tag & 0xe0;
+	if (kind == 0xe0 || (kind >= MR_TAG_ALLOC_SAME && p->header.version < 2)) {
+		*why = "unknown record tag";
+		return -1;
+	}
 	if (a < 1 || a >= MR_ALLOCATOR_END) {
 		*why = "unknown allocator";
 		return -1;
 	}
+	if (a == MR_MUNMAP && (kind == MR_TAG_FREE_AGED || kind == MR_TAG_FREE_AGAIN)) {
+		*why = "munmap freed by age";
+		return -1;
+	}
 	rec->allocator = a;
-	if ((tag & 0xe0) == MR_TAG_ALLOC) {
-		rec->addr = get_addr(c, last_addr);
+	switch (kind) {
+	case MR_TAG_ALLOC:
+	case MR_TAG_ALLOC_SAME:
+		rec->addr = get_addr(c, &g->addr);
 		rec->size = get_u(c);
-		v = get_u(c);
-		check_id(c, v, p->nnodes ? p->nnodes : 1, "stack id out of bounds");
-		rec->stack = (uint32_t)v;
-	} else if ((tag & 0xe0) == MR_TAG_FREE) {
-		rec->addr = get_addr(c, last_addr);
+		rec->stack = g->stack = kind == MR_TAG_ALLOC ? get_stack(p, c) : g->stack;
+		rec->tag = MR_TAG_ALLOC | a;
+		break;
+	case MR_TAG_FREE:
+		rec->addr = get_addr(c, &g->addr);
 		if (a == MR_MUNMAP)
 			rec->size = get_u(c);
-	} else {
-		rec->old_addr = get_addr(c, last_addr);
+		break;
+	case MR_TAG_FREE_AGED:
+	case MR_TAG_FREE_AGAIN: {
+		uint64_t age = g->age;
+		if (kind == MR_TAG_FREE_AGED)
+			age += (uint64_t)zigzag_decode(get_u(c));
+		if (c->st != 1)
+			break;
+		rec->addr = g->addr = aged_addr(p, c, age);
+		g->age = (uint32_t)age;
+		rec->tag = MR_TAG_FREE | a;
+		break;
+	}
+	case MR_TAG_MOVE:
+		rec->old_addr = get_addr(c, &g->addr);
 		if (a == MR_MREMAP)
 			rec->old_size = get_u(c);
-		rec->addr = get_addr(c, last_addr);
+		rec->addr = get_addr(c, &g->addr);
 		rec->size = get_u(c);
-		v = get_u(c);
-		check_id(c, v, p->nnodes ? p->nnodes : 1, "stack id out of bounds");
-		rec->stack = (uint32_t)v;
+		rec->stack = g->stack = get_stack(p, c);
+		break;
 	}
 	return 0;
 }
@@ -546,14 +592,10 @@ static int decode_end(struct mr_proc *p, struct cur *c, struct mr_record *rec, i
 /* Decodes the fields of a record of this tag, as far as c holds them
  * (c->st says how far it got). 0, or -1 with *why. */
 static int decode_fields(struct mr_proc *p, struct cur *c, struct mr_record *rec, int tag,
-			 uint64_t *last_addr, const char **why)
+			 struct regs *g, const char **why)
 {
-	switch (tag & 0xe0) {
-	case MR_TAG_ALLOC:
-	case MR_TAG_FREE:
-	case MR_TAG_MOVE:
-		return decode_event(p, c, rec, tag, last_addr, why);
-	}
+	if (tag & 0xe0)
+		return decode_event(p, c, rec, tag, g, why);
 	switch (tag) {
 	case MR_TAG_HEADER:
 		if (p->has_header) {
@@ -621,20 +663,32 @@ static int may_come(struct mr_proc *p, int tag, const char **why)
 	return 1;
 }
 
-/* A record decoded whole: its bytes consumed and counted. */
-static void commit(struct mr_proc *p, const struct cur *c, const struct mr_record *rec, int tag,
-		   uint64_t last_addr)
+/* Allocation number n_allocs (just counted) made the block at addr: kept
+ * for FREE_AGED. The ring is made at the first allocation; 0 when memory
+ * runs out (the caller fails). */
+static inline void ring_note(struct mr_proc *p, uint64_t addr)
+{
+	p->ring[p->n_allocs & (MR_AGE_WINDOW - 1)] = addr;
+}
+
+/* A record decoded whole: its bytes consumed, counted and its registers
+ * kept. rec->tag is the plain tag of a compact event. */
+static void commit(struct mr_proc *p, const struct cur *c, const struct mr_record *rec,
+		   const struct regs *g)
 {
 	size_t used = (size_t)(c->p - (p->buf + p->buf_start));
 	p->buf_start += used;
 	p->consumed += used;
-	p->last_addr = last_addr;
-	if (tag != MR_TAG_TRAILER)
+	p->last_addr = g->addr;
+	p->last_stack = g->stack;
+	p->last_age = g->age;
+	if (rec->tag != MR_TAG_TRAILER)
 		p->n_records++;
-	switch (tag & 0xe0) {
+	switch (rec->tag & 0xe0) {
 	case MR_TAG_ALLOC:
 		p->n_allocs++;
 		p->bytes_allocated += rec->size;
+		ring_note(p, rec->addr);
 		break;
 	case MR_TAG_FREE:
 		p->n_frees++;
@@ -643,6 +697,7 @@ static void commit(struct mr_proc *p, const struct cur *c, const struct mr_recor
 		p->n_allocs++;
 		p->n_frees++;
 		p->bytes_allocated += rec->size;
+		ring_note(p, rec->addr);
 		break;
 	}
 }
@@ -657,7 +712,7 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 		return 0; /* nothing buffered (and perhaps no buffer at all) */
 	struct cur c = { p->buf + p->buf_start, p->buf + p->buf_end, 1, NULL };
 	int tag = *c.p++;
-	uint64_t last_addr = p->last_addr;
+	struct regs g = { p->last_addr, p->last_stack, p->last_age };
 
 	/* field by field: a memset of the whole record costs more than the
 	 * decoding of most records */
@@ -673,13 +728,15 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 	int k = may_come(p, tag, why);
 	if (k != 1)
 		return k;
-	if (decode_fields(p, &c, rec, tag, &last_addr, why) < 0)
+	if ((tag & 0xe0) && !p->ring)
+		p->ring = xrealloc(NULL, MR_AGE_WINDOW * sizeof(*p->ring));
+	if (decode_fields(p, &c, rec, tag, &g, why) < 0)
 		return -1;
 	if (c.st != 1) {
 		*why = c.why;
 		return c.st;
 	}
-	commit(p, &c, rec, tag, last_addr);
+	commit(p, &c, rec, &g);
 	(void)r;
 	return 1;
 }
@@ -715,36 +772,64 @@ static inline __attribute__((always_inline)) int
 decode_fast(struct mr_proc *p, struct mr_record *rec)
 {
 	const uint8_t *start = p->buf + p->buf_start, *q = start + 1;
-	int tag = start[0], a = tag & 0x1f;
-	uint64_t addr = p->last_addr, size = 0, stack = 0;
-	if (a < 1 || a >= MR_ALLOCATOR_END)
+	int tag = start[0], a = tag & 0x1f, kind = tag & 0xe0;
+	uint64_t addr = p->last_addr, size = 0, stack = p->last_stack, age = p->last_age;
+	if (a < 1 || a >= MR_ALLOCATOR_END || !p->ring)
 		return 0;
-	if ((tag & 0xe0) == MR_TAG_ALLOC) {
+	switch (kind) {
+	case MR_TAG_ALLOC:
 		if (!(q = fast_addr(q, &addr)) || !(q = varint_get_unchecked(q, &size)) ||
 		    !(q = varint_get_unchecked(q, &stack)) || stack >= p->nnodes)
 			return 0;
-		p->n_allocs++;
-		p->bytes_allocated += size;
-	} else if ((tag & 0xe0) == MR_TAG_FREE && a != MR_MUNMAP) {
-		if (!(q = fast_addr(q, &addr)))
+		break;
+	case MR_TAG_ALLOC_SAME:
+		if (p->header.version < 2 || !(q = fast_addr(q, &addr)) ||
+		    !(q = varint_get_unchecked(q, &size)))
 			return 0;
-		p->n_frees++;
-	} else {
+		break;
+	case MR_TAG_FREE:
+		if (a == MR_MUNMAP || !(q = fast_addr(q, &addr)))
+			return 0;
+		break;
+	case MR_TAG_FREE_AGED: {
+		uint64_t d;
+		if (!(q = varint_get_unchecked(q, &d)))
+			return 0;
+		age += (uint64_t)zigzag_decode(d);
+	}
+		/* fall through */
+	case MR_TAG_FREE_AGAIN:
+		if (p->header.version < 2 || a == MR_MUNMAP || age == 0 ||
+		    age > MR_AGE_WINDOW || age > p->n_allocs)
+			return 0;
+		addr = p->ring[(p->n_allocs - age + 1) & (MR_AGE_WINDOW - 1)];
+		break;
+	default:
 		return 0;
 	}
-	rec->tag = tag;
+	if (kind == MR_TAG_ALLOC || kind == MR_TAG_ALLOC_SAME) {
+		p->n_allocs++;
+		p->bytes_allocated += size;
+		ring_note(p, addr);
+		rec->tag = MR_TAG_ALLOC | a;
+	} else {
+		p->n_frees++;
+		rec->tag = MR_TAG_FREE | a;
+	}
 	rec->allocator = a;
 	rec->pos = p->consumed;
 	rec->proc = p;
 	rec->thread = p->cur_thread;
 	rec->addr = addr;
 	rec->size = size;
-	rec->stack = (uint32_t)stack;
+	rec->stack = rec->tag & MR_TAG_ALLOC ? (uint32_t)stack : 0;
 	/* the fields ALLOC and FREE do not use are left as they were */
 	size_t used = (size_t)(q - start);
 	p->buf_start += used;
 	p->consumed += used;
 	p->last_addr = addr;
+	p->last_stack = (uint32_t)stack;
+	p->last_age = (uint32_t)age;
 	p->n_records++;
 	return 1;
 }

@@ -303,26 +303,92 @@ void mr_w_memory(struct mr_writer *w, uint64_t time_us, uint64_t rss, uint64_t h
 	rec_end(w, &r);
 }
 
+/* ---- events ------------------------------------------------------------
+ * Version 2 makes the common events short and alike, so that they cost few
+ * bytes and repeat for a compressor: an ALLOC from the same stack as the
+ * last one leaves its stack out (ALLOC_SAME), and a FREE of one of the
+ * latest MR_AGE_WINDOW allocations names it by its age (FREE_AGED), or by
+ * nothing at all when the age is the last one's again (FREE_AGAIN): a
+ * program that frees its blocks in the order it made them repeats one
+ * age. The addresses of those allocations are kept in a ring indexed by
+ * the allocation's number, and an address finds its number through a
+ * direct-mapped table; the ring, not the table, is the proof, so a table
+ * slot taken over by another address only costs the long form. */
+
+/* Two slots (one cache line) per hash: a slot taken by a younger block
+ * keeps the other one's. */
+static inline size_t age_slot(uint64_t addr)
+{
+	return (size_t)(((addr >> 4) * 0x9e3779b97f4a7c15ull) >> (64 - 15)) & (MR_AGE_SLOTS - 2);
+}
+
+/* Allocation number n_allocs (just counted) made the block at addr: it
+ * replaces the older of the two slots. */
+static inline void age_note(struct mr_writer *w, uint64_t addr)
+{
+	uint32_t n = (uint32_t)w->n_allocs, *t = &w->age_slot[age_slot(addr)];
+	w->ring[w->n_allocs & (MR_AGE_WINDOW - 1)] = addr;
+	t[n - t[0] < n - t[1]] = n;
+}
+
+/* The age (1 = the latest allocation) of the block at addr, if it is one
+ * of the latest MR_AGE_WINDOW allocations; else 0. */
+static inline uint32_t age_try(const struct mr_writer *w, uint64_t addr, uint32_t slot)
+{
+	uint32_t age = (uint32_t)w->n_allocs - slot + 1;
+	if (age == 0 || age > MR_AGE_WINDOW || age > w->n_allocs)
+		return 0;
+	if (w->ring[(w->n_allocs - age + 1) & (MR_AGE_WINDOW - 1)] != addr)
+		return 0;
+	return age;
+}
+
+/* The younger slot first: an address made again within the window is in
+ * the ring twice, and its latest allocation is the live one, whose age
+ * repeats when blocks are freed in the order they were made. */
+static inline uint32_t age_of(const struct mr_writer *w, uint64_t addr)
+{
+	const uint32_t *t = &w->age_slot[age_slot(addr)];
+	uint32_t n = (uint32_t)w->n_allocs, y = n - t[0] > n - t[1];
+	uint32_t age = age_try(w, addr, t[y]);
+	return age ? age : age_try(w, addr, t[!y]);
+}
+
 void mr_w_alloc(struct mr_writer *w, int allocator, uint64_t addr, uint64_t size,
 		uint32_t stack)
 {
 	struct rec r;
-	rec_init(w, &r, MR_TAG_ALLOC | allocator);
+	int same = stack == w->last_stack;
+	rec_init(w, &r, (same ? MR_TAG_ALLOC_SAME : MR_TAG_ALLOC) | allocator);
 	rec_addr(&r, &w->last_addr, addr);
 	rec_u(&r, size);
-	rec_u(&r, stack);
+	if (!same)
+		rec_u(&r, stack);
 	rec_end(w, &r);
+	w->last_stack = stack;
 	w->n_allocs++;
 	w->bytes_allocated += size;
+	age_note(w, addr);
 }
 
 void mr_w_free(struct mr_writer *w, int allocator, uint64_t addr, uint64_t len)
 {
 	struct rec r;
-	rec_init(w, &r, MR_TAG_FREE | allocator);
-	rec_addr(&r, &w->last_addr, addr);
-	if (allocator == MR_MUNMAP)
-		rec_u(&r, len);
+	uint32_t age = allocator == MR_MUNMAP ? 0 : age_of(w, addr);
+	if (age && age == w->last_age) {
+		rec_init(w, &r, MR_TAG_FREE_AGAIN | allocator);
+		w->last_addr = addr;
+	} else if (age) {
+		rec_init(w, &r, MR_TAG_FREE_AGED | allocator);
+		rec_u(&r, zigzag_encode((int64_t)age - (int64_t)w->last_age));
+		w->last_addr = addr;
+		w->last_age = age;
+	} else {
+		rec_init(w, &r, MR_TAG_FREE | allocator);
+		rec_addr(&r, &w->last_addr, addr);
+		if (allocator == MR_MUNMAP)
+			rec_u(&r, len);
+	}
 	rec_end(w, &r);
 	w->n_frees++;
 }
@@ -339,9 +405,11 @@ void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
 	rec_u(&r, size);
 	rec_u(&r, stack);
 	rec_end(w, &r);
+	w->last_stack = stack;
 	w->n_allocs++;
 	w->n_frees++;
 	w->bytes_allocated += size;
+	age_note(w, addr);
 }
 
 static void put_counts(struct mr_writer *w, int tag, uint64_t time_us)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages memray-c needs that are missing.
 set -e
-pkgs="build-essential libunwind-dev libarchive-dev libdw-dev libelf-dev zlib1g-dev
+pkgs="build-essential libunwind-dev libarchive-dev libdw-dev libelf-dev zlib1g-dev libzstd-dev
 bats bats-support bats-assert python3 binutils gzip zstd xz-utils bzip2
 mandoc bsdextrautils util-linux heaptrack python3-numpy chromium bc time clang libpython3.11-testsuite sqlite3 git tmux gdb python3-pytest
 golang-go python3-jsonschema debootstrap

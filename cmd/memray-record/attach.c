@@ -779,9 +779,7 @@ int attach_main(const struct attach_opts *a, struct out *out)
 		out->fd = open_output(out->name, a->force);
 		out->created = 1;
 	}
-	if (out->compress && deflateInit2(&out->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
-					  Z_DEFAULT_STRATEGY) != Z_OK)
-		die(EXIT_USAGE, "cannot start zlib");
+	out_start(out);
 	r->data = open(S.data_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	r->ctl = open(S.ctl_path, O_RDWR | O_CLOEXEC);
 	if (r->data < 0 || r->ctl < 0)

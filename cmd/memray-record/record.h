@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "../../lib/stream.h"
 
@@ -15,8 +16,9 @@
 struct out {
 	int fd;
 	const char *name; /* for messages */
-	z_stream z;
-	int compress;
+	int compress;  /* COMPRESS_*: how the stream is written */
+	z_stream z;    /* gzip */
+	ZSTD_CCtx *zc; /* zstd */
 	int cut;       /* the output went away or filled: drain, keep nothing */
 	int err;
 	int created;   /* a file this run created (removed if nothing is recorded) */
@@ -24,6 +26,9 @@ struct out {
 	unsigned long long bytes_in, bytes_out;
 };
 
+enum { COMPRESS_NONE, COMPRESS_ZSTD, COMPRESS_GZIP };
+/* Starts o->compress's compressor, or dies with status 2. */
+void out_start(struct out *o);
 /* Writes n bytes of stream (compressing with -z); finish ends the
  * compressed stream. */
 void out_data(struct out *o, const void *data, size_t n, int finish);

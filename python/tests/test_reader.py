@@ -305,14 +305,15 @@ def test_compressed_and_stdin(tmp_path, pyrun):
         g.write(f.read())
     assert [(x.kind, x.address, x.size, x.stack())
             for x in memray_c.FileReader(str(gz)).records()] == plain
-    # memray-record -z, checked against memray-stat
-    zpath, _ = record(tmp_path, "z.bin", "x = bytearray(2_500_000)\n", "-z")
-    with open(zpath, "rb") as f:
-        assert f.read(2) == b"\x1f\x8b"
-    st = stat_json(zpath)
-    r = memray_c.read(zpath)
-    assert r.high_watermark().bytes == st["peak_bytes"]
-    assert sum(x.size for x in r.records() if x.kind != "free") == st["bytes_allocated"]
+    # memray-record -z (zstd) and --compress=gzip, checked against memray-stat
+    for opt, magic in (("-z", b"\x28\xb5\x2f\xfd"), ("--compress=gzip", b"\x1f\x8b")):
+        zpath, _ = record(tmp_path, "z.bin", "x = bytearray(2_500_000)\n", opt)
+        with open(zpath, "rb") as f:
+            assert f.read(len(magic)) == magic
+        st = stat_json(zpath)
+        r = memray_c.read(zpath)
+        assert r.high_watermark().bytes == st["peak_bytes"]
+        assert sum(x.size for x in r.records() if x.kind != "free") == st["bytes_allocated"]
     # standard input, "-": one pass gives the records and then the summary
     code = ("import memray_c; r = memray_c.read('-'); n = sum(1 for _ in r.records()); "
             "print(n, r.high_watermark().bytes, r.metadata.pid)")

@@ -127,3 +127,58 @@ setup_file() {
 	run memray-record --version
 	assert_output --regexp '^memray-record [0-9]+\.[0-9]+\.[0-9]+$'
 }
+
+# spec_vs_c FILE: the numeric records of FILE as tests/stream_spec.py (a
+# reader written from memray-stream(5) alone) and memray-stat read them,
+# each pid's in its order, must be the same
+spec_vs_c() {
+	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" "$1" > spec.txt
+	memray-stat --dump "$1" | cut -d' ' -f2- |
+		grep -E '^[0-9]+ (alloc|free|move|node|pynode|pyframe|switch|memory|trailer|exec|signal) ' |
+		sort -s -k1,1n > c.txt
+	[ -s c.txt ]
+	cmp c.txt spec.txt
+}
+
+@test "a reader written from memray-stream(5) alone reads real recordings as memray-stat does" {
+	cat > ring.py <<'PY'
+import random
+random.seed(1)
+ring = [None] * 100
+for i in range(20000):           # freed in the order made: one age
+    ring[i % 100] = bytearray(2000 + i % 7)
+pool = {}
+for i in range(20000):           # freed at ages that change
+    pool[random.randrange(300)] = bytearray(600 + random.randrange(3000))
+PY
+	memray-record -q -o py.bin python3 ring.py
+	spec_vs_c py.bin
+	# every compact form is there, and most frees are one byte
+	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" --forms py.bin > forms.txt
+	cat forms.txt
+	for f in ALLOC ALLOC_SAME FREE FREE_AGED FREE_AGAIN MOVE; do grep -q "^$f " forms.txt; done
+	again=$(awk '$1 == "FREE_AGAIN" { print $2 }' forms.txt)
+	[ "$again" -gt 15000 ]
+	memray-record -q --native -o native.bin python3 ring.py
+	spec_vs_c native.bin
+	memray-record -q -o demo.bin "$FIX/demo" > /dev/null
+	spec_vs_c demo.bin
+	# several processes, and a program image after an exec
+	memray-record -q --follow-fork -o fork.bin sh -c \
+		'python3 -c "import os; os.fork() or os._exit(0); os.wait()"; exec python3 ring.py'
+	spec_vs_c fork.bin
+	[ "$(cut -d' ' -f1 spec.txt | sort -u | wc -l)" -ge 3 ]
+	grep -q ' exec ' spec.txt
+}
+
+@test "a recording of format version 1 (an earlier memray-c) is read as before" {
+	gzip -dc "$BATS_TEST_DIRNAME/../fixtures/streams/v1-python.bin.gz" > v1.bin
+	run memray-stat v1.bin
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q '^allocations: *1769$'
+	echo "$output" | grep -q '^frees: *1738$'
+	memray-stat --dump v1.bin | head -1 | grep -q ' header version=1 '
+	spec_vs_c v1.bin
+	memray-fold v1.bin > folded.txt
+	grep -q '<module>' folded.txt
+}

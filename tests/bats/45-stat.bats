@@ -86,7 +86,7 @@ print("ok")'
 
 @test "a progress bar on stderr for inputs over 64 MiB, only when stderr is a terminal" {
 	command -v script || skip "script(1) is missing"
-	memray-record -q -o big.bin "$FIX/allocs" churn 9
+	memray-record -q -o big.bin "$FIX/allocs" churn 14
 	[ "$(stat -c %s big.bin)" -gt $((64 << 20)) ]
 	for tool in memray-fold memray-stat memray-leaks; do
 		script -qec "$tool big.bin > /dev/null" /dev/null | tr '\r' '\n' > tty.txt

@@ -117,12 +117,14 @@ static void replayed(void)
 	/* 1 MiB mapped, counted once */
 	CHECK_EQ_U64(r.alloc_count[MR_MMAP], 1);
 	CHECK_EQ_U64(r.alloc_bytes[MR_MMAP], 1 << 20);
-	CHECK(near((double)(r.n_allocs - 1), count, 60));
+	/* each count is 100 or 101, by a coin per block: within 5 standard
+	 * deviations (sqrt(10000 / 4) = 50 for all, 35 for the half freed) */
+	CHECK(near((double)(r.n_allocs - 1), count, 250));
 	CHECK(near((double)(r.bytes_allocated - (1 << 20)), bytes, 60));
 	/* the peak before the frees; then half the bytes live, and the mapping */
 	CHECK(near((double)r.peak, bytes, 60));
 	CHECK(near((double)(r.live - (1 << 20)), bytes / 2, 60));
-	CHECK(near((double)r.n_frees, count / 2, 60));
+	CHECK(near((double)r.n_frees, count / 2, 180));
 	CHECK_EQ_U64(r.nsites, 1);
 	const struct site *s = &r.sites[0];
 	CHECK_EQ_U64(site_value(&r, s, METRIC_TOTAL), r.bytes_allocated);

@@ -354,6 +354,32 @@ static void write_full_stream(struct script *s)
 	s_alloc(s, MR_MALLOC, 0x5555deadbeef, 0, 0);
 	s_alloc(s, MR_CALLOC, 0x5555deadbee0, UINT64_MAX, ids.n[8]);
 
+	/* The compact forms: blocks freed in the order they were made (one
+	 * age again and again), at ages that change, an address made twice
+	 * inside the window (its latest allocation is the one named), one
+	 * that fell out of the window, a MOVE's new address freed by age, a
+	 * mapping (munmap always names its address), and stacks repeated. */
+	for (int i = 0; i < 40; i++)
+		s_alloc(s, MR_MALLOC, 0x600000000000 + 48 * (uint64_t)i, 40, ids.n[i / 10]);
+	for (int i = 0; i < 20; i++)
+		s_free(s, MR_FREE, 0x600000000000 + 48 * (uint64_t)i, 0);
+	for (int i = 39; i >= 20; i -= 3)
+		s_free(s, MR_FREE, 0x600000000000 + 48 * (uint64_t)i, 0);
+	s_alloc(s, MR_MALLOC, 0x600000000000, 40, 0);
+	s_free(s, MR_FREE, 0x600000000000, 0);
+	s_move(s, MR_REALLOC, 0x600000000000 + 48 * 21, 0, 0x610000000000, 4000, ids.n[2]);
+	s_free(s, MR_REALLOC, 0x610000000000, 0);
+	s_alloc(s, MR_MMAP, 0x7f0000800000, 4096, ids.n[2]);
+	s_free(s, MR_MUNMAP, 0x7f0000800000, 4096);
+	s_alloc(s, MR_CALLOC, 0x620000000000, 1, ids.n[3]);
+	for (int i = 1; i <= MR_AGE_WINDOW; i++)
+		s_alloc(s, MR_MALLOC, 0x630000000000 + 16 * (uint64_t)i, 16, ids.n[3]);
+	s_free(s, MR_FREE, 0x620000000000, 0);             /* age window + 1 */
+	s_free(s, MR_FREE, 0x630000000000 + 16, 0);        /* age window */
+	s_free(s, MR_FREE, 0x630000000000 + 32, 0);        /* age window - 1 */
+	for (int i = MR_AGE_WINDOW; i > MR_AGE_WINDOW - 100; i--)
+		s_free(s, MR_FREE, 0x630000000000 + 16 * (uint64_t)i, 0);
+
 	/* Enough ordinary events to fill a few more chunks. */
 	for (int i = 0; i < 1200; i++) {
 		uint64_t r = rng();
@@ -789,6 +815,104 @@ static void test_bad_stack_id(void)
 	script_free(&s);
 }
 
+/* The compact forms cost what memray-stream(5) says: a FREE of the
+ * oldest of a ring of blocks is one byte, an ALLOC from the last stack
+ * has no stack field. A FREE_AGED whose age is out of bounds, a
+ * munmap by age and compact forms in a version 1 image are corrupt. */
+static void test_compact_forms(void)
+{
+	struct script s;
+	script_init(&s, 7);
+	s_header(&s, &test_header);
+	uint32_t n1 = s_native(&s, 0, 0x401000);
+	for (int i = 0; i < 64; i++)
+		s_alloc(&s, MR_MALLOC, 0x1000 + 4096 * (uint64_t)i, 100, n1);
+	uint64_t before = s.out.len + s.w.len;
+	for (int i = 0; i < 10000; i++) {
+		s_free(&s, MR_FREE, 0x1000 + 4096 * (uint64_t)(i % 64), 0);
+		s_alloc(&s, MR_MALLOC, 0x1000 + 4096 * (uint64_t)(i % 64), 100, n1);
+	}
+	uint64_t bytes = s.out.len + s.w.len - before;
+	/* FREE_AGAIN 1 byte; ALLOC_SAME tag, address (a 2-byte difference),
+	 * size: 4 bytes; and a chunk header per 4084 bytes of payload */
+	CHECK(bytes <= 10000 * 5 + 13 * MR_CHUNK_HEADER);
+	if (bytes > 10000 * 5 + 13 * MR_CHUNK_HEADER)
+		printf("  10,000 frees and allocations took %" PRIu64 " bytes\n", bytes);
+	s_trailer(&s, 1);
+	write_file(tmpfile_path, s.out.p, s.out.len);
+	struct result res = read_stream(tmpfile_path, s.exp, s.n, 1, NULL);
+	CHECK_EQ_U64(res.rc, 0);
+	CHECK_EQ_U64(res.count, s.n);
+	CHECK(res.match);
+	script_free(&s);
+
+	/* hand-made: a header, one node, two allocations, then the event */
+	static const struct {
+		uint64_t version;
+		uint8_t tag;
+		int64_t field; /* -1: none */
+		const char *want;
+	} cases[] = {
+		/* the field is zigzag(age - 0) */
+		{ 2, MR_TAG_FREE_AGED | MR_FREE, 2, NULL },   /* age 1 */
+		{ 2, MR_TAG_FREE_AGED | MR_FREE, 4, NULL },   /* age 2 */
+		{ 2, MR_TAG_FREE_AGED | MR_FREE, 6, "free by age out of bounds" }, /* 3 */
+		{ 2, MR_TAG_FREE_AGED | MR_FREE, 0, "free by age out of bounds" }, /* 0 */
+		{ 2, MR_TAG_FREE_AGED | MR_FREE, 1, "free by age out of bounds" }, /* -1 */
+		{ 2, MR_TAG_FREE_AGAIN | MR_FREE, -1, "free by age out of bounds" }, /* 0 */
+		{ 2, MR_TAG_FREE_AGED | MR_MUNMAP, 2, "munmap freed by age" },
+		{ 2, MR_TAG_ALLOC_SAME | MR_MALLOC, 0x20, NULL },
+		{ 2, 0xe0 | MR_MALLOC, 0x20, "unknown record tag" },
+		{ 1, MR_TAG_FREE_AGED | MR_FREE, 2, "unknown record tag" },
+		{ 1, MR_TAG_ALLOC_SAME | MR_MALLOC, 0x20, "unknown record tag" },
+	};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		uint8_t payload[128], file[MR_CHUNK_MAX];
+		size_t n = 0;
+		payload[n++] = MR_TAG_HEADER;
+		n += varint_put(payload + n, cases[k].version);
+		n += varint_put(payload + n, 0); /* tool_version */
+		for (int i = 0; i < 6; i++)
+			n += varint_put(payload + n, i == 4 ? MR_F_NATIVE : 1);
+		n += varint_put(payload + n, 0); /* argc */
+		n += varint_put(payload + n, 0); /* exe */
+		payload[n++] = MR_TAG_NODE_NATIVE;
+		n += varint_put(payload + n, 1);
+		n += varint_put(payload + n, 0x10);
+		for (int i = 0; i < 2; i++) {
+			payload[n++] = MR_TAG_ALLOC | MR_MALLOC;
+			n += varint_put(payload + n, 0x20); /* +16 */
+			n += varint_put(payload + n, 8);
+			n += varint_put(payload + n, 1);
+		}
+		size_t good = n;
+		payload[n++] = cases[k].tag;
+		if (cases[k].field >= 0)
+			n += varint_put(payload + n, (uint64_t)cases[k].field);
+		if ((cases[k].tag & 0xe0) == MR_TAG_ALLOC_SAME || (cases[k].tag & 0xe0) == 0xe0)
+			n += varint_put(payload + n, 8); /* size */
+		if (cases[k].tag == (MR_TAG_FREE_AGED | MR_MUNMAP))
+			n += varint_put(payload + n, 4096);
+		payload[n++] = MR_TAG_TRAILER;
+		for (int i = 0; i < 5; i++)
+			n += varint_put(payload + n, 0);
+		write_file(tmpfile_path, file, chunk(file, payload, n));
+		struct result r = read_stream(tmpfile_path, NULL, 0, 0, NULL);
+		if (!cases[k].want) {
+			if (!CHECK(r.rc == 0 || strstr(r.err, "trailer")))
+				printf("  case %zu: %s\n", k, r.err);
+			CHECK_EQ_U64(r.count, 5); /* header, node, 2 allocs, the event */
+		} else {
+			char at[64];
+			snprintf(at, sizeof(at), "corrupt at byte %zu", MR_CHUNK_HEADER + good);
+			if (!CHECK(starts_with(r.err, at) && strstr(r.err, cases[k].want)))
+				printf("  case %zu: error \"%s\", want \"%s: ...%s\"\n", k, r.err, at,
+				       cases[k].want);
+			CHECK_EQ_U64(r.count, 4);
+		}
+	}
+}
+
 /* Two processes sharing one stream, their chunks interleaved. */
 static void test_two_pids(void)
 {
@@ -998,6 +1122,7 @@ int main(void)
 	test_corrupt_magic();
 	test_huge_lengths();
 	test_bad_stack_id();
+	test_compact_forms();
 	test_two_pids();
 	test_pid_reused();
 	test_child_without_trailer();
