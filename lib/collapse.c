@@ -351,8 +351,9 @@ void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 	if (r->ntimeline) {
 		fputs("# timeline=\"ms,rss,heap", out);
 		for (size_t i = 0; i < r->ntimeline; i++)
-			fprintf(out, " %" PRIu64 ",%" PRIu64 ",%" PRIu64, r->timeline[i].time_us / 1000,
-				r->timeline[i].rss, r->timeline[i].heap);
+			fprintf(out, " %" PRIu64 ",%" PRIu64 ",%" PRIu64,
+				timeline_ms(r->timeline[i].time_us), r->timeline[i].rss,
+				r->timeline[i].heap);
 		fputs("\"\n", out);
 	}
 }
@@ -428,14 +429,25 @@ static void on_timepoint(void *ctx, struct replay *r)
 	for (size_t i = 0; i < r->nsites; i++) {
 		struct series *s = &t->site[i];
 		const struct site *site = &r->sites[i];
+		struct series_point p = { now, site->cur_bytes, site->cur_count };
+		if (s->n && timeline_ms(s->v[s->n - 1].time_us) == timeline_ms(now)) {
+			/* the timeline's last point was replaced by this one, of
+			 * the same millisecond: so is the site's point there, which
+			 * goes if it no longer changes anything */
+			s->v[s->n - 1] = p;
+			const struct series_point *q = s->n > 1 ? &s->v[s->n - 2] : NULL;
+			if (q ? q->bytes == p.bytes && q->count == p.count : !p.bytes && !p.count)
+				s->n--;
+			continue;
+		}
 		int64_t b = s->n ? s->v[s->n - 1].bytes : 0, c = s->n ? s->v[s->n - 1].count : 0;
-		if (site->cur_bytes == b && site->cur_count == c)
+		if (p.bytes == b && p.count == c)
 			continue;
 		if (s->n == s->cap) {
 			s->cap = s->cap ? 2 * s->cap : 4;
 			s->v = xrealloc(s->v, s->cap * sizeof(*s->v));
 		}
-		s->v[s->n++] = (struct series_point){ now, site->cur_bytes, site->cur_count };
+		s->v[s->n++] = p;
 	}
 }
 
@@ -469,8 +481,9 @@ static void changes_add(struct collapsed *l, const struct collapse_temporal *t, 
 	l->changes = xrealloc(l->changes, (l->nchanges + s->n) * sizeof(*l->changes));
 	int64_t b = 0, c = 0;
 	for (uint32_t k = 0; k < s->n; k++) {
-		l->changes[l->nchanges++] = (struct collapsed_change){ s->v[k].time_us / 1000, thread,
-								      s->v[k].bytes - b, s->v[k].count - c };
+		l->changes[l->nchanges++] = (struct collapsed_change){
+			timeline_ms(s->v[k].time_us), thread, s->v[k].bytes - b, s->v[k].count - c
+		};
 		b = s->v[k].bytes;
 		c = s->v[k].count;
 	}

@@ -281,6 +281,17 @@ static struct replay_proc *proc_of(struct replay *r, struct mr_proc *p)
 
 static void add_timepoint(struct replay *r, uint64_t time_us, uint64_t rss)
 {
+	/* The timeline's times are told in milliseconds: a point in the
+	 * millisecond of the last one kept (such as the memory record that
+	 * ends a stream, just after the sampler's) replaces it, the later
+	 * heap winning, so that no two points tell of the same moment. */
+	struct timepoint *last = r->ntimeline ? &r->timeline[r->ntimeline - 1] : NULL;
+	if (last && timeline_ms(last->time_us) == timeline_ms(time_us)) {
+		*last = (struct timepoint){ time_us, rss, r->live };
+		if (r->on_timepoint)
+			r->on_timepoint(r->timepoint_ctx, r);
+		return;
+	}
 	if (r->skipped + 1 < r->stride) {
 		r->skipped++;
 		return;

@@ -43,6 +43,14 @@ struct timepoint {
 };
 
 #define TIMELINE_MAX 1000
+
+/* The millisecond a timeline point is told at: no two points of the
+ * timeline share one. */
+static inline uint64_t timeline_ms(uint64_t time_us)
+{
+	return time_us / 1000;
+}
+
 #define SITE_CACHE 256
 
 struct replay {
@@ -67,7 +75,8 @@ struct replay {
 	struct replay_proc *cur;
 	uint32_t site_cache[SITE_CACHE];
 	/* When set, called with timepoint_ctx each time the timeline keeps a
-	 * point (the last of timeline; it may have been thinned just before). */
+	 * point (the last of timeline; it may have been thinned just before,
+	 * or it may have replaced the last point, of the same millisecond). */
 	void (*on_timepoint)(void *ctx, struct replay *r);
 	void *timepoint_ctx;
 };

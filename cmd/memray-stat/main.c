@@ -604,8 +604,9 @@ int main(int argc, char **argv)
 	} else if (timeline) {
 		printf("ms,rss,heap\n");
 		for (size_t i = 0; i < r.ntimeline; i++)
-			printf("%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", r.timeline[i].time_us / 1000,
-			       r.timeline[i].rss, r.timeline[i].heap);
+			printf("%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n",
+			       timeline_ms(r.timeline[i].time_us), r.timeline[i].rss,
+			       r.timeline[i].heap);
 	} else if (json) {
 		print_json(&r, sym, (size_t)top);
 	} else {

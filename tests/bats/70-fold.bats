@@ -367,3 +367,95 @@ PY
 	assert_failure 2
 	assert_output --partial "--temporal is for collapsed stacks"
 }
+
+# same_ms IN OUT EVERY MOVED: OUT is IN, the stream of one process, where
+# of every EVERY memory records the MOVED after the first are moved back
+# into its millisecond (their varints of time difference rewritten in as
+# many bytes, the records after them moving back as much); prints how
+# many of those moved hold a heap other than the record's before them,
+# then how many milliseconds have a memory record.
+same_ms() {
+	memray-stat --dump "$1" > "$2.dump" || return 1
+	python3 - "$@" <<'PY'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+every, moved = int(sys.argv[3]), int(sys.argv[4])
+# the file offsets of the payloads' bytes, in order: records may span chunks
+at, pos = [], 0
+while pos < len(data):
+    n = int.from_bytes(data[pos + 8:pos + 10], "little")
+    at += range(pos + 12, pos + 12 + n)
+    pos += 12 + n
+index = {o: k for k, o in enumerate(at)}
+mem = []
+for line in open(sys.argv[2] + ".dump", encoding="utf-8"):
+    f = line.split()
+    if f[2] == "memory":
+        v = dict(x.split("=") for x in f[3:])
+        mem.append((int(f[0]), int(v["time_us"]), int(v["heap"])))
+shift = differ = 0
+ms = set()
+for i, (off, t1, h1) in enumerate(mem):
+    if not (i and 0 < i % every <= moved):
+        ms.add((t1 - shift) // 1000)
+        continue
+    t0, h0 = mem[i - 1][1:]
+    k = index[off] + 1  # the time difference, after the tag
+    old = n = 0
+    while True:
+        b = data[at[k + n]]
+        old |= (b & 0x7f) << (7 * n)
+        n += 1
+        if not b & 0x80:
+            break
+    assert old == t1 - t0, (off, old, t1 - t0)
+    new = min(old, (999 - (t0 - shift) % 1000) // 2)
+    for j in range(n):
+        data[at[k + j]] = (new >> (7 * j)) & 0x7f | (0x80 if j < n - 1 else 0)
+    shift += old - new
+    differ += h0 != h1
+open(sys.argv[2], "wb").write(data)
+print(differ, len(ms))
+PY
+}
+
+@test "--temporal: memory records in one millisecond are one point of the timeline, the last one's, thinned or not" {
+	# The memory record that ends a stream can fall in the millisecond of
+	# the tracker's last sample (a loaded machine made it happen): the two
+	# points had one time and two heaps, and the changes of both counted
+	# at the first. Records are moved into one millisecond here by hand.
+	cat > churn.py <<'PY'
+import sys, time
+held, end = [], time.time() + float(sys.argv[1])
+while time.time() < end:
+    held.append(bytearray(1000 + len(held) % 7 * 5000))
+    if len(held) > 40:
+        del held[:20]
+    time.sleep(0.0005)
+PY
+	memray-record -q --interval 1 -o c.bin /usr/bin/python3 churn.py 0.3
+	read -r differ nms < <(same_ms c.bin c2.bin 3 1)
+	[ "$differ" -gt 20 ] && [ "$nms" -lt 1000 ]
+	memray-fold --temporal c2.bin > c2.folded
+	run live_check c2.folded
+	assert_success
+	[ "${lines[0]% *}" = "$nms" ]
+	# one point per millisecond, with the rss of its last memory record
+	memray-stat --dump c2.bin | awk '$3 == "memory" { split($4, t, "="); split($5, m, "=")
+		ms = int(t[2] / 1000); if (!(ms in rss)) at[n++] = ms; rss[ms] = m[2] }
+		END { for (i = 0; i < n; i++) print at[i] "," rss[at[i]] }' > want.txt
+	[ "$(wc -l < want.txt)" = "$nms" ]
+	diff want.txt <(memray-stat --timeline c2.bin | sed 1d | cut -d, -f1,2)
+	[ "$(sed -n 's/^# timeline="ms,rss,heap \(.*\)"$/\1/p' c2.folded | tr ' ' '\n')" = \
+	  "$(memray-stat --timeline c2.bin | sed 1d)" ]
+	# the same in a long recording, thinned to every other record: of
+	# three records in one millisecond, the first and the third can be kept
+	memray-record -q --interval 1 -o l.bin /usr/bin/python3 churn.py 1.5
+	read -r differ nms < <(same_ms l.bin l2.bin 20 2)
+	[ "$differ" -gt 50 ] && [ "$nms" -gt 1000 ]
+	memray-fold --temporal l2.bin > l2.folded
+	run live_check l2.folded
+	assert_success
+	[ "${lines[0]% *}" -ge 500 ] && [ "${lines[0]% *}" -le 1000 ]
+	[ -z "$(memray-stat --timeline l2.bin | cut -d, -f1 | uniq -d)" ]
+}
