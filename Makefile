@@ -81,7 +81,7 @@ $(BUILD)/bin/%: $(BUILD)/obj/cmd/%/main.o $(BUILD)/libmemray.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) $(SAN) $(LTO) -o $@ $^ $(LDLIBS_TOOLS)
 
-$(BUILD)/bin/memray-record: $(BUILD)/obj/cmd/memray-record/attach.o
+$(BUILD)/bin/memray-record: $(BUILD)/obj/cmd/memray-record/attach.o $(BUILD)/obj/cmd/memray-record/rechunk.o
 
 $(TRACKER): $(TRACKER_OBJ)
 	@mkdir -p $(@D)

@@ -22,6 +22,8 @@
 #define MR_CHUNK_HEADER 12
 #define MR_CHUNK_MAX 4096
 #define MR_PAYLOAD_MAX (MR_CHUNK_MAX - MR_CHUNK_HEADER)
+#define MR_JOIN_MAX 16 /* a chunk of k * MR_PAYLOAD_MAX bytes, k <= this,
+			* counts as k chunks (memray-record joins them) */
 #define MR_STRING_MAX (1u << 20) /* longest string a reader accepts */
 #define MR_BUILD_ID_MAX 64
 #define MR_SEGMENTS_MAX 64

@@ -986,13 +986,11 @@ static int read_chunk(struct mr_reader *r)
 	uint32_t pid = (uint32_t)get_le(h + 4, 4);
 	size_t len = (size_t)get_le(h + 8, 2);
 	uint16_t seq = (uint16_t)get_le(h + 10, 2);
-	if (len == 0 || len > MR_PAYLOAD_MAX)
+	/* a joined chunk: a whole number of full chunks, counted as that many */
+	size_t units = len <= MR_PAYLOAD_MAX ? 1 : len / MR_PAYLOAD_MAX;
+	if (len == 0 || (len > MR_PAYLOAD_MAX && (len % MR_PAYLOAD_MAX || units > MR_JOIN_MAX)))
 		return fail(r, "corrupt at byte %" PRIu64 ": chunk length %zu out of bounds",
 			    start, len);
-	k = read_full(r, payload, len);
-	if (k < 0)
-		return fail(r, "read error at byte %" PRIu64 ": %s", r->offset,
-			    mr_input_error(r->in));
 	struct mr_proc *p = proc_for(r, pid);
 	if (!p)
 		return fail(r, "corrupt at byte %" PRIu64 ": too many processes", start);
@@ -1012,13 +1010,22 @@ static int read_chunk(struct mr_reader *r)
 	if (seq != p->next_seq)
 		return fail(r, "corrupt at byte %" PRIu64 ": chunk %u of pid %u follows chunk %u"
 			    " (chunks were lost)", start, seq, pid, (uint16_t)(p->next_seq - 1));
-	p->next_seq++;
-	if ((size_t)k < len) {
-		r->eof = 1;
-		r->cut = start + 1;
+	p->next_seq = (uint16_t)(p->next_seq + units);
+	for (size_t got = 0; got < len;) {
+		size_t want = len - got < MR_PAYLOAD_MAX ? len - got : MR_PAYLOAD_MAX;
+		k = read_full(r, payload, want);
+		if (k < 0)
+			return fail(r, "read error at byte %" PRIu64 ": %s", r->offset,
+				    mr_input_error(r->in));
+		if (k > 0)
+			proc_append(p, payload, (size_t)k, start + MR_CHUNK_HEADER + got);
+		got += (size_t)k;
+		if ((size_t)k < want) {
+			r->eof = 1;
+			r->cut = start + 1;
+			break;
+		}
 	}
-	if (k > 0)
-		proc_append(p, payload, (size_t)k, start + MR_CHUNK_HEADER);
 	r->cur = p;
 	return 1;
 }

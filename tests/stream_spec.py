@@ -2,14 +2,16 @@
 """stream_spec.py - a second reader of memray streams, written from
 memray-stream(5) alone and sharing no code with lib/stream_read.c.
 
-usage: stream_spec.py [--forms] FILE
+usage: stream_spec.py [--forms | --chunks] FILE
 
 Prints every record with numeric fields the way `memray-stat --dump` does,
 without its first column (the byte offset): events, nodes, Python frames,
 thread switches, memory samples, signals, exec and trailer records.  Records
 made of strings (header, string, thread, thread_name, module) are decoded
 and checked but not printed.  With --forms it prints instead how many
-records and bytes each record form took (ALLOC, ALLOC_SAME, FREE_AGED...).
+records and bytes each record form took (ALLOC, ALLOC_SAME, FREE_AGED...);
+with --chunks, how many chunks there are, how many of them joined, and the
+longest payload.
 The tests compare its output with memray-stat's: if the page and the C
 reader disagree, one of the two is wrong.  Exit status 2 on a malformed
 stream, naming the byte.
@@ -309,10 +311,12 @@ def decode(p, forms, tally, w):
 def main():
     args = sys.argv[1:]
     forms = args[:1] == ["--forms"]
-    if forms:
+    chunks = args[:1] == ["--chunks"]
+    if forms or chunks:
         args = args[1:]
     if len(args) != 1:
-        sys.exit("usage: stream_spec.py [--forms] FILE")
+        sys.exit("usage: stream_spec.py [--forms | --chunks] FILE")
+    nchunks = joined = longest = 0
     data = open(args[0], "rb").read()
     procs = {}
     tally = {}
@@ -326,24 +330,30 @@ def main():
             pid = int.from_bytes(data[off + 4:off + 8], "little")
             n = int.from_bytes(data[off + 8:off + 10], "little")
             seq = int.from_bytes(data[off + 10:off + 12], "little")
-            if not 1 <= n <= 4084 or off + 12 + n > len(data):
+            units = 1 if n <= 4084 else n // 4084  # a joined chunk counts as many
+            if n == 0 or (n > 4084 and (n % 4084 or units > 16)) or off + 12 + n > len(data):
                 raise Corrupt("bad chunk length at byte %d" % off)
             p = procs.get(pid)
             if p is None:
                 p = procs[pid] = Proc(pid)
             if seq != p.seq:
                 raise Corrupt("chunk %d of pid %d follows chunk %d" % (seq, pid, p.seq - 1))
-            p.seq = (p.seq + 1) & 0xffff
+            p.seq = (p.seq + units) & 0xffff
+            nchunks += 1
+            joined += units > 1
+            longest = max(longest, n)
             p.data += data[off + 12:off + 12 + n]
             off += 12 + n
         # then each pid's records, pid by pid in order of first appearance
         for p in procs.values():
-            decode(p, forms, tally, w)
+            decode(p, forms or chunks, tally, w)
     except Corrupt as e:
         sys.stdout.flush()
         sys.stderr.write("stream_spec.py: %s: %s\n" % (args[0], e))
         sys.exit(2)
-    if forms:
+    if chunks:
+        w("chunks %d joined %d longest %d\n" % (nchunks, joined, longest))
+    elif forms:
         total = sum(c[1] for c in tally.values())
         for k, (n, nb) in sorted(tally.items(), key=lambda kv: -kv[1][1]):
             w("%-12s %9d records %10d bytes %6.2f each %5.1f%%\n" % (k, n, nb, nb / n, 100.0 * nb / total))

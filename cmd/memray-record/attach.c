@@ -626,7 +626,7 @@ static int read_data(struct run *r)
 		r->data_seen = 1;
 		r->out->bytes_in += (unsigned long long)n;
 		watch_bytes(&r->watch, (const uint8_t *)buf, (size_t)n);
-		out_data(r->out, buf, (size_t)n, 0);
+		out_stream(r->out, buf, (size_t)n);
 		/* the output went away (| head, a reader that quit):
 		 * the recording ends */
 		if (r->out->cut && !r->stopping)

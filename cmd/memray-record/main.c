@@ -283,8 +283,18 @@ static void out_end(struct out *o)
 	o->compress = COMPRESS_NONE;
 }
 
+void out_stream(struct out *o, const void *data, size_t n)
+{
+	static struct rechunk rc;
+	o->rc = &rc;
+	rechunk_feed(&rc, data, n, o);
+	rechunk_flush(&rc, o);
+}
+
 void out_finish(struct out *o)
 {
+	if (o->rc)
+		rechunk_end(o->rc, o);
 	if (o->compress) {
 		out_data(o, NULL, 0, 1);
 		out_end(o);
@@ -678,8 +688,10 @@ static void relay(struct run *r)
 			break;
 		out->bytes_in += (unsigned long long)k;
 		watch_bytes(&r->watch, (const uint8_t *)buf, (size_t)k);
-		out_data(out, buf, (size_t)k, 0);
+		out_stream(out, buf, (size_t)k);
 	}
+	if (out->rc)
+		rechunk_end(out->rc, out);
 	if (out->compress) {
 		out_data(out, NULL, 0, 1);
 		out_end(out);

@@ -19,6 +19,7 @@ struct out {
 	int compress;  /* COMPRESS_*: how the stream is written */
 	z_stream z;    /* gzip */
 	ZSTD_CCtx *zc; /* zstd */
+	struct rechunk *rc; /* set by out_stream */
 	int cut;       /* the output went away or filled: drain, keep nothing */
 	int err;
 	int created;   /* a file this run created (removed if nothing is recorded) */
@@ -27,6 +28,23 @@ struct out {
 };
 
 enum { COMPRESS_NONE, COMPRESS_ZSTD, COMPRESS_GZIP };
+
+/* Joins each process's runs of full chunks (rechunk.c). */
+#define RECHUNK_MAX MR_JOIN_MAX /* chunks joined at most: 16 * 4084 < 65536 */
+struct rechunk {
+	uint8_t cur[MR_CHUNK_MAX]; /* the chunk coming in */
+	size_t have, need;
+	uint8_t big[MR_CHUNK_HEADER + RECHUNK_MAX * MR_PAYLOAD_MAX];
+	uint32_t pid;
+	uint16_t seq;
+	unsigned k; /* full chunks in big */
+	int passthrough;
+};
+void rechunk_feed(struct rechunk *c, const uint8_t *p, size_t n, struct out *o);
+void rechunk_flush(struct rechunk *c, struct out *o);
+void rechunk_end(struct rechunk *c, struct out *o);
+/* The tracker's bytes, as read: joined by o->rc, then written. */
+void out_stream(struct out *o, const void *data, size_t n);
 /* Starts o->compress's compressor, or dies with status 2. */
 void out_start(struct out *o);
 /* Writes n bytes of stream (compressing with -z); finish ends the

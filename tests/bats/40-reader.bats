@@ -163,6 +163,13 @@ PY
 	spec_vs_c native.bin
 	memray-record -q -o demo.bin "$FIX/demo" > /dev/null
 	spec_vs_c demo.bin
+	# memray-record joins the tracker's full chunks: 16 at most
+	memray-record -q -o churn.bin "$FIX/allocs" churn 1
+	spec_vs_c churn.bin
+	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" --chunks churn.bin > chunks.txt
+	cat chunks.txt
+	read -r _ n _ joined _ longest < chunks.txt
+	[ "$joined" -gt 10 ] && [ "$longest" -eq $((16 * 4084)) ] && [ "$n" -lt 200 ]
 	# several processes, and a program image after an exec
 	memray-record -q --follow-fork -o fork.bin sh -c \
 		'python3 -c "import os; os.fork() or os._exit(0); os.wait()"; exec python3 ring.py'

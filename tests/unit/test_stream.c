@@ -913,6 +913,109 @@ static void test_compact_forms(void)
 	}
 }
 
+/* Joins runs of full chunks of one pid with consecutive numbers, at most
+ * `most` at a time, as memray-record does; returns the new length. */
+static size_t join_chunks(const uint8_t *in, size_t n, uint8_t *out, unsigned most)
+{
+	size_t i = 0, o = 0, head = 0;
+	unsigned k = 0;
+	uint32_t pid = 0;
+	uint16_t seq = 0;
+	while (i < n) {
+		uint32_t p = (uint32_t)in[i + 4] | (uint32_t)in[i + 5] << 8 |
+			     (uint32_t)in[i + 6] << 16 | (uint32_t)in[i + 7] << 24;
+		size_t len = in[i + 8] | in[i + 9] << 8;
+		uint16_t q = (uint16_t)(in[i + 10] | in[i + 11] << 8);
+		int whole = len == MR_PAYLOAD_MAX;
+		if (k && (!whole || p != pid || q != (uint16_t)(seq + k) || k == most))
+			k = 0;
+		if (whole && k) {
+			memcpy(out + o, in + i + MR_CHUNK_HEADER, len);
+			o += len;
+			k++;
+			size_t total = (size_t)k * MR_PAYLOAD_MAX;
+			out[head + 8] = (uint8_t)total, out[head + 9] = (uint8_t)(total >> 8);
+		} else {
+			memcpy(out + o, in + i, MR_CHUNK_HEADER + len);
+			if (whole) {
+				head = o;
+				pid = p, seq = q, k = 1;
+			}
+			o += MR_CHUNK_HEADER + len;
+		}
+		i += MR_CHUNK_HEADER + len;
+	}
+	return o;
+}
+
+/* Chunks joined as memray-record joins them read as before; a length
+ * that is not a whole number of full chunks, or a sequence number that
+ * does not count a joined chunk as many, is corrupt. */
+static void test_joined_chunks(void)
+{
+	uint8_t *j = malloc(full.out.len);
+	if (!j)
+		abort();
+	size_t n = join_chunks(full.out.p, full.out.len, j, MR_JOIN_MAX);
+	CHECK(n < full.out.len - 2 * MR_CHUNK_HEADER); /* some were joined */
+	write_file(tmpfile_path, j, n);
+	/* every record as before but its offset */
+	char err[256];
+	struct mr_input *in = mr_input_open(tmpfile_path, err, sizeof(err));
+	CHECK(in != NULL);
+	if (in) {
+		struct mr_reader r;
+		struct mr_record rec;
+		mr_reader_init(&r, in);
+		size_t count = 0, bad = 0;
+		int rc;
+		while ((rc = mr_next(&r, &rec)) == 1) {
+			struct expect e = full.exp[count < full.n ? count : 0];
+			e.offset = mr_record_offset(&rec);
+			bad += count >= full.n || !same_record(&rec, &e, 0);
+			count++;
+		}
+		CHECK_EQ_U64(rc, 0);
+		CHECK_EQ_U64(count, full.n);
+		CHECK_EQ_U64(bad, 0);
+		mr_reader_free(&r);
+		mr_input_close(in);
+	}
+	/* two at a time, three at a time: the same */
+	for (unsigned most = 2; most <= 3; most++) {
+		size_t m = join_chunks(full.out.p, full.out.len, j, most);
+		write_file(tmpfile_path, j, m);
+		struct result res = read_stream(tmpfile_path, full.exp, full.n, 0, NULL);
+		CHECK_EQ_U64(res.rc, 0);
+		CHECK_EQ_U64(res.count, full.n);
+	}
+	/* damage: a joined chunk one byte longer; its number counted as one */
+	n = join_chunks(full.out.p, full.out.len, j, MR_JOIN_MAX);
+	size_t at = 0;
+	while (at < n && (size_t)(j[at + 8] | j[at + 9] << 8) <= MR_PAYLOAD_MAX)
+		at += MR_CHUNK_HEADER + (size_t)(j[at + 8] | j[at + 9] << 8);
+	CHECK(at < n);
+	if (at < n) {
+		size_t len = (size_t)(j[at + 8] | j[at + 9] << 8), next = at + MR_CHUNK_HEADER + len;
+		j[at + 8]++;
+		write_file(tmpfile_path, j, n);
+		struct result res = read_stream(tmpfile_path, NULL, 0, 0, NULL);
+		CHECK(strstr(res.err, "out of bounds") != NULL);
+		CHECK_EQ_U64(err_offset(res.err), at);
+		j[at + 8]--;
+		if (next < n) {
+			uint16_t q = (uint16_t)(j[at + 10] | j[at + 11] << 8);
+			q++;
+			j[next + 10] = (uint8_t)q, j[next + 11] = (uint8_t)(q >> 8);
+			write_file(tmpfile_path, j, n);
+			res = read_stream(tmpfile_path, NULL, 0, 0, NULL);
+			CHECK(strstr(res.err, "chunks were lost") != NULL);
+			CHECK_EQ_U64(err_offset(res.err), next);
+		}
+	}
+	free(j);
+}
+
 /* Two processes sharing one stream, their chunks interleaved. */
 static void test_two_pids(void)
 {
@@ -945,7 +1048,8 @@ static void test_two_pids(void)
 		}
 	}
 	write_file(tmpfile_path, both.p, both.len);
-	struct mr_input *in = mr_input_open(tmpfile_path, NULL, 0);
+	char err[256];
+	struct mr_input *in = mr_input_open(tmpfile_path, err, sizeof(err));
 	struct mr_reader r;
 	struct mr_record rec;
 	size_t na = 0, nb = 0, wrong = 0;
@@ -996,7 +1100,8 @@ static void test_extreme_addresses(void)
 	s_trailer(&s, 1);
 	write_file(tmpfile_path, s.out.p, s.out.len);
 
-	struct mr_input *in = mr_input_open(tmpfile_path, NULL, 0);
+	char err[256];
+	struct mr_input *in = mr_input_open(tmpfile_path, err, sizeof(err));
 	struct mr_reader r;
 	struct mr_record rec;
 	size_t i = 0, wrong = 0;
@@ -1123,6 +1228,7 @@ int main(void)
 	test_huge_lengths();
 	test_bad_stack_id();
 	test_compact_forms();
+	test_joined_chunks();
 	test_two_pids();
 	test_pid_reused();
 	test_child_without_trailer();
