@@ -52,6 +52,8 @@ enum mr_tag {
 	MR_TAG_ALLOC_SAME = 0x80, /* | allocator: the last stack again */
 	MR_TAG_FREE_AGED = 0xa0,  /* | allocator: the block by its age */
 	MR_TAG_FREE_AGAIN = 0xc0, /* | allocator: the same age as last time */
+	MR_TAG_MOVE_AGED = 0xe0,  /* | allocator: the old block by its age,
+				   * the last stack again */
 };
 
 /* The function that made an event. */

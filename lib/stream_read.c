@@ -37,7 +37,7 @@ const char *mr_tag_name(int tag)
 	switch (tag & 0xe0) {
 	case MR_TAG_ALLOC: case MR_TAG_ALLOC_SAME: return "alloc";
 	case MR_TAG_FREE: case MR_TAG_FREE_AGED: case MR_TAG_FREE_AGAIN: return "free";
-	case MR_TAG_MOVE: return "move";
+	case MR_TAG_MOVE: case MR_TAG_MOVE_AGED: return "move";
 	}
 	if (tag > 0 && tag <= MR_TAG_SIGNAL)
 		return tag_names[tag];
@@ -321,7 +321,7 @@ static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec,
 			struct regs *g, const char **why)
 {
 	int a = tag & 0x1f, kind = tag & 0xe0;
-	if (kind == 0xe0 || (kind >= MR_TAG_ALLOC_SAME && p->header.version < 2)) {
+	if (kind >= MR_TAG_ALLOC_SAME && p->header.version < 2) {
 		*why = "unknown record tag";
 		return -1;
 	}
@@ -331,6 +331,10 @@ static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec,
 	}
 	if (a == MR_MUNMAP && (kind == MR_TAG_FREE_AGED || kind == MR_TAG_FREE_AGAIN)) {
 		*why = "munmap freed by age";
+		return -1;
+	}
+	if (a == MR_MREMAP && kind == MR_TAG_MOVE_AGED) {
+		*why = "mremap moved by age";
 		return -1;
 	}
 	rec->allocator = a;
@@ -367,6 +371,17 @@ static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec,
 		rec->size = get_u(c);
 		rec->stack = g->stack = get_stack(p, c);
 		break;
+	case MR_TAG_MOVE_AGED: {
+		uint64_t age = get_u(c);
+		if (c->st != 1)
+			break;
+		rec->old_addr = g->addr = aged_addr(p, c, age);
+		rec->addr = get_addr(c, &g->addr);
+		rec->size = get_u(c);
+		rec->stack = g->stack;
+		rec->tag = MR_TAG_MOVE | a;
+		break;
+	}
 	}
 	return 0;
 }

@@ -313,7 +313,9 @@ void mr_w_memory(struct mr_writer *w, uint64_t time_us, uint64_t rss, uint64_t h
  * age. The addresses of those allocations are kept in a ring indexed by
  * the allocation's number, and an address finds its number through a
  * direct-mapped table; the ring, not the table, is the proof, so a table
- * slot taken over by another address only costs the long form. */
+ * slot taken over by another address only costs the long form. A realloc
+ * from the last stack names its old block by age too (MOVE_AGED): it is
+ * mostly the block made just before. */
 
 /* Two slots (one cache line) per hash: a slot taken by a younger block
  * keeps the other one's. */
@@ -397,13 +399,24 @@ void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
 	       uint64_t old_len, uint64_t addr, uint64_t size, uint32_t stack)
 {
 	struct rec r;
-	rec_init(w, &r, MR_TAG_MOVE | allocator);
-	rec_addr(&r, &w->last_addr, old_addr);
-	if (allocator == MR_MREMAP)
-		rec_u(&r, old_len);
-	rec_addr(&r, &w->last_addr, addr);
-	rec_u(&r, size);
-	rec_u(&r, stack);
+	/* a block grown where it was made (realloc), by its age: the age
+	 * register stays the frees' */
+	uint32_t age = allocator == MR_MREMAP || stack != w->last_stack ? 0 : age_of(w, old_addr);
+	if (age) {
+		rec_init(w, &r, MR_TAG_MOVE_AGED | allocator);
+		rec_u(&r, age);
+		w->last_addr = old_addr;
+		rec_addr(&r, &w->last_addr, addr);
+		rec_u(&r, size);
+	} else {
+		rec_init(w, &r, MR_TAG_MOVE | allocator);
+		rec_addr(&r, &w->last_addr, old_addr);
+		if (allocator == MR_MREMAP)
+			rec_u(&r, old_len);
+		rec_addr(&r, &w->last_addr, addr);
+		rec_u(&r, size);
+		rec_u(&r, stack);
+	}
 	rec_end(w, &r);
 	w->last_stack = stack;
 	w->n_allocs++;

@@ -22,7 +22,7 @@ TAGS = {1: "header", 2: "string", 3: "pyframe", 4: "node", 5: "pynode", 6: "thre
         7: "thread_name", 8: "switch", 9: "module", 10: "unload", 11: "memory",
         12: "trailer", 13: "exec", 14: "signal"}
 FORMS = {0x20: "ALLOC", 0x40: "FREE", 0x60: "MOVE", 0x80: "ALLOC_SAME",
-         0xa0: "FREE_AGED", 0xc0: "FREE_AGAIN"}
+         0xa0: "FREE_AGED", 0xc0: "FREE_AGAIN", 0xe0: "MOVE_AGED"}
 ALLOCATORS = [None, "malloc", "calloc", "realloc", "reallocarray", "posix_memalign",
               "aligned_alloc", "memalign", "valloc", "pvalloc", "mmap", "mremap",
               "free", "munmap"]
@@ -116,7 +116,7 @@ def event(b, i, tag, im, out):
     """One event; returns the next index.  im is changed only by a whole
     record: the caller decodes a copy first (see record)."""
     form, a = tag & 0xe0, tag & 0x1f
-    if form == 0xe0 or (form >= 0x80 and im.version < 2):
+    if form >= 0x80 and im.version < 2:
         raise Corrupt("unknown record tag")
     if not 1 <= a <= 13:
         raise Corrupt("unknown allocator")
@@ -147,6 +147,19 @@ def event(b, i, tag, im, out):
             raise Corrupt("free by age out of bounds")
         im.addr = im.ring[(im.allocs - im.age + 1) % WINDOW]
         out.append("free %s addr=0x%x thread=%d" % (name, im.addr, im.thread))
+    elif form == 0xe0:
+        if a == 11:
+            raise Corrupt("mremap moved by age")
+        age, i = varint(b, i)
+        if not 1 <= age <= min(WINDOW, im.allocs):
+            raise Corrupt("free by age out of bounds")
+        old = im.addr = im.ring[(im.allocs - age + 1) % WINDOW]
+        addr, i = address(b, i, im)
+        size, i = varint(b, i)
+        im.allocs += 1
+        im.ring[im.allocs % WINDOW] = addr
+        out.append("move %s old=0x%x addr=0x%x size=%d stack=%d thread=%d" %
+                   (name, old, addr, size, im.stack, im.thread))
     elif form == 0x60:
         old, i = address(b, i, im)
         line = "move %s old=0x%x" % (name, old)

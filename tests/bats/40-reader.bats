@@ -76,7 +76,7 @@ setup_file() {
 	# an unknown tag where the trailer starts
 	cp "$f" bad.bin
 	at=$(dump "$f" | awk '$3 == "trailer" { print $1 }')
-	printf '\xee' | dd of=bad.bin bs=1 seek=$at conv=notrunc status=none
+	printf '\x1f' | dd of=bad.bin bs=1 seek=$at conv=notrunc status=none
 	run memray-stat --dump bad.bin
 	assert_failure 2
 	assert_line "memray-stat: bad.bin: corrupt at byte $at: unknown record tag"

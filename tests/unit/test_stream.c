@@ -368,7 +368,11 @@ static void write_full_stream(struct script *s)
 	s_alloc(s, MR_MALLOC, 0x600000000000, 40, 0);
 	s_free(s, MR_FREE, 0x600000000000, 0);
 	s_move(s, MR_REALLOC, 0x600000000000 + 48 * 21, 0, 0x610000000000, 4000, ids.n[2]);
-	s_free(s, MR_REALLOC, 0x610000000000, 0);
+	/* grown in place and moved, by age, from the same stack */
+	s_move(s, MR_REALLOC, 0x610000000000, 0, 0x610000000000, 8000, ids.n[2]);
+	s_move(s, MR_REALLOC, 0x610000000000, 0, 0x610000100000, 9000, ids.n[2]);
+	s_move(s, MR_REALLOCARRAY, 0x600000000000 + 48 * 23, 0, 0x620000000000, 16, ids.n[2]);
+	s_free(s, MR_REALLOC, 0x610000100000, 0);
 	s_alloc(s, MR_MMAP, 0x7f0000800000, 4096, ids.n[2]);
 	s_free(s, MR_MUNMAP, 0x7f0000800000, 4096);
 	s_alloc(s, MR_CALLOC, 0x620000000000, 1, ids.n[3]);
@@ -862,9 +866,13 @@ static void test_compact_forms(void)
 		{ 2, MR_TAG_FREE_AGAIN | MR_FREE, -1, "free by age out of bounds" }, /* 0 */
 		{ 2, MR_TAG_FREE_AGED | MR_MUNMAP, 2, "munmap freed by age" },
 		{ 2, MR_TAG_ALLOC_SAME | MR_MALLOC, 0x20, NULL },
-		{ 2, 0xe0 | MR_MALLOC, 0x20, "unknown record tag" },
+		{ 2, 0x1f, 0x20, "unknown record tag" },
+		{ 2, MR_TAG_MOVE_AGED | MR_REALLOC, 2, NULL },         /* age 2 */
+		{ 2, MR_TAG_MOVE_AGED | MR_REALLOC, 3, "free by age out of bounds" },
+		{ 2, MR_TAG_MOVE_AGED | MR_MREMAP, 1, "mremap moved by age" },
 		{ 1, MR_TAG_FREE_AGED | MR_FREE, 2, "unknown record tag" },
 		{ 1, MR_TAG_ALLOC_SAME | MR_MALLOC, 0x20, "unknown record tag" },
+		{ 1, MR_TAG_MOVE_AGED | MR_REALLOC, 1, "unknown record tag" },
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		uint8_t payload[128], file[MR_CHUNK_MAX];
@@ -889,8 +897,12 @@ static void test_compact_forms(void)
 		payload[n++] = cases[k].tag;
 		if (cases[k].field >= 0)
 			n += varint_put(payload + n, (uint64_t)cases[k].field);
-		if ((cases[k].tag & 0xe0) == MR_TAG_ALLOC_SAME || (cases[k].tag & 0xe0) == 0xe0)
+		if ((cases[k].tag & 0xe0) == MR_TAG_ALLOC_SAME)
 			n += varint_put(payload + n, 8); /* size */
+		if ((cases[k].tag & 0xe0) == MR_TAG_MOVE_AGED) {
+			n += varint_put(payload + n, 0x20); /* the new address: +16 */
+			n += varint_put(payload + n, 64);   /* size */
+		}
 		if (cases[k].tag == (MR_TAG_FREE_AGED | MR_MUNMAP))
 			n += varint_put(payload + n, 4096);
 		payload[n++] = MR_TAG_TRAILER;
