@@ -27,7 +27,7 @@ PYS="/usr/bin/python3.13 /usr/bin/python3.14 /usr/bin/python3.15"
 # the tests call, and Debian's build tools and venv for the wheel.
 PKGS="python3.13 python3.14 python3.15 python3-numpy python3-pytest
 libpython3.13-dev libpython3.14-dev libpython3.15-dev
-gcc g++ make libc6-dev libunwind-dev libarchive-dev libdw-dev libelf-dev zlib1g-dev
+gcc g++ make libc6-dev libunwind-dev libarchive-dev libdw-dev libelf-dev zlib1g-dev libzstd-dev
 bats bats-support bats-assert binutils gdb procps util-linux gzip zstd xz-utils git bc time valgrind
 python3-setuptools python3-wheel python3-pip python3.13-venv python3.14-venv python3.15-venv unzip"
 

@@ -809,8 +809,11 @@ int python_walk(struct pyent *out, int max)
  * every level below the changed ones is compared. What this saves is the
  * rest of python_walk's work for the unchanged levels (the code object's
  * checks, the instruction offset, the copy and the reversal) and, in the
- * caller, interning them again: the comparison itself reads three words
- * a level.
+ * caller, interning them again: the comparison itself reads two words a
+ * level (the link and the instruction pointer, which points into the code
+ * object from 3.11 on; 3.9 and 3.10 keep an offset, and their code word is
+ * read too). A code object freed and another made at its address, with a
+ * frame at the same address at the same offset, would pass either way.
  *
  * From the innermost frame down, frames are taken as new (into top) until
  * one is found among the previous top levels with the same address and
@@ -841,8 +844,11 @@ same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, i
 		const struct pyent *e = &prev[i];
 		if (f != e->frame) /* (NULL included) */
 			return 0;
-		uintptr_t iw = narrow ? (uintptr_t)(unsigned)AT(f, fi, int) : AT(f, fi, uintptr_t);
-		if ((AT(f, fc, uintptr_t) ^ e->code_word) | (iw ^ e->instr_word))
+		/* 3.11+: the instruction pointer points into the code object,
+		 * so it tells the code too; 3.9 and 3.10 keep an offset */
+		if (narrow ? ((AT(f, fc, uintptr_t) ^ e->code_word) |
+			      ((uintptr_t)(unsigned)AT(f, fi, int) ^ e->instr_word))
+			   : AT(f, fi, uintptr_t) != e->instr_word)
 			return 0;
 	}
 	return below(f, back, has_shim, shim, owner) == NULL;
@@ -889,6 +895,142 @@ int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max
 			       : same_below(&f, prev, j, back, fc, fi, 0, 0, 0, 0);
 	if (!ok)
 		return -1;
+	*ntop = m;
+	return j + 1;
+}
+
+/* python_walk_marks_from: python_walk_from for hybrid stacks, which also
+ * need each frame's entry mark and marker (pyent.entry, .shim) as
+ * python_walk sets them. Those follow from the frame (3.11's is_entry
+ * flag) or from what lies between it and the next frame below (3.12+:
+ * frames owned by C, the first of them owned by the loop's marker), so
+ * they are compared too, level by level: a frame entered from C where it
+ * was entered from Python before differs here. A level's marks are read
+ * on the way below it. */
+
+/* The next frame below f that python_walk would read; *passed says
+ * whether frames owned by C lay between (the frame above is an entry
+ * frame), *first the first of them owned by the loop's marker. */
+static inline __attribute__((always_inline)) const void *
+below_marks(const void *f, int back, int shim, int owner, int *passed, const void **first)
+{
+	*passed = 0;
+	*first = NULL;
+	for (;;) {
+		f = AT(f, back, const void *);
+		if (!f || !shim)
+			return f;
+		char o = AT(f, owner, char);
+		if (o < shim)
+			return f;
+		*passed = 1;
+		if (o == shim && !*first)
+			*first = f;
+	}
+}
+
+/* A frame's own entry mark: 3.9 and 3.10 enter the loop once per frame,
+ * 3.11 says in the frame; 3.12+ marks it from below (-1 here). */
+static inline int own_entry(const void *f)
+{
+	if (L->minor <= 10)
+		return 1;
+	if (L->f_is_entry >= 0)
+		return AT(f, L->f_is_entry, uint8_t) != 0;
+	return -1;
+}
+
+/* Whether the levels j .. 0 of prev are the frames from *fp down, marks
+ * included, and nothing below: one loop per layout, as same_below. fe: the
+ * is_entry flag's offset (3.11), else -1; shim: 3.12+'s owner of marker
+ * frames, else 0. */
+static inline __attribute__((always_inline)) int
+same_marks_below(const void **fp, const struct pyent *prev, int j, int back, int fc, int fi,
+		 int fe, int shim, int owner, int narrow)
+{
+	const void *f = *fp, *first;
+	int passed;
+	for (int i = j; i > 0; i--) {
+		const void *g = below_marks(f, back, shim, owner, &passed, &first);
+		if (shim && (passed != prev[i].entry || first != prev[i].shim))
+			return 0;
+		const struct pyent *e = &prev[i - 1];
+		if (g != e->frame) /* (NULL included) */
+			return 0;
+		if (narrow ? ((AT(g, fc, uintptr_t) ^ e->code_word) |
+			      ((uintptr_t)(unsigned)AT(g, fi, int) ^ e->instr_word))
+			   : AT(g, fi, uintptr_t) != e->instr_word)
+			return 0;
+		if (fe >= 0 && i > 1 && (AT(g, fe, uint8_t) != 0) != e->entry)
+			return 0;
+		f = g;
+	}
+	if (j < 0)
+		return 1;
+	/* the root: entry whatever lies below; its marker, if any */
+	const void *g = below_marks(f, back, shim, owner, &passed, &first);
+	return !g && (!shim || first == prev[0].shim);
+}
+
+int python_walk_marks_from(const struct pyent *prev, int n, struct pyent *top, int max, int *ntop)
+{
+	if (n <= 0)
+		return -1;
+	const void *f = innermost_frame();
+	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
+	int m = 0, j = n - 1;
+	for (;; f = AT(f, back, const void *)) {
+		if (!f)
+			return -1;
+		if (shim && AT(f, owner, char) >= shim) {
+			/* below a new frame: its marks, as python_walk sets them */
+			if (m && !top[m - 1].shim) {
+				top[m - 1].entry = 1;
+				if (AT(f, owner, char) == shim)
+					top[m - 1].shim = f;
+			}
+			continue;
+		}
+		uintptr_t cw = code_word(f), iw = instr_word(f);
+		int own = own_entry(f);
+		int k = j;
+		while (k >= 0 && k > j - 8 && prev[k].frame != f)
+			k--;
+		if (k >= 0 && prev[k].frame == f && prev[k].code_word == cw &&
+		    prev[k].instr_word == iw && (own < 0 || k == 0 || own == prev[k].entry)) {
+			j = k;
+			break;
+		}
+		if (k >= 0 && prev[k].frame == f)
+			j = k - 1;
+		const void *code = frame_code(f);
+		if (!code)
+			return -1;
+		int64_t lasti = frame_lasti(f, code);
+		if (lasti < 0 || m == max)
+			return -1;
+		top[m++] = (struct pyent){ f, code, lasti, cw, iw, 0, own > 0, NULL };
+		if (j < 0)
+			break;
+	}
+	/* every level from the match down, marks included */
+	int passed;
+	const void *first;
+	const int fc = L->f_code, fi = L->f_instr;
+	int ok = L->minor <= 10 ? same_marks_below(&f, prev, j, back, fc, fi, -1, 0, 0, 1)
+		 : shim	       ? same_marks_below(&f, prev, j, back, fc, fi, -1, shim, owner, 0)
+			       : same_marks_below(&f, prev, j, back, fc, fi, L->f_is_entry, 0, 0, 0);
+	if (!ok)
+		return -1;
+	if (j < 0) {
+		/* prev's root changed: the new root, alone at the bottom */
+		const void *g = below_marks(f, back, shim, owner, &passed, &first);
+		if (g)
+			return -1;
+		top[m - 1].shim = shim ? first : NULL;
+	}
+	if (m)
+		top[m - 1].entry |= j < 0;
 	*ntop = m;
 	return j + 1;
 }

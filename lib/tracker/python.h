@@ -73,6 +73,10 @@ int python_walk(struct pyent *out, int max);
  * (the caller walks with python_walk). Pure Python stacks only: entry
  * and shim are not set. */
 int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max, int *ntop);
+/* The same with entry and shim set as python_walk sets them, and compared
+ * for the levels kept: for hybrid stacks. */
+int python_walk_marks_from(const struct pyent *prev, int n, struct pyent *top, int max,
+			   int *ntop);
 /* The PYFRAME id of e, writing its strings and frame record if new.
  * Under the tracker's lock. */
 uint32_t python_frame_id(struct mr_writer *w, const struct pyent *e);

@@ -49,16 +49,23 @@ struct tcache {
 struct pystate {
 	int seen; /* the thread has run Python code */
 	int depth;
+	int curn; /* hybrid stacks: frames of cur that are the last walk's */
 	struct pyent prev[MAX_PY_FRAMES];
 	struct pyent cur[MAX_PY_FRAMES];
 	struct pyent top[MAX_TOP];
 	/* hybrid stacks (--native on Python): native frames with the Python
 	 * frames in place of the evaluation loop's; ip 0 marks a Python item */
 	int hdepth;
-	struct hitem {
+	uint32_t hnode[MAX_PY_FRAMES + MAX_FRAMES]; /* the trie node of each prefix */
+	/* merged stacks as a native ip, or (ip 0) the index of a Python frame
+	 * in cur: the one being merged and the last one interned (hc[hlast],
+	 * hdepth items), in turns. stable: levels of cur unchanged since
+	 * that one was interned. */
+	struct hcur {
 		uintptr_t ip;
-		struct pyent py;
-	} hprev[MAX_PY_FRAMES + MAX_FRAMES], hcur[MAX_PY_FRAMES + MAX_FRAMES];
+		intptr_t py;
+	} hc[2][MAX_PY_FRAMES + MAX_FRAMES];
+	int hlast, stable;
 };
 static uintptr_t eval_lo, eval_hi; /* the interpreter's evaluation loop */
 static __thread struct pystate *pyts __attribute__((tls_model("initial-exec")));
@@ -176,17 +183,23 @@ static void capture_python(struct capture *c)
 	/* what changed since the thread's last stack, when that can be had
 	 * (pure Python stacks; hybrid ones need every frame's entry marks) */
 	int ntop = 0;
-	int same = native_stacks ? -1 : python_walk_from(s->prev, s->depth, s->top, MAX_TOP, &ntop);
+	/* hybrid stacks compare with cur, the last walk, entry marks and all;
+	 * pure ones with prev, the last stack interned */
+	int same = native_stacks ? python_walk_marks_from(s->cur, s->curn, s->top, MAX_TOP, &ntop)
+				 : python_walk_from(s->prev, s->depth, s->top, MAX_TOP, &ntop);
 	if (same >= 0) {
 		for (int k = 0; k < ntop; k++)
 			s->cur[same + k] = s->top[ntop - 1 - k];
 		c->pysame = same;
-		c->pyn = same + ntop;
+		if (same < s->stable)
+			s->stable = same;
+		c->pyn = s->curn = same + ntop;
 		if (c->pyn)
 			s->seen = 1;
 		return;
 	}
-	c->pyn = python_walk(s->cur, MAX_PY_FRAMES);
+	s->stable = 0;
+	c->pyn = s->curn = python_walk(s->cur, MAX_PY_FRAMES);
 	if (c->pyn)
 		s->seen = 1;
 	else if (!native_stacks)
@@ -298,18 +311,21 @@ out:
 static void hybrid(struct capture *c)
 {
 	struct pystate *s = pyts;
-	struct hitem *h = s->hcur;
+	struct hcur *h = s->hc[!s->hlast];
 	int n, g; /* g: the leaf-most Python frame not yet placed */
+	int unstable = -1; /* where the first level of cur changed since goes */
 	for (int again = 1;; again = 0) {
 		n = 0, g = c->pyn - 1;
 		for (int i = c->n - 1; i >= 0; i--) {
 			uintptr_t ip = c->ips[i];
 			if (g >= 0 && in_eval(ip)) {
-				do
-					h[n++] = (struct hitem){ 0, s->cur[g] };
-				while (!s->cur[g--].entry && g >= 0);
+				do {
+					if (g == s->stable)
+						unstable = n;
+					h[n++] = (struct hcur){ 0, g };
+				} while (!s->cur[g--].entry && g >= 0);
 			} else {
-				h[n++] = (struct hitem){ ip, { 0 } };
+				h[n++] = (struct hcur){ ip, 0 };
 			}
 		}
 		if (g < 0 || !again || !eval_image ||
@@ -320,35 +336,43 @@ static void hybrid(struct capture *c)
 		if (__atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE) == parts)
 			break;
 	}
-	while (g >= 0)
-		h[n++] = (struct hitem){ 0, s->cur[g--] };
+	for (; g >= 0; g--) {
+		if (g == s->stable)
+			unstable = n;
+		h[n++] = (struct hcur){ 0, g };
+	}
 	for (int i = 0, j = n - 1; i < j; i++, j--) {
-		struct hitem t = h[i];
+		struct hcur t = h[i];
 		h[i] = h[j];
 		h[j] = t;
 	}
 	c->hn = n;
-	while (c->hsame < n && c->hsame < s->hdepth) {
-		const struct hitem *a = &s->hprev[c->hsame], *b = &h[c->hsame];
-		if (a->ip != b->ip || (!a->ip && (a->py.frame != b->py.frame ||
-			a->py.code != b->py.code || a->py.lasti != b->py.lasti)))
-			break;
-		c->hsame++;
-	}
+	/* the same items as in the stack interned last: the same native ips,
+	 * the same levels of cur, unchanged since (before `unstable`: Python
+	 * items keep cur's order) */
+	const struct hcur *last = s->hc[s->hlast];
+	int k = 0, lim = n < s->hdepth ? n : s->hdepth;
+	if (unstable >= 0 && n - 1 - unstable < lim)
+		lim = n - 1 - unstable;
+	while (k < lim && last[k].ip == h[k].ip && last[k].py == h[k].py)
+		k++;
+	c->hsame = k;
 }
 
 static uint32_t intern_hybrid(const struct capture *c)
 {
 	struct pystate *s = pyts;
-	uint32_t parent = c->hsame ? s->hprev[c->hsame - 1].py.node : 0;
+	uint32_t parent = c->hsame ? s->hnode[c->hsame - 1] : 0;
+	const struct hcur *hc = s->hc[!s->hlast];
 	for (int i = c->hsame; i < c->hn; i++) {
-		const struct hitem *h = &s->hcur[i];
-		uint64_t key = h->ip ? h->ip : PY_NODE | python_frame_id(&writer, &h->py);
-		parent = trie_node(parent, key);
-		s->hprev[i] = *h;
-		s->hprev[i].py.node = parent;
+		const struct hcur *h = &hc[i];
+		parent = trie_node(parent, h->ip ? h->ip
+					      : PY_NODE | python_frame_id(&writer, &s->cur[h->py]));
+		s->hnode[i] = parent;
 	}
 	s->hdepth = c->hn;
+	s->hlast = !s->hlast;
+	s->stable = c->pyn;
 	return parent;
 }
 
@@ -364,6 +388,7 @@ void thread_fresh(void)
 		ts.cache->depth = 0;
 	if (pyts) {
 		pyts->depth = 0;
+		pyts->curn = pyts->stable = 0;
 		pyts->hdepth = 0;
 	}
 }

@@ -467,3 +467,16 @@ cache_traps() {
 @test "the stack cache is exact: a frame reused by another call, a caller that moved on, a generator resumed from two callers, threads, a forked child" {
 	on_every_python cache_traps
 }
+
+# the same with hybrid stacks (--native), whose cache also keeps where
+# each run of the evaluation loop begins
+cache_traps_native() {
+	memray-record -q -f --native --follow-fork -o c.bin "$PY" "$PYDIR/cache_traps.py" 200 > out.txt || return 1
+	grep -qx done out.txt || return 1
+	memray-stat --dump c.bin > c.dump || return 1
+	python3 "$PYDIR/cache_traps_check.py" c.dump $(( $(pysz 77702) - 77701 )) "$PYDIR/cache_traps.py" --native
+}
+
+@test "--native: the hybrid stack cache is exact, also for a function entered from C where it was entered from Python" {
+	on_every_python cache_traps_native
+}
