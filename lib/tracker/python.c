@@ -854,25 +854,50 @@ same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, i
 	return below(f, back, has_shim, shim, owner) == NULL;
 }
 
-int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max, int *ntop)
+/* A frame's own entry mark: 3.9 and 3.10 enter the loop once per frame,
+ * 3.11 says in the frame; 3.12+ marks it from below (-1 here). */
+static inline __attribute__((always_inline)) int own_entry(const void *f)
 {
-	if (n <= 0)
-		return -1;
+	if (L->minor <= 10)
+		return 1;
+	if (L->f_is_entry >= 0)
+		return AT(f, L->f_is_entry, uint8_t) != 0;
+	return -1;
+}
+
+/* The frames above the deepest level of prev that is still where it was,
+ * innermost first, into top (at most max): their count, with *fp at the
+ * frame of that level and *jp its index in prev (-1: prev's root changed,
+ * *fp the new root), or -1 when that cannot be had cheaply. With marks,
+ * each new frame's entry mark and marker too, and a frame's own entry
+ * mark (3.11) must match for its level to be kept. */
+static inline __attribute__((always_inline)) int
+walk_top(const struct pyent *prev, int n, struct pyent *top, int max, const void **fp, int *jp,
+	 int marks)
+{
 	const void *f = innermost_frame();
 	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
 	int m = 0, j = n - 1;
 	for (;; f = AT(f, back, const void *)) {
 		if (!f)
 			return -1;
-		if (shim && AT(f, owner, char) >= shim)
+		if (shim && AT(f, owner, char) >= shim) {
+			/* below a new frame: its marks, as python_walk sets them */
+			if (marks && m && !top[m - 1].shim) {
+				top[m - 1].entry = 1;
+				if (AT(f, owner, char) == shim)
+					top[m - 1].shim = f;
+			}
 			continue;
+		}
 		uintptr_t cw = code_word(f), iw = instr_word(f);
+		int own = marks ? own_entry(f) : -1;
 		/* among prev's top levels, by address */
 		int k = j;
 		while (k >= 0 && k > j - 8 && prev[k].frame != f)
 			k--;
 		if (k >= 0 && prev[k].frame == f && prev[k].code_word == cw &&
-		    prev[k].instr_word == iw) {
+		    prev[k].instr_word == iw && (own < 0 || k == 0 || own == prev[k].entry)) {
 			j = k;
 			break;
 		}
@@ -884,11 +909,25 @@ int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max
 		int64_t lasti = frame_lasti(f, code);
 		if (lasti < 0 || m == max)
 			return -1;
-		top[m++] = (struct pyent){ f, code, lasti, cw, iw, 0, 0, NULL };
+		top[m++] = (struct pyent){ f, code, lasti, cw, iw, 0, own > 0, NULL };
 		if (j < 0)
 			break; /* prev's root changed: nothing may be below it */
 	}
+	*fp = f;
+	*jp = j;
+	return m;
+}
+
+int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max, int *ntop)
+{
+	if (n <= 0)
+		return -1;
+	const void *f;
+	int j, m = walk_top(prev, n, top, max, &f, &j, 0);
+	if (m < 0)
+		return -1;
 	/* every level below the match, as it was */
+	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
 	const int fc = L->f_code, fi = L->f_instr;
 	int ok = L->minor <= 10 ? same_below(&f, prev, j, back, fc, fi, 0, 0, 0, 1)
 		 : shim	       ? same_below(&f, prev, j, back, fc, fi, 1, shim, owner, 0)
@@ -929,17 +968,6 @@ below_marks(const void *f, int back, int shim, int owner, int *passed, const voi
 	}
 }
 
-/* A frame's own entry mark: 3.9 and 3.10 enter the loop once per frame,
- * 3.11 says in the frame; 3.12+ marks it from below (-1 here). */
-static inline int own_entry(const void *f)
-{
-	if (L->minor <= 10)
-		return 1;
-	if (L->f_is_entry >= 0)
-		return AT(f, L->f_is_entry, uint8_t) != 0;
-	return -1;
-}
-
 /* Whether the levels j .. 0 of prev are the frames from *fp down, marks
  * included, and nothing below: one loop per layout, as same_below. fe: the
  * is_entry flag's offset (3.11), else -1; shim: 3.12+'s owner of marker
@@ -976,46 +1004,12 @@ int python_walk_marks_from(const struct pyent *prev, int n, struct pyent *top, i
 {
 	if (n <= 0)
 		return -1;
-	const void *f = innermost_frame();
-	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
-	int m = 0, j = n - 1;
-	for (;; f = AT(f, back, const void *)) {
-		if (!f)
-			return -1;
-		if (shim && AT(f, owner, char) >= shim) {
-			/* below a new frame: its marks, as python_walk sets them */
-			if (m && !top[m - 1].shim) {
-				top[m - 1].entry = 1;
-				if (AT(f, owner, char) == shim)
-					top[m - 1].shim = f;
-			}
-			continue;
-		}
-		uintptr_t cw = code_word(f), iw = instr_word(f);
-		int own = own_entry(f);
-		int k = j;
-		while (k >= 0 && k > j - 8 && prev[k].frame != f)
-			k--;
-		if (k >= 0 && prev[k].frame == f && prev[k].code_word == cw &&
-		    prev[k].instr_word == iw && (own < 0 || k == 0 || own == prev[k].entry)) {
-			j = k;
-			break;
-		}
-		if (k >= 0 && prev[k].frame == f)
-			j = k - 1;
-		const void *code = frame_code(f);
-		if (!code)
-			return -1;
-		int64_t lasti = frame_lasti(f, code);
-		if (lasti < 0 || m == max)
-			return -1;
-		top[m++] = (struct pyent){ f, code, lasti, cw, iw, 0, own > 0, NULL };
-		if (j < 0)
-			break;
-	}
+	const void *f;
+	int j, m = walk_top(prev, n, top, max, &f, &j, 1);
+	if (m < 0)
+		return -1;
 	/* every level from the match down, marks included */
-	int passed;
-	const void *first;
+	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
 	const int fc = L->f_code, fi = L->f_instr;
 	int ok = L->minor <= 10 ? same_marks_below(&f, prev, j, back, fc, fi, -1, 0, 0, 1)
 		 : shim	       ? same_marks_below(&f, prev, j, back, fc, fi, -1, shim, owner, 0)
@@ -1024,13 +1018,13 @@ int python_walk_marks_from(const struct pyent *prev, int n, struct pyent *top, i
 		return -1;
 	if (j < 0) {
 		/* prev's root changed: the new root, alone at the bottom */
-		const void *g = below_marks(f, back, shim, owner, &passed, &first);
-		if (g)
+		int passed;
+		const void *first;
+		if (below_marks(f, back, shim, owner, &passed, &first))
 			return -1;
 		top[m - 1].shim = shim ? first : NULL;
+		top[m - 1].entry = 1;
 	}
-	if (m)
-		top[m - 1].entry |= j < 0;
 	*ntop = m;
 	return j + 1;
 }
