@@ -21,7 +21,10 @@
 # few sizes), varied (bench/churn_varied.c: 16 to 4111 bytes, a ring of
 # 1024 live blocks, calloc and malloc mixed), and the Python workloads
 # objects, buffers, deep (bench/py/) and compileall, each in memray-record's
-# default mode.  Each is recorded once by memray-record, once by
+# default mode, and objects-pa: objects.py (a fifth as long) with
+# --trace-python-allocators, which records every object the loop makes
+# (default mode, under pymalloc, records little more than start-up);
+# heaptrack records it with PYTHONMALLOC=malloc, to see the same objects.  Each is recorded once by memray-record, once by
 # memray-record -z and once by heaptrack (its file as written: zstd or gzip
 # compressed by heaptrack itself).  Events are allocations + frees as
 # memray-stat counts them in the raw recording; all three files are divided
@@ -68,6 +71,7 @@ cc -O2 -g -o "$BUILD/bench/churn_varied" "$here/churn_varied.c" || die "compilin
 bench_tmp
 
 n_objects=$((1500000 * SCALE / 100)); [ $n_objects -ge 1 ] || n_objects=1
+n_objects_pa=$((300000 * SCALE / 100)); [ $n_objects_pa -ge 1 ] || n_objects_pa=1
 n_buffers=$((1500 * SCALE / 100)); [ $n_buffers -ge 1 ] || n_buffers=1
 n_deep=$((2400000 * SCALE / 100)); [ $n_deep -ge 1 ] || n_deep=1
 
@@ -77,6 +81,8 @@ wl_cmd() {
 	churn) CMD=("$BUILD/bench/churn" "$EVENTS_M"); DESC="churn $EVENTS_M" ;;
 	varied) CMD=("$BUILD/bench/churn_varied" "$VARIED_M"); DESC="churn_varied $VARIED_M" ;;
 	objects) CMD=("$PY" "$here/py/objects.py" "$n_objects"); DESC="objects.py $n_objects" ;;
+	objects-pa) CMD=("$PY" "$here/py/objects.py" "$n_objects_pa")
+		DESC="objects.py $n_objects_pa, Python allocators" ;;
 	buffers) CMD=("$PY" "$here/py/buffers.py" "$n_buffers"); DESC="buffers.py $n_buffers" ;;
 	deep) CMD=("$PY" "$here/py/deep.py" "$n_deep"); DESC="deep.py $n_deep" ;;
 	compileall) CMD=("$PY" -m compileall -q -f "$tmp/src"); DESC="compileall ($COMPILE_PKGS)" ;;
@@ -106,19 +112,28 @@ run_ok() {
 
 echo "streams: bytes per event (allocations + frees counted by memray-stat), $PY"
 printf '%-11s %-34s %9s %8s %8s %8s %9s %8s\n' workload command events raw "-z" heaptrack "-z / ht" "raw <= $T_RAW"
-for w in churn varied objects buffers deep compileall; do
+for w in churn varied objects objects-pa buffers deep compileall; do
 	wl_cmd "$w"
+	# objects-pa: every object allocation (--trace-python-allocators),
+	# where default mode sees little more than start-up under pymalloc
+	opts=()
+	[ "$w" = objects-pa ] && opts=(--trace-python-allocators)
 	prepare "$w"
-	run_ok "$RECORD" -q -f -o "$tmp/raw.bin" "${CMD[@]}"
+	run_ok "$RECORD" "${opts[@]}" -q -f -o "$tmp/raw.bin" "${CMD[@]}"
 	prepare "$w"
-	run_ok "$RECORD" -z -q -f -o "$tmp/z.bin" "${CMD[@]}"
+	run_ok "$RECORD" "${opts[@]}" -z -q -f -o "$tmp/z.bin" "${CMD[@]}"
 	stat_events "$tmp/raw.bin"
 	raw=$(fsize "$tmp/raw.bin"); z=$(fsize "$tmp/z.bin")
 	ht=
 	if [ $have_heaptrack = 1 ]; then
 		prepare "$w"
 		rm -rf "$tmp/ht" && mkdir "$tmp/ht" || die "cannot create $tmp/ht"
-		run_ok "$HEAPTRACK" -o "$tmp/ht/$w" "${CMD[@]}"
+		# heaptrack sees Python's objects only through malloc
+		if [ "$w" = objects-pa ]; then
+			run_ok env PYTHONMALLOC=malloc "$HEAPTRACK" -o "$tmp/ht/$w" "${CMD[@]}"
+		else
+			run_ok "$HEAPTRACK" -o "$tmp/ht/$w" "${CMD[@]}"
+		fi
 		ht=$(fsize "$(heaptrack_file "$tmp/ht")")
 	fi
 	rm -rf "$tmp/raw.bin" "$tmp/z.bin" "$tmp/ht"

@@ -107,7 +107,7 @@ row "calls: wall x plain (default mode)" "$(get py.calls.memray.wall)" "$(get py
 row "calls: instructions x plain (default mode)" "$(get py.calls.memray.ir)" "" "<= 1.02"
 row "compileall: wall x plain (default mode)" "$(get py.compileall.memray.wall)" "$(get py.compileall.heaptrack.wall)" "<= 1.1"
 row "compileall: instructions x plain (default mode)" "$(get py.compileall.memray.ir)" "" "<= 1.1"
-for w in churn varied objects buffers deep compileall; do
+for w in churn varied objects objects-pa buffers deep compileall; do
 	ht=$(get "size.$w.heaptrack")
 	row "stream $w: bytes/event, raw" "$(get "size.$w.raw")" "$ht" "<= 4"
 	zt=-

@@ -48,7 +48,7 @@ import sys
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cdp import Browser  # noqa: E402
+from cdp import Browser, BrowserError  # noqa: E402
 
 failed = 0
 count = 0
@@ -485,8 +485,14 @@ def temporal(b, path, dump):
     for t, v in sorted(best[2].items()):
         b.eval(f"(() => {{ const s = document.getElementById('thread'); s.value = '{t}';"
                " s.dispatchEvent(new Event('change')); })()")
+        # (the drag's hashchange may still be on its way on a busy machine)
+        try:
+            b.wait_for(f"memrayFlame.total() === {v}", timeout=5)
+        except BrowserError:
+            pass
         got = b.eval("memrayFlame.total()")
-        check(got == v, f"thread {t}'s own at {best[0]} ms: {v} bytes", str(got))
+        state = b.eval("JSON.stringify(memrayFlame.state())")
+        check(got == v, f"thread {t}'s own at {best[0]} ms: {v} bytes", f"{got} (state {state})")
     b.eval("(() => { const s = document.getElementById('thread'); s.value = '0';"
            " s.dispatchEvent(new Event('change')); })()")
     b.eval("document.getElementById('clearwin').click()")

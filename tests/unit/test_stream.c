@@ -1028,6 +1028,76 @@ static void test_joined_chunks(void)
 	free(j);
 }
 
+/* The example in memray-stream(5)'s EXAMPLES, byte for byte: the bytes
+ * of its second literal block (the leading pairs of hex digits of each
+ * line) are what the writer makes of the records the first one lists. */
+static void test_man_example(void)
+{
+	FILE *f = fopen("man/memray-stream.5", "r");
+	if (!CHECK(f != NULL)) {
+		printf("  run from the top of the tree: man/memray-stream.5 not found\n");
+		return;
+	}
+	char line[256];
+	uint8_t want[512];
+	size_t nwant = 0;
+	int section = 0, blocks = 0, in_block = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, ".Sh ", 4))
+			section = !strncmp(line, ".Sh EXAMPLES", 12);
+		else if (section && !strncmp(line, ".Bd -literal", 12))
+			in_block = ++blocks == 2;
+		else if (!strncmp(line, ".Ed", 3))
+			in_block = 0;
+		else if (in_block && strspn(line, " ") < 8) {
+			/* (deeper lines carry on a description) */
+			const char *p = line;
+			unsigned v;
+			int used;
+			while (sscanf(p, " %2x%n", &v, &used) == 1 && used >= 2 &&
+			       (p[used] == ' ' || p[used] == '\n') && nwant < sizeof(want)) {
+				/* a pair of hex digits standing alone */
+				const char *q = p;
+				while (*q == ' ')
+					q++;
+				if (q + 2 != p + used)
+					break;
+				want[nwant++] = (uint8_t)v;
+				p += used;
+			}
+		}
+	}
+	fclose(f);
+
+	struct script s;
+	script_init(&s, 4242);
+	char *argv[] = { "./demo", NULL };
+	struct mr_header_info h = { .tool_version = "0.1.0", .pid = 4242, .ppid = 4241,
+				    .start_us = 1700000000000000ull, .page_size = 4096,
+				    .flags = MR_F_NATIVE, .interval_us = 10000, .argc = 1,
+				    .argv = argv, .exe = "/tmp/demo" };
+	mr_w_header(&s.w, &h);
+	uint32_t t = mr_w_thread(&s.w, 4242, "demo");
+	mr_w_switch(&s.w, t);
+	uint32_t n1 = mr_w_node_native(&s.w, 0, 0x555555555123);
+	uint32_t n2 = mr_w_node_native(&s.w, n1, 0x555555555180);
+	mr_w_alloc(&s.w, MR_MALLOC, 0x5555555592a0, 984, n2);
+	mr_w_alloc(&s.w, MR_CALLOC, 0x5555555592b3, 10, n1);
+	mr_w_move(&s.w, MR_REALLOC, 0x5555555592a0, 0, 0x55555555a000, 4000, n2);
+	mr_w_free(&s.w, MR_FREE, 0x55555555a000, 0);
+	mr_w_memory(&s.w, 10100, 1691648, 16);
+	mr_w_trailer(&s.w, 10150);
+	mr_w_flush(&s.w);
+	CHECK_EQ_U64(nwant, 129);
+	CHECK_EQ_U64(s.out.len, nwant);
+	size_t k = 0;
+	while (k < nwant && k < s.out.len && s.out.p[k] == want[k])
+		k++;
+	if (!CHECK_EQ_U64(k, nwant))
+		printf("  the man page's example differs from the writer's at byte %zu\n", k);
+	script_free(&s);
+}
+
 /* Two processes sharing one stream, their chunks interleaved. */
 static void test_two_pids(void)
 {
@@ -1241,6 +1311,7 @@ int main(void)
 	test_bad_stack_id();
 	test_compact_forms();
 	test_joined_chunks();
+	test_man_example();
 	test_two_pids();
 	test_pid_reused();
 	test_child_without_trailer();
