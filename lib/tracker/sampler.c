@@ -2,7 +2,9 @@
  * sampler.c - the sampler thread: every interval a memory record (RSS
  * and the live heap), and at least every TICK_MAX_US the writer flushed;
  * new modules synced, Python threads polled, and, attached, the control
- * FIFO watched for memray-record's hang-up.
+ * FIFO watched for memray-record's hang-up. When the program's own
+ * threads have all ended (the last by pthread_exit), it ends the process
+ * as the C library would have.
  *
  * Owns: interval_us, the sampler thread and its generation.
  * Calls: modules.c (modules_sync), got.c (got_patch), python.c
@@ -12,8 +14,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "got.h"
@@ -50,6 +54,69 @@ void memory_record(void)
 	mr_w_memory(&writer, now_us(), rss, attached ? 0 : live_heap);
 }
 
+/* The state letter of a task's stat file (R, S, Z...), or 0. */
+static char task_state(const char *path)
+{
+	char buf[512];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (k <= 0)
+		return 0;
+	buf[k] = 0;
+	char *p = strrchr(buf, ')'); /* the name may hold anything */
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Whether every thread of the program has ended and this one is all that
+ * is left: its last thread left with pthread_exit (the first thread stays
+ * a zombie until the process ends). Without the tracker, the C library
+ * would then have ended the process with exit(0); this thread keeps it
+ * alive, holding back every signal sent to it. Read from /proc without
+ * allocating: the task count first, then each task's state. */
+static int left_alone(void)
+{
+	char buf[512];
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (k <= 0)
+		return 0;
+	buf[k] = 0;
+	/* num_threads: the 20th field, the 18th after the name */
+	char *p = strrchr(buf, ')');
+	for (int i = 0; p && i < 18; i++)
+		p = strchr(p + 1, ' ');
+	if (!p || strtol(p + 1, NULL, 10) > 2)
+		return 0;
+	int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return 0;
+	long me = syscall(SYS_gettid), n;
+	int others = 0;
+	char dents[2048] __attribute__((aligned(8)));
+	while (!others && (n = syscall(SYS_getdents64, dfd, dents, sizeof(dents))) > 0) {
+		for (long off = 0; off < n && !others;) {
+			struct { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type;
+				 char name[]; } *d = (void *)(dents + off);
+			off += d->reclen;
+			long tid = strtol(d->name, NULL, 10);
+			if (tid <= 0 || tid == me)
+				continue;
+			char path[64];
+			snprintf(path, sizeof(path), "/proc/self/task/%ld/stat", tid);
+			char st = task_state(path);
+			others = st != 'Z' && st != 'X' && st != 0;
+		}
+	}
+	close(dfd);
+	return !others && n >= 0;
+}
+
 /* Attached: whether memray-record has closed the control FIFO (it is
  * done, or it went away). */
 static int ctl_hung_up(void)
@@ -75,6 +142,10 @@ static void *sampler_main(void *arg)
 		nanosleep(&t, NULL);
 		if (!MINE())
 			return NULL;
+		/* the program is gone but for this thread: it ends as it would
+		 * have (the stream's end written by the tracker's destructor) */
+		if (left_alone())
+			exit(0);
 		/* objects loaded since the last tick get their entries patched */
 		if (modules_sync(0) && attached)
 			got_patch(tracker_hooks, tracker_nhooks, (void *)sampler_main);

@@ -91,6 +91,28 @@ load helper
 	[ $((z * 1000 / events)) -lt 50 ]
 }
 
+@test "a program whose main thread leaves by pthread_exit ends when its last thread does, as without recording (issue 19)" {
+	# the tracker's sampler thread kept such a process alive forever,
+	# with every signal sent to it held back
+	for opt in "" --follow-fork; do
+		rm -f pe.bin
+		start=$(date +%s%N)
+		run timeout -k 5 20 memray-record $opt -q -o pe.bin "$FIX/pexit" 600
+		assert_success
+		ms=$(( ($(date +%s%N) - start) / 1000000 ))
+		echo "$opt: ${ms} ms"
+		# not before the other thread is done, and not much after
+		[ "$ms" -ge 600 ] && [ "$ms" -lt 5000 ]
+		assert_line --partial "worker 0x"
+		run memray-stat pe.bin
+		assert_success
+		memray-stat --dump pe.bin > pe.txt
+		grep -q ' alloc malloc .* size=2424 .* thread=1$' pe.txt
+		grep -q ' alloc malloc .* size=4242 .* thread=2$' pe.txt
+		grep -q ' trailer ' pe.txt
+	done
+}
+
 @test "exit status is the program's own, 128+N when signal N killed it" {
 	run memray-record -q -o a.bin "$FIX/allocs" status 3
 	assert_failure 3
