@@ -85,3 +85,14 @@ each_pid_has() {
 	run memray-stat s.bin
 	assert_success
 }
+
+@test "CPython's test_main_thread_after_fork_from_nonmain_thread passes under --follow-fork (its child's last thread leaves by pthread_exit)" {
+	python3 -c 'import test.test_threading' 2> /dev/null || skip "CPython's test suite is missing (Debian: libpython3.11-testsuite)"
+	run timeout -k 5 60 memray-record -q --follow-fork -o t.bin /usr/bin/python3 -m test test_threading \
+		-m test_main_thread_after_fork_from_nonmain_thread
+	assert_success
+	assert_output --partial "Tests result: SUCCESS"
+	run memray-stat t.bin
+	assert_success
+	[ "$(memray-stat --json t.bin | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["processes"]))')" -ge 2 ]
+}
