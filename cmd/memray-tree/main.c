@@ -23,7 +23,8 @@ static const char usage_text[] =
 	"streams, and prints the heaviest call paths as an indented tree with the\n"
 	"bytes and percent of the total at each node.\n"
 	"\n"
-	"  -d, --depth N         at most N levels below the root (default: all)\n"
+	"  -d, --depth N         at most N levels below the root (default: all, up\n"
+	"                        to 1000, with a warning when deeper ones are cut)\n"
 	"  -m, --min-percent P   hide nodes under P percent of the total (default 1)\n"
 	"  -b, --biggest N       at most N children per node, heaviest first (default 10)\n"
 	"  -a, --ascii           plain ASCII lines, no colour (the default when stdout\n"
@@ -138,32 +139,90 @@ static int by_value(const void *a, const void *b)
 	return (x < y) - (x > y);
 }
 
-static void print_node(uint32_t id, const char *prefix, int last, int depth, const struct style *st)
+/* The children of id to draw, heaviest first: *n of them, in a new array. */
+static uint32_t *kids_of(uint32_t id, size_t *n)
+{
+	size_t k = 0;
+	for (uint32_t c = nodes[id].first_child; c; c = nodes[c].next_sibling)
+		k++;
+	uint32_t *kids = xrealloc(NULL, (k ? k : 1) * sizeof(*kids));
+	k = 0;
+	for (uint32_t c = nodes[id].first_child; c; c = nodes[c].next_sibling)
+		if (100.0 * (double)nodes[c].value >= min_percent * (double)nodes[0].value)
+			kids[k++] = c;
+	qsort(kids, k, sizeof(*kids), by_value);
+	*n = (long)k > biggest ? (size_t)biggest : k;
+	return kids;
+}
+
+static void print_line(uint32_t id, const char *prefix, int last, const struct style *st)
 {
 	char h[16];
 	double pct = nodes[0].value ? 100.0 * (double)nodes[id].value / (double)nodes[0].value : 0;
 	printf("%s%s%s%s%s (%.1f%%) %s\n", prefix, id == 0 ? "" : last ? st->last : st->tee, st->on,
 	       human_size(h, nodes[id].value), st->off, pct, nodes[id].name);
-	if (max_depth >= 0 && depth >= max_depth)
-		return;
-	size_t n = 0;
-	for (uint32_t c = nodes[id].first_child; c; c = nodes[c].next_sibling)
-		n++;
-	uint32_t *kids = xrealloc(NULL, (n ? n : 1) * sizeof(*kids));
-	n = 0;
-	for (uint32_t c = nodes[id].first_child; c; c = nodes[c].next_sibling)
-		if (100.0 * (double)nodes[c].value >= min_percent * (double)nodes[0].value)
-			kids[n++] = c;
-	qsort(kids, n, sizeof(*kids), by_value);
-	if ((long)n > biggest)
-		n = (size_t)biggest;
-	size_t plen = strlen(prefix) + strlen(st->bar) + 1;
-	char *sub = xrealloc(NULL, plen);
-	snprintf(sub, plen, "%s%s", prefix, id == 0 ? "" : last ? st->blank : st->bar);
-	for (size_t i = 0; i < n; i++)
-		print_node(kids[i], sub, i + 1 == n, depth + 1, st);
-	free(sub);
-	free(kids);
+}
+
+/* Without --depth, a tree is drawn this deep at most: each line repeats
+ * the lines above it in its prefix, so a chain of a hundred thousand
+ * frames would be gigabytes of text. */
+#define DRAW_DEPTH 1000
+
+/* Draws the tree, depth first, with a stack of its own (a chain of frames
+ * can be deeper than the C stack) and one prefix buffer. Returns whether
+ * frames deeper than it may draw were left out. */
+static int print_tree(const struct style *st)
+{
+	struct level {
+		uint32_t *kids;
+		size_t n, i, plen; /* children, the next one, the prefix's length */
+	} *lv = NULL;
+	size_t nlv = 0, cap = 0, pcap = 64, blen = strlen(st->bar);
+	char *prefix = xrealloc(NULL, pcap);
+	prefix[0] = 0;
+	long limit = max_depth >= 0 ? max_depth : DRAW_DEPTH;
+	int cut = 0;
+	print_line(0, "", 1, st);
+	uint32_t id = 0;
+	int last = 1;
+	for (;;) {
+		/* id was just drawn: its children below it, unless too deep */
+		if ((long)nlv < limit) {
+			if (nlv == cap) {
+				cap = cap ? cap * 2 : 64;
+				lv = xrealloc(lv, cap * sizeof(*lv));
+			}
+			size_t plen = strlen(prefix);
+			if (plen + blen + 1 > pcap) {
+				pcap = 2 * (plen + blen + 1);
+				prefix = xrealloc(prefix, pcap);
+			}
+			if (id != 0)
+				strcpy(prefix + plen, last ? st->blank : st->bar);
+			lv[nlv] = (struct level){ NULL, 0, 0, strlen(prefix) };
+			lv[nlv].kids = kids_of(id, &lv[nlv].n);
+			nlv++;
+		} else if (max_depth < 0 && nodes[id].first_child) {
+			cut = 1;
+		}
+		/* the next node to draw: the next child at the deepest level
+		 * that has one */
+		while (nlv && lv[nlv - 1].i == lv[nlv - 1].n) {
+			free(lv[--nlv].kids);
+			if (nlv)
+				prefix[lv[nlv - 1].plen] = 0;
+		}
+		if (!nlv)
+			break;
+		struct level *l = &lv[nlv - 1];
+		prefix[l->plen] = 0;
+		id = l->kids[l->i++];
+		last = l->i == l->n;
+		print_line(id, prefix, last, st);
+	}
+	free(lv);
+	free(prefix);
+	return cut;
 }
 
 static int read_one(const char *path, struct replay *r, struct ingest *g, int *streams,
@@ -273,7 +332,9 @@ int main(int argc, char **argv)
 	snprintf(root, sizeof(root), "total%s%s%s", metric[0] ? " " : "", metric,
 		 sampled ? ", estimated from samples" : "");
 	nodes[0].name = root;
-	print_node(0, "", 1, 0, &st);
+	if (print_tree(&st))
+		warnmsg("stacks deeper than %d frames are drawn to that depth only "
+			"(--depth N draws N)", DRAW_DEPTH);
 	nodes[0].name = NULL;
 out:
 	for (size_t i = 0; i < nnodes; i++)

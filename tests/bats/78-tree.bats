@@ -89,3 +89,16 @@ load helper
 	assert_failure 2
 	assert_output --partial "cannot open 'no-such.folded'"
 }
+
+@test "a stack 100,000 frames deep: drawn 1000 levels deep with a warning, without recursion; --depth 20000 draws that many (issue 19)" {
+	python3 -c "print(';'.join('f%d' % i for i in range(100000)), 5)" > deep.folded
+	run --separate-stderr timeout -k 5 60 memray-tree -a deep.folded
+	assert_success
+	[ "$stderr" = "memray-tree: stacks deeper than 1000 frames are drawn to that depth only (--depth N draws N)" ]
+	[ "${#lines[@]}" -eq 1001 ]
+	[[ "${lines[1000]}" == *"f999" ]]
+	# 20,000 levels crashed on the recursion's stack before; in 256 MB now
+	run bash -c 'ulimit -v 262144; timeout -k 5 60 memray-tree -a --depth 20000 deep.folded | tail -1'
+	assert_success
+	[[ "$output" == *"5 B (100.0%) f19999" ]]
+}
