@@ -89,59 +89,86 @@ static int line(char *s, size_t n, const struct folded_sink *k)
 	return 2;
 }
 
-long folded_read(struct mr_input *in, const struct folded_sink *sink, long *lines)
+long folded_read(struct mr_input *in, const struct folded_sink *sink, struct folded_stats *st)
 {
-	long good = 0;
+	struct folded_stats z = { 0 };
 	char *buf = NULL;
 	size_t cap = 0, len = 0;
+	uint64_t total = 0;
 	long bad = 0;
+	int skipping = 0; /* in a line over the limit: its rest is dropped */
 	for (;;) {
 		if (cap - len < 65536) {
-			cap = cap ? cap * 2 : 1 << 17;
-			char *b = realloc(buf, cap);
+			size_t want = cap ? cap * 2 : 1 << 17;
+			char *b = realloc(buf, want);
 			if (!b) {
-				free(buf);
-				return -1;
+				z.no_memory = 1;
+				bad = -1;
+				break;
 			}
 			buf = b;
+			cap = want;
 		}
 		ssize_t k = mr_input_read(in, buf + len, cap - len - 1);
 		if (k < 0) {
-			free(buf);
-			return -1;
+			bad = -1;
+			break;
 		}
+		total += (uint64_t)k;
 		size_t start = 0, end = len + (size_t)k;
 		for (size_t i = len; i < end; i++)
 			if (buf[i] == '\n') {
 				buf[i] = 0;
-				int t = line(buf + start, i - start, sink);
-				bad += t == 1, good += t >= 2;
+				if (!skipping && i - start >= FOLDED_LINE_MAX) {
+					z.too_long++;
+				} else if (!skipping) {
+					int t = line(buf + start, i - start, sink);
+					bad += t == 1, z.lines += t >= 2;
+				}
+				skipping = 0;
 				start = i + 1;
 			}
 		memmove(buf, buf + start, end - start);
 		len = end - start;
+		if (len >= FOLDED_LINE_MAX || (skipping && len)) {
+			/* a line this long is no stack: dropped, to its end */
+			z.too_long += !skipping;
+			skipping = 1;
+			len = 0;
+		}
+		if (!z.lines && total >= FOLDED_SNIFF) {
+			z.gave_up = 1;
+			break;
+		}
 		if (k == 0) {
-			if (len) {
+			if (len && !skipping) {
 				buf[len] = 0;
 				int t = line(buf, len, sink);
-				bad += t == 1, good += t >= 2;
+				bad += t == 1, z.lines += t >= 2;
 			}
 			break;
 		}
 	}
 	free(buf);
-	if (lines)
-		*lines = good;
+	if (st)
+		*st = z;
 	return bad;
 }
 
 int folded_read_input(struct mr_input *in, const struct folded_sink *sink)
 {
-	long good = 0, bad = folded_read(in, sink, &good);
+	struct folded_stats st;
+	long bad = folded_read(in, sink, &st), good = st.lines;
 	int status = EXIT_OK;
 	if (bad < 0) {
-		warnmsg("%s: %s", mr_input_name(in), mr_input_error(in));
+		warnmsg("%s: %s", mr_input_name(in),
+			st.no_memory ? "out of memory for a line" : mr_input_error(in));
 		status = EXIT_USAGE;
+	} else if (st.gave_up) {
+		warnmsg("%s: not collapsed stacks nor a memray stream (no line of the form "
+			"'frame;frame;... VALUE' in its first %u MiB)", mr_input_name(in),
+			FOLDED_SNIFF >> 20);
+		status = EXIT_REFUSED;
 	} else if (good == 0) {
 		/* not collapsed stacks at all (a script, a log, nothing): refused */
 		if (bad)
@@ -155,6 +182,9 @@ int folded_read_input(struct mr_input *in, const struct folded_sink *sink)
 	} else if (bad > 0) {
 		warnmsg("%s: %ld malformed lines skipped", mr_input_name(in), bad);
 	}
+	if (status != EXIT_USAGE && st.too_long && !st.gave_up)
+		warnmsg("%s: %ld line%s over %u MiB skipped", mr_input_name(in), st.too_long,
+			st.too_long == 1 ? "" : "s", FOLDED_LINE_MAX >> 20);
 	mr_input_close(in);
 	return status;
 }

@@ -24,10 +24,21 @@ struct folded_sink {
 	void (*stack2)(void *ctx, const char *frames, size_t len, uint64_t before, uint64_t after);
 };
 
-/* Reads every line of in. Returns the number of malformed lines, or -1 on
- * a read error; the number of stack and metadata lines into *lines if not
- * NULL. */
-long folded_read(struct mr_input *in, const struct folded_sink *sink, long *lines);
+/* What folded_read saw, besides the malformed lines it returns. */
+struct folded_stats {
+	long lines;    /* stack and metadata lines */
+	long too_long; /* lines over FOLDED_LINE_MAX bytes, skipped */
+	int gave_up;   /* no stack nor metadata in the first FOLDED_SNIFF bytes:
+			* not collapsed stacks, and not read further */
+	int no_memory; /* the line buffer could not grow */
+};
+#define FOLDED_LINE_MAX (16u << 20)
+#define FOLDED_SNIFF (64u << 20)
+
+/* Reads every line of in, in memory bounded by FOLDED_LINE_MAX. Returns
+ * the number of malformed lines, or -1 on a read error or when memory ran
+ * out; what else it saw into *st if not NULL. */
+long folded_read(struct mr_input *in, const struct folded_sink *sink, struct folded_stats *st);
 /* folded_read, then a message naming the input for a read error or
  * malformed lines, and in closed. Returns 0; 2 on a read error;
  * EXIT_REFUSED when no stack or metadata line is in it (not collapsed
