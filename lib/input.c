@@ -49,6 +49,13 @@ struct mr_input *mr_input_open(const char *path, char *err, size_t errlen)
 			free(in);
 			return NULL;
 		}
+		struct stat st;
+		if (fstat(in->fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+			snprintf(err, errlen, "cannot read '%s': it is a directory", path);
+			close(in->fd);
+			free(in);
+			return NULL;
+		}
 	}
 	in->a = archive_read_new();
 	archive_read_support_filter_all(in->a);

@@ -19,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../lib/collapse.h"
@@ -356,7 +357,12 @@ int main(int argc, char **argv)
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			die(EXIT_USAGE, "cannot open '%s': %s", path, strerror(errno));
-		follow = 1;
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+			die(EXIT_USAGE, "cannot read '%s': it is a directory", path);
+		/* a file is followed as it grows; a device (/dev/null) or a
+		 * socket is read to its end like a pipe */
+		follow = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 		/* a file being written may be too short to tell yet; one that
 		 * starts with anything but a stream or a compressed file would
 		 * be followed for ever */
@@ -446,7 +452,8 @@ int main(int argc, char **argv)
 			break;
 	}
 	int done = S.done;
-	if (done && batch) {
+	/* no stream at all (an empty input): nothing to show, only the error */
+	if (done && batch && S.rd.nprocs > 0) {
 		batch_line(sym, now_s() - t0, 1);
 		printf("%s\n", S.ended ? (attached() ? "the recording has ended" : "the program has ended")
 				: "the stream stopped");

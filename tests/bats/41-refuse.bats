@@ -97,3 +97,18 @@ refused() {
 	[ "$stderr" = "memray-tree: long.folded: 1 line over 16 MiB skipped" ]
 	[ "${lines[0]}" = "12 B (100.0%) total" ]
 }
+
+@test "a directory is refused by every reader, saying so; memray-live reads /dev/null to its end instead of following it (issue 19)" {
+	mkdir adir
+	for t in memray-stat memray-fold memray-leaks memray-flame memray-tree memray-live; do
+		refused $t adir "it is a directory"
+		refused $t /dev/null "empty"
+	done
+	printf 'a;b 5\n' > good.folded
+	run memray-diff adir good.folded
+	assert_failure 2
+	assert_output "memray-diff: cannot read 'adir': it is a directory"
+	run timeout -k 5 20 memray-live -b /dev/null
+	assert_failure 2
+	assert_output --partial "memray-live: /dev/null: empty input: no stream was recorded"
+}
