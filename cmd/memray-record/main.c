@@ -355,15 +355,26 @@ int open_output(const char *path, int force)
 	struct stat st;
 	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
 		die(EXIT_USAGE, "'%s' is a symbolic link; not following it", path);
-	int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (force ? O_TRUNC : O_EXCL);
+	/* with -f, truncated only once it is known to be ours (see below) */
+	int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (force ? 0 : O_EXCL);
 	int fd = open(path, flags, 0644);
-	if (fd >= 0)
-		return fd;
-	if (errno == EEXIST)
-		die(EXIT_USAGE, "'%s' already exists (use -f to overwrite it)", path);
-	if (errno == ELOOP)
-		die(EXIT_USAGE, "'%s' is a symbolic link; not following it", path);
-	die(EXIT_USAGE, "cannot create '%s': %s", path, strerror(errno));
+	if (fd < 0) {
+		if (errno == EEXIST)
+			die(EXIT_USAGE, "'%s' already exists (use -f to overwrite it)", path);
+		if (errno == ELOOP)
+			die(EXIT_USAGE, "'%s' is a symbolic link; not following it", path);
+		die(EXIT_USAGE, "cannot create '%s': %s", path, strerror(errno));
+	}
+	/* -f over a file another user made (in /tmp, say) would write where
+	 * they read: only a device or a FIFO of theirs is written to */
+	if (force && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		if (st.st_uid != geteuid())
+			die(EXIT_USAGE, "'%s' belongs to another user (uid %u); not overwriting it",
+			    path, (unsigned)st.st_uid);
+		if (ftruncate(fd, 0) < 0)
+			die(EXIT_USAGE, "cannot truncate '%s': %s", path, strerror(errno));
+	}
+	return fd;
 }
 
 /* ---- running ------------------------------------------------------------ */

@@ -54,6 +54,27 @@ load helper
 	[ ! -e target.bin ]
 }
 
+@test "-f refuses a file another user made in a sticky directory, and overwrites the user's own (issue 19)" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to give a file to another user"
+	mkdir -m 1777 shared
+	echo theirs > shared/x.bin
+	chown 65534 shared/x.bin
+	run memray-record -f -o shared/x.bin "$FIX/allocs" none
+	assert_failure 2
+	assert_output "memray-record: 'shared/x.bin' belongs to another user (uid 65534); not overwriting it"
+	[ "$(cat shared/x.bin)" = theirs ]
+	echo mine > shared/y.bin
+	memray-record -q -f -o shared/y.bin "$FIX/allocs" none
+	memray-stat shared/y.bin > /dev/null
+	# a FIFO of another user's is written to
+	mkfifo shared/p
+	chown 65534 shared/p
+	cat shared/p > p.bin &
+	memray-record -q -f -o shared/p "$FIX/allocs" none
+	wait
+	memray-stat p.bin > /dev/null
+}
+
 @test "-z writes a zstd stream, --compress=gzip a gzip one; memray-stat reads both by content" {
 	memray-record -q -z -o z.bin "$FIX/demo" > /dev/null
 	[ "$(head -c 4 z.bin | od -An -tx1 | tr -d ' ')" = 28b52ffd ]
