@@ -29,19 +29,27 @@
 uint64_t interval_us = 10000;
 static pthread_t sampler;
 
-static uint64_t read_rss(void)
+/* The start of a /proc file, NUL-terminated, in buf; 0 if unreadable.
+ * Opened for each reading, so no descriptor of ours stays open for the
+ * program to close or find in its way. */
+static int read_proc(const char *path, char *buf, size_t size)
 {
-	char buf[128];
-	/* Opened for each reading, so no descriptor of ours stays open for the
-	 * program to close or find in its way. */
-	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	ssize_t k = read(fd, buf, size - 1);
 	close(fd);
 	if (k <= 0)
 		return 0;
 	buf[k] = 0;
+	return 1;
+}
+
+static uint64_t read_rss(void)
+{
+	char buf[128];
+	if (!read_proc("/proc/self/statm", buf, sizeof(buf)))
+		return 0;
 	char *p = strchr(buf, ' ');
 	return p ? strtoull(p + 1, NULL, 10) * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
@@ -58,14 +66,8 @@ void memory_record(void)
 static char task_state(const char *path)
 {
 	char buf[512];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (!read_proc(path, buf, sizeof(buf)))
 		return 0;
-	ssize_t k = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (k <= 0)
-		return 0;
-	buf[k] = 0;
 	char *p = strrchr(buf, ')'); /* the name may hold anything */
 	return p && p[1] == ' ' ? p[2] : 0;
 }
@@ -79,14 +81,8 @@ static char task_state(const char *path)
 static int left_alone(void)
 {
 	char buf[512];
-	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (!read_proc("/proc/self/stat", buf, sizeof(buf)))
 		return 0;
-	ssize_t k = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (k <= 0)
-		return 0;
-	buf[k] = 0;
 	/* num_threads: the 20th field, the 18th after the name */
 	char *p = strrchr(buf, ')');
 	for (int i = 0; p && i < 18; i++)
