@@ -80,19 +80,19 @@ refused() {
 	head -c 1000000000 /dev/zero | gzip -1 > bomb.gz
 	for t in memray-tree memray-flame; do
 		for f in /dev/zero bomb.gz; do
-			run --separate-stderr bash -c "ulimit -v 400000; timeout -k 5 60 $t $f"
+			run --separate-stderr bash -c "$(vlimit 400000) timeout -k 5 60 $t $f"
 			[ "$status" -eq 2 ] || { echo "$t $f: $status $stderr"; false; }
 			[ -z "$output" ]
 			[[ "$stderr" == "$t: $f: not collapsed stacks nor a memray stream (no line of the form 'frame;frame;... VALUE' in its first 64 MiB)" ]]
 		done
 	done
 	printf 'a;b 5\n' > good.folded
-	run --separate-stderr bash -c "ulimit -v 400000; timeout -k 5 60 memray-diff /dev/zero good.folded"
+	run --separate-stderr bash -c "$(vlimit 400000) timeout -k 5 60 memray-diff /dev/zero good.folded"
 	[ "$status" -eq 2 ]
 	[[ "$stderr" == *"/dev/zero: not collapsed stacks nor a memray stream"* ]]
 	# a 40 MiB line among good ones: the others are read
 	python3 -c "import sys; sys.stdout.write('a;b 5\n' + 'x' * (40 << 20) + ' 3\nc;d 7\n')" > long.folded
-	run --separate-stderr bash -c "ulimit -v 400000; memray-tree -a long.folded"
+	run --separate-stderr bash -c "$(vlimit 400000) memray-tree -a long.folded"
 	assert_success
 	[ "$stderr" = "memray-tree: long.folded: 1 line over 16 MiB skipped" ]
 	[ "${lines[0]}" = "12 B (100.0%) total" ]

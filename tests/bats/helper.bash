@@ -151,3 +151,10 @@ expect_pystack() {
 	got=$(pystack_of "$1" "(\$3 == \"alloc\" || \$3 == \"move\") && (\$6 == \"size=$sz\" || \$7 == \"size=$sz\")")
 	[ "$got" = "$3" ] || { printf 'size %s with %s:\n--- got\n%s\n--- expected\n%s\n' "$2" "$PY" "$got" "$3"; return 1; }
 }
+
+# vlimit KB: "ulimit -v KB;", the prefix that bounds a command's memory, or
+# nothing under AddressSanitizer (its shadow memory alone takes terabytes of
+# address space)
+vlimit() {
+	ldd "$BIN/memray-tree" 2> /dev/null | grep -q libasan || echo "ulimit -v $1;"
+}
