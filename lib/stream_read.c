@@ -679,8 +679,8 @@ static int may_come(struct mr_proc *p, int tag, const char **why)
 }
 
 /* Allocation number n_allocs (just counted) made the block at addr: kept
- * for FREE_AGED. The ring is made at the first allocation; 0 when memory
- * runs out (the caller fails). */
+ * for FREE_AGED, FREE_AGAIN and MOVE_AGED. The ring is made by decode at
+ * the process's first event (the fast path waits for it). */
 static inline void ring_note(struct mr_proc *p, uint64_t addr)
 {
 	p->ring[p->n_allocs & (MR_AGE_WINDOW - 1)] = addr;

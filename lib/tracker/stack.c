@@ -180,11 +180,10 @@ static void capture_python(struct capture *c)
 		pyts = p;
 	}
 	struct pystate *s = pyts;
-	/* what changed since the thread's last stack, when that can be had
-	 * (pure Python stacks; hybrid ones need every frame's entry marks) */
-	int ntop = 0;
-	/* hybrid stacks compare with cur, the last walk, entry marks and all;
+	/* what changed since the thread's last stack, when that can be had:
+	 * hybrid stacks compare with cur, the last walk, entry marks and all;
 	 * pure ones with prev, the last stack interned */
+	int ntop = 0;
 	int same = native_stacks ? python_walk_marks_from(s->cur, s->curn, s->top, MAX_TOP, &ntop)
 				 : python_walk_from(s->prev, s->depth, s->top, MAX_TOP, &ntop);
 	if (same >= 0) {
