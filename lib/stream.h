@@ -231,6 +231,9 @@ struct mr_proc {
 	int has_header, has_trailer;
 	int exec_pending; /* an EXEC record was the last one read */
 	int end_signal; /* the signal a SIGNAL record says it ended by, or 0 */
+	/* its records stop where a new stream of the same pid began (chunk 0
+	 * again, without this one's end): an exec the tracker did not see */
+	int superseded;
 	struct mr_header header;
 	struct mr_trailer trailer;
 	/* Tables indexed by id; index 0 is unused ("none"). */

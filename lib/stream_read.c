@@ -942,6 +942,8 @@ static int at_end(struct mr_reader *r)
 		return fail(r, "empty input: no stream was recorded");
 	for (size_t i = 0; i < r->nprocs; i++) {
 		struct mr_proc *p = r->procs[i];
+		if (p->superseded)
+			continue;
 		if (p->buf_end > p->buf_start)
 			return fail(r, "truncated at byte %" PRIu64 ": pid %u's last record is incomplete",
 				    file_offset(p, p->consumed), p->pid);
@@ -962,7 +964,7 @@ static int at_end(struct mr_reader *r)
 	 * exec'd a program that cannot load the tracker. */
 	for (size_t i = 0; i < r->nprocs; i++) {
 		const struct mr_proc *p = r->procs[i];
-		if (!p->has_trailer && !r->warn[0])
+		if (!p->has_trailer && !p->superseded && !r->warn[0])
 			snprintf(r->warn, sizeof(r->warn), p->exec_pending
 				 ? "pid %u exec'd a program that did not record (statically linked or setuid?)"
 				 : "pid %u ended without a trailer (killed?)", p->pid);
@@ -1009,10 +1011,21 @@ static int read_chunk(struct mr_reader *r)
 	struct mr_proc *p = proc_for(r, pid);
 	if (!p)
 		return fail(r, "corrupt at byte %" PRIu64 ": too many processes", start);
-	if (seq == 0 && p->next_seq != 0 && p->has_trailer && !p->exec_pending &&
-	    p->buf_end == p->buf_start) {
+	if (seq == 0 && p->next_seq != 0) {
 		/* the pid was used again by a new process (a followed program's
-		 * children, pid namespaces): a process of its own */
+		 * children, pid namespaces): a process of its own. Without the
+		 * earlier stream's end, the same process exec'd a program in a
+		 * way the tracker did not see (a raw system call) and the new
+		 * image started over: the earlier stream stops here, said once,
+		 * and no other process is touched. */
+		if (!(p->has_trailer && !p->exec_pending && p->buf_end == p->buf_start)) {
+			p->superseded = 1;
+			p->buf_start = p->buf_end;
+			if (!r->warn[0])
+				snprintf(r->warn, sizeof(r->warn), "pid %u's records stop at byte %"
+					 PRIu64 ", where a new stream of the same pid begins (an exec"
+					 " the tracker did not see?)", pid, start);
+		}
 		if (r->nprocs >= MAX_PROCS)
 			return fail(r, "corrupt at byte %" PRIu64 ": too many processes", start);
 		struct mr_proc *q = xrealloc(NULL, sizeof(*q));

@@ -62,6 +62,7 @@ class Proc:
         self.seq = 0
         self.after_exec = False
         self.ended = False
+        self.superseded = False  # a later stream of its pid began without its end
 
 
 def varint(b, i):
@@ -307,6 +308,8 @@ def decode(p, forms, tally, w):
         try:
             p.pos = record(b, p.pos, p, out)
         except IndexError:
+            if p.superseded:
+                return
             raise Corrupt("pid %d's last record is incomplete" % p.pid)
         if forms:
             t = b[start]
@@ -317,7 +320,7 @@ def decode(p, forms, tally, w):
         else:
             for line in out:
                 w("%d %s\n" % (p.pid, line))
-    if not p.ended:
+    if not p.ended and not p.superseded:
         raise Corrupt("pid %d's stream has no trailer" % p.pid)
 
 
@@ -332,6 +335,7 @@ def main():
     nchunks = joined = longest = 0
     data = open(args[0], "rb").read()
     procs = {}
+    order = []
     tally = {}
     off = 0
     w = sys.stdout.write
@@ -349,6 +353,15 @@ def main():
             p = procs.get(pid)
             if p is None:
                 p = procs[pid] = Proc(pid)
+                order.append(p)
+            if seq == 0 and p.seq != 0:
+                # a new record stream of the same pid: after the earlier
+                # one's TRAILER a new process; without it, the same process
+                # in a new image whose exec was not recorded, and the
+                # earlier stream stops where this chunk begins
+                p.superseded = True
+                p = procs[pid] = Proc(pid)
+                order.append(p)
             if seq != p.seq:
                 raise Corrupt("chunk %d of pid %d follows chunk %d" % (seq, pid, p.seq - 1))
             p.seq = (p.seq + units) & 0xffff
@@ -358,7 +371,7 @@ def main():
             p.data += data[off + 12:off + 12 + n]
             off += 12 + n
         # then each pid's records, pid by pid in order of first appearance
-        for p in procs.values():
+        for p in order:
             decode(p, forms or chunks, tally, w)
     except Corrupt as e:
         sys.stdout.flush()

@@ -404,12 +404,16 @@ static void preload_tracker(const char *tracker)
 	}
 }
 
-static void child_env(const char *tracker, int fd, const struct opts *o)
+static void child_env(const char *tracker, int fd, int read_end, const struct opts *o)
 {
 	char buf[64];
 	preload_tracker(tracker);
 	snprintf(buf, sizeof(buf), "%d", fd);
 	setenv("MEMRAY_FD", buf, 1);
+	/* where a process that lost its descriptor opens the pipe again: this
+	 * process's read end, open as long as anything is recorded */
+	snprintf(buf, sizeof(buf), "%d:%d", (int)getppid(), read_end);
+	setenv("MEMRAY_RECORDER", buf, 1);
 	snprintf(buf, sizeof(buf), "%d", (int)getpid());
 	setenv("MEMRAY_PID", buf, 1);
 	setenv("MEMRAY_NATIVE", o->native, 1);
@@ -495,6 +499,7 @@ static int idle(const struct opts *o, char **prog_argv, int nargs)
 		warnmsg("'%s' %s: it will run, but the tracker cannot be loaded", prog_argv[0], why);
 	preload_tracker(tracker);
 	unsetenv("MEMRAY_FD");
+	unsetenv("MEMRAY_RECORDER");
 	setenv("MEMRAY_IDLE", "1", 1);
 	execv(path, prog_argv);
 	int e = errno;
@@ -597,6 +602,7 @@ static void open_program_output(struct run *r)
  * data pipe; an exec that fails sends its errno up errp. */
 __attribute__((noreturn)) static void exec_program(struct run *r)
 {
+	int read_end = r->data[0];
 	close(r->data[0]);
 	close(r->errp[0]);
 	close(r->go[1]);
@@ -608,7 +614,7 @@ __attribute__((noreturn)) static void exec_program(struct run *r)
 	}
 	if (!r->why) {
 		int fd = dup(r->data[1]); /* without close-on-exec */
-		child_env(r->tracker, fd, r->o);
+		child_env(r->tracker, fd, read_end, r->o);
 	}
 	char ok;
 	if (r->default_name && read(r->go[0], &ok, 1) != 1)

@@ -77,6 +77,8 @@ NO_TSAN int tracker_resolve(void)
 	R(prctl);
 	R(execve);
 	R(execvpe);
+	R(posix_spawn);
+	R(posix_spawnp);
 	R(_exit);
 	R(_Exit);
 #undef R

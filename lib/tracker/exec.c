@@ -52,7 +52,7 @@ char **tracker_exec_env(char *const envp[])
 	for (; envp && envp[n]; n++)
 		if (strncmp(envp[n], "LD_PRELOAD=", 11) == 0)
 			user_preload = envp[n] + 11;
-	char **env = real.malloc((n + 14) * sizeof(char *));
+	char **env = real.malloc((n + 15) * sizeof(char *));
 	if (!env) {
 		tracker_guard = 0;
 		return NULL;
@@ -61,6 +61,7 @@ char **tracker_exec_env(char *const envp[])
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(envp[i], "LD_PRELOAD=", 11) != 0 && strncmp(envp[i], "MEMRAY_", 7) != 0)
 			env[k++] = envp[i];
+	const size_t base = k; /* the tracker's own entries from here */
 	char buf[4096 * 2 + 2], num[32];
 	/* following, the environment already names the tracker first */
 	size_t self_len = strlen(self_path);
@@ -81,6 +82,8 @@ char **tracker_exec_env(char *const envp[])
 	env[k++] = env_entry("MEMRAY_FD", num);
 	snprintf(num, sizeof(num), "%d", (int)my_pid);
 	env[k++] = env_entry("MEMRAY_PID", num);
+	if (recorder_env(num, sizeof(num)))
+		env[k++] = env_entry("MEMRAY_RECORDER", num);
 	env[k++] = env_entry("MEMRAY_NATIVE", native_env);
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)interval_us);
 	env[k++] = env_entry("MEMRAY_INTERVAL_US", num);
@@ -98,10 +101,11 @@ char **tracker_exec_env(char *const envp[])
 		env[k++] = env_entry("MEMRAY_FD_ID", buf);
 	}
 	lock_stream();
-	int ok = ACTIVE();
+	int ok = ACTIVE(), lost = 0;
 	if (ok) {
 		mr_w_exec(&writer, now_us());
-		batch_write();
+		/* (a descriptor the program closed is opened again here) */
+		lost = batch_write() < 0 || out_fd < 0;
 		set_active(0);
 		snprintf(num, sizeof(num), "%u", (unsigned)writer.seq);
 		env[k++] = env_entry("MEMRAY_SEQ", num);
@@ -111,6 +115,19 @@ char **tracker_exec_env(char *const envp[])
 	for (size_t i = 0; i < k; i++)
 		if (!env[i])
 			ok = 0;
+	if (lost) {
+		/* The EXEC record could not be written: a new image going on in
+		 * the stream would follow records that are not there. It runs
+		 * without the tracker, with the user's own LD_PRELOAD. */
+		for (k = base; env[k]; k++)
+			real.free(env[k]);
+		k = base;
+		if (user_preload && user_preload[0])
+			env[k++] = env_entry("LD_PRELOAD", user_preload);
+		env[k] = NULL;
+		tracker_guard = 0;
+		return env;
+	}
 	if (!ok || fcntl(out_fd, F_SETFD, 0) < 0) {
 		free_env(env);
 		tracker_guard = 0;
@@ -123,11 +140,103 @@ char **tracker_exec_env(char *const envp[])
 void tracker_exec_failed(char **env)
 {
 	tracker_guard = 1;
-	if (!follow)
+	if (!follow && out_fd >= 0)
 		fcntl(out_fd, F_SETFD, FD_CLOEXEC);
 	free_env(env);
 	lock_stream();
-	set_active(1); /* the stream goes on: the next record is not a header */
+	if (out_fd >= 0)
+		set_active(1); /* the stream goes on: the next record is not a header */
 	unlock();
 	tracker_guard = 0;
 }
+
+/* ---- a child whose environment was replaced ------------------------------
+ * A followed program's child that execs with an environment of its own
+ * (Python's subprocess with env=..., execle) would lose the variables
+ * that load the tracker. A child made by vfork runs here on its parent's
+ * memory, where nothing may be allocated: the new environment is built
+ * in the caller's buffers. */
+
+static int has_entry(char *const envp[], const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (strncmp(envp[i], name, n) == 0 && envp[i][n] == '=')
+			return 1;
+	return 0;
+}
+
+/* Whether envp must be given the tracker's variables: following, and a
+ * program the tracker starts would not find them there. */
+int tracker_spawn_env_needed(char *const envp[])
+{
+	return follow && out_fd >= 0 && ACTIVE() && !has_entry(envp, "MEMRAY_FD");
+}
+
+/* One entry "name=value" into text (at *used, of cap): the entry, or
+ * NULL when it does not fit. */
+static char *put_entry(char *text, size_t cap, size_t *used, const char *name, const char *value)
+{
+	size_t need = strlen(name) + strlen(value) + 2;
+	if (*used + need > cap)
+		return NULL;
+	char *e = text + *used;
+	snprintf(e, need, "%s=%s", name, value);
+	*used += need;
+	return e;
+}
+
+/* envp with the tracker's variables for a new process of the followed
+ * tree, into vec (of cap entries; envp's count + SPAWN_EXTRA) and text:
+ * vec, or NULL when it does not fit. */
+char **tracker_spawn_env(char *const envp[], char **vec, size_t cap, char *text, size_t tcap)
+{
+	size_t k = 0, used = 0;
+	const char *user_preload = NULL;
+	for (size_t i = 0; envp && envp[i]; i++) {
+		if (strncmp(envp[i], "LD_PRELOAD=", 11) == 0)
+			user_preload = envp[i] + 11;
+		else if (strncmp(envp[i], "MEMRAY_", 7) != 0 && k + SPAWN_EXTRA < cap)
+			vec[k++] = envp[i];
+	}
+	char num[64];
+	char *e[10];
+	int m = 0;
+	if (user_preload && user_preload[0]) {
+		size_t need = strlen(self_path) + strlen(user_preload) + 13;
+		if (used + need > tcap)
+			return NULL;
+		e[m++] = text + used;
+		snprintf(text + used, need, "LD_PRELOAD=%s:%s", self_path, user_preload);
+		used += need;
+		e[m++] = put_entry(text, tcap, &used, "MEMRAY_LD_PRELOAD", user_preload);
+	} else {
+		e[m++] = put_entry(text, tcap, &used, "LD_PRELOAD", self_path);
+	}
+	snprintf(num, sizeof(num), "%d", out_fd);
+	e[m++] = put_entry(text, tcap, &used, "MEMRAY_FD", num);
+	pipe_id(num, sizeof(num), out_dev, out_ino);
+	e[m++] = put_entry(text, tcap, &used, "MEMRAY_FD_ID", num);
+	e[m++] = put_entry(text, tcap, &used, "MEMRAY_FOLLOW", "1");
+	e[m++] = put_entry(text, tcap, &used, "MEMRAY_NATIVE", native_env);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)interval_us);
+	e[m++] = put_entry(text, tcap, &used, "MEMRAY_INTERVAL_US", num);
+	if (recorder_env(num, sizeof(num)))
+		e[m++] = put_entry(text, tcap, &used, "MEMRAY_RECORDER", num);
+	if (tracker_sampling()) {
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)tracker_sample_bytes);
+		e[m++] = put_entry(text, tcap, &used, "MEMRAY_SAMPLE_BYTES", num);
+		if (sample_seed) {
+			snprintf(num, sizeof(num), "%llu", (unsigned long long)sample_seed);
+			e[m++] = put_entry(text, tcap, &used, "MEMRAY_SEED", num);
+		}
+	}
+	for (int i = 0; i < m; i++) {
+		if (!e[i])
+			return NULL;
+		vec[k++] = e[i];
+	}
+	vec[k] = NULL;
+	return vec;
+}
+

@@ -343,6 +343,18 @@ static int exec_with(int path_search, const char *file, char *const argv[], char
 		return -1;
 	char **env = recording() ? tracker_exec_env(envp) : NULL;
 	char *const *use = env ? env : envp;
+	if (!env && recording() && tracker_spawn_env_needed(envp)) {
+		/* a vfork child with an environment of its own: nothing may be
+		 * allocated here, so the new one is built on the stack */
+		size_t n = 0;
+		while (envp && envp[n])
+			n++;
+		char *vec[n + SPAWN_EXTRA + 1];
+		char text[3 * 4096 + 1024];
+		char **spawn = tracker_spawn_env(envp, vec, n + SPAWN_EXTRA + 1, text, sizeof(text));
+		if (spawn)
+			return path_search ? real.execvpe(file, argv, spawn) : real.execve(file, argv, spawn);
+	}
 	int rc = path_search ? real.execvpe(file, argv, use) : real.execve(file, argv, use);
 	if (env) {
 		int e = errno;
@@ -370,6 +382,42 @@ EXPORT int execvp(const char *file, char *const argv[])
 EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	return exec_with(1, file, argv, envp);
+}
+
+/* posix_spawn: glibc's child execs without going through execve's
+ * symbol, so a followed program's spawned child is given the tracker's
+ * variables here, in the parent, when its environment lacks them. */
+static int spawn_with(int path_search, pid_t *pid, const char *file,
+		      const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+		      char *const argv[], char *const envp[])
+{
+	if (unlikely(!real.posix_spawn || !real.posix_spawnp) && !tracker_resolve())
+		return ENOSYS;
+	char *const *use = envp;
+	size_t n = 0;
+	while (envp && envp[n])
+		n++;
+	char *vec[n + SPAWN_EXTRA + 1];
+	char text[3 * 4096 + 1024];
+	if (recording() && tracker_spawn_env_needed(envp)) {
+		char **spawn = tracker_spawn_env(envp, vec, n + SPAWN_EXTRA + 1, text, sizeof(text));
+		if (spawn)
+			use = spawn;
+	}
+	return path_search ? real.posix_spawnp(pid, file, fa, attr, argv, use)
+			   : real.posix_spawn(pid, file, fa, attr, argv, use);
+}
+
+EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		       const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	return spawn_with(0, pid, path, fa, attr, argv, envp);
+}
+
+EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+			const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	return spawn_with(1, pid, file, fa, attr, argv, envp);
 }
 
 /* The execl family: the variadic arguments gathered into an argv. */

@@ -110,6 +110,7 @@ static void restore_env(void)
 		unsetenv("LD_PRELOAD");
 	unsetenv("MEMRAY_LD_PRELOAD");
 	unsetenv("MEMRAY_FD");
+	unsetenv("MEMRAY_RECORDER");
 	unsetenv("MEMRAY_NATIVE");
 	unsetenv("MEMRAY_INTERVAL_US");
 	unsetenv("MEMRAY_SAMPLE_BYTES");
@@ -171,6 +172,7 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	const char *fol = getenv("MEMRAY_FOLLOW");
 	follow = fol && strcmp(fol, "1") == 0;
 	int continuing = pid && atol(pid) == (long)getpid();
+	recorder_from_env();
 	out_fd = continuing || follow ? adopt_fd(fd) : -1;
 	if (out_fd < 0 && follow && !continuing)
 		out_fd = reopen_from_parent(fd);

@@ -88,11 +88,10 @@ int batch_write(void)
 		return -1;
 	}
 	/* A program that closed every descriptor may since have opened a file
-	 * of its own under our number: never write into it. */
-	struct stat st;
-	if (fstat(out_fd, &st) < 0 || st.st_dev != out_dev || st.st_ino != out_ino) {
+	 * of its own under our number: never write into it, but open the
+	 * pipe again under another number (the records go on). */
+	if (!fd_is_ours(out_fd) && (out_fd = reopen_pipe(-1)) < 0) {
 		set_active(0);
-		out_fd = -1;
 		batch_len = 0;
 		return -1;
 	}
@@ -176,6 +175,16 @@ void pipe_id(char *buf, size_t n, dev_t dev, ino_t ino)
 	snprintf(buf, n, "%llu:%llu", (unsigned long long)dev, (unsigned long long)ino);
 }
 
+/* Where the stream's descriptor goes: high, out of the program's way. */
+static int fd_floor(void)
+{
+	struct rlimit rl;
+	int floor = 100;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
+		floor = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 64;
+	return floor;
+}
+
 /* Takes the descriptor memray-record passed, out of the program's way: a
  * high number, close-on-exec, the original number closed. */
 int adopt(long fd)
@@ -183,10 +192,7 @@ int adopt(long fd)
 	struct stat st;
 	if (fd < 0 || fstat((int)fd, &st) < 0 || !S_ISFIFO(st.st_mode))
 		return -1;
-	struct rlimit rl;
-	int floor = 100;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
-		floor = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 64;
+	int floor = fd_floor();
 	/* Following children, the descriptor must be the very pipe
 	 * memray-record made (a program may have closed it and opened another
 	 * under its number), and stays open across exec. */
@@ -217,33 +223,103 @@ int adopt_fd(const char *s)
 	return *end || end == s ? -1 : adopt(fd);
 }
 
-/* A child that lost the descriptor (Python's subprocess closes every
- * descriptor but the three standard ones before exec) opens the pipe
- * again through its parent's, which is the one in MEMRAY_FD: it is still
- * open there while the parent waits for the child. What the path names
- * is checked before it is opened (never open something else for writing). */
-int reopen_from_parent(const char *s)
+/* ---- a lost descriptor, found again ------------------------------------ */
+
+/* memray-record's pid and the number of its end of the pipe
+ * (MEMRAY_RECORDER): open for as long as anything is recorded. */
+static int recorder_pid = -1, recorder_fd = -1;
+
+void recorder_from_env(void)
 {
-	char *end, path[64];
-	long fd = strtol(s, &end, 10);
-	if (*end || end == s || fd < 0)
-		return -1;
-	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)getppid(), fd);
-	const char *id = getenv("MEMRAY_FD_ID");
+	const char *s = getenv("MEMRAY_RECORDER");
+	int pid, fd;
+	char tail;
+	if (s && sscanf(s, "%d:%d%c", &pid, &fd, &tail) == 2 && pid > 0 && fd >= 0) {
+		recorder_pid = pid;
+		recorder_fd = fd;
+	}
+}
+
+/* MEMRAY_RECORDER's value for an exec'd image, into buf; 0 if unknown. */
+int recorder_env(char *buf, size_t n)
+{
+	if (recorder_pid < 0)
+		return 0;
+	snprintf(buf, n, "%d:%d", recorder_pid, recorder_fd);
+	return 1;
+}
+
+/* Whether descriptor fd is still the stream's pipe. */
+int fd_is_ours(int fd)
+{
 	struct stat st;
-	char what[64];
-	if (!id || stat(path, &st) < 0 || !S_ISFIFO(st.st_mode))
+	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == out_dev && st.st_ino == out_ino;
+}
+
+/* Opens /proc/PID/fd/FD for writing if it is the stream's pipe (checked
+ * before it is opened: never open something else for writing); the new
+ * descriptor, or -1. */
+static int open_via(int pid, int fd)
+{
+	char path[64];
+	struct stat st;
+	if (pid <= 0 || fd < 0)
 		return -1;
-	pipe_id(what, sizeof(what), st.st_dev, st.st_ino);
-	if (strcmp(what, id) != 0)
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+	if (stat(path, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_dev != out_dev ||
+	    st.st_ino != out_ino)
 		return -1;
 	int k = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (k < 0)
 		return -1;
 	/* writes block as on the inherited descriptor */
 	fcntl(k, F_SETFL, fcntl(k, F_GETFL) & ~O_NONBLOCK);
-	int high = adopt(k);
-	if (high < 0)
+	if (!fd_is_ours(k)) {
 		close(k);
+		return -1;
+	}
+	return k;
+}
+
+/* The stream's pipe opened again, for a process that lost its descriptor
+ * (a child closing every descriptor before exec, as Python's subprocess
+ * does, or a daemon): through memray-record's end of it, else through the
+ * parent's descriptor parent_fd (-1: the number this process had), which
+ * a forked child inherited from its parent. Moved out of the program's
+ * way as adopt() does; the environment is left alone (this runs under
+ * the lock, where nothing may allocate). The new number, or -1. */
+int reopen_pipe(int parent_fd)
+{
+	int k = open_via(recorder_pid, recorder_fd);
+	if (k < 0)
+		k = open_via((int)getppid(), parent_fd >= 0 ? parent_fd : out_fd);
+	if (k < 0)
+		return -1;
+	int high = fcntl(k, follow ? F_DUPFD : F_DUPFD_CLOEXEC, fd_floor());
+	close(k);
+	return high;
+}
+
+/* A child started with MEMRAY_FD naming a descriptor it does not have
+ * (Python's subprocess closes every descriptor but the three standard
+ * ones before exec) opens the pipe named by MEMRAY_FD_ID again. */
+int reopen_from_parent(const char *s)
+{
+	char *end;
+	long fd = strtol(s, &end, 10);
+	const char *id = getenv("MEMRAY_FD_ID");
+	unsigned long long dev, ino;
+	char tail;
+	if (*end || end == s || fd < 0 || fd > INT32_MAX || !id ||
+	    sscanf(id, "%llu:%llu%c", &dev, &ino, &tail) != 2)
+		return -1;
+	out_dev = (dev_t)dev;
+	out_ino = (ino_t)ino;
+	int high = reopen_pipe((int)fd);
+	if (high >= 0 && follow) {
+		char num[32];
+		snprintf(num, sizeof(num), "%d", high);
+		setenv("MEMRAY_FD", num, 1);
+	}
 	return high;
 }

@@ -27,6 +27,7 @@ void hooks_thread_ready(void);
 #endif
 
 #include <pthread.h>
+#include <spawn.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -59,6 +60,10 @@ struct real_fns {
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			   const posix_spawnattr_t *, char *const[], char *const[]);
+	int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			    const posix_spawnattr_t *, char *const[], char *const[]);
 	void (*_exit)(int) __attribute__((noreturn));
 	void (*_Exit)(int) __attribute__((noreturn));
 };
@@ -138,6 +143,14 @@ int tracker_own_call(const void *caller);
  * unchanged, as in a forked child). tracker_exec_failed undoes it. */
 char **tracker_exec_env(char *const envp[]);
 void tracker_exec_failed(char **env);
+/* A followed program's child (made by vfork, or starting a program with
+ * posix_spawn) given an environment without the tracker's variables:
+ * whether it needs them, and envp with them, built in vec (envp's count
+ * plus SPAWN_EXTRA entries) and text without allocating (NULL: does not
+ * fit; start it unchanged). */
+#define SPAWN_EXTRA 12
+int tracker_spawn_env_needed(char *const envp[]);
+char **tracker_spawn_env(char *const envp[], char **vec, size_t cap, char *text, size_t tcap);
 
 /* Sampling (memray-record --sample-bytes; sample.c). The hooks' fast
  * path: an allocation goes straight to the real one while the thread's

@@ -96,3 +96,83 @@ each_pid_has() {
 	assert_success
 	[ "$(memray-stat --json t.bin | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["processes"]))')" -ge 2 ]
 }
+
+@test "a child that closes every descriptor (a loop of close, close_range) and execs keeps its records, and so does everyone else" {
+	for how in loop range; do
+		run timeout -k 5 30 memray-record -q -o c-$how.bin --follow-fork "$FIX/allocs" closeexec $how "$FIX/allocs" alloc calloc
+		assert_success
+		run memray-stat c-$how.bin
+		assert_success
+		refute_output --partial "corrupt"
+		dump c-$how.bin > d.txt
+		# the child's valloc before the closing and after it, its EXEC,
+		# the new image's calloc and trailer; the parent's valloc after
+		child=$(awk '$3 == "alloc" && $4 == "valloc" && / size=989 / { print $2 }' d.txt)
+		[ -n "$child" ]
+		awk -v p="$child" '$2 == p && $3 == "alloc" && $4 == "valloc" && / size=990 /' d.txt | grep -q .
+		[ "$(awk -v p="$child" '$2 == p && $3 == "exec"' d.txt | wc -l)" -eq 1 ]
+		[ "$(awk -v p="$child" '$2 == p && $3 == "header"' d.txt | wc -l)" -eq 2 ]
+		awk -v p="$child" '$2 == p && $3 == "alloc" && $4 == "calloc"' d.txt | grep -q .
+		[ "$(awk '$3 == "trailer"' d.txt | wc -l)" -eq 2 ]
+		awk -v p="$child" '$2 != p && $3 == "alloc" && $4 == "valloc" && / size=984 /' d.txt | grep -q .
+		# the independent reader agrees the stream is whole
+		python3 "$BATS_TEST_DIRNAME/../stream_spec.py" c-$how.bin > /dev/null
+	done
+}
+
+# bats test_tags=py3
+@test "Python's subprocess with preexec_fn: each child's allocation in its preexec function is kept, the stream whole" {
+	cat > pre.py <<-PYEOF
+	import subprocess
+	def pre():
+	    x = bytearray(77777)
+	for i in range(5):
+	    subprocess.run(["$FIX/allocs", "alloc", "malloc"], preexec_fn=pre, stdout=subprocess.DEVNULL, check=True)
+	print("done")
+	PYEOF
+	run timeout -k 5 60 memray-record -q -o p.bin --follow-fork $PY3 pre.py
+	assert_success
+	assert_output "done"
+	run memray-stat p.bin
+	assert_success
+	[ "$(grep -c " $FIX/allocs alloc malloc\$" <<< "$output")" -eq 5 ]
+	[ "$(dump p.bin | awk '$3 == "alloc" && / size=77778 /' | wc -l)" -eq 5 ]
+	[ "$(dump p.bin | awk '$3 == "trailer"' | wc -l)" -eq 6 ]
+}
+
+# bats test_tags=py3
+@test "children whose environment was replaced (subprocess env=, posix_spawn, execle) are followed" {
+	cat > env.py <<-PYEOF
+	import os, subprocess
+	p = "$FIX/allocs"
+	subprocess.run([p, "alloc", "malloc"], env={"PATH": "/usr/bin"}, stdout=subprocess.DEVNULL, check=True)
+	subprocess.run([p, "alloc", "calloc"], env={}, close_fds=False, stdout=subprocess.DEVNULL, check=True)
+	pid = os.posix_spawn(p, [p, "alloc", "realloc"], {"A": "b"})
+	os.waitpid(pid, 0)
+	if os.fork() == 0:
+	    os.execle(p, p, "alloc", "memalign", {"B": "c"})
+	os.wait()
+	PYEOF
+	run timeout -k 5 60 memray-record -q -o e.bin --follow-fork $PY3 env.py
+	assert_success
+	run memray-stat e.bin
+	assert_success
+	for a in malloc calloc realloc memalign; do
+		assert_line --regexp " $FIX/allocs alloc $a\$"
+	done
+}
+
+@test "a child that execs by the system call itself (as Go does) starts its stream over: said once, everyone else's records kept" {
+	run timeout -k 5 30 memray-record -q -o r.bin --follow-fork "$FIX/allocs" rawexec "$FIX/allocs" alloc calloc
+	assert_success
+	run memray-stat r.bin
+	assert_success
+	child=$(dump r.bin | awk '$3 == "alloc" && $4 == "calloc" { print $2 }')
+	[ -n "$child" ]
+	[ "$(grep -c "records stop at byte" <<< "$stderr$output")" -le 1 ]
+	memray-stat r.bin 2>&1 >/dev/null | grep -q "pid $child's records stop at byte [0-9]*, where a new stream of the same pid begins"
+	# the parent's records after its child's exec, and its trailer
+	dump r.bin | awk -v p="$child" '$2 != p && $3 == "alloc" && $4 == "valloc" && / size=984 /' | grep -q .
+	[ "$(dump r.bin | awk -v p="$child" '$2 != p && $3 == "trailer"' | wc -l)" -eq 1 ]
+	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" r.bin > /dev/null
+}
