@@ -944,7 +944,10 @@ static int at_end(struct mr_reader *r)
 		struct mr_proc *p = r->procs[i];
 		if (p->superseded)
 			continue;
-		if (p->buf_end > p->buf_start)
+		/* a child's stream stopping inside a record is that child's end
+		 * (SIGKILL: it wrote whole chunks, records run across them);
+		 * said below, when the first process ended properly */
+		if (p->buf_end > p->buf_start && p->pid == r->procs[0]->pid)
 			return fail(r, "truncated at byte %" PRIu64 ": pid %u's last record is incomplete",
 				    file_offset(p, p->consumed), p->pid);
 		if (!p->has_trailer && p->exec_pending && p->pid == r->procs[0]->pid)
@@ -967,7 +970,9 @@ static int at_end(struct mr_reader *r)
 		if (!p->has_trailer && !p->superseded && !r->warn[0])
 			snprintf(r->warn, sizeof(r->warn), p->exec_pending
 				 ? "pid %u exec'd a program that did not record (statically linked or setuid?)"
-				 : "pid %u ended without a trailer (killed?)", p->pid);
+				 : p->buf_end > p->buf_start
+				 ? "pid %u ended inside a record, without a trailer (killed by SIGKILL?)"
+				 : "pid %u has no trailer (killed, or still running when the recording ended?)", p->pid);
 	}
 	return 0;
 }

@@ -13,12 +13,14 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -381,10 +383,22 @@ int open_output(const char *path, int force)
 
 static pid_t child;
 
-static void forward(int sig)
+static volatile sig_atomic_t child_reaped;
+static volatile sig_atomic_t forwarded; /* the last signal passed on */
+
+/* A signal for memray-record goes to the program, which ends by it (or
+ * not) and so ends the recording. One the terminal sent (Ctrl-C, Ctrl-\,
+ * a hangup) went to the program too, as to its whole process group, and
+ * is not sent twice. */
+static void forward(int sig, siginfo_t *info, void *ctx)
 {
-	if (child > 0)
+	(void)ctx;
+	if (info && info->si_code == SI_KERNEL && sig != SIGTERM)
+		return;
+	if (child > 0 && !child_reaped) {
 		kill(child, sig);
+		forwarded = sig;
+	}
 }
 
 /* The tracker first in LD_PRELOAD, the user's value kept in
@@ -560,6 +574,9 @@ struct run {
 	int prog_out;         /* --program-output's file; -1: none */
 	int data[2];          /* the stream, from the tracker */
 	int errp[2];          /* errno of a failed exec, from the child */
+	int ws;               /* the program's wait status, once reaped */
+	int lingering;        /* processes it started still held the stream */
+	int gave_up;          /* the signal the recording ended by, the program running */
 	int go[2];            /* the child waits on it for the default name */
 	struct watch watch;
 };
@@ -626,8 +643,8 @@ __attribute__((noreturn)) static void exec_program(struct run *r)
 	_exit(127);
 }
 
-/* Forks the program (child) with its pipes; this process ignores the
- * terminal's signals and passes SIGTERM and SIGHUP on to it. */
+/* Forks the program (child) with its pipes; this process passes the
+ * signals that would end it on to the program (forward). */
 static void start_program(struct run *r)
 {
 	if (pipe2(r->data, O_CLOEXEC) < 0 || pipe2(r->errp, O_CLOEXEC) < 0 ||
@@ -645,11 +662,15 @@ static void start_program(struct run *r)
 	close(r->go[0]);
 	if (r->prog_out >= 0)
 		close(r->prog_out);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
-	signal(SIGTERM, forward);
-	signal(SIGHUP, forward);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = forward;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP };
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
 }
 
 /* The default output, memray-PROGRAM.PID.bin, now that the pid is known;
@@ -684,8 +705,39 @@ static int exec_failed(struct run *r)
 	return -1;
 }
 
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* How long processes the program started may go on writing the stream
+ * after the program itself has ended. */
+#define LINGER_S 1.0
+/* How long the program has to end after a signal passed on to it, before
+ * memray-record ends by it all the same. */
+#define SIGNAL_GRACE_S 2.0
+
+/* Whether the program has ended: reaped then, its wait status in r->ws. */
+static int program_ended(struct run *r)
+{
+	if (child_reaped)
+		return 1;
+	pid_t k = waitpid(child, &r->ws, WNOHANG);
+	if (k == child) {
+		child_reaped = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* Relays the stream from the data pipe to the output until the last
- * writer closes it. */
+ * writer closes it; or, once the program has ended, for LINGER_S more at
+ * most: processes it left running (a job put in the background, a
+ * daemon) would otherwise keep memray-record, and the program's zombie,
+ * waiting for them. Their writes after that find the pipe closed, which
+ * only stops their recording. */
 static void relay(struct run *r)
 {
 	struct out *out = &r->out;
@@ -697,9 +749,35 @@ static void relay(struct run *r)
 		out->cut = 1;
 	static char buf[1 << 16];
 	r->watch.pid = (uint32_t)child;
+	double checked = now_s(), until = 0, signalled = 0;
 	for (;;) {
+		struct pollfd pf = { r->data[0], POLLIN, 0 };
+		double now = now_s();
+		if (!until && now - checked >= 0.1) {
+			checked = now;
+			if (program_ended(r))
+				until = now + LINGER_S;
+		}
+		if (!until && forwarded && !signalled)
+			signalled = now;
+		if (!until && signalled && now - signalled >= SIGNAL_GRACE_S) {
+			/* it ignores the signal, or takes its time: the recording
+			 * ends by the signal all the same, the program left running */
+			r->gave_up = forwarded;
+			break;
+		}
+		if (until && now >= until) {
+			/* what is in the pipe now, then no more (a writer
+			 * that keeps it full gets half a second) */
+			if (poll(&pf, 1, 0) <= 0 || now >= until + 0.5) {
+				r->lingering = 1;
+				break;
+			}
+		} else if (poll(&pf, 1, until ? (int)((until - now) * 1000) + 1 : 100) == 0) {
+			continue;
+		}
 		ssize_t k = read(r->data[0], buf, sizeof(buf));
-		if (k < 0 && errno == EINTR)
+		if (k < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (k <= 0)
 			break;
@@ -734,6 +812,10 @@ static int report(struct run *r, int ws)
 			warnmsg("the stream was cut: %s went away", out->name);
 		else
 			warnmsg("the stream in %s is incomplete: %s", out->name, strerror(out->err));
+	} else if (r->lingering) {
+		warnmsg("'%s' has ended, but processes it started still hold the stream: %s"
+			" ends here, %.0f s later, without what they write from now on", prog,
+			out->name, LINGER_S);
 	} else if (closed_early) {
 		warnmsg("the recording of '%s' stopped before it ended (it closed the stream's"
 			" descriptor, or exec'd a program that cannot load the tracker):"
@@ -768,10 +850,20 @@ static int record(const struct opts *o, char **prog_argv)
 	if (rc >= 0)
 		return rc;
 	relay(r);
-	int ws = 0;
-	while (waitpid(child, &ws, 0) < 0 && errno == EINTR)
+	close(r->data[0]);
+	if (r->gave_up) {
+		struct out *out = &r->out;
+		if (out->fd >= 0 && !r->to_stdout)
+			close(out->fd);
+		warnmsg("'%s' is still running %.0f s after SIG%s was passed on to it: the"
+			" recording ends here, and %s holds what came before", r->argv[0],
+			SIGNAL_GRACE_S, mr_signal_name(r->gave_up), out->name);
+		return 128 + r->gave_up;
+	}
+	while (!child_reaped && waitpid(child, &r->ws, 0) < 0 && errno == EINTR)
 		;
-	return report(r, ws);
+	child_reaped = 1;
+	return report(r, r->ws);
 }
 
 /* ---- options -------------------------------------------------------------- */

@@ -79,6 +79,7 @@ NO_TSAN int tracker_resolve(void)
 	R(execvpe);
 	R(posix_spawn);
 	R(posix_spawnp);
+	R(pipe2);
 	R(_exit);
 	R(_Exit);
 #undef R

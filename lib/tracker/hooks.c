@@ -6,11 +6,13 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "../stream.h"
 #include "got.h"
@@ -418,6 +420,31 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
 			const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
 	return spawn_with(1, pid, file, fa, attr, argv, envp);
+}
+
+/* pipe2: passed through, except for the unwinder's own pipe, made while
+ * the unwinder starts (stack.c), which goes above the limit of open
+ * files when it can. */
+EXPORT int pipe2(int fds[2], int flags)
+{
+	if (unlikely(!real.pipe2) && !tracker_resolve()) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int rc = real.pipe2(fds, flags);
+	if (rc == 0 && unlikely(hiding_pipes)) {
+		int a = fd_above_limit(fds[0], flags & O_CLOEXEC);
+		int b = a >= 0 ? fd_above_limit(fds[1], flags & O_CLOEXEC) : -1;
+		if (b >= 0) {
+			close(fds[0]);
+			close(fds[1]);
+			fds[0] = a;
+			fds[1] = b;
+		} else if (a >= 0) {
+			close(a);
+		}
+	}
+	return rc;
 }
 
 /* The execl family: the variadic arguments gathered into an argv. */

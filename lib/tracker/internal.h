@@ -93,6 +93,7 @@ int reopen_from_parent(const char *s);
 void recorder_from_env(void);
 int recorder_env(char *buf, size_t n);
 int fd_is_ours(int fd);
+
 int reopen_pipe(int parent_fd);
 
 /* ---- the process's recording (lifecycle.c) ----------------------------- */

@@ -175,14 +175,43 @@ void pipe_id(char *buf, size_t n, dev_t dev, ino_t ino)
 	snprintf(buf, n, "%llu:%llu", (unsigned long long)dev, (unsigned long long)ino);
 }
 
-/* Where the stream's descriptor goes: high, out of the program's way. */
-static int fd_floor(void)
+/* A copy of fd just above the soft limit of open files, and at least at
+ * 1024 (close-on-exec if asked), or -1 when the hard limit does not let
+ * the soft one be raised for a moment. The program can never be given that number, and
+ * what looks through every descriptor up to the limit (a daemon's close
+ * loop, a test that lists the descriptors it inherited) does not see it. */
+int fd_above_limit(int fd, int cloexec)
 {
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= (rlim_t)1 << 20)
+		return -1;
+	/* a low limit (a program that lowered it, then checks the descriptors
+	 * it had above it) is left well behind */
+	rlim_t at = rl.rlim_cur < 1024 ? 1024 : rl.rlim_cur;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < at + 64)
+		return -1;
+	struct rlimit up = rl;
+	up.rlim_cur = at + 64;
+	if (setrlimit(RLIMIT_NOFILE, &up) < 0)
+		return -1;
+	int high = fcntl(fd, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, (int)at);
+	setrlimit(RLIMIT_NOFILE, &rl);
+	return high;
+}
+
+/* A copy of the stream's descriptor fd out of the program's way
+ * (close-on-exec unless following): above the soft limit if it can be,
+ * else high below it. -1 on failure. */
+static int move_high(int fd)
+{
+	int high = fd_above_limit(fd, !follow);
+	if (high >= 0)
+		return high;
 	struct rlimit rl;
 	int floor = 100;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
 		floor = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 64;
-	return floor;
+	return fcntl(fd, follow ? F_DUPFD : F_DUPFD_CLOEXEC, floor);
 }
 
 /* Takes the descriptor memray-record passed, out of the program's way: a
@@ -192,7 +221,6 @@ int adopt(long fd)
 	struct stat st;
 	if (fd < 0 || fstat((int)fd, &st) < 0 || !S_ISFIFO(st.st_mode))
 		return -1;
-	int floor = fd_floor();
 	/* Following children, the descriptor must be the very pipe
 	 * memray-record made (a program may have closed it and opened another
 	 * under its number), and stays open across exec. */
@@ -201,7 +229,7 @@ int adopt(long fd)
 	pipe_id(want, sizeof(want), st.st_dev, st.st_ino);
 	if (follow && id && strcmp(id, want) != 0)
 		return -1;
-	int high = fcntl((int)fd, follow ? F_DUPFD : F_DUPFD_CLOEXEC, floor);
+	int high = move_high((int)fd);
 	if (high < 0)
 		return -1;
 	close((int)fd);
@@ -295,7 +323,7 @@ int reopen_pipe(int parent_fd)
 		k = open_via((int)getppid(), parent_fd >= 0 ? parent_fd : out_fd);
 	if (k < 0)
 		return -1;
-	int high = fcntl(k, follow ? F_DUPFD : F_DUPFD_CLOEXEC, fd_floor());
+	int high = move_high(k);
 	close(k);
 	return high;
 }

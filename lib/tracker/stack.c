@@ -609,10 +609,13 @@ int tracker_own_call(const void *caller)
 }
 
 /* libunwind opens a pipe of its own the first time it unwinds (to check
- * that addresses are readable). Unwinding once here, with the low
- * descriptor numbers held by placeholders, keeps that pipe out of the
- * numbers the program expects its own open() calls to get. */
+ * that addresses are readable). Unwinding once here, its pipe2 call
+ * moves the pipe above the limit of open files (hooks.c) where it can,
+ * and otherwise the low descriptor numbers are held by placeholders: the
+ * pipe is kept out of the numbers the program expects its own open()
+ * calls to get, and out of any list of descriptors it makes. */
 int unwind_started;
+__thread int hiding_pipes __attribute__((tls_model("initial-exec")));
 
 void unwinder_start(void)
 {
@@ -629,6 +632,7 @@ void unwinder_start(void)
 		held[n++] = fd;
 	}
 	void *ips[8];
+	hiding_pipes = 1; /* (libunwind starts when its policy is set) */
 #ifdef MEMRAY_TSAN
 	/* libunwind's per-thread cache is freed by a key destructor that runs
 	 * after the sanitizer has let go of the exiting thread */
@@ -637,6 +641,7 @@ void unwinder_start(void)
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 #endif
 	backtrace_ips(ips, 8);
+	hiding_pipes = 0;
 	while (n > 0)
 		close(held[--n]);
 }

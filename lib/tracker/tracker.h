@@ -60,6 +60,7 @@ struct real_fns {
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*pipe2)(int[2], int);
 	int (*posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
 			   const posix_spawnattr_t *, char *const[], char *const[]);
 	int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
@@ -149,6 +150,11 @@ void tracker_exec_failed(char **env);
  * plus SPAWN_EXTRA entries) and text without allocating (NULL: does not
  * fit; start it unchanged). */
 #define SPAWN_EXTRA 12
+/* sink.c: a copy of fd just above the soft limit of open files, or -1. */
+int fd_above_limit(int fd, int cloexec);
+/* stack.c: set while the unwinder starts, so that the pipe it opens goes
+ * above the limit of open files (hooks.c's pipe2). */
+extern __thread int hiding_pipes __attribute__((tls_model("initial-exec")));
 int tracker_spawn_env_needed(char *const envp[]);
 char **tracker_spawn_env(char *const envp[], char **vec, size_t cap, char *text, size_t tcap);
 

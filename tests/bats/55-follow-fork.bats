@@ -176,3 +176,108 @@ each_pid_has() {
 	[ "$(dump r.bin | awk -v p="$child" '$2 != p && $3 == "trailer"' | wc -l)" -eq 1 ]
 	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" r.bin > /dev/null
 }
+
+@test "the stream's descriptor is kept above the soft limit of open files, where no child looks (CPython's test_pass_fds_redirected)" {
+	[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 1088 ] || skip "the hard limit of open files is too low to go above 1024"
+	ulimit -Sn 1024
+	# the descriptors below the limit, as the program sees them, are those it has without recording
+	"$FIX/allocs" fds | awk '$1 < 1024' > plain.txt
+	memray-record -q -o n.bin "$FIX/allocs" fds | awk '$1 < 1024' > rec.txt
+	memray-record -q -o f.bin --follow-fork "$FIX/allocs" fds | awk '$1 < 1024' > follow.txt
+	diff plain.txt rec.txt
+	diff plain.txt follow.txt
+	python3 -c 'import test.test_subprocess' 2> /dev/null || skip "CPython's test suite is missing (Debian: libpython3.11-testsuite)"
+	run timeout -k 5 120 memray-record -q --follow-fork -o t.bin /usr/bin/python3 -m test test_subprocess \
+		-m test_pass_fds_redirected -m test_pass_fds -m test_close_fds
+	assert_success
+	assert_output --partial "Tests result: SUCCESS"
+	run memray-stat t.bin
+	assert_success
+	assert_line --regexp "subprocessdata/fd_status.py"
+}
+
+@test "memray-record ends when its program ends, though a job it put in the background still holds the stream" {
+	start=$(date +%s)
+	run timeout -k 5 25 memray-record --follow-fork -o d.bin sh -c '"$0" sleep 20 > /dev/null 2>&1 & echo main-done' "$FIX/allocs"
+	assert_success
+	assert_line "main-done"
+	assert_output --partial "'sh' has ended, but processes it started still hold the stream: d.bin ends here, 1 s later"
+	[ $(( $(date +%s) - start )) -lt 10 ]
+	pkill -f "$FIX/allocs sleep 20" || true
+	run memray-stat d.bin
+	assert_success
+	assert_output --partial "has no trailer (killed, or still running when the recording ended?)"
+	# the background job's own allocation, before the end
+	dump d.bin | awk '$3 == "alloc" && $4 == "valloc" && / size=984 /' | grep -q .
+}
+
+@test "a signal sent to memray-record goes to the program, and memray-record then ends with it" {
+	# sh ends by TERM and HUP; the child it was waiting for, left
+	# running, does not keep memray-record
+	for sig in TERM HUP; do
+		memray-record -q --follow-fork -o "s-$sig.bin" sh -c '"$0" sleep 20 > /dev/null; echo not-reached' "$FIX/allocs" > "out-$sig.txt" 2>&1 &
+		rec=$!
+		sleep 0.5
+		kill -$sig $rec
+		start=$(date +%s)
+		status=0
+		wait $rec || status=$?
+		[ $(( $(date +%s) - start )) -lt 8 ] || { echo "SIG$sig: took too long"; false; }
+		[ "$status" -eq $(( 128 + $(kill -l $sig) )) ] || { echo "SIG$sig: status $status"; false; }
+		pkill -f "$FIX/allocs sleep 20" || true
+		! grep -q not-reached "out-$sig.txt"
+		memray-stat "s-$sig.bin" > /dev/null
+	done
+	# Python ends by SIGINT (KeyboardInterrupt), its stream complete
+	memray-record -q -o py.bin $PY3 -c 'import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); time.sleep(20)' > py.txt 2>&1 &
+	rec=$!
+	sleep 1
+	kill -INT $rec
+	status=0
+	wait $rec || status=$?
+	[ "$status" -eq 130 ]
+	grep -q KeyboardInterrupt py.txt
+	memray-stat py.bin | grep -q "SIGINT"
+	# a program that ignores it (sh started in the background here
+	# ignores SIGINT) is left running after 2 s, the recording ended
+	memray-record -o ign.bin sh -c '"$0" sleep 20' "$FIX/allocs" > ign.txt 2>&1 &
+	rec=$!
+	sleep 0.5
+	kill -INT $rec
+	status=0
+	wait $rec || status=$?
+	[ "$status" -eq 130 ]
+	grep -q "'sh' is still running 2 s after SIGINT was passed on to it: the recording ends here" ign.txt
+	pkill -f "$FIX/allocs sleep 20" || true
+}
+
+@test "a child killed with SIGKILL while it allocates: the stream is read whole, with a warning naming it" {
+	run timeout -k 5 30 memray-record -q -o k.bin --follow-fork sh -c '"$0" churn 1000 & p=$!; sleep 0.5; kill -9 $p; wait; "$0" alloc malloc' "$FIX/allocs"
+	assert_success
+	run memray-stat k.bin
+	assert_success
+	assert_output --regexp "pid [0-9]+ (ended inside a record, without a trailer \(killed by SIGKILL\?\)|has no trailer)"
+	# everything after it is there: the last program's allocation and every trailer but the killed one's
+	dump k.bin | awk '$3 == "alloc" && $4 == "malloc" && / size=984 /' | grep -q .
+}
+
+# bats test_tags=py3
+@test "a multiprocessing pool's workers, ended by SIGTERM as the pool closes, leave complete streams" {
+	cat > pool.py <<-PYEOF
+	import multiprocessing as mp
+	def work(n):
+	    return len(bytearray(n * 1000))
+	if __name__ == "__main__":
+	    with mp.Pool(4) as p:
+	        print(sum(p.map(work, range(200))))
+	PYEOF
+	for i in 1 2 3; do
+		run timeout -k 5 60 memray-record -q -f -o pool.bin --follow-fork $PY3 pool.py
+		assert_success
+		assert_output "19900000"
+		run memray-stat pool.bin
+		assert_success
+		refute_output --partial "truncated"
+		refute_output --partial "no trailer"
+	done
+}

@@ -1275,7 +1275,7 @@ static void test_child_without_trailer(void)
 	char err[512], warn[512];
 	int rc = read_all(both.p, both.len, &np, &nr, err, sizeof(err), warn, sizeof(warn));
 	CHECK_EQ_U64(rc, 0);
-	CHECK(strstr(warn, "pid 200 ended without a trailer") != NULL);
+	CHECK(strstr(warn, "pid 200 has no trailer") != NULL);
 	/* every cut inside b's last chunk */
 	size_t last = a.out.len, off = a.out.len;
 	while (off < both.len) {
@@ -1292,6 +1292,79 @@ static void test_child_without_trailer(void)
 	free(both.p);
 	script_free(&a);
 	script_free(&b);
+}
+
+/* A child whose stream stops at a chunk's end inside a record (SIGKILL)
+ * while the first process ended properly: a warning, every whole record
+ * read; the first process's doing so is still an error. */
+static void test_child_killed_inside_record(void)
+{
+	struct script a, b;
+	script_init(&a, 100);
+	script_init(&b, 200);
+	s_header(&a, &test_header);
+	s_header(&b, &test_header);
+	mr_w_flush(&b.w);
+	size_t whole = b.out.len; /* b's header, in chunks of its own */
+	/* allocations until one is split between two chunks */
+	for (int i = 0; i < 3000 && b.out.len == whole; i++)
+		s_alloc(&b, MR_MALLOC, 0x1000 + 4096 * (uint64_t)i, 100000 + (uint64_t)i, 0);
+	CHECK(b.out.len > whole); /* a full chunk went out, ending inside a record */
+	s_trailer(&a, 5);
+	struct membuf both = { 0 };
+	mem_append(&both, a.out.p, a.out.len);
+	mem_append(&both, b.out.p, b.out.len);
+	size_t np, nr;
+	char err[512], warn[512];
+	int rc = read_all(both.p, both.len, &np, &nr, err, sizeof(err), warn, sizeof(warn));
+	CHECK_EQ_U64(rc, 0);
+	CHECK(strstr(warn, "pid 200 ended inside a record") != NULL);
+	/* the same with the roles swapped: the first process cut is an error */
+	struct membuf swapped = { 0 };
+	mem_append(&swapped, b.out.p, b.out.len);
+	mem_append(&swapped, a.out.p, a.out.len);
+	rc = read_all(swapped.p, swapped.len, &np, &nr, err, sizeof(err), warn, sizeof(warn));
+	CHECK_EQ_U64((uint64_t)rc, (uint64_t)-1);
+	CHECK(strstr(err, "pid 200's last record is incomplete") != NULL);
+	free(both.p);
+	free(swapped.p);
+	script_free(&a);
+	script_free(&b);
+}
+
+/* A pid whose stream starts over at chunk 0 without its end (an exec the
+ * tracker did not see): the earlier stream stops there, said once, and
+ * the new one and every other process are read whole. */
+static void test_pid_restarted(void)
+{
+	struct script a, b, b2;
+	script_init(&a, 100);
+	script_init(&b, 200);
+	script_init(&b2, 200);
+	s_header(&a, &test_header);
+	s_header(&b, &test_header);
+	for (int i = 0; i < 10; i++)
+		s_alloc(&b, MR_MALLOC, 0x1000 + 64 * (uint64_t)i, 16, 0);
+	mr_w_flush(&b.w);
+	s_alloc(&b, MR_MALLOC, 0x9000, 16, 0); /* never written: lost */
+	s_header(&b2, &test_header);
+	s_alloc(&b2, MR_CALLOC, 0x5000, 32, 0);
+	s_trailer(&b2, 5);
+	s_trailer(&a, 5);
+	struct membuf all = { 0 };
+	mem_append(&all, b.out.p, b.out.len);
+	mem_append(&all, b2.out.p, b2.out.len);
+	mem_append(&all, a.out.p, a.out.len);
+	size_t np, nr;
+	char err[512], warn[512];
+	int rc = read_all(all.p, all.len, &np, &nr, err, sizeof(err), warn, sizeof(warn));
+	CHECK_EQ_U64(rc, 0);
+	CHECK_EQ_U64(np, 3);
+	CHECK(strstr(warn, "pid 200's records stop at byte") != NULL);
+	free(all.p);
+	script_free(&a);
+	script_free(&b);
+	script_free(&b2);
 }
 
 int main(void)
@@ -1315,6 +1388,8 @@ int main(void)
 	test_two_pids();
 	test_pid_reused();
 	test_child_without_trailer();
+	test_child_killed_inside_record();
+	test_pid_restarted();
 	test_extreme_addresses();
 
 	script_free(&full);
