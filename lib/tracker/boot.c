@@ -80,6 +80,8 @@ NO_TSAN int tracker_resolve(void)
 	R(posix_spawn);
 	R(posix_spawnp);
 	R(pipe2);
+	R(unshare);
+	R(setns);
 	R(_exit);
 	R(_Exit);
 #undef R

@@ -8,10 +8,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../stream.h"
@@ -445,6 +447,53 @@ EXPORT int pipe2(int fds[2], int flags)
 		}
 	}
 	return rc;
+}
+
+/* unshare and setns into a new user namespace (or unsharing what
+ * threads share) need a process of one thread: the tracker's sampler
+ * steps aside for the call. The kernel counts a thread that has just left
+ * for a moment longer, so a refusal then is tried again, for at most
+ * 200 ms. */
+static int one_thread_call(int (*call)(int, int), int a, int b, int needs)
+{
+	int paused = needs && READY ? sampler_pause() : 0;
+	int rc = call(a, b);
+	for (int i = 0; paused && rc < 0 && errno == EINVAL && i < 200; i++) {
+		struct timespec t = { 0, 1000000 };
+		nanosleep(&t, NULL);
+		rc = call(a, b);
+	}
+	int e = errno;
+	if (paused)
+		sampler_resume();
+	errno = e;
+	return rc;
+}
+
+static int call_unshare(int flags, int unused)
+{
+	(void)unused;
+	return real.unshare(flags);
+}
+
+EXPORT int unshare(int flags)
+{
+	if (unlikely(!real.unshare) && !tracker_resolve()) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return one_thread_call(call_unshare, flags, 0,
+			       flags & (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM));
+}
+
+EXPORT int setns(int fd, int nstype)
+{
+	if (unlikely(!real.setns) && !tracker_resolve()) {
+		errno = ENOSYS;
+		return -1;
+	}
+	/* (nstype 0 lets the kernel find the kind of namespace fd is) */
+	return one_thread_call(real.setns, fd, nstype, nstype == 0 || (nstype & CLONE_NEWUSER));
 }
 
 /* The execl family: the variadic arguments gathered into an argv. */

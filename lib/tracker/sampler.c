@@ -126,7 +126,19 @@ static int ctl_hung_up(void)
  * recording finds the previous sampler still asleep, which then leaves. */
 unsigned sampler_gen;
 
+/* Samplers running (a leaving one counts until it returns). */
+static unsigned samplers_alive;
+
+static void *sampler_loop(void *arg);
+
 static void *sampler_main(void *arg)
+{
+	sampler_loop(arg);
+	__atomic_sub_fetch(&samplers_alive, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *sampler_loop(void *arg)
 {
 	unsigned gen = (unsigned)(uintptr_t)arg;
 	tracker_guard = 1;
@@ -180,9 +192,35 @@ void sampler_start(void)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
 	unsigned gen = __atomic_add_fetch(&sampler_gen, 1, __ATOMIC_ACQ_REL);
+	__atomic_add_fetch(&samplers_alive, 1, __ATOMIC_ACQ_REL);
 	if (pthread_create(&sampler, &attr, sampler_main, (void *)(uintptr_t)gen) == 0)
 		pthread_setname_np(sampler, "memray-sampler");
+	else
+		__atomic_sub_fetch(&samplers_alive, 1, __ATOMIC_RELEASE);
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Stops the sampler for a call that needs the process to have one thread
+ * (unshare or setns into a user namespace): 1 if one was running, to be
+ * started again by sampler_resume. It leaves at its next tick (within
+ * 50 ms); the kernel may count it a moment longer, which the caller
+ * allows for. */
+int sampler_pause(void)
+{
+	if (!__atomic_load_n(&samplers_alive, __ATOMIC_ACQUIRE))
+		return 0;
+	__atomic_add_fetch(&sampler_gen, 1, __ATOMIC_ACQ_REL);
+	while (__atomic_load_n(&samplers_alive, __ATOMIC_ACQUIRE)) {
+		struct timespec t = { 0, 1000000 };
+		nanosleep(&t, NULL);
+	}
+	return 1;
+}
+
+void sampler_resume(void)
+{
+	if (ACTIVE())
+		sampler_start();
 }
 

@@ -61,6 +61,8 @@ struct real_fns {
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*pipe2)(int[2], int);
+	int (*unshare)(int);
+	int (*setns)(int, int);
 	int (*posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
 			   const posix_spawnattr_t *, char *const[], char *const[]);
 	int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
@@ -150,6 +152,10 @@ void tracker_exec_failed(char **env);
  * plus SPAWN_EXTRA entries) and text without allocating (NULL: does not
  * fit; start it unchanged). */
 #define SPAWN_EXTRA 12
+/* sampler.c: the sampler thread stopped for a call that needs the
+ * process to have one thread (1 if it ran), and started again. */
+int sampler_pause(void);
+void sampler_resume(void);
 /* sink.c: a copy of fd just above the soft limit of open files, or -1. */
 int fd_above_limit(int fd, int cloexec);
 /* stack.c: set while the unwinder starts, so that the pipe it opens goes

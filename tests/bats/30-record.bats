@@ -461,3 +461,26 @@ to err" ]
 	assert_output "memray-record: 'link.log' is a symbolic link; not following it"
 	[ ! -e elsewhere ]
 }
+
+@test "unshare -U and -r, and nsenter into a user namespace, work under memray-record, with and without --follow-fork" {
+	unshare -U true 2> /dev/null || skip "user namespaces are not allowed here"
+	for follow in "" --follow-fork; do
+		run timeout -k 5 30 memray-record -q -f -o u.bin $follow unshare -U "$FIX/allocs" alloc malloc
+		assert_success
+		memray-stat u.bin | grep -q "allocs alloc malloc"
+		run timeout -k 5 30 memray-record -q -f -o r.bin $follow unshare -r sh -c 'id -u; "$0" alloc calloc' "$FIX/allocs"
+		assert_success
+		assert_line "0"
+		run memray-stat r.bin
+		assert_success
+	done
+	# the program recorded in its user namespace, with --follow-fork
+	dump r.bin | awk '$3 == "alloc" && $4 == "calloc" && / size=984 /' | grep -q .
+	unshare -U sleep 10 &
+	ns=$!
+	sleep 0.3
+	run timeout -k 5 30 memray-record -q -o n.bin nsenter -U -t "$(pgrep -n -P $ns || echo $ns)" --preserve-credentials "$FIX/allocs" alloc malloc
+	kill $ns || true
+	assert_success
+	memray-stat n.bin | grep -q "allocs alloc malloc"
+}
