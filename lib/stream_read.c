@@ -952,7 +952,8 @@ static int at_end(struct mr_reader *r)
 				    file_offset(p, p->consumed), p->pid);
 		if (!p->has_trailer && p->exec_pending && p->pid == r->procs[0]->pid)
 			return fail(r, "truncated at byte %" PRIu64 ": pid %u exec'd a program that"
-				    " did not record (statically linked or setuid?)", r->offset, p->pid);
+				    " was not recorded here (statically linked, setuid, or recorded by a"
+				    " memray-record of its own?)", r->offset, p->pid);
 		if (!p->has_trailer && p->pid == r->procs[0]->pid)
 			return fail(r, "truncated at byte %" PRIu64 ": no trailer for pid %u"
 				    " (the program was killed or the stream was cut)",
@@ -969,7 +970,8 @@ static int at_end(struct mr_reader *r)
 		const struct mr_proc *p = r->procs[i];
 		if (!p->has_trailer && !p->superseded && !r->warn[0])
 			snprintf(r->warn, sizeof(r->warn), p->exec_pending
-				 ? "pid %u exec'd a program that did not record (statically linked or setuid?)"
+				 ? "pid %u exec'd a program that was not recorded here (statically linked,"
+				   " setuid, or recorded by a memray-record of its own?)"
 				 : p->buf_end > p->buf_start
 				 ? "pid %u ended inside a record, without a trailer (killed by SIGKILL?)"
 				 : "pid %u has no trailer (killed, or still running when the recording ended?)", p->pid);

@@ -11,7 +11,9 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -37,10 +39,48 @@ static void free_env(char **env)
 	real.free(env);
 }
 
+/* Whether envp is for a memray-record of its own (nested in a followed
+ * program): it names, in MEMRAY_FD, an open pipe that is not this
+ * stream's. */
+static int nested_recorder(char *const envp[])
+{
+	for (size_t i = 0; envp && envp[i]; i++) {
+		if (strncmp(envp[i], "MEMRAY_FD=", 10) != 0)
+			continue;
+		char *end;
+		long fd = strtol(envp[i] + 10, &end, 10);
+		struct stat st;
+		return !*end && end != envp[i] + 10 && fd >= 0 && fd < INT32_MAX &&
+		       fstat((int)fd, &st) == 0 && S_ISFIFO(st.st_mode) && !fd_is_ours((int)fd);
+	}
+	return 0;
+}
+
 char **tracker_exec_env(char *const envp[])
 {
 	if (getpid() != my_pid || out_fd < 0)
 		return NULL;
+	if (follow && nested_recorder(envp)) {
+		/* A memray-record run by the followed program starts its own
+		 * program: that one records it. This stream ends the image
+		 * with its EXEC record, and nothing of the next (readers say
+		 * it was not recorded here), and says so. */
+		tracker_guard = 1;
+		lock_stream();
+		if (ACTIVE()) {
+			mr_w_exec(&writer, now_us());
+			batch_write();
+			set_active(0);
+		}
+		unlock();
+		char msg[256];
+		int n = snprintf(msg, sizeof(msg), "memray-record: pid %d runs a memray-record of its own:"
+				 " what it records is not in this stream\n", (int)my_pid);
+		if (n > 0)
+			(void)!write(2, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+		tracker_guard = 0;
+		return NULL;
+	}
 	if (attached || api_on) {
 		/* the new image has no tracker: the recording ends here */
 		tracker_finish();

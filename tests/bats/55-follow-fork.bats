@@ -76,7 +76,7 @@ each_pid_has() {
 	assert_output "done"
 	run memray-stat l.bin
 	assert_success
-	assert_line --regexp "exec'd a program that did not record"
+	assert_line --regexp "exec'd a program that was not recorded here \\(statically linked"
 }
 
 @test "a signal handler that maps memory while the tracker is busy, under --follow-fork" {
@@ -280,4 +280,22 @@ each_pid_has() {
 		refute_output --partial "truncated"
 		refute_output --partial "no trailer"
 	done
+}
+
+@test "a memray-record run inside a followed program records its own program; the outer stream says it gave that one up" {
+	run timeout -k 5 30 memray-record --follow-fork -o outer.bin sh -c 'memray-record -o inner.bin "$0" alloc calloc; echo inner=$?' "$FIX/allocs"
+	assert_success
+	assert_line "inner=0"
+	assert_line --regexp "^memray-record: pid [0-9]+ runs a memray-record of its own: what it records is not in this stream$"
+	refute_output --partial "not loaded"
+	# the inner stream holds its program, complete
+	run memray-stat inner.bin
+	assert_success
+	assert_line --regexp "^command: .*allocs alloc calloc$"
+	dump inner.bin | awk '$3 == "alloc" && $4 == "calloc" && / size=984 /' | grep -q .
+	# the outer one holds the shell and the inner memray-record, and says where it stopped
+	run memray-stat outer.bin
+	assert_success
+	assert_output --partial "exec'd a program that was not recorded here (statically linked, setuid, or recorded by a memray-record of its own?)"
+	! dump outer.bin | awk '$3 == "alloc" && $4 == "calloc" && / size=984 /' | grep -q .
 }
