@@ -106,7 +106,7 @@ static struct collapsed *lines_add(struct lines *L, char *text, size_t len, uint
 		L->cap = L->cap ? L->cap * 2 : 1024;
 		L->v = xrealloc(L->v, L->cap * sizeof(*L->v));
 	}
-	L->v[L->n] = (struct collapsed){ text, len, value, count, NULL, 0, NULL, 0 };
+	L->v[L->n] = (struct collapsed){ .text = text, .len = len, .value = value, .count = count };
 	if (thread)
 		part_add(&L->v[L->n], thread, value, count);
 	L->index[j] = (uint32_t)L->n;
@@ -178,6 +178,10 @@ static void split_native(struct frame_info *f, const char *s, size_t n)
 void collapse_visit(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
 		    const struct site *site, frame_visitor *visit, void *ctx)
 {
+	/* a Python frame's text, made again for every frame of every stack:
+	 * one buffer, never freed (a visitor copies what it keeps) */
+	static char *pybuf;
+	static size_t pybuf_cap;
 	const struct mr_proc *p = site->proc;
 	int python = (p->header.flags & MR_F_PYTHON) != 0;
 	int native = o->frames == FRAMES_NATIVE ||
@@ -218,15 +222,18 @@ void collapse_visit(struct replay *r, struct symbolizer *sym, const struct colla
 				shown++;
 				continue;
 			}
-			FILE *m = open_memstream(&t, &len);
-			fprintf(m, "%s (%s:%u)", fn, file, pf->line);
-			fclose(m);
-			struct frame_info f = { .kind = FRAME_PYTHON, .text = t, .text_len = len,
-						.name = fn, .name_len = strlen(fn), .file = file,
-						.file_len = strlen(file), .line = pf->line, .proc = p,
+			size_t fn_len = strlen(fn), file_len = strlen(file);
+			/* "fn (file:line)" in a buffer kept from frame to frame */
+			if (fn_len + file_len + 16 > pybuf_cap) {
+				pybuf_cap = (fn_len + file_len + 16) * 2;
+				pybuf = xrealloc(pybuf, pybuf_cap);
+			}
+			len = (size_t)snprintf(pybuf, pybuf_cap, "%s (%s:%u)", fn, file, pf->line);
+			struct frame_info f = { .kind = FRAME_PYTHON, .text = pybuf, .text_len = len,
+						.name = fn, .name_len = fn_len, .file = file,
+						.file_len = file_len, .line = pf->line, .proc = p,
 						.module = "" };
 			visit(ctx, &f);
-			free(t);
 			shown++;
 			continue;
 		}
@@ -510,24 +517,34 @@ static size_t build_lines(struct replay *r, struct symbolizer *sym, const struct
 	memset(&L, 0, sizeof(L));
 	const struct collapse_temporal *tp = x ? x->temporal : NULL;
 	int annotate = x && x->annotate;
+	/* one stream for every stack's text, rewound for each */
+	char *buf = NULL;
+	size_t buf_len = 0;
+	FILE *m = open_memstream(&buf, &buf_len);
+	if (!m)
+		die(EXIT_USAGE, "out of memory");
 	for (size_t i = 0; i < r->nsites; i++) {
 		const struct site *s = &r->sites[i];
 		uint64_t v = site_value(r, s, o->metric);
 		if (!v && !(tp && i < tp->nsite && tp->site[i].n))
 			continue;
-		char *text = NULL;
-		size_t len = 0;
-		FILE *m = open_memstream(&text, &len);
-		if (!m)
-			die(EXIT_USAGE, "out of memory");
+		rewind(m);
 		render(m, r, sym, s, o, src);
-		fclose(m);
+		if (fflush(m) != 0)
+			die(EXIT_USAGE, "out of memory");
+		size_t len = (size_t)ftell(m);
+		char *text = xrealloc(NULL, len + 1);
+		memcpy(text, buf, len);
+		text[len] = 0;
 		uint32_t thread = annotate || tp ? thread_id(r, s) : 0;
 		struct collapsed *l = lines_add(&L, text, len, v, site_count(r, s, o->metric),
 						annotate ? thread : 0);
+		l->bytes += s->total_bytes;
 		if (tp)
 			changes_add(l, tp, i, thread);
 	}
+	fclose(m);
+	free(buf);
 	if (L.n)
 		qsort(L.v, L.n, sizeof(*L.v), by_text);
 	free(L.index);
@@ -541,13 +558,18 @@ size_t collapse_lines(struct replay *r, struct symbolizer *sym, const struct col
 	return build_lines(r, sym, o, NULL, out, NULL);
 }
 
-void collapse_lines_free(struct collapsed *v, size_t n)
+void collapse_lines_free_from(struct collapsed *v, size_t from, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = from; i < n; i++) {
 		free(v[i].text);
 		free(v[i].parts);
 		free(v[i].changes);
 	}
+}
+
+void collapse_lines_free(struct collapsed *v, size_t n)
+{
+	collapse_lines_free_from(v, 0, n);
 	free(v);
 }
 

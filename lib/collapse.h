@@ -60,6 +60,7 @@ struct collapsed {
 	char *text;
 	size_t len;
 	uint64_t value, count; /* the metric, and the allocations behind it */
+	uint64_t bytes; /* the bytes those allocations took, in all */
 	struct collapsed_part *parts; /* with annotate: by thread, else NULL */
 	size_t nparts;
 	/* with temporal: the changes of its live bytes and count, at the
@@ -73,6 +74,8 @@ struct collapsed {
 size_t collapse_lines(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,
 		      struct collapsed **out);
 void collapse_lines_free(struct collapsed *v, size_t n);
+/* Frees what lines v[from..n) hold (not v itself). */
+void collapse_lines_free_from(struct collapsed *v, size_t from, size_t n);
 /* One site's stack as a collapsed line without its value (malloc'd, *len
  * bytes), or NULL if out of memory. */
 char *collapse_site(struct replay *r, struct symbolizer *sym, const struct collapse_opts *o,

@@ -779,6 +779,14 @@ static void relay(struct run *r)
 		ssize_t k = read(r->data[0], buf, sizeof(buf));
 		if (k < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
+		if (k == 0 && !until && !program_ended(r)) {
+			/* every writer let go, but the program runs on: one that
+			 * closed its descriptors opens the pipe again through this
+			 * process's end when it next writes */
+			struct timespec t = { 0, 10 * 1000000 };
+			nanosleep(&t, NULL);
+			continue;
+		}
 		if (k <= 0)
 			break;
 		out->bytes_in += (unsigned long long)k;

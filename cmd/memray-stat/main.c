@@ -91,13 +91,19 @@ static int by_value(const void *a, const void *b)
 	return (x->count < y->count) - (x->count > y->count);
 }
 
-static struct top top_sites(struct replay *r, struct symbolizer *sym, enum metric m)
+/* The first `top` distinct stacks by metric m; the rest are let go at
+ * once, so that three lists of a million stacks are never held together. */
+static struct top top_sites(struct replay *r, struct symbolizer *sym, enum metric m, size_t top)
 {
 	struct collapse_opts o = { m, FRAMES_AUTO, 0, 0, 0 };
 	struct top t;
 	t.n = collapse_lines(r, sym, &o, &t.v);
 	if (t.n)
 		qsort(t.v, t.n, sizeof(*t.v), by_value);
+	if (t.n > top) {
+		collapse_lines_free_from(t.v, top, t.n);
+		t.n = top;
+	}
 	return t;
 }
 
@@ -275,9 +281,9 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 			       "########################################");
 		}
 	}
-	struct top by_bytes = top_sites(r, sym, METRIC_TOTAL);
-	struct top by_count = top_sites(r, sym, METRIC_COUNT);
-	struct top temp = top_sites(r, sym, METRIC_TEMPORARY);
+	struct top by_bytes = top_sites(r, sym, METRIC_TOTAL, top);
+	struct top by_count = top_sites(r, sym, METRIC_COUNT, top);
+	struct top temp = top_sites(r, sym, METRIC_TEMPORARY, top);
 	char title[64];
 	snprintf(title, sizeof(title), "top %zu sites by bytes allocated", top);
 	print_top(title, &by_bytes, top, 0);
@@ -300,20 +306,12 @@ static void json_str(const char *s, size_t n)
 
 /* Sites as JSON. The sites by count carry counts as their values: their
  * bytes are those of the same stack by bytes (bytes, when given). */
-static void json_sites(const char *key, const struct top *t, size_t top, const struct top *bytes)
+/* With bytes set, the bytes shown are those allocated, not the metric. */
+static void json_sites(const char *key, const struct top *t, size_t top, int bytes)
 {
 	printf(",\"%s\":[", key);
 	for (size_t i = 0; i < t->n && i < top; i++) {
-		uint64_t b = t->v[i].value;
-		if (bytes) {
-			b = 0;
-			for (size_t j = 0; j < bytes->n; j++)
-				if (bytes->v[j].len == t->v[i].len &&
-				    memcmp(bytes->v[j].text, t->v[i].text, t->v[i].len) == 0) {
-					b = bytes->v[j].value;
-					break;
-				}
-		}
+		uint64_t b = bytes ? t->v[i].bytes : t->v[i].value;
 		printf("%s{\"bytes\":%" PRIu64 ",\"count\":%" PRIu64 ",\"stack\":[", i ? "," : "",
 		       b, t->v[i].count);
 		const char *s = t->v[i].text, *e = s + t->v[i].len;
@@ -398,15 +396,15 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 			first = 0;
 		}
 	putchar(']');
-	struct top by_bytes = top_sites(r, sym, METRIC_TOTAL);
-	struct top by_count = top_sites(r, sym, METRIC_COUNT);
-	struct top temp = top_sites(r, sym, METRIC_TEMPORARY);
-	json_sites("top_by_bytes", &by_bytes, top, NULL);
-	json_sites("top_by_count", &by_count, top, &by_bytes);
+	struct top by_bytes = top_sites(r, sym, METRIC_TOTAL, top);
+	struct top by_count = top_sites(r, sym, METRIC_COUNT, top);
+	struct top temp = top_sites(r, sym, METRIC_TEMPORARY, top);
+	json_sites("top_by_bytes", &by_bytes, top, 0);
+	json_sites("top_by_count", &by_count, top, 1);
 	if (r->sample_bytes)
 		printf(",\"top_temporary\":null");
 	else
-		json_sites("top_temporary", &temp, top, NULL);
+		json_sites("top_temporary", &temp, top, 0);
 	collapse_lines_free(by_bytes.v, by_bytes.n);
 	collapse_lines_free(by_count.v, by_count.n);
 	collapse_lines_free(temp.v, temp.n);

@@ -415,11 +415,21 @@ slow_reader_run() {
 	[ "$(dump e.bin | awk '{print $2}' | sort -u | wc -l)" = 1 ]
 }
 
-@test "a program that closes every descriptor and reuses the numbers never gets tracker bytes in its files" {
+@test "a program that closes every descriptor and reuses the numbers never gets tracker bytes in its files, and is recorded to its end" {
 	run memray-record -q -o c.bin "$FIX/allocs" close-all "$BATS_TEST_TMPDIR/mine.txt"
 	assert_success
 	[ "$(cat mine.txt)" = mine ]
-	run memray-stat --dump c.bin
+	# the tracker opened the pipe again through memray-record's end
+	run memray-stat c.bin
+	assert_success
+	assert_line --regexp "^allocations: +200[0-9]{3}$"
+	# with no descriptor left to open it again under (it takes every
+	# number up to a limit of 256), the recording stops there, said so
+	run bash -c 'ulimit -n 256 && exec memray-record -o d.bin "$0" close-all "$1"' "$FIX/allocs" "$BATS_TEST_TMPDIR/mine2.txt"
+	assert_success
+	[ "$(cat mine2.txt)" = mine ]
+	assert_line --partial "stopped before it ended"
+	run memray-stat --dump d.bin
 	assert_failure 2
 	assert_output --partial " header "
 	assert_output --partial "no trailer"

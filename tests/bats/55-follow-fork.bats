@@ -136,7 +136,8 @@ each_pid_has() {
 	run memray-stat p.bin
 	assert_success
 	[ "$(grep -c " $FIX/allocs alloc malloc\$" <<< "$output")" -eq 5 ]
-	[ "$(dump p.bin | awk '$3 == "alloc" && / size=77778 /' | wc -l)" -eq 5 ]
+	# the bytearray's buffer (77778 bytes, or a little more on some Pythons), once in each child
+	[ "$(dump p.bin | awk '$3 == "alloc" || $3 == "move"' | field size | awk '$1 >= 77777 && $1 < 78000' | wc -l)" -eq 5 ]
 	[ "$(dump p.bin | awk '$3 == "trailer"' | wc -l)" -eq 6 ]
 }
 
