@@ -189,6 +189,7 @@ bench: all
 	bench/flame.sh $(BUILD)
 	bench/sample.sh $(BUILD)
 	bench/reader.sh $(BUILD)
+	bench/stacks.sh $(BUILD)
 	BENCH_RESULTS=$(BUILD)/bench/results.txt bench/summary.sh $(BUILD)
 	if [ "$(SID)" = 1 ]; then tests/sid.sh bench; fi
 

@@ -19,6 +19,21 @@ void collapse_escape(FILE *f, const char *str, size_t n)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	for (size_t i = 0; i < n;) {
+		/* a run that needs no escape goes out in one write */
+		size_t j = i;
+		for (;;) {
+			while (j < n && s[j] >= 0x20 && s[j] < 0x7f && s[j] != '\\' && s[j] != ';')
+				j++;
+			size_t k = j < n && s[j] >= 0x80 ? utf8_len(s + j, n - j) : 0;
+			if (!k)
+				break;
+			j += k;
+		}
+		if (j > i) {
+			fwrite(s + i, 1, j - i, f);
+			i = j;
+			continue;
+		}
 		unsigned char c = s[i];
 		size_t k = utf8_len(s + i, n - i);
 		if (c == '\\')
@@ -228,7 +243,22 @@ void collapse_visit(struct replay *r, struct symbolizer *sym, const struct colla
 				pybuf_cap = (fn_len + file_len + 16) * 2;
 				pybuf = xrealloc(pybuf, pybuf_cap);
 			}
-			len = (size_t)snprintf(pybuf, pybuf_cap, "%s (%s:%u)", fn, file, pf->line);
+			/* (snprintf's "%s (%s:%u)", by hand: it is the hot spot) */
+			char num[16];
+			size_t nl = 0;
+			uint32_t line = pf->line;
+			do
+				num[sizeof(num) - ++nl] = (char)('0' + line % 10);
+			while ((line /= 10) && nl < sizeof(num));
+			char *q = pybuf;
+			memcpy(q, fn, fn_len), q += fn_len;
+			*q++ = ' ', *q++ = '(';
+			memcpy(q, file, file_len), q += file_len;
+			*q++ = ':';
+			memcpy(q, num + sizeof(num) - nl, nl), q += nl;
+			*q++ = ')';
+			*q = 0;
+			len = (size_t)(q - pybuf);
 			struct frame_info f = { .kind = FRAME_PYTHON, .text = pybuf, .text_len = len,
 						.name = fn, .name_len = fn_len, .file = file,
 						.file_len = file_len, .line = pf->line, .proc = p,
@@ -540,6 +570,9 @@ static size_t build_lines(struct replay *r, struct symbolizer *sym, const struct
 		struct collapsed *l = lines_add(&L, text, len, v, site_count(r, s, o->metric),
 						annotate ? thread : 0);
 		l->bytes += s->total_bytes;
+		l->bytes_count += s->total_bytes ? s->total_count : 0;
+		l->temp_bytes += s->temp_bytes;
+		l->temp_count += s->temp_count;
 		if (tp)
 			changes_add(l, tp, i, thread);
 	}

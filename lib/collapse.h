@@ -60,7 +60,10 @@ struct collapsed {
 	char *text;
 	size_t len;
 	uint64_t value, count; /* the metric, and the allocations behind it */
-	uint64_t bytes; /* the bytes those allocations took, in all */
+	/* every site's totals, whatever the metric: bytes allocated, and the
+	 * allocations behind them (of sites with bytes); temporary bytes and
+	 * allocations (memray-stat's three lists from one pass) */
+	uint64_t bytes, bytes_count, temp_bytes, temp_count;
 	struct collapsed_part *parts; /* with annotate: by thread, else NULL */
 	size_t nparts;
 	/* with temporal: the changes of its live bytes and count, at the

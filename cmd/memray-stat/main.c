@@ -91,20 +91,49 @@ static int by_value(const void *a, const void *b)
 	return (x->count < y->count) - (x->count > y->count);
 }
 
-/* The first `top` distinct stacks by metric m; the rest are let go at
- * once, so that three lists of a million stacks are never held together. */
-static struct top top_sites(struct replay *r, struct symbolizer *sym, enum metric m, size_t top)
+/* The three top lists: the distinct stacks rendered once (every site
+ * with allocations), ranked three ways; each list keeps its first `top`
+ * entries, which point into all. */
+struct tops {
+	struct top bytes, count, temp;
+	struct collapsed *all;
+	size_t n;
+};
+
+static struct top rank(const struct tops *t, enum metric m, size_t top)
 {
-	struct collapse_opts o = { m, FRAMES_AUTO, 0, 0, 0 };
-	struct top t;
-	t.n = collapse_lines(r, sym, &o, &t.v);
-	if (t.n)
-		qsort(t.v, t.n, sizeof(*t.v), by_value);
-	if (t.n > top) {
-		collapse_lines_free_from(t.v, top, t.n);
-		t.n = top;
+	struct top r = { xrealloc(NULL, (t->n ? t->n : 1) * sizeof(*r.v)), 0 };
+	for (size_t i = 0; i < t->n; i++) {
+		struct collapsed c = t->all[i];
+		if (m == METRIC_TOTAL)
+			c.value = c.bytes, c.count = c.bytes_count;
+		else if (m == METRIC_TEMPORARY)
+			c.value = c.temp_bytes, c.count = c.temp_count;
+		if (c.value)
+			r.v[r.n++] = c;
 	}
-	return t;
+	if (r.n)
+		qsort(r.v, r.n, sizeof(*r.v), by_value);
+	if (r.n > top)
+		r.n = top;
+	return r;
+}
+
+static void top_lists(struct replay *r, struct symbolizer *sym, size_t top, struct tops *t)
+{
+	struct collapse_opts o = { METRIC_COUNT, FRAMES_AUTO, 0, 0, 0 };
+	t->n = collapse_lines(r, sym, &o, &t->all);
+	t->bytes = rank(t, METRIC_TOTAL, top);
+	t->count = rank(t, METRIC_COUNT, top);
+	t->temp = rank(t, METRIC_TEMPORARY, top);
+}
+
+static void tops_free(struct tops *t)
+{
+	free(t->bytes.v);
+	free(t->count.v);
+	free(t->temp.v);
+	collapse_lines_free(t->all, t->n);
 }
 
 /* The leaf-most frame of a collapsed stack. */
@@ -281,9 +310,9 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 			       "########################################");
 		}
 	}
-	struct top by_bytes = top_sites(r, sym, METRIC_TOTAL, top);
-	struct top by_count = top_sites(r, sym, METRIC_COUNT, top);
-	struct top temp = top_sites(r, sym, METRIC_TEMPORARY, top);
+	struct tops t;
+	top_lists(r, sym, top, &t);
+	struct top by_bytes = t.bytes, by_count = t.count, temp = t.temp;
 	char title[64];
 	snprintf(title, sizeof(title), "top %zu sites by bytes allocated", top);
 	print_top(title, &by_bytes, top, 0);
@@ -294,9 +323,7 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 		printf("\n%s: not known in a sampled stream\n", title);
 	else
 		print_top(title, &temp, top, 0);
-	collapse_lines_free(by_bytes.v, by_bytes.n);
-	collapse_lines_free(by_count.v, by_count.n);
-	collapse_lines_free(temp.v, temp.n);
+	tops_free(&t);
 }
 
 static void json_str(const char *s, size_t n)
@@ -396,18 +423,16 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 			first = 0;
 		}
 	putchar(']');
-	struct top by_bytes = top_sites(r, sym, METRIC_TOTAL, top);
-	struct top by_count = top_sites(r, sym, METRIC_COUNT, top);
-	struct top temp = top_sites(r, sym, METRIC_TEMPORARY, top);
+	struct tops t;
+	top_lists(r, sym, top, &t);
+	struct top by_bytes = t.bytes, by_count = t.count, temp = t.temp;
 	json_sites("top_by_bytes", &by_bytes, top, 0);
 	json_sites("top_by_count", &by_count, top, 1);
 	if (r->sample_bytes)
 		printf(",\"top_temporary\":null");
 	else
 		json_sites("top_temporary", &temp, top, 0);
-	collapse_lines_free(by_bytes.v, by_bytes.n);
-	collapse_lines_free(by_count.v, by_count.n);
-	collapse_lines_free(temp.v, temp.n);
+	tops_free(&t);
 	printf("}\n");
 }
 
