@@ -106,7 +106,7 @@ typedef int (*mr_sink)(void *ctx, const uint8_t *chunk, size_t len);
  * from 1; 0 means "none".
  */
 struct mr_writer {
-	uint8_t chunk[MR_CHUNK_MAX];
+	uint8_t *chunk; /* own_chunk, unless the user put it elsewhere */
 	size_t len; /* bytes used in chunk, header included */
 	mr_sink sink;
 	void *ctx;
@@ -125,6 +125,30 @@ struct mr_writer {
 	uint32_t last_stack, last_age;
 	uint64_t ring[MR_AGE_WINDOW];
 	uint32_t age_slot[MR_AGE_SLOTS];
+	uint8_t own_chunk[MR_CHUNK_MAX];
+};
+
+/* The rescue area: memory the tracker of the process memray-record
+ * started shares with it (a memfd, MEMRAY_RESCUE), where the chunks not
+ * yet written and the open chunk live. At each release of the stream's
+ * lock the tracker commits how much of them is whole records, with the
+ * counts so far; busy is set while the lock is held. A program that ends
+ * without exit (Go calls exit_group itself) or is killed leaves them
+ * there, and memray-record sends them on with the stream's end. */
+#define MR_RESCUE_MAGIC 0x3155435345524d52ull /* "MRRESCU1" */
+#define MR_RESCUE_BATCH (64 * 1024)
+struct mr_rescue {
+	uint64_t magic;
+	uint32_t pid;       /* whose records these are; 0: none */
+	uint32_t busy;      /* the lock is held: what follows may be half-made */
+	uint32_t ended;     /* the stream's end was written */
+	uint32_t batch_len; /* whole chunks gathered and not yet written */
+	uint32_t chunk_len; /* the open chunk up to its last whole record, header included */
+	uint16_t seq;       /* the open chunk's sequence number */
+	uint16_t pad;
+	uint64_t n_records, n_allocs, n_frees, bytes_allocated, time_us;
+	uint8_t batch[MR_RESCUE_BATCH];
+	uint8_t chunk[MR_CHUNK_MAX];
 };
 
 struct mr_segment {

@@ -28,6 +28,7 @@ const char *mr_allocator_name(int a)
 void mr_writer_init(struct mr_writer *w, uint32_t pid, mr_sink sink, void *ctx)
 {
 	memset(w, 0, sizeof(*w));
+	w->chunk = w->own_chunk;
 	w->pid = pid;
 	w->sink = sink;
 	w->ctx = ctx;

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -320,8 +322,12 @@ void watch_bytes(struct watch *w, const uint8_t *p, size_t n)
 				       (uint32_t)w->head[6] << 16 | (uint32_t)w->head[7] << 24;
 			w->left = (size_t)(w->head[8] | w->head[9] << 8);
 			w->mine = pid == w->pid;
-			if (w->mine)
+			if (w->mine) {
 				w->last_len = 0;
+				uint16_t seq = (uint16_t)(w->head[10] | w->head[11] << 8);
+				size_t units = w->left <= MR_PAYLOAD_MAX ? 1 : w->left / MR_PAYLOAD_MAX;
+				w->next_seq = (uint16_t)(seq + units);
+			}
 			continue;
 		}
 		size_t k = w->left < n ? w->left : n;
@@ -383,6 +389,28 @@ int open_output(const char *path, int force)
 
 static pid_t child;
 
+/* The rescue area shared with the program's tracker (struct mr_rescue):
+ * a memfd, its number here passed as MEMRAY_RESCUE. */
+static int rescue_fd = -1;
+static struct mr_rescue *rescue;
+
+static void rescue_create(void)
+{
+	int fd = (int)syscall(SYS_memfd_create, "memray-rescue", MFD_CLOEXEC);
+	if (fd < 0)
+		return;
+	void *m = MAP_FAILED;
+	if (ftruncate(fd, (off_t)sizeof(struct mr_rescue)) == 0)
+		m = mmap(NULL, sizeof(struct mr_rescue), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		close(fd);
+		return;
+	}
+	rescue = m;
+	rescue->magic = MR_RESCUE_MAGIC;
+	rescue_fd = fd;
+}
+
 static volatile sig_atomic_t child_reaped;
 static volatile sig_atomic_t forwarded; /* the last signal passed on */
 
@@ -428,6 +456,12 @@ static void child_env(const char *tracker, int fd, int read_end, const struct op
 	 * process's read end, open as long as anything is recorded */
 	snprintf(buf, sizeof(buf), "%d:%d", (int)getppid(), read_end);
 	setenv("MEMRAY_RECORDER", buf, 1);
+	if (rescue_fd >= 0) {
+		snprintf(buf, sizeof(buf), "%d", rescue_fd);
+		setenv("MEMRAY_RESCUE", buf, 1);
+	} else {
+		unsetenv("MEMRAY_RESCUE");
+	}
 	snprintf(buf, sizeof(buf), "%d", (int)getpid());
 	setenv("MEMRAY_PID", buf, 1);
 	setenv("MEMRAY_NATIVE", o->native, 1);
@@ -514,6 +548,7 @@ static int idle(const struct opts *o, char **prog_argv, int nargs)
 	preload_tracker(tracker);
 	unsetenv("MEMRAY_FD");
 	unsetenv("MEMRAY_RECORDER");
+	unsetenv("MEMRAY_RESCUE");
 	setenv("MEMRAY_IDLE", "1", 1);
 	execv(path, prog_argv);
 	int e = errno;
@@ -577,6 +612,8 @@ struct run {
 	int ws;               /* the program's wait status, once reaped */
 	int lingering;        /* processes it started still held the stream */
 	int gave_up;          /* the signal the recording ended by, the program running */
+	char rescued[96];     /* what rescue_tail sent on, if anything */
+	const char *rescue_said; /* why it could not */
 	int go[2];            /* the child waits on it for the default name */
 	struct watch watch;
 };
@@ -647,6 +684,7 @@ __attribute__((noreturn)) static void exec_program(struct run *r)
  * signals that would end it on to the program (forward). */
 static void start_program(struct run *r)
 {
+	rescue_create();
 	if (pipe2(r->data, O_CLOEXEC) < 0 || pipe2(r->errp, O_CLOEXEC) < 0 ||
 	    pipe2(r->go, O_CLOEXEC) < 0)
 		die(EXIT_USAGE, "cannot create a pipe: %s", strerror(errno));
@@ -732,6 +770,74 @@ static int program_ended(struct run *r)
 	return 0;
 }
 
+/* The rescue's writer: whole chunks on to the output, as if they had
+ * come through the pipe. */
+static int rescue_sink(void *ctx, const uint8_t *chunk, size_t len)
+{
+	struct run *r = ctx;
+	r->out.bytes_in += len;
+	watch_bytes(&r->watch, chunk, len);
+	out_stream(&r->out, chunk, len);
+	return 0;
+}
+
+/* The program has ended without its stream's end (a raw exit_group, as Go
+ * does, or a signal no stand-in could catch, such as SIGKILL): what its
+ * tracker held in the rescue area and had not sent goes on to the output,
+ * then a SIGNAL record if a signal ended it, then the trailer. Chunks the
+ * pipe already brought are known by their sequence numbers and skipped.
+ * Nothing is made up when the tracker was in the middle of a record. */
+static void rescue_tail(struct run *r)
+{
+	struct mr_rescue *a = rescue;
+	if (!a || !child_reaped || !r->out.bytes_in || watch_trailer(&r->watch) ||
+	    a->pid != (uint32_t)child || a->ended)
+		return;
+	if (a->busy) {
+		r->rescue_said = "the program ended while its tracker was writing: its last records are lost";
+		return;
+	}
+	uint16_t next = r->watch.next_seq;
+	size_t off = 0, sent = 0;
+	while (off + MR_CHUNK_HEADER <= a->batch_len && off + MR_CHUNK_HEADER <= sizeof(a->batch)) {
+		const uint8_t *c = a->batch + off;
+		uint32_t pid = (uint32_t)c[4] | (uint32_t)c[5] << 8 | (uint32_t)c[6] << 16 |
+			       (uint32_t)c[7] << 24;
+		size_t len = (size_t)(c[8] | c[9] << 8);
+		uint16_t seq = (uint16_t)(c[10] | c[11] << 8);
+		if (memcmp(c, MR_MAGIC, MR_MAGIC_LEN) != 0 || pid != a->pid || !len ||
+		    len > MR_PAYLOAD_MAX || off + MR_CHUNK_HEADER + len > a->batch_len)
+			break;
+		if ((uint16_t)(seq - next) < 0x8000) { /* not through the pipe yet */
+			rescue_sink(r, c, MR_CHUNK_HEADER + len);
+			sent += MR_CHUNK_HEADER + len;
+			next = (uint16_t)(seq + 1);
+		}
+		off += MR_CHUNK_HEADER + len;
+	}
+	static struct mr_writer w;
+	mr_writer_init(&w, a->pid, rescue_sink, r);
+	w.seq = next;
+	if (a->seq == next && a->chunk_len > MR_CHUNK_HEADER && a->chunk_len <= MR_CHUNK_MAX) {
+		memcpy(w.chunk + MR_CHUNK_HEADER, a->chunk + MR_CHUNK_HEADER,
+		       a->chunk_len - MR_CHUNK_HEADER);
+		w.len = a->chunk_len;
+		sent += a->chunk_len;
+	}
+	w.n_records = a->n_records;
+	w.n_allocs = a->n_allocs;
+	w.n_frees = a->n_frees;
+	w.bytes_allocated = a->bytes_allocated;
+	if (WIFSIGNALED(r->ws))
+		mr_w_signal(&w, WTERMSIG(r->ws));
+	mr_w_trailer(&w, a->time_us);
+	if (sent)
+		snprintf(r->rescued, sizeof(r->rescued), "the %zu bytes of records its tracker had not"
+			 " sent, and the stream's end", sent);
+	else
+		snprintf(r->rescued, sizeof(r->rescued), "the stream's end");
+}
+
 /* Relays the stream from the data pipe to the output until the last
  * writer closes it; or, once the program has ended, for LINGER_S more at
  * most: processes it left running (a job put in the background, a
@@ -793,6 +899,12 @@ static void relay(struct run *r)
 		watch_bytes(&r->watch, (const uint8_t *)buf, (size_t)k);
 		out_stream(out, buf, (size_t)k);
 	}
+	if (!r->gave_up) {
+		while (!child_reaped && waitpid(child, &r->ws, 0) < 0 && errno == EINTR)
+			;
+		child_reaped = 1;
+		rescue_tail(r);
+	}
 	if (out->rc)
 		rechunk_end(out->rc, out);
 	if (out->compress) {
@@ -815,6 +927,13 @@ static int report(struct run *r, int ws)
 	int status = exit_status(ws, prog, r->o->quiet, !why && watch_trailer(&r->watch));
 	if (out->fd >= 0 && !r->to_stdout && close(out->fd) < 0 && !out->err)
 		out->err = errno;
+	if (r->rescued[0] && !r->o->quiet)
+		warnmsg("'%s' ended %s, not by exit: memray-record wrote %s",
+			prog, WIFSIGNALED(ws) ? "by a signal the tracker cannot catch" :
+			"without the C library's exit (through the exit_group system call, as Go"
+			" programs do)", r->rescued);
+	if (r->rescue_said)
+		warnmsg("'%s': %s", prog, r->rescue_said);
 	if (out->err) {
 		if (out->err == EPIPE)
 			warnmsg("the stream was cut: %s went away", out->name);

@@ -72,6 +72,7 @@ struct watch {
 	int mine;           /* the chunk going by is the program's */
 	uint8_t last[4096]; /* the program's latest chunk */
 	size_t last_len;
+	uint16_t next_seq;  /* the program's next chunk's sequence number */
 };
 void watch_bytes(struct watch *w, const uint8_t *p, size_t n);
 int watch_trailer(const struct watch *w);

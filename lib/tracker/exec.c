@@ -92,7 +92,7 @@ char **tracker_exec_env(char *const envp[])
 	for (; envp && envp[n]; n++)
 		if (strncmp(envp[n], "LD_PRELOAD=", 11) == 0)
 			user_preload = envp[n] + 11;
-	char **env = real.malloc((n + 15) * sizeof(char *));
+	char **env = real.malloc((n + 16) * sizeof(char *));
 	if (!env) {
 		tracker_guard = 0;
 		return NULL;
@@ -124,6 +124,8 @@ char **tracker_exec_env(char *const envp[])
 	env[k++] = env_entry("MEMRAY_PID", num);
 	if (recorder_env(num, sizeof(num)))
 		env[k++] = env_entry("MEMRAY_RECORDER", num);
+	if (rescue_env(num, sizeof(num)))
+		env[k++] = env_entry("MEMRAY_RESCUE", num);
 	env[k++] = env_entry("MEMRAY_NATIVE", native_env);
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)interval_us);
 	env[k++] = env_entry("MEMRAY_INTERVAL_US", num);
@@ -147,6 +149,8 @@ char **tracker_exec_env(char *const envp[])
 		/* (a descriptor the program closed is opened again here) */
 		lost = batch_write() < 0 || out_fd < 0;
 		set_active(0);
+		if (rescue)
+			rescue->ended = 1; /* this image's records are all out */
 		snprintf(num, sizeof(num), "%u", (unsigned)writer.seq);
 		env[k++] = env_entry("MEMRAY_SEQ", num);
 	}
@@ -186,6 +190,8 @@ void tracker_exec_failed(char **env)
 	lock_stream();
 	if (out_fd >= 0)
 		set_active(1); /* the stream goes on: the next record is not a header */
+	if (rescue)
+		rescue->ended = 0;
 	unlock();
 	tracker_guard = 0;
 }

@@ -61,14 +61,40 @@ extern __thread int holding __attribute__((tls_model("initial-exec")));
 extern __thread int deferred_sig __attribute__((tls_model("initial-exec")));
 void raise_deferred(void) __attribute__((noinline, cold));
 
+extern struct mr_rescue *rescue;
+void rescue_open(const char *spec);
+int rescue_env(char *buf, size_t n);
+void rescue_attach(void);
+void rescue_forget(void);
+extern size_t batch_len; /* sink.c's batch, gathered */
+extern struct mr_writer writer;
+
+/* At each release of the lock: what of the rescue area is whole now. */
+static inline __attribute__((always_inline)) void rescue_commit(struct mr_rescue *a)
+{
+	a->batch_len = (uint32_t)batch_len;
+	a->chunk_len = (uint32_t)writer.len;
+	a->seq = writer.seq;
+	a->n_records = writer.n_records;
+	a->n_allocs = writer.n_allocs;
+	a->n_frees = writer.n_frees;
+	a->bytes_allocated = writer.bytes_allocated;
+	a->time_us = writer.last_time_us;
+	__atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
+}
+
 static inline __attribute__((always_inline)) void lock_stream(void)
 {
 	pthread_mutex_lock(&lock);
 	holding = 1;
+	if (rescue)
+		rescue->busy = 1;
 }
 
 static inline __attribute__((always_inline)) void unlock(void)
 {
+	if (rescue)
+		rescue_commit(rescue);
 	pthread_mutex_unlock(&lock);
 	holding = 0;
 	if (__builtin_expect(deferred_sig != 0, 0))

@@ -63,6 +63,7 @@ static void child_restart(void);
  * stream; otherwise it goes inert and lets go of the stream. */
 void at_child(void)
 {
+	rescue_forget(); /* the parent's, shared: never written here */
 	gate_forked();
 	pthread_mutex_init(&lock, NULL);
 	holding = 0;
@@ -101,6 +102,7 @@ static void restore_env(void)
 		/* children find the tracker through the environment */
 		unsetenv("MEMRAY_PID");
 		unsetenv("MEMRAY_SEQ");
+		unsetenv("MEMRAY_RESCUE"); /* the first process's alone */
 		return;
 	}
 	const char *saved = getenv("MEMRAY_LD_PRELOAD");
@@ -111,6 +113,7 @@ static void restore_env(void)
 	unsetenv("MEMRAY_LD_PRELOAD");
 	unsetenv("MEMRAY_FD");
 	unsetenv("MEMRAY_RECORDER");
+	unsetenv("MEMRAY_RESCUE");
 	unsetenv("MEMRAY_NATIVE");
 	unsetenv("MEMRAY_INTERVAL_US");
 	unsetenv("MEMRAY_SAMPLE_BYTES");
@@ -176,6 +179,8 @@ __attribute__((constructor(101))) static void tracker_start(int argc, char **arg
 	out_fd = continuing || follow ? adopt_fd(fd) : -1;
 	if (out_fd < 0 && follow && !continuing)
 		out_fd = reopen_from_parent(fd);
+	if (continuing && out_fd >= 0)
+		rescue_open(getenv("MEMRAY_RESCUE"));
 	if (native)
 		snprintf(native_env, sizeof(native_env), "%s", native);
 	int is_python = python_start();
@@ -231,6 +236,7 @@ void stream_start(uint16_t seq)
 	};
 	mr_writer_init(&writer, (uint32_t)my_pid, sink, NULL);
 	writer.seq = seq;
+	rescue_attach();
 	__atomic_store_n(&stream_gen, stream_gen + 1, __ATOMIC_RELAXED);
 	mr_w_header(&writer, &h);
 	set_active(1);
@@ -280,7 +286,10 @@ int stream_end(void)
 {
 	memory_record();
 	mr_w_trailer(&writer, now_us());
-	return batch_write();
+	int rc = batch_write();
+	if (rescue)
+		rescue->ended = 1;
+	return rc;
 }
 
 int tracker_signal_end(int sig)

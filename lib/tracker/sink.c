@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -37,6 +38,9 @@ __attribute__((noinline, cold)) void raise_deferred(void)
 
 struct mr_writer writer;
 int out_fd = -1;
+/* memray-record's pid and the number of its end of the pipe
+ * (MEMRAY_RECORDER): open for as long as anything is recorded. */
+static int recorder_pid = -1, recorder_fd = -1;
 dev_t out_dev;
 ino_t out_ino;
 
@@ -44,9 +48,88 @@ ino_t out_ino;
  * call and one wake-up of memray-record per 64 KiB, not per chunk; with
  * --follow-fork each chunk is written at once. */
 int follow; /* MEMRAY_FOLLOW: children are recorded too */
-#define BATCH (64 * 1024)
-static uint8_t batch[BATCH];
-static size_t batch_len;
+#define BATCH MR_RESCUE_BATCH
+static uint8_t batch_own[BATCH];
+static uint8_t *batch = batch_own; /* the rescue area's, when there is one */
+size_t batch_len;
+
+/* ---- the rescue area (see struct mr_rescue) ------------------------------ */
+
+struct mr_rescue *rescue;
+
+/* Maps the rescue area memray-record made (MEMRAY_RESCUE: its descriptor
+ * number there), for the process it started: opened through its
+ * /proc/PID/fd, so no descriptor stays here. Before stream_start. */
+static char rescue_spec[24];
+
+/* MEMRAY_RESCUE's value for an exec'd image, into buf; 0 if none. */
+int rescue_env(char *buf, size_t n)
+{
+	if (!rescue)
+		return 0;
+	snprintf(buf, n, "%s", rescue_spec);
+	return 1;
+}
+
+void rescue_open(const char *spec)
+{
+	char *end;
+	long fd = spec ? strtol(spec, &end, 10) : -1;
+	if (fd < 0 || *end || recorder_pid < 0)
+		return;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", recorder_pid, fd);
+	int k = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (k < 0)
+		return;
+	struct stat st;
+	void *m = MAP_FAILED;
+	if (fstat(k, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= (off_t)sizeof(struct mr_rescue))
+		m = mmap(NULL, sizeof(struct mr_rescue), PROT_READ | PROT_WRITE, MAP_SHARED, k, 0);
+	close(k);
+	if (m == MAP_FAILED)
+		return;
+	struct mr_rescue *a = m;
+	if (a->magic != MR_RESCUE_MAGIC) {
+		munmap(m, sizeof(*a));
+		return;
+	}
+	a->busy = 1;
+	a->pid = (uint32_t)getpid();
+	a->ended = 0;
+	a->batch_len = 0;
+	a->chunk_len = 0;
+	rescue = a;
+	snprintf(rescue_spec, sizeof(rescue_spec), "%ld", fd);
+}
+
+/* The writer's open chunk and the batch, in the rescue area (a fresh
+ * writer: after mr_writer_init). */
+void rescue_attach(void)
+{
+	if (!rescue)
+		return;
+	memcpy(rescue->chunk, writer.chunk, writer.len);
+	writer.chunk = rescue->chunk;
+	memcpy(rescue->batch, batch, batch_len);
+	batch = rescue->batch;
+}
+
+/* A forked child lets go of its parent's rescue area at once: its own
+ * copies of the open chunk and the batch, the mapping gone. */
+void rescue_forget(void)
+{
+	if (!rescue)
+		return;
+	memcpy(writer.own_chunk, writer.chunk, writer.len);
+	writer.chunk = writer.own_chunk;
+	memcpy(batch_own, batch, batch_len);
+	batch = batch_own;
+	struct mr_rescue *a = rescue;
+	rescue = NULL;
+	munmap(a, sizeof(*a));
+}
+
 
 /* Writes the batch. SIGPIPE is blocked around the write so that a reader
  * that went away never kills the program; a failure stops recording. */
@@ -82,6 +165,7 @@ int batch_write(void)
 	/* a child made without the fork handlers (_Fork, a raw clone) would
 	 * write under its parent's pid and sequence numbers */
 	if (follow && getpid() != my_pid) {
+		rescue_forget(); /* its parent's */
 		set_active(0);
 		out_fd = -1;
 		batch_len = 0;
@@ -93,6 +177,8 @@ int batch_write(void)
 	if (!fd_is_ours(out_fd) && (out_fd = reopen_pipe(-1)) < 0) {
 		set_active(0);
 		batch_len = 0;
+		if (rescue)
+			rescue->ended = 1; /* the recording stops here, said so */
 		return -1;
 	}
 	sigset_t pipe_set, old, pending;
@@ -135,6 +221,8 @@ int batch_write(void)
 	batch_len = 0;
 	if (short_write) {
 		set_active(0);
+		if (rescue)
+			rescue->ended = 1;
 		return -1;
 	}
 	return 0;
@@ -253,9 +341,6 @@ int adopt_fd(const char *s)
 
 /* ---- a lost descriptor, found again ------------------------------------ */
 
-/* memray-record's pid and the number of its end of the pipe
- * (MEMRAY_RECORDER): open for as long as anything is recorded. */
-static int recorder_pid = -1, recorder_fd = -1;
 
 void recorder_from_env(void)
 {

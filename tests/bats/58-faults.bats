@@ -38,20 +38,24 @@ print("end")'
 	refute_output --partial "stopped before it ended"
 }
 
-@test "SIGSEGV and abort: the program's own exit status, and the stream up to the last flush reads" {
+@test "SIGSEGV and abort: the program's own exit status, and a complete stream that names the signal" {
 	ulimit -c 0
 	run memray-record -o s.bin "$FIX/allocs" segv
 	assert_failure 139
-	assert_line --partial "killed by signal 11"
+	assert_line --partial "ended by signal 11 (SIGSEGV); the stream is complete and says so"
+	assert_line --partial "ended by a signal the tracker cannot catch, not by exit: memray-record wrote"
 	run memray-stat --dump s.bin
-	assert_failure 2
+	assert_success
 	assert_output --partial " alloc valloc "
-	assert_output --partial "no trailer"
+	assert_output --partial " signal signal=11 name=SIGSEGV"
+	assert_output --partial " trailer "
 	run memray-record -o a.bin /usr/bin/python3 -c 'import os; b = bytearray(5000000); os.abort()'
 	assert_failure 134
-	run memray-stat --dump a.bin
-	assert_failure 2
-	assert_output --partial " header "
+	run memray-stat a.bin
+	assert_success
+	assert_line --regexp "^ended by: +signal 6 \(SIGABRT\)$"
+	# the bytearray allocated just before the abort, which no flush had sent
+	memray-stat --dump a.bin | grep -q " size=5000001 "
 	# and unrecorded, the same statuses
 	run "$FIX/allocs" segv
 	assert_failure 139
@@ -69,4 +73,20 @@ print("end")'
 	assert_success
 	[ "$(grep -c "forkthreads 30\$" <<< "$output")" -eq 32 ]
 	[ "$(events malloc ff.bin 777 | wc -l)" -eq 30 ]
+}
+
+@test "a Go program with cgo, which leaves by the exit_group system call, leaves a complete stream, said so" {
+	command -v go > /dev/null || skip "no go here (Debian: golang-go)"
+	cp -r "$BATS_TEST_DIRNAME/../fixtures/cgoalloc" .
+	(cd cgoalloc && GOCACHE="$BATS_TEST_TMPDIR/gocache" GOPATH="$BATS_TEST_TMPDIR/gopath" GOFLAGS=-mod=mod GOPROXY=off go build -o cgoalloc .)
+	run timeout -k 5 60 memray-record -o g.bin ./cgoalloc/cgoalloc
+	assert_success
+	assert_line "1500"
+	assert_line --partial "ended without the C library's exit (through the exit_group system call, as Go programs do), not by exit: memray-record wrote the"
+	refute_output --partial "stopped before it ended"
+	run memray-stat g.bin
+	assert_success
+	# every one of its 1500 C allocations, the last ones included
+	[ "$(dump g.bin | awk '$3 == "alloc" && $4 == "malloc"' | field size | awk '$1 >= 7000 && $1 < 8500' | sort -u | wc -l)" -eq 1500 ]
+	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" g.bin > /dev/null
 }
