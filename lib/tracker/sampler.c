@@ -29,12 +29,31 @@
 uint64_t interval_us = 10000;
 static pthread_t sampler;
 
+/* Opens path for the tracker's own brief use (close-on-exec), never
+ * under 0, 1 or 2: a program that closed one of those may dup2 a file of
+ * its own onto that number at any moment (CPython's test_subprocess does,
+ * around a child it starts), and the tracker must then neither read from
+ * nor close the program's file. -1, opening nothing, while one of them
+ * is closed. */
+int quiet_open(const char *path, int flags)
+{
+	for (int i = 0; i < 3; i++)
+		if (fcntl(i, F_GETFD) < 0)
+			return -1;
+	int fd = open(path, flags | O_CLOEXEC);
+	if (fd >= 0 && fd < 3) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* The start of a /proc file, NUL-terminated, in buf; 0 if unreadable.
  * Opened for each reading, so no descriptor of ours stays open for the
  * program to close or find in its way. */
 static int read_proc(const char *path, char *buf, size_t size)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = quiet_open(path, O_RDONLY);
 	if (fd < 0)
 		return 0;
 	ssize_t k = read(fd, buf, size - 1);
@@ -89,7 +108,7 @@ static int left_alone(void)
 		p = strchr(p + 1, ' ');
 	if (!p || strtol(p + 1, NULL, 10) > 2)
 		return 0;
-	int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dfd = quiet_open("/proc/self/task", O_RDONLY | O_DIRECTORY);
 	if (dfd < 0)
 		return 0;
 	long me = syscall(SYS_gettid), n;

@@ -79,7 +79,7 @@ void rescue_open(const char *spec)
 		return;
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", recorder_pid, fd);
-	int k = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+	int k = quiet_open(path, O_RDWR | O_NOCTTY);
 	if (k < 0)
 		return;
 	struct stat st;
@@ -382,7 +382,7 @@ static int open_via(int pid, int fd)
 	if (stat(path, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_dev != out_dev ||
 	    st.st_ino != out_ino)
 		return -1;
-	int k = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int k = quiet_open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY);
 	if (k < 0)
 		return -1;
 	/* writes block as on the inherited descriptor */

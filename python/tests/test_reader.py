@@ -389,7 +389,9 @@ def test_corrupt_bytes_named(tmp_path, pyrun):
     chunks = [0]
     while chunks[-1] + 12 <= len(data):
         chunks.append(chunks[-1] + 12 + int.from_bytes(data[chunks[-1] + 8:chunks[-1] + 10], "little"))
-    assert len(chunks) > 6
+    # (how many depends on the flushes a run happens to make, and
+    # memray-record joins runs of full chunks: at least a few)
+    assert len(chunks) > 3
     chunk = chunks[len(chunks) // 2]
     flipped = bytearray(data)
     flipped[chunk + 1] ^= 0xFF
