@@ -973,8 +973,10 @@ static int at_end(struct mr_reader *r)
 				 ? "pid %u exec'd a program that was not recorded here (statically linked,"
 				   " setuid, or recorded by a memray-record of its own?)"
 				 : p->buf_end > p->buf_start
-				 ? "pid %u ended inside a record, without a trailer (killed by SIGKILL?)"
-				 : "pid %u has no trailer (killed, or still running when the recording ended?)", p->pid);
+				 ? "pid %u ended inside a record, without a trailer (killed by SIGKILL, or"
+				   " left by the exit_group system call as Go programs do?)"
+				 : "pid %u has no trailer (killed, left by exit_group, or still running when"
+				   " the recording ended?)", p->pid);
 	}
 	return 0;
 }
