@@ -279,6 +279,18 @@ static struct replay_proc *proc_of(struct replay *r, struct mr_proc *p)
 	return rp;
 }
 
+/* A record's time (from its own program image's start) on the time line
+ * of the first image replayed: the images of --follow-fork's processes,
+ * and those after an exec, each count from their own start, which their
+ * headers give in wall-clock microseconds. */
+static uint64_t common_time(struct replay *r, const struct mr_proc *p, uint64_t time_us)
+{
+	uint64_t start = p->header.start_us;
+	if (!r->base_start_us)
+		r->base_start_us = start;
+	return start > r->base_start_us ? time_us + (start - r->base_start_us) : time_us;
+}
+
 static void add_timepoint(struct replay *r, uint64_t time_us, uint64_t rss)
 {
 	/* The timeline's times are told in milliseconds: a point in the
@@ -335,15 +347,22 @@ void replay_record(struct replay *r, const struct mr_record *rec)
 		return;
 	}
 	if (rec->tag == MR_TAG_MEMORY) {
-		r->now_us = rec->time_us;
+		uint64_t t = common_time(r, p, rec->time_us);
+		/* the processes' records in stream order, which is a real
+		 * order: a time a little behind the last (another process's
+		 * clock read a moment earlier) is taken as the last */
+		if (r->ntimeline && t < r->timeline[r->ntimeline - 1].time_us)
+			t = r->timeline[r->ntimeline - 1].time_us;
+		r->now_us = t;
 		if (rec->rss > r->peak_rss)
 			r->peak_rss = rec->rss;
-		if (rec->time_us > r->duration_us)
-			r->duration_us = rec->time_us;
-		add_timepoint(r, rec->time_us, rec->rss);
+		if (t > r->duration_us)
+			r->duration_us = t;
+		add_timepoint(r, t, rec->rss);
 	} else if (rec->tag == MR_TAG_TRAILER || rec->tag == MR_TAG_EXEC) {
-		if (rec->time_us > r->duration_us)
-			r->duration_us = rec->time_us;
+		uint64_t t = common_time(r, p, rec->time_us);
+		if (t > r->duration_us)
+			r->duration_us = t;
 	}
 }
 

@@ -64,6 +64,7 @@ struct replay {
 	uint64_t live, peak, epoch, high_epoch;
 	uint64_t peak_time_us; /* the last memory record's time when the peak was reached */
 	uint64_t now_us, duration_us;
+	uint64_t base_start_us; /* the first image's start: times count from it */
 	uint64_t n_allocs, n_frees, bytes_allocated, peak_rss;
 	struct timepoint timeline[TIMELINE_MAX];
 	size_t ntimeline, stride, skipped;

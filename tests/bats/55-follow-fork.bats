@@ -300,3 +300,16 @@ each_pid_has() {
 	assert_output --partial "exec'd a program that was not recorded here (statically linked, setuid, or recorded by a memray-record of its own?)"
 	! dump outer.bin | awk '$3 == "alloc" && $4 == "calloc" && / size=984 /' | grep -q .
 }
+
+@test "memray-fold --temporal on many processes: one time line, from the first process's start, never going back" {
+	run timeout -k 5 60 memray-record -q -o tl.bin --follow-fork sh -c '"$0" sleep 1; "$0" churn 1' "$FIX/allocs"
+	assert_success
+	memray-fold --temporal tl.bin 2> /dev/null | sed -n 's/^# timeline="ms,rss,heap //p' | tr ' ' '\n' | cut -d, -f1 > ms.txt
+	[ "$(wc -l < ms.txt)" -gt 20 ]
+	sort -n -c ms.txt
+	# the churn, started after a second's sleep, ends after it on this line
+	[ "$(tail -1 ms.txt)" -ge 1000 ]
+	run memray-stat tl.bin
+	assert_success
+	[ "$(sed -n 's/^duration: *\([0-9]*\)\..*/\1/p' <<< "$output")" -ge 1 ]
+}
