@@ -416,12 +416,18 @@ static volatile sig_atomic_t forwarded; /* the last signal passed on */
 
 /* A signal for memray-record goes to the program, which ends by it (or
  * not) and so ends the recording. One the terminal sent (Ctrl-C, Ctrl-\,
- * a hangup) went to the program too, as to its whole process group, and
- * is not sent twice. */
+ * a hangup) went to the program too, and is not sent twice; nor is a
+ * SIGINT or SIGQUIT from a process of the program's own process group
+ * (timeout(1) and shells signal the whole group): a second SIGINT would
+ * interrupt the program's handling of the first. */
 static void forward(int sig, siginfo_t *info, void *ctx)
 {
 	(void)ctx;
-	if (info && info->si_code == SI_KERNEL && sig != SIGTERM)
+	if (info && info->si_code == SI_KERNEL)
+		return;
+	if ((sig == SIGINT || sig == SIGQUIT) && info &&
+	    (info->si_code == SI_USER || info->si_code == SI_QUEUE) && info->si_pid > 0 &&
+	    getpgid(info->si_pid) == getpgrp())
 		return;
 	if (child > 0 && !child_reaped) {
 		kill(child, sig);
