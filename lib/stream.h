@@ -129,12 +129,15 @@ struct mr_writer {
 };
 
 /* The rescue area: memory the tracker of the process memray-record
- * started shares with it (a memfd, MEMRAY_RESCUE), where the chunks not
- * yet written and the open chunk live. At each release of the stream's
- * lock the tracker commits how much of them is whole records, with the
- * counts so far; busy is set while the lock is held. A program that ends
- * without exit (Go calls exit_group itself) or is killed leaves them
- * there, and memray-record sends them on with the stream's end. */
+ * started shares with it (a memfd, MEMRAY_RESCUE), holding a copy of the
+ * chunks not yet written and of the open chunk. At each release of the
+ * stream's lock the tracker copies in what was added since, up to the
+ * last whole record, with the counts so far; busy is set while the lock
+ * is held. A program that ends without exit (Go calls exit_group itself)
+ * or is killed leaves them there, and memray-record sends them on with
+ * the stream's end. (A copy, not the writer's own buffers: a child made
+ * without the fork handlers shares the area, and must never touch the
+ * stream its parent writes.) */
 #define MR_RESCUE_MAGIC 0x3155435345524d52ull /* "MRRESCU1" */
 #define MR_RESCUE_BATCH (64 * 1024)
 struct mr_rescue {
@@ -146,6 +149,8 @@ struct mr_rescue {
 	uint32_t chunk_len; /* the open chunk up to its last whole record, header included */
 	uint16_t seq;       /* the open chunk's sequence number */
 	uint16_t pad;
+	uint32_t batch_gen; /* the tracker's count of batches written, when copied */
+	uint32_t pad2;
 	uint64_t n_records, n_allocs, n_frees, bytes_allocated, time_us;
 	uint8_t batch[MR_RESCUE_BATCH];
 	uint8_t chunk[MR_CHUNK_MAX];

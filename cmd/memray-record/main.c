@@ -885,8 +885,8 @@ static void relay(struct run *r)
 				r->lingering = 1;
 				break;
 			}
-		} else if (poll(&pf, 1, until ? (int)((until - now) * 1000) + 1 : 100) == 0) {
-			continue;
+		} else if (poll(&pf, 1, until ? (int)((until - now) * 1000) + 1 : 100) <= 0) {
+			continue; /* (a signal, EINTR: the times are looked at again) */
 		}
 		ssize_t k = read(r->data[0], buf, sizeof(buf));
 		if (k < 0 && (errno == EINTR || errno == EAGAIN))

@@ -66,22 +66,8 @@ void rescue_open(const char *spec);
 int rescue_env(char *buf, size_t n);
 void rescue_attach(void);
 void rescue_forget(void);
-extern size_t batch_len; /* sink.c's batch, gathered */
-extern struct mr_writer writer;
 
-/* At each release of the lock: what of the rescue area is whole now. */
-static inline __attribute__((always_inline)) void rescue_commit(struct mr_rescue *a)
-{
-	a->batch_len = (uint32_t)batch_len;
-	a->chunk_len = (uint32_t)writer.len;
-	a->seq = writer.seq;
-	a->n_records = writer.n_records;
-	a->n_allocs = writer.n_allocs;
-	a->n_frees = writer.n_frees;
-	a->bytes_allocated = writer.bytes_allocated;
-	a->time_us = writer.last_time_us;
-	__atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
-}
+void rescue_commit_slow(struct mr_rescue *a);
 
 static inline __attribute__((always_inline)) void lock_stream(void)
 {
@@ -94,7 +80,7 @@ static inline __attribute__((always_inline)) void lock_stream(void)
 static inline __attribute__((always_inline)) void unlock(void)
 {
 	if (rescue)
-		rescue_commit(rescue);
+		rescue_commit_slow(rescue);
 	pthread_mutex_unlock(&lock);
 	holding = 0;
 	if (__builtin_expect(deferred_sig != 0, 0))
@@ -270,6 +256,7 @@ extern uint64_t interval_us;
 extern unsigned sampler_gen;
 void memory_record(void);
 void sampler_start(void);
+void sampler_forked(void);
 
 /* ---- attaching (attach.c), the API (api.c), exec (exec.c) -------------- */
 

@@ -64,6 +64,7 @@ static void child_restart(void);
 void at_child(void)
 {
 	rescue_forget(); /* the parent's, shared: never written here */
+	sampler_forked();
 	gate_forked();
 	pthread_mutex_init(&lock, NULL);
 	holding = 0;

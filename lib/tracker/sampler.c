@@ -29,45 +29,79 @@
 uint64_t interval_us = 10000;
 static pthread_t sampler;
 
-/* Opens path for the tracker's own brief use (close-on-exec), never
- * under 0, 1 or 2: a program that closed one of those may dup2 a file of
- * its own onto that number at any moment (CPython's test_subprocess does,
- * around a child it starts), and the tracker must then neither read from
- * nor close the program's file. -1, opening nothing, while one of them
- * is closed. */
+/* Opens path for the tracker's own use (close-on-exec), never under 0, 1
+ * or 2: a program that closed one of those may dup2 a file of its own
+ * onto that number at any moment (CPython's test_subprocess does, around
+ * a child it starts), and the tracker must then neither read from nor
+ * close the program's file. A descriptor the kernel gives there is moved
+ * up at once; the moment in between is as short as it can be. */
 int quiet_open(const char *path, int flags)
 {
-	for (int i = 0; i < 3; i++)
-		if (fcntl(i, F_GETFD) < 0)
-			return -1;
 	int fd = open(path, flags | O_CLOEXEC);
 	if (fd >= 0 && fd < 3) {
+		int up = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 		close(fd);
-		return -1;
+		fd = up;
 	}
 	return fd;
 }
 
-/* The start of a /proc file, NUL-terminated, in buf; 0 if unreadable.
- * Opened for each reading, so no descriptor of ours stays open for the
- * program to close or find in its way. */
-static int read_proc(const char *path, char *buf, size_t size)
+/* The /proc files the sampler reads at every tick are kept open (and out
+ * of the program's way, as the stream's descriptor is), then read again
+ * with pread: no descriptor comes and goes at each tick where a program
+ * juggling its own could meet it. Opened again where they went (the
+ * program closed them); a forked child's are its parent's, let go. */
+static int statm_fd = -1, stat_fd = -1, task_fd = -1, other_fd = -1;
+static long other_tid;
+
+static int keep_open(const char *path, int flags)
 {
-	int fd = quiet_open(path, O_RDONLY);
+	int fd = quiet_open(path, flags);
 	if (fd < 0)
-		return 0;
-	ssize_t k = read(fd, buf, size - 1);
+		return -1;
+	int high = fd_above_limit(fd, 1);
+	if (high < 0)
+		high = fcntl(fd, F_DUPFD_CLOEXEC, fd_floor());
 	close(fd);
-	if (k <= 0)
-		return 0;
-	buf[k] = 0;
-	return 1;
+	return high;
+}
+
+static void drop(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* A forked child: the kept descriptors name its parent's files. */
+void sampler_files_forget(void)
+{
+	drop(&statm_fd);
+	drop(&stat_fd);
+	drop(&task_fd);
+	drop(&other_fd);
+}
+
+/* The start of a kept /proc file, NUL-terminated, in buf; 0 if unreadable. */
+static int read_kept(int *fd, const char *path, char *buf, size_t size)
+{
+	for (int tries = 0; tries < 2; tries++) {
+		if (*fd < 0 && (*fd = keep_open(path, O_RDONLY)) < 0)
+			return 0;
+		ssize_t k = pread(*fd, buf, size - 1, 0);
+		if (k > 0) {
+			buf[k] = 0;
+			return 1;
+		}
+		drop(fd); /* closed by the program, or another file now: again */
+	}
+	return 0;
 }
 
 static uint64_t read_rss(void)
 {
 	char buf[128];
-	if (!read_proc("/proc/self/statm", buf, sizeof(buf)))
+	if (!read_kept(&statm_fd, "/proc/self/statm", buf, sizeof(buf)))
 		return 0;
 	char *p = strchr(buf, ' ');
 	return p ? strtoull(p + 1, NULL, 10) * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
@@ -81,11 +115,17 @@ void memory_record(void)
 	mr_w_memory(&writer, now_us(), rss, attached ? 0 : live_heap);
 }
 
-/* The state letter of a task's stat file (R, S, Z...), or 0. */
-static char task_state(const char *path)
+/* The state letter of thread tid (R, S, Z...), or 0: its stat file kept
+ * open while it is the same thread. */
+static char task_state(long tid)
 {
-	char buf[512];
-	if (!read_proc(path, buf, sizeof(buf)))
+	char path[64], buf[512];
+	if (tid != other_tid) {
+		drop(&other_fd);
+		other_tid = tid;
+	}
+	snprintf(path, sizeof(path), "/proc/self/task/%ld/stat", tid);
+	if (!read_kept(&other_fd, path, buf, sizeof(buf)))
 		return 0;
 	char *p = strrchr(buf, ')'); /* the name may hold anything */
 	return p && p[1] == ' ' ? p[2] : 0;
@@ -100,7 +140,7 @@ static char task_state(const char *path)
 static int left_alone(void)
 {
 	char buf[512];
-	if (!read_proc("/proc/self/stat", buf, sizeof(buf)))
+	if (!read_kept(&stat_fd, "/proc/self/stat", buf, sizeof(buf)))
 		return 0;
 	/* num_threads: the 20th field, the 18th after the name */
 	char *p = strrchr(buf, ')');
@@ -108,13 +148,16 @@ static int left_alone(void)
 		p = strchr(p + 1, ' ');
 	if (!p || strtol(p + 1, NULL, 10) > 2)
 		return 0;
-	int dfd = quiet_open("/proc/self/task", O_RDONLY | O_DIRECTORY);
-	if (dfd < 0)
+	if (task_fd < 0 && (task_fd = keep_open("/proc/self/task", O_RDONLY | O_DIRECTORY)) < 0)
 		return 0;
+	if (lseek(task_fd, 0, SEEK_SET) < 0) {
+		drop(&task_fd);
+		return 0;
+	}
 	long me = syscall(SYS_gettid), n;
 	int others = 0;
 	char dents[2048] __attribute__((aligned(8)));
-	while (!others && (n = syscall(SYS_getdents64, dfd, dents, sizeof(dents))) > 0) {
+	while (!others && (n = syscall(SYS_getdents64, task_fd, dents, sizeof(dents))) > 0) {
 		for (long off = 0; off < n && !others;) {
 			struct { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type;
 				 char name[]; } *d = (void *)(dents + off);
@@ -122,13 +165,12 @@ static int left_alone(void)
 			long tid = strtol(d->name, NULL, 10);
 			if (tid <= 0 || tid == me)
 				continue;
-			char path[64];
-			snprintf(path, sizeof(path), "/proc/self/task/%ld/stat", tid);
-			char st = task_state(path);
+			char st = task_state(tid);
 			others = st != 'Z' && st != 'X' && st != 0;
 		}
 	}
-	close(dfd);
+	if (n < 0)
+		drop(&task_fd);
 	return !others && n >= 0;
 }
 
@@ -218,6 +260,13 @@ void sampler_start(void)
 		__atomic_sub_fetch(&samplers_alive, 1, __ATOMIC_RELEASE);
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* In a forked child: no sampler thread came along. */
+void sampler_forked(void)
+{
+	__atomic_store_n(&samplers_alive, 0, __ATOMIC_RELEASE);
+	sampler_files_forget();
 }
 
 /* Stops the sampler for a call that needs the process to have one thread

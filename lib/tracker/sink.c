@@ -49,9 +49,9 @@ ino_t out_ino;
  * --follow-fork each chunk is written at once. */
 int follow; /* MEMRAY_FOLLOW: children are recorded too */
 #define BATCH MR_RESCUE_BATCH
-static uint8_t batch_own[BATCH];
-static uint8_t *batch = batch_own; /* the rescue area's, when there is one */
+static uint8_t batch[BATCH];
 size_t batch_len;
+static uint32_t batch_gen; /* batches let go of (written, or dropped) */
 
 /* ---- the rescue area (see struct mr_rescue) ------------------------------ */
 
@@ -103,31 +103,51 @@ void rescue_open(const char *spec)
 	snprintf(rescue_spec, sizeof(rescue_spec), "%ld", fd);
 }
 
-/* The writer's open chunk and the batch, in the rescue area (a fresh
- * writer: after mr_writer_init). */
+/* A fresh writer (after mr_writer_init): nothing of the area is whole. */
 void rescue_attach(void)
 {
 	if (!rescue)
 		return;
-	memcpy(rescue->chunk, writer.chunk, writer.len);
-	writer.chunk = rescue->chunk;
-	memcpy(rescue->batch, batch, batch_len);
-	batch = rescue->batch;
+	rescue->chunk_len = 0;
+	rescue->batch_len = 0;
+	rescue->batch_gen = batch_gen - 1; /* copied in full at the next commit */
 }
 
-/* A forked child lets go of its parent's rescue area at once: its own
- * copies of the open chunk and the batch, the mapping gone. */
+/* A forked child lets go of its parent's rescue area at once. */
 void rescue_forget(void)
 {
 	if (!rescue)
 		return;
-	memcpy(writer.own_chunk, writer.chunk, writer.len);
-	writer.chunk = writer.own_chunk;
-	memcpy(batch_own, batch, batch_len);
-	batch = batch_own;
 	struct mr_rescue *a = rescue;
 	rescue = NULL;
 	munmap(a, sizeof(*a));
+}
+
+/* At each release of the lock: what was added to the open chunk and the
+ * batch since the last commit, copied in, and their lengths, up to the
+ * last whole record. The open chunk only grows until it is written (and
+ * its sequence number moves on); the batch only grows until it is let go
+ * (batch_gen moves on). */
+void rescue_commit_slow(struct mr_rescue *a)
+{
+	size_t from = a->seq == writer.seq && a->chunk_len >= MR_CHUNK_HEADER &&
+				      a->chunk_len <= writer.len
+			      ? a->chunk_len : MR_CHUNK_HEADER;
+	if (writer.len > from)
+		memcpy(a->chunk + from, writer.chunk + from, writer.len - from);
+	size_t bfrom = a->batch_gen == batch_gen && a->batch_len <= batch_len ? a->batch_len : 0;
+	if (batch_len > bfrom)
+		memcpy(a->batch + bfrom, batch + bfrom, batch_len - bfrom);
+	a->batch_gen = batch_gen;
+	a->batch_len = (uint32_t)batch_len;
+	a->chunk_len = (uint32_t)writer.len;
+	a->seq = writer.seq;
+	a->n_records = writer.n_records;
+	a->n_allocs = writer.n_allocs;
+	a->n_frees = writer.n_frees;
+	a->bytes_allocated = writer.bytes_allocated;
+	a->time_us = writer.last_time_us;
+	__atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
 }
 
 
@@ -169,6 +189,7 @@ int batch_write(void)
 		set_active(0);
 		out_fd = -1;
 		batch_len = 0;
+		batch_gen++;
 		return -1;
 	}
 	/* A program that closed every descriptor may since have opened a file
@@ -177,6 +198,7 @@ int batch_write(void)
 	if (!fd_is_ours(out_fd) && (out_fd = reopen_pipe(-1)) < 0) {
 		set_active(0);
 		batch_len = 0;
+		batch_gen++;
 		if (rescue)
 			rescue->ended = 1; /* the recording stops here, said so */
 		return -1;
@@ -219,6 +241,7 @@ int batch_write(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	int short_write = done < batch_len;
 	batch_len = 0;
+	batch_gen++;
 	if (short_write) {
 		set_active(0);
 		if (rescue)
@@ -253,6 +276,7 @@ void flush_all(void)
 void sink_discard(void)
 {
 	batch_len = 0;
+	batch_gen++;
 }
 
 /* ---- the descriptor ----------------------------------------------------- */
@@ -290,16 +314,23 @@ int fd_above_limit(int fd, int cloexec)
 /* A copy of the stream's descriptor fd out of the program's way
  * (close-on-exec unless following): above the soft limit if it can be,
  * else high below it. -1 on failure. */
+/* Where the tracker's descriptors go below the limit: high, out of the
+ * way of the numbers a program is given. */
+int fd_floor(void)
+{
+	struct rlimit rl;
+	int floor = 100;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
+		floor = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 64;
+	return floor;
+}
+
 static int move_high(int fd)
 {
 	int high = fd_above_limit(fd, !follow);
 	if (high >= 0)
 		return high;
-	struct rlimit rl;
-	int floor = 100;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
-		floor = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 64;
-	return fcntl(fd, follow ? F_DUPFD : F_DUPFD_CLOEXEC, floor);
+	return fcntl(fd, follow ? F_DUPFD : F_DUPFD_CLOEXEC, fd_floor());
 }
 
 /* Takes the descriptor memray-record passed, out of the program's way: a

@@ -156,11 +156,11 @@ void tracker_exec_failed(char **env);
  * process to have one thread (1 if it ran), and started again. */
 int sampler_pause(void);
 void sampler_resume(void);
-/* sampler.c: open(2) for the tracker's own brief use, never under 0-2
- * (-1 while one of them is closed). */
+/* sampler.c: open(2) for the tracker's own use, never under 0-2. */
 int quiet_open(const char *path, int flags);
 /* sink.c: a copy of fd just above the soft limit of open files, or -1. */
 int fd_above_limit(int fd, int cloexec);
+int fd_floor(void);
 /* stack.c: set while the unwinder starts, so that the pipe it opens goes
  * above the limit of open files (hooks.c's pipe2). */
 extern __thread int hiding_pipes __attribute__((tls_model("initial-exec")));

@@ -423,6 +423,18 @@ slow_reader_run() {
 	run memray-stat c.bin
 	assert_success
 	assert_line --regexp "^allocations: +200[0-9]{3}$"
+	# the standard descriptors closed too, and files of its own on them
+	run memray-record -q -o c0.bin "$FIX/allocs" close-all "$BATS_TEST_TMPDIR/mine0.txt" 0
+	assert_success
+	[ "$(cat mine0.txt)" = mine ]
+	run memray-stat c0.bin
+	assert_success
+	assert_line --regexp "^allocations: +200[0-9]{3}$"
+	# started with them closed: the memory records still read the RSS
+	memray-record -q -o s0.bin "$FIX/allocs" churn 1 <&- >&- 2>&-
+	run memray-stat s0.bin
+	assert_success
+	refute_line --regexp "^peak RSS: +0 "
 	# with no descriptor left to open it again under (it takes every
 	# number up to a limit of 256), the recording stops there, said so
 	run bash -c 'ulimit -n 256 && exec memray-record -o d.bin "$0" close-all "$1"' "$FIX/allocs" "$BATS_TEST_TMPDIR/mine2.txt"
@@ -486,6 +498,11 @@ to err" ]
 	done
 	# the program recorded in its user namespace, with --follow-fork
 	dump r.bin | awk '$3 == "alloc" && $4 == "calloc" && / size=984 /' | grep -q .
+	# in a forked child too (its parent's sampler did not come along)
+	for follow in "" --follow-fork; do
+		run timeout -k 5 30 memray-record -q -f -o fu.bin $follow "$FIX/allocs" fork-unshare
+		assert_success
+	done
 	unshare -U sleep 10 &
 	ns=$!
 	sleep 0.3
@@ -494,3 +511,14 @@ to err" ]
 	assert_success
 	memray-stat n.bin | grep -q "allocs alloc malloc"
 }
+
+@test "a child made by _Fork (past the fork handlers) that allocates never touches its parent's stream" {
+	for i in 1 2 3; do
+		run timeout -k 5 30 memray-record -q -f -o rf.bin "$FIX/allocs" rawfork
+		assert_success
+		run memray-stat rf.bin
+		assert_success
+		assert_line --regexp "^allocations: +4[0-9]{2}$"
+	done
+}
+
