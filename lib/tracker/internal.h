@@ -68,6 +68,32 @@ void rescue_attach(void);
 void rescue_forget(void);
 
 void rescue_commit_slow(struct mr_rescue *a);
+extern size_t batch_len;
+extern uint32_t batch_gen;
+extern struct mr_writer writer;
+
+/* At each release of the lock: what was added to the open chunk since the
+ * last commit (a record or two: a word or two), copied into the rescue
+ * area, with the lengths and counts, up to the last whole record. The
+ * open chunk only grows until it is written (its sequence number moves
+ * on); the batch only grows until it is let go (batch_gen moves on). */
+static inline __attribute__((always_inline)) void rescue_commit(struct mr_rescue *a)
+{
+	if (__builtin_expect(a->batch_len != batch_len || a->batch_gen != batch_gen ||
+			     a->seq != writer.seq || a->chunk_len > writer.len, 0))
+		rescue_commit_slow(a);
+	/* whole words, from the one the last commit ended in: MR_CHUNK_MAX
+	 * is a multiple of 8, so never past either array */
+	for (size_t i = a->chunk_len & ~(size_t)7; i < writer.len; i += 8) {
+		uint64_t w;
+		__builtin_memcpy(&w, writer.chunk + i, 8);
+		__builtin_memcpy(a->chunk + i, &w, 8);
+	}
+	a->chunk_len = (uint32_t)writer.len;
+	__builtin_memcpy(&a->n_records, &writer.n_records, 4 * sizeof(uint64_t));
+	a->time_us = writer.last_time_us;
+	__atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
+}
 
 static inline __attribute__((always_inline)) void lock_stream(void)
 {
@@ -80,7 +106,7 @@ static inline __attribute__((always_inline)) void lock_stream(void)
 static inline __attribute__((always_inline)) void unlock(void)
 {
 	if (rescue)
-		rescue_commit_slow(rescue);
+		rescue_commit(rescue);
 	pthread_mutex_unlock(&lock);
 	holding = 0;
 	if (__builtin_expect(deferred_sig != 0, 0))

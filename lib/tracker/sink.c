@@ -51,7 +51,7 @@ int follow; /* MEMRAY_FOLLOW: children are recorded too */
 #define BATCH MR_RESCUE_BATCH
 static uint8_t batch[BATCH];
 size_t batch_len;
-static uint32_t batch_gen; /* batches let go of (written, or dropped) */
+uint32_t batch_gen; /* batches let go of (written, or dropped) */
 
 /* ---- the rescue area (see struct mr_rescue) ------------------------------ */
 
@@ -123,31 +123,20 @@ void rescue_forget(void)
 	munmap(a, sizeof(*a));
 }
 
-/* At each release of the lock: what was added to the open chunk and the
- * batch since the last commit, copied in, and their lengths, up to the
- * last whole record. The open chunk only grows until it is written (and
- * its sequence number moves on); the batch only grows until it is let go
- * (batch_gen moves on). */
+/* rescue_commit's rare part: the batch grew (a chunk was filled) or was
+ * let go since the last commit, or the open chunk was written and begun
+ * again. */
 void rescue_commit_slow(struct mr_rescue *a)
 {
-	size_t from = a->seq == writer.seq && a->chunk_len >= MR_CHUNK_HEADER &&
-				      a->chunk_len <= writer.len
-			      ? a->chunk_len : MR_CHUNK_HEADER;
-	if (writer.len > from)
-		memcpy(a->chunk + from, writer.chunk + from, writer.len - from);
 	size_t bfrom = a->batch_gen == batch_gen && a->batch_len <= batch_len ? a->batch_len : 0;
 	if (batch_len > bfrom)
 		memcpy(a->batch + bfrom, batch + bfrom, batch_len - bfrom);
 	a->batch_gen = batch_gen;
 	a->batch_len = (uint32_t)batch_len;
-	a->chunk_len = (uint32_t)writer.len;
-	a->seq = writer.seq;
-	a->n_records = writer.n_records;
-	a->n_allocs = writer.n_allocs;
-	a->n_frees = writer.n_frees;
-	a->bytes_allocated = writer.bytes_allocated;
-	a->time_us = writer.last_time_us;
-	__atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
+	if (a->seq != writer.seq || a->chunk_len < MR_CHUNK_HEADER || a->chunk_len > writer.len) {
+		a->seq = writer.seq;
+		a->chunk_len = MR_CHUNK_HEADER;
+	}
 }
 
 
