@@ -284,7 +284,9 @@ void pipe_id(char *buf, size_t n, dev_t dev, ino_t ino)
 int fd_above_limit(int fd, int cloexec)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= (rlim_t)1 << 20)
+	/* (not past 65536: the kernel's table of descriptors grows to hold the
+	 * highest one) */
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > 65536)
 		return -1;
 	/* a low limit (a program that lowered it, then checks the descriptors
 	 * it had above it) is left well behind */
@@ -309,8 +311,11 @@ int fd_floor(void)
 {
 	struct rlimit rl;
 	int floor = 100;
+	/* (past the numbers a program that puts a file of its own under
+	 * every number up to 4096 reaches, with a limit that allows it; not so
+	 * high that the kernel's table of descriptors grows much) */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
-		floor = (int)(rl.rlim_cur > 1024 ? 1024 : rl.rlim_cur) - 64;
+		floor = (int)(rl.rlim_cur > 16384 ? 16384 : rl.rlim_cur) - 64;
 	return floor;
 }
 
