@@ -425,8 +425,8 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
 }
 
 /* pipe2: passed through, except for the unwinder's own pipe, made while
- * the unwinder starts (stack.c), which goes above the limit of open
- * files when it can. */
+ * the unwinder starts (stack.c), which goes out of the program's way as
+ * the tracker's other descriptors do. */
 EXPORT int pipe2(int fds[2], int flags)
 {
 	if (unlikely(!real.pipe2) && !tracker_resolve()) {
@@ -435,8 +435,8 @@ EXPORT int pipe2(int fds[2], int flags)
 	}
 	int rc = real.pipe2(fds, flags);
 	if (rc == 0 && unlikely(hiding_pipes)) {
-		int a = fd_above_limit(fds[0], flags & O_CLOEXEC);
-		int b = a >= 0 ? fd_above_limit(fds[1], flags & O_CLOEXEC) : -1;
+		int a = fd_out_of_way(fds[0], flags & O_CLOEXEC);
+		int b = a >= 0 ? fd_out_of_way(fds[1], flags & O_CLOEXEC) : -1;
 		if (b >= 0) {
 			close(fds[0]);
 			close(fds[1]);

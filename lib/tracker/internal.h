@@ -127,11 +127,9 @@ void pipe_id(char *buf, size_t n, dev_t dev, ino_t ino);
 int adopt(long fd);
 int adopt_fd(const char *s);
 int reopen_from_parent(const char *s);
-/* Reads MEMRAY_RECORDER (where the pipe can be opened again). */
 void recorder_from_env(void);
 int recorder_env(char *buf, size_t n);
 int fd_is_ours(int fd);
-
 int reopen_pipe(int parent_fd);
 
 /* ---- the process's recording (lifecycle.c) ----------------------------- */

@@ -59,9 +59,7 @@ static int keep_open(const char *path, int flags)
 	int fd = quiet_open(path, flags);
 	if (fd < 0)
 		return -1;
-	int high = fd_above_limit(fd, 1);
-	if (high < 0)
-		high = fcntl(fd, F_DUPFD_CLOEXEC, fd_floor());
+	int high = fd_out_of_way(fd, 1);
 	close(fd);
 	return high;
 }

@@ -57,10 +57,7 @@ uint32_t batch_gen; /* batches let go of (written, or dropped) */
 
 struct mr_rescue *rescue;
 
-/* Maps the rescue area memray-record made (MEMRAY_RESCUE: its descriptor
- * number there), for the process it started: opened through its
- * /proc/PID/fd, so no descriptor stays here. Before stream_start. */
-static char rescue_spec[24];
+static char rescue_spec[24]; /* MEMRAY_RESCUE, as it was given */
 
 /* MEMRAY_RESCUE's value for an exec'd image, into buf; 0 if none. */
 int rescue_env(char *buf, size_t n)
@@ -71,6 +68,10 @@ int rescue_env(char *buf, size_t n)
 	return 1;
 }
 
+/* Maps the rescue area memray-record made (MEMRAY_RESCUE: its descriptor
+ * number there), for the process it started: opened through its
+ * /proc/PID/fd, so no descriptor stays here. Before stream_start, whose
+ * rescue_attach says nothing of it is whole yet. */
 void rescue_open(const char *spec)
 {
 	char *end;
@@ -97,8 +98,6 @@ void rescue_open(const char *spec)
 	a->busy = 1;
 	a->pid = (uint32_t)getpid();
 	a->ended = 0;
-	a->batch_len = 0;
-	a->chunk_len = 0;
 	rescue = a;
 	snprintf(rescue_spec, sizeof(rescue_spec), "%ld", fd);
 }
@@ -138,7 +137,6 @@ void rescue_commit_slow(struct mr_rescue *a)
 		a->chunk_len = MR_CHUNK_HEADER;
 	}
 }
-
 
 /* Writes the batch. SIGPIPE is blocked around the write so that a reader
  * that went away never kills the program; a failure stops recording. */
@@ -302,12 +300,9 @@ int fd_above_limit(int fd, int cloexec)
 	return high;
 }
 
-/* A copy of the stream's descriptor fd out of the program's way
- * (close-on-exec unless following): above the soft limit if it can be,
- * else high below it. -1 on failure. */
 /* Where the tracker's descriptors go below the limit: high, out of the
  * way of the numbers a program is given. */
-int fd_floor(void)
+static int fd_floor(void)
 {
 	struct rlimit rl;
 	int floor = 100;
@@ -319,12 +314,21 @@ int fd_floor(void)
 	return floor;
 }
 
-static int move_high(int fd)
+/* A copy of fd out of the program's way, for any descriptor of the
+ * tracker's own: above the soft limit if it can be, else high below it.
+ * -1 on failure. */
+int fd_out_of_way(int fd, int cloexec)
 {
-	int high = fd_above_limit(fd, !follow);
+	int high = fd_above_limit(fd, cloexec);
 	if (high >= 0)
 		return high;
-	return fcntl(fd, follow ? F_DUPFD : F_DUPFD_CLOEXEC, fd_floor());
+	return fcntl(fd, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, fd_floor());
+}
+
+/* The stream's descriptor out of the way: kept across exec when following. */
+static int move_high(int fd)
+{
+	return fd_out_of_way(fd, !follow);
 }
 
 /* Takes the descriptor memray-record passed, out of the program's way: a
@@ -366,7 +370,7 @@ int adopt_fd(const char *s)
 
 /* ---- a lost descriptor, found again ------------------------------------ */
 
-
+/* Reads MEMRAY_RECORDER (where the pipe can be opened again). */
 void recorder_from_env(void)
 {
 	const char *s = getenv("MEMRAY_RECORDER");

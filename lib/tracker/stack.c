@@ -610,10 +610,10 @@ int tracker_own_call(const void *caller)
 
 /* libunwind opens a pipe of its own the first time it unwinds (to check
  * that addresses are readable). Unwinding once here, its pipe2 call
- * moves the pipe above the limit of open files (hooks.c) where it can,
- * and otherwise the low descriptor numbers are held by placeholders: the
- * pipe is kept out of the numbers the program expects its own open()
- * calls to get, and out of any list of descriptors it makes. */
+ * moves the pipe out of the program's way (hooks.c); where that call is
+ * not ours (a tracker loaded late), the low descriptor numbers are held
+ * by placeholders meanwhile: the pipe is kept out of the numbers the
+ * program expects its own open() calls to get. */
 int unwind_started;
 __thread int hiding_pipes __attribute__((tls_model("initial-exec")));
 

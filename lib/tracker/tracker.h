@@ -152,20 +152,21 @@ void tracker_exec_failed(char **env);
  * plus SPAWN_EXTRA entries) and text without allocating (NULL: does not
  * fit; start it unchanged). */
 #define SPAWN_EXTRA 12
+int tracker_spawn_env_needed(char *const envp[]);
+char **tracker_spawn_env(char *const envp[], char **vec, size_t cap, char *text, size_t tcap);
 /* sampler.c: the sampler thread stopped for a call that needs the
  * process to have one thread (1 if it ran), and started again. */
 int sampler_pause(void);
 void sampler_resume(void);
 /* sampler.c: open(2) for the tracker's own use, never under 0-2. */
 int quiet_open(const char *path, int flags);
-/* sink.c: a copy of fd just above the soft limit of open files, or -1. */
+/* sink.c: a copy of fd just above the soft limit of open files, or -1;
+ * a copy of fd out of the program's way, above it or high below it. */
 int fd_above_limit(int fd, int cloexec);
-int fd_floor(void);
+int fd_out_of_way(int fd, int cloexec);
 /* stack.c: set while the unwinder starts, so that the pipe it opens goes
- * above the limit of open files (hooks.c's pipe2). */
+ * out of the program's way (hooks.c's pipe2). */
 extern __thread int hiding_pipes __attribute__((tls_model("initial-exec")));
-int tracker_spawn_env_needed(char *const envp[]);
-char **tracker_spawn_env(char *const envp[], char **vec, size_t cap, char *text, size_t tcap);
 
 /* Sampling (memray-record --sample-bytes; sample.c). The hooks' fast
  * path: an allocation goes straight to the real one while the thread's
