@@ -11,9 +11,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -40,19 +38,17 @@ static void free_env(char **env)
 }
 
 /* Whether envp is for a memray-record of its own (nested in a followed
- * program): it names, in MEMRAY_FD, an open pipe that is not this
- * stream's. */
+ * program): it names another memray-record in MEMRAY_RECORDER. (Not
+ * MEMRAY_FD: a program that kept main's envp passes on the number it was
+ * started with, which may be any descriptor of its own by now.) */
 static int nested_recorder(char *const envp[])
 {
-	for (size_t i = 0; envp && envp[i]; i++) {
-		if (strncmp(envp[i], "MEMRAY_FD=", 10) != 0)
-			continue;
-		char *end;
-		long fd = strtol(envp[i] + 10, &end, 10);
-		struct stat st;
-		return !*end && end != envp[i] + 10 && fd >= 0 && fd < INT32_MAX &&
-		       fstat((int)fd, &st) == 0 && S_ISFIFO(st.st_mode) && !fd_is_ours((int)fd);
-	}
+	char mine[32];
+	if (!recorder_env(mine, sizeof(mine)))
+		return 0;
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (strncmp(envp[i], "MEMRAY_RECORDER=", 16) == 0)
+			return strcmp(envp[i] + 16, mine) != 0;
 	return 0;
 }
 
