@@ -4,6 +4,7 @@
 
 #include "ingest.h"
 #include "input.h"
+#include "symbolize.h"
 #include "util.h"
 
 int ingest_file(struct ingest *g, struct replay *r, const char *path, long pid)
@@ -52,6 +53,8 @@ int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long p
 			continue;
 		if (rec.tag == MR_TAG_HEADER && (rec.proc->header.flags & MR_F_PYMALLOC))
 			g->saw_pymalloc = 1;
+		else if (rec.tag == MR_TAG_NODE_NATIVE && g->prefetch)
+			sym_prefetch(g->prefetch, rec.proc, rec.proc->nodes[rec.id].value);
 		replay_record(r, &rec);
 	}
 	if (shown >= 0)

@@ -13,6 +13,8 @@ struct ingest {
 	struct mr_reader **readers;
 	size_t n;
 	int saw_pymalloc; /* a Python process ran with pymalloc hiding objects */
+	/* when set, each native frame read is passed to sym_prefetch */
+	struct symbolizer *prefetch;
 };
 
 /* Replays path ("-" is stdin), only process pid if pid >= 0. Returns 0,

@@ -4,9 +4,11 @@
 #define _GNU_SOURCE
 #include <dwarf.h>
 #include <elfutils/libdw.h>
+#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,11 +32,38 @@ struct addr_entry {
 	char *text;
 };
 
+/* A module opened ahead of need by the prefetch thread. */
+struct prep {
+	char *path;
+	uint8_t build_id[MR_BUILD_ID_MAX];
+	uint32_t build_id_len;
+	Dwfl *dwfl;
+	Dwfl_Module *mod;
+	int changed; /* its build-id differs from the recorded one */
+	enum { QUEUED, OPENING, READY, TAKEN } state;
+};
+
+/* A page of code of a process whose module has been queued (or has
+ * none): most native frames fall in pages already seen. */
+struct seen_page {
+	const struct mr_proc *p;
+	uint64_t page;
+};
+#define SEEN_PAGES 1024
+
 struct symbolizer {
 	struct sym_module *mods;
 	size_t nmods;
 	struct addr_entry *cache;
 	size_t cache_cap, cache_count;
+	/* the prefetch (sym_prefetch): preps and their states under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t thread;
+	int thread_on, stop;
+	struct prep *preps;
+	size_t npreps, preps_cap;
+	struct seen_page *seen;
 };
 
 static char *xstrdup(const char *s)
@@ -47,13 +76,37 @@ struct symbolizer *sym_new(void)
 {
 	struct symbolizer *s = xrealloc(NULL, sizeof(*s));
 	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
 	return s;
+}
+
+static void prefetch_stop(struct symbolizer *s)
+{
+	if (!s->thread_on)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL);
+	s->thread_on = 0;
 }
 
 void sym_free(struct symbolizer *s)
 {
 	if (!s)
 		return;
+	prefetch_stop(s);
+	for (size_t i = 0; i < s->npreps; i++) {
+		if (s->preps[i].state != TAKEN && s->preps[i].dwfl)
+			dwfl_end(s->preps[i].dwfl);
+		free(s->preps[i].path);
+	}
+	free(s->preps);
+	free(s->seen);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
 	for (size_t i = 0; i < s->nmods; i++) {
 		if (s->mods[i].dwfl)
 			dwfl_end(s->mods[i].dwfl);
@@ -66,9 +119,59 @@ void sym_free(struct symbolizer *s)
 	free(s);
 }
 
+/* Where a module's separate debug file is found. libdw's standard search
+ * looks for it by build-id under /usr/lib/debug, then by its
+ * .gnu_debuglink name beside the file, in .debug/ there and under
+ * /usr/lib/debug; as its last step it asks debuginfod servers, and for
+ * that libdw 0.188 loads libdebuginfod and libcurl (about 6 ms and 17 M
+ * instructions, more than the rest of symbolizing a small recording)
+ * whether or not a server is configured. With DEBUGINFOD_URLS set the
+ * standard search runs, servers included, as the user asked; without it
+ * the same local places are searched here, and a file found by its
+ * debuglink name is taken only when its build-id is the module's. */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, GElf_Addr base,
+			  const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
+			  char **debuginfo_file_name)
+{
+	const char *urls = getenv("DEBUGINFOD_URLS");
+	const unsigned char *want;
+	GElf_Addr vaddr;
+	int want_len = dwfl_module_build_id(mod, &want, &vaddr);
+	if ((urls && *urls) || want_len <= 0) /* (no build-id: libdw checks the CRC) */
+		return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
+						    debuglink_file, debuglink_crc,
+						    debuginfo_file_name);
+	int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name,
+					      debuglink_file, debuglink_crc, debuginfo_file_name);
+	if (fd >= 0 || !debuglink_file || !file_name || file_name[0] != '/')
+		return fd;
+	int dir = (int)(strrchr(file_name, '/') - file_name);
+	static const char *const where[] = { "%.*s/%s", "%.*s/.debug/%s", "/usr/lib/debug%.*s/%s" };
+	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+		char cand[4096];
+		int n = snprintf(cand, sizeof(cand), where[i], dir, file_name, debuglink_file);
+		if (n < 0 || (size_t)n >= sizeof(cand) || strcmp(cand, file_name) == 0)
+			continue;
+		int f = open(cand, O_RDONLY | O_CLOEXEC);
+		if (f < 0)
+			continue;
+		Elf *e = elf_begin(f, ELF_C_READ_MMAP, NULL);
+		const void *bits = NULL;
+		ssize_t got = e ? dwelf_elf_gnu_build_id(e, &bits) : -1;
+		int same = got == want_len && memcmp(bits, want, (size_t)got) == 0;
+		elf_end(e);
+		if (same) {
+			*debuginfo_file_name = xstrdup(cand);
+			return f;
+		}
+		close(f);
+	}
+	return -1;
+}
+
 static const Dwfl_Callbacks callbacks = {
 	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_debuginfo = find_debuginfo,
 	.section_address = dwfl_offline_section_address,
 };
 
@@ -78,14 +181,179 @@ static const char *base_name(const char *path)
 	return b ? b + 1 : path;
 }
 
+static int same_module(const char *path, const uint8_t *id, uint32_t id_len, const char *path2,
+		       const uint8_t *id2, uint32_t id2_len)
+{
+	return strcmp(path, path2) == 0 && id_len == id2_len && memcmp(id, id2, id_len) == 0;
+}
+
+/* Opens the module file at path in a Dwfl of its own. *mod stays NULL
+ * (raw addresses) when it cannot be read, or when its build-id is not
+ * the recorded one (*changed). */
+static void open_dwfl(const char *path, const uint8_t *build_id, uint32_t build_id_len,
+		      Dwfl **dwfl, Dwfl_Module **mod, int *changed)
+{
+	*dwfl = NULL;
+	*mod = NULL;
+	*changed = 0;
+	if (path[0] != '/')
+		return; /* linux-vdso.so.1 and the like: no file */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	*dwfl = dwfl_begin(&callbacks);
+	if (!*dwfl) {
+		close(fd);
+		return;
+	}
+	dwfl_report_begin(*dwfl);
+	Dwfl_Module *m = dwfl_report_elf(*dwfl, base_name(path), path, fd, 0, false);
+	dwfl_report_end(*dwfl, NULL, NULL);
+	if (!m) {
+		close(fd);
+		return;
+	}
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	int n = dwfl_module_build_id(m, &bits, &vaddr);
+	if (build_id_len && (n != (int)build_id_len || memcmp(bits, build_id, (size_t)n) != 0))
+		*changed = 1;
+	else
+		*mod = m;
+}
+
+/* ---- the prefetch ---------------------------------------------------------
+ * Reading a module's debug information is most of what symbolizing costs
+ * (inflating the compressed DWARF of Debian's -dbg packages: a fifth of
+ * memray-fold's instructions on a recording of a million events). The
+ * readers learn which modules they will need as the stream is read (each
+ * native frame comes before the events that use it), so a thread of the
+ * symbolizer's own opens them meanwhile, one Dwfl each, and the reading
+ * does not wait for it. Only the thread touches a prep between QUEUED and
+ * READY; the main thread takes it from there (module_open), or opens a
+ * module itself that the thread has not begun. */
+
+static void *prefetch_main(void *arg)
+{
+	struct symbolizer *s = arg;
+	pthread_mutex_lock(&s->mu);
+	for (size_t next = 0;;) {
+		while (!s->stop && next == s->npreps)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->stop)
+			break;
+		struct prep *q = &s->preps[next++];
+		if (q->state != QUEUED)
+			continue;
+		q->state = OPENING;
+		const char *path = q->path;
+		uint8_t id[MR_BUILD_ID_MAX];
+		uint32_t id_len = q->build_id_len;
+		memcpy(id, q->build_id, id_len);
+		size_t i = next - 1;
+		pthread_mutex_unlock(&s->mu);
+		Dwfl *dwfl;
+		Dwfl_Module *mod;
+		int changed;
+		open_dwfl(path, id, id_len, &dwfl, &mod, &changed);
+		if (mod) {
+			Dwarf_Addr bias;
+			dwfl_module_getdwarf(mod, &bias);
+			dwfl_module_getsymtab(mod);
+		}
+		pthread_mutex_lock(&s->mu);
+		q = &s->preps[i]; /* (preps may have moved) */
+		q->dwfl = dwfl;
+		q->mod = mod;
+		q->changed = changed;
+		q->state = READY;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+void sym_prefetch(struct symbolizer *s, const struct mr_proc *p, uint64_t ip)
+{
+	if (!s->seen) {
+		s->seen = xrealloc(NULL, SEEN_PAGES * sizeof(*s->seen));
+		memset(s->seen, 0, SEEN_PAGES * sizeof(*s->seen));
+	}
+	uint64_t page = (ip - 1) >> 12;
+	struct seen_page *e = &s->seen[(page ^ page >> 10) & (SEEN_PAGES - 1)];
+	if (e->p == p && e->page == page)
+		return;
+	e->p = p;
+	e->page = page;
+	const struct mr_module *rm = sym_module_of(p, ip);
+	if (!rm)
+		return;
+	const char *path = mr_string(p, rm->path);
+	if (path[0] != '/')
+		return;
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < s->npreps; i++)
+		if (same_module(s->preps[i].path, s->preps[i].build_id, s->preps[i].build_id_len,
+				path, rm->build_id, rm->build_id_len)) {
+			pthread_mutex_unlock(&s->mu);
+			return;
+		}
+	if (s->npreps == s->preps_cap) {
+		s->preps_cap = s->preps_cap ? s->preps_cap * 2 : 16;
+		s->preps = xrealloc(s->preps, s->preps_cap * sizeof(*s->preps));
+	}
+	struct prep *q = &s->preps[s->npreps++];
+	memset(q, 0, sizeof(*q));
+	q->path = xstrdup(path);
+	memcpy(q->build_id, rm->build_id, rm->build_id_len);
+	q->build_id_len = rm->build_id_len;
+	q->state = QUEUED;
+	/* (without a thread, module_open opens it when it is needed) */
+	if (!s->thread_on)
+		s->thread_on = pthread_create(&s->thread, NULL, prefetch_main, s) == 0;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Takes the prefetch's Dwfl for m, waiting for the thread if it is opening
+ * it; 0 when there is none to take (never queued, or not yet begun). */
+static int take_prep(struct symbolizer *s, struct sym_module *m, int *changed)
+{
+	if (!s->npreps)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	struct prep *q = NULL;
+	for (size_t i = 0; i < s->npreps && !q; i++)
+		if (s->preps[i].state != TAKEN &&
+		    same_module(s->preps[i].path, s->preps[i].build_id, s->preps[i].build_id_len,
+				m->path, m->build_id, m->build_id_len))
+			q = &s->preps[i];
+	if (!q || q->state == QUEUED) {
+		if (q)
+			q->state = TAKEN;
+		pthread_mutex_unlock(&s->mu);
+		return 0;
+	}
+	size_t i = (size_t)(q - s->preps);
+	while (s->preps[i].state != READY)
+		pthread_cond_wait(&s->cv, &s->mu);
+	q = &s->preps[i];
+	m->dwfl = q->dwfl;
+	m->mod = q->mod;
+	*changed = q->changed;
+	q->state = TAKEN;
+	pthread_mutex_unlock(&s->mu);
+	return 1;
+}
+
 /* Opens a module file once; checks that it is the file that was loaded. */
 static struct sym_module *module_open(struct symbolizer *s, const struct mr_proc *p,
 				      const struct mr_module *rm)
 {
 	const char *path = mr_string(p, rm->path);
 	for (size_t i = 0; i < s->nmods; i++)
-		if (strcmp(s->mods[i].path, path) == 0 && s->mods[i].build_id_len == rm->build_id_len &&
-		    memcmp(s->mods[i].build_id, rm->build_id, rm->build_id_len) == 0)
+		if (same_module(s->mods[i].path, s->mods[i].build_id, s->mods[i].build_id_len, path,
+				rm->build_id, rm->build_id_len))
 			return &s->mods[i];
 	s->mods = xrealloc(s->mods, (s->nmods + 1) * sizeof(*s->mods));
 	struct sym_module *m = &s->mods[s->nmods++];
@@ -93,31 +361,12 @@ static struct sym_module *module_open(struct symbolizer *s, const struct mr_proc
 	m->path = xstrdup(path);
 	memcpy(m->build_id, rm->build_id, rm->build_id_len);
 	m->build_id_len = rm->build_id_len;
-	if (path[0] != '/')
-		return m; /* linux-vdso.so.1 and the like: no file */
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return m;
-	m->dwfl = dwfl_begin(&callbacks);
-	if (!m->dwfl) {
-		close(fd);
-		return m;
-	}
-	dwfl_report_begin(m->dwfl);
-	m->mod = dwfl_report_elf(m->dwfl, base_name(path), path, fd, 0, false);
-	dwfl_report_end(m->dwfl, NULL, NULL);
-	if (!m->mod) {
-		close(fd);
-		return m;
-	}
-	const unsigned char *bits;
-	GElf_Addr vaddr;
-	int n = dwfl_module_build_id(m->mod, &bits, &vaddr);
-	if (rm->build_id_len && (n != (int)rm->build_id_len || memcmp(bits, rm->build_id, (size_t)n) != 0)) {
+	int changed = 0;
+	if (!take_prep(s, m, &changed))
+		open_dwfl(path, rm->build_id, rm->build_id_len, &m->dwfl, &m->mod, &changed);
+	if (changed)
 		warnmsg("warning: %s has changed since it was recorded (its build-id differs):"
 			" its frames are shown as raw addresses", path);
-		m->mod = NULL;
-	}
 	return m;
 }
 

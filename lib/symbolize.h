@@ -25,6 +25,11 @@ void sym_free(struct symbolizer *s);
 const char *sym_frames(struct symbolizer *s, const struct mr_proc *p, uint64_t ip,
 		       const char **module);
 
+/* Says that the native frame at return address ip of process p will be
+ * symbolized: its module's debug information is read ahead by a thread
+ * of the symbolizer's own while the caller goes on reading the stream. */
+void sym_prefetch(struct symbolizer *s, const struct mr_proc *p, uint64_t ip);
+
 /* The module of process p whose executable segment holds return address
  * ip (one loaded now first, then one since unloaded), or NULL. */
 const struct mr_module *sym_module_of(const struct mr_proc *p, uint64_t ip);

@@ -164,7 +164,7 @@ static int read_run(const char *path, const struct collapse_opts *o)
 		return folded_read_input(in, &sink);
 	}
 	struct replay r;
-	struct ingest g = { NULL, 0, 0 };
+	struct ingest g = { NULL, 0, 0, NULL };
 	replay_init(&r, 0);
 	int status = ingest_input(&g, &r, in, -1);
 	sampled[side] = r.sample_bytes;

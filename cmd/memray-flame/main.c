@@ -595,7 +595,8 @@ static int read_folded(struct mr_input *in)
 static int read_stream(struct mr_input *in)
 {
 	struct replay r;
-	struct ingest g = { NULL, 0, 0 };
+	struct symbolizer *sym = sym_new();
+	struct ingest g = { NULL, 0, 0, sym };
 	char *name = strdup(mr_input_name(in));
 	if (!name)
 		die(EXIT_USAGE, "out of memory");
@@ -603,6 +604,7 @@ static int read_stream(struct mr_input *in)
 	struct collapse_extra x = { 1, sources.wanted, collapse_temporal_start(&r) };
 	int status = ingest_input(&g, &r, in, -1); /* closes in */
 	if (status == EXIT_REFUSED) {
+		sym_free(sym);
 		collapse_temporal_free(x.temporal);
 		replay_free(&r);
 		ingest_free(&g);
@@ -615,7 +617,6 @@ static int read_stream(struct mr_input *in)
 	FILE *m = open_memstream(&text, &len);
 	if (!m)
 		die(EXIT_USAGE, "out of memory");
-	struct symbolizer *sym = sym_new();
 	collapse_write_extra(m, &r, sym, &o, &x);
 	fclose(m);
 	sym_free(sym);

@@ -120,13 +120,15 @@ int main(int argc, char **argv)
 	x.annotate = format == FORMAT_COLLAPSED;
 	x.sources = x.sources && format == FORMAT_COLLAPSED;
 	struct replay r;
-	struct ingest g = { NULL, 0, 0 };
+	struct symbolizer *sym = sym_new();
+	struct ingest g = { NULL, 0, 0, sym };
 	replay_init(&r, o.by_thread || x.annotate);
 	if (temporal)
 		x.temporal = collapse_temporal_start(&r);
 	int status = EXIT_OK;
 	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
 	if (status == EXIT_REFUSED) { /* nothing written for input that is not a stream */
+		sym_free(sym);
 		collapse_temporal_free(x.temporal);
 		replay_free(&r);
 		ingest_free(&g);
@@ -135,7 +137,6 @@ int main(int argc, char **argv)
 	const char *why = metric_unavailable(&r, o.metric);
 	if (why)
 		die(EXIT_USAGE, "%s", why);
-	struct symbolizer *sym = sym_new();
 	if (format == FORMAT_PPROF)
 		pprof_write(stdout, &r, sym, &o);
 	else if (format == FORMAT_SPEEDSCOPE)

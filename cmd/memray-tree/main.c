@@ -291,7 +291,7 @@ int main(int argc, char **argv)
 	nodes[0] = (struct node){ NULL, 0, 0, 0, 0 };
 	nnodes = 1;
 	struct replay r;
-	struct ingest g = { NULL, 0, 0 };
+	struct ingest g = { NULL, 0, 0, NULL };
 	replay_init(&r, 0);
 	int status = EXIT_OK, streams = 0, refused = 0, inputs = 0;
 	for (int i = optind; i < argc || (i == optind && optind == argc); i++) {

@@ -181,6 +181,67 @@ PY
 	echo "$output" | grep -q "0x[0-9a-f]* (prog)"
 }
 
+# debug_split DIR: builds allocs.c into DIR/prog with its DWARF in a file
+# of its own, prog.debug, named by the binary's .gnu_debuglink
+debug_split() {
+	mkdir -p "$1"
+	cc -O1 -g -o "$1/prog" "$BATS_TEST_DIRNAME/../fixtures/allocs.c" -ldl -lpthread
+	objcopy --only-keep-debug "$1/prog" "$1/prog.debug"
+	objcopy --strip-debug --add-gnu-debuglink="$1/prog.debug" "$1/prog"
+}
+
+@test "a separate debug file is found by its debuglink name beside the binary and in .debug/, only when its build-id is the binary's, and debuginfod is not loaded unless DEBUGINFOD_URLS asks for it" {
+	command -v objcopy > /dev/null || skip "objcopy (binutils) is not installed"
+	# no debug information anywhere: libdw would load libdebuginfod (and
+	# libcurl) to ask servers no one named
+	cc -O1 -o bare "$BATS_TEST_DIRNAME/../fixtures/allocs.c" -ldl -lpthread
+	memray-record -q -o bare.bin ./bare chain > /dev/null
+	LD_DEBUG=files memray-fold bare.bin > bare.txt 2> ld.txt
+	grep -q 'chain_c (bare)' bare.txt
+	run grep -c 'file=libdebuginfod' ld.txt
+	assert_output 0
+	debug_split d
+	memray-record -q -o c.bin d/prog chain > /dev/null
+	memray-fold c.bin > beside.txt
+	grep -q 'chain_c (allocs.c:' beside.txt
+	# in .debug/ beside the binary
+	mkdir d/.debug
+	mv d/prog.debug d/.debug/
+	memray-fold c.bin > dotdebug.txt
+	cmp beside.txt dotdebug.txt
+	# a debug file of another build of the program, under the same name: not used
+	debug_split other
+	cc -O2 -g -o other/prog "$BATS_TEST_DIRNAME/../fixtures/allocs.c" -ldl -lpthread
+	objcopy --only-keep-debug other/prog d/.debug/prog.debug
+	run memray-fold c.bin
+	assert_success
+	! echo "$output" | grep -q 'chain_c (allocs.c:'
+	echo "$output" | grep -q 'chain_c (prog)'
+	# with DEBUGINFOD_URLS set, libdw's own search runs, servers included
+	if ls /usr/lib/x86_64-linux-gnu/libdebuginfod.so.1 > /dev/null 2>&1; then
+		DEBUGINFOD_URLS=http://127.0.0.1:9 DEBUGINFOD_TIMEOUT=2 LD_DEBUG=files \
+			memray-fold bare.bin > /dev/null 2> ld.txt
+		grep -q 'file=libdebuginfod' ld.txt
+	fi
+}
+
+@test "frames of many modules read ahead by the prefetch thread are named as without it" {
+	# Python with --native: frames in python3, libc and extension modules
+	memray-record -q --native -o n.bin /usr/bin/python3 -c '
+import json, zlib, hashlib
+b = [json.dumps({"k": i}) for i in range(2000)]
+z = [zlib.compress(bytes(1000)) for _ in range(50)]
+h = [hashlib.sha256(bytes(100)).hexdigest() for _ in range(50)]
+' > /dev/null
+	memray-fold n.bin | grep -v '^#' | sed 's/ [0-9]*$//' | tr ';' '\n' | sort -u > fold.txt
+	# memray-tree symbolizes after reading, with no prefetch: every node shown
+	memray-tree -m 0 -b 1000000 n.bin | sed '1d; s/^[-|` ]*[0-9.]* [KMG]*i*B ([0-9.]*%) //' |
+		sort -u > tree.txt
+	cmp fold.txt tree.txt
+	grep -q '^_PyObject_Malloc (obmalloc.c:\|^PyMem_RawMalloc (\|^__libc_start_call_main (' fold.txt
+	[ "$(wc -l < fold.txt)" -gt 100 ]
+}
+
 # total_by RULE FILE: the sum of the values of FILE's lines that RULE (a
 # Perl regex whose second group is the value) takes as stacks; fails if it
 # takes a metadata line.
