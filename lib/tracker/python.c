@@ -779,8 +779,9 @@ int python_walk(struct pyent *out, int max)
 		int64_t lasti = frame_lasti(f, code);
 		if (lasti < 0)
 			continue;
-		uint8_t entry = L->minor <= 10 ? 1 : L->f_is_entry >= 0 ? AT(f, L->f_is_entry, uint8_t) != 0 : 0;
-		out[n++] = (struct pyent){ f, code, lasti, code_word(f), instr_word(f), 0, entry, NULL };
+		uint8_t flag = L->f_is_entry >= 0 ? AT(f, L->f_is_entry, uint8_t) : 0;
+		uint8_t entry = L->minor <= 10 ? 1 : flag != 0;
+		out[n++] = (struct pyent){ f, code, lasti, code_word(f), instr_word(f), 0, entry, flag, NULL };
 	}
 	if (n)
 		out[n - 1].entry = 1;
@@ -910,7 +911,8 @@ walk_top(const struct pyent *prev, int n, struct pyent *top, int max, const void
 		int64_t lasti = frame_lasti(f, code);
 		if (lasti < 0 || m == max)
 			return -1;
-		top[m++] = (struct pyent){ f, code, lasti, cw, iw, 0, own > 0, NULL };
+		uint8_t flag = L->f_is_entry >= 0 ? AT(f, L->f_is_entry, uint8_t) : 0;
+		top[m++] = (struct pyent){ f, code, lasti, cw, iw, 0, own > 0, flag, NULL };
 		if (j < 0)
 			break; /* prev's root changed: nothing may be below it */
 	}
@@ -970,15 +972,16 @@ below_marks(const void *f, int back, int shim, int owner, int *passed, const voi
 }
 
 /* Whether the levels j .. 0 of prev are the frames from *fp down, marks
- * included, and nothing below: one loop per layout, as same_below. fe: the
- * is_entry flag's offset (3.11), else -1; shim: 3.12+'s owner of marker
- * frames, else 0. */
+ * included, and nothing below: one loop per layout, as same_below.
+ * has_fe, fe: whether frames have an is_entry byte (3.11), and its
+ * offset; shim: 3.12+'s owner of marker frames, else 0. */
 static inline __attribute__((always_inline)) int
 same_marks_below(const void **fp, const struct pyent *prev, int j, int back, int fc, int fi,
-		 int fe, int shim, int owner, int narrow)
+		 int has_fe, int fe, int shim, int owner, int narrow)
 {
 	const void *f = *fp, *first;
 	int passed;
+#pragma GCC unroll 4
 	for (int i = j; i > 0; i--) {
 		const void *g = below_marks(f, back, shim, owner, &passed, &first);
 		if (shim && (passed != prev[i].entry || first != prev[i].shim))
@@ -990,7 +993,10 @@ same_marks_below(const void **fp, const struct pyent *prev, int j, int back, int
 			      ((uintptr_t)(unsigned)AT(g, fi, int) ^ e->instr_word))
 			   : AT(g, fi, uintptr_t) != e->instr_word)
 			return 0;
-		if (fe >= 0 && i > 1 && (AT(g, fe, uint8_t) != 0) != e->entry)
+		/* 3.11's is_entry byte, as read: the root's too, whose entry
+		 * mark is 1 whatever it holds (a stricter test, never a looser
+		 * one, and one compare a level) */
+		if (has_fe && AT(g, fe, uint8_t) != e->flag)
 			return 0;
 		f = g;
 	}
@@ -1012,9 +1018,11 @@ int python_walk_marks_from(const struct pyent *prev, int n, struct pyent *top, i
 	/* every level from the match down, marks included */
 	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
 	const int fc = L->f_code, fi = L->f_instr;
-	int ok = L->minor <= 10 ? same_marks_below(&f, prev, j, back, fc, fi, -1, 0, 0, 1)
-		 : shim	       ? same_marks_below(&f, prev, j, back, fc, fi, -1, shim, owner, 0)
-			       : same_marks_below(&f, prev, j, back, fc, fi, L->f_is_entry, 0, 0, 0);
+	int ok = L->minor <= 10 ? same_marks_below(&f, prev, j, back, fc, fi, 0, 0, 0, 0, 1)
+		 : shim	       ? same_marks_below(&f, prev, j, back, fc, fi, 0, 0, shim, owner, 0)
+		 : L->f_is_entry >= 0
+			 ? same_marks_below(&f, prev, j, back, fc, fi, 1, L->f_is_entry, 0, 0, 0)
+			 : same_marks_below(&f, prev, j, back, fc, fi, 0, 0, 0, 0, 0);
 	if (!ok)
 		return -1;
 	if (j < 0) {

@@ -27,6 +27,7 @@ struct pyent {
 	uintptr_t code_word, instr_word;
 	uint32_t node; /* in the per-thread cache: the trie node of the prefix */
 	uint8_t entry; /* the root-most frame of one run of the evaluation loop */
+	uint8_t flag;  /* 3.11: the frame's is_entry byte as read (0 elsewhere) */
 	/* of an entry frame on 3.12+: the marker frame that run of the loop
 	 * keeps on its C stack, so inside its native frame; else NULL */
 	const void *shim;
