@@ -66,7 +66,8 @@ void at_child(void)
 	rescue_forget(); /* the parent's, shared: never written here */
 	sampler_forked();
 	gate_forked();
-	pthread_mutex_init(&lock, NULL);
+	lock_word = 0;
+	lock_owner = NULL;
 	holding = 0;
 	deferred_sig = 0; /* the parent's: its own signal, not this child's */
 	got_forked();
@@ -301,8 +302,7 @@ int tracker_signal_end(int sig)
 	/* the interrupted code of this very thread holds the lock, in the
 	 * middle of a record: the signal waits until it lets go (a write it
 	 * is blocked in ends with EINTR, see batch_write) */
-	if (holding || __atomic_load_n(&lock.__data.__owner, __ATOMIC_RELAXED) ==
-			       (int)syscall(SYS_gettid)) {
+	if (holding || __atomic_load_n(&lock_owner, __ATOMIC_RELAXED) == &holding) {
 		deferred_sig = sig;
 		return 1;
 	}
@@ -313,20 +313,22 @@ int tracker_signal_end(int sig)
 				    __ATOMIC_ACQUIRE);
 	set_active(0);
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
+	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += 2;
 	int guard = tracker_guard;
 	tracker_guard = 1;
-	if (pthread_mutex_timedlock(&lock, &until) != 0) {
+	if (lock_timed(&until) != 0) {
 		tracker_guard = guard;
 		return 0;
 	}
+	__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
 	if (__atomic_load_n(&signal_ending, __ATOMIC_ACQUIRE) == 1 && getpid() == my_pid) {
 		mr_w_signal(&writer, sig);
 		stream_end();
 		__atomic_store_n(&signal_ending, 2, __ATOMIC_RELEASE);
 	}
-	pthread_mutex_unlock(&lock);
+	__atomic_store_n(&lock_owner, NULL, __ATOMIC_RELAXED);
+	lock_release();
 	tracker_guard = guard;
 	return 0;
 }

@@ -4,13 +4,14 @@
  * to the descriptor memray-record passed (adopted here, out of the
  * program's way).
  *
- * Owns: lock, holding, deferred_sig, writer, out_fd (and its identity),
- * follow, the batch.
+ * Owns: lock_word, lock_owner, holding, deferred_sig, writer, out_fd (and
+ * its identity), follow, the batch.
  * Calls: set_active (sample.c) when a write fails and recording stops.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,8 +26,56 @@
 
 #include "internal.h"
 
-pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+int lock_word;
+int *lock_owner;
 __thread int holding __attribute__((tls_model("initial-exec")));
+
+static long futex(int op, int val, const struct timespec *timeout)
+{
+	return syscall(SYS_futex, &lock_word, op, val, timeout, NULL, 0);
+}
+
+/* The lock is held: mark it waited for, and sleep until it is let go
+ * (Drepper's "Futexes Are Tricky", its second mutex). */
+void lock_wait(void)
+{
+	while (__atomic_exchange_n(&lock_word, 2, __ATOMIC_ACQUIRE) != 0)
+		futex(FUTEX_WAIT_PRIVATE, 2, NULL);
+}
+
+void lock_wake(void)
+{
+	futex(FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+int lock_timed(const struct timespec *deadline)
+{
+	int free_word = 0;
+	if (__atomic_compare_exchange_n(&lock_word, &free_word, 1, 0, __ATOMIC_ACQUIRE,
+					__ATOMIC_RELAXED))
+		return 0;
+	while (__atomic_exchange_n(&lock_word, 2, __ATOMIC_ACQUIRE) != 0) {
+		struct timespec now, left;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left.tv_sec = deadline->tv_sec - now.tv_sec;
+		left.tv_nsec = deadline->tv_nsec - now.tv_nsec;
+		if (left.tv_nsec < 0) {
+			left.tv_nsec += 1000000000L;
+			left.tv_sec--;
+		}
+		if (left.tv_sec < 0)
+			return -1;
+		futex(FUTEX_WAIT_PRIVATE, 2, &left);
+	}
+	return 0;
+}
+
+/* Lets go of a lock taken with lock_timed. */
+void lock_release(void)
+{
+	if (__atomic_exchange_n(&lock_word, 0, __ATOMIC_RELEASE) != 1)
+		lock_wake();
+}
 __thread int deferred_sig __attribute__((tls_model("initial-exec")));
 
 __attribute__((noinline, cold)) void raise_deferred(void)
