@@ -64,6 +64,7 @@ struct symbolizer {
 	struct prep *preps;
 	size_t npreps, preps_cap;
 	struct seen_page *seen;
+	int no_prefetch;
 };
 
 static char *xstrdup(const char *s)
@@ -126,31 +127,25 @@ void sym_free(struct symbolizer *s)
  * that libdw 0.188 loads libdebuginfod and libcurl (about 6 ms and 17 M
  * instructions, more than the rest of symbolizing a small recording)
  * whether or not a server is configured. With DEBUGINFOD_URLS set the
- * standard search runs, servers included, as the user asked; without it
- * the same local places are searched here, and a file found by its
- * debuglink name is taken only when its build-id is the module's. */
-static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, GElf_Addr base,
-			  const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
-			  char **debuginfo_file_name)
+ * standard search runs, servers included, as the user asked, and so it
+ * does for a dwz file (a .gnu_debugaltlink: asked for with no CRC) and a
+ * module without a build-id. Otherwise: by build-id, then by debuglink
+ * name in those three places, for the recorded path and for the file it
+ * resolves to (a library is often recorded by a symbolic link, as under
+ * /lib), a file found by name taken only when its build-id is the
+ * module's. */
+/* The debug file named link for the module file at path (absolute):
+ * beside it, in .debug/ there, or under /usr/lib/debug; only one whose
+ * build-id is want. */
+static int find_by_link(const char *path, const char *link, const unsigned char *want,
+			int want_len, char **found)
 {
-	const char *urls = getenv("DEBUGINFOD_URLS");
-	const unsigned char *want;
-	GElf_Addr vaddr;
-	int want_len = dwfl_module_build_id(mod, &want, &vaddr);
-	if ((urls && *urls) || want_len <= 0) /* (no build-id: libdw checks the CRC) */
-		return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
-						    debuglink_file, debuglink_crc,
-						    debuginfo_file_name);
-	int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name,
-					      debuglink_file, debuglink_crc, debuginfo_file_name);
-	if (fd >= 0 || !debuglink_file || !file_name || file_name[0] != '/')
-		return fd;
-	int dir = (int)(strrchr(file_name, '/') - file_name);
+	int dir = (int)(strrchr(path, '/') - path);
 	static const char *const where[] = { "%.*s/%s", "%.*s/.debug/%s", "/usr/lib/debug%.*s/%s" };
 	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
 		char cand[4096];
-		int n = snprintf(cand, sizeof(cand), where[i], dir, file_name, debuglink_file);
-		if (n < 0 || (size_t)n >= sizeof(cand) || strcmp(cand, file_name) == 0)
+		int n = snprintf(cand, sizeof(cand), where[i], dir, path, link);
+		if (n < 0 || (size_t)n >= sizeof(cand) || strcmp(cand, path) == 0)
 			continue;
 		int f = open(cand, O_RDONLY | O_CLOEXEC);
 		if (f < 0)
@@ -161,12 +156,36 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 		int same = got == want_len && memcmp(bits, want, (size_t)got) == 0;
 		elf_end(e);
 		if (same) {
-			*debuginfo_file_name = xstrdup(cand);
+			*found = xstrdup(cand);
 			return f;
 		}
 		close(f);
 	}
 	return -1;
+}
+
+static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, GElf_Addr base,
+			  const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
+			  char **debuginfo_file_name)
+{
+	const char *urls = getenv("DEBUGINFOD_URLS");
+	const unsigned char *want;
+	GElf_Addr vaddr;
+	int want_len = dwfl_module_build_id(mod, &want, &vaddr);
+	if ((urls && *urls) || want_len <= 0 || (debuglink_file && debuglink_crc == 0))
+		return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
+						    debuglink_file, debuglink_crc,
+						    debuginfo_file_name);
+	int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name,
+					      debuglink_file, debuglink_crc, debuginfo_file_name);
+	if (fd >= 0 || !debuglink_file || !file_name || file_name[0] != '/')
+		return fd;
+	char *real = realpath(file_name, NULL);
+	const char *paths[2] = { file_name, real && strcmp(real, file_name) != 0 ? real : NULL };
+	for (int k = 0; k < 2 && fd < 0 && paths[k]; k++)
+		fd = find_by_link(paths[k], debuglink_file, want, want_len, debuginfo_file_name);
+	free(real);
+	return fd;
 }
 
 static const Dwfl_Callbacks callbacks = {
@@ -275,7 +294,14 @@ static void *prefetch_main(void *arg)
 
 void sym_prefetch(struct symbolizer *s, const struct mr_proc *p, uint64_t ip)
 {
+	/* (not when modules may be fetched from a server: only what is
+	 * shown is worth a download) */
+	if (s->no_prefetch)
+		return;
 	if (!s->seen) {
+		const char *urls = getenv("DEBUGINFOD_URLS");
+		if ((s->no_prefetch = urls && *urls))
+			return;
 		s->seen = xrealloc(NULL, SEEN_PAGES * sizeof(*s->seen));
 		memset(s->seen, 0, SEEN_PAGES * sizeof(*s->seen));
 	}

@@ -198,7 +198,7 @@ int main(int argc, char **argv)
 	}
 	struct replay r;
 	struct symbolizer *sym = sym_new();
-	struct ingest g = { NULL, 0, 0, sym };
+	struct ingest g = { NULL, 0, 0, NULL }; /* (no prefetch: only leaks are named) */
 	replay_init(&r, 0);
 	int status = EXIT_OK;
 	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);

@@ -613,8 +613,8 @@ int main(int argc, char **argv)
 	}
 	struct replay r;
 	struct symbolizer *sym = sym_new();
-	/* (the timeline names no frame) */
-	struct ingest g = { NULL, 0, 0, timeline ? NULL : sym };
+	/* (no prefetch: only the top stacks are named) */
+	struct ingest g = { NULL, 0, 0, NULL };
 	replay_init(&r, 0);
 	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
 	if (status == EXIT_REFUSED) { /* no report of an input that is not a stream */

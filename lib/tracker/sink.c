@@ -36,16 +36,22 @@ static long futex(int op, int val, const struct timespec *timeout)
 }
 
 /* The lock is held: mark it waited for, and sleep until it is let go
- * (Drepper's "Futexes Are Tricky", its second mutex). */
+ * (Drepper's "Futexes Are Tricky", its second mutex). The futex calls
+ * fail with EAGAIN or EINTR as a matter of course; the program's errno is
+ * kept (free() must not change it, as glibc's own lock does not). */
 void lock_wait(void)
 {
+	int e = errno;
 	while (__atomic_exchange_n(&lock_word, 2, __ATOMIC_ACQUIRE) != 0)
 		futex(FUTEX_WAIT_PRIVATE, 2, NULL);
+	errno = e;
 }
 
 void lock_wake(void)
 {
+	int e = errno;
 	futex(FUTEX_WAKE_PRIVATE, 1, NULL);
+	errno = e;
 }
 
 int lock_timed(const struct timespec *deadline)
@@ -54,6 +60,7 @@ int lock_timed(const struct timespec *deadline)
 	if (__atomic_compare_exchange_n(&lock_word, &free_word, 1, 0, __ATOMIC_ACQUIRE,
 					__ATOMIC_RELAXED))
 		return 0;
+	int e = errno, rc = 0;
 	while (__atomic_exchange_n(&lock_word, 2, __ATOMIC_ACQUIRE) != 0) {
 		struct timespec now, left;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -63,11 +70,14 @@ int lock_timed(const struct timespec *deadline)
 			left.tv_nsec += 1000000000L;
 			left.tv_sec--;
 		}
-		if (left.tv_sec < 0)
-			return -1;
+		if (left.tv_sec < 0) {
+			rc = -1;
+			break;
+		}
 		futex(FUTEX_WAIT_PRIVATE, 2, &left);
 	}
-	return 0;
+	errno = e;
+	return rc;
 }
 
 /* Lets go of a lock taken with lock_timed. */

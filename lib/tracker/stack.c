@@ -189,7 +189,8 @@ static void capture_python(struct capture *c)
 	int ntop = 0;
 	int same = native_stacks ? python_walk_marks_from(s->cur, s->curn, s->top, MAX_TOP, &ntop)
 				 : python_walk_from(s->prev, s->depth, s->top, MAX_TOP, &ntop);
-	if (same >= 0) {
+	/* (a stack grown past what cur holds is walked whole, and cut there) */
+	if (same >= 0 && same + ntop <= MAX_PY_FRAMES) {
 		for (int k = 0; k < ntop; k++)
 			s->cur[same + k] = s->top[ntop - 1 - k];
 		c->pysame = same;

@@ -65,3 +65,12 @@ free munmap addr=$(printf '0x%x' $((addr + P))) size=$((2 * P))"
 	assert_output --partial "peak heap:"
 	assert_output --partial "live at end:"
 }
+
+@test "free() keeps errno while eight threads contend for the tracker's lock" {
+	for i in 1 2 3; do
+		run memray-record -q -f -o e.bin "$FIX/allocs" errno-free
+		assert_success
+		assert_output "free() changed errno 0 times"
+	done
+	memray-stat e.bin | grep -q "^frees: *[0-9]\{6\}"
+}

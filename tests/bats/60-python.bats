@@ -468,6 +468,18 @@ cache_traps() {
 	on_every_python cache_traps
 }
 
+grow_deep() {
+	local extra=$(( $(pysz 100001) - 100000 ))
+	for nat in "" --native; do
+		memray-record -q -f $nat -o g.bin "$PY" "$PYDIR/grow_deep.py" || return 1
+		memray-fold -m total g.bin | python3 "$PYDIR/grow_deep_check.py" "$extra" || return 1
+	done
+}
+
+@test "a stack that grows a level at a time past the 2048 frames kept is cut there, never written past them" {
+	on_every_python grow_deep
+}
+
 # the same with hybrid stacks (--native), whose cache also keeps where
 # each run of the evaluation loop begins
 cache_traps_native() {

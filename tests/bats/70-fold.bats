@@ -217,6 +217,19 @@ debug_split() {
 	assert_success
 	! echo "$output" | grep -q 'chain_c (allocs.c:'
 	echo "$output" | grep -q 'chain_c (prog)'
+	# a library recorded by a symbolic link to it: its debug file is found
+	# beside the file the link resolves to
+	mkdir real lnk
+	printf '#include <stdlib.h>\nvoid *x_alloc(size_t n) { return malloc(n); }\n' > real/libx.c
+	cc -O1 -g -shared -fPIC -Wl,-soname,libx.so.1 -o real/libx.so.1 real/libx.c
+	objcopy --only-keep-debug real/libx.so.1 real/libx.so.1.debug
+	objcopy --strip-debug --add-gnu-debuglink=real/libx.so.1.debug real/libx.so.1
+	ln -s ../real/libx.so.1 lnk/libx.so.1
+	printf '#include <stdio.h>\n#include <stdlib.h>\nvoid *x_alloc(size_t);\nint main(void) { printf("%%p\\n", x_alloc(12345)); return 0; }\n' > xmain.c
+	cc -O1 -o xmain xmain.c lnk/libx.so.1 -Wl,-rpath,"$PWD/lnk"
+	memray-record -q -o x.bin ./xmain > /dev/null
+	memray-stat --dump x.bin | grep -q "module .*lnk/libx.so.1"
+	memray-fold x.bin | grep -q 'x_alloc (libx.c:2)'
 	# with DEBUGINFOD_URLS set, libdw's own search runs, servers included
 	if ls /usr/lib/x86_64-linux-gnu/libdebuginfod.so.1 > /dev/null 2>&1; then
 		DEBUGINFOD_URLS=http://127.0.0.1:9 DEBUGINFOD_TIMEOUT=2 LD_DEBUG=files \
