@@ -41,6 +41,16 @@ static long futex(int op, int val, const struct timespec *timeout)
  * kept (free() must not change it, as glibc's own lock does not). */
 void lock_wait(void)
 {
+	/* a record takes well under a microsecond: spin a little first, as
+	 * glibc's adaptive mutex does, before sleeping */
+	for (int i = 0; i < 100; i++) {
+		__builtin_ia32_pause();
+		int free_word = 0;
+		if (__atomic_load_n(&lock_word, __ATOMIC_RELAXED) == 0 &&
+		    __atomic_compare_exchange_n(&lock_word, &free_word, 1, 0, __ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED))
+			return;
+	}
 	int e = errno;
 	while (__atomic_exchange_n(&lock_word, 2, __ATOMIC_ACQUIRE) != 0)
 		futex(FUTEX_WAIT_PRIVATE, 2, NULL);
