@@ -781,7 +781,7 @@ int python_walk(struct pyent *out, int max)
 			continue;
 		uint8_t flag = L->f_is_entry >= 0 ? AT(f, L->f_is_entry, uint8_t) : 0;
 		uint8_t entry = L->minor <= 10 ? 1 : flag != 0;
-		out[n++] = (struct pyent){ f, code, lasti, code_word(f), instr_word(f), 0, entry, flag, NULL };
+		out[n++] = (struct pyent){ f, code, lasti, code_word(f), instr_word(f), 0, entry, flag, 0, NULL };
 	}
 	if (n)
 		out[n - 1].entry = 1;
@@ -912,7 +912,7 @@ walk_top(const struct pyent *prev, int n, struct pyent *top, int max, const void
 		if (lasti < 0 || m == max)
 			return -1;
 		uint8_t flag = L->f_is_entry >= 0 ? AT(f, L->f_is_entry, uint8_t) : 0;
-		top[m++] = (struct pyent){ f, code, lasti, cw, iw, 0, own > 0, flag, NULL };
+		top[m++] = (struct pyent){ f, code, lasti, cw, iw, 0, own > 0, flag, 0, NULL };
 		if (j < 0)
 			break; /* prev's root changed: nothing may be below it */
 	}

@@ -28,6 +28,7 @@ struct pyent {
 	uint32_t node; /* in the per-thread cache: the trie node of the prefix */
 	uint8_t entry; /* the root-most frame of one run of the evaluation loop */
 	uint8_t flag;  /* 3.11: the frame's is_entry byte as read (0 elsewhere) */
+	uint16_t run;  /* hybrid stacks: the level of this frame's run's entry frame */
 	/* of an entry frame on 3.12+: the marker frame that run of the loop
 	 * keeps on its C stack, so inside its native frame; else NULL */
 	const void *shim;

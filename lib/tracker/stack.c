@@ -71,6 +71,9 @@ struct pystate {
 	int hlast, stable;
 };
 static uintptr_t eval_lo, eval_hi; /* the interpreter's evaluation loop */
+/* the Python items of hybrid stacks, levels 0 to MAX_PY_FRAMES - 1 in
+ * order: a run of levels is copied from here whole */
+static struct hcur py_items[MAX_PY_FRAMES];
 static __thread struct pystate *pyts __attribute__((tls_model("initial-exec")));
 int python_stacks; /* the program is CPython and frames are walked */
 #define PY_NODE (1ull << 63) /* a trie key holding a PYFRAME id */
@@ -163,6 +166,14 @@ static uint32_t trie_node(uint32_t parent, uintptr_t ip)
 	return trie[j].id;
 }
 
+/* Each level's run (pyent.run) from level `from` on: the nearest entry
+ * frame at or below it (the root when none), as hybrid() merges them. */
+static void set_runs(struct pyent *v, int from, int n)
+{
+	for (int k = from; k < n; k++)
+		v[k].run = (uint16_t)(v[k].entry || k == 0 ? k : v[k - 1].run);
+}
+
 static void capture_python(struct capture *c)
 {
 	c->pyn = c->pysame = c->why = 0;
@@ -193,6 +204,8 @@ static void capture_python(struct capture *c)
 	if (same >= 0 && same + ntop <= MAX_PY_FRAMES) {
 		for (int k = 0; k < ntop; k++)
 			s->cur[same + k] = s->top[ntop - 1 - k];
+		if (native_stacks)
+			set_runs(s->cur, same, same + ntop);
 		c->pysame = same;
 		if (same < s->stable)
 			s->stable = same;
@@ -203,6 +216,8 @@ static void capture_python(struct capture *c)
 	}
 	s->stable = 0;
 	c->pyn = s->curn = python_walk(s->cur, MAX_PY_FRAMES);
+	if (native_stacks)
+		set_runs(s->cur, 0, c->pyn);
 	if (c->pyn)
 		s->seen = 1;
 	else if (!native_stacks)
@@ -323,11 +338,15 @@ static void hybrid(struct capture *c)
 		for (int i = c->n - 1; i >= 0; i--) {
 			uintptr_t ip = c->ips[i];
 			if (g >= 0 && in_eval(ip)) {
-				do {
-					if (g == s->stable)
-						unstable = n;
-					e[-++n] = (struct hcur){ 0, g };
-				} while (!s->cur[g--].entry && g >= 0);
+				/* this run of the loop: frames g down to the
+				 * nearest entry frame (or the root), whose
+				 * items lie in py_items in order */
+				int k = s->cur[g].run, cnt = g - k + 1;
+				if (s->stable <= g && s->stable >= k)
+					unstable = n + (g - s->stable);
+				n += cnt;
+				memcpy(e - n, &py_items[k], (size_t)cnt * sizeof(*e));
+				g = k - 1;
 			} else {
 				e[-++n] = (struct hcur){ ip, 0 };
 			}
@@ -660,6 +679,8 @@ void stack_options(int py, int native, uint64_t flags)
 	native_stacks = native >= 0 ? native : py != PY_READ;
 	python_stacks = py == PY_READ;
 	if (python_stacks && native_stacks) {
+		for (int i = 0; i < MAX_PY_FRAMES; i++)
+			py_items[i] = (struct hcur){ 0, i };
 		int ranged = python_eval_range(&eval_lo, &eval_hi);
 		if (python_marks_runs())
 			eval_image = python_image(); /* the rest is learned */
