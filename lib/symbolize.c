@@ -77,6 +77,10 @@ struct symbolizer *sym_new(void)
 {
 	struct symbolizer *s = xrealloc(NULL, sizeof(*s));
 	memset(s, 0, sizeof(*s));
+	/* (no reading ahead when modules may be fetched from a server: only
+	 * what is shown is worth a download) */
+	const char *urls = getenv("DEBUGINFOD_URLS");
+	s->no_prefetch = urls && *urls;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	return s;
@@ -120,20 +124,6 @@ void sym_free(struct symbolizer *s)
 	free(s);
 }
 
-/* Where a module's separate debug file is found. libdw's standard search
- * looks for it by build-id under /usr/lib/debug, then by its
- * .gnu_debuglink name beside the file, in .debug/ there and under
- * /usr/lib/debug; as its last step it asks debuginfod servers, and for
- * that libdw 0.188 loads libdebuginfod and libcurl (about 6 ms and 17 M
- * instructions, more than the rest of symbolizing a small recording)
- * whether or not a server is configured. With DEBUGINFOD_URLS set the
- * standard search runs, servers included, as the user asked, and so it
- * does for a dwz file (a .gnu_debugaltlink: asked for with no CRC) and a
- * module without a build-id. Otherwise: by build-id, then by debuglink
- * name in those three places, for the recorded path and for the file it
- * resolves to (a library is often recorded by a symbolic link, as under
- * /lib), a file found by name taken only when its build-id is the
- * module's. */
 /* The debug file named link for the module file at path (absolute):
  * beside it, in .debug/ there, or under /usr/lib/debug; only one whose
  * build-id is want. */
@@ -164,6 +154,20 @@ static int find_by_link(const char *path, const char *link, const unsigned char 
 	return -1;
 }
 
+/* Where a module's separate debug file is found. libdw's standard search
+ * looks for it by build-id under /usr/lib/debug, then by its
+ * .gnu_debuglink name beside the file, in .debug/ there and under
+ * /usr/lib/debug; as its last step it asks debuginfod servers, and for
+ * that libdw 0.188 loads libdebuginfod and libcurl (about 6 ms and 17 M
+ * instructions, more than the rest of symbolizing a small recording)
+ * whether or not a server is configured. With DEBUGINFOD_URLS set the
+ * standard search runs, servers included, as the user asked, and so it
+ * does for a dwz file (a .gnu_debugaltlink: asked for with no CRC) and a
+ * module without a build-id. Otherwise: by build-id, then by debuglink
+ * name in those three places, for the recorded path and for the file it
+ * resolves to (a library is often recorded by a symbolic link, as under
+ * /lib), a file found by name taken only when its build-id is the
+ * module's. */
 static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, GElf_Addr base,
 			  const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
 			  char **debuginfo_file_name)
@@ -294,14 +298,9 @@ static void *prefetch_main(void *arg)
 
 void sym_prefetch(struct symbolizer *s, const struct mr_proc *p, uint64_t ip)
 {
-	/* (not when modules may be fetched from a server: only what is
-	 * shown is worth a download) */
 	if (s->no_prefetch)
 		return;
 	if (!s->seen) {
-		const char *urls = getenv("DEBUGINFOD_URLS");
-		if ((s->no_prefetch = urls && *urls))
-			return;
 		s->seen = xrealloc(NULL, SEEN_PAGES * sizeof(*s->seen));
 		memset(s->seen, 0, SEEN_PAGES * sizeof(*s->seen));
 	}

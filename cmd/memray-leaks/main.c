@@ -197,13 +197,11 @@ int main(int argc, char **argv)
 		}
 	}
 	struct replay r;
-	struct symbolizer *sym = sym_new();
 	struct ingest g = { NULL, 0, 0, NULL }; /* (no prefetch: only leaks are named) */
 	replay_init(&r, 0);
 	int status = EXIT_OK;
 	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
 	if (status == EXIT_REFUSED) { /* nothing written for input that is not a stream */
-		sym_free(sym);
 		replay_free(&r);
 		ingest_free(&g);
 		for (size_t i = 0; i < nsups; i++) {
@@ -220,6 +218,7 @@ int main(int argc, char **argv)
 	if (r.sample_bytes)
 		warnmsg("warning: the stream is sampled (--sample-bytes): leaked bytes are estimates, "
 			"and a leak of fewer bytes than the sampling gap is likely not seen");
+	struct symbolizer *sym = sym_new();
 	struct collapsed *v;
 	size_t n = collapse_lines(&r, sym, &o, &v), kept = 0;
 	struct collapsed **left = malloc((n ? n : 1) * sizeof(*left));

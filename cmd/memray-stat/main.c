@@ -612,17 +612,16 @@ int main(int argc, char **argv)
 		return status;
 	}
 	struct replay r;
-	struct symbolizer *sym = sym_new();
 	/* (no prefetch: only the top stacks are named) */
 	struct ingest g = { NULL, 0, 0, NULL };
 	replay_init(&r, 0);
 	status = ingest_files(&g, &r, argv + optind, argc - optind, pid);
 	if (status == EXIT_REFUSED) { /* no report of an input that is not a stream */
-		sym_free(sym);
 		replay_free(&r);
 		ingest_free(&g);
 		return EXIT_USAGE;
 	}
+	struct symbolizer *sym = sym_new();
 	if (functions) {
 		if (by_function(&r, sym, metric, sort, top_given ? (size_t)top : 0, json) != EXIT_OK)
 			status = EXIT_USAGE;

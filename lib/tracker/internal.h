@@ -60,9 +60,8 @@ extern int *lock_owner;
 void lock_wait(void) __attribute__((noinline, cold));
 void lock_wake(void) __attribute__((noinline, cold));
 /* Takes the lock unless it is still held at deadline (CLOCK_MONOTONIC):
- * 0, or -1 then. */
+ * 0, or -1 then (a signal handler's wait, tracker_signal_end). */
 int lock_timed(const struct timespec *deadline);
-void lock_release(void);
 /* Whether this thread holds the lock, from just after taking it to just
  * after letting it go; with lock_owner, a signal handler in this thread
  * knows it must not wait for the lock. */
@@ -107,12 +106,25 @@ static inline __attribute__((always_inline)) void rescue_commit(struct mr_rescue
 	__atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
 }
 
-static inline __attribute__((always_inline)) void lock_stream(void)
+/* Takes the lock if it is free. */
+static inline __attribute__((always_inline)) int lock_try(void)
 {
 	int free_word = 0;
-	if (__builtin_expect(!__atomic_compare_exchange_n(&lock_word, &free_word, 1, 0,
-							  __ATOMIC_ACQUIRE, __ATOMIC_RELAXED),
-			     0))
+	return __atomic_compare_exchange_n(&lock_word, &free_word, 1, 0, __ATOMIC_ACQUIRE,
+					   __ATOMIC_RELAXED);
+}
+
+/* Lets go of the lock, waking a waiter if there is one. */
+static inline __attribute__((always_inline)) void lock_release(void)
+{
+	__atomic_store_n(&lock_owner, NULL, __ATOMIC_RELAXED);
+	if (__builtin_expect(__atomic_exchange_n(&lock_word, 0, __ATOMIC_RELEASE) != 1, 0))
+		lock_wake();
+}
+
+static inline __attribute__((always_inline)) void lock_stream(void)
+{
+	if (__builtin_expect(!lock_try(), 0))
 		lock_wait();
 	__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
 	holding = 1;
@@ -124,9 +136,7 @@ static inline __attribute__((always_inline)) void unlock(void)
 {
 	if (rescue)
 		rescue_commit(rescue);
-	__atomic_store_n(&lock_owner, NULL, __ATOMIC_RELAXED);
-	if (__builtin_expect(__atomic_exchange_n(&lock_word, 0, __ATOMIC_RELEASE) != 1, 0))
-		lock_wake();
+	lock_release();
 	holding = 0;
 	if (__builtin_expect(deferred_sig != 0, 0))
 		raise_deferred();

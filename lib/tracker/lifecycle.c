@@ -321,13 +321,11 @@ int tracker_signal_end(int sig)
 		tracker_guard = guard;
 		return 0;
 	}
-	__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
 	if (__atomic_load_n(&signal_ending, __ATOMIC_ACQUIRE) == 1 && getpid() == my_pid) {
 		mr_w_signal(&writer, sig);
 		stream_end();
 		__atomic_store_n(&signal_ending, 2, __ATOMIC_RELEASE);
 	}
-	__atomic_store_n(&lock_owner, NULL, __ATOMIC_RELAXED);
 	lock_release();
 	tracker_guard = guard;
 	return 0;

@@ -45,10 +45,7 @@ void lock_wait(void)
 	 * glibc's adaptive mutex does, before sleeping */
 	for (int i = 0; i < 100; i++) {
 		__builtin_ia32_pause();
-		int free_word = 0;
-		if (__atomic_load_n(&lock_word, __ATOMIC_RELAXED) == 0 &&
-		    __atomic_compare_exchange_n(&lock_word, &free_word, 1, 0, __ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED))
+		if (__atomic_load_n(&lock_word, __ATOMIC_RELAXED) == 0 && lock_try())
 			return;
 	}
 	int e = errno;
@@ -66,10 +63,12 @@ void lock_wake(void)
 
 int lock_timed(const struct timespec *deadline)
 {
-	int free_word = 0;
-	if (__atomic_compare_exchange_n(&lock_word, &free_word, 1, 0, __ATOMIC_ACQUIRE,
-					__ATOMIC_RELAXED))
+	if (lock_try()) {
+		__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
 		return 0;
+	}
+	/* then as lock_wait's sleep: marked waited for each time, since others
+	 * may sleep too */
 	int e = errno, rc = 0;
 	while (__atomic_exchange_n(&lock_word, 2, __ATOMIC_ACQUIRE) != 0) {
 		struct timespec now, left;
@@ -87,15 +86,11 @@ int lock_timed(const struct timespec *deadline)
 		futex(FUTEX_WAIT_PRIVATE, 2, &left);
 	}
 	errno = e;
+	if (rc == 0)
+		__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
 	return rc;
 }
 
-/* Lets go of a lock taken with lock_timed. */
-void lock_release(void)
-{
-	if (__atomic_exchange_n(&lock_word, 0, __ATOMIC_RELEASE) != 1)
-		lock_wake();
-}
 __thread int deferred_sig __attribute__((tls_model("initial-exec")));
 
 __attribute__((noinline, cold)) void raise_deferred(void)

@@ -326,6 +326,19 @@ out:
  * Python frames that run of the loop executes (down to its entry frame).
  * Python frames left over (a native stack cut short, or loop code not yet
  * known: then learned, and the merge done again) go at the root. */
+/* Places Python levels g down to k (their items lie in py_items in order)
+ * below the n items e ends with, leaf first; *unstable: where the level
+ * s->stable went, if among them. */
+static inline int place_levels(const struct pystate *s, struct hcur *e, int n, int g, int k,
+			       int *unstable)
+{
+	if (s->stable <= g && s->stable >= k)
+		*unstable = n + (g - s->stable);
+	n += g - k + 1;
+	memcpy(e - n, &py_items[k], (size_t)(g - k + 1) * sizeof(*e));
+	return n;
+}
+
 static void hybrid(struct capture *c)
 {
 	struct pystate *s = pyts;
@@ -339,13 +352,9 @@ static void hybrid(struct capture *c)
 			uintptr_t ip = c->ips[i];
 			if (g >= 0 && in_eval(ip)) {
 				/* this run of the loop: frames g down to the
-				 * nearest entry frame (or the root), whose
-				 * items lie in py_items in order */
-				int k = s->cur[g].run, cnt = g - k + 1;
-				if (s->stable <= g && s->stable >= k)
-					unstable = n + (g - s->stable);
-				n += cnt;
-				memcpy(e - n, &py_items[k], (size_t)cnt * sizeof(*e));
+				 * nearest entry frame (or the root) */
+				int k = s->cur[g].run;
+				n = place_levels(s, e, n, g, k, &unstable);
 				g = k - 1;
 			} else {
 				e[-++n] = (struct hcur){ ip, 0 };
@@ -359,11 +368,8 @@ static void hybrid(struct capture *c)
 		if (__atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE) == parts)
 			break;
 	}
-	for (; g >= 0; g--) {
-		if (g == s->stable)
-			unstable = n;
-		e[-++n] = (struct hcur){ 0, g };
-	}
+	if (g >= 0)
+		n = place_levels(s, e, n, g, 0, &unstable);
 	const struct hcur *h = e - n;
 	s->hstart[!s->hlast] = HC_MAX - n;
 	c->hn = n;
