@@ -227,6 +227,20 @@ extern int python_stacks;       /* the program is CPython and frames are walked 
 extern int unwind_started;
 extern char self_path[4096];    /* this library */
 
+/* unwind.c: the tracker's own unwinder (MEMRAY_UNWIND=libunwind leaves
+ * every stack to libunwind; =check unwinds both ways and says at the end
+ * how often they differed). */
+enum { UNWIND_FAST, UNWIND_LIBUNWIND, UNWIND_CHECK };
+extern int unwind_mode;
+void unwind_setup(void);
+/* The return addresses of the calling thread, innermost first, as
+ * unw_backtrace gives them; -1 where libunwind must do it. */
+int fast_backtrace(void **ips, int max);
+/* Objects were loaded or unloaded: the rules learned are forgotten. */
+void unwind_flush(void);
+void unwind_thread_exit(void);
+void unwind_report(void);
+
 /* Unwinds the calling thread, outside the lock. */
 void capture(struct capture *c);
 /* Interns the capture and returns its leaf node. Locked. */

@@ -341,6 +341,7 @@ void tracker_finish(void)
 	if (ACTIVE() && getpid() == my_pid) {
 		stream_end();
 		set_active(0);
+		unwind_report();
 	}
 	unlock();
 	tracker_guard = guard;

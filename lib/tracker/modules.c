@@ -190,6 +190,7 @@ void tracker_modules_changed(int closed)
 	tracker_guard = 1;
 	if (closed)
 		unw_flush_cache(unw_local_addr_space, 0, 0);
+	unwind_flush();
 	modules_sync(0);
 	tracker_guard = 0;
 }

@@ -447,10 +447,63 @@ static void gate_leave(void)
 	__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
 }
 
+static inline int is_self(const void *ip)
+{
+	return (uintptr_t)ip >= self_lo && (uintptr_t)ip < self_hi;
+}
+
+/* MEMRAY_UNWIND=check: the stack both ways, from the first frame that is
+ * not ours. */
+static unsigned long checked, differed, declined;
+
+static void unwind_compare(void **fast, int n, int max)
+{
+	void *slow[MAX_FRAMES];
+	int m = backtrace_ips(slow, max), i = 0, j = 0;
+	while (i < n && is_self(fast[i]))
+		i++;
+	while (j < m && is_self(slow[j]))
+		j++;
+	__atomic_add_fetch(&checked, 1, __ATOMIC_RELAXED);
+	if (n - i == m - j && memcmp(fast + i, slow + j, (size_t)(n - i) * sizeof(void *)) == 0)
+		return;
+	if (__atomic_add_fetch(&differed, 1, __ATOMIC_RELAXED) > 1)
+		return;
+	char msg[1024];
+	int k = snprintf(msg, sizeof(msg), "memray-c: unwind check: the first stack that differs:\n  own:");
+	for (int a = i; a < n && a < i + 12 && k < 900; a++)
+		k += snprintf(msg + k, sizeof(msg) - (size_t)k, " %p", fast[a]);
+	k += snprintf(msg + k, sizeof(msg) - (size_t)k, "%s\n  libunwind:", n - i > 12 ? " ..." : "");
+	for (int b = j; b < m && b < j + 12 && k < 1000; b++)
+		k += snprintf(msg + k, sizeof(msg) - (size_t)k, " %p", slow[b]);
+	if (k < (int)sizeof(msg) - 1)
+		msg[k++] = '\n';
+	(void)!write(2, msg, (size_t)k < sizeof(msg) ? (size_t)k : sizeof(msg) - 1);
+}
+
+void unwind_report(void)
+{
+	if (unwind_mode != UNWIND_CHECK || !native_stacks)
+		return;
+	char msg[256];
+	int k = snprintf(msg, sizeof(msg),
+			 "memray-c: unwind check: %lu stacks unwound, %lu differed from libunwind's, %lu left to libunwind\n",
+			 checked, differed, declined);
+	(void)!write(2, msg, (size_t)k < sizeof(msg) ? (size_t)k : sizeof(msg) - 1);
+}
+
+/* The tracker's own unwinder first; libunwind for what it declines. */
 static int gated_backtrace(void **ips, int max)
 {
 	gate_enter();
-	int n = backtrace_ips(ips, max);
+	int n = unwind_mode != UNWIND_LIBUNWIND ? fast_backtrace(ips, max) : -1;
+	if (n < 0) {
+		if (unwind_mode == UNWIND_CHECK)
+			__atomic_add_fetch(&declined, 1, __ATOMIC_RELAXED);
+		n = backtrace_ips(ips, max);
+	} else if (unwind_mode == UNWIND_CHECK) {
+		unwind_compare(ips, n, max);
+	}
 	gate_leave();
 	return n;
 }
@@ -466,7 +519,7 @@ void capture(struct capture *c)
 		return;
 	int n = gated_backtrace(raw, MAX_FRAMES);
 	int skip = 0;
-	while (skip < n && (uintptr_t)raw[skip] >= self_lo && (uintptr_t)raw[skip] < self_hi)
+	while (skip < n && is_self(raw[skip]))
 		skip++;
 	for (int i = n - 1; i >= skip; i--)
 		c->ips[c->n++] = (uintptr_t)raw[i];
@@ -552,6 +605,7 @@ uint32_t intern(const struct capture *c)
 void stack_thread_exit(void)
 {
 	ts.exiting = 1;
+	unwind_thread_exit();
 	if (ts.cache) {
 		real.munmap(ts.cache, sizeof(*ts.cache));
 		ts.cache = NULL;
@@ -652,6 +706,7 @@ void unwinder_start(void)
 {
 	int held[64], n = 0;
 	unwind_started = 1;
+	unwind_setup();
 	while (n < 64) {
 		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (fd < 0)

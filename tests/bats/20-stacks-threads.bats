@@ -81,6 +81,48 @@ main allocs"
 	assert_output "dlopened_alloc libdlopened.so"
 }
 
+# MEMRAY_UNWIND=check: each stack unwound by the tracker's own unwinder
+# and by libunwind; at its end each process says "N stacks unwound, D
+# differed from libunwind's, L left to libunwind"
+unwind_line() { # FILE: the check's numbers, "N D L", of each process
+	grep -a "memray-c: unwind check:" "$1" | awk '{ print $4, $7, $11 }'
+}
+
+@test "the tracker's own unwinder finds libunwind's stacks: C, C++, threads, dlopen, fork, gcc; a signal handler's are left to libunwind" {
+	export MEMRAY_UNWIND=check
+	memray-record -q -f -o a.bin "$FIX/allocs" chain > /dev/null 2> chain.err
+	memray-record -q -f -o a.bin "$FIX/allocs" thread > /dev/null 2> thread.err
+	memray-record -q -f -o a.bin "$FIX/allocs" dlopen "$FIX/libdlopened.so" > /dev/null 2> dlopen.err
+	memray-record -q -f --follow-fork -o a.bin "$FIX/allocs" forkthreads > /dev/null 2> fork.err
+	memray-record -q -f -o a.bin "$FIX/cxx_new" > /dev/null 2> cxx.err
+	memray-record -q -f -o a.bin "$FIX/demo" > /dev/null 2> demo.err
+	memray-record -q -f --follow-fork -o a.bin gcc -O2 -c "$BATS_TEST_DIRNAME/../fixtures/allocs.c" -o allocs.o 2> gcc.err
+	for f in chain thread dlopen fork cxx demo gcc; do
+		unwind_line $f.err > $f.n
+		echo "$f: $(cat $f.n | tr '\n' ' ')"
+		[ -s $f.n ]
+		awk '$1 < 1 || $2 != 0 || $3 != 0 { exit 1 }' $f.n
+	done
+	[ "$(wc -l < fork.n)" -ge 2 ] # the children said it too
+	[ "$(wc -l < gcc.n)" -ge 3 ]  # gcc, cc1, as
+	awk '{ n += $1 } END { exit !(n > 10000) }' gcc.n
+	# a signal frame: what it is not sure of goes to libunwind, still the same
+	memray-record -q -f -o s.bin "$FIX/sigalloc" > /dev/null 2> sig.err
+	unwind_line sig.err > sig.n
+	cat sig.n
+	awk '$1 < 1000 || $2 != 0 || $3 < 1 { exit 1 }' sig.n
+}
+
+@test "MEMRAY_UNWIND=libunwind records the stacks the tracker's own unwinder does" {
+	memray-record -q -f -o own.bin "$FIX/demo" > /dev/null
+	MEMRAY_UNWIND=libunwind memray-record -q -f -o lib.bin "$FIX/demo" > /dev/null
+	memray-fold -m total --no-source own.bin > own.folded
+	memray-fold -m total --no-source lib.bin > lib.folded
+	[ "$(grep -vc '^#' own.folded)" -gt 3 ]
+	diff <(grep -v '^# \(pid\|duration_ms\|peak_rss\|timeline\|thread\)=' own.folded) \
+	     <(grep -v '^# \(pid\|duration_ms\|peak_rss\|timeline\|thread\)=' lib.folded)
+}
+
 @test "modules carry build-ids that match the files" {
 	memray-record -q -o b.bin "$FIX/allocs" none
 	id=$(dump b.bin | grep " module .*fixtures/allocs\"" | field build_id)

@@ -492,3 +492,20 @@ cache_traps_native() {
 @test "--native: the hybrid stack cache is exact, also for a function entered from C where it was entered from Python" {
 	on_every_python cache_traps_native
 }
+
+# the tracker's own unwinder against libunwind on every stack of a
+# --native run (MEMRAY_UNWIND=check unwinds both ways; each process says
+# how many stacks it unwound and how many differed)
+unwind_check() {
+	MEMRAY_UNWIND=check memray-record -q -f --native --follow-fork -o u.bin "$PY" \
+		"$PYDIR/cache_traps.py" 200 > out.txt 2> err.txt || return 1
+	grep -qx done out.txt || return 1
+	grep "unwind check" err.txt | tee lines.txt
+	[ "$(wc -l < lines.txt)" -ge 2 ] || return 1 # the program and its forked child
+	! grep -v " 0 differed from libunwind's" lines.txt || return 1
+	awk '{ n += $4 } END { exit !(n > 1000) }' lines.txt
+}
+
+@test "--native: the tracker's own unwinder finds libunwind's stacks, every one, on every CPython" {
+	on_every_python unwind_check
+}
