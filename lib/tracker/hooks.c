@@ -246,7 +246,12 @@ EXPORT void *dlopen(const char *file, int mode)
 {
 	if (unlikely(!real.dlopen) && !tracker_resolve())
 		return NULL;
+	/* recording or not, before and after (its constructors run inside):
+	 * the unwinder's rules of an object unloaded are forgotten */
+	unwind_flush();
 	void *h = real.dlopen(file, mode);
+	if (h)
+		unwind_flush();
 	if (recording() && h)
 		tracker_modules_changed(0);
 	return h;
@@ -257,6 +262,8 @@ EXPORT int dlclose(void *h)
 	if (unlikely(!real.dlclose) && !tracker_resolve())
 		return -1;
 	int rc = real.dlclose(h);
+	if (rc == 0)
+		unwind_flush();
 	if (recording() && rc == 0)
 		tracker_modules_changed(1);
 	return rc;

@@ -236,8 +236,6 @@ void unwind_setup(void);
 /* The return addresses of the calling thread, innermost first, as
  * unw_backtrace gives them; -1 where libunwind must do it. */
 int fast_backtrace(void **ips, int max);
-/* Objects were loaded or unloaded: the rules learned are forgotten. */
-void unwind_flush(void);
 void unwind_thread_exit(void);
 void unwind_report(void);
 

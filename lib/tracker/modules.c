@@ -123,6 +123,9 @@ int modules_sync(int force)
 	dl_iterate_phdr(count_changes, c);
 	if (!force && c[0] == map_adds && c[1] == map_subs)
 		return 0;
+	/* objects the program's dlopen and dlclose did not load or unload
+	 * (glibc's own: gconv, nss), seen here at the sampler's next tick */
+	unwind_flush();
 	struct scan s = { NULL, 0, 0 };
 	dl_iterate_phdr(scan_one, &s);
 	lock_stream();
@@ -190,7 +193,6 @@ void tracker_modules_changed(int closed)
 	tracker_guard = 1;
 	if (closed)
 		unw_flush_cache(unw_local_addr_space, 0, 0);
-	unwind_flush();
 	modules_sync(0);
 	tracker_guard = 0;
 }

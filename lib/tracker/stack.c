@@ -429,6 +429,7 @@ void thread_fresh(void)
  * handler closes the gate and waits for the count to reach 0. */
 static int fork_gate;
 static unsigned unwinding;
+static unsigned long checked, differed, declined; /* MEMRAY_UNWIND=check */
 
 static void gate_enter(void)
 {
@@ -454,7 +455,6 @@ static inline int is_self(const void *ip)
 
 /* MEMRAY_UNWIND=check: the stack both ways, from the first frame that is
  * not ours. */
-static unsigned long checked, differed, declined;
 
 static void unwind_compare(void **fast, int n, int max)
 {
@@ -647,6 +647,7 @@ void gate_forked(void)
 	__atomic_store_n(&fork_gate, 0, __ATOMIC_RELEASE);
 	unwinding = 0;
 	eval_busy = 0;
+	checked = differed = declined = 0; /* the child counts its own */
 }
 
 /* ---- the unwinder ------------------------------------------------------- */

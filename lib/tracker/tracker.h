@@ -123,6 +123,9 @@ void *tracker_realloc(int allocator, void *old, size_t nmemb, size_t size);
 void *tracker_pymem_realloc(void *old, size_t size);
 void *tracker_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
 void tracker_modules_changed(int closed);
+/* Objects are being loaded or unloaded: the unwinder forgets its rules
+ * (unwind.c). */
+void unwind_flush(void);
 void tracker_thread_renamed(unsigned long thread, const char *name);
 /* From a signal handler, the signal sig about to end the process: ends
  * its stream with a SIGNAL record and the trailer and returns 0; or, when

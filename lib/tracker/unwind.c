@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -56,6 +58,7 @@ struct utable {
 	struct urule slot[UT_SLOTS] __attribute__((aligned(64)));
 };
 static __thread struct utable *ut __attribute__((tls_model("initial-exec")));
+#define UT_NONE ((struct utable *)1) /* its table could not be mapped */
 
 void unwind_setup(void)
 {
@@ -69,12 +72,15 @@ void unwind_flush(void)
 	__atomic_add_fetch(&unwind_gen, 1, __ATOMIC_RELEASE);
 }
 
+/* The table is let go of before it is unmapped: a signal handler that
+ * allocates in between must not walk with it. */
 void unwind_thread_exit(void)
 {
-	if (ut) {
-		real.munmap(ut, sizeof(*ut));
-		ut = NULL;
-	}
+	struct utable *t = ut;
+	ut = NULL;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (t && t != UT_NONE)
+		real.munmap(t, sizeof(*t));
 }
 
 /* ---- reading the frame information ------------------------------------- */
@@ -113,12 +119,24 @@ static int64_t get_sleb(struct cursor *c)
 	uint8_t b;
 	do {
 		b = get_u8(c);
-		v |= (int64_t)(b & 0x7f) << shift;
+		if (shift > 56) { /* more than a 64-bit value */
+			c->bad = 1;
+			return 0;
+		}
+		v |= (int64_t)((uint64_t)(b & 0x7f) << shift);
 		shift += 7;
-	} while ((b & 0x80) && shift < 64 && !c->bad);
+	} while ((b & 0x80) && !c->bad);
 	if (shift < 64 && (b & 0x40))
-		v |= -((int64_t)1 << shift);
+		v = (int64_t)((uint64_t)v | ~(uint64_t)0 << shift);
 	return v;
+}
+
+static void skip(struct cursor *c, uint64_t n)
+{
+	if (n > (uint64_t)(c->end - c->p))
+		c->bad = 1;
+	else
+		c->p += n;
 }
 
 static uint64_t get_fixed(struct cursor *c, int n)
@@ -166,14 +184,34 @@ static uintptr_t get_ptr(struct cursor *c, uint8_t enc)
 }
 
 /* The row of the CFA program that holds for one address: only what the
- * fast walk uses. */
+ * fast walk uses. A register's rule: R_SAME (unchanged), R_AT (saved at
+ * CFA + off), R_OTHER (anything else: another register, an expression,
+ * a value), R_UNDEF. */
+enum { R_SAME, R_AT, R_OTHER, R_UNDEF };
 struct row {
-	int cfa_reg, cfa_off, cfa_expr;
-	int bp_rule, bp_off; /* rule: 0 unchanged, 1 at CFA + off, 2 not plain */
-	int ra_rule, ra_off; /* rule: 1 at CFA + off, 2 not plain, 3 undefined */
+	int cfa_reg, cfa_expr;
+	int64_t cfa_off;
+	int bp_rule, ra_rule, sp_rule;
+	int64_t bp_off, ra_off;
 };
 
-/* Runs CFA instructions from c until the location passes addr. */
+static void set_rule(struct row *r, uint64_t reg, int rule, int64_t off)
+{
+	if (reg == R_BP) {
+		r->bp_rule = rule;
+		r->bp_off = off;
+	} else if (reg == R_RA) {
+		r->ra_rule = rule;
+		r->ra_off = off;
+	} else if (reg == R_SP) {
+		r->sp_rule = rule; /* the CFA is the caller's rsp: any other rule is declined */
+	}
+}
+
+/* Runs CFA instructions from c until the location passes addr; initial is
+ * the row the CIE's instructions made (for DW_CFA_restore), NULL while
+ * they run. -1: an instruction this reader does not know, or a program
+ * cut short. */
 static int run_cfa(struct cursor *c, uintptr_t *loc, uintptr_t addr, uint64_t code_align,
 		   int64_t data_align, struct row *r, const struct row *initial)
 {
@@ -181,98 +219,87 @@ static int run_cfa(struct cursor *c, uintptr_t *loc, uintptr_t addr, uint64_t co
 	int nsaved = 0;
 	while (c->p < c->end && !c->bad) {
 		uint8_t op = get_u8(c), low = op & 0x3f;
-		uint64_t reg = 0, delta = 0;
-		int64_t off;
+		uint64_t reg, delta;
 		switch (op >> 6) {
 		case 1: /* advance_loc */
 			delta = low * code_align;
 			goto advance;
 		case 2: /* offset */
-			reg = low;
-			off = (int64_t)get_uleb(c) * data_align;
-			goto offset;
+			set_rule(r, low, R_AT, (int64_t)get_uleb(c) * data_align);
+			continue;
 		case 3: /* restore */
 			reg = low;
 			goto restore;
 		}
 		switch (op) {
 		case 0x00: /* nop */
-			break;
-		case 0x01: /* set_loc: not in .eh_frame as GCC writes it */
-			return -1;
+			continue;
 		case 0x02: delta = get_fixed(c, 1) * code_align; goto advance;
 		case 0x03: delta = (get_fixed(c, 2) & 0xffff) * code_align; goto advance;
 		case 0x04: delta = (get_fixed(c, 4) & 0xffffffffu) * code_align; goto advance;
 		case 0x05: /* offset_extended */
 			reg = get_uleb(c);
-			off = (int64_t)get_uleb(c) * data_align;
-			goto offset;
+			set_rule(r, reg, R_AT, (int64_t)get_uleb(c) * data_align);
+			continue;
 		case 0x06: /* restore_extended */
 			reg = get_uleb(c);
 			goto restore;
 		case 0x07: /* undefined */
+			set_rule(r, get_uleb(c), R_UNDEF, 0);
+			continue;
 		case 0x08: /* same_value */
-			reg = get_uleb(c);
-			if (reg == R_BP)
-				r->bp_rule = op == 0x08 ? 0 : 2;
-			else if (reg == R_RA)
-				r->ra_rule = op == 0x07 ? 3 : 2;
-			break;
+			set_rule(r, get_uleb(c), R_SAME, 0);
+			continue;
 		case 0x09: /* register */
 			reg = get_uleb(c);
 			get_uleb(c);
-			if (reg == R_BP)
-				r->bp_rule = 2;
-			else if (reg == R_RA)
-				r->ra_rule = 2;
-			break;
+			set_rule(r, reg, R_OTHER, 0);
+			continue;
 		case 0x0a: /* remember_state */
 			if (nsaved == 8)
 				return -1;
 			saved[nsaved++] = *r;
-			break;
+			continue;
 		case 0x0b: /* restore_state */
 			if (nsaved == 0)
 				return -1;
 			*r = saved[--nsaved];
-			break;
+			continue;
 		case 0x0c: /* def_cfa */
 			r->cfa_reg = (int)get_uleb(c);
-			r->cfa_off = (int)get_uleb(c);
+			r->cfa_off = (int64_t)get_uleb(c);
 			r->cfa_expr = 0;
-			break;
-		case 0x0d: /* def_cfa_register */
+			continue;
+		case 0x0d: /* def_cfa_register (after an expression it keeps the
+			    * earlier offset, as libgcc and libunwind do) */
 			r->cfa_reg = (int)get_uleb(c);
 			r->cfa_expr = 0;
-			break;
+			continue;
 		case 0x0e: /* def_cfa_offset */
-			r->cfa_off = (int)get_uleb(c);
-			break;
+			r->cfa_off = (int64_t)get_uleb(c);
+			continue;
 		case 0x0f: /* def_cfa_expression */
 			r->cfa_expr = 1;
-			c->p += get_uleb(c);
-			break;
+			skip(c, get_uleb(c));
+			continue;
 		case 0x10: /* expression */
 		case 0x16: /* val_expression */
 			reg = get_uleb(c);
-			c->p += get_uleb(c);
-			if (reg == R_BP)
-				r->bp_rule = 2;
-			else if (reg == R_RA)
-				r->ra_rule = 2;
-			break;
+			skip(c, get_uleb(c));
+			set_rule(r, reg, R_OTHER, 0);
+			continue;
 		case 0x11: /* offset_extended_sf */
 			reg = get_uleb(c);
-			off = get_sleb(c) * data_align;
-			goto offset;
+			set_rule(r, reg, R_AT, get_sleb(c) * data_align);
+			continue;
 		case 0x12: /* def_cfa_sf */
 			r->cfa_reg = (int)get_uleb(c);
-			r->cfa_off = (int)(get_sleb(c) * data_align);
+			r->cfa_off = get_sleb(c) * data_align;
 			r->cfa_expr = 0;
-			break;
+			continue;
 		case 0x13: /* def_cfa_offset_sf */
-			r->cfa_off = (int)(get_sleb(c) * data_align);
-			break;
+			r->cfa_off = get_sleb(c) * data_align;
+			continue;
 		case 0x14: /* val_offset */
 		case 0x15: /* val_offset_sf */
 			reg = get_uleb(c);
@@ -280,35 +307,22 @@ static int run_cfa(struct cursor *c, uintptr_t *loc, uintptr_t addr, uint64_t co
 				get_uleb(c);
 			else
 				get_sleb(c);
-			if (reg == R_BP)
-				r->bp_rule = 2;
-			else if (reg == R_RA)
-				r->ra_rule = 2;
-			break;
+			set_rule(r, reg, R_OTHER, 0);
+			continue;
 		case 0x2e: /* GNU_args_size */
 			get_uleb(c);
-			break;
+			continue;
 		case 0x2f: /* GNU_negative_offset_extended */
 			reg = get_uleb(c);
-			off = -(int64_t)get_uleb(c) * data_align;
-			goto offset;
-		default:
+			set_rule(r, reg, R_AT, -(int64_t)get_uleb(c) * data_align);
+			continue;
+		default: /* set_loc (not in .eh_frame as GCC writes it), and the unknown */
 			return -1;
 		}
-		continue;
 	advance:
 		if (*loc + delta > addr)
-			return 0;
+			return c->bad ? -1 : 0;
 		*loc += delta;
-		continue;
-	offset:
-		if (reg == R_BP) {
-			r->bp_rule = 1;
-			r->bp_off = (int)off;
-		} else if (reg == R_RA) {
-			r->ra_rule = 1;
-			r->ra_off = (int)off;
-		}
 		continue;
 	restore:
 		if (!initial)
@@ -319,8 +333,9 @@ static int run_cfa(struct cursor *c, uintptr_t *loc, uintptr_t addr, uint64_t co
 		} else if (reg == R_RA) {
 			r->ra_rule = initial->ra_rule;
 			r->ra_off = initial->ra_off;
+		} else if (reg == R_SP) {
+			r->sp_rule = initial->sp_rule;
 		}
-		continue;
 	}
 	return c->bad ? -1 : 0;
 }
@@ -359,10 +374,13 @@ static void learn_from(uintptr_t addr, const uint8_t *h, struct urule *u)
 		return;
 	int32_t cie_id;
 	memcpy(&cie_id, fde + 4, 4);
+	if (cie_id == 0) /* a CIE, not an FDE */
+		return;
 	const uint8_t *cie = fde + 4 - cie_id;
-	uint32_t clen;
+	uint32_t clen, id;
 	memcpy(&clen, cie, 4);
-	if (clen == 0 || clen == 0xffffffffu)
+	memcpy(&id, cie + 4, 4);
+	if (clen == 0 || clen == 0xffffffffu || id != 0)
 		return;
 	struct cursor cc = { cie + 8, cie + 4 + clen, 0 };
 	uint8_t version = get_u8(&cc);
@@ -380,6 +398,8 @@ static void learn_from(uintptr_t addr, const uint8_t *h, struct urule *u)
 		return;
 	if (aug[0] == 'z') {
 		uint64_t n = get_uleb(&cc);
+		if (n > (uint64_t)(cc.end - cc.p))
+			return;
 		insns = cc.p + n;
 		for (size_t i = 1; i < auglen && !cc.bad; i++) {
 			switch (aug[i]) {
@@ -411,29 +431,34 @@ static void learn_from(uintptr_t addr, const uint8_t *h, struct urule *u)
 	if (fc.bad || addr < start || addr - start >= range)
 		return;
 	if (aug[0] == 'z')
-		fc.p += get_uleb(&fc);
+		skip(&fc, get_uleb(&fc));
 
-	struct row r = { R_SP, 8, 0, 0, 0, 0, 0 }, initial;
+	/* the CIE's instructions, then the FDE's up to addr */
+	struct row r = { R_SP, 0, 8, R_SAME, R_OTHER, R_SAME, 0, 0 }, initial;
 	uintptr_t loc = start;
-	if (run_cfa(&cc, &loc, UINTPTR_MAX, code_align, data_align, &r, NULL) < 0)
+	if (fc.bad || run_cfa(&cc, &loc, UINTPTR_MAX, code_align, data_align, &r, NULL) < 0)
 		return;
 	initial = r;
 	loc = start;
 	if (run_cfa(&fc, &loc, addr, code_align, data_align, &r, &initial) < 0)
 		return;
-	if (r.cfa_expr || (r.cfa_reg != R_SP && r.cfa_reg != R_BP) || r.cfa_off <= 0 ||
-	    r.bp_rule == 2 || (r.bp_rule == 1 && (r.bp_off >= 0 || r.bp_off < -32768)))
+	/* plain rules only: the CFA at rsp or rbp plus 8 bytes to 16 MiB; rbp
+	 * unchanged, or saved in a whole word below the CFA; rsp the CFA */
+	if (r.cfa_expr || (r.cfa_reg != R_SP && r.cfa_reg != R_BP) || r.cfa_off < 8 ||
+	    r.cfa_off >= (1 << 24) || r.sp_rule != R_SAME ||
+	    (r.bp_rule != R_SAME && r.bp_rule != R_AT) ||
+	    (r.bp_rule == R_AT && (r.bp_off > -8 || r.bp_off < -32768 || r.bp_off % 8)))
 		return;
-	if (r.ra_rule == 3) {
+	if (r.ra_rule == R_UNDEF) {
 		u->kind = U_LAST;
-	} else if (r.ra_rule == 1 && r.ra_off == -8) {
+	} else if (r.ra_rule == R_AT && r.ra_off == -8) {
 		u->kind = U_FRAME;
 	} else {
 		return;
 	}
 	u->cfa_bp = r.cfa_reg == R_BP;
-	u->cfa_off = r.cfa_off;
-	u->bp_off = (int16_t)(r.bp_rule == 1 ? r.bp_off : 0);
+	u->cfa_off = (int32_t)r.cfa_off;
+	u->bp_off = (int16_t)(r.bp_rule == R_AT ? r.bp_off : 0);
 }
 
 struct find {
@@ -473,30 +498,65 @@ static void learn(uintptr_t addr, struct urule *u)
 
 /* ---- the walk ------------------------------------------------------------ */
 
-/* The stack pages this thread has seen mapped are one run, [lo, hi),
+/* Whether every page of [lo, hi) can be read: one byte of each read with
+ * process_vm_readv, which fails on a page that is not mapped or not
+ * readable (a guard page). Where that call is refused (a seccomp filter,
+ * an old kernel), msync, which knows only whether the pages are mapped. */
+static int probe_msync;
+
+static int pages_readable(uintptr_t lo, uintptr_t hi)
+{
+	int e = errno, ok = 1;
+	pid_t pid = getpid();
+	while (ok && lo < hi) {
+		struct iovec remote[64], local;
+		char buf[64];
+		uintptr_t from = lo;
+		int n = 0;
+		for (; n < 64 && lo < hi; n++, lo += 4096)
+			remote[n] = (struct iovec){ (void *)lo, 1 };
+		local = (struct iovec){ buf, (size_t)n };
+		if (!probe_msync) {
+			ssize_t r = process_vm_readv(pid, &local, 1, remote, (unsigned long)n, 0);
+			if (r == n)
+				continue;
+			if (r >= 0 || (errno != ENOSYS && errno != EPERM)) {
+				ok = 0;
+				break;
+			}
+			probe_msync = 1;
+		}
+		ok = msync((void *)from, lo - from, MS_ASYNC) == 0;
+	}
+	errno = e;
+	return ok;
+}
+
+/* The stack pages this thread has seen readable are one run, [lo, hi),
  * from at or below the stack pointer up: a walk reads only between the
  * stack pointer it starts from and the last frame's CFA, so it needs the
- * run to reach down to the one and up to the other. The run grows with
- * msync over the whole of it (a stack is mapped whole above its pointer);
- * a stack far from it (another one: sigaltstack, a coroutine's) starts a
- * run of its own. So a thread makes a system call only when its stack
- * goes deeper, or a walk higher, than ever before. */
+ * run to reach down to the one and up to the other. The run grows by the
+ * pages new to it, each probed; a stack far from it (another one: a
+ * sigaltstack, a coroutine's), or pages that cannot be read between it
+ * and the stack, start a run of their own. So a thread makes a system
+ * call only when its stack goes deeper, or a walk higher, than before,
+ * or it changes stacks. */
 static __attribute__((noinline, cold)) int run_grow(struct utable *t, uintptr_t lo, uintptr_t hi)
 {
-	if (t->lo == t->hi || hi + (1 << 20) < t->lo || lo > t->hi + (1 << 20)) {
-		t->lo = t->hi = 0;
-	} else {
-		lo = lo < t->lo ? lo : t->lo;
-		hi = hi > t->hi ? hi : t->hi;
+	if (t->lo < t->hi && hi + (1 << 20) >= t->lo && lo <= t->hi + (1 << 20)) {
+		if ((lo >= t->lo || pages_readable(lo, t->lo)) &&
+		    (hi <= t->hi || pages_readable(t->hi, hi))) {
+			t->lo = lo < t->lo ? lo : t->lo;
+			t->hi = hi > t->hi ? hi : t->hi;
+			return 1;
+		}
 	}
-	int e = errno;
-	int ok = msync((void *)lo, hi - lo, MS_ASYNC) == 0;
-	errno = e;
-	if (ok) {
-		t->lo = lo;
-		t->hi = hi;
-	}
-	return ok;
+	t->lo = t->hi = 0;
+	if (!pages_readable(lo, hi))
+		return 0;
+	t->lo = lo;
+	t->hi = hi;
+	return 1;
 }
 
 /* The rule of key: the table is 4-way set-associative, a set being one
@@ -534,13 +594,19 @@ __attribute__((noinline)) int fast_backtrace(void **ips, int max)
 	if (__builtin_expect(!t, 0)) {
 		if (ts.exiting)
 			return -1;
+		int e = errno;
 		void *p = real.mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
 				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
+		errno = e;
+		if (p == MAP_FAILED) {
+			ut = UT_NONE;
 			return -1;
+		}
 		ut = t = p;
 		t->gen = __atomic_load_n(&unwind_gen, __ATOMIC_ACQUIRE);
 	}
+	if (__builtin_expect(t == UT_NONE, 0))
+		return -1;
 	unsigned gen = __atomic_load_n(&unwind_gen, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(t->gen != gen, 0)) {
 		memset(t->slot, 0, sizeof(t->slot));
@@ -555,23 +621,29 @@ __attribute__((noinline)) int fast_backtrace(void **ips, int max)
 	uintptr_t page = sp & ~(uintptr_t)4095;
 	if ((page < t->lo || page >= t->hi) && !run_grow(t, page, page + 4096))
 		return -1;
+	/* This frame is looked up where it is, and not given (unw_backtrace
+	 * gives its caller's frame first); the others at their return address
+	 * less one, inside the call. */
 	int n = 0;
-	/* the first frame is looked up where it is; the others at their
-	 * return address less one, inside the call */
-	for (uintptr_t key = ip; n < max; key = ip - 1) {
+	for (uintptr_t key = ip;; key = ip - 1) {
 		const struct urule *u = rule_of(t, key);
 		if (u->kind == U_NONE)
 			return -1;
-		ips[n++] = (void *)ip;
+		if (key != ip) {
+			if (n == max)
+				break;
+			ips[n++] = (void *)ip;
+		}
 		if (u->kind == U_LAST)
 			break;
 		uintptr_t cfa = (u->cfa_bp ? bp : sp) + (uintptr_t)(intptr_t)u->cfa_off;
-		if (cfa <= sp)
+		if (cfa < sp + 8)
 			return -1;
 		if (__builtin_expect(cfa > t->hi, 0) &&
 		    !run_grow(t, t->lo, (cfa + 4095) & ~(uintptr_t)4095))
 			return -1;
 		if (u->bp_off) {
+			/* at or above sp: bp_off is at most -8 */
 			uintptr_t at = cfa + (uintptr_t)(intptr_t)u->bp_off;
 			if (at < sp)
 				return -1;
