@@ -726,16 +726,29 @@ static int by_thread(const void *a, const void *b)
 	return (x->thread > y->thread) - (x->thread < y->thread);
 }
 
+static void mark_used(uint8_t *used, uint32_t thread, size_t *distinct)
+{
+	if (!used[thread]) {
+		used[thread] = 1;
+		++*distinct;
+	}
+}
+
 /* Writes "# thread="ID LABEL"" for each thread the lines' parts name,
- * sorting each line's parts, when there are two or more; returns
- * whether it did. */
+ * or their live bytes over time (a thread with nothing live at the peak
+ * may have had blocks live in a time range), sorting each line's parts,
+ * when there are two or more; returns whether it did. */
 static int write_threads(FILE *out, const struct replay *r, struct collapsed *v, size_t n)
 {
 	uint32_t max = 0;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		for (size_t k = 0; k < v[i].nparts; k++)
 			if (v[i].parts[k].thread > max)
 				max = v[i].parts[k].thread;
+		for (size_t k = 0; k < v[i].nchanges; k++)
+			if (v[i].changes[k].thread > max)
+				max = v[i].changes[k].thread;
+	}
 	uint8_t *used = xrealloc(NULL, (size_t)max + 1);
 	memset(used, 0, (size_t)max + 1);
 	size_t distinct = 0;
@@ -743,7 +756,9 @@ static int write_threads(FILE *out, const struct replay *r, struct collapsed *v,
 		if (v[i].nparts > 1)
 			qsort(v[i].parts, v[i].nparts, sizeof(*v[i].parts), by_thread);
 		for (size_t k = 0; k < v[i].nparts; k++)
-			distinct += !used[v[i].parts[k].thread]++;
+			mark_used(used, v[i].parts[k].thread, &distinct);
+		for (size_t k = 0; k < v[i].nchanges; k++)
+			mark_used(used, v[i].changes[k].thread, &distinct);
 	}
 	uint32_t base = 0;
 	for (size_t i = 0; distinct > 1 && i < r->nprocs; i++) {

@@ -177,7 +177,7 @@ PY
 	run memray-fold c.bin
 	assert_success
 	assert_line --partial "memray-fold: warning: $BATS_TEST_TMPDIR/prog has changed since it was recorded"
-	! echo "$output" | grep -q "chain_c"
+	! echo "$output" | grep -q "chain_c" || false
 	echo "$output" | grep -q "0x[0-9a-f]* (prog)"
 }
 
@@ -215,7 +215,7 @@ debug_split() {
 	objcopy --only-keep-debug other/prog d/.debug/prog.debug
 	run memray-fold c.bin
 	assert_success
-	! echo "$output" | grep -q 'chain_c (allocs.c:'
+	! echo "$output" | grep -q 'chain_c (allocs.c:' || false
 	echo "$output" | grep -q 'chain_c (prog)'
 	# a library recorded by a symbolic link to it: its debug file is found
 	# beside the file the link resolves to
@@ -343,8 +343,39 @@ PY
 	# one thread: counts only
 	memray-record -q -o d.bin "$FIX/demo" > /dev/null
 	memray-fold d.bin > d.folded
-	! grep -q '^# stack.threads=\|^# thread=' d.folded
+	! grep -q '^# stack.threads=\|^# thread=' d.folded || false
 	[ "$(grep -c '^# stack.count=' d.folded)" = "$(grep -vc '^# ' d.folded)" ]
+}
+
+@test "the thread list counts each thread once: at the peak one thread with 300 stacks has none; a thread with nothing live at the peak is listed with --temporal" {
+	cat > gone.py <<'PY'
+import threading, time
+def worker():
+    tmp = [bytearray(100000) for _ in range(20)]  # 2 MB, gone when it returns
+    time.sleep(0.1)
+t = threading.Thread(target=worker, name="early")
+t.start()
+t.join()
+for i in range(300):  # the peak: 30 MB from 300 stacks, the main thread's
+    exec("def f%d():\n    return bytearray(100000 + %d)\n" % (i, i))
+keep = [globals()["f%d" % i]() for i in range(300)]
+time.sleep(0.05)
+PY
+	memray-record -q -o gone.bin /usr/bin/python3 gone.py
+	# at the peak the main thread alone: no list, however many its lines
+	memray-fold gone.bin > peak.folded
+	[ "$(grep -vc '^#' peak.folded)" -gt 300 ]
+	! grep -q '^# thread=' peak.folded || false
+	# in all, both
+	[ "$(memray-fold -m total gone.bin | grep -c '^# thread=')" = 2 ]
+	# over time the worker's 2 MB: both threads, and memray-flame's page
+	# gets them for its thread selector
+	memray-fold --temporal gone.bin > gone.folded
+	grep '^# thread=' gone.folded
+	grep -q '^# thread="1 MainThread' gone.folded
+	grep -q '^# thread="2 early' gone.folded
+	memray-flame gone.folded > gone.html
+	grep -q '"threads":\[\[1,"MainThread[^"]*"\],\[2,"early[^"]*"\]\]' gone.html
 }
 
 @test "Python frames' source lines are read at fold time; --no-source leaves them out; a changed file is said once" {
@@ -356,7 +387,7 @@ PY
 	assert_line "# source=\"$BATS_TEST_TMPDIR/src.py:4\\tx = make()\""
 	run memray-fold --no-source s.bin
 	assert_success
-	! echo "$output" | grep -q 'source=\|bytearray(424242)'
+	! echo "$output" | grep -q 'source=\|bytearray(424242)' || false
 	# the stacks are the same either way
 	diff <(memray-fold s.bin | grep -v '^#') <(memray-fold --no-source s.bin | grep -v '^#')
 	touch src.py
@@ -365,7 +396,7 @@ PY
 	run --separate-stderr memray-fold s.bin
 	assert_success
 	[ "$stderr" = "memray-fold: warning: 1 source file changed since the recording ($BATS_TEST_TMPDIR/src.py): no source text for its frames" ]
-	! echo "$output" | grep -q 'source=.*src.py'
+	! echo "$output" | grep -q 'source=.*src.py' || false
 	rm src.py
 	run --separate-stderr memray-fold s.bin
 	[ "$stderr" = "memray-fold: warning: cannot read 1 source file ($BATS_TEST_TMPDIR/src.py: No such file or directory): no source text for its frames" ]
