@@ -130,9 +130,10 @@ setup_file() {
 
 # spec_vs_c FILE: the numeric records of FILE as tests/stream_spec.py (a
 # reader written from memray-stream(5) alone) and memray-stat read them,
-# each pid's in its order, must be the same
+# each pid's in its order, must be the same (the pids in number order on
+# both sides: a child's pid is lower than its parent's when pids wrap)
 spec_vs_c() {
-	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" "$1" > spec.txt
+	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" "$1" | sort -s -k1,1n > spec.txt
 	memray-stat --dump "$1" | cut -d' ' -f2- |
 		grep -E '^[0-9]+ (alloc|free|move|node|pynode|pyframe|switch|memory|trailer|exec|signal) ' |
 		sort -s -k1,1n > c.txt

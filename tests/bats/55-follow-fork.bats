@@ -27,7 +27,7 @@ each_pid_has() {
 	[ "$(grep -c "allocs forkmany 50\$" <<< "$output")" -eq 52 ] # command line and 51 processes
 	# the parent's own stream has none of the children's blocks
 	parent=$(dump f.bin | head -1 | field pid)
-	! memray-fold -m total --pid "$parent" f.bin | grep -q " 1000[0-4][0-9]\$"
+	! memray-fold -m total --pid "$parent" f.bin | grep -q " 1000[0-4][0-9]\$" || false
 	# JSON lists them too
 	memray-stat --json f.bin | python3 -c 'import json, sys; d = json.load(sys.stdin); assert len(d["processes"]) == 51, d["processes"]'
 }
@@ -226,7 +226,7 @@ each_pid_has() {
 		[ $(( $(date +%s) - start )) -lt 8 ] || { echo "SIG$sig: took too long"; false; }
 		[ "$status" -eq $(( 128 + $(kill -l $sig) )) ] || { echo "SIG$sig: status $status"; false; }
 		pkill -f "$FIX/allocs sleep 20" || true
-		! grep -q not-reached "out-$sig.txt"
+		! grep -q not-reached "out-$sig.txt" || false
 		memray-stat "s-$sig.bin" > /dev/null
 	done
 	# Python ends by SIGINT (KeyboardInterrupt), its stream complete: sent
@@ -303,7 +303,7 @@ each_pid_has() {
 	run memray-stat outer.bin
 	assert_success
 	assert_output --partial "exec'd a program that was not recorded here (statically linked, setuid, or recorded by a memray-record of its own?)"
-	! dump outer.bin | awk '$3 == "alloc" && $4 == "calloc" && / size=984 /' | grep -q .
+	! dump outer.bin | awk '$3 == "alloc" && $4 == "calloc" && / size=984 /' | grep -q . || false
 }
 
 @test "memray-fold --temporal on many processes: one time line, from the first process's start, never going back" {

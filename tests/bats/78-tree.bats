@@ -47,11 +47,11 @@ load helper
 	grep -q '└── ' tty.txt
 	grep -q $'\033\[1;33m' tty.txt
 	script -qec "memray-tree --ascii in.folded" /dev/null > ascii.txt
-	! grep -q '└── ' ascii.txt
+	! grep -q '└── ' ascii.txt || false
 	grep -q '`-- ' ascii.txt
 	NO_COLOR=1 script -qec "memray-tree in.folded" /dev/null > nocolor.txt
 	grep -q '└── ' nocolor.txt
-	! grep -q $'\033' nocolor.txt
+	! grep -q $'\033' nocolor.txt || false
 }
 
 @test "--pid picks one process of a stream; it needs a stream and a pid that is there" {

@@ -109,7 +109,7 @@ compare() {
 	memray-stat --dump s8-*.bin | awk '$3 == "alloc" { print $4, $6, $7 }' > three
 	[ "$(wc -l < one)" -gt 100 ]
 	cmp one two
-	! cmp -s one three
+	! cmp -s one three || false
 }
 
 @test "the header says sampled, with the mean gap; without --sample-bytes it does not" {
@@ -118,7 +118,7 @@ compare() {
 	grep -q 'flags=native,sampled ' h
 	grep -q ' sample_bytes=524288 ' h
 	memray-record -q -o f.bin "$FIX/sampling" threads
-	! memray-stat --dump f.bin | grep -m1 ' header ' | grep -q 'sampled'
+	! memray-stat --dump f.bin | grep -m1 ' header ' | grep -q 'sampled' || false
 }
 
 @test "every filter says the values are estimates" {
