@@ -73,14 +73,20 @@ static char *xstrdup(const char *s)
 	return memcpy(xrealloc(NULL, n), s, n);
 }
 
+/* Whether a debuginfod server is configured. */
+static int debuginfod_on(void)
+{
+	const char *urls = getenv("DEBUGINFOD_URLS");
+	return urls && *urls;
+}
+
 struct symbolizer *sym_new(void)
 {
 	struct symbolizer *s = xrealloc(NULL, sizeof(*s));
 	memset(s, 0, sizeof(*s));
 	/* (no reading ahead when modules may be fetched from a server: only
 	 * what is shown is worth a download) */
-	const char *urls = getenv("DEBUGINFOD_URLS");
-	s->no_prefetch = urls && *urls;
+	s->no_prefetch = debuginfod_on();
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	return s;
@@ -172,11 +178,10 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 			  const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
 			  char **debuginfo_file_name)
 {
-	const char *urls = getenv("DEBUGINFOD_URLS");
 	const unsigned char *want;
 	GElf_Addr vaddr;
 	int want_len = dwfl_module_build_id(mod, &want, &vaddr);
-	if ((urls && *urls) || want_len <= 0 || (debuglink_file && debuglink_crc == 0))
+	if (debuginfod_on() || want_len <= 0 || (debuglink_file && debuglink_crc == 0))
 		return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
 						    debuglink_file, debuglink_crc,
 						    debuginfo_file_name);

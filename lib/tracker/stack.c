@@ -1,8 +1,9 @@
 /*
  * stack.c - the stack of an allocation: capturing it (native frames with
- * libunwind, Python frames read from the interpreter, or both merged into
- * a hybrid stack where the evaluation loop ran them) and interning it in
- * the stack trie, whose new nodes are written to the stream.
+ * unwind.c's unwinder or libunwind, Python frames read from the
+ * interpreter, or both merged into a hybrid stack where the evaluation
+ * loop ran them) and interning it in the stack trie, whose new nodes are
+ * written to the stream.
  *
  * An event (record.c) calls capture() outside the lock, then intern()
  * under it. Each thread caches its previous stack with the trie node of
@@ -11,9 +12,10 @@
  *
  * Owns: the stack trie, the threads' stack caches (struct tcache, struct
  * pystate), the evaluation loop's known parts, the fork gate around
- * libunwind, which stacks are recorded (native_stacks, python_stacks) and
- * the code ranges skipped in stacks (this library's, libunwind's).
- * Calls: libunwind, python.c (python_walk, python_frame_id, ...), the
+ * the unwinders, MEMRAY_UNWIND=check's comparison, which stacks are
+ * recorded (native_stacks, python_stacks) and the code ranges skipped in
+ * stacks (this library's, libunwind's).
+ * Calls: unwind.c (fast_backtrace), libunwind, python.c (python_walk, python_frame_id, ...), the
  * writer (mr_w_node_*, under the lock).
  */
 #define _GNU_SOURCE
@@ -455,7 +457,6 @@ static inline int is_self(const void *ip)
 
 /* MEMRAY_UNWIND=check: the stack both ways, from the first frame that is
  * not ours. */
-
 static void unwind_compare(void **fast, int n, int max)
 {
 	void *slow[MAX_FRAMES];

@@ -11,16 +11,16 @@
  * canonical frame address (CFA) as rsp or rbp plus an offset, the return
  * address at CFA - 8, rbp saved at an offset from the CFA or left alone.
  * Anything else (a signal frame, a CFA or register computed by an
- * expression, an address with no frame information, a stack this thread
- * has not shown to be mapped) makes fast_backtrace return -1, and the
+ * expression, an address with no frame information, a stack page that
+ * cannot be read) makes fast_backtrace return -1, and the
  * caller asks libunwind for the whole stack, as before. The result is
  * libunwind's: the same addresses, innermost first, ending with the frame
  * whose return address is undefined (_start, clone).
  *
  * Owns: the per-thread rule tables (struct utable), unwind_gen, the
  * MEMRAY_UNWIND setting (unwind_mode).
- * Calls: dl_iterate_phdr (once per address learned), msync (to learn
- * that a stack page is mapped).
+ * Calls: dl_iterate_phdr (once per address learned), process_vm_readv or
+ * msync (once per stack page first reached).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "../varint.h"
 
 int unwind_mode = UNWIND_FAST;
 static unsigned unwind_gen; /* bumped when objects are loaded or unloaded */
@@ -99,17 +100,17 @@ static uint8_t get_u8(struct cursor *c)
 	return *c->p++;
 }
 
+/* ULEB128 is the stream's varint (varint.h); SLEB128 is not zigzag. */
 static uint64_t get_uleb(struct cursor *c)
 {
 	uint64_t v = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
-		uint8_t b = get_u8(c);
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return v;
+	int n = c->bad ? -1 : varint_get(c->p, c->end, &v);
+	if (n <= 0) {
+		c->bad = 1;
+		return 0;
 	}
-	c->bad = 1;
-	return 0;
+	c->p += n;
+	return v;
 }
 
 static int64_t get_sleb(struct cursor *c)
@@ -146,10 +147,8 @@ static uint64_t get_fixed(struct cursor *c, int n)
 		return 0;
 	}
 	uint64_t v = 0;
-	memcpy(&v, c->p, (size_t)n); /* little-endian */
+	memcpy(&v, c->p, (size_t)n); /* little-endian, unsigned */
 	c->p += n;
-	if (n == 4 && (v & 0x80000000u))
-		v |= 0xffffffff00000000ull; /* callers that want udata4 mask it */
 	return v;
 }
 
@@ -164,12 +163,12 @@ static uintptr_t get_ptr(struct cursor *c, uint8_t enc)
 	switch (enc & 0x0f) {
 	case 0x00: v = get_fixed(c, 8); break;            /* absptr */
 	case 0x01: v = get_uleb(c); break;                /* uleb128 */
-	case 0x02: v = get_fixed(c, 2) & 0xffff; break;   /* udata2 */
-	case 0x03: v = get_fixed(c, 4) & 0xffffffffu; break; /* udata4 */
+	case 0x02: v = get_fixed(c, 2); break;            /* udata2 */
+	case 0x03: v = get_fixed(c, 4); break;            /* udata4 */
 	case 0x04: v = get_fixed(c, 8); break;            /* udata8 */
 	case 0x09: v = (uint64_t)get_sleb(c); break;      /* sleb128 */
 	case 0x0a: v = (uint64_t)(int64_t)(int16_t)get_fixed(c, 2); break;
-	case 0x0b: v = get_fixed(c, 4); break;            /* sdata4 */
+	case 0x0b: v = (uint64_t)(int64_t)(int32_t)get_fixed(c, 4); break; /* sdata4 */
 	case 0x0c: v = get_fixed(c, 8); break;            /* sdata8 */
 	default: c->bad = 1; return 0;
 	}
@@ -235,8 +234,8 @@ static int run_cfa(struct cursor *c, uintptr_t *loc, uintptr_t addr, uint64_t co
 		case 0x00: /* nop */
 			continue;
 		case 0x02: delta = get_fixed(c, 1) * code_align; goto advance;
-		case 0x03: delta = (get_fixed(c, 2) & 0xffff) * code_align; goto advance;
-		case 0x04: delta = (get_fixed(c, 4) & 0xffffffffu) * code_align; goto advance;
+		case 0x03: delta = get_fixed(c, 2) * code_align; goto advance;
+		case 0x04: delta = get_fixed(c, 4) * code_align; goto advance;
 		case 0x05: /* offset_extended */
 			reg = get_uleb(c);
 			set_rule(r, reg, R_AT, (int64_t)get_uleb(c) * data_align);
