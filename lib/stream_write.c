@@ -89,14 +89,14 @@ static void rec_local(struct rec *r)
 	r->n = 0;
 }
 
-static void rec_init(struct mr_writer *w, struct rec *r, int tag)
+static inline __attribute__((always_inline)) void rec_init(struct mr_writer *w, struct rec *r, int tag)
 {
 	r->b = MR_CHUNK_MAX - w->len >= REC_MAX ? w->chunk + w->len : r->local;
 	r->b[0] = (uint8_t)tag;
 	r->n = 1;
 }
 
-static void rec_u(struct rec *r, uint64_t v)
+static inline __attribute__((always_inline)) void rec_u(struct rec *r, uint64_t v)
 {
 	r->n += varint_put(r->b + r->n, v);
 }
@@ -106,12 +106,13 @@ static void rec_u(struct rec *r, uint64_t v)
  *   ...0   the difference divided by 16, zigzagged, shifted left by 1
  *   ..01   the difference, zigzagged, shifted left by 2 (below 2^62)
  *   0b11   exactly 3: the absolute address follows as a second varint */
-static void rec_addr(struct rec *r, uint64_t *reg, uint64_t addr)
+static inline __attribute__((always_inline)) void rec_addr(struct rec *r, uint64_t *reg,
+						     uint64_t addr)
 {
 	int64_t d = (int64_t)(addr - *reg);
 	uint64_t z = zigzag_encode(d);
 	if ((d & 15) == 0) {
-		rec_u(r, zigzag_encode(d / 16) << 1);
+		rec_u(r, zigzag_encode(d >> 4) << 1); /* exact: d is a multiple of 16 */
 	} else if (z < (1ull << 62)) {
 		rec_u(r, z << 2 | 1);
 	} else {
@@ -121,7 +122,7 @@ static void rec_addr(struct rec *r, uint64_t *reg, uint64_t addr)
 	*reg = addr;
 }
 
-static void rec_end(struct mr_writer *w, struct rec *r)
+static inline __attribute__((always_inline)) void rec_end(struct mr_writer *w, struct rec *r)
 {
 	if (r->b == r->local) {
 		append(w, r->b, r->n);
