@@ -7,6 +7,7 @@
 #                             with sid's compiler and run the Python tests on
 #                             sid's interpreters; TAP on stdout
 #   tests/sid.sh bench        bench/python.sh on each of sid's interpreters
+#                             (MEMRAY_SID_PYTHONS: some of them)
 #   tests/sid.sh shell        a shell in the chroot, /proc mounted
 #
 # sid's C library is newer than this machine's, so its interpreters run only
@@ -145,15 +146,23 @@ run() {
 	'
 }
 
-# bench: bench/python.sh on each of sid's interpreters (BENCH_ROUNDS,
-# default 3).
+# bench: bench/python.sh on each of sid's interpreters (MEMRAY_SID_PYTHONS:
+# some of them, e.g. /usr/bin/python3.14), with the BENCH_* settings it
+# reads (BENCH_ROUNDS default 3) passed in.
 bench() {
 	build || return
 	sync || return 1
-	in_root sh -c '
+	pys=${MEMRAY_SID_PYTHONS:-$PYS}
+	set --
+	for v in BENCH_PY_SCALE BENCH_CG_SCALE BENCH_PY_WORKLOADS BENCH_PY_MODES \
+		BENCH_CALLGRIND BENCH_STARTUP_REPS BENCH_COMPILE_PKGS BENCH_CG_COMPILE_PKGS; do
+		eval "val=\${$v:-}"
+		[ -n "$val" ] && set -- "$@" "$v=$val"
+	done
+	in_root env "$@" BENCH_ROUNDS="${BENCH_ROUNDS:-3}" sh -c '
 		cd /src && make -j2 all > /tmp/build.log 2>&1 || { tail -20 /tmp/build.log >&2; exit 1; }
-		for py in '"$PYS"'; do
-			PYTHON=$py BENCH_ROUNDS='"${BENCH_ROUNDS:-3}"' bench/python.sh build || exit 1
+		for py in '"$pys"'; do
+			PYTHON=$py bench/python.sh build || exit 1
 		done
 	'
 }

@@ -840,7 +840,7 @@ same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, i
 	   int has_shim, int shim, int owner, int narrow)
 {
 	const void *f = *fp;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
 	for (int i = j - 1; i >= 0; i--) {
 		f = below(f, back, has_shim, shim, owner);
 		const struct pyent *e = &prev[i];
