@@ -840,19 +840,30 @@ same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, i
 	   int has_shim, int shim, int owner, int narrow)
 {
 	const void *f = *fp;
-#pragma GCC unroll 8
-	for (int i = j - 1; i >= 0; i--) {
-		f = below(f, back, has_shim, shim, owner);
-		const struct pyent *e = &prev[i];
-		if (f != e->frame) /* (NULL included) */
-			return 0;
-		/* 3.11+: the instruction pointer points into the code object,
-		 * so it tells the code too; 3.9 and 3.10 keep an offset */
-		if (narrow ? ((AT(f, fc, uintptr_t) ^ e->code_word) |
-			      ((uintptr_t)(unsigned)AT(f, fi, int) ^ e->instr_word))
-			   : AT(f, fi, uintptr_t) != e->instr_word)
-			return 0;
+	const struct pyent *e = prev + j; /* just above the next level */
+	/* one level: the frame below is *--e's, at its instruction */
+#define LEVEL()                                                                          \
+	do {                                                                             \
+		e--;                                                                     \
+		f = below(f, back, has_shim, shim, owner);                               \
+		if (f != e->frame) /* (NULL included) */                                 \
+			return 0;                                                        \
+		/* 3.11+: the instruction pointer points into the code object,   \
+		 * so it tells the code too; 3.9 and 3.10 keep an offset */      \
+		if (narrow ? ((AT(f, fc, uintptr_t) ^ e->code_word) |                    \
+			      ((uintptr_t)(unsigned)AT(f, fi, int) ^ e->instr_word))     \
+			   : AT(f, fi, uintptr_t) != e->instr_word)                      \
+			return 0;                                                        \
+	} while (0)
+	/* eight levels a turn while there are eight, then one at a time: a
+	 * loop unrolled by the compiler costs more than two levels to enter */
+	while (e - prev >= 8) {
+		LEVEL(); LEVEL(); LEVEL(); LEVEL();
+		LEVEL(); LEVEL(); LEVEL(); LEVEL();
 	}
+	while (e > prev)
+		LEVEL();
+#undef LEVEL
 	return below(f, back, has_shim, shim, owner) == NULL;
 }
 
@@ -874,10 +885,9 @@ static inline __attribute__((always_inline)) int own_entry(const void *f)
  * each new frame's entry mark and marker too, and a frame's own entry
  * mark (3.11) must match for its level to be kept. */
 static inline __attribute__((always_inline)) int
-walk_top(const struct pyent *prev, int n, struct pyent *top, int max, const void **fp, int *jp,
-	 int marks)
+walk_top(const void *f, const struct pyent *prev, int n, struct pyent *top, int max,
+	 const void **fp, int *jp, int marks)
 {
-	const void *f = innermost_frame();
 	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
 	int m = 0, j = n - 1;
 	for (;; f = AT(f, back, const void *)) {
@@ -925,13 +935,21 @@ int python_walk_from(const struct pyent *prev, int n, struct pyent *top, int max
 {
 	if (n <= 0)
 		return -1;
-	const void *f;
-	int j, m = walk_top(prev, n, top, max, &f, &j, 0);
-	if (m < 0)
-		return -1;
-	/* every level below the match, as it was */
 	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
 	const int fc = L->f_code, fi = L->f_instr;
+	const void *f = innermost_frame();
+	const struct pyent *t = &prev[n - 1];
+	int j = n - 1, m = 0;
+	/* the common case, as walk_top would find it at once: the innermost
+	 * frame is prev's, unmoved (a frame owned by C is never one of
+	 * prev's; walk_top skips it) */
+	if (!f || f != t->frame || code_word(f) != t->code_word || instr_word(f) != t->instr_word ||
+	    (shim && AT(f, owner, char) >= shim)) {
+		m = walk_top(f, prev, n, top, max, &f, &j, 0);
+		if (m < 0)
+			return -1;
+	}
+	/* every level below the match, as it was */
 	int ok = L->minor <= 10 ? same_below(&f, prev, j, back, fc, fi, 0, 0, 0, 1)
 		 : shim	       ? same_below(&f, prev, j, back, fc, fi, 1, shim, owner, 0)
 			       : same_below(&f, prev, j, back, fc, fi, 0, 0, 0, 0);
@@ -1012,7 +1030,7 @@ int python_walk_marks_from(const struct pyent *prev, int n, struct pyent *top, i
 	if (n <= 0)
 		return -1;
 	const void *f;
-	int j, m = walk_top(prev, n, top, max, &f, &j, 1);
+	int j, m = walk_top(innermost_frame(), prev, n, top, max, &f, &j, 1);
 	if (m < 0)
 		return -1;
 	/* every level from the match down, marks included */

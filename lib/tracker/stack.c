@@ -391,7 +391,7 @@ static void hybrid(struct capture *c)
 	c->hsame = k;
 }
 
-static uint32_t intern_hybrid(const struct capture *c)
+static __attribute__((noinline)) uint32_t intern_hybrid(const struct capture *c)
 {
 	struct pystate *s = pyts;
 	uint32_t parent = c->hsame ? s->hnode[c->hsame - 1] : 0;
@@ -510,14 +510,12 @@ static int gated_backtrace(void **ips, int max)
 }
 
 /* Unwinds the calling thread, outside the lock. */
-void capture(struct capture *c)
+/* The native frames of a capture, and the hybrid stack when it has
+ * Python frames too: apart from capture, whose Python-only way stays
+ * short. */
+static __attribute__((noinline)) void capture_native(struct capture *c)
 {
 	void *raw[MAX_FRAMES];
-	thread_fresh();
-	c->n = c->same = c->hn = c->hsame = 0;
-	capture_python(c);
-	if (!native_stacks)
-		return;
 	int n = gated_backtrace(raw, MAX_FRAMES);
 	int skip = 0;
 	while (skip < n && is_self(raw[skip]))
@@ -538,8 +536,17 @@ void capture(struct capture *c)
 		c->same++;
 }
 
+void capture(struct capture *c)
+{
+	thread_fresh();
+	c->n = c->same = c->hn = c->hsame = 0;
+	capture_python(c);
+	if (native_stacks)
+		capture_native(c);
+}
+
 /* Interns a capture's Python frames and returns its leaf node. Locked. */
-static uint32_t intern_python(const struct capture *c)
+static __attribute__((noinline)) uint32_t intern_python(const struct capture *c)
 {
 	struct pystate *s = pyts;
 	uint32_t parent = c->pysame ? s->prev[c->pysame - 1].node : 0;
@@ -565,7 +572,7 @@ static const char *const why_text[PY_NONE_END] = {
 };
 static uint32_t why_nodes[PY_NONE_END], why_gen;
 
-static uint32_t why_node(int why)
+static __attribute__((noinline)) uint32_t why_node(int why)
 {
 	if (why <= 0 || why >= PY_NONE_END)
 		return 0;
@@ -581,12 +588,10 @@ static uint32_t why_node(int why)
 	return why_nodes[why];
 }
 
-uint32_t intern(const struct capture *c)
+/* A native stack's nodes, from the first frame not in the thread's
+ * cache. Locked. */
+static __attribute__((noinline)) uint32_t intern_native(const struct capture *c)
 {
-	if (c->hn)
-		return intern_hybrid(c);
-	if (c->n == 0)
-		return c->pyn ? intern_python(c) : why_node(c->why);
 	struct tcache *k = ts.cache; /* c->same > 0 only with a cache */
 	uint32_t parent = c->same ? k->ids[c->same - 1] : 0;
 	for (int i = c->same; i < c->n; i++) {
@@ -599,6 +604,21 @@ uint32_t intern(const struct capture *c)
 	if (k)
 		k->depth = c->n;
 	return parent;
+}
+
+uint32_t intern(const struct capture *c)
+{
+	if (c->hn)
+		return intern_hybrid(c);
+	if (c->n)
+		return intern_native(c);
+	if (c->pyn && c->pysame == c->pyn) {
+		/* no frame new since the last stack: its node, as
+		 * intern_python gives it */
+		pyts->depth = c->pyn;
+		return pyts->prev[c->pyn - 1].node;
+	}
+	return c->pyn ? intern_python(c) : why_node(c->why);
 }
 
 /* The calling thread is past its key destructor: its caches go, and
