@@ -14,6 +14,11 @@
 #   size.*     bench/streams.sh
 #   threads.*  bench/threads.sh
 #   fold.*     bench/fold.sh with BENCH_FOLD_WORKLOAD=varied
+#   sid.python3.14.py.*  bench/python.sh on CPython 3.14, which Debian 12
+#              lacks, in the Debian sid chroot the tests build and reuse
+#              (tests/sid.sh bench; modes memray native). BENCH_SID=0
+#              leaves it out; BENCH_SID_PYTHON names another of sid's
+#              interpreters (default /usr/bin/python3.14)
 # Their size knobs (BENCH_ROUNDS, BENCH_PY_SCALE, BENCH_CG_SCALE,
 # BENCH_EVENTS_M, BENCH_VARIED_M, BENCH_THREADS_M, BENCH_THREADS_PY, ...)
 # pass through; a quick run of everything, in a few minutes:
@@ -44,6 +49,18 @@ if ! has_key 'py\.deep\.'; then
 	BENCH_PY_WORKLOADS=${BENCH_PY_WORKLOADS:-objects calls compileall deep} \
 	BENCH_PY_MODES=${BENCH_PY_MODES:-memray native heaptrack} \
 		"$here/python.sh" "$BUILD" || die "bench/python.sh failed"
+fi
+# 3.14, which Debian 12 lacks: bench/python.sh in the sid chroot that the
+# tests build (tests/sid.sh), unless BENCH_SID=0
+SID_PY=${BENCH_SID_PYTHON:-/usr/bin/python3.14}
+SID_KEY=sid.${SID_PY##*/}
+if [ "${BENCH_SID:-1}" != 0 ] && ! has_key "$SID_KEY\\.py\\.deep\\."; then
+	echo "== summary.sh: running bench/python.sh on sid's $SID_PY (tests/sid.sh bench) =="
+	MEMRAY_SID_PYTHONS=$SID_PY \
+	BENCH_PY_WORKLOADS=${BENCH_PY_WORKLOADS:-objects calls compileall deep} \
+	BENCH_PY_MODES=${BENCH_PY_MODES:-memray native} \
+		"$here/../tests/sid.sh" bench ||
+		echo "summary.sh: sid's $SID_PY could not be benched (tests/sid.sh says why); its rows are not measured" >&2
 fi
 if ! has_key 'size\.'; then
 	echo "== summary.sh: running bench/streams.sh =="
@@ -107,6 +124,18 @@ row "calls: wall x plain (default mode)" "$(get py.calls.memray.wall)" "$(get py
 row "calls: instructions x plain (default mode)" "$(get py.calls.memray.ir)" "" "<= 1.02"
 row "compileall: wall x plain (default mode)" "$(get py.compileall.memray.wall)" "$(get py.compileall.heaptrack.wall)" "<= 1.1"
 row "compileall: instructions x plain (default mode)" "$(get py.compileall.memray.ir)" "" "<= 1.1"
+# the same on 3.14 (heaptrack is not in the chroot)
+S=$SID_KEY.py
+V=${SID_PY##*/python}
+row "$V deep: wall x plain (default mode)" "$(get $S.deep.memray.wall)" "" "<= 1.5"
+row "$V deep: instructions x plain (default mode)" "$(get $S.deep.memray.ir)" "" "<= 1.4"
+row "$V deep: wall x plain (--native)" "$(get $S.deep.native.wall)" "" "<= 4"
+row "$V deep: instructions x plain (--native)" "$(get $S.deep.native.ir)" "" "-"
+row "$V objects: wall x plain (default mode)" "$(get $S.objects.memray.wall)" "" "<= 1.15"
+row "$V objects: instructions x plain (default mode)" "$(get $S.objects.memray.ir)" "" "<= 1.15"
+row "$V calls: instructions x plain (default mode)" "$(get $S.calls.memray.ir)" "" "<= 1.02"
+row "$V compileall: wall x plain (default mode)" "$(get $S.compileall.memray.wall)" "" "<= 1.1"
+row "$V compileall: instructions x plain (default mode)" "$(get $S.compileall.memray.ir)" "" "<= 1.1"
 for w in churn varied objects objects-pa buffers deep compileall; do
 	ht=$(get "size.$w.heaptrack")
 	row "stream $w: bytes/event, raw" "$(get "size.$w.raw")" "$ht" "<= 4"

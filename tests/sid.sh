@@ -148,7 +148,9 @@ run() {
 
 # bench: bench/python.sh on each of sid's interpreters (MEMRAY_SID_PYTHONS:
 # some of them, e.g. /usr/bin/python3.14), with the BENCH_* settings it
-# reads (BENCH_ROUNDS default 3) passed in.
+# reads (BENCH_ROUNDS default 3) passed in. With BENCH_RESULTS set, each
+# result is appended to that file with its key prefixed by
+# "sid.pythonX.Y." (bench/summary.sh reads them).
 bench() {
 	build || return
 	sync || return 1
@@ -159,12 +161,18 @@ bench() {
 		eval "val=\${$v:-}"
 		[ -n "$val" ] && set -- "$@" "$v=$val"
 	done
+	rm -rf "$ROOT/tmp/bench-results" && mkdir -p "$ROOT/tmp/bench-results" || return 1
 	in_root env "$@" BENCH_ROUNDS="${BENCH_ROUNDS:-3}" sh -c '
 		cd /src && make -j2 all > /tmp/build.log 2>&1 || { tail -20 /tmp/build.log >&2; exit 1; }
 		for py in '"$pys"'; do
-			PYTHON=$py bench/python.sh build || exit 1
+			BENCH_RESULTS=/tmp/bench-results/${py##*/} PYTHON=$py bench/python.sh build || exit 1
 		done
-	'
+	' || return 1
+	[ -n "${BENCH_RESULTS:-}" ] || return 0
+	for f in "$ROOT"/tmp/bench-results/*; do
+		[ -f "$f" ] || continue
+		sed "s/^/sid.${f##*/}./" "$f" >> "$BENCH_RESULTS" || return 1
+	done
 }
 
 case "${1:-}" in
