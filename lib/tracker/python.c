@@ -840,7 +840,8 @@ same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, i
 	   int has_shim, int shim, int owner, int narrow)
 {
 	const void *f = *fp;
-	const struct pyent *e = prev + j; /* just above the next level */
+	/* just above the next level (j < 0: prev's root changed, none) */
+	const struct pyent *e = prev + (j > 0 ? j : 0);
 	/* one level: the frame below is *--e's, at its instruction */
 #define LEVEL()                                                                          \
 	do {                                                                             \

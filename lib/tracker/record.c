@@ -30,16 +30,16 @@ void tracker_alloc(int allocator, void *p, size_t size)
 	capture(&c);
 	/* the block's size in the heap, asked before the lock (the block is
 	 * this thread's until it returns); a sample's is its estimate */
-	int sampling = allocator != MR_MMAP && tracker_sampling();
-	size_t n = allocator == MR_MMAP || tracker_pymem ? size : sampling ? 0 : usable(p);
+	size_t n = allocator == MR_MMAP || tracker_pymem ? size : usable(p);
 	lock_stream();
 	uint64_t est = 0;
 	/* a sample is kept before it is written: one that cannot be kept
 	 * is not written, or its release would be missed */
-	if (same_stream() && (!sampling || (est = sample_put((uintptr_t)p, size)) != 0)) {
+	if (same_stream() && (allocator == MR_MMAP || !tracker_sampling() ||
+			      (est = sample_put((uintptr_t)p, size)) != 0)) {
 		thread_current();
 		mr_w_alloc(&writer, allocator, (uintptr_t)p, size, intern(&c));
-		live_heap += sampling ? est : n;
+		live_heap += est ? est : n;
 		if (window_on)
 			win_add((uintptr_t)p, size);
 	}
