@@ -880,7 +880,8 @@ static inline __attribute__((always_inline)) int own_entry(const void *f)
 }
 
 /* The frames above the deepest level of prev that is still where it was,
- * innermost first, into top (at most max): their count, with *fp at the
+ * innermost first from f (the thread's innermost frame), into top (at
+ * most max): their count, with *fp at the
  * frame of that level and *jp its index in prev (-1: prev's root changed,
  * *fp the new root), or -1 when that cannot be had cheaply. With marks,
  * each new frame's entry mark and marker too, and a frame's own entry

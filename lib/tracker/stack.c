@@ -509,7 +509,6 @@ static int gated_backtrace(void **ips, int max)
 	return n;
 }
 
-/* Unwinds the calling thread, outside the lock. */
 /* The native frames of a capture, and the hybrid stack when it has
  * Python frames too: apart from capture, whose Python-only way stays
  * short. */
@@ -536,6 +535,7 @@ static __attribute__((noinline)) void capture_native(struct capture *c)
 		c->same++;
 }
 
+/* Unwinds the calling thread, outside the lock. */
 void capture(struct capture *c)
 {
 	thread_fresh();
