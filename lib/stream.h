@@ -116,6 +116,10 @@ struct mr_writer {
 	uint64_t last_addr, last_ip;
 	uint32_t next_string, next_frame, next_node, next_thread, next_module;
 	uint32_t cur_thread;
+	/* the chunk being flushed ends where a copy of the stream must not
+	 * go on from: in the middle of a record, or after the stream's end
+	 * or an exec (the tracker's sink tells its rescue area) */
+	int mid;
 	uint64_t last_time_us;
 	uint64_t n_records, n_allocs, n_frees, bytes_allocated;
 	/* The compact forms: the stack of the last ALLOC or MOVE, the age of
@@ -131,29 +135,44 @@ struct mr_writer {
 /* The rescue area: memory the tracker of the process memray-record
  * started shares with it (a memfd, MEMRAY_RESCUE), holding a copy of the
  * chunks not yet written and of the open chunk. At each release of the
- * stream's lock the tracker copies in what was added since, up to the
- * last whole record, with the counts so far; busy is set while the lock
- * is held. A program that ends without exit (Go calls exit_group itself)
- * or is killed leaves them there, and memray-record sends them on with
- * the stream's end. (A copy, not the writer's own buffers: a child made
- * without the fork handlers shares the area, and must never touch the
- * stream its parent writes.) */
-#define MR_RESCUE_MAGIC 0x3155435345524d52ull /* "MRRESCU1" */
+ * stream's lock, and before a chunk that ends between records goes to
+ * the pipe, the tracker copies in what was added since, up to the last
+ * whole record, with the counts so far. A program that ends without exit
+ * (Go calls exit_group itself) or is killed leaves them there, and
+ * memray-record sends them on with the stream's end.
+ *
+ * The process may end at any instruction, so the area is always whole as
+ * last committed: its state (lengths, counts) is kept twice (st), and a
+ * commit writes the other one, then switches cur to it. A commit never
+ * changes a byte the current state names: the open chunk is copied into
+ * one of two buffers (a new chunk into the other one), bytes are only
+ * added past the ends the current state names (the word holding the
+ * chunk's end is written again with the same bytes), and a batch let go
+ * (written) is first dropped from the state before it is overwritten.
+ * busy says the area is not whole: from a write that gave the pipe
+ * records the area does not have (sink.c's rescue_behind), or from a
+ * fresh start, until the next commit. (A copy, not the writer's own
+ * buffers: a child made without the fork handlers shares the area, and
+ * must never touch the stream its parent writes.) */
+#define MR_RESCUE_MAGIC 0x3355435345524d52ull /* "MRRESCU3" */
 #define MR_RESCUE_BATCH (64 * 1024)
-struct mr_rescue {
-	uint64_t magic;
-	uint32_t pid;       /* whose records these are; 0: none */
-	uint32_t busy;      /* the lock is held: what follows may be half-made */
-	uint32_t ended;     /* the stream's end was written */
+struct mr_rescue_state {
 	uint32_t batch_len; /* whole chunks gathered and not yet written */
 	uint32_t chunk_len; /* the open chunk up to its last whole record, header included */
 	uint16_t seq;       /* the open chunk's sequence number */
-	uint16_t pad;
+	uint16_t which;     /* and the buffer (chunk[]) that holds it */
 	uint32_t batch_gen; /* the tracker's count of batches written, when copied */
-	uint32_t pad2;
 	uint64_t n_records, n_allocs, n_frees, bytes_allocated, time_us;
+};
+struct mr_rescue {
+	uint64_t magic;
+	uint32_t pid;       /* whose records these are; 0: none */
+	uint32_t busy;      /* not whole (see above) */
+	uint32_t ended;     /* the stream's end was written */
+	uint32_t cur;       /* st[cur & 1] is the state committed last */
+	struct mr_rescue_state st[2];
 	uint8_t batch[MR_RESCUE_BATCH];
-	uint8_t chunk[MR_CHUNK_MAX];
+	uint8_t chunk[2][MR_CHUNK_MAX];
 };
 
 struct mr_segment {

@@ -58,6 +58,15 @@ int mr_w_flush(struct mr_writer *w)
 	return w->failed ? -1 : 0;
 }
 
+/* A flush inside a record (or right after the stream's end or an exec):
+ * the sink is told (mid), since its chunk is no point to go on from. */
+static void flush_mid(struct mr_writer *w)
+{
+	w->mid = 1;
+	mr_w_flush(w);
+	w->mid = 0;
+}
+
 static void append(struct mr_writer *w, const void *data, size_t n)
 {
 	const uint8_t *p = data;
@@ -69,7 +78,7 @@ static void append(struct mr_writer *w, const void *data, size_t n)
 		p += k;
 		n -= k;
 		if (w->len == MR_CHUNK_MAX)
-			mr_w_flush(w);
+			flush_mid(w);
 	}
 }
 
@@ -129,7 +138,7 @@ static inline __attribute__((always_inline)) void rec_end(struct mr_writer *w, s
 	} else {
 		w->len += r->n;
 		if (w->len == MR_CHUNK_MAX)
-			mr_w_flush(w);
+			flush_mid(w); /* (before the record is counted) */
 	}
 	w->n_records++;
 }
@@ -445,7 +454,7 @@ void mr_w_trailer(struct mr_writer *w, uint64_t time_us)
 	/* alone in the process's last chunk, where memray-record looks for it */
 	mr_w_flush(w);
 	put_counts(w, MR_TAG_TRAILER, time_us);
-	mr_w_flush(w);
+	flush_mid(w);
 }
 
 void mr_w_signal(struct mr_writer *w, int sig)
@@ -462,5 +471,5 @@ void mr_w_exec(struct mr_writer *w, uint64_t time_us)
 {
 	put_counts(w, MR_TAG_EXEC, time_us);
 	w->n_records++;
-	mr_w_flush(w);
+	flush_mid(w);
 }

@@ -803,16 +803,23 @@ static void rescue_tail(struct run *r)
 		r->rescue_said = "the program ended while its tracker was writing: its last records are lost";
 		return;
 	}
+	if (r->watch.have || r->watch.left) {
+		/* a write cut short by the end: nothing can follow a part of
+		 * a chunk */
+		r->rescue_said = "the program ended in the middle of a write: the stream stops there";
+		return;
+	}
+	const struct mr_rescue_state *st = &a->st[a->cur & 1];
 	uint16_t next = r->watch.next_seq;
 	size_t off = 0, sent = 0;
-	while (off + MR_CHUNK_HEADER <= a->batch_len && off + MR_CHUNK_HEADER <= sizeof(a->batch)) {
+	while (off + MR_CHUNK_HEADER <= st->batch_len && off + MR_CHUNK_HEADER <= sizeof(a->batch)) {
 		const uint8_t *c = a->batch + off;
 		uint32_t pid = (uint32_t)c[4] | (uint32_t)c[5] << 8 | (uint32_t)c[6] << 16 |
 			       (uint32_t)c[7] << 24;
 		size_t len = (size_t)(c[8] | c[9] << 8);
 		uint16_t seq = (uint16_t)(c[10] | c[11] << 8);
 		if (memcmp(c, MR_MAGIC, MR_MAGIC_LEN) != 0 || pid != a->pid || !len ||
-		    len > MR_PAYLOAD_MAX || off + MR_CHUNK_HEADER + len > a->batch_len)
+		    len > MR_PAYLOAD_MAX || off + MR_CHUNK_HEADER + len > st->batch_len)
 			break;
 		if ((uint16_t)(seq - next) < 0x8000) { /* not through the pipe yet */
 			rescue_sink(r, c, MR_CHUNK_HEADER + len);
@@ -824,19 +831,19 @@ static void rescue_tail(struct run *r)
 	static struct mr_writer w;
 	mr_writer_init(&w, a->pid, rescue_sink, r);
 	w.seq = next;
-	if (a->seq == next && a->chunk_len > MR_CHUNK_HEADER && a->chunk_len <= MR_CHUNK_MAX) {
-		memcpy(w.chunk + MR_CHUNK_HEADER, a->chunk + MR_CHUNK_HEADER,
-		       a->chunk_len - MR_CHUNK_HEADER);
-		w.len = a->chunk_len;
-		sent += a->chunk_len;
+	if (st->seq == next && st->chunk_len > MR_CHUNK_HEADER && st->chunk_len <= MR_CHUNK_MAX) {
+		memcpy(w.chunk + MR_CHUNK_HEADER, a->chunk[st->which & 1] + MR_CHUNK_HEADER,
+		       st->chunk_len - MR_CHUNK_HEADER);
+		w.len = st->chunk_len;
+		sent += st->chunk_len;
 	}
-	w.n_records = a->n_records;
-	w.n_allocs = a->n_allocs;
-	w.n_frees = a->n_frees;
-	w.bytes_allocated = a->bytes_allocated;
+	w.n_records = st->n_records;
+	w.n_allocs = st->n_allocs;
+	w.n_frees = st->n_frees;
+	w.bytes_allocated = st->bytes_allocated;
 	if (WIFSIGNALED(r->ws))
 		mr_w_signal(&w, WTERMSIG(r->ws));
-	mr_w_trailer(&w, a->time_us);
+	mr_w_trailer(&w, st->time_us);
 	if (sent)
 		snprintf(r->rescued, sizeof(r->rescued), "the %zu bytes of records its tracker had not"
 			 " sent, and the stream's end", sent);

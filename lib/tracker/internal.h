@@ -83,27 +83,58 @@ extern size_t batch_len;
 extern uint32_t batch_gen;
 extern struct mr_writer writer;
 
+/* What the tracker knows of its rescue area, in its own memory: the
+ * current state (cur, whose index is k) and the other one, with what the
+ * current one says of the batch and the open chunk. Both states say the
+ * same of those between slow commits (see rescue_commit_slow). */
+struct rescue_mirror {
+	struct mr_rescue_state *cur, *other;
+	uint8_t *chunk; /* the open chunk's buffer */
+	uint32_t k, chunk_len, batch_len, batch_gen;
+	uint16_t seq;
+};
+extern struct rescue_mirror rm;
+
 /* At each release of the lock: what was added to the open chunk since the
  * last commit (a record or two: a word or two), copied into the rescue
- * area, with the lengths and counts, up to the last whole record. The
- * open chunk only grows until it is written (its sequence number moves
- * on); the batch only grows until it is let go (batch_gen moves on). */
+ * area, with the length and counts, up to the last whole record, into
+ * the state not in use, which then becomes the current one (see struct
+ * mr_rescue). The open chunk only grows until it is written (its sequence
+ * number moves on); the batch only grows until it is let go (batch_gen
+ * moves on): those go the slow way. */
 static inline __attribute__((always_inline)) void rescue_commit(struct mr_rescue *a)
 {
-	if (__builtin_expect(a->batch_len != batch_len || a->batch_gen != batch_gen ||
-			     a->seq != writer.seq || a->chunk_len > writer.len, 0))
+	if (__builtin_expect(rm.batch_len != batch_len || rm.batch_gen != batch_gen ||
+			     rm.seq != writer.seq || rm.chunk_len > writer.len, 0)) {
 		rescue_commit_slow(a);
-	/* whole words, from the one the last commit ended in: MR_CHUNK_MAX
-	 * is a multiple of 8, so never past either array */
-	for (size_t i = a->chunk_len & ~(size_t)7; i < writer.len; i += 8) {
-		uint64_t w;
-		__builtin_memcpy(&w, writer.chunk + i, 8);
-		__builtin_memcpy(a->chunk + i, &w, 8);
+		return;
 	}
-	a->chunk_len = (uint32_t)writer.len;
-	__builtin_memcpy(&a->n_records, &writer.n_records, 4 * sizeof(uint64_t));
-	a->time_us = writer.last_time_us;
-	__atomic_store_n(&a->busy, 0, __ATOMIC_RELEASE);
+	/* whole words, from the one the last commit ended in: MR_CHUNK_MAX
+	 * is a multiple of 8, so never past either array; mostly 16 bytes
+	 * at once (what lies past the record's end is not named) */
+	size_t from = rm.chunk_len & ~(size_t)7;
+	if (__builtin_expect(from + 16 <= MR_CHUNK_MAX && writer.len <= from + 16, 1)) {
+		uint8_t w[16];
+		__builtin_memcpy(w, writer.chunk + from, 16);
+		__builtin_memcpy(rm.chunk + from, w, 16);
+	} else {
+		for (size_t i = from; i < writer.len; i += 8) {
+			uint64_t w;
+			__builtin_memcpy(&w, writer.chunk + i, 8);
+			__builtin_memcpy(rm.chunk + i, &w, 8);
+		}
+	}
+	struct mr_rescue_state *n = rm.other;
+	n->chunk_len = (uint32_t)writer.len;
+	__builtin_memcpy(&n->n_records, &writer.n_records, 4 * sizeof(uint64_t));
+	n->time_us = writer.last_time_us;
+	/* (the process may end at any point: the copy before the switch) */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&a->cur, rm.k ^ 1, __ATOMIC_RELAXED);
+	rm.other = rm.cur;
+	rm.cur = n;
+	rm.k ^= 1;
+	rm.chunk_len = (uint32_t)writer.len;
 }
 
 /* Takes the lock if it is free. */
@@ -128,8 +159,6 @@ static inline __attribute__((always_inline)) void lock_stream(void)
 		lock_wait();
 	__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
 	holding = 1;
-	if (rescue)
-		rescue->busy = 1;
 }
 
 static inline __attribute__((always_inline)) void unlock(void)

@@ -116,10 +116,13 @@ int follow; /* MEMRAY_FOLLOW: children are recorded too */
 static uint8_t batch[BATCH];
 size_t batch_len;
 uint32_t batch_gen; /* batches let go of (written, or dropped) */
+static uint16_t batch_last_seq; /* the sequence number and length of the */
+static size_t batch_last_len;   /* batch's last chunk */
 
 /* ---- the rescue area (see struct mr_rescue) ------------------------------ */
 
 struct mr_rescue *rescue;
+struct rescue_mirror rm;
 
 static char rescue_spec[24]; /* MEMRAY_RESCUE, as it was given */
 
@@ -162,18 +165,26 @@ void rescue_open(const char *spec)
 	a->busy = 1;
 	a->pid = (uint32_t)getpid();
 	a->ended = 0;
+	rm.k = a->cur & 1;
+	rm.cur = &a->st[rm.k];
+	rm.other = &a->st[!rm.k];
+	rm.chunk = a->chunk[rm.cur->which & 1];
+	rm.batch_gen = batch_gen - 1; /* the first commit copies it all */
 	rescue = a;
 	snprintf(rescue_spec, sizeof(rescue_spec), "%ld", fd);
 }
 
-/* A fresh writer (after mr_writer_init): nothing of the area is whole. */
+/* A fresh writer (after mr_writer_init): nothing of the area is whole
+ * until the first commit, which copies it all. */
 void rescue_attach(void)
 {
 	if (!rescue)
 		return;
-	rescue->chunk_len = 0;
-	rescue->batch_len = 0;
-	rescue->batch_gen = batch_gen - 1; /* copied in full at the next commit */
+	rescue->busy = 1;
+	struct mr_rescue_state *st = rm.cur;
+	st->chunk_len = 0;
+	st->batch_len = 0;
+	st->batch_gen = rm.batch_gen = batch_gen - 1;
 }
 
 /* A forked child lets go of its parent's rescue area at once. */
@@ -188,18 +199,60 @@ void rescue_forget(void)
 
 /* rescue_commit's rare part: the batch grew (a chunk was filled) or was
  * let go since the last commit, or the open chunk was written and begun
- * again. */
+ * again. No byte the current state names is changed (see struct
+ * mr_rescue); the area is whole after it. */
 void rescue_commit_slow(struct mr_rescue *a)
 {
-	size_t bfrom = a->batch_gen == batch_gen && a->batch_len <= batch_len ? a->batch_len : 0;
-	if (batch_len > bfrom)
-		memcpy(a->batch + bfrom, batch + bfrom, batch_len - bfrom);
-	a->batch_gen = batch_gen;
-	a->batch_len = (uint32_t)batch_len;
-	if (a->seq != writer.seq || a->chunk_len < MR_CHUNK_HEADER || a->chunk_len > writer.len) {
-		a->seq = writer.seq;
-		a->chunk_len = MR_CHUNK_HEADER;
+	struct mr_rescue_state *o = rm.cur;
+	if (o->batch_gen != batch_gen || o->batch_len > batch_len) {
+		/* the batch it names was let go, written: a state without it
+		 * first, so that its bytes may be overwritten */
+		struct mr_rescue_state *m = rm.other;
+		*m = *o;
+		m->batch_len = 0;
+		m->batch_gen = batch_gen;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		__atomic_store_n(&a->cur, rm.k ^ 1, __ATOMIC_RELAXED);
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		rm.other = o;
+		rm.cur = m;
+		rm.k ^= 1;
+		o = m;
 	}
+	struct mr_rescue_state *n = rm.other;
+	if (batch_len > o->batch_len)
+		memcpy(a->batch + o->batch_len, batch + o->batch_len, batch_len - o->batch_len);
+	/* a new chunk goes to the other buffer */
+	unsigned b = o->which & 1;
+	size_t cfrom = o->chunk_len;
+	if (o->seq != writer.seq || cfrom < MR_CHUNK_HEADER || cfrom > writer.len) {
+		b = !b;
+		cfrom = MR_CHUNK_HEADER;
+	}
+	if (writer.len > cfrom)
+		memcpy(a->chunk[b] + cfrom, writer.chunk + cfrom, writer.len - cfrom);
+	n->batch_gen = batch_gen;
+	n->batch_len = (uint32_t)batch_len;
+	n->seq = writer.seq;
+	n->which = (uint16_t)b;
+	n->chunk_len = (uint32_t)writer.len;
+	memcpy(&n->n_records, &writer.n_records, 4 * sizeof(uint64_t));
+	n->time_us = writer.last_time_us;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&a->cur, rm.k ^ 1, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	rm.other = o;
+	rm.cur = n;
+	rm.k ^= 1;
+	/* the state no longer named says the same of the batch and the chunk
+	 * from now on: a fast commit writes only the length and counts */
+	memcpy(o, n, 16);
+	rm.chunk = a->chunk[b];
+	rm.chunk_len = n->chunk_len;
+	rm.batch_len = n->batch_len;
+	rm.batch_gen = n->batch_gen;
+	rm.seq = n->seq;
+	__atomic_store_n(&a->busy, 0, __ATOMIC_RELAXED);
 }
 
 /* Writes the batch. SIGPIPE is blocked around the write so that a reader
@@ -229,10 +282,26 @@ static int wait_writable(struct timespec *deadline)
 	}
 }
 
+/* What the pipe gets must never be ahead of the rescue area, which
+ * memray-record goes on from when the process ends suddenly: it sends on
+ * the area's chunks the pipe did not bring, then the stream's end with
+ * the area's counts. The batch is ahead when its last chunk comes after
+ * the area's open one, or is that chunk but longer than the area's copy
+ * (a chunk that ended inside a record, or records added since the last
+ * copy): the area is then marked not whole until the next copy. */
+static void rescue_behind(void)
+{
+	uint16_t d = (uint16_t)(batch_last_seq - rm.seq);
+	if (d != 0 ? d < 0x8000 : rm.chunk_len != batch_last_len)
+		rescue->busy = 1;
+}
+
 int batch_write(void)
 {
 	if (batch_len == 0 || out_fd < 0)
 		return 0;
+	if (rescue)
+		rescue_behind();
 	/* a child made without the fork handlers (_Fork, a raw clone) would
 	 * write under its parent's pid and sequence numbers */
 	if (follow && getpid() != my_pid) {
@@ -302,12 +371,18 @@ int batch_write(void)
 	return 0;
 }
 
-/* The writer's sink: called with the lock held, one whole chunk. */
+/* The writer's sink: called with the lock held, one whole chunk. A chunk
+ * that ends between records brings the rescue area up to it first (see
+ * rescue_behind). */
 int sink(void *ctx, const uint8_t *chunk, size_t len)
 {
 	(void)ctx;
+	if (rescue && !writer.mid)
+		rescue_commit(rescue);
 	if (batch_len + len > BATCH && batch_write() < 0)
 		return -1;
+	batch_last_seq = (uint16_t)(chunk[10] | chunk[11] << 8);
+	batch_last_len = len;
 	memcpy(batch + batch_len, chunk, len);
 	batch_len += len;
 	/* Processes sharing the pipe: each write one whole chunk of at most

@@ -375,6 +375,27 @@ slow_reader_run() {
 	assert_output --partial " signal signal=9 name=SIGKILL"
 }
 
+@test "SIGKILL while four threads allocate without a pause: 20 complete streams, whatever the tracker was doing" {
+	# the tracker's threads hold its lock most of the time: the rescue
+	# area must be whole as last committed at any instruction
+	for i in $(seq 20); do
+		rm -f k.bin out.txt err.txt
+		memray-record -o k.bin "$FIX/allocs" churn-forever > out.txt 2> err.txt &
+		rec=$!
+		for k in $(seq 100); do grep -q ready out.txt && break; sleep 0.05; done
+		sleep 0.$((i % 3 + 1))
+		child=$(pgrep -P $rec)
+		kill -KILL "$child"
+		st=0
+		wait $rec || st=$?
+		[ "$st" = 137 ] || { echo "run $i: exit $st"; cat err.txt; return 1; }
+		grep -q "ended by signal 9 (SIGKILL); the stream is complete and says so" err.txt ||
+			{ echo "run $i:"; cat err.txt; return 1; }
+		memray-stat k.bin > stat.txt || { echo "run $i: memray-stat exits $?"; return 1; }
+		grep -q "^ended by: *signal 9 (SIGKILL)$" stat.txt
+	done
+}
+
 @test "children made by fork are not recorded and write nothing into the stream" {
 	memray-record -q -o f.bin "$FIX/allocs" fork > /dev/null
 	[ "$(dump f.bin | awk '{print $2}' | sort -u | wc -l)" = 1 ]

@@ -1367,6 +1367,71 @@ static void test_pid_restarted(void)
 	script_free(&b2);
 }
 
+/* The writer says when a chunk it flushes ends inside a record (mid):
+ * memray-record's rescue may go on from a chunk only when it ends between
+ * records with every record before its end counted. */
+struct flush_log {
+	struct script *s;
+	size_t n;
+	struct { uint64_t end, records; int mid; } at[64];
+};
+
+static int log_sink(void *ctx, const uint8_t *chunk, size_t len)
+{
+	struct flush_log *l = ctx;
+	mem_append(&l->s->out, chunk, len);
+	if (l->n < sizeof(l->at) / sizeof(l->at[0])) {
+		l->at[l->n].end = l->s->out.len;
+		l->at[l->n].records = l->s->w.n_records;
+		l->at[l->n].mid = l->s->w.mid;
+		l->n++;
+	}
+	return 0;
+}
+
+static void test_flush_mid(void)
+{
+	struct script s;
+	struct flush_log l = { &s, 0, { { 0, 0, 0 } } };
+	script_init(&s, 77);
+	s.w.sink = log_sink;
+	s.w.ctx = &l;
+	s_header(&s, &test_header);
+	uint32_t n1 = s_native(&s, 0, 0x401000);
+	mr_w_flush(&s.w); /* between records */
+	uint64_t r = 1;
+	for (int i = 0; i < 6000; i++) {
+		r = r * 6364136223846793005ull + 1442695040888963407ull;
+		if (i % 500 == 7)
+			s_string(&s, long_string, 100 + (size_t)(r >> 54)); /* spans chunks */
+		else
+			s_alloc(&s, MR_MALLOC, (r >> 16) & ~(uint64_t)15, (r >> 40) % 5000, n1);
+	}
+	mr_w_flush(&s.w);
+	s_trailer(&s, 9);
+	size_t mids = 0, betweens = 0;
+	for (size_t i = 0; i < l.n; i++) {
+		/* the records that end by the chunk's end, and one that spans it */
+		uint64_t ended = 0;
+		int spans = 0;
+		for (size_t k = 0; k < s.n; k++) {
+			ended += s.exp[k].end <= l.at[i].end;
+			spans |= s.exp[k].offset < l.at[i].end && s.exp[k].end > l.at[i].end;
+		}
+		if (l.at[i].mid) {
+			mids++;
+			continue;
+		}
+		betweens++;
+		CHECK(!spans);
+		CHECK_EQ_U64(l.at[i].records, ended);
+	}
+	if (!CHECK(mids > 5 && betweens >= 2)) /* both kinds were seen */
+		printf("  %zu chunks ended inside a record, %zu between records\n", mids, betweens);
+	CHECK(l.n > 0 && l.at[l.n - 1].mid); /* the trailer's chunk: nothing goes on from it */
+	script_free(&s);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -1391,6 +1456,7 @@ int main(void)
 	test_child_killed_inside_record();
 	test_pid_restarted();
 	test_extreme_addresses();
+	test_flush_mid();
 
 	script_free(&full);
 	unlink(tmpfile_path);
