@@ -247,7 +247,9 @@ struct capture {
 	int same;      /* leading frames equal to the thread's cached stack */
 	uintptr_t ips[MAX_FRAMES];
 	int pyn, pysame; /* the same for Python frames, in the thread's state */
-	int hn, hsame;   /* the same for a hybrid stack */
+	int hn, hsame;   /* the same for a hybrid stack (hsame -1: all of it,
+			  * not merged again) */
+	int hparts, hleft; /* the merge's: see stack.c's pystate */
 	int why;         /* Python stacks only, none found: enum py_none */
 };
 

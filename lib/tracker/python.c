@@ -999,31 +999,42 @@ static inline __attribute__((always_inline)) int
 same_marks_below(const void **fp, const struct pyent *prev, int j, int back, int fc, int fi,
 		 int has_fe, int fe, int shim, int owner, int narrow)
 {
-	const void *f = *fp, *first;
+	const void *f = *fp, *g, *first;
 	int passed;
-#pragma GCC unroll 4
-	for (int i = j; i > 0; i--) {
-		const void *g = below_marks(f, back, shim, owner, &passed, &first);
-		if (shim && (passed != prev[i].entry || first != prev[i].shim))
-			return 0;
-		const struct pyent *e = &prev[i - 1];
-		if (g != e->frame) /* (NULL included) */
-			return 0;
-		if (narrow ? ((AT(g, fc, uintptr_t) ^ e->code_word) |
-			      ((uintptr_t)(unsigned)AT(g, fi, int) ^ e->instr_word))
-			   : AT(g, fi, uintptr_t) != e->instr_word)
-			return 0;
-		/* 3.11's is_entry byte, as read: the root's too, whose entry
-		 * mark is 1 whatever it holds (a stricter test, never a looser
-		 * one, and one compare a level) */
-		if (has_fe && AT(g, fe, uint8_t) != e->flag)
-			return 0;
-		f = g;
-	}
 	if (j < 0)
 		return 1;
+	/* level i's marks are read on the way below it, to level i - 1:
+	 * e is prev[i] before the step, prev[i - 1] after */
+	const struct pyent *e = prev + j;
+#define LEVEL()                                                                          \
+	do {                                                                             \
+		g = below_marks(f, back, shim, owner, &passed, &first);                  \
+		if (shim && (passed != e->entry || first != e->shim))                    \
+			return 0;                                                        \
+		e--;                                                                     \
+		if (g != e->frame) /* (NULL included) */                                 \
+			return 0;                                                        \
+		if (narrow ? ((AT(g, fc, uintptr_t) ^ e->code_word) |                    \
+			      ((uintptr_t)(unsigned)AT(g, fi, int) ^ e->instr_word))     \
+			   : AT(g, fi, uintptr_t) != e->instr_word)                      \
+			return 0;                                                        \
+		/* 3.11's is_entry byte, as read: the root's too, whose entry    \
+		 * mark is 1 whatever it holds (a stricter test, never a looser  \
+		 * one, and one compare a level) */                              \
+		if (has_fe && AT(g, fe, uint8_t) != e->flag)                             \
+			return 0;                                                        \
+		f = g;                                                                   \
+	} while (0)
+	/* eight levels a turn, then one at a time, as same_below */
+	while (e - prev >= 8) {
+		LEVEL(); LEVEL(); LEVEL(); LEVEL();
+		LEVEL(); LEVEL(); LEVEL(); LEVEL();
+	}
+	while (e > prev)
+		LEVEL();
+#undef LEVEL
 	/* the root: entry whatever lies below; its marker, if any */
-	const void *g = below_marks(f, back, shim, owner, &passed, &first);
+	g = below_marks(f, back, shim, owner, &passed, &first);
 	return !g && (!shim || first == prev[0].shim);
 }
 
@@ -1031,13 +1042,22 @@ int python_walk_marks_from(const struct pyent *prev, int n, struct pyent *top, i
 {
 	if (n <= 0)
 		return -1;
-	const void *f;
-	int j, m = walk_top(innermost_frame(), prev, n, top, max, &f, &j, 1);
-	if (m < 0)
-		return -1;
-	/* every level from the match down, marks included */
 	const int back = L->f_back, shim = L->owner_shim, owner = L->f_owner;
 	const int fc = L->f_code, fi = L->f_instr;
+	const void *f = innermost_frame();
+	const struct pyent *t = &prev[n - 1];
+	int j = n - 1, m = 0, own;
+	/* the common case first, as python_walk_from's: the innermost frame
+	 * is prev's, unmoved, and its own entry mark (3.11's) as it was, as
+	 * walk_top would find it at once */
+	if (!f || f != t->frame || code_word(f) != t->code_word || instr_word(f) != t->instr_word ||
+	    (shim && AT(f, owner, char) >= shim) ||
+	    (n > 1 && (own = own_entry(f)) >= 0 && own != t->entry)) {
+		m = walk_top(f, prev, n, top, max, &f, &j, 1);
+		if (m < 0)
+			return -1;
+	}
+	/* every level from the match down, marks included */
 	int ok = L->minor <= 10 ? same_marks_below(&f, prev, j, back, fc, fi, 0, 0, 0, 0, 1)
 		 : shim	       ? same_marks_below(&f, prev, j, back, fc, fi, 0, 0, shim, owner, 0)
 		 : L->f_is_entry >= 0

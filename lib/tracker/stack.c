@@ -71,6 +71,12 @@ struct pystate {
 	} hc[2][HC_MAX];
 	int hstart[2];
 	int hlast, stable;
+	/* what the last stack interned was merged from, besides cur's
+	 * levels: its native frames (root first), its count of Python
+	 * levels, the count of the loop's parts known then, and whether
+	 * Python frames were left over (put at the root) */
+	uintptr_t hips[MAX_FRAMES];
+	int hipn, hpyn, hparts, hleft;
 };
 static uintptr_t eval_lo, eval_hi; /* the interpreter's evaluation loop */
 /* the Python items of hybrid stacks, levels 0 to MAX_PY_FRAMES - 1 in
@@ -349,6 +355,9 @@ static void hybrid(struct capture *c)
 	int n, g; /* g: the leaf-most Python frame not yet placed */
 	int unstable = -1; /* where the first level of cur changed since goes */
 	for (int again = 1;; again = 0) {
+		/* (a part learned while this merge runs makes the count
+		 * older than the merge: never a match it should not be) */
+		c->hparts = __atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE);
 		n = 0, g = c->pyn - 1;
 		for (int i = c->n - 1; i >= 0; i--) {
 			uintptr_t ip = c->ips[i];
@@ -370,6 +379,7 @@ static void hybrid(struct capture *c)
 		if (__atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE) == parts)
 			break;
 	}
+	c->hleft = g >= 0;
 	if (g >= 0)
 		n = place_levels(s, e, n, g, 0, &unstable);
 	const struct hcur *h = e - n;
@@ -394,6 +404,8 @@ static void hybrid(struct capture *c)
 static __attribute__((noinline)) uint32_t intern_hybrid(const struct capture *c)
 {
 	struct pystate *s = pyts;
+	if (c->hsame < 0) /* the last stack again, unmerged (unchanged) */
+		return s->hnode[s->hdepth - 1];
 	uint32_t parent = c->hsame ? s->hnode[c->hsame - 1] : 0;
 	const struct hcur *hc = s->hc[!s->hlast] + s->hstart[!s->hlast];
 	for (int i = c->hsame; i < c->hn; i++) {
@@ -405,6 +417,11 @@ static __attribute__((noinline)) uint32_t intern_hybrid(const struct capture *c)
 	s->hdepth = c->hn;
 	s->hlast = !s->hlast;
 	s->stable = c->pyn;
+	memcpy(s->hips, c->ips, (size_t)c->n * sizeof(c->ips[0]));
+	s->hipn = c->n;
+	s->hpyn = c->pyn;
+	s->hparts = c->hparts;
+	s->hleft = c->hleft;
 	return parent;
 }
 
@@ -509,6 +526,28 @@ static int gated_backtrace(void **ips, int max)
 	return n;
 }
 
+/* Whether c's hybrid stack is the one interned last, without merging it
+ * again: a merge reads only the native frames, cur's levels (code,
+ * instruction and entry marks, with each level's run), and which native
+ * frames are the loop's, and gives the same stack when each is as it was
+ * then. cur's levels are (stable: none changed since, and as many); the
+ * native frames are compared; the loop's parts only grow, so their count
+ * tells. A merge that left Python frames over may learn a part next time,
+ * and is done again. Then c->hsame < 0 tells intern_hybrid. */
+static inline int hybrid_unchanged(struct capture *c)
+{
+	const struct pystate *s = pyts;
+	if (!s->hdepth || s->hleft || s->stable != c->pyn || s->hpyn != c->pyn ||
+	    s->hipn != c->n || s->hparts != __atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE))
+		return 0;
+	for (int i = c->n - 1; i >= 0; i--) /* leaf first: where they differ */
+		if (s->hips[i] != c->ips[i])
+			return 0;
+	c->hn = s->hdepth;
+	c->hsame = -1;
+	return 1;
+}
+
 /* The native frames of a capture, and the hybrid stack when it has
  * Python frames too: apart from capture, whose Python-only way stays
  * short. */
@@ -522,7 +561,8 @@ static __attribute__((noinline)) void capture_native(struct capture *c)
 	for (int i = n - 1; i >= skip; i--)
 		c->ips[c->n++] = (uintptr_t)raw[i];
 	if (c->pyn) {
-		hybrid(c);
+		if (!hybrid_unchanged(c))
+			hybrid(c);
 		return;
 	}
 	if (!ts.cache && !ts.exiting) {
