@@ -57,6 +57,18 @@ struct utable {
 	unsigned gen;
 	uintptr_t lo, hi; /* stack bytes known to be mapped */
 	struct urule slot[UT_SLOTS] __attribute__((aligned(64)));
+	/* The last walk (see fast_backtrace): where it began, each stack word
+	 * it read that its result depends on and what it read there, and
+	 * what it gave; w_n 0: none. w_bp counts only if w_bp_used. */
+	uintptr_t w_sp, w_bp;
+	int w_n, w_max, w_nread, w_bp_used;
+	unsigned runs; /* runs started (see run_grow) */
+	/* walks that found the last one's words changed, in a row; walks
+	 * left before the words are kept again after too many (where the
+	 * stack changes at every walk, keeping them costs more than it saves) */
+	unsigned w_missed, w_rest;
+	uintptr_t w_at[2 * MAX_FRAMES + 2], w_val[2 * MAX_FRAMES + 2];
+	void *w_ips[MAX_FRAMES];
 };
 static __thread struct utable *ut __attribute__((tls_model("initial-exec")));
 #define UT_NONE ((struct utable *)1) /* its table could not be mapped */
@@ -551,6 +563,8 @@ static __attribute__((noinline, cold)) int run_grow(struct utable *t, uintptr_t 
 		}
 	}
 	t->lo = t->hi = 0;
+	t->runs++;
+	t->w_n = 0; /* the last walk read pages no longer known readable */
 	if (!pages_readable(lo, hi))
 		return 0;
 	t->lo = lo;
@@ -587,6 +601,90 @@ static inline const struct urule *rule_of(struct utable *t, uintptr_t key)
 	return rule_miss(set, key);
 }
 
+/* fast_backtrace's walk from (ip, sp, bp); with keep, the words it reads
+ * are kept for the next one to compare (see fast_backtrace). */
+static inline __attribute__((always_inline)) int walk(struct utable *t, void **ips, int max,
+						   uintptr_t ip, uintptr_t sp, uintptr_t bp,
+						   const int keep)
+{
+	if (keep) {
+		t->w_sp = sp;
+		t->w_bp = bp;
+		t->w_max = max;
+		t->w_bp_used = 0;
+	}
+	int nread = 0, bp_from = -1; /* where bp was read (-1: at the start) */
+	uintptr_t odd = 0; /* a word read at an address not a multiple of 8 */
+	unsigned runs = t->runs;
+	/* This frame is looked up where it is, and not given (unw_backtrace
+	 * gives its caller's frame first); the others at their return address
+	 * less one, inside the call. */
+	int n = 0;
+	for (uintptr_t key = ip;; key = ip - 1) {
+		const struct urule *u = rule_of(t, key);
+		if (u->kind == U_NONE)
+			return -1;
+		if (key != ip) {
+			if (n == max)
+				break;
+			ips[n++] = (void *)ip;
+		}
+		if (u->kind == U_LAST)
+			break;
+		if (keep && u->cfa_bp) {
+			/* the rbp this depends on counts (the low bit of an
+			 * address read says it does not, yet) */
+			if (bp_from < 0)
+				t->w_bp_used = 1;
+			else
+				t->w_at[bp_from] &= ~(uintptr_t)1;
+		}
+		uintptr_t cfa = (u->cfa_bp ? bp : sp) + (uintptr_t)(intptr_t)u->cfa_off;
+		if (cfa < sp + 8)
+			return -1;
+		if (__builtin_expect(cfa > t->hi, 0) &&
+		    !run_grow(t, t->lo, (cfa + 4095) & ~(uintptr_t)4095))
+			return -1;
+		if (u->bp_off) {
+			/* at or above sp: bp_off is at most -8 */
+			uintptr_t at = cfa + (uintptr_t)(intptr_t)u->bp_off;
+			if (at < sp)
+				return -1;
+			bp = *(const uintptr_t *)at;
+			if (keep) {
+				odd |= at;
+				bp_from = nread;
+				t->w_at[nread] = at | 1;
+				t->w_val[nread++] = bp;
+			}
+		}
+		ip = *(const uintptr_t *)(cfa - 8);
+		if (keep) {
+			odd |= cfa;
+			t->w_at[nread] = cfa - 8;
+			t->w_val[nread++] = ip;
+		}
+		sp = cfa;
+		if (ip == 0)
+			break;
+	}
+	/* (kept only if every address read was a multiple of 8, as they
+	 * are: the low bit marked an rbp that does not count; and all in the
+	 * run as it is now) */
+	if (keep && n > 0 && t->lo && !(odd & 7) && t->runs == runs) {
+		int k = 0;
+		for (int i = 0; i < nread; i++)
+			if (!(t->w_at[i] & 1)) {
+				t->w_at[k] = t->w_at[i];
+				t->w_val[k++] = t->w_val[i];
+			}
+		t->w_nread = k;
+		memcpy(t->w_ips, ips, (size_t)n * sizeof(*ips));
+		t->w_n = n;
+	}
+	return n;
+}
+
 __attribute__((noinline)) int fast_backtrace(void **ips, int max)
 {
 	struct utable *t = ut;
@@ -610,6 +708,7 @@ __attribute__((noinline)) int fast_backtrace(void **ips, int max)
 	if (__builtin_expect(t->gen != gen, 0)) {
 		memset(t->slot, 0, sizeof(t->slot));
 		t->gen = gen;
+		t->w_n = 0;
 	}
 	uintptr_t ip, sp, bp;
 	/* rbp first: an output may be given rbp itself when it is not the
@@ -620,38 +719,33 @@ __attribute__((noinline)) int fast_backtrace(void **ips, int max)
 	uintptr_t page = sp & ~(uintptr_t)4095;
 	if ((page < t->lo || page >= t->hi) && !run_grow(t, page, page + 4096))
 		return -1;
-	/* This frame is looked up where it is, and not given (unw_backtrace
-	 * gives its caller's frame first); the others at their return address
-	 * less one, inside the call. */
-	int n = 0;
-	for (uintptr_t key = ip;; key = ip - 1) {
-		const struct urule *u = rule_of(t, key);
-		if (u->kind == U_NONE)
-			return -1;
-		if (key != ip) {
-			if (n == max)
-				break;
-			ips[n++] = (void *)ip;
+	/* The walk is a function of where it begins (this frame's rip, the
+	 * same each time, rsp and rbp), the rules (the same until unwind_gen
+	 * moves on, which forgets the last walk) and the stack words it reads:
+	 * when it begins where the last one did and each word the last one
+	 * read still holds what it read, it gives what the last one gave.
+	 * Only the words that decide it count: every return address, and an
+	 * rbp restored only where a frame further out finds its CFA from rbp
+	 * (elsewhere rbp is an ordinary register, holding whatever the code
+	 * put there, different at each call). (The words were readable then,
+	 * in the run, which only grows until it is started again elsewhere,
+	 * which forgets the last walk too.) */
+	if (t->w_n > 0 && t->w_sp == sp && (!t->w_bp_used || t->w_bp == bp) && t->w_max == max) {
+		int i = 0, k = t->w_nread;
+		while (i < k && *(const uintptr_t *)t->w_at[i] == t->w_val[i])
+			i++;
+		if (i == k) {
+			t->w_missed = 0;
+			memcpy(ips, t->w_ips, (size_t)t->w_n * sizeof(*ips));
+			return t->w_n;
 		}
-		if (u->kind == U_LAST)
-			break;
-		uintptr_t cfa = (u->cfa_bp ? bp : sp) + (uintptr_t)(intptr_t)u->cfa_off;
-		if (cfa < sp + 8)
-			return -1;
-		if (__builtin_expect(cfa > t->hi, 0) &&
-		    !run_grow(t, t->lo, (cfa + 4095) & ~(uintptr_t)4095))
-			return -1;
-		if (u->bp_off) {
-			/* at or above sp: bp_off is at most -8 */
-			uintptr_t at = cfa + (uintptr_t)(intptr_t)u->bp_off;
-			if (at < sp)
-				return -1;
-			bp = *(const uintptr_t *)at;
-		}
-		ip = *(const uintptr_t *)(cfa - 8);
-		sp = cfa;
-		if (ip == 0)
-			break;
+		if (++t->w_missed >= 4)
+			t->w_rest = 256;
 	}
-	return n;
+	t->w_n = 0;
+	if (t->w_rest) {
+		t->w_rest--;
+		return walk(t, ips, max, ip, sp, bp, 0);
+	}
+	return walk(t, ips, max, ip, sp, bp, 1);
 }
