@@ -145,8 +145,8 @@ char **tracker_exec_env(char *const envp[])
 		/* (a descriptor the program closed is opened again here) */
 		lost = batch_write() < 0 || out_fd < 0;
 		set_active(0);
-		if (rescue)
-			rescue->ended = 1; /* this image's records are all out */
+		if (rmp->area)
+			rmp->area->ended = 1; /* this image's records are all out */
 		snprintf(num, sizeof(num), "%u", (unsigned)writer.seq);
 		env[k++] = env_entry("MEMRAY_SEQ", num);
 	}
@@ -186,8 +186,8 @@ void tracker_exec_failed(char **env)
 	lock_stream();
 	if (out_fd >= 0)
 		set_active(1); /* the stream goes on: the next record is not a header */
-	if (rescue)
-		rescue->ended = 0;
+	if (rmp->area)
+		rmp->area->ended = 0;
 	unlock();
 	tracker_guard = 0;
 }

@@ -72,28 +72,33 @@ extern __thread int holding __attribute__((tls_model("initial-exec")));
 extern __thread int deferred_sig __attribute__((tls_model("initial-exec")));
 void raise_deferred(void) __attribute__((noinline, cold));
 
-extern struct mr_rescue *rescue;
 void rescue_open(const char *spec);
 int rescue_env(char *buf, size_t n);
 void rescue_attach(void);
 void rescue_forget(void);
 
-void rescue_commit_slow(struct mr_rescue *a);
+struct rescue_mirror;
+void rescue_commit_slow(struct rescue_mirror *m);
 extern size_t batch_len;
 extern uint32_t batch_gen;
 extern struct mr_writer writer;
 
-/* What the tracker knows of its rescue area, in its own memory: the
- * current state (cur, whose index is k) and the other one, with what the
- * current one says of the batch and the open chunk. Both states say the
- * same of those between slow commits (see rescue_commit_slow). */
+/* What the tracker knows of its rescue area (area; NULL: none), in its
+ * own memory: the current state (cur, whose index is k) and the other
+ * one, with what the current one says of the batch and the open chunk.
+ * Both states say the same of those between slow commits (see
+ * rescue_commit_slow). rmp points to it: in a page of its own that a
+ * child made by fork finds zeroed (MADV_WIPEONFORK), so that one made
+ * past the fork handlers (_Fork, a raw clone), which would go on
+ * recording as its parent, never touches the area its parent shares. */
 struct rescue_mirror {
+	struct mr_rescue *area;
 	struct mr_rescue_state *cur, *other;
 	uint8_t *chunk; /* the open chunk's buffer */
 	uint32_t k, chunk_len, batch_len, batch_gen;
 	uint16_t seq;
 };
-extern struct rescue_mirror rm;
+extern struct rescue_mirror *rmp;
 
 /* At each release of the lock: what was added to the open chunk since the
  * last commit (a record or two: a word or two), copied into the rescue
@@ -102,39 +107,40 @@ extern struct rescue_mirror rm;
  * mr_rescue). The open chunk only grows until it is written (its sequence
  * number moves on); the batch only grows until it is let go (batch_gen
  * moves on): those go the slow way. */
-static inline __attribute__((always_inline)) void rescue_commit(struct mr_rescue *a)
+static inline __attribute__((always_inline)) void rescue_commit(struct rescue_mirror *m)
 {
-	if (__builtin_expect(rm.batch_len != batch_len || rm.batch_gen != batch_gen ||
-			     rm.seq != writer.seq || rm.chunk_len > writer.len, 0)) {
-		rescue_commit_slow(a);
+	struct mr_rescue *a = m->area;
+	if (__builtin_expect(m->batch_len != batch_len || m->batch_gen != batch_gen ||
+			     m->seq != writer.seq || m->chunk_len > writer.len, 0)) {
+		rescue_commit_slow(m);
 		return;
 	}
 	/* whole words, from the one the last commit ended in: MR_CHUNK_MAX
 	 * is a multiple of 8, so never past either array; mostly 16 bytes
 	 * at once (what lies past the record's end is not named) */
-	size_t from = rm.chunk_len & ~(size_t)7;
+	size_t from = m->chunk_len & ~(size_t)7;
 	if (__builtin_expect(from + 16 <= MR_CHUNK_MAX && writer.len <= from + 16, 1)) {
 		uint8_t w[16];
 		__builtin_memcpy(w, writer.chunk + from, 16);
-		__builtin_memcpy(rm.chunk + from, w, 16);
+		__builtin_memcpy(m->chunk + from, w, 16);
 	} else {
 		for (size_t i = from; i < writer.len; i += 8) {
 			uint64_t w;
 			__builtin_memcpy(&w, writer.chunk + i, 8);
-			__builtin_memcpy(rm.chunk + i, &w, 8);
+			__builtin_memcpy(m->chunk + i, &w, 8);
 		}
 	}
-	struct mr_rescue_state *n = rm.other;
+	struct mr_rescue_state *n = m->other;
 	n->chunk_len = (uint32_t)writer.len;
 	__builtin_memcpy(&n->n_records, &writer.n_records, 4 * sizeof(uint64_t));
 	n->time_us = writer.last_time_us;
 	/* (the process may end at any point: the copy before the switch) */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&a->cur, rm.k ^ 1, __ATOMIC_RELAXED);
-	rm.other = rm.cur;
-	rm.cur = n;
-	rm.k ^= 1;
-	rm.chunk_len = (uint32_t)writer.len;
+	__atomic_store_n(&a->cur, m->k ^ 1, __ATOMIC_RELAXED);
+	m->other = m->cur;
+	m->cur = n;
+	m->k ^= 1;
+	m->chunk_len = (uint32_t)writer.len;
 }
 
 /* Takes the lock if it is free. */
@@ -163,8 +169,9 @@ static inline __attribute__((always_inline)) void lock_stream(void)
 
 static inline __attribute__((always_inline)) void unlock(void)
 {
-	if (rescue)
-		rescue_commit(rescue);
+	struct rescue_mirror *m = rmp;
+	if (m->area)
+		rescue_commit(m);
 	lock_release();
 	holding = 0;
 	if (__builtin_expect(deferred_sig != 0, 0))

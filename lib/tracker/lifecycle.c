@@ -289,8 +289,8 @@ int stream_end(void)
 	memory_record();
 	mr_w_trailer(&writer, now_us());
 	int rc = batch_write();
-	if (rescue)
-		rescue->ended = 1;
+	if (rmp->area)
+		rmp->area->ended = 1;
 	return rc;
 }
 

@@ -121,15 +121,16 @@ static size_t batch_last_len;   /* batch's last chunk */
 
 /* ---- the rescue area (see struct mr_rescue) ------------------------------ */
 
-struct mr_rescue *rescue;
-struct rescue_mirror rm;
+static struct rescue_mirror rm_none; /* no area */
+struct rescue_mirror *rmp = &rm_none;
+static struct mr_rescue *mapped; /* the area, as mapped (see rescue_forget) */
 
 static char rescue_spec[24]; /* MEMRAY_RESCUE, as it was given */
 
 /* MEMRAY_RESCUE's value for an exec'd image, into buf; 0 if none. */
 int rescue_env(char *buf, size_t n)
 {
-	if (!rescue)
+	if (!rmp->area)
 		return 0;
 	snprintf(buf, n, "%s", rescue_spec);
 	return 1;
@@ -145,32 +146,47 @@ void rescue_open(const char *spec)
 	long fd = spec ? strtol(spec, &end, 10) : -1;
 	if (fd < 0 || *end || recorder_pid < 0)
 		return;
+	/* the mirror's page, zeroed in a child made by fork (kernels before
+	 * 4.14 do not: a child made past the fork handlers would then write
+	 * into the area as before) */
+	struct rescue_mirror *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return;
+	madvise(m, 4096, MADV_WIPEONFORK);
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", recorder_pid, fd);
 	int k = quiet_open(path, O_RDWR | O_NOCTTY);
-	if (k < 0)
+	if (k < 0) {
+		munmap(m, 4096);
 		return;
+	}
 	struct stat st;
-	void *m = MAP_FAILED;
+	void *p = MAP_FAILED;
 	if (fstat(k, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= (off_t)sizeof(struct mr_rescue))
-		m = mmap(NULL, sizeof(struct mr_rescue), PROT_READ | PROT_WRITE, MAP_SHARED, k, 0);
+		p = mmap(NULL, sizeof(struct mr_rescue), PROT_READ | PROT_WRITE, MAP_SHARED, k, 0);
 	close(k);
-	if (m == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		munmap(m, 4096);
 		return;
-	struct mr_rescue *a = m;
+	}
+	struct mr_rescue *a = p;
 	if (a->magic != MR_RESCUE_MAGIC) {
-		munmap(m, sizeof(*a));
+		munmap(p, sizeof(*a));
+		munmap(m, 4096);
 		return;
 	}
 	a->busy = 1;
 	a->pid = (uint32_t)getpid();
 	a->ended = 0;
-	rm.k = a->cur & 1;
-	rm.cur = &a->st[rm.k];
-	rm.other = &a->st[!rm.k];
-	rm.chunk = a->chunk[rm.cur->which & 1];
-	rm.batch_gen = batch_gen - 1; /* the first commit copies it all */
-	rescue = a;
+	m->k = a->cur & 1;
+	m->cur = &a->st[m->k];
+	m->other = &a->st[!m->k];
+	m->chunk = a->chunk[m->cur->which & 1];
+	m->batch_gen = batch_gen - 1; /* the first commit copies it all */
+	m->area = a;
+	mapped = a;
+	rmp = m;
 	snprintf(rescue_spec, sizeof(rescue_spec), "%ld", fd);
 }
 
@@ -178,48 +194,51 @@ void rescue_open(const char *spec)
  * until the first commit, which copies it all. */
 void rescue_attach(void)
 {
-	if (!rescue)
+	struct rescue_mirror *m = rmp;
+	if (!m->area)
 		return;
-	rescue->busy = 1;
-	struct mr_rescue_state *st = rm.cur;
+	m->area->busy = 1;
+	struct mr_rescue_state *st = m->cur;
 	st->chunk_len = 0;
 	st->batch_len = 0;
-	st->batch_gen = rm.batch_gen = batch_gen - 1;
+	st->batch_gen = m->batch_gen = batch_gen - 1;
 }
 
-/* A forked child lets go of its parent's rescue area at once. */
+/* A forked child lets go of its parent's rescue area at once (its mirror
+ * was zeroed by the fork already, but for kernels before 4.14). */
 void rescue_forget(void)
 {
-	if (!rescue)
+	rmp->area = NULL;
+	if (!mapped)
 		return;
-	struct mr_rescue *a = rescue;
-	rescue = NULL;
-	munmap(a, sizeof(*a));
+	munmap(mapped, sizeof(*mapped));
+	mapped = NULL;
 }
 
 /* rescue_commit's rare part: the batch grew (a chunk was filled) or was
  * let go since the last commit, or the open chunk was written and begun
  * again. No byte the current state names is changed (see struct
  * mr_rescue); the area is whole after it. */
-void rescue_commit_slow(struct mr_rescue *a)
+void rescue_commit_slow(struct rescue_mirror *rm)
 {
-	struct mr_rescue_state *o = rm.cur;
+	struct mr_rescue *a = rm->area;
+	struct mr_rescue_state *o = rm->cur;
 	if (o->batch_gen != batch_gen || o->batch_len > batch_len) {
 		/* the batch it names was let go, written: a state without it
 		 * first, so that its bytes may be overwritten */
-		struct mr_rescue_state *m = rm.other;
+		struct mr_rescue_state *m = rm->other;
 		*m = *o;
 		m->batch_len = 0;
 		m->batch_gen = batch_gen;
 		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-		__atomic_store_n(&a->cur, rm.k ^ 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&a->cur, rm->k ^ 1, __ATOMIC_RELAXED);
 		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-		rm.other = o;
-		rm.cur = m;
-		rm.k ^= 1;
+		rm->other = o;
+		rm->cur = m;
+		rm->k ^= 1;
 		o = m;
 	}
-	struct mr_rescue_state *n = rm.other;
+	struct mr_rescue_state *n = rm->other;
 	if (batch_len > o->batch_len)
 		memcpy(a->batch + o->batch_len, batch + o->batch_len, batch_len - o->batch_len);
 	/* a new chunk goes to the other buffer */
@@ -239,19 +258,19 @@ void rescue_commit_slow(struct mr_rescue *a)
 	memcpy(&n->n_records, &writer.n_records, 4 * sizeof(uint64_t));
 	n->time_us = writer.last_time_us;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&a->cur, rm.k ^ 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->cur, rm->k ^ 1, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	rm.other = o;
-	rm.cur = n;
-	rm.k ^= 1;
+	rm->other = o;
+	rm->cur = n;
+	rm->k ^= 1;
 	/* the state no longer named says the same of the batch and the chunk
 	 * from now on: a fast commit writes only the length and counts */
 	memcpy(o, n, 16);
-	rm.chunk = a->chunk[b];
-	rm.chunk_len = n->chunk_len;
-	rm.batch_len = n->batch_len;
-	rm.batch_gen = n->batch_gen;
-	rm.seq = n->seq;
+	rm->chunk = a->chunk[b];
+	rm->chunk_len = n->chunk_len;
+	rm->batch_len = n->batch_len;
+	rm->batch_gen = n->batch_gen;
+	rm->seq = n->seq;
 	__atomic_store_n(&a->busy, 0, __ATOMIC_RELAXED);
 }
 
@@ -291,16 +310,17 @@ static int wait_writable(struct timespec *deadline)
  * copy): the area is then marked not whole until the next copy. */
 static void rescue_behind(void)
 {
-	uint16_t d = (uint16_t)(batch_last_seq - rm.seq);
-	if (d != 0 ? d < 0x8000 : rm.chunk_len != batch_last_len)
-		rescue->busy = 1;
+	struct rescue_mirror *m = rmp;
+	uint16_t d = (uint16_t)(batch_last_seq - m->seq);
+	if (d != 0 ? d < 0x8000 : m->chunk_len != batch_last_len)
+		m->area->busy = 1;
 }
 
 int batch_write(void)
 {
 	if (batch_len == 0 || out_fd < 0)
 		return 0;
-	if (rescue)
+	if (rmp->area)
 		rescue_behind();
 	/* a child made without the fork handlers (_Fork, a raw clone) would
 	 * write under its parent's pid and sequence numbers */
@@ -319,8 +339,8 @@ int batch_write(void)
 		set_active(0);
 		batch_len = 0;
 		batch_gen++;
-		if (rescue)
-			rescue->ended = 1; /* the recording stops here, said so */
+		if (rmp->area)
+			rmp->area->ended = 1; /* the recording stops here, said so */
 		return -1;
 	}
 	sigset_t pipe_set, old, pending;
@@ -364,8 +384,8 @@ int batch_write(void)
 	batch_gen++;
 	if (short_write) {
 		set_active(0);
-		if (rescue)
-			rescue->ended = 1;
+		if (rmp->area)
+			rmp->area->ended = 1;
 		return -1;
 	}
 	return 0;
@@ -377,8 +397,8 @@ int batch_write(void)
 int sink(void *ctx, const uint8_t *chunk, size_t len)
 {
 	(void)ctx;
-	if (rescue && !writer.mid)
-		rescue_commit(rescue);
+	if (rmp->area && !writer.mid)
+		rescue_commit(rmp);
 	if (batch_len + len > BATCH && batch_write() < 0)
 		return -1;
 	batch_last_seq = (uint16_t)(chunk[10] | chunk[11] << 8);

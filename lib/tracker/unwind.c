@@ -63,9 +63,10 @@ struct utable {
 	uintptr_t w_sp, w_bp;
 	int w_n, w_max, w_nread, w_bp_used;
 	unsigned runs; /* runs started (see run_grow) */
-	/* walks that found the last one's words changed, in a row; walks
-	 * left before the words are kept again after too many (where the
-	 * stack changes at every walk, keeping them costs more than it saves) */
+	/* walks that found the last one's words changed since the last one
+	 * that did not; walks left before the words are kept again after four
+	 * (where the stack changes at every walk, keeping them costs more than
+	 * it saves; after a pause, one more such walk begins the next) */
 	unsigned w_missed, w_rest;
 	uintptr_t w_at[2 * MAX_FRAMES + 2], w_val[2 * MAX_FRAMES + 2];
 	void *w_ips[MAX_FRAMES];

@@ -533,6 +533,17 @@ to err" ]
 	memray-stat n.bin | grep -q "allocs alloc malloc"
 }
 
+@test "a child made by _Fork that allocates never touches its parent's rescue area: the parent killed, its stream is its own" {
+	for i in 1 2 3; do
+		run memray-record -f -o rk.bin "$FIX/allocs" rawfork-kill
+		assert_failure 137
+		assert_output --partial "memray-record wrote the"
+		run memray-stat rk.bin
+		assert_success
+		assert_line --regexp "^allocations: +400$"
+	done
+}
+
 @test "a child made by _Fork (past the fork handlers) that allocates never touches its parent's stream" {
 	for i in 1 2 3; do
 		run timeout -k 5 30 memray-record -q -f -o rf.bin "$FIX/allocs" rawfork
