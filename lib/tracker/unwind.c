@@ -53,24 +53,35 @@ enum { U_FRAME = 1, U_LAST, U_NONE }; /* U_NONE: ask libunwind */
 
 #define UT_SLOTS 4096 /* 1024 sets of 4 */
 _Static_assert(sizeof(struct urule) == 16, "four rules a cache line");
+/* A walk kept (see fast_backtrace): where it began, each stack word it
+ * read that its result depends on and what it read there, and what it
+ * gave; n 0: none. bp counts only if bp_used. */
+struct uwalk {
+	uintptr_t sp, bp;
+	int n, max, nread, bp_used;
+	uintptr_t at[2 * MAX_FRAMES + 2], val[2 * MAX_FRAMES + 2];
+	void *ips[MAX_FRAMES];
+};
+#define UW_WAYS 4 /* walks kept: the last four kept */
+
 struct utable {
 	unsigned gen;
 	uintptr_t lo, hi; /* stack bytes known to be mapped */
 	struct urule slot[UT_SLOTS] __attribute__((aligned(64)));
-	/* The last walk (see fast_backtrace): where it began, each stack word
-	 * it read that its result depends on and what it read there, and
-	 * what it gave; w_n 0: none. w_bp counts only if w_bp_used. */
-	uintptr_t w_sp, w_bp;
-	int w_n, w_max, w_nread, w_bp_used;
 	unsigned runs; /* runs started (see run_grow) */
-	/* walks that found the last one's words changed since the last one
-	 * that did not; walks left before the words are kept again after four
+	/* walks that found a kept one's words changed since the last one
+	 * that did not; walks left before walks are kept again after four
 	 * (where the stack changes at every walk, keeping them costs more than
 	 * it saves; after a pause, one more such walk begins the next) */
-	unsigned w_missed, w_rest;
-	uintptr_t w_at[2 * MAX_FRAMES + 2], w_val[2 * MAX_FRAMES + 2];
-	void *w_ips[MAX_FRAMES];
+	unsigned w_missed, w_rest, w_next;
+	struct uwalk w[UW_WAYS];
 };
+
+static void walks_forget(struct utable *t)
+{
+	for (int i = 0; i < UW_WAYS; i++)
+		t->w[i].n = 0;
+}
 static __thread struct utable *ut __attribute__((tls_model("initial-exec")));
 #define UT_NONE ((struct utable *)1) /* its table could not be mapped */
 
@@ -565,7 +576,7 @@ static __attribute__((noinline, cold)) int run_grow(struct utable *t, uintptr_t 
 	}
 	t->lo = t->hi = 0;
 	t->runs++;
-	t->w_n = 0; /* the last walk read pages no longer known readable */
+	walks_forget(t); /* they read pages no longer known readable */
 	if (!pages_readable(lo, hi))
 		return 0;
 	t->lo = lo;
@@ -603,16 +614,17 @@ static inline const struct urule *rule_of(struct utable *t, uintptr_t key)
 }
 
 /* fast_backtrace's walk from (ip, sp, bp); with keep, the words it reads
- * are kept for the next one to compare (see fast_backtrace). */
+ * are kept in w for a later one to compare (see fast_backtrace). */
 static inline __attribute__((always_inline)) int walk(struct utable *t, void **ips, int max,
 						   uintptr_t ip, uintptr_t sp, uintptr_t bp,
-						   const int keep)
+						   struct uwalk *w, const int keep)
 {
 	if (keep) {
-		t->w_sp = sp;
-		t->w_bp = bp;
-		t->w_max = max;
-		t->w_bp_used = 0;
+		w->n = 0;
+		w->sp = sp;
+		w->bp = bp;
+		w->max = max;
+		w->bp_used = 0;
 	}
 	int nread = 0, bp_from = -1; /* where bp was read (-1: at the start) */
 	uintptr_t odd = 0; /* a word read at an address not a multiple of 8 */
@@ -636,9 +648,9 @@ static inline __attribute__((always_inline)) int walk(struct utable *t, void **i
 			/* the rbp this depends on counts (the low bit of an
 			 * address read says it does not, yet) */
 			if (bp_from < 0)
-				t->w_bp_used = 1;
+				w->bp_used = 1;
 			else
-				t->w_at[bp_from] &= ~(uintptr_t)1;
+				w->at[bp_from] &= ~(uintptr_t)1;
 		}
 		uintptr_t cfa = (u->cfa_bp ? bp : sp) + (uintptr_t)(intptr_t)u->cfa_off;
 		if (cfa < sp + 8)
@@ -655,15 +667,15 @@ static inline __attribute__((always_inline)) int walk(struct utable *t, void **i
 			if (keep) {
 				odd |= at;
 				bp_from = nread;
-				t->w_at[nread] = at | 1;
-				t->w_val[nread++] = bp;
+				w->at[nread] = at | 1;
+				w->val[nread++] = bp;
 			}
 		}
 		ip = *(const uintptr_t *)(cfa - 8);
 		if (keep) {
 			odd |= cfa;
-			t->w_at[nread] = cfa - 8;
-			t->w_val[nread++] = ip;
+			w->at[nread] = cfa - 8;
+			w->val[nread++] = ip;
 		}
 		sp = cfa;
 		if (ip == 0)
@@ -675,13 +687,13 @@ static inline __attribute__((always_inline)) int walk(struct utable *t, void **i
 	if (keep && n > 0 && t->lo && !(odd & 7) && t->runs == runs) {
 		int k = 0;
 		for (int i = 0; i < nread; i++)
-			if (!(t->w_at[i] & 1)) {
-				t->w_at[k] = t->w_at[i];
-				t->w_val[k++] = t->w_val[i];
+			if (!(w->at[i] & 1)) {
+				w->at[k] = w->at[i];
+				w->val[k++] = w->val[i];
 			}
-		t->w_nread = k;
-		memcpy(t->w_ips, ips, (size_t)n * sizeof(*ips));
-		t->w_n = n;
+		w->nread = k;
+		memcpy(w->ips, ips, (size_t)n * sizeof(*ips));
+		w->n = n;
 	}
 	return n;
 }
@@ -709,7 +721,7 @@ __attribute__((noinline)) int fast_backtrace(void **ips, int max)
 	if (__builtin_expect(t->gen != gen, 0)) {
 		memset(t->slot, 0, sizeof(t->slot));
 		t->gen = gen;
-		t->w_n = 0;
+		walks_forget(t);
 	}
 	uintptr_t ip, sp, bp;
 	/* rbp first: an output may be given rbp itself when it is not the
@@ -722,31 +734,38 @@ __attribute__((noinline)) int fast_backtrace(void **ips, int max)
 		return -1;
 	/* The walk is a function of where it begins (this frame's rip, the
 	 * same each time, rsp and rbp), the rules (the same until unwind_gen
-	 * moves on, which forgets the last walk) and the stack words it reads:
-	 * when it begins where the last one did and each word the last one
-	 * read still holds what it read, it gives what the last one gave.
-	 * Only the words that decide it count: every return address, and an
-	 * rbp restored only where a frame further out finds its CFA from rbp
+	 * moves on, which forgets the walks kept) and the stack words it reads:
+	 * when it begins where a kept walk did and each word that one read
+	 * still holds what it read, it gives what that one gave. Only the
+	 * words that decide it count: every return address, and an rbp
+	 * restored only where a frame further out finds its CFA from rbp
 	 * (elsewhere rbp is an ordinary register, holding whatever the code
 	 * put there, different at each call). (The words were readable then,
 	 * in the run, which only grows until it is started again elsewhere,
-	 * which forgets the last walk too.) */
-	if (t->w_n > 0 && t->w_sp == sp && (!t->w_bp_used || t->w_bp == bp) && t->w_max == max) {
-		int i = 0, k = t->w_nread;
-		while (i < k && *(const uintptr_t *)t->w_at[i] == t->w_val[i])
+	 * which forgets the walks too.) The last UW_WAYS walks are kept, for
+	 * a program that allocates from a few call paths in turn; each from
+	 * the same rsp is compared until its words differ (mostly at once). */
+	int tried = 0;
+	for (struct uwalk *w = t->w; w < t->w + UW_WAYS; w++) {
+		if (w->n <= 0 || w->sp != sp || (w->bp_used && w->bp != bp) || w->max != max)
+			continue;
+		int i = 0, k = w->nread;
+		while (i < k && *(const uintptr_t *)w->at[i] == w->val[i])
 			i++;
 		if (i == k) {
 			t->w_missed = 0;
-			memcpy(ips, t->w_ips, (size_t)t->w_n * sizeof(*ips));
-			return t->w_n;
+			memcpy(ips, w->ips, (size_t)w->n * sizeof(*ips));
+			return w->n;
 		}
-		if (++t->w_missed >= 4)
-			t->w_rest = 256;
+		tried = 1;
 	}
-	t->w_n = 0;
+	if (tried && ++t->w_missed >= 4)
+		t->w_rest = 256;
 	if (t->w_rest) {
 		t->w_rest--;
-		return walk(t, ips, max, ip, sp, bp, 0);
+		return walk(t, ips, max, ip, sp, bp, NULL, 0);
 	}
-	return walk(t, ips, max, ip, sp, bp, 1);
+	/* kept in place of the walk kept longest ago */
+	struct uwalk *w = &t->w[t->w_next++ % UW_WAYS];
+	return walk(t, ips, max, ip, sp, bp, w, 1);
 }
