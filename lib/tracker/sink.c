@@ -146,14 +146,18 @@ void rescue_open(const char *spec)
 	long fd = spec ? strtol(spec, &end, 10) : -1;
 	if (fd < 0 || *end || recorder_pid < 0)
 		return;
-	/* the mirror's page, zeroed in a child made by fork (kernels before
-	 * 4.14 do not: a child made past the fork handlers would then write
-	 * into the area as before) */
+	/* the mirror's page, zeroed in a child made by fork; where it cannot
+	 * be (a kernel before 4.14), no rescue: a child made past the fork
+	 * handlers would write into the area, and a stream cut short is
+	 * better than a wrong one */
 	struct rescue_mirror *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED)
 		return;
-	madvise(m, 4096, MADV_WIPEONFORK);
+	if (madvise(m, 4096, MADV_WIPEONFORK) != 0) {
+		munmap(m, 4096);
+		return;
+	}
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", recorder_pid, fd);
 	int k = quiet_open(path, O_RDWR | O_NOCTTY);
@@ -215,6 +219,19 @@ void rescue_forget(void)
 	mapped = NULL;
 }
 
+/* Makes the other state, written in full, the current one. */
+static void switch_state(struct rescue_mirror *rm)
+{
+	struct mr_rescue_state *n = rm->other;
+	/* (the process may end at any point: the state before the switch) */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&rm->area->cur, rm->k ^ 1, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	rm->other = rm->cur;
+	rm->cur = n;
+	rm->k ^= 1;
+}
+
 /* rescue_commit's rare part: the batch grew (a chunk was filled) or was
  * let go since the last commit, or the open chunk was written and begun
  * again. No byte the current state names is changed (see struct
@@ -230,12 +247,7 @@ void rescue_commit_slow(struct rescue_mirror *rm)
 		*m = *o;
 		m->batch_len = 0;
 		m->batch_gen = batch_gen;
-		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-		__atomic_store_n(&a->cur, rm->k ^ 1, __ATOMIC_RELAXED);
-		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-		rm->other = o;
-		rm->cur = m;
-		rm->k ^= 1;
+		switch_state(rm);
 		o = m;
 	}
 	struct mr_rescue_state *n = rm->other;
@@ -257,12 +269,7 @@ void rescue_commit_slow(struct rescue_mirror *rm)
 	n->chunk_len = (uint32_t)writer.len;
 	memcpy(&n->n_records, &writer.n_records, 4 * sizeof(uint64_t));
 	n->time_us = writer.last_time_us;
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&a->cur, rm->k ^ 1, __ATOMIC_RELAXED);
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	rm->other = o;
-	rm->cur = n;
-	rm->k ^= 1;
+	switch_state(rm);
 	/* the state no longer named says the same of the batch and the chunk
 	 * from now on: a fast commit writes only the length and counts */
 	memcpy(o, n, 16);

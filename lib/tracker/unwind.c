@@ -69,10 +69,10 @@ struct utable {
 	uintptr_t lo, hi; /* stack bytes known to be mapped */
 	struct urule slot[UT_SLOTS] __attribute__((aligned(64)));
 	unsigned runs; /* runs started (see run_grow) */
-	/* walks that found a kept one's words changed since the last one
-	 * that did not; walks left before walks are kept again after four
-	 * (where the stack changes at every walk, keeping them costs more than
-	 * it saves; after a pause, one more such walk begins the next) */
+	/* walks that found kept ones' words changed since the last one that
+	 * did not; walks left before walks are kept again after four (where
+	 * the stack changes at every walk, keeping them costs more than it
+	 * saves): a pause forgets the walks, and then they are kept afresh */
 	unsigned w_missed, w_rest, w_next;
 	struct uwalk w[UW_WAYS];
 };
@@ -745,6 +745,10 @@ __attribute__((noinline)) int fast_backtrace(void **ips, int max)
 	 * which forgets the walks too.) The last UW_WAYS walks are kept, for
 	 * a program that allocates from a few call paths in turn; each from
 	 * the same rsp is compared until its words differ (mostly at once). */
+	if (t->w_rest) {
+		t->w_rest--;
+		return walk(t, ips, max, ip, sp, bp, NULL, 0);
+	}
 	int tried = 0;
 	for (struct uwalk *w = t->w; w < t->w + UW_WAYS; w++) {
 		if (w->n <= 0 || w->sp != sp || (w->bp_used && w->bp != bp) || w->max != max)
@@ -759,10 +763,10 @@ __attribute__((noinline)) int fast_backtrace(void **ips, int max)
 		}
 		tried = 1;
 	}
-	if (tried && ++t->w_missed >= 4)
+	if (tried && ++t->w_missed >= 4) {
+		t->w_missed = 0;
 		t->w_rest = 256;
-	if (t->w_rest) {
-		t->w_rest--;
+		walks_forget(t);
 		return walk(t, ips, max, ip, sp, bp, NULL, 0);
 	}
 	/* kept in place of the walk kept longest ago */
