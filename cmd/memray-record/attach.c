@@ -70,6 +70,20 @@ static int proc_field(long pid, const char *file, const char *key, char *out, si
 	return found;
 }
 
+/* Whether a SIGSTOP sent to process pid waits to be taken: kill(2)
+ * returns before the process stops, so a `kill -STOP` just before shows
+ * only there. */
+static int stop_pending(long pid)
+{
+	static const char *const keys[] = { "ShdPnd:", "SigPnd:" };
+	char v[128];
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (proc_field(pid, "status", keys[i], v, sizeof(v)) == 0 &&
+		    (strtoull(v, NULL, 16) >> (SIGSTOP - 1) & 1))
+			return 1;
+	return 0;
+}
+
 /* Why the program in exe cannot take the tracker, or NULL. */
 static const char *not_loadable(const char *exe)
 {
@@ -390,7 +404,8 @@ static void check_target(long pid, char *comm, size_t ncomm)
 	}
 	if (proc_field(pid, "status", "State:", v, sizeof(v)) == 0 && v[0] == 'Z')
 		die(EXIT_USAGE, "process %ld (%s) has exited (it is a zombie)", pid, comm);
-	if (proc_field(pid, "status", "State:", v, sizeof(v)) == 0 && (v[0] == 'T' || v[0] == 't'))
+	if ((proc_field(pid, "status", "State:", v, sizeof(v)) == 0 && (v[0] == 'T' || v[0] == 't')) ||
+	    stop_pending(pid))
 		die(EXIT_USAGE, "process %ld (%s) is stopped; attaching would let it run: continue "
 		    "it first (kill -CONT %ld)", pid, comm, pid);
 	if (proc_field(pid, "status", "TracerPid:", v, sizeof(v)) == 0 && atol(v) != 0)

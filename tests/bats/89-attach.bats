@@ -253,6 +253,7 @@ need_gdb() {
 @test "a stopped process is refused: attaching would let it run" {
 	start_target "$FIX/allocs" attach-loop stop
 	kill -STOP "$TPID"
+	# (stopped, or about to be: kill returns before the process stops)
 	run memray-record -p "$TPID" -o rec.bin
 	kill -CONT "$TPID"
 	[ "$status" -eq 2 ]
