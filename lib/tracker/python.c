@@ -832,6 +832,30 @@ static inline __attribute__((always_inline)) const void *below(const void *f, in
 	return f;
 }
 
+/* Whether frame f holds what e read of it: 3.11+'s instruction pointer
+ * points into the code object, so it tells the code too; 3.9 and 3.10
+ * keep an offset (narrow), and their code word is compared as well. */
+static inline __attribute__((always_inline)) int same_words(const void *f, const struct pyent *e,
+							    int fc, int fi, int narrow)
+{
+	return narrow ? !((AT(f, fc, uintptr_t) ^ e->code_word) |
+			  ((uintptr_t)(unsigned)AT(f, fi, int) ^ e->instr_word))
+		      : AT(f, fi, uintptr_t) == e->instr_word;
+}
+
+/* Runs LEVEL() (which steps e down one level) until e is at end: eight
+ * levels a turn while there are eight, then one at a time (a loop
+ * unrolled by the compiler costs more than two levels to enter). */
+#define LEVELS_DOWN_TO(end)                                                              \
+	do {                                                                             \
+		while (e - (end) >= 8) {                                                 \
+			LEVEL(); LEVEL(); LEVEL(); LEVEL();                              \
+			LEVEL(); LEVEL(); LEVEL(); LEVEL();                              \
+		}                                                                        \
+		while (e > (end))                                                        \
+			LEVEL();                                                         \
+	} while (0)
+
 /* Whether the frames below *f are prev[j - 1] .. prev[0], exactly, and
  * nothing after: the loop every allocation runs through each level,
  * made once per layout (the flags are constants where it is inlined). */
@@ -847,23 +871,10 @@ same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, i
 	do {                                                                             \
 		e--;                                                                     \
 		f = below(f, back, has_shim, shim, owner);                               \
-		if (f != e->frame) /* (NULL included) */                                 \
-			return 0;                                                        \
-		/* 3.11+: the instruction pointer points into the code object,   \
-		 * so it tells the code too; 3.9 and 3.10 keep an offset */      \
-		if (narrow ? ((AT(f, fc, uintptr_t) ^ e->code_word) |                    \
-			      ((uintptr_t)(unsigned)AT(f, fi, int) ^ e->instr_word))     \
-			   : AT(f, fi, uintptr_t) != e->instr_word)                      \
-			return 0;                                                        \
+		if (f != e->frame || !same_words(f, e, fc, fi, narrow))                   \
+			return 0; /* (f NULL included) */                                \
 	} while (0)
-	/* eight levels a turn while there are eight, then one at a time: a
-	 * loop unrolled by the compiler costs more than two levels to enter */
-	while (e - prev >= 8) {
-		LEVEL(); LEVEL(); LEVEL(); LEVEL();
-		LEVEL(); LEVEL(); LEVEL(); LEVEL();
-	}
-	while (e > prev)
-		LEVEL();
+	LEVELS_DOWN_TO(prev);
 #undef LEVEL
 	return below(f, back, has_shim, shim, owner) == NULL;
 }
@@ -1012,12 +1023,8 @@ same_marks_below(const void **fp, const struct pyent *prev, int j, int back, int
 		if (shim && (passed != e->entry || first != e->shim))                    \
 			return 0;                                                        \
 		e--;                                                                     \
-		if (g != e->frame) /* (NULL included) */                                 \
-			return 0;                                                        \
-		if (narrow ? ((AT(g, fc, uintptr_t) ^ e->code_word) |                    \
-			      ((uintptr_t)(unsigned)AT(g, fi, int) ^ e->instr_word))     \
-			   : AT(g, fi, uintptr_t) != e->instr_word)                      \
-			return 0;                                                        \
+		if (g != e->frame || !same_words(g, e, fc, fi, narrow))                   \
+			return 0; /* (g NULL included) */                                \
 		/* 3.11's is_entry byte, as read: the root's too, whose entry    \
 		 * mark is 1 whatever it holds (a stricter test, never a looser  \
 		 * one, and one compare a level) */                              \
@@ -1025,13 +1032,7 @@ same_marks_below(const void **fp, const struct pyent *prev, int j, int back, int
 			return 0;                                                        \
 		f = g;                                                                   \
 	} while (0)
-	/* eight levels a turn, then one at a time, as same_below */
-	while (e - prev >= 8) {
-		LEVEL(); LEVEL(); LEVEL(); LEVEL();
-		LEVEL(); LEVEL(); LEVEL(); LEVEL();
-	}
-	while (e > prev)
-		LEVEL();
+	LEVELS_DOWN_TO(prev);
 #undef LEVEL
 	/* the root: entry whatever lies below; its marker, if any */
 	g = below_marks(f, back, shim, owner, &passed, &first);
