@@ -251,7 +251,8 @@ extern __thread struct tstate ts __attribute__((tls_model("initial-exec")));
 /* A captured stack, before interning. */
 struct capture {
 	int n;         /* frames, root first */
-	int same;      /* leading frames equal to the thread's cached stack */
+	int same;      /* leading frames equal to one of the thread's kept stacks */
+	int way;       /* which one (with same > 0) */
 	uintptr_t ips[MAX_FRAMES];
 	int pyn, pysame; /* the same for Python frames, in the thread's state */
 	int hn, hsame;   /* the same for a hybrid stack (hsame -1: all of it,

@@ -37,10 +37,19 @@
 
 /* The stack cache of a thread: its previous stack, root first, with the
  * trie node of each prefix. */
-struct tcache {
+/* A thread's last native stacks, each with the trie node of every prefix
+ * (ids), so that a stack it had lately needs no lookup in the trie, which
+ * is done under the stream's lock: the last TC_WAYS stacks interned
+ * (replaced in turn), for a thread that allocates from a few places. */
+#define TC_WAYS 4
+struct tway {
 	int depth;
 	uintptr_t ips[MAX_FRAMES];
 	uint32_t ids[MAX_FRAMES];
+};
+struct tcache {
+	unsigned next; /* the way replaced next */
+	struct tway w[TC_WAYS];
 };
 
 /* Per-thread Python stacks: the frames just walked and the previous stack
@@ -434,7 +443,8 @@ void thread_fresh(void)
 	ts.gen = gen;
 	ts.index = 0;
 	if (ts.cache)
-		ts.cache->depth = 0;
+		for (int w = 0; w < TC_WAYS; w++)
+			ts.cache->w[w].depth = 0;
 	if (pyts) {
 		pyts->depth = 0;
 		pyts->curn = pyts->stable = 0;
@@ -571,8 +581,34 @@ static __attribute__((noinline)) void capture_native(struct capture *c)
 		ts.cache = p == MAP_FAILED ? NULL : p;
 	}
 	struct tcache *k = ts.cache;
-	while (k && c->same < c->n && c->same < k->depth && k->ips[c->same] == c->ips[c->same])
-		c->same++;
+	if (!k)
+		return;
+	/* a stack kept whole, compared from the leaf (where stacks differ);
+	 * else the longest prefix one shares */
+	int m = c->n;
+	for (int w = 0; w < TC_WAYS; w++) {
+		const struct tway *y = &k->w[w];
+		if (y->depth != m)
+			continue;
+		int i = m - 1;
+		while (i >= 0 && y->ips[i] == c->ips[i])
+			i--;
+		if (i < 0) {
+			c->same = m;
+			c->way = w;
+			return;
+		}
+	}
+	for (int w = 0; w < TC_WAYS; w++) {
+		const struct tway *y = &k->w[w];
+		int i = 0;
+		while (i < m && i < y->depth && y->ips[i] == c->ips[i])
+			i++;
+		if (i > c->same) {
+			c->same = i;
+			c->way = w;
+		}
+	}
 }
 
 /* Unwinds the calling thread, outside the lock. */
@@ -633,16 +669,25 @@ static __attribute__((noinline)) uint32_t why_node(int why)
 static __attribute__((noinline)) uint32_t intern_native(const struct capture *c)
 {
 	struct tcache *k = ts.cache; /* c->same > 0 only with a cache */
-	uint32_t parent = c->same ? k->ids[c->same - 1] : 0;
+	if (c->same && c->same == c->n)
+		return k->w[c->way].ids[c->n - 1]; /* a stack kept whole */
+	const struct tway *from = k && c->same ? &k->w[c->way] : NULL;
+	uint32_t parent = c->same ? from->ids[c->same - 1] : 0;
+	/* kept in place of the way replaced next, with the prefix it shares */
+	struct tway *to = k ? &k->w[k->next++ % TC_WAYS] : NULL;
+	if (to && from && to != from) {
+		memcpy(to->ips, from->ips, (size_t)c->same * sizeof(to->ips[0]));
+		memcpy(to->ids, from->ids, (size_t)c->same * sizeof(to->ids[0]));
+	}
 	for (int i = c->same; i < c->n; i++) {
 		parent = trie_node(parent, c->ips[i]);
-		if (k) {
-			k->ips[i] = c->ips[i];
-			k->ids[i] = parent;
+		if (to) {
+			to->ips[i] = c->ips[i];
+			to->ids[i] = parent;
 		}
 	}
-	if (k)
-		k->depth = c->n;
+	if (to)
+		to->depth = c->n;
 	return parent;
 }
 

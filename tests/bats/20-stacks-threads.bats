@@ -17,6 +17,16 @@ chain_a allocs
 main allocs"
 }
 
+@test "two call paths taken in turn into one allocating function keep their own stacks" {
+	# (a thread keeps its last stacks: one is taken only if it is the same
+	# whole, not only at its innermost frame)
+	memray-record -q -o p.bin "$FIX/allocs" paths > /dev/null
+	memray-fold -m total p.bin > p.folded
+	grep -E ";path_one [^;]*;paths_leaf [^;]* 1001000$" p.folded
+	grep -E ";path_two [^;]*;paths_leaf [^;]* 1002000$" p.folded
+	[ "$(grep -c "paths_leaf" p.folded)" = 2 ]
+}
+
 @test "native stacks are on for native programs and off with --no-native" {
 	memray-record -q -o on.bin "$FIX/allocs" chain > /dev/null
 	dump on.bin | head -1 | grep -q "flags=native"
