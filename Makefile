@@ -30,7 +30,7 @@ TRACKER_SRC = lib/tracker/hooks.c lib/tracker/boot.c lib/tracker/sink.c lib/trac
 	lib/tracker/threads.c lib/tracker/record.c lib/tracker/blocks.c lib/tracker/sample.c \
 	lib/tracker/modules.c lib/tracker/sampler.c lib/tracker/lifecycle.c lib/tracker/attach.c \
 	lib/tracker/api.c lib/tracker/exec.c lib/tracker/python.c lib/tracker/got.c \
-	lib/tracker/signals.c lib/tracker/unwind.c \
+	lib/tracker/signals.c lib/tracker/unwind.c lib/tracker/order.c \
 	lib/stream_write.c
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 FIXTURE_SRC = $(filter-out tests/fixtures/dlopened.c,$(wildcard tests/fixtures/*.c))

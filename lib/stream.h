@@ -154,7 +154,7 @@ struct mr_writer {
  * fresh start, until the next commit. (A copy, not the writer's own
  * buffers: a child made without the fork handlers shares the area, and
  * must never touch the stream its parent writes.) */
-#define MR_RESCUE_MAGIC 0x3355435345524d52ull /* "MRRESCU3" */
+#define MR_RESCUE_MAGIC 0x3455435345524d52ull /* "MRRESCU4" */
 #define MR_RESCUE_BATCH (64 * 1024)
 struct mr_rescue_state {
 	uint32_t batch_len; /* whole chunks gathered and not yet written */
@@ -163,7 +163,38 @@ struct mr_rescue_state {
 	uint16_t which;     /* and the buffer (chunk[]) that holds it */
 	uint32_t batch_gen; /* the tracker's count of batches written, when copied */
 	uint64_t n_records, n_allocs, n_frees, bytes_allocated, time_us;
+	/* where the events in the rings go on from: the number of the first
+	 * one not written, and the writer's registers they are encoded
+	 * against */
+	uint64_t next_event, last_addr;
+	uint32_t last_age, cur_thread;
 };
+
+/* An event a thread numbered and put in its ring without the tracker's
+ * lock (lib/tracker/order.c), until the lock's holder writes the rings
+ * out in the numbers' order. kind: MR_OREC_*; a void one holds a number
+ * and no event. */
+enum { MR_OREC_VOID, MR_OREC_ALLOC, MR_OREC_FREE };
+struct mr_orec {
+	uint64_t seq;
+	uint64_t addr, size, heap;
+	uint32_t stack, thread;
+	uint8_t kind, allocator;
+};
+#define MR_ORING 256 /* events a ring holds */
+struct mr_oring {
+	/* the thread's own: where it puts its next event (index tail %
+	 * MR_ORING; every event below tail is whole); head as it last read it */
+	uint32_t tail, head_seen;
+	uint8_t pad0[56];
+	/* the lock holder's: the next event to write; tail as it last read it */
+	uint32_t head, seen;
+	uint8_t pad1[56];
+	struct mr_orec e[MR_ORING];
+};
+/* Rings in the rescue area: the first threads' (more threads use rings of
+ * their own memory, which a program ending without exit loses). */
+#define MR_RESCUE_RINGS 32
 struct mr_rescue {
 	uint64_t magic;
 	uint32_t pid;       /* whose records these are; 0: none */
@@ -173,6 +204,7 @@ struct mr_rescue {
 	struct mr_rescue_state st[2];
 	uint8_t batch[MR_RESCUE_BATCH];
 	uint8_t chunk[2][MR_CHUNK_MAX];
+	struct mr_oring ring[MR_RESCUE_RINGS];
 };
 
 struct mr_segment {

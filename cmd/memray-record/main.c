@@ -618,7 +618,7 @@ struct run {
 	int ws;               /* the program's wait status, once reaped */
 	int lingering;        /* processes it started still held the stream */
 	int gave_up;          /* the signal the recording ended by, the program running */
-	char rescued[96];     /* what rescue_tail sent on, if anything */
+	char rescued[192];     /* what rescue_tail sent on, if anything */
 	const char *rescue_said; /* why it could not */
 	int go[2];            /* the child waits on it for the default name */
 	struct watch watch;
@@ -787,6 +787,53 @@ static int rescue_sink(void *ctx, const uint8_t *chunk, size_t len)
 	return 0;
 }
 
+static int by_seq(const void *x, const void *y)
+{
+	const struct mr_orec *a = *(const struct mr_orec *const *)x, *b = *(const struct mr_orec *const *)y;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* The events the program's threads had numbered and left in the area's
+ * rings (lib/tracker/order.c): written after the rest, in their numbers'
+ * order from the state's next_event, against the writer's registers as
+ * the state has them, up to the first number no ring holds. A ring's
+ * events below its tail are whole, but for the oldest slot, which its
+ * thread may have been writing again. Returns how many were written. */
+static size_t rescue_rings(struct mr_writer *w, const struct mr_rescue *a,
+			   const struct mr_rescue_state *st)
+{
+	static const struct mr_orec *ev[MR_RESCUE_RINGS * MR_ORING];
+	size_t n = 0;
+	for (int i = 0; i < MR_RESCUE_RINGS; i++) {
+		const struct mr_oring *r = &a->ring[i];
+		uint32_t tail = r->tail, k = tail < MR_ORING - 1 ? tail : MR_ORING - 1;
+		for (uint32_t j = tail - k; j != tail; j++) {
+			const struct mr_orec *e = &r->e[j % MR_ORING];
+			if (e->seq >= st->next_event)
+				ev[n++] = e;
+		}
+	}
+	qsort(ev, n, sizeof(ev[0]), by_seq);
+	w->last_addr = st->last_addr;
+	w->last_age = st->last_age;
+	w->cur_thread = st->cur_thread;
+	w->last_stack = UINT32_MAX; /* (the first allocation names its stack) */
+	size_t written = 0;
+	uint64_t next = st->next_event;
+	for (size_t i = 0; i < n && ev[i]->seq == next; i++, next++) {
+		const struct mr_orec *e = ev[i];
+		if (e->kind != MR_OREC_ALLOC && e->kind != MR_OREC_FREE)
+			continue;
+		mr_w_switch(w, e->thread);
+		if (e->kind == MR_OREC_ALLOC)
+			mr_w_alloc(w, e->allocator, e->addr, e->size, e->stack);
+		else
+			mr_w_free(w, e->allocator, e->addr, e->size);
+		written++;
+	}
+	return written;
+}
+
 /* The program has ended without its stream's end (a raw exit_group, as Go
  * does, or a signal no stand-in could catch, such as SIGKILL): what its
  * tracker held in the rescue area and had not sent goes on to the output,
@@ -841,10 +888,18 @@ static void rescue_tail(struct run *r)
 	w.n_allocs = st->n_allocs;
 	w.n_frees = st->n_frees;
 	w.bytes_allocated = st->bytes_allocated;
+	size_t events = rescue_rings(&w, a, st);
 	if (WIFSIGNALED(r->ws))
 		mr_w_signal(&w, WTERMSIG(r->ws));
 	mr_w_trailer(&w, st->time_us);
-	if (sent)
+	if (sent && events)
+		snprintf(r->rescued, sizeof(r->rescued), "the %zu bytes of records its tracker had not"
+			 " sent, the %zu events its threads had not written, and the stream's end",
+			 sent, events);
+	else if (events)
+		snprintf(r->rescued, sizeof(r->rescued), "the %zu events its threads had not written,"
+			 " and the stream's end", events);
+	else if (sent)
 		snprintf(r->rescued, sizeof(r->rescued), "the %zu bytes of records its tracker had not"
 			 " sent, and the stream's end", sent);
 	else

@@ -2,12 +2,15 @@
  * internal.h - what the recording parts of libmemray-tracker.so share
  * (tracker.h is what the hooks see).
  *
- * One writer (struct mr_writer) behind one mutex carries every record of
- * the process, so the stream's order of events is an order in which they
- * happened. Chunks go to the descriptor memray-record passed in
- * MEMRAY_FD, a pipe to memray-record itself. Native stacks are unwound
- * with libunwind outside the lock; the lock covers interning them in the
- * stack trie and encoding the event.
+ * One writer (struct mr_writer) behind one mutex writes every record of
+ * the process. Events whose stacks need nothing new are numbered by a
+ * counter and wait in their thread's ring until the lock's next holder
+ * writes them in that order (order.c); the rest are written under the
+ * lock, after every event numbered before. Either way the stream's order
+ * of events is an order in which they happened. Chunks go to the
+ * descriptor memray-record passed in MEMRAY_FD, a pipe to memray-record
+ * itself. Stacks are taken outside the lock; the lock covers interning
+ * new ones in the stack trie and encoding the events.
  *
  * The parts, each in a file of its own that says what it owns and what it
  * may call:
@@ -18,6 +21,7 @@
  *               native, Python and hybrid stacks, the evaluation loop
  *   threads.c   the stream's threads and their names
  *   record.c    the events: an allocation, a release, a move
+ *   order.c     events numbered without the lock, in per-thread rings
  *   blocks.c    tables of blocks by address
  *   sample.c    sampling (memray-record --sample-bytes)
  *   modules.c   the loaded objects, as module records
@@ -100,6 +104,17 @@ struct rescue_mirror {
 };
 extern struct rescue_mirror *rmp;
 
+extern uint64_t drain_next; /* the number of the next event to write */
+
+/* Where the rings' events go on from (see struct mr_rescue_state). */
+static inline __attribute__((always_inline)) void rescue_regs(struct mr_rescue_state *n)
+{
+	n->next_event = drain_next;
+	n->last_addr = writer.last_addr;
+	n->last_age = writer.last_age;
+	n->cur_thread = writer.cur_thread;
+}
+
 /* At each release of the lock: what was added to the open chunk since the
  * last commit (a record or two: a word or two), copied into the rescue
  * area, with the length and counts, up to the last whole record, into
@@ -134,6 +149,7 @@ static inline __attribute__((always_inline)) void rescue_commit(struct rescue_mi
 	n->chunk_len = (uint32_t)writer.len;
 	__builtin_memcpy(&n->n_records, &writer.n_records, 4 * sizeof(uint64_t));
 	n->time_us = writer.last_time_us;
+	rescue_regs(n);
 	/* (the process may end at any point: the copy before the switch) */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	__atomic_store_n(&a->cur, m->k ^ 1, __ATOMIC_RELAXED);
@@ -142,6 +158,29 @@ static inline __attribute__((always_inline)) void rescue_commit(struct rescue_mi
 	m->k ^= 1;
 	m->chunk_len = (uint32_t)writer.len;
 }
+
+/* ---- the order of events (order.c) ------------------------------------ */
+
+/* A thread's ring of events numbered without the lock: struct mr_oring
+ * (stream.h), in the rescue area when there is one. */
+#define OREC_VOID MR_OREC_VOID
+#define OREC_ALLOC MR_OREC_ALLOC
+#define OREC_FREE MR_OREC_FREE
+#define ORING MR_ORING
+/* The counter: twice the next number, plus 1 while the lock holder has
+ * it closed. */
+extern uint64_t order_word;
+void order_close(void);
+void order_drain_locked(void);
+void order_drain_try(void) __attribute__((noinline));
+int order_make_room(struct mr_oring *r) __attribute__((noinline, cold));
+/* Events a ring gathers before its thread writes the rings out: the
+ * writer's memory then stays with one processor for a while, where an
+ * event at a time moved it between processors at every event. */
+#define ORDER_BATCH 64
+void order_ring_attach(void);
+void order_ring_detach(void);
+void order_forked(void);
 
 /* Takes the lock if it is free. */
 static inline __attribute__((always_inline)) int lock_try(void)
@@ -154,9 +193,23 @@ static inline __attribute__((always_inline)) int lock_try(void)
 /* Lets go of the lock, waking a waiter if there is one. */
 static inline __attribute__((always_inline)) void lock_release(void)
 {
+	/* the counter opens (only the holder closes it) */
+	uint64_t w = __atomic_load_n(&order_word, __ATOMIC_RELAXED);
+	if (w & 1)
+		__atomic_store_n(&order_word, w & ~(uint64_t)1, __ATOMIC_RELEASE);
 	__atomic_store_n(&lock_owner, NULL, __ATOMIC_RELAXED);
 	if (__builtin_expect(__atomic_exchange_n(&lock_word, 0, __ATOMIC_RELEASE) != 1, 0))
 		lock_wake();
+}
+
+/* Takes the lock and leaves the counter open: the holder writes nothing
+ * but what the rings hold. */
+static inline __attribute__((always_inline)) void lock_stream_open(void)
+{
+	if (__builtin_expect(!lock_try(), 0))
+		lock_wait();
+	__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
+	holding = 1;
 }
 
 static inline __attribute__((always_inline)) void lock_stream(void)
@@ -165,6 +218,7 @@ static inline __attribute__((always_inline)) void lock_stream(void)
 		lock_wait();
 	__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
 	holding = 1;
+	order_close();
 }
 
 static inline __attribute__((always_inline)) void unlock(void)
@@ -244,6 +298,8 @@ struct tstate {
 	uint32_t gen;   /* the stream the rest belongs to (see stream_gen) */
 	uint32_t index; /* thread id in the stream; 0 until registered */
 	struct tcache *cache; /* NULL: none (yet, or the thread is exiting) */
+	struct mr_oring *ring; /* its events not yet written (order.c); NULL: none */
+	int ring_shared; /* the ring is in the rescue area */
 	int exiting;    /* past its key destructor: nothing more is mapped */
 };
 extern __thread struct tstate ts __attribute__((tls_model("initial-exec")));
@@ -280,6 +336,8 @@ void unwind_report(void);
 
 /* Unwinds the calling thread, outside the lock. */
 void capture(struct capture *c);
+/* The capture's leaf node, if the thread has it without the trie: 1. */
+int intern_kept(const struct capture *c, uint32_t *node);
 /* Interns the capture and returns its leaf node. Locked. */
 uint32_t intern(const struct capture *c);
 /* Forgets what the calling thread cached for an earlier stream. */
@@ -382,6 +440,66 @@ uint64_t win_take(uintptr_t a);
 void win_unmap(uintptr_t a, uint64_t len);
 
 extern char native_env[8];      /* MEMRAY_NATIVE for an exec'd image */
+
+/* ---- an event without the lock (order.c) ------------------------------- */
+
+/* Whether the event can be put in the calling thread's ring: it has one
+ * and is announced in the stream, and nothing asks for the lock's
+ * bookkeeping (sampling, the API's window). Read again once numbered. */
+static inline int order_ok(void)
+{
+	/* (a ring in the rescue area only while the area is this process's:
+	 * never in a child made past the fork handlers, see rescue_mirror) */
+	return ts.ring && ts.index && (!ts.ring_shared || rmp->area) && !tracker_sampling() &&
+	       !__atomic_load_n(&window_on, __ATOMIC_RELAXED);
+}
+
+/* Numbers the event and puts it in the calling thread's ring (see
+ * order.c): 1, or 0 when it must be written under the lock (the counter
+ * is closed, the ring is full, or the stream changed since the event's
+ * stack was taken). */
+static inline __attribute__((always_inline)) int order_put(int kind, int allocator, uintptr_t addr,
+							   uint64_t size, uint32_t stack, uint64_t heap)
+{
+	struct mr_oring *r = ts.ring;
+	if (__builtin_expect(r->tail - r->head_seen >= ORING, 0) && !order_make_room(r))
+		return 0;
+	holding = 1; /* a signal that ends the process waits (see order.c) */
+	uint64_t w = __atomic_load_n(&order_word, __ATOMIC_RELAXED);
+	do {
+		if (w & 1) {
+			holding = 0;
+			if (__builtin_expect(deferred_sig != 0, 0))
+				raise_deferred();
+			return 0;
+		}
+	} while (!__atomic_compare_exchange_n(&order_word, &w, w + 2, 1, __ATOMIC_ACQ_REL,
+					      __ATOMIC_RELAXED));
+	/* numbered: what the lock's holder changed before is seen now */
+	int ok = same_stream() && order_ok();
+	struct mr_orec *e = &r->e[r->tail & (ORING - 1)];
+	e->seq = w >> 1;
+	e->kind = (uint8_t)(ok ? kind : OREC_VOID);
+	e->allocator = (uint8_t)allocator;
+	e->thread = ts.index;
+	e->addr = addr;
+	e->size = size;
+	e->stack = stack;
+	e->heap = heap;
+	__atomic_store_n(&r->tail, r->tail + 1, __ATOMIC_RELEASE);
+	holding = 0;
+	if (__builtin_expect(deferred_sig != 0, 0))
+		raise_deferred();
+	/* written out ORDER_BATCH at a time, by the thread that finds the
+	 * lock free (see order.c) */
+	if (__builtin_expect(r->tail - r->head_seen >= ORDER_BATCH, 0)) {
+		r->head_seen = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+		if (r->tail - r->head_seen >= ORDER_BATCH &&
+		    __atomic_load_n(&lock_word, __ATOMIC_RELAXED) == 0)
+			order_drain_try();
+	}
+	return ok;
+}
 
 #pragma GCC visibility pop
 

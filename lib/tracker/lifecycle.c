@@ -69,6 +69,7 @@ void at_child(void)
 	lock_word = 0;
 	lock_owner = NULL;
 	holding = 0;
+	order_forked();
 	deferred_sig = 0; /* the parent's: its own signal, not this child's */
 	got_forked();
 	/* followed, unless forked from inside the tracker (a signal handler
@@ -84,7 +85,7 @@ void at_child(void)
 	out_fd = -1;
 	/* an API window is the parent's: the child may start its own */
 	api_on = 0;
-	window_on = 0;
+	__atomic_store_n(&window_on, 0, __ATOMIC_RELAXED);
 	hooks_python_allocators_forget(); /* its wrappers record nothing more */
 	/* attached: the child keeps the patched entries, which now pass
 	 * every call straight through */

@@ -1,13 +1,15 @@
 /*
  * record.c - the events: an allocation, a release, a move (realloc,
- * mremap), each captured, then written under the lock in the order it
- * happened, with the heap's size kept up to date for the sampler's
+ * mremap), each captured, then written in the order it happened: put in
+ * the thread's ring (order.c) when its stack needs nothing new, else
+ * under the lock; with the heap's size kept up to date for the sampler's
  * memory records.
  *
  * Owns: live_heap, tracker_pymem.
  * Calls: stack.c (capture, intern), threads.c (thread_current),
- * sample.c (sample_put, sample_take), api.c's window (win_*), the writer
- * (mr_w_alloc, mr_w_free, mr_w_move, under the lock).
+ * sample.c (sample_put, sample_take), api.c's window (win_*), order.c
+ * (order_put), the writer (mr_w_alloc, mr_w_free, mr_w_move, under the
+ * lock).
  */
 #define _GNU_SOURCE
 #include <sys/mman.h>
@@ -31,6 +33,13 @@ void tracker_alloc(int allocator, void *p, size_t size)
 	/* the block's size in the heap, asked before the lock (the block is
 	 * this thread's until it returns); a sample's is its estimate */
 	size_t n = allocator == MR_MMAP || tracker_pymem ? size : usable(p);
+	/* a stack the thread has its node of: no lock (order.c) */
+	uint32_t node;
+	if (order_ok() && intern_kept(&c, &node) &&
+	    order_put(OREC_ALLOC, allocator, (uintptr_t)p, size, node, n)) {
+		tracker_guard = 0;
+		return;
+	}
 	lock_stream();
 	uint64_t est = 0;
 	/* a sample is kept before it is written: one that cannot be kept
@@ -54,6 +63,10 @@ void tracker_free(int allocator, void *p, size_t len)
 	/* (a Python allocator's block is not malloc's to measure: its size
 	 * is the window's, below) */
 	size_t n = allocator == MR_MUNMAP ? len : sampling || tracker_pymem ? 0 : usable(p);
+	if (!sampling && order_ok() && order_put(OREC_FREE, allocator, (uintptr_t)p, len, 0, n)) {
+		tracker_guard = 0;
+		return;
+	}
 	lock_stream();
 	uint64_t est = 0;
 	/* when sampling, only a block that was sampled (another one may

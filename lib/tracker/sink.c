@@ -65,6 +65,7 @@ int lock_timed(const struct timespec *deadline)
 {
 	if (lock_try()) {
 		__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
+		order_close();
 		return 0;
 	}
 	/* then as lock_wait's sleep: marked waited for each time, since others
@@ -86,8 +87,10 @@ int lock_timed(const struct timespec *deadline)
 		futex(FUTEX_WAIT_PRIVATE, 2, &left);
 	}
 	errno = e;
-	if (rc == 0)
+	if (rc == 0) {
 		__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
+		order_close();
+	}
 	return rc;
 }
 
@@ -183,6 +186,9 @@ void rescue_open(const char *spec)
 	a->busy = 1;
 	a->pid = (uint32_t)getpid();
 	a->ended = 0;
+	/* (an exec'd image numbers its events from 0 again) */
+	for (int i = 0; i < MR_RESCUE_RINGS; i++)
+		a->ring[i].tail = a->ring[i].head = 0;
 	m->k = a->cur & 1;
 	m->cur = &a->st[m->k];
 	m->other = &a->st[!m->k];
@@ -269,6 +275,7 @@ void rescue_commit_slow(struct rescue_mirror *rm)
 	n->chunk_len = (uint32_t)writer.len;
 	memcpy(&n->n_records, &writer.n_records, 4 * sizeof(uint64_t));
 	n->time_us = writer.last_time_us;
+	rescue_regs(n);
 	switch_state(rm);
 	/* the state no longer named says the same of the batch and the chunk
 	 * from now on: a fast commit writes only the length and counts */

@@ -691,6 +691,30 @@ static __attribute__((noinline)) uint32_t intern_native(const struct capture *c)
 	return parent;
 }
 
+/* The capture's leaf node when the thread has it already (a stack it had
+ * lately, whole): no lookup in the trie, so no lock. */
+int intern_kept(const struct capture *c, uint32_t *node)
+{
+	if (c->hn) {
+		if (c->hsame >= 0)
+			return 0;
+		*node = pyts->hnode[pyts->hdepth - 1];
+		return 1;
+	}
+	if (c->n) {
+		if (c->same != c->n)
+			return 0;
+		*node = ts.cache->w[c->way].ids[c->n - 1];
+		return 1;
+	}
+	if (c->pyn && c->pysame == c->pyn) {
+		pyts->depth = c->pyn;
+		*node = pyts->prev[c->pyn - 1].node;
+		return 1;
+	}
+	return 0;
+}
+
 uint32_t intern(const struct capture *c)
 {
 	if (c->hn)

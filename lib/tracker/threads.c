@@ -43,6 +43,7 @@ void thread_gone(void *arg)
 			threads[i] = threads[--nthreads];
 			break;
 		}
+	order_ring_detach();
 	unlock();
 }
 
@@ -82,6 +83,7 @@ void thread_announce(const char *given)
 		}
 	}
 	mr_w_switch(&writer, ts.index);
+	order_ring_attach();
 }
 
 /* Forgets the threads of an earlier stream. */

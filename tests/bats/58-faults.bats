@@ -75,6 +75,18 @@ print("end")'
 	[ "$(events malloc ff.bin 777 | wc -l)" -eq 30 ]
 }
 
+@test "threads that just allocated when the process leaves by exit_group: every allocation is in the stream, those their rings held too" {
+	# (no memory record in the meantime: the sampler would write the rings)
+	run timeout -k 5 60 memray-record --interval 100000 -o eg.bin "$FIX/allocs" exit-group-threads
+	assert_success
+	assert_output --partial "through the exit_group system call"
+	assert_output --partial "events its threads had not written, and the stream's end"
+	run memray-stat eg.bin
+	assert_success
+	[ "$(dump eg.bin | awk '$3 == "alloc" && $4 == "malloc"' | field size | awk '$1 >= 5000 && $1 < 5400' | sort -u | wc -l)" -eq 160 ]
+	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" eg.bin > /dev/null
+}
+
 @test "a Go program with cgo, which leaves by the exit_group system call, leaves a complete stream, said so" {
 	command -v go > /dev/null || skip "no go here (Debian: golang-go)"
 	cp -r "$BATS_TEST_DIRNAME/../fixtures/cgoalloc" .
