@@ -163,11 +163,11 @@ struct mr_rescue_state {
 	uint16_t which;     /* and the buffer (chunk[]) that holds it */
 	uint32_t batch_gen; /* the tracker's count of batches written, when copied */
 	uint64_t n_records, n_allocs, n_frees, bytes_allocated, time_us;
-	/* where the events in the rings go on from: the number of the first
-	 * one not written, and the writer's registers they are encoded
-	 * against */
+	/* where the events in the rings go on from (rings 0: the rings hold
+	 * none of this state's): the number of the first one not written,
+	 * and the writer's registers they are encoded against */
 	uint64_t next_event, last_addr;
-	uint32_t last_age, cur_thread;
+	uint32_t last_age, cur_thread, rings, pad;
 };
 
 /* An event a thread numbered and put in its ring without the tracker's

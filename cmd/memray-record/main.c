@@ -804,6 +804,8 @@ static size_t rescue_rings(struct mr_writer *w, const struct mr_rescue *a,
 {
 	static const struct mr_orec *ev[MR_RESCUE_RINGS * MR_ORING];
 	size_t n = 0;
+	if (!st->rings)
+		return 0;
 	for (int i = 0; i < MR_RESCUE_RINGS; i++) {
 		const struct mr_oring *r = &a->ring[i];
 		uint32_t tail = r->tail, k = tail < MR_ORING - 1 ? tail : MR_ORING - 1;

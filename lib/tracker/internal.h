@@ -106,9 +106,15 @@ extern struct rescue_mirror *rmp;
 
 extern uint64_t drain_next; /* the number of the next event to write */
 
-/* Where the rings' events go on from (see struct mr_rescue_state). */
+extern int order_used; /* rings were used (order.c): never cleared */
+
+/* Where the rings' events go on from (see struct mr_rescue_state): only
+ * once rings were used (until then the area's rings are empty). */
 static inline __attribute__((always_inline)) void rescue_regs(struct mr_rescue_state *n)
 {
+	n->rings = order_used;
+	if (!order_used)
+		return;
 	n->next_event = drain_next;
 	n->last_addr = writer.last_addr;
 	n->last_age = writer.last_age;
@@ -170,7 +176,15 @@ static inline __attribute__((always_inline)) void rescue_commit(struct rescue_mi
 /* The counter: twice the next number, plus 1 while the lock holder has
  * it closed. */
 extern uint64_t order_word;
-void order_close(void);
+void order_close_wait(uint64_t upto) __attribute__((noinline));
+/* The lock was just taken: the counter closes, and every event numbered
+ * before is written (order.c); mostly there is none. */
+static inline __attribute__((always_inline)) void order_close(void)
+{
+	uint64_t w = __atomic_fetch_or(&order_word, 1, __ATOMIC_ACQ_REL);
+	if (__builtin_expect(w >> 1 != drain_next, 0))
+		order_close_wait(w >> 1);
+}
 void order_drain_locked(void);
 void order_drain_try(void) __attribute__((noinline));
 int order_make_room(struct mr_oring *r) __attribute__((noinline, cold));
@@ -178,6 +192,9 @@ int order_make_room(struct mr_oring *r) __attribute__((noinline, cold));
  * writer's memory then stays with one processor for a while, where an
  * event at a time moved it between processors at every event. */
 #define ORDER_BATCH 64
+/* Rings are used while two threads or more have one: a thread alone
+ * writes under the lock, which costs it less (nothing to wait for). */
+extern int order_many;
 void order_ring_attach(void);
 void order_ring_detach(void);
 void order_forked(void);
@@ -218,7 +235,9 @@ static inline __attribute__((always_inline)) void lock_stream(void)
 		lock_wait();
 	__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
 	holding = 1;
-	order_close();
+	/* (until rings are used no event is numbered: see order.c) */
+	if (order_used)
+		order_close();
 }
 
 static inline __attribute__((always_inline)) void unlock(void)
@@ -300,6 +319,7 @@ struct tstate {
 	struct tcache *cache; /* NULL: none (yet, or the thread is exiting) */
 	struct mr_oring *ring; /* its events not yet written (order.c); NULL: none */
 	int ring_shared; /* the ring is in the rescue area */
+	int gate;        /* its slot at stack.c's fork gate (index + 1; -1: none) */
 	int exiting;    /* past its key destructor: nothing more is mapped */
 };
 extern __thread struct tstate ts __attribute__((tls_model("initial-exec")));
@@ -450,7 +470,8 @@ static inline int order_ok(void)
 {
 	/* (a ring in the rescue area only while the area is this process's:
 	 * never in a child made past the fork handlers, see rescue_mirror) */
-	return ts.ring && ts.index && (!ts.ring_shared || rmp->area) && !tracker_sampling() &&
+	return __atomic_load_n(&order_many, __ATOMIC_RELAXED) && ts.ring && ts.index &&
+	       (!ts.ring_shared || rmp->area) && !tracker_sampling() &&
 	       !__atomic_load_n(&window_on, __ATOMIC_RELAXED);
 }
 

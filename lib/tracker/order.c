@@ -23,6 +23,13 @@
  * the stream as before, after every numbered event and before any later
  * one. A thread that finds the counter closed takes the lock as before.
  *
+ * Rings are used only while two threads or more have one (order_many).
+ * Until they first are (order_used), no event is numbered, so the lock's
+ * holder has nothing to close or write out, and the rescue area's state
+ * need not say where the rings go on from. A thread that read order_many
+ * set by the holder before it lets go may number an event meanwhile: that
+ * event happens while the lock is held, after everything written before,
+ * and its block is its thread's alone until the event is in its ring.
  * A ring is written out when it holds ORDER_BATCH events and its thread
  * finds the lock free, when it is full, and whenever the lock is taken
  * (the sampler thread takes it at each interval). The first threads'
@@ -48,6 +55,8 @@
 
 uint64_t order_word;
 uint64_t drain_next;
+int order_many;
+int order_used;
 
 /* The rings in use by threads of this process; changed under the lock.
  * shared[k]: rings[k] is in the rescue area. */
@@ -123,14 +132,12 @@ static void drain(uint64_t upto)
 	last_ring = k;
 }
 
-/* The lock was just taken: the counter closes, and every event numbered
- * before is written. The numbers handed out last may not be in their
- * rings yet: their threads are past the counter and put them there
+/* The lock was just taken and the counter closed at upto: every event
+ * numbered before is written. The numbers handed out last may not be in
+ * their rings yet: their threads are past the counter and put them there
  * without waiting for anything. */
-void order_close(void)
+void order_close_wait(uint64_t upto)
 {
-	uint64_t w = __atomic_fetch_or(&order_word, 1, __ATOMIC_ACQ_REL);
-	uint64_t upto = w >> 1;
 	for (unsigned spins = 0; drain(upto), drain_next < upto; spins++) {
 		if (spins < 1000) {
 			__builtin_ia32_pause();
@@ -212,6 +219,9 @@ void order_ring_attach(void)
 	nrings++;
 	ts.ring = r;
 	ts.ring_shared = in_area;
+	if (nrings > 1)
+		order_used = 1; /* (the area's next state says where the rings go on from) */
+	__atomic_store_n(&order_many, nrings > 1, __ATOMIC_RELAXED);
 }
 
 /* The calling thread ends: its ring, written out, goes back. Locked, with
@@ -229,6 +239,7 @@ void order_ring_detach(void)
 			shared[k] = shared[nrings];
 			break;
 		}
+	__atomic_store_n(&order_many, nrings > 1, __ATOMIC_RELAXED);
 	last_ring = 0;
 	struct mr_rescue *a = rmp->area;
 	if (ts.ring_shared) {
@@ -252,6 +263,7 @@ void order_forked(void)
 	nrings = 0;
 	last_ring = 0;
 	memset(area_used, 0, sizeof(area_used));
+	__atomic_store_n(&order_many, 0, __ATOMIC_RELAXED);
 	spare = NULL; /* (the parent's threads' rings stay mapped, unused) */
 	ts.ring = NULL;
 	ts.ring_shared = 0;

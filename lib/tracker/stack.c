@@ -455,18 +455,59 @@ void thread_fresh(void)
 /* A fork must not happen while a thread is inside libunwind: the child
  * would inherit its internal locks held, and deadlock at its first
  * unwind. Unwinding threads count themselves in; the fork's prepare
- * handler closes the gate and waits for the count to reach 0. */
+ * handler closes the gate and waits for the count to reach 0. Each thread
+ * counts itself in a slot of its own (a cache line), so that threads
+ * unwinding at once write no memory in common: one count for all of them
+ * moved between processors twice at every allocation. The threads past
+ * GATE_SLOTS share the count. */
+#define GATE_SLOTS 256
+static struct gate_slot {
+	int busy, taken;
+	char pad[56];
+} gate_slots[GATE_SLOTS] __attribute__((aligned(64)));
 static int fork_gate;
 static unsigned unwinding;
 static unsigned long checked, differed, declined; /* MEMRAY_UNWIND=check */
 
+/* The calling thread's slot, taken at its first unwind: index + 1, or -1
+ * (none left, or the thread is ending). */
+static int gate_claim(void)
+{
+	if (ts.exiting)
+		return -1;
+	for (int i = 0; i < GATE_SLOTS; i++) {
+		int free_slot = 0;
+		if (!__atomic_load_n(&gate_slots[i].taken, __ATOMIC_RELAXED) &&
+		    __atomic_compare_exchange_n(&gate_slots[i].taken, &free_slot, 1, 0,
+						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			return i + 1;
+	}
+	return -1;
+}
+
 static void gate_enter(void)
 {
+	if (!ts.gate)
+		ts.gate = gate_claim();
+	if (ts.gate > 0) {
+		int *busy = &gate_slots[ts.gate - 1].busy;
+		for (;;) {
+			/* (an exchange: the gate is read after the slot is
+			 * seen busy; gate_close writes the gate, then reads
+			 * the slots) */
+			__atomic_exchange_n(busy, 1, __ATOMIC_SEQ_CST);
+			if (!__atomic_load_n(&fork_gate, __ATOMIC_SEQ_CST))
+				return;
+			__atomic_store_n(busy, 0, __ATOMIC_RELEASE);
+			while (__atomic_load_n(&fork_gate, __ATOMIC_ACQUIRE))
+				sched_yield();
+		}
+	}
 	for (;;) {
 		while (__atomic_load_n(&fork_gate, __ATOMIC_ACQUIRE))
 			sched_yield();
-		__atomic_add_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
-		if (!__atomic_load_n(&fork_gate, __ATOMIC_ACQUIRE))
+		__atomic_add_fetch(&unwinding, 1, __ATOMIC_SEQ_CST);
+		if (!__atomic_load_n(&fork_gate, __ATOMIC_SEQ_CST))
 			break;
 		__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
 	}
@@ -474,7 +515,18 @@ static void gate_enter(void)
 
 static void gate_leave(void)
 {
-	__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
+	if (ts.gate > 0)
+		__atomic_store_n(&gate_slots[ts.gate - 1].busy, 0, __ATOMIC_RELEASE);
+	else
+		__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
+}
+
+/* The calling thread ends: its slot is another's to take. */
+static void gate_thread_exit(void)
+{
+	if (ts.gate > 0)
+		__atomic_store_n(&gate_slots[ts.gate - 1].taken, 0, __ATOMIC_RELEASE);
+	ts.gate = -1;
 }
 
 static inline int is_self(const void *ip)
@@ -735,6 +787,7 @@ uint32_t intern(const struct capture *c)
 void stack_thread_exit(void)
 {
 	ts.exiting = 1;
+	gate_thread_exit();
 	unwind_thread_exit();
 	if (ts.cache) {
 		real.munmap(ts.cache, sizeof(*ts.cache));
@@ -760,8 +813,11 @@ void trie_forget(void)
  * gated_backtrace). */
 void gate_close(void)
 {
-	__atomic_store_n(&fork_gate, 1, __ATOMIC_RELEASE);
-	while (__atomic_load_n(&unwinding, __ATOMIC_ACQUIRE))
+	__atomic_store_n(&fork_gate, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < GATE_SLOTS; i++)
+		while (__atomic_load_n(&gate_slots[i].busy, __ATOMIC_SEQ_CST))
+			sched_yield();
+	while (__atomic_load_n(&unwinding, __ATOMIC_SEQ_CST))
 		sched_yield();
 }
 
@@ -776,6 +832,11 @@ void gate_forked(void)
 {
 	__atomic_store_n(&fork_gate, 0, __ATOMIC_RELEASE);
 	unwinding = 0;
+	/* the other threads' slots: theirs no more */
+	for (int i = 0; i < GATE_SLOTS; i++) {
+		gate_slots[i].busy = 0;
+		gate_slots[i].taken = i == ts.gate - 1;
+	}
 	eval_busy = 0;
 	checked = differed = declined = 0; /* the child counts its own */
 }
