@@ -798,7 +798,7 @@ static int by_seq(const void *x, const void *y)
  * order from the state's next_event, against the writer's registers as
  * the state has them, up to the first number no ring holds. A ring's
  * events below its tail are whole, but for the oldest slot, which its
- * thread may have been writing again. Returns how many were written. */
+ * thread may have been writing again (unless the ring was full). Returns how many were written. */
 static size_t rescue_rings(struct mr_writer *w, const struct mr_rescue *a,
 			   const struct mr_rescue_state *st)
 {
@@ -808,7 +808,10 @@ static size_t rescue_rings(struct mr_writer *w, const struct mr_rescue *a,
 		return 0;
 	for (int i = 0; i < MR_RESCUE_RINGS; i++) {
 		const struct mr_oring *r = &a->ring[i];
-		uint32_t tail = r->tail, k = tail < MR_ORING - 1 ? tail : MR_ORING - 1;
+		/* (a full ring's thread was writing no slot) */
+		uint32_t tail = r->tail, k = tail - r->head >= MR_ORING ? MR_ORING
+					   : tail < MR_ORING - 1   ? tail
+								   : MR_ORING - 1;
 		for (uint32_t j = tail - k; j != tail; j++) {
 			const struct mr_orec *e = &r->e[j % MR_ORING];
 			if (e->seq >= st->next_event)

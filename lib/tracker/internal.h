@@ -174,7 +174,7 @@ static inline __attribute__((always_inline)) void rescue_commit(struct rescue_mi
 #define OREC_FREE MR_OREC_FREE
 #define ORING MR_ORING
 /* The counter: twice the next number, plus 1 while the lock holder has
- * it closed. */
+ * it closed (numbers taken then are void). */
 extern uint64_t order_word;
 void order_close_wait(uint64_t upto) __attribute__((noinline));
 /* The lock was just taken: the counter closes, and every event numbered
@@ -211,9 +211,8 @@ static inline __attribute__((always_inline)) int lock_try(void)
 static inline __attribute__((always_inline)) void lock_release(void)
 {
 	/* the counter opens (only the holder closes it) */
-	uint64_t w = __atomic_load_n(&order_word, __ATOMIC_RELAXED);
-	if (w & 1)
-		__atomic_store_n(&order_word, w & ~(uint64_t)1, __ATOMIC_RELEASE);
+	if (__atomic_load_n(&order_word, __ATOMIC_RELAXED) & 1)
+		__atomic_fetch_and(&order_word, ~(uint64_t)1, __ATOMIC_RELEASE);
 	__atomic_store_n(&lock_owner, NULL, __ATOMIC_RELAXED);
 	if (__builtin_expect(__atomic_exchange_n(&lock_word, 0, __ATOMIC_RELEASE) != 1, 0))
 		lock_wake();
@@ -378,7 +377,7 @@ void gate_forked(void);
  * being written. Locked. */
 static inline int same_stream(void)
 {
-	return ACTIVE() && ts.gen == stream_gen;
+	return ACTIVE() && ts.gen == __atomic_load_n(&stream_gen, __ATOMIC_RELAXED);
 }
 
 extern pthread_key_t thread_key;
@@ -486,18 +485,11 @@ static inline __attribute__((always_inline)) int order_put(int kind, int allocat
 	if (__builtin_expect(r->tail - r->head_seen >= ORING, 0) && !order_make_room(r))
 		return 0;
 	holding = 1; /* a signal that ends the process waits (see order.c) */
-	uint64_t w = __atomic_load_n(&order_word, __ATOMIC_RELAXED);
-	do {
-		if (w & 1) {
-			holding = 0;
-			if (__builtin_expect(deferred_sig != 0, 0))
-				raise_deferred();
-			return 0;
-		}
-	} while (!__atomic_compare_exchange_n(&order_word, &w, w + 2, 1, __ATOMIC_ACQ_REL,
-					      __ATOMIC_RELAXED));
+	/* (one exchange that cannot fail: a number taken while the counter
+	 * is closed is still a number, its event a void one) */
+	uint64_t w = __atomic_fetch_add(&order_word, 2, __ATOMIC_ACQ_REL);
 	/* numbered: what the lock's holder changed before is seen now */
-	int ok = same_stream() && order_ok();
+	int ok = !(w & 1) && same_stream() && order_ok();
 	struct mr_orec *e = &r->e[r->tail & (ORING - 1)];
 	e->seq = w >> 1;
 	e->kind = (uint8_t)(ok ? kind : OREC_VOID);
@@ -508,6 +500,8 @@ static inline __attribute__((always_inline)) int order_put(int kind, int allocat
 	e->stack = stack;
 	e->heap = heap;
 	__atomic_store_n(&r->tail, r->tail + 1, __ATOMIC_RELEASE);
+	/* (not before the event is in the ring, for a signal handler) */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	holding = 0;
 	if (__builtin_expect(deferred_sig != 0, 0))
 		raise_deferred();

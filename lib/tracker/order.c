@@ -21,7 +21,8 @@
  * it closes the counter (its low bit), then waits for the numbers handed
  * out before to reach the rings and writes them: the holder writes into
  * the stream as before, after every numbered event and before any later
- * one. A thread that finds the counter closed takes the lock as before.
+ * one. A thread that finds the counter closed (its number taken then is
+ * void: it puts a void event in its ring) takes the lock as before.
  *
  * Rings are used only while two threads or more have one (order_many).
  * Until they first are (order_used), no event is numbered, so the lock's
@@ -47,8 +48,8 @@
  * Calls: the writer (mr_w_alloc, mr_w_free, mr_w_switch, under the lock).
  */
 #define _GNU_SOURCE
-#include <sched.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -149,7 +150,11 @@ void order_close_wait(uint64_t upto)
 			drain_next = upto;
 			break;
 		}
-		sched_yield(); /* its thread was preempted there */
+		/* its thread was preempted there: a sleep, not a yield, which
+		 * would leave it no processor if this thread's priority is a
+		 * real-time one above its own */
+		struct timespec nap = { 0, 20000 };
+		nanosleep(&nap, NULL);
 	}
 }
 
@@ -259,7 +264,7 @@ void order_ring_detach(void)
 void order_forked(void)
 {
 	__atomic_store_n(&order_word, order_word & ~(uint64_t)1, __ATOMIC_RELAXED);
-	drain_next = order_word >> 1;
+	drain_next = order_word >> 1; /* (the parent's threads' numbers: void here) */
 	nrings = 0;
 	last_ring = 0;
 	memset(area_used, 0, sizeof(area_used));
