@@ -187,9 +187,12 @@ struct mr_oring {
 	 * MR_ORING; every event below tail is whole); head as it last read it */
 	uint32_t tail, head_seen;
 	uint8_t pad0[56];
-	/* the lock holder's: the next event to write; tail as it last read it */
-	uint32_t head, seen;
-	uint8_t pad1[56];
+	/* the lock holder's: the next event whose slot may be written again
+	 * (moved on only once the area has what came before); tail as it
+	 * last read it; the next event to write; whether it is on the list of
+	 * rings to give slots back */
+	uint32_t head, seen, taken, listed;
+	uint8_t pad1[48];
 	struct mr_orec e[MR_ORING];
 };
 /* Rings in the rescue area: the first threads' (more threads use rings of

@@ -107,6 +107,8 @@ extern struct rescue_mirror *rmp;
 extern uint64_t drain_next; /* the number of the next event to write */
 
 extern int order_used; /* rings were used (order.c): never cleared */
+extern int order_dirty; /* rings written from, whose slots are not given back */
+void order_give_back(void);
 
 /* Where the rings' events go on from (see struct mr_rescue_state): only
  * once rings were used (until then the area's rings are empty). */
@@ -244,6 +246,8 @@ static inline __attribute__((always_inline)) void unlock(void)
 	struct rescue_mirror *m = rmp;
 	if (m->area)
 		rescue_commit(m);
+	if (order_dirty)
+		order_give_back();
 	lock_release();
 	holding = 0;
 	if (__builtin_expect(deferred_sig != 0, 0))

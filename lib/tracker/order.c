@@ -72,12 +72,48 @@ static unsigned char area_used[MR_RESCUE_RINGS];
 /* Whether ring r's next event is number n. */
 static inline int ring_has(struct mr_oring *r, uint64_t n)
 {
-	if (r->head == r->seen) {
+	if (r->taken == r->seen) {
 		r->seen = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-		if (r->head == r->seen)
+		if (r->taken == r->seen)
 			return 0;
 	}
-	return r->e[r->head % ORING].seq == n;
+	return r->e[r->taken % ORING].seq == n;
+}
+
+/* Rings written from since the lock was taken: their slots are given
+ * back (head) once the rescue area has what was written (unlock). */
+#define DIRTY_MAX 64
+static struct mr_oring *dirty[DIRTY_MAX];
+int order_dirty;
+
+static inline void mark_dirty(struct mr_oring *r)
+{
+	if (r->listed)
+		return;
+	r->listed = 1;
+	if (order_dirty < DIRTY_MAX)
+		dirty[order_dirty] = r;
+	order_dirty++; /* past DIRTY_MAX: every ring (order_give_back) */
+}
+
+/* Locked, after the rescue area's commit: the slots written out are the
+ * threads' again. (Before, a thread dying in the middle of a write-out
+ * could have had a slot taken again whose event the area had not yet,
+ * and memray-record's rescue would have stopped there.) */
+void order_give_back(void)
+{
+	if (order_dirty <= DIRTY_MAX) {
+		for (int i = 0; i < order_dirty; i++) {
+			__atomic_store_n(&dirty[i]->head, dirty[i]->taken, __ATOMIC_RELEASE);
+			dirty[i]->listed = 0;
+		}
+	} else {
+		for (int k = 0; k < nrings; k++) {
+			__atomic_store_n(&rings[k]->head, rings[k]->taken, __ATOMIC_RELEASE);
+			rings[k]->listed = 0;
+		}
+	}
+	order_dirty = 0;
 }
 
 static inline void emit(const struct mr_orec *e)
@@ -119,7 +155,7 @@ static void drain(uint64_t upto)
 			}
 		}
 		struct mr_oring *r = rings[k];
-		uint32_t h = r->head, t = r->seen;
+		uint32_t h = r->taken, t = r->seen;
 		do {
 			emit(&r->e[h % ORING]);
 			h++;
@@ -127,7 +163,8 @@ static void drain(uint64_t upto)
 			if (h == t)
 				t = r->seen = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
 		} while (h != t && n < upto && r->e[h % ORING].seq == n);
-		__atomic_store_n(&r->head, h, __ATOMIC_RELEASE);
+		r->taken = h;
+		mark_dirty(r);
 	}
 	drain_next = n;
 	last_ring = k;
@@ -191,7 +228,7 @@ int order_make_room(struct mr_oring *r)
 
 static void ring_reset(struct mr_oring *r)
 {
-	r->head = r->tail = r->seen = r->head_seen = 0;
+	r->head = r->tail = r->seen = r->head_seen = r->taken = r->listed = 0;
 }
 
 /* The calling thread gets a ring, if it has none and is not ending: one
@@ -237,6 +274,7 @@ void order_ring_detach(void)
 	if (!r)
 		return;
 	ts.ring = NULL;
+	order_give_back(); /* (the ring leaves the table) */
 	for (int k = 0; k < nrings; k++)
 		if (rings[k] == r) {
 			nrings--;
@@ -267,6 +305,7 @@ void order_forked(void)
 	drain_next = order_word >> 1; /* (the parent's threads' numbers: void here) */
 	nrings = 0;
 	last_ring = 0;
+	order_dirty = 0;
 	memset(area_used, 0, sizeof(area_used));
 	__atomic_store_n(&order_many, 0, __ATOMIC_RELAXED);
 	spare = NULL; /* (the parent's threads' rings stay mapped, unused) */
