@@ -485,7 +485,9 @@ static int gate_claim(void)
 	return -1;
 }
 
-static void gate_enter(void)
+/* gate_enter's other ways: the thread's first unwind, the gate closed,
+ * no slot to be had. */
+static __attribute__((noinline)) void gate_enter_slow(void)
 {
 	if (!ts.gate)
 		ts.gate = gate_claim();
@@ -513,10 +515,24 @@ static void gate_enter(void)
 	}
 }
 
-static void gate_leave(void)
+static inline __attribute__((always_inline)) void gate_enter(void)
 {
-	if (ts.gate > 0)
-		__atomic_store_n(&gate_slots[ts.gate - 1].busy, 0, __ATOMIC_RELEASE);
+	int g = ts.gate;
+	if (__builtin_expect(g > 0, 1)) {
+		int *busy = &gate_slots[g - 1].busy;
+		__atomic_exchange_n(busy, 1, __ATOMIC_SEQ_CST);
+		if (__builtin_expect(!__atomic_load_n(&fork_gate, __ATOMIC_SEQ_CST), 1))
+			return;
+		__atomic_store_n(busy, 0, __ATOMIC_RELEASE);
+	}
+	gate_enter_slow();
+}
+
+static inline __attribute__((always_inline)) void gate_leave(void)
+{
+	int g = ts.gate;
+	if (__builtin_expect(g > 0, 1))
+		__atomic_store_n(&gate_slots[g - 1].busy, 0, __ATOMIC_RELEASE);
 	else
 		__atomic_sub_fetch(&unwinding, 1, __ATOMIC_ACQ_REL);
 }
