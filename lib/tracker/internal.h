@@ -187,7 +187,6 @@ static inline __attribute__((always_inline)) void order_close(void)
 	if (__builtin_expect(w >> 1 != drain_next, 0))
 		order_close_wait(w >> 1);
 }
-void order_drain_locked(void);
 void order_drain_try(void) __attribute__((noinline));
 int order_make_room(struct mr_oring *r) __attribute__((noinline, cold));
 /* Events a ring gathers before its thread writes the rings out: the

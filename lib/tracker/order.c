@@ -197,7 +197,7 @@ void order_close_wait(uint64_t upto)
 
 /* Writes what the rings hold, up to the numbers handed out by now (not
  * for ever, while other threads go on). Locked. */
-void order_drain_locked(void)
+static void order_drain_locked(void)
 {
 	drain(__atomic_load_n(&order_word, __ATOMIC_ACQUIRE) >> 1);
 }

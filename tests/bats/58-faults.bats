@@ -83,7 +83,7 @@ print("end")'
 	assert_output --partial "events its threads had not written, and the stream's end"
 	run memray-stat eg.bin
 	assert_success
-	[ "$(dump eg.bin | awk '$3 == "alloc" && $4 == "malloc"' | field size | awk '$1 >= 5000 && $1 < 5400' | sort -u | wc -l)" -eq 160 ]
+	[ "$(sizes_seen malloc eg.bin 5000 5400)" -eq 160 ]
 	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" eg.bin > /dev/null
 }
 
@@ -99,6 +99,6 @@ print("end")'
 	run memray-stat g.bin
 	assert_success
 	# every one of its 1500 C allocations, the last ones included
-	[ "$(dump g.bin | awk '$3 == "alloc" && $4 == "malloc"' | field size | awk '$1 >= 7000 && $1 < 8500' | sort -u | wc -l)" -eq 1500 ]
+	[ "$(sizes_seen malloc g.bin 7000 8500)" -eq 1500 ]
 	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" g.bin > /dev/null
 }

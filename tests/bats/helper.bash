@@ -24,6 +24,12 @@ events() {
 		'($3 == "alloc" || $3 == "move") && $4 == a && (s == "size=" || $6 == s || $8 == s)'
 }
 
+# sizes_seen ALLOCATOR FILE LO HI: how many different sizes from LO up to
+# HI (not included) allocation events by ALLOCATOR have.
+sizes_seen() {
+	events "$1" "$2" | field size | awk -v lo="$3" -v hi="$4" '$1 >= lo && $1 < hi' | sort -u | wc -l
+}
+
 # field NAME: from a dump line on stdin, the value of NAME=...
 field() {
 	sed -n "s/.* $1=\([^ ]*\).*/\1/p"
