@@ -149,7 +149,8 @@ load helper
 ended_by() {
 	local sig=$1 num
 	num=$(kill -l "$sig")
-	memray-record -f -o s.bin "$FIX/allocs" sleep 5 > /dev/null 2> err.txt &
+	# (signals' default actions: a run under nohup would ignore SIGHUP)
+	env --default-signal memray-record -f -o s.bin "$FIX/allocs" sleep 5 > /dev/null 2> err.txt &
 	local rec=$! child="" i
 	for i in $(seq 50); do
 		child=$(pgrep -P $rec) && [ -n "$child" ] && break
