@@ -612,15 +612,17 @@ static int gated_backtrace(void **ips, int max)
  * native frames are compared; the loop's parts only grow, so their count
  * tells. A merge that left Python frames over may learn a part next time,
  * and is done again. Then c->hsame < 0 tells intern_hybrid. */
-static inline int hybrid_unchanged(struct capture *c)
+static inline int hybrid_unchanged(struct capture *c, void *const *leaf_first, int n)
 {
 	const struct pystate *s = pyts;
 	if (!s->hdepth || s->hleft || s->stable != c->pyn || s->hpyn != c->pyn ||
-	    s->hipn != c->n || s->hparts != __atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE))
+	    s->hipn != n || s->hparts != __atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE))
 		return 0;
-	for (int i = c->n - 1; i >= 0; i--) /* leaf first: where they differ */
-		if (s->hips[i] != c->ips[i])
+	/* leaf first, where they differ; hips is root first */
+	for (int i = 0; i < n; i++)
+		if (s->hips[n - 1 - i] != (uintptr_t)leaf_first[i])
 			return 0;
+	c->n = n; /* (its ips are not read again: intern_hybrid takes s's) */
 	c->hn = s->hdepth;
 	c->hsame = -1;
 	return 1;
@@ -636,11 +638,13 @@ static __attribute__((noinline)) void capture_native(struct capture *c)
 	int skip = 0;
 	while (skip < n && is_self(raw[skip]))
 		skip++;
+	/* an unchanged hybrid stack is compared as unwound, not copied */
+	if (c->pyn && hybrid_unchanged(c, raw + skip, n - skip))
+		return;
 	for (int i = n - 1; i >= skip; i--)
 		c->ips[c->n++] = (uintptr_t)raw[i];
 	if (c->pyn) {
-		if (!hybrid_unchanged(c))
-			hybrid(c);
+		hybrid(c);
 		return;
 	}
 	if (!ts.cache && !ts.exiting) {
