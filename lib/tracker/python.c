@@ -869,7 +869,14 @@ static inline __attribute__((always_inline)) int same_words(const void *f, const
  * wall against 1.93x, in the same number of instructions). What is
  * compared is the same: the link read at a level equals prev's frame
  * (or leads to it past frames owned by C, the slow way) before that
- * frame is read. */
+ * frame is read.
+ *
+ * A frame the link leads straight to is not asked whether C owns it
+ * (3.12+): prev holds Python frames only, and a frame owned by C now at
+ * such an address (its memory given back and used again) would fail the
+ * instruction word's comparison, as every frame owned by C points into
+ * the interpreter's trampoline (3.12's trampoline code object, a static
+ * array from 3.13 on), which no Python frame runs. */
 static inline __attribute__((always_inline)) int
 same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, int fi,
 	   int has_shim, int shim, int owner, int narrow)
@@ -882,8 +889,7 @@ same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, i
 	do {                                                                             \
 		e--;                                                                     \
 		const void *g_ = e->frame;                                               \
-		if (__builtin_expect(AT(f, back, const void *) != g_ ||                  \
-				     (has_shim && AT(g_, owner, char) >= shim), 0) &&    \
+		if (__builtin_expect(AT(f, back, const void *) != g_, 0) &&              \
 		    below(f, back, has_shim, shim, owner) != g_)                         \
 			return 0; /* (NULL included) */                                  \
 		if (!same_words(g_, e, fc, fi, narrow))                                  \
@@ -1037,11 +1043,11 @@ same_marks_below(const void **fp, const struct pyent *prev, int j, int back, int
 	do {                                                                             \
 		/* the frame prev names, as same_below reads it: the link   \
 		 * leads straight to it (nothing owned by C between, as e's  \
-		 * marks say), or it is found the slow way */                \
+		 * marks say; one owned by C there fails same_words, as in   \
+		 * same_below), or it is found the slow way */               \
 		g = e[-1].frame;                                                         \
 		if (__builtin_expect(AT(f, back, const void *) != g ||                   \
-				     (shim && (e->entry || e->shim ||                    \
-					       AT(g, owner, char) >= shim)), 0)) {       \
+				     (shim && (e->entry || e->shim)), 0)) {              \
 			if (below_marks(f, back, shim, owner, &passed, &first) != g ||   \
 			    (shim && (passed != e->entry || first != e->shim)))          \
 				return 0; /* (NULL included) */                          \
