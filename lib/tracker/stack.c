@@ -638,39 +638,44 @@ static __attribute__((noinline)) void capture_native(struct capture *c)
 	int skip = 0;
 	while (skip < n && is_self(raw[skip]))
 		skip++;
-	/* an unchanged hybrid stack is compared as unwound, not copied */
-	if (c->pyn && hybrid_unchanged(c, raw + skip, n - skip))
+	/* a stack unchanged is compared as unwound (leaf first, where
+	 * stacks differ) with the kept ones (root first), not copied: its
+	 * frames are not read again, the kept nodes stand for them */
+	void *const *leaf = raw + skip;
+	int m = n - skip;
+	if (c->pyn && hybrid_unchanged(c, leaf, m))
 		return;
-	for (int i = n - 1; i >= skip; i--)
-		c->ips[c->n++] = (uintptr_t)raw[i];
+	struct tcache *k = NULL;
+	if (!c->pyn) {
+		if (!ts.cache && !ts.exiting) {
+			void *p = real.mmap(NULL, sizeof(struct tcache), PROT_READ | PROT_WRITE,
+					    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			ts.cache = p == MAP_FAILED ? NULL : p;
+		}
+		k = ts.cache;
+		for (int w = 0; k && m && w < TC_WAYS; w++) {
+			const struct tway *y = &k->w[w];
+			if (y->depth != m)
+				continue;
+			int i = 0;
+			while (i < m && y->ips[m - 1 - i] == (uintptr_t)leaf[i])
+				i++;
+			if (i == m) { /* a stack kept whole */
+				c->n = c->same = m;
+				c->way = w;
+				return;
+			}
+		}
+	}
+	for (int i = m - 1; i >= 0; i--)
+		c->ips[c->n++] = (uintptr_t)leaf[i];
 	if (c->pyn) {
 		hybrid(c);
 		return;
 	}
-	if (!ts.cache && !ts.exiting) {
-		void *p = real.mmap(NULL, sizeof(struct tcache), PROT_READ | PROT_WRITE,
-				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		ts.cache = p == MAP_FAILED ? NULL : p;
-	}
-	struct tcache *k = ts.cache;
 	if (!k)
 		return;
-	/* a stack kept whole, compared from the leaf (where stacks differ);
-	 * else the longest prefix one shares */
-	int m = c->n;
-	for (int w = 0; w < TC_WAYS; w++) {
-		const struct tway *y = &k->w[w];
-		if (y->depth != m)
-			continue;
-		int i = m - 1;
-		while (i >= 0 && y->ips[i] == c->ips[i])
-			i--;
-		if (i < 0) {
-			c->same = m;
-			c->way = w;
-			return;
-		}
-	}
+	/* else the longest prefix a kept stack shares */
 	for (int w = 0; w < TC_WAYS; w++) {
 		const struct tway *y = &k->w[w];
 		int i = 0;

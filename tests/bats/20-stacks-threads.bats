@@ -27,6 +27,16 @@ main allocs"
 	[ "$(grep -c "paths_leaf" p.folded)" = 2 ]
 }
 
+@test "two allocating functions called in turn from one call site keep their own stacks" {
+	# (the same callers, at the same return addresses: the stacks differ
+	# in their innermost frame only)
+	memray-record -q -o l.bin "$FIX/allocs" leaves > /dev/null
+	memray-fold -m total l.bin > l.folded
+	grep -E ";one_site [^;]*;leaf_x [^;]* 1003000$" l.folded
+	grep -E ";one_site [^;]*;leaf_y [^;]* 1004000$" l.folded
+	[ "$(grep -c "one_site" l.folded)" = 2 ]
+}
+
 @test "native stacks are on for native programs and off with --no-native" {
 	memray-record -q -o on.bin "$FIX/allocs" chain > /dev/null
 	dump on.bin | head -1 | grep -q "flags=native"
