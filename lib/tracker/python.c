@@ -872,11 +872,13 @@ static inline __attribute__((always_inline)) int same_words(const void *f, const
  * frame is read.
  *
  * A frame the link leads straight to is not asked whether C owns it
- * (3.12+): prev holds Python frames only, and a frame owned by C now at
- * such an address (its memory given back and used again) would fail the
- * instruction word's comparison, as every frame owned by C points into
- * the interpreter's trampoline (3.12's trampoline code object, a static
- * array from 3.13 on), which no Python frame runs. */
+ * (3.12+): prev holds Python frames only, and a frame not owned by
+ * Python code now at such an address (its memory given back and used
+ * again) would fail the instruction word's comparison, as no such frame
+ * points into a code object a Python frame runs: an evaluation loop's
+ * entry frame points into the interpreter's trampoline (3.12's
+ * trampoline code object, a static array from 3.13 on), and 3.15's base
+ * frame, a sentinel in the thread state, runs no code. */
 static inline __attribute__((always_inline)) int
 same_below(const void **fp, const struct pyent *prev, int j, int back, int fc, int fi,
 	   int has_shim, int shim, int owner, int narrow)
