@@ -17,24 +17,28 @@ chain_a allocs
 main allocs"
 }
 
+# kept_apart MODE SHARED STACK1 TOTAL1 STACK2 TOTAL2: the allocs fixture's
+# MODE allocates from two stacks in turn, each ending in the frames STACK1
+# or STACK2 (a pattern, ';'-separated), with a frame SHARED in both: each
+# stack's total is its own, and there are just those two
+kept_apart() {
+	memray-record -q -o k.bin "$FIX/allocs" "$1" > /dev/null
+	memray-fold -m total k.bin > k.folded
+	grep -E ";$3 [^;]* $4$" k.folded
+	grep -E ";$5 [^;]* $6$" k.folded
+	[ "$(grep -c "$2" k.folded)" = 2 ]
+}
+
 @test "two call paths taken in turn into one allocating function keep their own stacks" {
 	# (a thread keeps its last stacks: one is taken only if it is the same
 	# whole, not only at its innermost frame)
-	memray-record -q -o p.bin "$FIX/allocs" paths > /dev/null
-	memray-fold -m total p.bin > p.folded
-	grep -E ";path_one [^;]*;paths_leaf [^;]* 1001000$" p.folded
-	grep -E ";path_two [^;]*;paths_leaf [^;]* 1002000$" p.folded
-	[ "$(grep -c "paths_leaf" p.folded)" = 2 ]
+	kept_apart paths paths_leaf "path_one [^;]*;paths_leaf" 1001000 "path_two [^;]*;paths_leaf" 1002000
 }
 
 @test "two allocating functions called in turn from one call site keep their own stacks" {
 	# (the same callers, at the same return addresses: the stacks differ
 	# in their innermost frame only)
-	memray-record -q -o l.bin "$FIX/allocs" leaves > /dev/null
-	memray-fold -m total l.bin > l.folded
-	grep -E ";one_site [^;]*;leaf_x [^;]* 1003000$" l.folded
-	grep -E ";one_site [^;]*;leaf_y [^;]* 1004000$" l.folded
-	[ "$(grep -c "one_site" l.folded)" = 2 ]
+	kept_apart leaves one_site "one_site [^;]*;leaf_x" 1003000 "one_site [^;]*;leaf_y" 1004000
 }
 
 @test "native stacks are on for native programs and off with --no-native" {
