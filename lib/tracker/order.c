@@ -69,16 +69,15 @@ static int last_ring;            /* the ring written from last */
 static struct mr_oring *spare;   /* a private ring of a thread that ended */
 static unsigned char area_used[MR_RESCUE_RINGS];
 
-/* Whether ring r's next event is number n. The ring's tail is read
- * afresh each time, with acquire, before its slot is: trusting a tail
- * read by an earlier holder of the lock (as this did) let ThreadSanitizer
- * see a slot read with nothing ordering it after its write (pingpong
- * under load, about one run in eight), a cause I have not pinned down.
- * Cost: bench/threads.c, 2 M events, 0.098 -> 0.105 s at 8 threads. */
+/* Whether ring r's next event is number n. */
 static inline int ring_has(struct mr_oring *r, uint64_t n)
 {
-	r->seen = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-	return r->taken != r->seen && r->e[r->taken % ORING].seq == n;
+	if (r->taken == r->seen) {
+		r->seen = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+		if (r->taken == r->seen)
+			return 0;
+	}
+	return r->e[r->taken % ORING].seq == n;
 }
 
 /* Rings written from since the lock was taken: their slots are given
