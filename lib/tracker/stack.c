@@ -204,11 +204,8 @@ static void capture_python(struct capture *c)
 	if (!pyts) {
 		if (ts.exiting)
 			return;
-		void *p = real.mmap(NULL, sizeof(struct pystate), PROT_READ | PROT_WRITE,
-				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
+		if (!(pyts = raw_map(sizeof(struct pystate))))
 			return;
-		pyts = p;
 	}
 	struct pystate *s = pyts;
 	/* what changed since the thread's last stack, when that can be had:
@@ -647,11 +644,8 @@ static __attribute__((noinline)) void capture_native(struct capture *c)
 		return;
 	struct tcache *k = NULL;
 	if (!c->pyn) {
-		if (!ts.cache && !ts.exiting) {
-			void *p = real.mmap(NULL, sizeof(struct tcache), PROT_READ | PROT_WRITE,
-					    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			ts.cache = p == MAP_FAILED ? NULL : p;
-		}
+		if (!ts.cache && !ts.exiting)
+			ts.cache = raw_map(sizeof(struct tcache));
 		k = ts.cache;
 		for (int w = 0; k && m && w < TC_WAYS; w++) {
 			const struct tway *y = &k->w[w];
