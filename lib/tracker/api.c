@@ -121,6 +121,7 @@ EXPORT int memray_start_ex(const char *path, int flags, long interval_ms,
 	btab_clear(&win);
 	win_live = win_peak = win_allocs = win_bytes = 0;
 	__atomic_store_n(&window_on, 1, __ATOMIC_RELAXED);
+	order_gate();
 	unlock();
 	stream_start(0);
 	/* loaded with dlopen: the program's calls reach the hooks only
@@ -177,6 +178,7 @@ EXPORT int memray_stop(void)
 		ok = stream_end() == 0;
 	set_active(0);
 	__atomic_store_n(&window_on, 0, __ATOMIC_RELAXED);
+	order_gate();
 	if (out_fd >= 0 && close(out_fd) < 0)
 		ok = 0;
 	out_fd = -1;

@@ -175,6 +175,22 @@ static inline __attribute__((always_inline)) void rescue_commit(struct rescue_mi
 #define OREC_ALLOC MR_OREC_ALLOC
 #define OREC_FREE MR_OREC_FREE
 #define ORING MR_ORING
+/* Per-thread state. The stack cache (stack.c) holds the thread's previous
+ * stack; it lives in memory of its own, so that the static TLS stays
+ * small: a library dlopen'ed into a running program (memray-record --pid)
+ * gets its static TLS from the few hundred bytes glibc keeps spare. */
+struct tcache;
+struct tstate {
+	uint32_t gen;   /* the stream the rest belongs to (see stream_gen) */
+	uint32_t index; /* thread id in the stream; 0 until registered */
+	struct tcache *cache; /* NULL: none (yet, or the thread is exiting) */
+	struct mr_oring *ring; /* its events not yet written (order.c); NULL: none */
+	int ring_shared; /* the ring is in the rescue area */
+	int gate;        /* its slot at stack.c's fork gate (index + 1; -1: none) */
+	int exiting;    /* past its key destructor: nothing more is mapped */
+};
+extern __thread struct tstate ts __attribute__((tls_model("initial-exec")));
+
 /* The counter: twice the next number, plus 1 while the lock holder has
  * it closed (numbers taken then are void). */
 extern uint64_t order_word;
@@ -187,15 +203,23 @@ static inline __attribute__((always_inline)) void order_close(void)
 	if (__builtin_expect(w >> 1 != drain_next, 0))
 		order_close_wait(w >> 1);
 }
+/* The only ring, while there is one (else NULL): its thread, taking the
+ * lock, leaves the counter open, as no other thread can number an event
+ * (a thread without a ring takes the lock to get one). It writes out
+ * what its ring holds, and nothing is numbered while it holds the lock:
+ * it numbers nothing then, and its signal handlers record nothing
+ * (tracker_guard). Changed under the lock. */
+extern struct mr_oring *order_alone;
+void order_catch_up(void) __attribute__((noinline));
 void order_drain_try(void) __attribute__((noinline));
 int order_make_room(struct mr_oring *r) __attribute__((noinline, cold));
 /* Events a ring gathers before its thread writes the rings out: the
  * writer's memory then stays with one processor for a while, where an
  * event at a time moved it between processors at every event. */
 #define ORDER_BATCH 64
-/* Rings are used while two threads or more have one: a thread alone
- * writes under the lock, which costs it less (nothing to wait for). */
-extern int order_many;
+/* Rings may be used (see order_gate). */
+extern int order_on;
+void order_gate(void);
 void order_ring_attach(void);
 void order_ring_detach(void);
 void order_forked(void);
@@ -236,8 +260,14 @@ static inline __attribute__((always_inline)) void lock_stream(void)
 	__atomic_store_n(&lock_owner, &holding, __ATOMIC_RELAXED);
 	holding = 1;
 	/* (until rings are used no event is numbered: see order.c) */
-	if (order_used)
-		order_close();
+	if (order_used) {
+		if (order_alone && order_alone == ts.ring) {
+			if (__atomic_load_n(&order_word, __ATOMIC_RELAXED) >> 1 != drain_next)
+				order_catch_up();
+		} else {
+			order_close();
+		}
+	}
 }
 
 static inline __attribute__((always_inline)) void unlock(void)
@@ -309,22 +339,6 @@ static inline void *raw_map(size_t n)
 }
 
 /* ---- stacks (stack.c) and threads (threads.c) --------------------------- */
-
-/* Per-thread state. The stack cache (stack.c) holds the thread's previous
- * stack; it lives in memory of its own, so that the static TLS stays
- * small: a library dlopen'ed into a running program (memray-record --pid)
- * gets its static TLS from the few hundred bytes glibc keeps spare. */
-struct tcache;
-struct tstate {
-	uint32_t gen;   /* the stream the rest belongs to (see stream_gen) */
-	uint32_t index; /* thread id in the stream; 0 until registered */
-	struct tcache *cache; /* NULL: none (yet, or the thread is exiting) */
-	struct mr_oring *ring; /* its events not yet written (order.c); NULL: none */
-	int ring_shared; /* the ring is in the rescue area */
-	int gate;        /* its slot at stack.c's fork gate (index + 1; -1: none) */
-	int exiting;    /* past its key destructor: nothing more is mapped */
-};
-extern __thread struct tstate ts __attribute__((tls_model("initial-exec")));
 
 /* A captured stack, before interning. */
 struct capture {
@@ -472,9 +486,8 @@ static inline int order_ok(void)
 {
 	/* (a ring in the rescue area only while the area is this process's:
 	 * never in a child made past the fork handlers, see rescue_mirror) */
-	return __atomic_load_n(&order_many, __ATOMIC_RELAXED) && ts.ring && ts.index &&
-	       (!ts.ring_shared || rmp->area) && !tracker_sampling() &&
-	       !__atomic_load_n(&window_on, __ATOMIC_RELAXED);
+	return __atomic_load_n(&order_on, __ATOMIC_RELAXED) && ts.ring && ts.index &&
+	       (!ts.ring_shared || rmp->area);
 }
 
 /* Numbers the event and puts it in the calling thread's ring (see

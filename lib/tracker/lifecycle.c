@@ -86,6 +86,7 @@ void at_child(void)
 	/* an API window is the parent's: the child may start its own */
 	api_on = 0;
 	__atomic_store_n(&window_on, 0, __ATOMIC_RELAXED);
+	order_gate();
 	hooks_python_allocators_forget(); /* its wrappers record nothing more */
 	/* attached: the child keeps the patched entries, which now pass
 	 * every call straight through */

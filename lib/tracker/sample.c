@@ -137,6 +137,7 @@ void sample_setup(uint64_t gap, uint64_t seed)
 	sample_threads = 0;
 	__atomic_add_fetch(&sample_gen, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&tracker_sample_bytes, gap, __ATOMIC_RELAXED);
+	order_gate();
 	unlock();
 }
 
