@@ -1243,12 +1243,20 @@ static int frames_grow(void)
 	return 0;
 }
 
+void python_code_id(const void *code, struct pycode_id *id)
+{
+	id->name = AT(code, L->co_qualname, const void *);
+	id->file = AT(code, L->co_filename, const void *);
+	id->firstlineno = AT(code, L->co_firstlineno, int);
+}
+
 uint32_t python_frame_id(struct mr_writer *w, const struct pyent *e)
 {
 	const void *code = e->code;
-	const void *name = AT(code, L->co_qualname, const void *);
-	const void *file = AT(code, L->co_filename, const void *);
-	int firstlineno = AT(code, L->co_firstlineno, int);
+	struct pycode_id cid;
+	python_code_id(code, &cid);
+	const void *name = cid.name, *file = cid.file;
+	int firstlineno = cid.firstlineno;
 	if (frames_count * 2 >= frames_cap && frames_grow() < 0)
 		return 0;
 	size_t j = frame_hash(code, e->lasti) & (frames_cap - 1);

@@ -82,6 +82,15 @@ int python_walk_marks_from(const struct pyent *prev, int n, struct pyent *top, i
 /* The PYFRAME id of e, writing its strings and frame record if new.
  * Under the tracker's lock. */
 uint32_t python_frame_id(struct mr_writer *w, const struct pyent *e);
+/* What python_frame_id takes a code object to be besides its address:
+ * its name, file and first line (another code object may come to the
+ * address of a freed one). Read from the code object, which a frame of
+ * the calling thread runs; no lock. */
+struct pycode_id {
+	const void *name, *file;
+	int firstlineno;
+};
+void python_code_id(const void *code, struct pycode_id *id);
 /* Until done, asks the interpreter to run the code that makes
  * threading.Thread report its names. From the sampler thread. */
 void python_poll(void);

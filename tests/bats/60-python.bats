@@ -464,7 +464,7 @@ cache_traps() {
 	python3 "$PYDIR/cache_traps_check.py" c.dump $(( $(pysz 77702) - 77701 )) "$PYDIR/cache_traps.py"
 }
 
-@test "the stack cache is exact: a frame reused by another call, a caller that moved on, a generator resumed from two callers, a frame put between unchanged ones, threads, a forked child" {
+@test "the stack cache is exact: a frame reused by another call, a caller that moved on, a generator resumed from two callers, a frame put between unchanged ones, a code object where a freed one was, threads, a forked child" {
 	on_every_python cache_traps
 }
 
