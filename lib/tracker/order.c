@@ -58,10 +58,12 @@
 
 #include "internal.h"
 
-uint64_t order_word;
-uint64_t drain_next;
+union hot_word order_word_line __attribute__((aligned(64)));
+/* the lock's holder's, written at every write-out, in a line apart from
+ * order_on, which every thread reads at every event */
+uint64_t drain_next __attribute__((aligned(64)));
+int order_on __attribute__((aligned(64)));
 struct mr_oring *order_alone;
-int order_on;
 int order_used;
 
 /* The rings in use by threads of this process; changed under the lock.

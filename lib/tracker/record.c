@@ -16,7 +16,7 @@
 
 #include "internal.h"
 
-uint64_t live_heap;
+union hot_word live_heap_line __attribute__((aligned(64)));
 
 __thread const struct pymem *tracker_pymem __attribute__((tls_model("initial-exec")));
 
