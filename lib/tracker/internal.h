@@ -199,7 +199,7 @@ extern __thread struct tstate ts __attribute__((tls_model("initial-exec")));
  * every thread reads at every event (order_on, tracker_sample_bytes,
  * rmp->area) went from processor to processor with the counter and the
  * heap's size when they shared lines with them (bench/threads.c, 4 M
- * events, 2 threads: 0.174 -> 0.141 s; 8 threads: 0.176 -> 0.149 s). */
+ * events, 2 threads: 0.187 -> 0.137 s; 8 threads: 0.191 -> 0.148 s). */
 union hot_word {
 	uint64_t v;
 	char line[64];
@@ -222,7 +222,10 @@ static inline __attribute__((always_inline)) void order_close(void)
  * (a thread without a ring takes the lock to get one). It writes out
  * what its ring holds, and nothing is numbered while it holds the lock:
  * it numbers nothing then, and its signal handlers record nothing
- * (tracker_guard). Changed under the lock. */
+ * (tracker_guard, set where the thread takes the lock: the hooks, and
+ * thread_gone; at_prepare is the exception, and an event a handler puts
+ * in the ring then is written after at_parent, and never in the child).
+ * Changed under the lock. */
 extern struct mr_oring *order_alone;
 void order_catch_up(void) __attribute__((noinline));
 void order_drain_try(void) __attribute__((noinline));

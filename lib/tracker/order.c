@@ -22,7 +22,9 @@
  * out before to reach the rings and writes them: the holder writes into
  * the stream as before, after every numbered event and before any later
  * one. A thread that finds the counter closed (its number taken then is
- * void: it puts a void event in its ring) takes the lock as before.
+ * void: it puts a void event in its ring) takes the lock as before. The
+ * one exception: the thread of the only ring leaves the counter open,
+ * and only writes its ring out (order_alone, internal.h).
  *
  * Rings are used as soon as a thread has one, a thread alone too: it
  * then takes the lock once a batch, not twice an event, and the rescue
@@ -242,11 +244,16 @@ int order_make_room(struct mr_oring *r)
 
 /* Whether rings may be used: a thread has one, and neither sampling nor
  * the API's window is on (they need the lock at every event). One word,
- * read twice an event (order_ok). Locked, after any of them changed. */
+ * read twice an event (order_ok). A thread alone uses a ring of its own
+ * memory only when there is no rescue area: one that ends without exit
+ * or is killed would lose what its ring holds, where under the lock
+ * each event goes to the area (when there are several, that is the
+ * price of the 33rd thread on). Locked, after any of them changed. */
 void order_gate(void)
 {
 	order_alone = nrings == 1 ? rings[0] : NULL;
-	__atomic_store_n(&order_on, nrings > 0 && !tracker_sampling() && !window_on,
+	int alone_ok = nrings > 1 || (nrings == 1 && (shared[0] || !rmp->area));
+	__atomic_store_n(&order_on, alone_ok && !tracker_sampling() && !window_on,
 			 __ATOMIC_RELAXED);
 }
 
@@ -257,8 +264,9 @@ static void ring_reset(struct mr_oring *r)
 
 /* The calling thread gets a ring, if it has none and is not ending: one
  * of the rescue area's while there are some left, else one of its own.
- * Locked (the counter closed: no event is numbered while the table
- * changes). */
+ * Locked, and no event is numbered while the table changes: the counter
+ * is closed (the caller has no ring, so it is not order_alone's thread),
+ * or no thread has a ring yet. */
 void order_ring_attach(void)
 {
 	if (ts.ring || ts.exiting || nrings == MAX_RINGS)

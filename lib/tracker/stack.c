@@ -724,7 +724,7 @@ static __attribute__((noinline)) uint32_t intern_python(const struct capture *c)
 		const struct pyent *e = &s->cur[i];
 		uint32_t frame = python_frame_id(&writer, e);
 		uint32_t node = trie_node(parent, PY_NODE | frame);
-		if (frame && node) {
+		if (frame && node && node != parent) { /* (parent: the trie is full) */
 			struct pymemo *m = memo_slot(s, parent, e);
 			struct pycode_id id;
 			python_code_id(e->code, &id);
@@ -741,8 +741,11 @@ static __attribute__((noinline)) uint32_t intern_python(const struct capture *c)
 
 /* The leaf node of a capture's Python frames when every frame new since
  * the last stack is in the thread's memo under the node below it, as
- * intern_python would find it; else 0, having changed nothing that
- * intern_python does not set again. */
+ * intern_python would find it; else 0. On a miss the levels found are
+ * kept as the thread's stack, cut where the miss is (depth), so that it
+ * is whole as it stands if the event is then not written (the stream
+ * stopped meanwhile: intern_python, which would set it again, does not
+ * run). */
 static __attribute__((noinline)) int memo_python(const struct capture *c, uint32_t *node)
 {
 	struct pystate *s = pyts;
@@ -750,12 +753,13 @@ static __attribute__((noinline)) int memo_python(const struct capture *c, uint32
 	for (int i = c->pysame; i < c->pyn; i++) {
 		const struct pyent *e = &s->cur[i];
 		const struct pymemo *m = memo_slot(s, parent, e);
-		if (m->code != e->code || m->lasti != e->lasti || m->parent != parent || !m->node)
-			return 0;
 		struct pycode_id id;
-		python_code_id(e->code, &id);
-		if (m->name != id.name || m->file != id.file || m->firstlineno != id.firstlineno)
+		if (m->code != e->code || m->lasti != e->lasti || m->parent != parent ||
+		    !m->node || (python_code_id(e->code, &id), m->name != id.name) ||
+		    m->file != id.file || m->firstlineno != id.firstlineno) {
+			s->depth = i;
 			return 0;
+		}
 		parent = m->node;
 		s->prev[i] = *e;
 		s->prev[i].node = parent;

@@ -37,6 +37,12 @@ void thread_gone(void *arg)
 {
 	uint32_t index = (uint32_t)(uintptr_t)arg;
 	stack_thread_exit();
+	/* a signal handler's allocation meanwhile is not recorded: it would
+	 * wait for the lock this thread holds, or, the only ring's thread
+	 * leaving the counter open (order_alone), be numbered into a ring
+	 * about to go */
+	int guard = tracker_guard;
+	tracker_guard = 1;
 	lock_stream();
 	for (size_t i = 0; i < nthreads; i++)
 		if (threads[i].index == index) {
@@ -45,6 +51,7 @@ void thread_gone(void *arg)
 		}
 	order_ring_detach();
 	unlock();
+	tracker_guard = guard;
 }
 
 static uint64_t name_hash(const char *s)
