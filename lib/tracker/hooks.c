@@ -321,19 +321,16 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 	s->fn = fn;
 	s->arg = arg;
 	memcpy(s->name, named ? name : "", n);
-#ifdef MEMRAY_TSAN
 	/* ThreadSanitizer's pthread_create (the real one here) ignores every
 	 * synchronisation while it runs, glibc's allocation of the new
 	 * thread's TLS included: recorded, that allocation's lock would be
 	 * invisible to it, and later holders of the lock would seem to race
 	 * with what the earlier ones published (tests/tsan.sh) */
 	int guard = tracker_guard;
-	tracker_guard = 1;
+	if (TSAN)
+		tracker_guard = 1;
 	int rc = real.pthread_create(t, attr, started, s);
 	tracker_guard = guard;
-#else
-	int rc = real.pthread_create(t, attr, started, s);
-#endif
 	if (rc)
 		real.free(s);
 	return rc;

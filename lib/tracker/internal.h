@@ -227,7 +227,7 @@ static inline __attribute__((always_inline)) void order_close(void)
  * in the ring then is written after at_parent, and never in the child).
  * Changed under the lock. */
 extern struct mr_oring *order_alone;
-void order_catch_up(void) __attribute__((noinline));
+void order_drain_locked(void) __attribute__((noinline));
 void order_drain_try(void) __attribute__((noinline));
 int order_make_room(struct mr_oring *r) __attribute__((noinline, cold));
 /* Events a ring gathers before its thread writes the rings out: the
@@ -280,7 +280,7 @@ static inline __attribute__((always_inline)) void lock_stream(void)
 	if (order_used) {
 		if (order_alone && order_alone == ts.ring) {
 			if (__atomic_load_n(&order_word, __ATOMIC_RELAXED) >> 1 != drain_next)
-				order_catch_up();
+				order_drain_locked(); /* (all in its ring already) */
 		} else {
 			order_close();
 		}

@@ -206,16 +206,9 @@ void order_close_wait(uint64_t upto)
 
 /* Writes what the rings hold, up to the numbers handed out by now (not
  * for ever, while other threads go on). Locked. */
-static void order_drain_locked(void)
+void order_drain_locked(void)
 {
 	drain(__atomic_load_n(&order_word, __ATOMIC_ACQUIRE) >> 1);
-}
-
-/* The lock was just taken by the thread of the only ring (order_alone):
- * its events are written, all of them in its ring already. */
-void order_catch_up(void)
-{
-	order_drain_locked();
 }
 
 /* A thread's ring holds a batch and the lock is free: it writes the rings

@@ -750,16 +750,16 @@ static __attribute__((noinline)) int memo_python(const struct capture *c, uint32
 {
 	struct pystate *s = pyts;
 	uint32_t parent = c->pysame ? s->prev[c->pysame - 1].node : 0;
-	for (int i = c->pysame; i < c->pyn; i++) {
+	int i;
+	for (i = c->pysame; i < c->pyn; i++) {
 		const struct pyent *e = &s->cur[i];
 		const struct pymemo *m = memo_slot(s, parent, e);
+		if (m->code != e->code || m->lasti != e->lasti || m->parent != parent || !m->node)
+			goto miss;
 		struct pycode_id id;
-		if (m->code != e->code || m->lasti != e->lasti || m->parent != parent ||
-		    !m->node || (python_code_id(e->code, &id), m->name != id.name) ||
-		    m->file != id.file || m->firstlineno != id.firstlineno) {
-			s->depth = i;
-			return 0;
-		}
+		python_code_id(e->code, &id);
+		if (m->name != id.name || m->file != id.file || m->firstlineno != id.firstlineno)
+			goto miss;
 		parent = m->node;
 		s->prev[i] = *e;
 		s->prev[i].node = parent;
@@ -767,6 +767,9 @@ static __attribute__((noinline)) int memo_python(const struct capture *c, uint32
 	s->depth = c->pyn;
 	*node = parent;
 	return 1;
+miss:
+	s->depth = i;
+	return 0;
 }
 
 /* Python stacks without native ones: an allocation made with no Python
