@@ -72,6 +72,13 @@ void mr_dump_record(FILE *f, const struct mr_record *rec)
 {
 	const struct mr_proc *p = rec->proc;
 	const char *a = mr_allocator_name(rec->allocator);
+	if (rec->tag == MR_TAG_NODE_PYTHON && rec->frame) {
+		/* version 3 defined the node's frame with it: a line each */
+		const struct mr_pyframe *fr = &p->frames[rec->frame];
+		fprintf(f, "%" PRIu64 " %u pyframe id=%u function=%u file=%u line=%u\n",
+			mr_record_offset(rec), p->pid, rec->frame, fr->function, fr->file,
+			fr->line);
+	}
 	fprintf(f, "%" PRIu64 " %u %s", mr_record_offset(rec), p->pid, mr_tag_name(rec->tag));
 	switch (rec->tag & 0xe0) {
 	case MR_TAG_ALLOC:

@@ -16,9 +16,13 @@
 
 #define MR_MAGIC "MRYC"
 #define MR_MAGIC_LEN 4
-#define MR_FORMAT_VERSION 2
+#define MR_FORMAT_VERSION 3
 #define MR_AGE_WINDOW 16384/* a FREE may name one of this many latest allocations */
 #define MR_AGE_SLOTS 32768 /* the writer's table of their addresses */
+#define MR_FREED_WINDOW 16 /* an address may name one of this many latest released ones */
+#define MR_FREED_SLOTS 64  /* the writer's table of them */
+#define MR_STR_RECENT 64   /* a string may begin as one of this many latest ones */
+#define MR_STR_HEAD 64     /* the writer keeps this many first bytes of each */
 #define MR_CHUNK_HEADER 12
 #define MR_CHUNK_MAX 4096
 #define MR_PAYLOAD_MAX (MR_CHUNK_MAX - MR_CHUNK_HEADER)
@@ -28,6 +32,16 @@
 #define MR_BUILD_ID_MAX 64
 #define MR_SEGMENTS_MAX 64
 #define MR_SAMPLE_MAX (1ull << 30) /* largest mean sampling gap, bytes */
+
+/* Version 3: where an allocation of this size would put the block after
+ * its own, as glibc's malloc lays blocks out on 64-bit systems (a 16-byte
+ * multiple with 8 bytes of header, at least 32): the address register
+ * after an ALLOC, so that blocks carved one after another cost a byte. */
+static inline uint64_t mr_span(uint64_t size)
+{
+	uint64_t s = (size + 23) & ~(uint64_t)15;
+	return s < 32 ? 32 : s;
+}
 
 /* Record tags: the first byte of every record. */
 enum mr_tag {
@@ -45,6 +59,15 @@ enum mr_tag {
 	MR_TAG_TRAILER = 0x0c,
 	MR_TAG_EXEC = 0x0d,
 	MR_TAG_SIGNAL = 0x0e,
+	/* Version 3's compact forms; a reader hands them on as STRING,
+	 * NODE_PYTHON (with its frame) and FREE. */
+	MR_TAG_STRING_PREFIX = 0x0f,   /* a string that begins as an earlier one */
+	MR_TAG_PYNODE_NEW = 0x10,      /* NODE_PYTHON and its new frame in one */
+	MR_TAG_PYNODE_NEXT = 0x11,     /* NODE_PYTHON under the node just before */
+	MR_TAG_PYNODE_NEXT_NEW = 0x12, /* both */
+	MR_TAG_FREE_NEAR = 0x13,       /* to 0x1f: a free() by its age, the
+					* age's change in the tag */
+	MR_TAG_FREE_NEAR_END = 0x20,
 	MR_TAG_ALLOC = 0x20, /* | allocator */
 	MR_TAG_FREE = 0x40,  /* | allocator */
 	MR_TAG_MOVE = 0x60,  /* | allocator */
@@ -129,6 +152,22 @@ struct mr_writer {
 	uint32_t last_stack, last_age;
 	uint64_t ring[MR_AGE_WINDOW];
 	uint32_t age_slot[MR_AGE_SLOTS];
+	/* Version 3: the number of addresses released so far (FREE records,
+	 * MOVE's old address) and a direct-mapped table of the latest ones
+	 * with their numbers; a frame written only with the node that comes
+	 * next (pend_frame its id, 0 for none); the latest strings' first
+	 * bytes (str_len[i] of them), string id next_string - 1 - i in slot
+	 * (next_string - 1 - i) % MR_STR_RECENT; and what MEMORY records are
+	 * encoded against. */
+	uint64_t n_released;
+	uint64_t freed_addr[MR_FREED_SLOTS], freed_no[MR_FREED_SLOTS];
+	uint32_t pend_frame, pend_function, pend_file, pend_line;
+	uint8_t str_head[MR_STR_RECENT][MR_STR_HEAD];
+	uint8_t str_len[MR_STR_RECENT];
+	uint64_t interval_us, page_size;
+	/* version 3's allocation register: where the next allocation is
+	 * expected (mr_span after the last one); the last heap written */
+	uint64_t alloc_addr, last_heap;
 	uint8_t own_chunk[MR_CHUNK_MAX];
 };
 
@@ -154,7 +193,7 @@ struct mr_writer {
  * fresh start, until the next commit. (A copy, not the writer's own
  * buffers: a child made without the fork handlers shares the area, and
  * must never touch the stream its parent writes.) */
-#define MR_RESCUE_MAGIC 0x3455435345524d52ull /* "MRRESCU4" */
+#define MR_RESCUE_MAGIC 0x3555435345524d52ull /* "MRRESCU5" */
 #define MR_RESCUE_BATCH (64 * 1024)
 struct mr_rescue_state {
 	uint32_t batch_len; /* whole chunks gathered and not yet written */
@@ -167,7 +206,8 @@ struct mr_rescue_state {
 	 * none of this state's): the number of the first one not written,
 	 * and the writer's registers they are encoded against */
 	uint64_t next_event, last_addr;
-	uint32_t last_age, cur_thread, rings, pad;
+	uint32_t last_age, cur_thread, rings, next_node;
+	uint64_t alloc_addr;
 };
 
 /* An event a thread numbered and put in its ring without the tracker's
@@ -248,6 +288,9 @@ uint32_t mr_w_module_load(struct mr_writer *w, uint32_t path, uint64_t base,
 			  const struct mr_segment *segs, size_t nsegs);
 void mr_w_module_unload(struct mr_writer *w, uint32_t module);
 void mr_w_memory(struct mr_writer *w, uint64_t time_us, uint64_t rss, uint64_t heap);
+/* Writes out the frame mr_w_pyframe left pending: any other call does, but
+ * mr_w_node_python with that frame writes the two as one record. */
+void mr_w_pend_out(struct mr_writer *w);
 void mr_w_alloc(struct mr_writer *w, int allocator, uint64_t addr, uint64_t size,
 		uint32_t stack);
 void mr_w_free(struct mr_writer *w, int allocator, uint64_t addr, uint64_t len);
@@ -333,6 +376,12 @@ struct mr_proc {
 	 * allocations by number (n_allocs), made at the first allocation */
 	uint32_t last_stack, last_age;
 	uint64_t *ring;
+	/* version 3: the latest MR_FREED_WINDOW released addresses, by their
+	 * number modulo the window (n_released of them so far) */
+	uint64_t released[MR_FREED_WINDOW];
+	uint64_t n_released;
+	/* version 3's allocation register and the last MEMORY's heap */
+	uint64_t last_alloc_addr, last_heap;
 	/* reassembly of this pid's payload */
 	uint8_t *buf; size_t buf_start, buf_end, buf_cap;
 	uint64_t consumed; /* payload bytes decoded so far */
@@ -354,6 +403,8 @@ struct mr_record {
 	uint64_t addr, size, old_addr, old_size; /* events; size is length */
 	uint32_t stack;
 	uint64_t time_us, rss, heap; /* MEMORY; time_us also TRAILER and EXEC */
+	uint32_t frame; /* NODE_PYTHON: the frame id it defined too (version
+			 * 3's PYNODE_NEW forms), else 0 */
 };
 
 struct mr_reader {

@@ -30,6 +30,8 @@ static const char *const tag_names[] = {
 	[MR_TAG_MODULE_LOAD] = "module", [MR_TAG_MODULE_UNLOAD] = "unload",
 	[MR_TAG_MEMORY] = "memory", [MR_TAG_TRAILER] = "trailer",
 	[MR_TAG_EXEC] = "exec", [MR_TAG_SIGNAL] = "signal",
+	[MR_TAG_STRING_PREFIX] = "string", [MR_TAG_PYNODE_NEW] = "pynode",
+	[MR_TAG_PYNODE_NEXT] = "pynode", [MR_TAG_PYNODE_NEXT_NEW] = "pynode",
 };
 
 const char *mr_tag_name(int tag)
@@ -39,7 +41,9 @@ const char *mr_tag_name(int tag)
 	case MR_TAG_FREE: case MR_TAG_FREE_AGED: case MR_TAG_FREE_AGAIN: return "free";
 	case MR_TAG_MOVE: case MR_TAG_MOVE_AGED: return "move";
 	}
-	if (tag > 0 && tag <= MR_TAG_SIGNAL)
+	if (tag >= MR_TAG_FREE_NEAR && tag < MR_TAG_FREE_NEAR_END)
+		return "free";
+	if (tag > 0 && tag <= MR_TAG_PYNODE_NEXT_NEW)
 		return tag_names[tag];
 	return NULL;
 }
@@ -155,7 +159,29 @@ static inline __attribute__((always_inline)) uint64_t get_u(struct cur *c)
 	return v;
 }
 
-static inline __attribute__((always_inline)) uint64_t get_addr(struct cur *c, uint64_t *reg)
+/* Version 3's k-th latest released address (1 the latest), or 0 with
+ * c marked corrupt. */
+static uint64_t released_addr(const struct mr_proc *p, struct cur *c, uint64_t k)
+{
+	if (p->header.version < 3) {
+		if (c->st == 1) {
+			c->st = -1;
+			c->why = "malformed address";
+		}
+		return 0;
+	}
+	if (k == 0 || k > MR_FREED_WINDOW || k > p->n_released) {
+		if (c->st == 1) {
+			c->st = -1;
+			c->why = "released address out of bounds";
+		}
+		return 0;
+	}
+	return p->released[(p->n_released - k) % MR_FREED_WINDOW];
+}
+
+static inline __attribute__((always_inline)) uint64_t get_addr(const struct mr_proc *p,
+							       struct cur *c, uint64_t *reg)
 {
 	uint64_t u = get_u(c);
 	if ((u & 1) == 0)
@@ -164,10 +190,8 @@ static inline __attribute__((always_inline)) uint64_t get_addr(struct cur *c, ui
 		*reg += (uint64_t)zigzag_decode(u >> 2);
 	else if (u == 3)
 		*reg = get_u(c);
-	else if (c->st == 1) {
-		c->st = -1;
-		c->why = "malformed address";
-	}
+	else
+		*reg = released_addr(p, c, u >> 2);
 	return *reg;
 }
 
@@ -294,7 +318,7 @@ static int decode_header(struct mr_proc *p, struct cur *c)
 /* The registers events update, copied while a record is decoded and
  * stored only when it is whole (see commit). */
 struct regs {
-	uint64_t addr;
+	uint64_t addr, alloc; /* the address and allocation registers */
 	uint32_t stack, age;
 };
 
@@ -308,11 +332,14 @@ static uint64_t aged_addr(const struct mr_proc *p, struct cur *c, uint64_t age)
 	return p->ring[(p->n_allocs - age + 1) & (MR_AGE_WINDOW - 1)];
 }
 
+/* A stack field: the node id, or in version 3 how far back from the
+ * latest node it is (0: the latest). */
 static uint32_t get_stack(const struct mr_proc *p, struct cur *c)
 {
 	uint64_t v = get_u(c);
-	check_id(c, v, p->nnodes ? p->nnodes : 1, "stack id out of bounds");
-	return (uint32_t)v;
+	size_t n = p->nnodes ? p->nnodes : 1;
+	check_id(c, v, n, "stack id out of bounds");
+	return (uint32_t)(p->header.version >= 3 ? n - 1 - v : v);
 }
 
 /* An event (its allocator in the tag's low bits), in any of its forms;
@@ -341,13 +368,15 @@ static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec,
 	switch (kind) {
 	case MR_TAG_ALLOC:
 	case MR_TAG_ALLOC_SAME:
-		rec->addr = get_addr(c, &g->addr);
+		rec->addr = get_addr(p, c, p->header.version >= 3 ? &g->alloc : &g->addr);
 		rec->size = get_u(c);
 		rec->stack = g->stack = kind == MR_TAG_ALLOC ? get_stack(p, c) : g->stack;
 		rec->tag = MR_TAG_ALLOC | a;
+		if (p->header.version >= 3)
+			g->addr = g->alloc = rec->addr + mr_span(rec->size);
 		break;
 	case MR_TAG_FREE:
-		rec->addr = get_addr(c, &g->addr);
+		rec->addr = get_addr(p, c, &g->addr);
 		if (a == MR_MUNMAP)
 			rec->size = get_u(c);
 		break;
@@ -364,10 +393,10 @@ static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec,
 		break;
 	}
 	case MR_TAG_MOVE:
-		rec->old_addr = get_addr(c, &g->addr);
+		rec->old_addr = get_addr(p, c, &g->addr);
 		if (a == MR_MREMAP)
 			rec->old_size = get_u(c);
-		rec->addr = get_addr(c, &g->addr);
+		rec->addr = get_addr(p, c, &g->addr);
 		rec->size = get_u(c);
 		rec->stack = g->stack = get_stack(p, c);
 		break;
@@ -376,7 +405,7 @@ static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec,
 		if (c->st != 1)
 			break;
 		rec->old_addr = g->addr = aged_addr(p, c, age);
-		rec->addr = get_addr(c, &g->addr);
+		rec->addr = get_addr(p, c, &g->addr);
 		rec->size = get_u(c);
 		rec->stack = g->stack;
 		rec->tag = MR_TAG_MOVE | a;
@@ -386,21 +415,43 @@ static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec,
 	return 0;
 }
 
-/* A STRING: the next string id (id 0 is the empty string). */
-static void decode_string(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+/* A STRING: the next string id (id 0 is the empty string); or version
+ * 3's STRING_PREFIX, the first bytes of an earlier one (back strings
+ * before it) and the rest. */
+static void decode_string(struct mr_proc *p, struct cur *c, struct mr_record *rec, int tag)
 {
-	uint64_t len;
+	uint64_t len, back = 0, keep = 0;
+	const char *from = "";
+	size_t next = p->nstrings ? p->nstrings : 1;
+	if (tag == MR_TAG_STRING_PREFIX) {
+		back = get_u(c);
+		keep = get_u(c);
+		if (c->st == 1 && (back == 0 || back >= next))
+			bad(c, "string prefix out of bounds");
+		if (c->st == 1) {
+			from = p->strings[next - back];
+			if (keep > strlen(from))
+				bad(c, "string prefix out of bounds");
+		}
+	}
 	const uint8_t *s = get_str(c, &len);
+	if (c->st == 1 && keep + len > MR_STRING_MAX)
+		bad(c, "string too long");
 	if (c->st == 1) {
 		if (p->nstrings == 0)
 			add_string(p, (const uint8_t *)"", 0);
-		add_string(p, s, len);
+		char *d = xrealloc(NULL, keep + len + 1);
+		memcpy(d, from, keep);
+		memcpy(d + keep, s, len);
+		d[keep + len] = 0;
+		PUSH(p->strings, p->nstrings, p->strings_cap, d);
 		rec->id = (uint32_t)(p->nstrings - 1);
+		rec->tag = MR_TAG_STRING;
 	}
 }
 
-/* A PYFRAME: function and file strings, a line. */
-static void decode_pyframe(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+/* A PYFRAME's fields: function and file strings, a line. */
+static struct mr_pyframe get_pyframe(struct mr_proc *p, struct cur *c)
 {
 	struct mr_pyframe f;
 	uint64_t v;
@@ -413,32 +464,53 @@ static void decode_pyframe(struct mr_proc *p, struct cur *c, struct mr_record *r
 	if (c->st == 1 && v > UINT32_MAX)
 		bad(c, "line number out of bounds");
 	f.line = (uint32_t)v;
-	if (c->st == 1) {
-		if (p->nframes == 0)
-			PUSH(p->frames, p->nframes, p->frames_cap, f);
+	return f;
+}
+
+static uint32_t add_pyframe(struct mr_proc *p, struct mr_pyframe f)
+{
+	if (p->nframes == 0)
 		PUSH(p->frames, p->nframes, p->frames_cap, f);
-		rec->id = (uint32_t)(p->nframes - 1);
-	}
+	PUSH(p->frames, p->nframes, p->frames_cap, f);
+	return (uint32_t)(p->nframes - 1);
+}
+
+/* A PYFRAME: the next Python frame id. */
+static void decode_pyframe(struct mr_proc *p, struct cur *c, struct mr_record *rec)
+{
+	struct mr_pyframe f = get_pyframe(p, c);
+	if (c->st == 1)
+		rec->id = add_pyframe(p, f);
 }
 
 /* A stack trie NODE: its parent, as a distance back, and a native
- * address (a delta from the previous one) or a Python frame id. */
+ * address (a delta from the previous one) or a Python frame id. Version
+ * 3's forms leave out a parent that is the node just before (distance 1)
+ * and give a new frame's fields in place of its id. */
 static void decode_node(struct mr_proc *p, struct cur *c, struct mr_record *rec, int tag)
 {
-	uint64_t v;
-	struct mr_node n = { 0, tag == MR_TAG_NODE_PYTHON, 0 };
+	uint64_t v = 1;
+	struct mr_node n = { 0, tag != MR_TAG_NODE_NATIVE, 0 };
 	size_t next = p->nnodes ? p->nnodes : 1;
-	v = get_u(c);
+	if (tag != MR_TAG_PYNODE_NEXT && tag != MR_TAG_PYNODE_NEXT_NEW)
+		v = get_u(c);
 	if (c->st == 1 && (v == 0 || v > next))
 		bad(c, "parent node out of bounds");
 	n.parent = (uint32_t)(next - v);
-	v = get_u(c);
-	if (tag == MR_TAG_NODE_NATIVE) {
-		n.value = p->last_ip + (uint64_t)zigzag_decode(v);
+	if (tag == MR_TAG_PYNODE_NEW || tag == MR_TAG_PYNODE_NEXT_NEW) {
+		struct mr_pyframe f = get_pyframe(p, c);
+		if (c->st != 1)
+			return;
+		n.value = rec->frame = add_pyframe(p, f);
+		rec->tag = MR_TAG_NODE_PYTHON;
+	} else if (tag == MR_TAG_NODE_NATIVE) {
+		n.value = p->last_ip + (uint64_t)zigzag_decode(get_u(c));
 	} else {
+		v = get_u(c);
 		check_id(c, v, p->nframes ? p->nframes : 1,
 			 "python frame id out of bounds");
 		n.value = v;
+		rec->tag = MR_TAG_NODE_PYTHON;
 	}
 	if (c->st == 1) {
 		if (p->nnodes == 0) {
@@ -558,11 +630,22 @@ static void decode_module_unload(struct mr_proc *p, struct cur *c, struct mr_rec
 static void decode_memory(struct mr_proc *p, struct cur *c, struct mr_record *rec)
 {
 	uint64_t v = get_u(c);
-	rec->time_us = p->last_time_us + v;
-	rec->rss = get_u(c);
-	rec->heap = get_u(c);
-	if (c->st == 1)
+	if (p->header.version >= 3) {
+		/* version 3: the time's difference from the interval; the
+		 * RSS in pages (low bit 0) or bytes (1) */
+		rec->time_us = p->last_time_us + p->header.interval_us + (uint64_t)zigzag_decode(v);
+		uint64_t r = get_u(c);
+		rec->rss = r & 1 ? r >> 1 : (r >> 1) * p->header.page_size;
+		rec->heap = p->last_heap + (uint64_t)zigzag_decode(get_u(c));
+	} else {
+		rec->time_us = p->last_time_us + v;
+		rec->rss = get_u(c);
+		rec->heap = get_u(c);
+	}
+	if (c->st == 1) {
 		p->last_time_us = rec->time_us;
+		p->last_heap = rec->heap;
+	}
 }
 
 /* A SIGNAL that ended the process. */
@@ -611,6 +694,20 @@ static int decode_fields(struct mr_proc *p, struct cur *c, struct mr_record *rec
 {
 	if (tag & 0xe0)
 		return decode_event(p, c, rec, tag, g, why);
+	if (tag >= MR_TAG_STRING_PREFIX && p->header.version < 3) {
+		*why = "unknown record tag";
+		return -1;
+	}
+	if (tag >= MR_TAG_FREE_NEAR) {
+		/* a free() by an age near the last one (-6 to -1, 1 to 7) */
+		int d = tag - MR_TAG_FREE_NEAR;
+		uint64_t age = g->age + (uint64_t)(int64_t)(d < 6 ? d - 6 : d - 5);
+		rec->allocator = MR_FREE;
+		rec->addr = g->addr = aged_addr(p, c, age);
+		g->age = (uint32_t)age;
+		rec->tag = MR_TAG_FREE | MR_FREE;
+		return 0;
+	}
 	switch (tag) {
 	case MR_TAG_HEADER:
 		if (p->has_header) {
@@ -620,13 +717,17 @@ static int decode_fields(struct mr_proc *p, struct cur *c, struct mr_record *rec
 		decode_header(p, c);
 		break;
 	case MR_TAG_STRING:
-		decode_string(p, c, rec);
+	case MR_TAG_STRING_PREFIX:
+		decode_string(p, c, rec, tag);
 		break;
 	case MR_TAG_PYFRAME:
 		decode_pyframe(p, c, rec);
 		break;
 	case MR_TAG_NODE_NATIVE:
 	case MR_TAG_NODE_PYTHON:
+	case MR_TAG_PYNODE_NEW:
+	case MR_TAG_PYNODE_NEXT:
+	case MR_TAG_PYNODE_NEXT_NEW:
 		decode_node(p, c, rec, tag);
 		break;
 	case MR_TAG_THREAD:
@@ -686,6 +787,12 @@ static inline void ring_note(struct mr_proc *p, uint64_t addr)
 	p->ring[p->n_allocs & (MR_AGE_WINDOW - 1)] = addr;
 }
 
+/* A FREE's address, or a MOVE's old one, for version 3's address form. */
+static inline void release_note(struct mr_proc *p, uint64_t addr)
+{
+	p->released[p->n_released++ % MR_FREED_WINDOW] = addr;
+}
+
 /* A record decoded whole: its bytes consumed, counted and its registers
  * kept. rec->tag is the plain tag of a compact event. */
 static void commit(struct mr_proc *p, const struct cur *c, const struct mr_record *rec,
@@ -695,6 +802,7 @@ static void commit(struct mr_proc *p, const struct cur *c, const struct mr_recor
 	p->buf_start += used;
 	p->consumed += used;
 	p->last_addr = g->addr;
+	p->last_alloc_addr = g->alloc;
 	p->last_stack = g->stack;
 	p->last_age = g->age;
 	if (rec->tag != MR_TAG_TRAILER)
@@ -707,12 +815,14 @@ static void commit(struct mr_proc *p, const struct cur *c, const struct mr_recor
 		break;
 	case MR_TAG_FREE:
 		p->n_frees++;
+		release_note(p, rec->addr);
 		break;
 	case MR_TAG_MOVE:
 		p->n_allocs++;
 		p->n_frees++;
 		p->bytes_allocated += rec->size;
 		ring_note(p, rec->addr);
+		release_note(p, rec->old_addr);
 		break;
 	}
 }
@@ -727,7 +837,7 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 		return 0; /* nothing buffered (and perhaps no buffer at all) */
 	struct cur c = { p->buf + p->buf_start, p->buf + p->buf_end, 1, NULL };
 	int tag = *c.p++;
-	struct regs g = { p->last_addr, p->last_stack, p->last_age };
+	struct regs g = { p->last_addr, p->last_alloc_addr, p->last_stack, p->last_age };
 
 	/* field by field: a memset of the whole record costs more than the
 	 * decoding of most records */
@@ -736,6 +846,7 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 	rec->addr = rec->size = rec->old_addr = rec->old_size = 0;
 	rec->time_us = rec->rss = rec->heap = 0;
 	rec->tag = tag;
+	rec->frame = 0;
 	rec->proc = p;
 	rec->thread = p->cur_thread;
 	rec->pos = p->consumed;
@@ -743,7 +854,7 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 	int k = may_come(p, tag, why);
 	if (k != 1)
 		return k;
-	if ((tag & 0xe0) && !p->ring)
+	if (((tag & 0xe0) || tag >= MR_TAG_FREE_NEAR) && !p->ring)
 		p->ring = xrealloc(NULL, MR_AGE_WINDOW * sizeof(*p->ring));
 	if (decode_fields(p, &c, rec, tag, &g, why) < 0)
 		return -1;
@@ -766,20 +877,24 @@ static int decode(struct mr_reader *r, struct mr_proc *p, struct mr_record *rec,
 #define FAST_ROOM 48 /* tag + four varints of at most ten bytes */
 
 static inline __attribute__((always_inline)) const uint8_t *
-fast_addr(const uint8_t *q, uint64_t *reg)
+fast_addr(const struct mr_proc *p, const uint8_t *q, uint64_t *reg)
 {
 	uint64_t u;
 	q = varint_get_unchecked(q, &u);
 	if (!q)
 		return NULL;
-	if ((u & 1) == 0)
+	if ((u & 1) == 0) {
 		*reg += (uint64_t)zigzag_decode(u >> 1) * 16;
-	else if ((u & 3) == 1)
+	} else if ((u & 3) == 1) {
 		*reg += (uint64_t)zigzag_decode(u >> 2);
-	else if (u == 3)
+	} else if (u == 3) {
 		q = varint_get_unchecked(q, reg);
-	else
-		return NULL;
+	} else {
+		uint64_t k = u >> 2; /* version 3: a released address */
+		if (p->header.version < 3 || k > MR_FREED_WINDOW || k > p->n_released)
+			return NULL;
+		*reg = p->released[(p->n_released - k) % MR_FREED_WINDOW];
+	}
 	return q;
 }
 
@@ -789,21 +904,35 @@ decode_fast(struct mr_proc *p, struct mr_record *rec)
 	const uint8_t *start = p->buf + p->buf_start, *q = start + 1;
 	int tag = start[0], a = tag & 0x1f, kind = tag & 0xe0;
 	uint64_t addr = p->last_addr, size = 0, stack = p->last_stack, age = p->last_age;
+	/* version 3's allocations: against the allocation register */
+	uint64_t alloc = p->last_alloc_addr, *areg = p->header.version >= 3 ? &alloc : &addr;
+	if (kind == 0) {
+		if (tag < MR_TAG_FREE_NEAR || p->header.version < 3)
+			return 0;
+		int d = tag - MR_TAG_FREE_NEAR;
+		age += (uint64_t)(int64_t)(d < 6 ? d - 6 : d - 5);
+		a = MR_FREE;
+		kind = MR_TAG_FREE_AGAIN; /* its age known, the rest is FREE_AGAIN's */
+	}
 	if (a < 1 || a >= MR_ALLOCATOR_END || !p->ring)
 		return 0;
 	switch (kind) {
 	case MR_TAG_ALLOC:
-		if (!(q = fast_addr(q, &addr)) || !(q = varint_get_unchecked(q, &size)) ||
+		if (!(q = fast_addr(p, q, areg)) || !(q = varint_get_unchecked(q, &size)) ||
 		    !(q = varint_get_unchecked(q, &stack)) || stack >= p->nnodes)
 			return 0;
+		if (p->header.version >= 3)
+			stack = p->nnodes - 1 - stack;
+		addr = *areg;
 		break;
 	case MR_TAG_ALLOC_SAME:
-		if (p->header.version < 2 || !(q = fast_addr(q, &addr)) ||
+		if (p->header.version < 2 || !(q = fast_addr(p, q, areg)) ||
 		    !(q = varint_get_unchecked(q, &size)))
 			return 0;
+		addr = *areg;
 		break;
 	case MR_TAG_FREE:
-		if (a == MR_MUNMAP || !(q = fast_addr(q, &addr)))
+		if (a == MR_MUNMAP || !(q = fast_addr(p, q, &addr)))
 			return 0;
 		break;
 	case MR_TAG_FREE_AGED: {
@@ -822,13 +951,17 @@ decode_fast(struct mr_proc *p, struct mr_record *rec)
 	default:
 		return 0;
 	}
+	uint64_t reg = addr;
 	if (kind == MR_TAG_ALLOC || kind == MR_TAG_ALLOC_SAME) {
 		p->n_allocs++;
 		p->bytes_allocated += size;
 		ring_note(p, addr);
 		rec->tag = MR_TAG_ALLOC | a;
+		if (p->header.version >= 3)
+			reg = p->last_alloc_addr = addr + mr_span(size);
 	} else {
 		p->n_frees++;
+		release_note(p, addr);
 		rec->tag = MR_TAG_FREE | a;
 	}
 	rec->allocator = a;
@@ -842,7 +975,7 @@ decode_fast(struct mr_proc *p, struct mr_record *rec)
 	size_t used = (size_t)(q - start);
 	p->buf_start += used;
 	p->consumed += used;
-	p->last_addr = addr;
+	p->last_addr = reg;
 	p->last_stack = (uint32_t)stack;
 	p->last_age = (uint32_t)age;
 	p->n_records++;

@@ -156,8 +156,21 @@ static void put_cstr(struct mr_writer *w, const char *s)
 	put_str(w, s ? s : "", s ? strlen(s) : 0);
 }
 
+/* Version 3 writes a PYFRAME only when the next record is not the node
+ * that uses it, which then defines both (PYNODE_NEW): every other record
+ * first writes out a frame left pending. */
+static void pend_out_slow(struct mr_writer *w);
+static inline __attribute__((always_inline)) void pend_out(struct mr_writer *w)
+{
+	if (__builtin_expect(w->pend_frame != 0, 0))
+		pend_out_slow(w);
+}
+
 void mr_w_header(struct mr_writer *w, const struct mr_header_info *h)
 {
+	pend_out(w);
+	w->interval_us = h->interval_us;
+	w->page_size = h->page_size;
 	struct rec r;
 	rec_local(&r); r.b[0] = (uint8_t)MR_TAG_HEADER;
 	r.n = 1;
@@ -188,29 +201,82 @@ void mr_w_header(struct mr_writer *w, const struct mr_header_info *h)
 	w->n_records++;
 }
 
+/* A string that begins as one of the latest MR_STR_RECENT strings (a
+ * file in the same directory, a method of the same class) is written as
+ * that string's first bytes and the rest (STRING_PREFIX), when that is
+ * shorter by a byte or more. The first bytes kept of each string stop
+ * before any NUL, which a prefix never holds. */
 uint32_t mr_w_string(struct mr_writer *w, const char *s, size_t n)
 {
-	uint8_t tag = MR_TAG_STRING;
-	append(w, &tag, 1);
-	put_str(w, s, n);
+	pend_out(w);
+	uint32_t have = w->next_string - 1 < MR_STR_RECENT ? w->next_string - 1 : MR_STR_RECENT;
+	size_t best = 0, back = 0;
+	for (uint32_t b = 1; b <= have; b++) {
+		uint32_t slot = (w->next_string - b) % MR_STR_RECENT;
+		size_t k = 0, hl = w->str_len[slot];
+		const uint8_t *h = w->str_head[slot];
+		while (k < hl && k < n && h[k] == (uint8_t)s[k])
+			k++;
+		if (k > best) {
+			best = k;
+			back = b;
+		}
+	}
+	struct rec r;
+	rec_local(&r);
+	if (best >= 3) {
+		r.b[0] = (uint8_t)MR_TAG_STRING_PREFIX;
+		r.n = 1;
+		rec_u(&r, back);
+		rec_u(&r, best);
+		append(w, r.b, r.n);
+		put_str(w, s + best, n - best);
+	} else {
+		r.b[0] = (uint8_t)MR_TAG_STRING;
+		append(w, r.b, 1);
+		put_str(w, s, n);
+	}
+	uint32_t slot = w->next_string % MR_STR_RECENT;
+	size_t hl = n < MR_STR_HEAD ? n : MR_STR_HEAD;
+	const char *nul = memchr(s, 0, hl);
+	if (nul)
+		hl = (size_t)(nul - s);
+	memcpy(w->str_head[slot], s, hl);
+	w->str_len[slot] = (uint8_t)hl;
 	w->n_records++;
 	return w->next_string++;
+}
+
+void mr_w_pend_out(struct mr_writer *w)
+{
+	pend_out(w);
+}
+
+static void pend_out_slow(struct mr_writer *w)
+{
+	struct rec r;
+	rec_init(w, &r, MR_TAG_PYFRAME);
+	rec_u(&r, w->pend_function);
+	rec_u(&r, w->pend_file);
+	rec_u(&r, w->pend_line);
+	w->pend_frame = 0;
+	rec_end(w, &r);
 }
 
 uint32_t mr_w_pyframe(struct mr_writer *w, uint32_t function, uint32_t file,
 		      uint32_t line)
 {
-	struct rec r;
-	rec_init(w, &r, MR_TAG_PYFRAME);
-	rec_u(&r, function);
-	rec_u(&r, file);
-	rec_u(&r, line);
-	rec_end(w, &r);
+	pend_out(w);
+	w->pend_frame = w->next_frame;
+	w->pend_function = function;
+	w->pend_file = file;
+	w->pend_line = line;
 	return w->next_frame++;
 }
 
 uint32_t mr_w_node_native(struct mr_writer *w, uint32_t parent, uint64_t ip)
 {
+	pend_out(w);
 	struct rec r;
 	rec_init(w, &r, MR_TAG_NODE_NATIVE);
 	rec_u(&r, w->next_node - parent);
@@ -220,18 +286,35 @@ uint32_t mr_w_node_native(struct mr_writer *w, uint32_t parent, uint64_t ip)
 	return w->next_node++;
 }
 
+/* Version 3's forms: the node's frame defined with it when it is the one
+ * pending (PYNODE_NEW), its parent left out when it is the node just
+ * before (PYNODE_NEXT), or both (PYNODE_NEXT_NEW). */
 uint32_t mr_w_node_python(struct mr_writer *w, uint32_t parent, uint32_t frame)
 {
+	int with_frame = w->pend_frame && frame == w->pend_frame;
+	if (!with_frame)
+		pend_out(w);
+	int next = parent == w->next_node - 1;
 	struct rec r;
-	rec_init(w, &r, MR_TAG_NODE_PYTHON);
-	rec_u(&r, w->next_node - parent);
-	rec_u(&r, frame);
+	rec_init(w, &r, with_frame ? (next ? MR_TAG_PYNODE_NEXT_NEW : MR_TAG_PYNODE_NEW)
+				   : (next ? MR_TAG_PYNODE_NEXT : MR_TAG_NODE_PYTHON));
+	if (!next)
+		rec_u(&r, w->next_node - parent);
+	if (with_frame) {
+		rec_u(&r, w->pend_function);
+		rec_u(&r, w->pend_file);
+		rec_u(&r, w->pend_line);
+		w->pend_frame = 0;
+	} else {
+		rec_u(&r, frame);
+	}
 	rec_end(w, &r);
 	return w->next_node++;
 }
 
 uint32_t mr_w_thread(struct mr_writer *w, uint64_t tid, const char *name)
 {
+	pend_out(w);
 	struct rec r;
 	rec_local(&r); r.b[0] = (uint8_t)MR_TAG_THREAD;
 	r.n = 1;
@@ -245,6 +328,7 @@ uint32_t mr_w_thread(struct mr_writer *w, uint64_t tid, const char *name)
 
 void mr_w_thread_name(struct mr_writer *w, uint32_t thread, const char *name)
 {
+	pend_out(w);
 	struct rec r;
 	rec_local(&r); r.b[0] = (uint8_t)MR_TAG_THREAD_NAME;
 	r.n = 1;
@@ -258,6 +342,7 @@ void mr_w_switch(struct mr_writer *w, uint32_t thread)
 {
 	if (thread == w->cur_thread)
 		return;
+	pend_out(w);
 	struct rec r;
 	rec_init(w, &r, MR_TAG_THREAD_SWITCH);
 	rec_u(&r, thread);
@@ -269,6 +354,7 @@ uint32_t mr_w_module_load(struct mr_writer *w, uint32_t path, uint64_t base,
 			  const uint8_t *build_id, size_t build_id_len,
 			  const struct mr_segment *segs, size_t nsegs)
 {
+	pend_out(w);
 	struct rec r;
 	if (build_id_len > MR_BUILD_ID_MAX)
 		build_id_len = 0;
@@ -297,19 +383,29 @@ uint32_t mr_w_module_load(struct mr_writer *w, uint32_t path, uint64_t base,
 
 void mr_w_module_unload(struct mr_writer *w, uint32_t module)
 {
+	pend_out(w);
 	struct rec r;
 	rec_init(w, &r, MR_TAG_MODULE_UNLOAD);
 	rec_u(&r, module);
 	rec_end(w, &r);
 }
 
+/* Version 3: the time as its difference from the interval, the RSS in
+ * pages when it is a whole number of them (it always is: the kernel
+ * counts pages), low bit 0; else in bytes, low bit 1 (2^63 - 1 at most);
+ * the heap as its change since the last one. */
 void mr_w_memory(struct mr_writer *w, uint64_t time_us, uint64_t rss, uint64_t heap)
 {
+	pend_out(w);
 	struct rec r;
 	rec_init(w, &r, MR_TAG_MEMORY);
-	rec_u(&r, time_us - w->last_time_us);
-	rec_u(&r, rss);
-	rec_u(&r, heap);
+	rec_u(&r, zigzag_encode((int64_t)(time_us - w->last_time_us - w->interval_us)));
+	if (w->page_size && rss % w->page_size == 0 && rss / w->page_size < 1ull << 63)
+		rec_u(&r, rss / w->page_size << 1);
+	else
+		rec_u(&r, (rss < 1ull << 63 ? rss : (1ull << 63) - 1) << 1 | 1);
+	rec_u(&r, zigzag_encode((int64_t)(heap - w->last_heap)));
+	w->last_heap = heap;
 	w->last_time_us = time_us;
 	rec_end(w, &r);
 }
@@ -367,16 +463,51 @@ static inline uint32_t age_of(const struct mr_writer *w, uint64_t addr)
 	return age ? age : age_try(w, addr, t[!y]);
 }
 
+/* Version 3: the addresses released lately, by number, so that an
+ * allocation given a block just freed names it in a byte: the k-th latest
+ * released address (1 the latest). The table only finds candidates: a
+ * slot keeps an address with the number of its latest release, and that
+ * release is among the latest MR_FREED_WINDOW, which the reader keeps
+ * exactly, when k is at most the window. */
+static inline size_t freed_slot(uint64_t addr)
+{
+	return (size_t)(addr >> 4) & (MR_FREED_SLOTS - 1);
+}
+
+static inline void released(struct mr_writer *w, uint64_t addr)
+{
+	size_t h = freed_slot(addr);
+	w->freed_addr[h] = addr;
+	w->freed_no[h] = ++w->n_released;
+}
+
+static inline uint64_t released_k(const struct mr_writer *w, uint64_t addr)
+{
+	size_t h = freed_slot(addr);
+	uint64_t k = w->n_released - w->freed_no[h] + 1;
+	return w->freed_addr[h] == addr && w->freed_no[h] && k <= MR_FREED_WINDOW ? k : 0;
+}
+
+/* An allocation's address is written against the allocation register,
+ * where the block after the last allocation would be carved (mr_span),
+ * which is then also the address register: a FREE's address moves the
+ * address register only, and blocks carved one after another cost a byte
+ * however many frees come between them. */
 void mr_w_alloc(struct mr_writer *w, int allocator, uint64_t addr, uint64_t size,
 		uint32_t stack)
 {
 	struct rec r;
 	int same = stack == w->last_stack;
+	uint64_t k = released_k(w, addr);
 	rec_init(w, &r, (same ? MR_TAG_ALLOC_SAME : MR_TAG_ALLOC) | allocator);
-	rec_addr(&r, &w->last_addr, addr);
+	if (k)
+		rec_u(&r, k << 2 | 3);
+	else
+		rec_addr(&r, &w->alloc_addr, addr);
+	w->last_addr = w->alloc_addr = addr + mr_span(size);
 	rec_u(&r, size);
 	if (!same)
-		rec_u(&r, stack);
+		rec_u(&r, w->next_node - 1 - stack); /* back from the latest node */
 	rec_end(w, &r);
 	w->last_stack = stack;
 	w->n_allocs++;
@@ -388,12 +519,18 @@ void mr_w_free(struct mr_writer *w, int allocator, uint64_t addr, uint64_t len)
 {
 	struct rec r;
 	uint32_t age = allocator == MR_MUNMAP ? 0 : age_of(w, addr);
+	int64_t d = (int64_t)age - (int64_t)w->last_age;
 	if (age && age == w->last_age) {
 		rec_init(w, &r, MR_TAG_FREE_AGAIN | allocator);
 		w->last_addr = addr;
+	} else if (age && allocator == MR_FREE && d >= -6 && d <= 7) {
+		/* version 3: free() by an age near the last one, in the tag */
+		rec_init(w, &r, MR_TAG_FREE_NEAR + (int)(d < 0 ? d + 6 : d + 5));
+		w->last_addr = addr;
+		w->last_age = age;
 	} else if (age) {
 		rec_init(w, &r, MR_TAG_FREE_AGED | allocator);
-		rec_u(&r, zigzag_encode((int64_t)age - (int64_t)w->last_age));
+		rec_u(&r, zigzag_encode(d));
 		w->last_addr = addr;
 		w->last_age = age;
 	} else {
@@ -404,6 +541,7 @@ void mr_w_free(struct mr_writer *w, int allocator, uint64_t addr, uint64_t len)
 	}
 	rec_end(w, &r);
 	w->n_frees++;
+	released(w, addr);
 }
 
 void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
@@ -426,7 +564,7 @@ void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
 			rec_u(&r, old_len);
 		rec_addr(&r, &w->last_addr, addr);
 		rec_u(&r, size);
-		rec_u(&r, stack);
+		rec_u(&r, w->next_node - 1 - stack); /* back from the latest node */
 	}
 	rec_end(w, &r);
 	w->last_stack = stack;
@@ -434,6 +572,7 @@ void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
 	w->n_frees++;
 	w->bytes_allocated += size;
 	age_note(w, addr);
+	released(w, old_addr);
 }
 
 static void put_counts(struct mr_writer *w, int tag, uint64_t time_us)
@@ -451,6 +590,7 @@ static void put_counts(struct mr_writer *w, int tag, uint64_t time_us)
 
 void mr_w_trailer(struct mr_writer *w, uint64_t time_us)
 {
+	pend_out(w);
 	/* alone in the process's last chunk, where memray-record looks for it */
 	mr_w_flush(w);
 	put_counts(w, MR_TAG_TRAILER, time_us);
@@ -459,6 +599,7 @@ void mr_w_trailer(struct mr_writer *w, uint64_t time_us)
 
 void mr_w_signal(struct mr_writer *w, int sig)
 {
+	pend_out(w);
 	struct rec r;
 	rec_local(&r); r.b[0] = (uint8_t)MR_TAG_SIGNAL;
 	r.n = 1;
@@ -469,6 +610,7 @@ void mr_w_signal(struct mr_writer *w, int sig)
 
 void mr_w_exec(struct mr_writer *w, uint64_t time_us)
 {
+	pend_out(w);
 	put_counts(w, MR_TAG_EXEC, time_us);
 	w->n_records++;
 	flush_mid(w);

@@ -9,7 +9,8 @@ without its first column (the byte offset): events, nodes, Python frames,
 thread switches, memory samples, signals, exec and trailer records.  Records
 made of strings (header, string, thread, thread_name, module) are decoded
 and checked but not printed.  With --forms it prints instead how many
-records and bytes each record form took (ALLOC, ALLOC_SAME, FREE_AGED...);
+records and bytes each record form took (ALLOC, ALLOC_SAME, FREE_AGED...)
+and how many address fields named a released address;
 with --chunks, how many chunks there are, how many of them joined, and the
 longest payload.
 The tests compare its output with memray-stat's: if the page and the C
@@ -20,13 +21,17 @@ import sys
 
 TAGS = {1: "header", 2: "string", 3: "pyframe", 4: "node", 5: "pynode", 6: "thread",
         7: "thread_name", 8: "switch", 9: "module", 10: "unload", 11: "memory",
-        12: "trailer", 13: "exec", 14: "signal"}
+        12: "trailer", 13: "exec", 14: "signal", 15: "STRING_PREFIX", 16: "PYNODE_NEW",
+        17: "PYNODE_NEXT", 18: "PYNODE_NEXT_NEW"}
 FORMS = {0x20: "ALLOC", 0x40: "FREE", 0x60: "MOVE", 0x80: "ALLOC_SAME",
          0xa0: "FREE_AGED", 0xc0: "FREE_AGAIN", 0xe0: "MOVE_AGED"}
 ALLOCATORS = [None, "malloc", "calloc", "realloc", "reallocarray", "posix_memalign",
               "aligned_alloc", "memalign", "valloc", "pvalloc", "mmap", "mremap",
               "free", "munmap"]
 WINDOW = 16384
+RELEASED = 16  # version 3: the latest released addresses an address may name
+RECENT = 64    # version 3: the latest strings a string may begin as
+RELEASED_NAMED = [0]  # address fields that named a released address
 M64 = (1 << 64) - 1
 SIGNALS = {1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BUS",
            8: "FPE", 9: "KILL", 10: "USR1", 11: "SEGV", 12: "USR2", 13: "PIPE",
@@ -51,6 +56,11 @@ class Image:
         self.thread = 0
         self.version = None
         self.time = 0
+        self.alloc_addr = 0   # version 3: the allocation register
+        self.released = []    # version 3: released addresses, latest last
+        self.heap = 0
+        self.strs = [b""]     # string values by id
+        self.interval = self.page = 0
 
 
 class Proc:
@@ -94,23 +104,48 @@ def string(b, i):
     return bytes(b[i:i + n]), i + n
 
 
-def address(b, i, im):
+def address(b, i, im, alloc=False):
+    """An address field: against the address register, or in version 3
+    an ALLOC's against the allocation register; sets that register."""
+    reg = im.alloc_addr if alloc and im.version >= 3 else im.addr
     u, i = varint(b, i)
     if u & 1 == 0:
-        im.addr = (im.addr + unzigzag(u >> 1) * 16) & M64
+        reg = (reg + unzigzag(u >> 1) * 16) & M64
     elif u & 3 == 1:
-        im.addr = (im.addr + unzigzag(u >> 2)) & M64
+        reg = (reg + unzigzag(u >> 2)) & M64
     elif u == 3:
-        im.addr, i = varint(b, i)
+        reg, i = varint(b, i)
+    elif im.version >= 3:
+        k = u >> 2
+        if not 1 <= k <= min(RELEASED, len(im.released)):
+            raise Corrupt("released address out of bounds")
+        reg = im.released[-k]
+        RELEASED_NAMED[0] += 1
     else:
         raise Corrupt("malformed address")
-    return im.addr, i
+    if alloc and im.version >= 3:
+        im.alloc_addr = reg
+    else:
+        im.addr = reg
+    return reg, i
+
+
+def release(im, addr):
+    im.released.append(addr)
+    del im.released[:-RELEASED]
+
+
+def span(size):
+    """Version 3: where a block after one of this size would start."""
+    return max(32, (size + 23) & ~15 & M64)
 
 
 def node_id(im, v):
+    """A stack field: a node id, or in version 3 the latest node's id
+    minus it."""
     if v >= im.nodes + 1:
         raise Corrupt("stack id out of bounds")
-    return v
+    return im.nodes - v if im.version >= 3 else v
 
 
 def event(b, i, tag, im, out):
@@ -123,13 +158,15 @@ def event(b, i, tag, im, out):
         raise Corrupt("unknown allocator")
     name = ALLOCATORS[a]
     if form in (0x20, 0x80):
-        addr, i = address(b, i, im)
+        addr, i = address(b, i, im, alloc=True)
         size, i = varint(b, i)
         if form == 0x20:
             v, i = varint(b, i)
             im.stack = node_id(im, v)
         im.allocs += 1
         im.ring[im.allocs % WINDOW] = addr
+        if im.version >= 3:
+            im.addr = im.alloc_addr = (addr + span(size)) & M64
         out.append("alloc %s addr=0x%x size=%d stack=%d thread=%d" % (name, addr, size, im.stack, im.thread))
     elif form == 0x40:
         addr, i = address(b, i, im)
@@ -137,6 +174,7 @@ def event(b, i, tag, im, out):
         if a == 13:
             n, i = varint(b, i)
             line += " size=%d" % n
+        release(im, addr)
         out.append(line + " thread=%d" % im.thread)
     elif form in (0xa0, 0xc0):
         if a == 13:
@@ -147,6 +185,7 @@ def event(b, i, tag, im, out):
         if not 1 <= im.age <= min(WINDOW, im.allocs):
             raise Corrupt("free by age out of bounds")
         im.addr = im.ring[(im.allocs - im.age + 1) % WINDOW]
+        release(im, im.addr)
         out.append("free %s addr=0x%x thread=%d" % (name, im.addr, im.thread))
     elif form == 0xe0:
         if a == 11:
@@ -159,6 +198,7 @@ def event(b, i, tag, im, out):
         size, i = varint(b, i)
         im.allocs += 1
         im.ring[im.allocs % WINDOW] = addr
+        release(im, old)
         out.append("move %s old=0x%x addr=0x%x size=%d stack=%d thread=%d" %
                    (name, old, addr, size, im.stack, im.thread))
     elif form == 0x60:
@@ -173,6 +213,7 @@ def event(b, i, tag, im, out):
         im.stack = node_id(im, v)
         im.allocs += 1
         im.ring[im.allocs % WINDOW] = addr
+        release(im, old)
         out.append(line + " addr=0x%x size=%d stack=%d thread=%d" % (addr, size, im.stack, im.thread))
     return i
 
@@ -201,13 +242,14 @@ def record(b, i, p, out):
                 raise Corrupt("a second header record")
             p.image = im = Image()
         ver, i = varint(b, i)
-        if ver not in (1, 2):
+        if ver not in (1, 2, 3):
             raise Corrupt("unsupported format version")
         _, i = string(b, i)
         fields = []
         for _ in range(6):  # pid ppid start_us page_size flags interval_us
             v, i = varint(b, i)
             fields.append(v)
+        im.page, im.interval = fields[3], fields[5]
         flags = fields[4]
         argc, i = varint(b, i)
         if argc > 65536:
@@ -225,17 +267,35 @@ def record(b, i, p, out):
     if im.version is None:
         raise Corrupt("the stream does not start with a header record")
     p.after_exec = False
+    if tag >= 15 and im.version < 3:
+        raise Corrupt("unknown record tag")
     if tag == 2:
-        _, i = string(b, i)
+        v, i = string(b, i)
         im.strings += 1
+        im.strs.append(v)
+    elif tag == 15:
+        back, i = varint(b, i)
+        keep, i = varint(b, i)
+        if not 1 <= back <= im.strings:
+            raise Corrupt("string prefix out of bounds")
+        head = im.strs[im.strings + 1 - back][:keep]
+        if len(head) < keep or 0 in head:
+            raise Corrupt("string prefix out of bounds")
+        rest, i = string(b, i)
+        if keep + len(rest) > 1 << 20:
+            raise Corrupt("string too long")
+        im.strings += 1
+        im.strs.append(head + rest)
     elif tag == 3:
         f, i = varint(b, i)
         fl, i = varint(b, i)
         line, i = varint(b, i)
         im.frames += 1
         out.append("pyframe id=%d function=%d file=%d line=%d" % (im.frames, f, fl, line))
-    elif tag in (4, 5):
-        ref, i = varint(b, i)
+    elif tag in (4, 5, 16, 17, 18):
+        ref = 1
+        if tag not in (17, 18):  # PYNODE_NEXT*: under the node just before
+            ref, i = varint(b, i)
         nid = im.nodes + 1
         if ref < 1 or ref > nid:
             raise Corrupt("bad parent reference")
@@ -244,10 +304,27 @@ def record(b, i, p, out):
             d, i = varint(b, i)
             im.ip = (im.ip + unzigzag(d)) & M64
             out.append("node id=%d parent=%d ip=0x%x" % (nid, parent, im.ip))
+        elif tag in (16, 18):  # PYNODE_NEW*: its frame defined with it
+            f, i = varint(b, i)
+            fl, i = varint(b, i)
+            line, i = varint(b, i)
+            if f > im.strings or fl > im.strings:
+                raise Corrupt("string id out of bounds")
+            im.frames += 1
+            out.append("pyframe id=%d function=%d file=%d line=%d" % (im.frames, f, fl, line))
+            out.append("pynode id=%d parent=%d frame=%d" % (nid, parent, im.frames))
         else:
             fr, i = varint(b, i)
             out.append("pynode id=%d parent=%d frame=%d" % (nid, parent, fr))
         im.nodes = nid
+    elif 0x13 <= tag <= 0x1f:  # FREE_NEAR: free() by age, dage in the tag
+        d = tag - 0x13
+        im.age += d - 6 if d < 6 else d - 5
+        if not 1 <= im.age <= min(WINDOW, im.allocs):
+            raise Corrupt("free by age out of bounds")
+        im.addr = im.ring[(im.allocs - im.age + 1) % WINDOW]
+        release(im, im.addr)
+        out.append("free free addr=0x%x thread=%d" % (im.addr, im.thread))
     elif tag == 6:
         _, i = varint(b, i)
         _, i = string(b, i)
@@ -279,8 +356,13 @@ def record(b, i, p, out):
         dt, i = varint(b, i)
         rss, i = varint(b, i)
         heap, i = varint(b, i)
-        im.time += dt
-        out.append("memory time_us=%d rss=%d heap=%d" % (im.time, rss, heap))
+        if im.version >= 3:  # dt against the interval, rss in pages or bytes, heap's change
+            dt = im.interval + unzigzag(dt)
+            rss = rss >> 1 if rss & 1 else (rss >> 1) * im.page
+            heap = im.heap + unzigzag(heap)
+        im.time = (im.time + dt) & M64
+        im.heap = heap & M64
+        out.append("memory time_us=%d rss=%d heap=%d" % (im.time, rss, im.heap))
     elif tag in (12, 13):
         (t, recs, allocs, frees, nbytes), i = counts(b, i)
         out.append("%s time_us=%d records=%d allocs=%d frees=%d bytes=%d" %
@@ -313,7 +395,7 @@ def decode(p, forms, tally, w):
             raise Corrupt("pid %d's last record is incomplete" % p.pid)
         if forms:
             t = b[start]
-            k = FORMS.get(t & 0xe0) if t & 0xe0 else TAGS.get(t)
+            k = FORMS.get(t & 0xe0) if t & 0xe0 else "FREE_NEAR" if t >= 0x13 else TAGS.get(t)
             c = tally.setdefault(k, [0, 0])
             c[0] += 1
             c[1] += p.pos - start
@@ -383,6 +465,7 @@ def main():
         total = sum(c[1] for c in tally.values())
         for k, (n, nb) in sorted(tally.items(), key=lambda kv: -kv[1][1]):
             w("%-12s %9d records %10d bytes %6.2f each %5.1f%%\n" % (k, n, nb, nb / n, 100.0 * nb / total))
+        w("released %d addresses named\n" % RELEASED_NAMED[0])
 
 
 if __name__ == "__main__":

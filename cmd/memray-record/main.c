@@ -824,6 +824,8 @@ static size_t rescue_rings(struct mr_writer *w, const struct mr_rescue *a,
 	}
 	qsort(ev, n, sizeof(ev[0]), by_seq);
 	w->last_addr = st->last_addr;
+	w->alloc_addr = st->alloc_addr;
+	w->next_node = st->next_node;
 	w->last_age = st->last_age;
 	w->cur_thread = st->cur_thread;
 	w->last_stack = UINT32_MAX; /* (the first allocation names its stack) */

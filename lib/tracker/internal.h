@@ -123,6 +123,8 @@ static inline __attribute__((always_inline)) void rescue_regs(struct mr_rescue_s
 		return;
 	n->next_event = drain_next;
 	n->last_addr = writer.last_addr;
+	n->alloc_addr = writer.alloc_addr;
+	n->next_node = writer.next_node; /* (stack fields count back from it) */
 	n->last_age = writer.last_age;
 	n->cur_thread = writer.cur_thread;
 }

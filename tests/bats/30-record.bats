@@ -7,7 +7,7 @@ load helper
 	run bash -c "memray-record '$FIX/allocs' stdout 2>err.txt | memray-stat --dump > d.txt"
 	assert_success
 	grep -q "^program output$" err.txt
-	head -1 d.txt | grep -q " header version=2 "
+	head -1 d.txt | grep -q " header version=3 "
 	tail -1 d.txt | grep -q " trailer "
 }
 

@@ -76,7 +76,7 @@ setup_file() {
 	# an unknown tag where the trailer starts
 	cp "$f" bad.bin
 	at=$(dump "$f" | awk '$3 == "trailer" { print $1 }')
-	printf '\x1f' | dd of=bad.bin bs=1 seek=$at conv=notrunc status=none
+	printf '\x00' | dd of=bad.bin bs=1 seek=$at conv=notrunc status=none
 	run memray-stat --dump bad.bin
 	assert_failure 2
 	assert_line "memray-stat: bad.bin: corrupt at byte $at: unknown record tag"
@@ -157,9 +157,15 @@ PY
 	# every compact form is there, and most frees are one byte
 	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" --forms py.bin > forms.txt
 	cat forms.txt
-	for f in ALLOC ALLOC_SAME FREE FREE_AGED FREE_AGAIN MOVE; do grep -q "^$f " forms.txt; done
+	for f in ALLOC ALLOC_SAME FREE FREE_AGED FREE_AGAIN FREE_NEAR MOVE_AGED STRING_PREFIX \
+		PYNODE_NEW PYNODE_NEXT PYNODE_NEXT_NEW; do
+		grep -q "^$f " forms.txt
+	done
 	again=$(awk '$1 == "FREE_AGAIN" { print $2 }' forms.txt)
 	[ "$again" -gt 15000 ]
+	# blocks made again where blocks were just freed, named in a byte
+	released=$(awk '$1 == "released" { print $2 }' forms.txt)
+	[ "$released" -gt 1000 ]
 	memray-record -q --native -o native.bin python3 ring.py
 	spec_vs_c native.bin
 	memray-record -q -o demo.bin "$FIX/demo" > /dev/null
@@ -177,6 +183,22 @@ PY
 	spec_vs_c fork.bin
 	[ "$(cut -d' ' -f1 spec.txt | sort -u | wc -l)" -ge 3 ]
 	grep -q ' exec ' spec.txt
+}
+
+@test "a recording of format version 2 (memray-c before version 3's forms) is read as before" {
+	gzip -dc "$BATS_TEST_DIRNAME/../fixtures/streams/v2-python.bin.gz" > v2.bin
+	run memray-stat v2.bin
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q '^allocations: *2719$'
+	echo "$output" | grep -q '^frees: *2688$'
+	memray-stat --dump v2.bin | head -1 | grep -q ' header version=2 '
+	spec_vs_c v2.bin
+	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" --forms v2.bin > forms.txt
+	grep -q '^FREE_AGED ' forms.txt
+	run grep -c '^FREE_NEAR ' forms.txt
+	assert_output 0
+	memray-fold v2.bin > folded.txt
+	grep -q 'ring2.py' folded.txt
 }
 
 @test "a recording of format version 1 (an earlier memray-c) is read as before" {

@@ -475,51 +475,79 @@ PY
 
 # same_ms IN OUT EVERY MOVED: OUT is IN, the stream of one process, where
 # of every EVERY memory records the MOVED after the first are moved back
-# into its millisecond (their varints of time difference rewritten in as
-# many bytes, the records after them moving back as much); prints how
-# many of those moved hold a heap other than the record's before them,
-# then how many milliseconds have a memory record.
+# into its millisecond (their time differences rewritten, the records
+# after them moving back as much, and the payload cut into chunks again,
+# the trailer alone in the last one); prints how many of those moved hold
+# a heap other than the record's before them, then how many milliseconds
+# have a memory record.
 same_ms() {
 	memray-stat --dump "$1" > "$2.dump" || return 1
 	python3 - "$@" <<'PY'
 import sys
-data = bytearray(open(sys.argv[1], "rb").read())
+data = open(sys.argv[1], "rb").read()
 every, moved = int(sys.argv[3]), int(sys.argv[4])
-# the file offsets of the payloads' bytes, in order: records may span chunks
-at, pos = [], 0
+# the payload, and the file offset of each of its bytes
+payload, at, pos = bytearray(), [], 0
 while pos < len(data):
     n = int.from_bytes(data[pos + 8:pos + 10], "little")
     at += range(pos + 12, pos + 12 + n)
+    payload += data[pos + 12:pos + 12 + n]
     pos += 12 + n
 index = {o: k for k, o in enumerate(at)}
-mem = []
+mem, trailer, interval = [], None, None
 for line in open(sys.argv[2] + ".dump", encoding="utf-8"):
     f = line.split()
-    if f[2] == "memory":
-        v = dict(x.split("=") for x in f[3:])
+    v = dict(x.split("=", 1) for x in f[3:] if "=" in x)
+    if f[2] == "header":
+        assert v["version"] == "3", v["version"]
+        interval = int(v["interval_us"])
+    elif f[2] == "memory":
         mem.append((int(f[0]), int(v["time_us"]), int(v["heap"])))
+    elif f[2] == "trailer":
+        trailer = index[int(f[0])]
+def varint(k):
+    u = n = 0
+    while True:
+        b = payload[k + n]
+        u |= (b & 0x7f) << (7 * n)
+        n += 1
+        if not b & 0x80:
+            return u, n
+def put(u):
+    out = bytearray()
+    while True:
+        out.append(u & 0x7f | (0x80 if u > 0x7f else 0))
+        u >>= 7
+        if not u:
+            return out
 shift = differ = 0
-ms = set()
+ms, edits = set(), []
 for i, (off, t1, h1) in enumerate(mem):
     if not (i and 0 < i % every <= moved):
         ms.add((t1 - shift) // 1000)
         continue
     t0, h0 = mem[i - 1][1:]
-    k = index[off] + 1  # the time difference, after the tag
-    old = n = 0
-    while True:
-        b = data[at[k + n]]
-        old |= (b & 0x7f) << (7 * n)
-        n += 1
-        if not b & 0x80:
-            break
+    k = index[off] + 1  # the time difference (version 3: from the interval), after the tag
+    u, n = varint(k)
+    old = interval + ((u >> 1) ^ -(u & 1))
     assert old == t1 - t0, (off, old, t1 - t0)
     new = min(old, (999 - (t0 - shift) % 1000) // 2)
-    for j in range(n):
-        data[at[k + j]] = (new >> (7 * j)) & 0x7f | (0x80 if j < n - 1 else 0)
+    d = new - interval
+    edits.append((k, n, put(2 * d if d >= 0 else -2 * d - 1)))
     shift += old - new
     differ += h0 != h1
-open(sys.argv[2], "wb").write(data)
+for k, n, b in reversed(edits):
+    payload[k:k + n] = b
+    if trailer > k:
+        trailer += len(b) - n
+pid = data[4:8]
+out, seq = bytearray(), 0
+cuts = list(range(0, trailer, 4084)) + [trailer, len(payload)]
+for a, b in zip(cuts, cuts[1:]):
+    if a < b:
+        out += b"MRYC" + pid + (b - a).to_bytes(2, "little") + seq.to_bytes(2, "little") + payload[a:b]
+        seq += 1
+open(sys.argv[2], "wb").write(out)
 print(differ, len(ms))
 PY
 }

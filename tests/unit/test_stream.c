@@ -49,7 +49,7 @@ static int mem_sink(void *ctx, const uint8_t *chunk, size_t len)
  * its first byte and one past its last. */
 struct expect {
 	int tag, allocator;
-	uint32_t id, thread, stack;
+	uint32_t id, thread, stack, frame;
 	uint64_t addr, size, old_addr, old_size, time_us, rss, heap;
 	uint64_t offset, end;
 };
@@ -61,6 +61,7 @@ struct script {
 	size_t n, cap;
 	uint32_t thread; /* the current thread, as the reader tracks it */
 	uint32_t nthreads;
+	uint32_t pend; /* the frame the writer holds back (mr_w_pyframe) */
 };
 
 static void script_init(struct script *s, uint32_t pid)
@@ -75,9 +76,27 @@ static void script_free(struct script *s)
 	free(s->exp);
 }
 
+static struct expect *begin(struct script *s, int tag);
+static void end(struct script *s);
+
+/* The frame the writer held back, written out as a PYFRAME of its own:
+ * before any record but its node's. */
+static void pend_out(struct script *s)
+{
+	if (!s->pend)
+		return;
+	uint32_t id = s->pend;
+	s->pend = 0;
+	struct expect *e = begin(s, MR_TAG_PYFRAME);
+	e->id = id;
+	mr_w_pend_out(&s->w);
+	end(s);
+}
+
 /* Starts the expectation of the record about to be written. */
 static struct expect *begin(struct script *s, int tag)
 {
+	pend_out(s);
 	if (s->n == s->cap) {
 		s->cap = s->cap ? s->cap * 2 : 64;
 		s->exp = realloc(s->exp, s->cap * sizeof(*s->exp));
@@ -117,10 +136,8 @@ static uint32_t s_string(struct script *s, const char *str, size_t n)
 
 static uint32_t s_pyframe(struct script *s, uint32_t fn, uint32_t file, uint32_t line)
 {
-	struct expect *e = begin(s, MR_TAG_PYFRAME);
-	e->id = mr_w_pyframe(&s->w, fn, file, line);
-	end(s);
-	return e->id;
+	pend_out(s);
+	return s->pend = mr_w_pyframe(&s->w, fn, file, line);
 }
 
 static uint32_t s_native(struct script *s, uint32_t parent, uint64_t ip)
@@ -133,7 +150,11 @@ static uint32_t s_native(struct script *s, uint32_t parent, uint64_t ip)
 
 static uint32_t s_python(struct script *s, uint32_t parent, uint32_t frame)
 {
+	/* the frame held back, if it is this node's, is written with it */
+	uint32_t with = s->pend == frame ? frame : 0;
+	s->pend = with ? 0 : s->pend;
 	struct expect *e = begin(s, MR_TAG_NODE_PYTHON);
+	e->frame = with;
 	e->id = mr_w_node_python(&s->w, parent, frame);
 	end(s);
 	return e->id;
@@ -192,7 +213,8 @@ static void s_memory(struct script *s, uint64_t t, uint64_t rss, uint64_t heap)
 {
 	struct expect *e = begin(s, MR_TAG_MEMORY);
 	e->time_us = t;
-	e->rss = rss;
+	/* (an RSS of 2^63 or more is not written exactly unless in pages) */
+	e->rss = rss % 4096 == 0 || rss < 1ull << 63 ? rss : (1ull << 63) - 1;
 	e->heap = heap;
 	mr_w_memory(&s->w, t, rss, heap);
 	end(s);
@@ -266,9 +288,9 @@ static const struct mr_header_info test_header = {
 
 /* The ids the script received, to check the reader's tables against. */
 static struct {
-	uint32_t s_main, s_empty, s_long, s_libc, s_py;
-	uint32_t f1, f2, f3;
-	uint32_t n[9];
+	uint32_t s_main, s_empty, s_long, s_libc, s_py, s_py2, s_long2;
+	uint32_t f1, f2, f3, f4, f5;
+	uint32_t n[9], n9, n10, n11, n12;
 	uint32_t t1, t2;
 	uint32_t m1, m2, m3;
 } ids;
@@ -314,6 +336,19 @@ static void write_full_stream(struct script *s)
 	ids.n[6] = s_python(s, ids.n[5], ids.f2);
 	ids.n[7] = s_native(s, ids.n[6], 0);
 	ids.n[8] = s_native(s, ids.n[1], 0x401000);
+	/* version 3's forms: a frame written with its node, under the node
+	 * just before or another; a node under the node just before */
+	ids.f4 = s_pyframe(s, ids.s_main, ids.s_py, 7);
+	ids.n9 = s_python(s, ids.n[8], ids.f4);
+	ids.f5 = s_pyframe(s, ids.s_py, ids.s_main, 700000);
+	ids.n10 = s_python(s, ids.n[3], ids.f5);
+	ids.n11 = s_python(s, ids.n10, ids.f1);
+	ids.n12 = s_python(s, ids.n[6], ids.f1);
+	/* strings that begin as earlier ones */
+	ids.s_py2 = s_string(s, "script.pyc", 10);
+	ids.s_long2 = s_string(s, long_string, LONG_LEN - 1);
+	s_string(s, "scr", 3);
+	s_string(s, "mainly", 6);
 
 	ids.t1 = s_thread(s, 1001, "main");
 	ids.t2 = s_thread(s, UINT64_MAX, NULL);
@@ -384,6 +419,17 @@ static void write_full_stream(struct script *s)
 	for (int i = MR_AGE_WINDOW; i > MR_AGE_WINDOW - 100; i--)
 		s_free(s, MR_FREE, 0x630000000000 + 16 * (uint64_t)i, 0);
 
+	/* version 3: blocks made again at addresses just released, by a FREE
+	 * (the latest and the one before) and by a MOVE */
+	s_alloc(s, MR_MALLOC, 0x640000000000, 100, ids.n[3]);
+	s_alloc(s, MR_MALLOC, 0x640000000100, 100, ids.n[3]);
+	s_free(s, MR_FREE, 0x640000000000, 0);
+	s_free(s, MR_FREE, 0x640000000100, 0);
+	s_alloc(s, MR_MALLOC, 0x640000000000, 90, ids.n[3]);
+	s_alloc(s, MR_CALLOC, 0x640000000100, 90, ids.n[4]);
+	s_move(s, MR_REALLOC, 0x640000000100, 0, 0x640000000200, 300, ids.n[4]);
+	s_alloc(s, MR_MALLOC, 0x640000000100, 10, ids.n[4]);
+
 	/* Enough ordinary events to fill a few more chunks. */
 	for (int i = 0; i < 1200; i++) {
 		uint64_t r = rng();
@@ -434,6 +480,7 @@ static int same_record(const struct mr_record *r, const struct expect *e, int re
 	int event = (e->tag & 0xe0) == MR_TAG_ALLOC || (e->tag & 0xe0) == MR_TAG_FREE;
 	if (!event) {
 		FIELD(r->id, e->id);
+		FIELD(r->frame, e->frame);
 		FIELD(r->old_addr, e->old_addr);
 		FIELD(r->old_size, e->old_size);
 		FIELD(r->time_us, e->time_us);
@@ -525,7 +572,12 @@ static void check_tables(struct mr_reader *r)
 		CHECK(h->argv[h->argc] == NULL);
 	}
 
-	CHECK_EQ_U64(p->nstrings, 6);
+	CHECK_EQ_U64(p->nstrings, 10);
+	CHECK_EQ_STR(mr_string(p, ids.s_py2), "script.pyc");
+	CHECK_EQ_STR(mr_string(p, ids.s_py2 + 2), "scr");
+	CHECK_EQ_STR(mr_string(p, ids.s_py2 + 3), "mainly");
+	CHECK_EQ_U64(strlen(mr_string(p, ids.s_long2)), LONG_LEN - 1);
+	CHECK(memcmp(mr_string(p, ids.s_long2), long_string, LONG_LEN - 1) == 0);
 	CHECK_EQ_STR(mr_string(p, ids.s_main), "main");
 	CHECK_EQ_STR(mr_string(p, ids.s_empty), "");
 	CHECK_EQ_U64(strlen(mr_string(p, ids.s_long)), LONG_LEN);
@@ -535,7 +587,12 @@ static void check_tables(struct mr_reader *r)
 	CHECK_EQ_STR(mr_string(p, 0), "");
 	CHECK_EQ_STR(mr_string(p, 99), "");
 
-	if (CHECK_EQ_U64(p->nframes, 4)) {
+	if (CHECK_EQ_U64(p->nframes, 6)) {
+		CHECK_EQ_U64(p->frames[ids.f4].function, ids.s_main);
+		CHECK_EQ_U64(p->frames[ids.f4].line, 7);
+		CHECK_EQ_U64(p->frames[ids.f5].function, ids.s_py);
+		CHECK_EQ_U64(p->frames[ids.f5].file, ids.s_main);
+		CHECK_EQ_U64(p->frames[ids.f5].line, 700000);
 		CHECK_EQ_U64(p->frames[ids.f1].function, ids.s_main);
 		CHECK_EQ_U64(p->frames[ids.f1].file, ids.s_py);
 		CHECK_EQ_U64(p->frames[ids.f1].line, 42);
@@ -551,12 +608,22 @@ static void check_tables(struct mr_reader *r)
 		[4] = { 3, 0, 0x7fffdeadbeef }, [5] = { 0, 0, UINT64_MAX },
 		[6] = { 5, 1, 2 }, [7] = { 6, 0, 0 }, [8] = { 1, 0, 0x401000 },
 	};
-	if (CHECK_EQ_U64(p->nnodes, 9)) {
+	if (CHECK_EQ_U64(p->nnodes, 13)) {
 		for (int i = 1; i < 9; i++) {
 			CHECK_EQ_U64(ids.n[i], i);
 			CHECK_EQ_U64(p->nodes[i].parent, nodes[i].parent);
 			CHECK_EQ_U64(p->nodes[i].python, nodes[i].python);
 			CHECK_EQ_U64(p->nodes[i].value, nodes[i].value);
+		}
+		const struct { uint32_t id, parent, frame; } more[] = {
+			{ ids.n9, ids.n[8], ids.f4 }, { ids.n10, ids.n[3], ids.f5 },
+			{ ids.n11, ids.n10, ids.f1 }, { ids.n12, ids.n[6], ids.f1 },
+		};
+		for (int i = 0; i < 4; i++) {
+			CHECK_EQ_U64(more[i].id, 9 + i);
+			CHECK_EQ_U64(p->nodes[more[i].id].parent, more[i].parent);
+			CHECK_EQ_U64(p->nodes[more[i].id].python, 1);
+			CHECK_EQ_U64(p->nodes[more[i].id].value, more[i].frame);
 		}
 	}
 
@@ -1088,7 +1155,7 @@ static void test_man_example(void)
 	mr_w_memory(&s.w, 10100, 1691648, 16);
 	mr_w_trailer(&s.w, 10150);
 	mr_w_flush(&s.w);
-	CHECK_EQ_U64(nwant, 129);
+	CHECK_EQ_U64(nwant, 127);
 	CHECK_EQ_U64(s.out.len, nwant);
 	size_t k = 0;
 	while (k < nwant && k < s.out.len && s.out.p[k] == want[k])
