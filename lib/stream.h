@@ -22,7 +22,7 @@
 #define MR_FREED_WINDOW 16 /* an address may name one of this many latest released ones */
 #define MR_FREED_SLOTS 64  /* the writer's table of them */
 #define MR_STR_RECENT 64   /* a string may begin as one of this many latest ones */
-#define MR_STR_HEAD 64     /* the writer keeps this many first bytes of each */
+#define MR_STR_HEAD 64     /* and with this many of its first bytes at most */
 #define MR_CHUNK_HEADER 12
 #define MR_CHUNK_MAX 4096
 #define MR_PAYLOAD_MAX (MR_CHUNK_MAX - MR_CHUNK_HEADER)

@@ -426,11 +426,14 @@ static void decode_string(struct mr_proc *p, struct cur *c, struct mr_record *re
 	if (tag == MR_TAG_STRING_PREFIX) {
 		back = get_u(c);
 		keep = get_u(c);
-		if (c->st == 1 && (back == 0 || back >= next))
+		/* (bounded, so that a record makes no string much longer
+		 * than itself) */
+		if (c->st == 1 && (back == 0 || back >= next || back > MR_STR_RECENT ||
+				   keep > MR_STR_HEAD))
 			bad(c, "string prefix out of bounds");
 		if (c->st == 1) {
 			from = p->strings[next - back];
-			if (keep > strlen(from))
+			if (keep > strnlen(from, MR_STR_HEAD))
 				bad(c, "string prefix out of bounds");
 		}
 	}

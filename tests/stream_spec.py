@@ -276,7 +276,7 @@ def record(b, i, p, out):
     elif tag == 15:
         back, i = varint(b, i)
         keep, i = varint(b, i)
-        if not 1 <= back <= im.strings:
+        if not 1 <= back <= min(im.strings, RECENT) or keep > 64:
             raise Corrupt("string prefix out of bounds")
         head = im.strs[im.strings + 1 - back][:keep]
         if len(head) < keep or 0 in head:
@@ -290,6 +290,8 @@ def record(b, i, p, out):
         f, i = varint(b, i)
         fl, i = varint(b, i)
         line, i = varint(b, i)
+        if f > im.strings or fl > im.strings or line >= 1 << 32:
+            raise Corrupt("bad python frame")
         im.frames += 1
         out.append("pyframe id=%d function=%d file=%d line=%d" % (im.frames, f, fl, line))
     elif tag in (4, 5, 16, 17, 18):
@@ -308,8 +310,8 @@ def record(b, i, p, out):
             f, i = varint(b, i)
             fl, i = varint(b, i)
             line, i = varint(b, i)
-            if f > im.strings or fl > im.strings:
-                raise Corrupt("string id out of bounds")
+            if f > im.strings or fl > im.strings or line >= 1 << 32:
+                raise Corrupt("bad python frame")
             im.frames += 1
             out.append("pyframe id=%d function=%d file=%d line=%d" % (im.frames, f, fl, line))
             out.append("pynode id=%d parent=%d frame=%d" % (nid, parent, im.frames))

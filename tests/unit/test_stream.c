@@ -80,7 +80,7 @@ static struct expect *begin(struct script *s, int tag);
 static void end(struct script *s);
 
 /* The frame the writer held back, written out as a PYFRAME of its own:
- * before any record but its node's. */
+ * before any record but its node's and events, which leave it pending. */
 static void pend_out(struct script *s)
 {
 	if (!s->pend)
@@ -96,7 +96,8 @@ static void pend_out(struct script *s)
 /* Starts the expectation of the record about to be written. */
 static struct expect *begin(struct script *s, int tag)
 {
-	pend_out(s);
+	if (!(tag & 0xe0))
+		pend_out(s);
 	if (s->n == s->cap) {
 		s->cap = s->cap ? s->cap * 2 : 64;
 		s->exp = realloc(s->exp, s->cap * sizeof(*s->exp));
@@ -289,8 +290,8 @@ static const struct mr_header_info test_header = {
 /* The ids the script received, to check the reader's tables against. */
 static struct {
 	uint32_t s_main, s_empty, s_long, s_libc, s_py, s_py2, s_long2;
-	uint32_t f1, f2, f3, f4, f5;
-	uint32_t n[9], n9, n10, n11, n12;
+	uint32_t f1, f2, f3, f4, f5, f6;
+	uint32_t n[9], n9, n10, n11, n12, n13;
 	uint32_t t1, t2;
 	uint32_t m1, m2, m3;
 } ids;
@@ -344,6 +345,11 @@ static void write_full_stream(struct script *s)
 	ids.n10 = s_python(s, ids.n[3], ids.f5);
 	ids.n11 = s_python(s, ids.n10, ids.f1);
 	ids.n12 = s_python(s, ids.n[6], ids.f1);
+	/* a frame held back across events, then written with its node */
+	ids.f6 = s_pyframe(s, ids.s_main, ids.s_main, 1);
+	s_alloc(s, MR_MALLOC, 0x650000000000, 64, ids.n12);
+	s_free(s, MR_FREE, 0x650000000000, 0);
+	ids.n13 = s_python(s, ids.n12, ids.f6);
 	/* strings that begin as earlier ones */
 	ids.s_py2 = s_string(s, "script.pyc", 10);
 	ids.s_long2 = s_string(s, long_string, LONG_LEN - 1);
@@ -587,7 +593,8 @@ static void check_tables(struct mr_reader *r)
 	CHECK_EQ_STR(mr_string(p, 0), "");
 	CHECK_EQ_STR(mr_string(p, 99), "");
 
-	if (CHECK_EQ_U64(p->nframes, 6)) {
+	if (CHECK_EQ_U64(p->nframes, 7)) {
+		CHECK_EQ_U64(p->frames[ids.f6].line, 1);
 		CHECK_EQ_U64(p->frames[ids.f4].function, ids.s_main);
 		CHECK_EQ_U64(p->frames[ids.f4].line, 7);
 		CHECK_EQ_U64(p->frames[ids.f5].function, ids.s_py);
@@ -608,7 +615,7 @@ static void check_tables(struct mr_reader *r)
 		[4] = { 3, 0, 0x7fffdeadbeef }, [5] = { 0, 0, UINT64_MAX },
 		[6] = { 5, 1, 2 }, [7] = { 6, 0, 0 }, [8] = { 1, 0, 0x401000 },
 	};
-	if (CHECK_EQ_U64(p->nnodes, 13)) {
+	if (CHECK_EQ_U64(p->nnodes, 14)) {
 		for (int i = 1; i < 9; i++) {
 			CHECK_EQ_U64(ids.n[i], i);
 			CHECK_EQ_U64(p->nodes[i].parent, nodes[i].parent);
@@ -618,8 +625,9 @@ static void check_tables(struct mr_reader *r)
 		const struct { uint32_t id, parent, frame; } more[] = {
 			{ ids.n9, ids.n[8], ids.f4 }, { ids.n10, ids.n[3], ids.f5 },
 			{ ids.n11, ids.n10, ids.f1 }, { ids.n12, ids.n[6], ids.f1 },
+			{ ids.n13, ids.n12, ids.f6 },
 		};
-		for (int i = 0; i < 4; i++) {
+		for (int i = 0; i < 5; i++) {
 			CHECK_EQ_U64(more[i].id, 9 + i);
 			CHECK_EQ_U64(p->nodes[more[i].id].parent, more[i].parent);
 			CHECK_EQ_U64(p->nodes[more[i].id].python, 1);
@@ -940,6 +948,18 @@ static void test_compact_forms(void)
 		{ 1, MR_TAG_FREE_AGED | MR_FREE, 2, "unknown record tag" },
 		{ 1, MR_TAG_ALLOC_SAME | MR_MALLOC, 0x20, "unknown record tag" },
 		{ 1, MR_TAG_MOVE_AGED | MR_REALLOC, 1, "unknown record tag" },
+		/* version 3: free() by an age near the last one, in the tag
+		 * (0x13 + 5 + dage for dage 1 to 7); a released address
+		 * (k << 2 | 3) when none was released; version 3's tags in a
+		 * version 2 image */
+		{ 3, MR_TAG_FREE_NEAR + 6, -1, NULL },                         /* age 1 */
+		{ 3, MR_TAG_FREE_NEAR + 7, -1, NULL },                         /* age 2 */
+		{ 3, MR_TAG_FREE_NEAR + 8, -1, "free by age out of bounds" },  /* 3 */
+		{ 3, MR_TAG_FREE_NEAR + 5, -1, "free by age out of bounds" },  /* -1 */
+		{ 3, MR_TAG_ALLOC_SAME | MR_MALLOC, 7, "released address out of bounds" },
+		{ 2, MR_TAG_ALLOC_SAME | MR_MALLOC, 7, "malformed address" },
+		{ 2, MR_TAG_FREE_NEAR + 6, -1, "unknown record tag" },
+		{ 2, MR_TAG_PYNODE_NEXT, 1, "unknown record tag" },
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		uint8_t payload[128], file[MR_CHUNK_MAX];
@@ -989,6 +1009,75 @@ static void test_compact_forms(void)
 				       cases[k].want);
 			CHECK_EQ_U64(r.count, 4);
 		}
+	}
+}
+
+/* Version 3's STRING_PREFIX may name one of the latest 64 strings and keep
+ * at most 64 of its first bytes, none of them NUL: a record makes no
+ * string much longer than itself (a 6-byte record keeping a megabyte
+ * string's every byte, again and again, filled gigabytes). */
+static void test_string_prefix_bounds(void)
+{
+	static const struct {
+		uint64_t back, keep;
+		const char *want;
+	} cases[] = {
+		{ 1, 64, NULL }, { 2, 3, NULL }, { 1, 65, "string prefix out of bounds" },
+		{ 3, 1, "string prefix out of bounds" }, /* string 0 */
+		{ 0, 1, "string prefix out of bounds" },
+		{ 1, 1000000, "string prefix out of bounds" },
+		{ 2, 5, "string prefix out of bounds" }, /* past its length */
+	};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		uint8_t payload[512], file[MR_CHUNK_MAX];
+		size_t n = 0;
+		payload[n++] = MR_TAG_HEADER;
+		n += varint_put(payload + n, 3);
+		n += varint_put(payload + n, 0); /* tool_version */
+		for (int i = 0; i < 6; i++)
+			n += varint_put(payload + n, 1);
+		n += varint_put(payload + n, 0); /* argc */
+		n += varint_put(payload + n, 0); /* exe */
+		payload[n++] = MR_TAG_STRING; /* string 1: "abc" */
+		n += varint_put(payload + n, 3);
+		memcpy(payload + n, "abc", 3), n += 3;
+		payload[n++] = MR_TAG_STRING; /* string 2: 100 x 'a' */
+		n += varint_put(payload + n, 100);
+		memset(payload + n, 'a', 100), n += 100;
+		size_t good = n;
+		payload[n++] = MR_TAG_STRING_PREFIX;
+		n += varint_put(payload + n, cases[k].back);
+		n += varint_put(payload + n, cases[k].keep);
+		n += varint_put(payload + n, 1);
+		payload[n++] = 'z';
+		payload[n++] = MR_TAG_TRAILER;
+		for (int i = 0; i < 5; i++)
+			n += varint_put(payload + n, 0);
+		write_file(tmpfile_path, file, chunk(file, payload, n));
+		char err[256];
+		struct mr_input *in = mr_input_open(tmpfile_path, err, sizeof(err));
+		if (!CHECK(in != NULL))
+			continue;
+		struct mr_reader r;
+		struct mr_record rec;
+		mr_reader_init(&r, in);
+		int rc;
+		size_t count = 0;
+		while ((rc = mr_next(&r, &rec)) == 1)
+			count++;
+		if (!cases[k].want) {
+			CHECK_EQ_U64(count, 4); /* header, two strings, the prefixed one */
+			if (CHECK(r.nprocs == 1 && r.procs[0]->nstrings == 4))
+				CHECK_EQ_U64(strlen(mr_string(r.procs[0], 3)), cases[k].keep + 1);
+		} else {
+			char at[64];
+			snprintf(at, sizeof(at), "corrupt at byte %zu", MR_CHUNK_HEADER + good);
+			if (!CHECK(starts_with(r.err, at) && strstr(r.err, cases[k].want)))
+				printf("  prefix case %zu: error \"%s\"\n", k, r.err);
+			CHECK_EQ_U64(count, 3);
+		}
+		mr_reader_free(&r);
+		mr_input_close(in);
 	}
 }
 
@@ -1515,6 +1604,7 @@ int main(void)
 	test_huge_lengths();
 	test_bad_stack_id();
 	test_compact_forms();
+	test_string_prefix_bounds();
 	test_joined_chunks();
 	test_man_example();
 	test_two_pids();
