@@ -907,10 +907,9 @@ decode_fast(struct mr_proc *p, struct mr_record *rec)
 	const uint8_t *start = p->buf + p->buf_start, *q = start + 1;
 	int tag = start[0], a = tag & 0x1f, kind = tag & 0xe0;
 	uint64_t addr = p->last_addr, size = 0, stack = p->last_stack, age = p->last_age;
-	/* version 3's allocations: against the allocation register */
-	uint64_t alloc = p->last_alloc_addr, *areg = p->header.version >= 3 ? &alloc : &addr;
+	const int v3 = p->header.version >= 3;
 	if (kind == 0) {
-		if (tag < MR_TAG_FREE_NEAR || p->header.version < 3)
+		if (tag < MR_TAG_FREE_NEAR || !v3)
 			return 0;
 		int d = tag - MR_TAG_FREE_NEAR;
 		age += (uint64_t)(int64_t)(d < 6 ? d - 6 : d - 5);
@@ -921,19 +920,23 @@ decode_fast(struct mr_proc *p, struct mr_record *rec)
 		return 0;
 	switch (kind) {
 	case MR_TAG_ALLOC:
-		if (!(q = fast_addr(p, q, areg)) || !(q = varint_get_unchecked(q, &size)) ||
-		    !(q = varint_get_unchecked(q, &stack)) || stack >= p->nnodes)
+	case MR_TAG_ALLOC_SAME: {
+		/* version 3's allocations: against the allocation register
+		 * (one local, not a pointer to one of two, which kept both
+		 * in memory: 9 instructions an event) */
+		uint64_t r = v3 ? p->last_alloc_addr : addr;
+		if ((kind == MR_TAG_ALLOC_SAME && p->header.version < 2) ||
+		    !(q = fast_addr(p, q, &r)) || !(q = varint_get_unchecked(q, &size)))
 			return 0;
-		if (p->header.version >= 3)
-			stack = p->nnodes - 1 - stack;
-		addr = *areg;
+		if (kind == MR_TAG_ALLOC) {
+			if (!(q = varint_get_unchecked(q, &stack)) || stack >= p->nnodes)
+				return 0;
+			if (v3)
+				stack = p->nnodes - 1 - stack;
+		}
+		addr = r;
 		break;
-	case MR_TAG_ALLOC_SAME:
-		if (p->header.version < 2 || !(q = fast_addr(p, q, areg)) ||
-		    !(q = varint_get_unchecked(q, &size)))
-			return 0;
-		addr = *areg;
-		break;
+	}
 	case MR_TAG_FREE:
 		if (a == MR_MUNMAP || !(q = fast_addr(p, q, &addr)))
 			return 0;
@@ -960,7 +963,7 @@ decode_fast(struct mr_proc *p, struct mr_record *rec)
 		p->bytes_allocated += size;
 		ring_note(p, addr);
 		rec->tag = MR_TAG_ALLOC | a;
-		if (p->header.version >= 3)
+		if (v3)
 			reg = p->last_alloc_addr = addr + mr_span(size);
 	} else {
 		p->n_frees++;
