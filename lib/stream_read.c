@@ -342,6 +342,16 @@ static uint32_t get_stack(const struct mr_proc *p, struct cur *c)
 	return (uint32_t)(p->header.version >= 3 ? n - 1 - v : v);
 }
 
+/* A FREE of the block made age allocations ago, which becomes the age
+ * register: FREE_AGED, FREE_AGAIN and version 3's FREE_NEAR. */
+static void free_by_age(const struct mr_proc *p, struct cur *c, struct mr_record *rec,
+			struct regs *g, int a, uint64_t age)
+{
+	rec->addr = g->addr = aged_addr(p, c, age);
+	g->age = (uint32_t)age;
+	rec->tag = MR_TAG_FREE | a;
+}
+
 /* An event (its allocator in the tag's low bits), in any of its forms;
  * it is handed on as an ALLOC, FREE or MOVE. 0, or -1 with *why. */
 static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec, int tag,
@@ -385,11 +395,8 @@ static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec,
 		uint64_t age = g->age;
 		if (kind == MR_TAG_FREE_AGED)
 			age += (uint64_t)zigzag_decode(get_u(c));
-		if (c->st != 1)
-			break;
-		rec->addr = g->addr = aged_addr(p, c, age);
-		g->age = (uint32_t)age;
-		rec->tag = MR_TAG_FREE | a;
+		if (c->st == 1)
+			free_by_age(p, c, rec, g, a, age);
 		break;
 	}
 	case MR_TAG_MOVE:
@@ -704,11 +711,9 @@ static int decode_fields(struct mr_proc *p, struct cur *c, struct mr_record *rec
 	if (tag >= MR_TAG_FREE_NEAR) {
 		/* a free() by an age near the last one (-6 to -1, 1 to 7) */
 		int d = tag - MR_TAG_FREE_NEAR;
-		uint64_t age = g->age + (uint64_t)(int64_t)(d < 6 ? d - 6 : d - 5);
 		rec->allocator = MR_FREE;
-		rec->addr = g->addr = aged_addr(p, c, age);
-		g->age = (uint32_t)age;
-		rec->tag = MR_TAG_FREE | MR_FREE;
+		free_by_age(p, c, rec, g, MR_FREE,
+			    g->age + (uint64_t)(int64_t)(d < 6 ? d - 6 : d - 5));
 		return 0;
 	}
 	switch (tag) {

@@ -148,6 +148,27 @@ def node_id(im, v):
     return im.nodes - v if im.version >= 3 else v
 
 
+def free_by_age(im, name, out):
+    """A FREE of the block made im.age allocations ago."""
+    if not 1 <= im.age <= min(WINDOW, im.allocs):
+        raise Corrupt("free by age out of bounds")
+    im.addr = im.ring[(im.allocs - im.age + 1) % WINDOW]
+    release(im, im.addr)
+    out.append("free %s addr=0x%x thread=%d" % (name, im.addr, im.thread))
+
+
+def new_frame(b, i, im, out):
+    """A Python frame's fields (PYFRAME, PYNODE_NEW*): the next frame id."""
+    f, i = varint(b, i)
+    fl, i = varint(b, i)
+    line, i = varint(b, i)
+    if f > im.strings or fl > im.strings or line >= 1 << 32:
+        raise Corrupt("bad python frame")
+    im.frames += 1
+    out.append("pyframe id=%d function=%d file=%d line=%d" % (im.frames, f, fl, line))
+    return i
+
+
 def event(b, i, tag, im, out):
     """One event; returns the next index.  im is changed only by a whole
     record: the caller decodes a copy first (see record)."""
@@ -182,11 +203,7 @@ def event(b, i, tag, im, out):
         if form == 0xa0:
             d, i = varint(b, i)
             im.age += unzigzag(d)
-        if not 1 <= im.age <= min(WINDOW, im.allocs):
-            raise Corrupt("free by age out of bounds")
-        im.addr = im.ring[(im.allocs - im.age + 1) % WINDOW]
-        release(im, im.addr)
-        out.append("free %s addr=0x%x thread=%d" % (name, im.addr, im.thread))
+        free_by_age(im, name, out)
     elif form == 0xe0:
         if a == 11:
             raise Corrupt("mremap moved by age")
@@ -287,13 +304,7 @@ def record(b, i, p, out):
         im.strings += 1
         im.strs.append(head + rest)
     elif tag == 3:
-        f, i = varint(b, i)
-        fl, i = varint(b, i)
-        line, i = varint(b, i)
-        if f > im.strings or fl > im.strings or line >= 1 << 32:
-            raise Corrupt("bad python frame")
-        im.frames += 1
-        out.append("pyframe id=%d function=%d file=%d line=%d" % (im.frames, f, fl, line))
+        i = new_frame(b, i, im, out)
     elif tag in (4, 5, 16, 17, 18):
         ref = 1
         if tag not in (17, 18):  # PYNODE_NEXT*: under the node just before
@@ -307,13 +318,7 @@ def record(b, i, p, out):
             im.ip = (im.ip + unzigzag(d)) & M64
             out.append("node id=%d parent=%d ip=0x%x" % (nid, parent, im.ip))
         elif tag in (16, 18):  # PYNODE_NEW*: its frame defined with it
-            f, i = varint(b, i)
-            fl, i = varint(b, i)
-            line, i = varint(b, i)
-            if f > im.strings or fl > im.strings or line >= 1 << 32:
-                raise Corrupt("bad python frame")
-            im.frames += 1
-            out.append("pyframe id=%d function=%d file=%d line=%d" % (im.frames, f, fl, line))
+            i = new_frame(b, i, im, out)
             out.append("pynode id=%d parent=%d frame=%d" % (nid, parent, im.frames))
         else:
             fr, i = varint(b, i)
@@ -322,11 +327,7 @@ def record(b, i, p, out):
     elif 0x13 <= tag <= 0x1f:  # FREE_NEAR: free() by age, dage in the tag
         d = tag - 0x13
         im.age += d - 6 if d < 6 else d - 5
-        if not 1 <= im.age <= min(WINDOW, im.allocs):
-            raise Corrupt("free by age out of bounds")
-        im.addr = im.ring[(im.allocs - im.age + 1) % WINDOW]
-        release(im, im.addr)
-        out.append("free free addr=0x%x thread=%d" % (im.addr, im.thread))
+        free_by_age(im, "free", out)
     elif tag == 6:
         _, i = varint(b, i)
         _, i = string(b, i)
