@@ -24,7 +24,7 @@ TOOLS   = memray-record memray-stat memray-fold memray-leaks memray-tree memray-
 LIB_SRC = lib/folded.c lib/ingest.c lib/live.c lib/replay.c lib/symbolize.c lib/collapse.c lib/stream_write.c lib/stream_read.c lib/input.c lib/util.c lib/dump.c \
 	lib/intern.c lib/pprof.c lib/speedscope.c
 # memray-diff's frames made comparable across checkouts; memray-stat's table of functions
-LIB_SRC += lib/frame_norm.c lib/by_function.c
+LIB_SRC += lib/frame_norm.c lib/by_function.c lib/symcache.c
 # the tracker's parts: lib/tracker/internal.h lists what each one owns
 TRACKER_SRC = lib/tracker/hooks.c lib/tracker/boot.c lib/tracker/sink.c lib/tracker/stack.c \
 	lib/tracker/threads.c lib/tracker/record.c lib/tracker/blocks.c lib/tracker/sample.c \

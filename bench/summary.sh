@@ -155,6 +155,8 @@ for lang in c py; do
 done
 row "fold varied: heaptrack_print / memray-fold wall" "$(get fold.varied.wall)" "1 (reference)" ">= 3"
 row "fold varied: heaptrack_print / memray-fold instr" "$(get fold.varied.ir)" "1 (reference)" ">= 3"
+row "fold varied, symbol cache empty: wall" "$(get fold.varied.cold_wall)" "1 (reference)" ">= 3"
+row "fold varied, symbol cache empty: instr" "$(get fold.varied.cold_ir)" "1 (reference)" ">= 3"
 echo
 echo "notes:"
 echo "  x plain: the recorder's median wall time (interleaved rounds) or callgrind instructions (one run,"

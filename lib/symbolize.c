@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "symbolize.h"
+#include "symcache.h"
 #include "util.h"
 
 struct sym_module {
@@ -24,6 +25,7 @@ struct sym_module {
 	uint32_t build_id_len;
 	Dwfl *dwfl;
 	Dwfl_Module *mod; /* NULL: raw addresses only */
+	struct symcache *kept; /* its frames named by an earlier reading */
 };
 
 struct addr_entry {
@@ -40,6 +42,7 @@ struct prep {
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
 	int changed; /* its build-id differs from the recorded one */
+	struct symcache *kept;
 	enum { QUEUED, OPENING, READY, TAKEN } state;
 };
 
@@ -65,6 +68,7 @@ struct symbolizer {
 	size_t npreps, preps_cap;
 	struct seen_page *seen;
 	int no_prefetch;
+	const char *cache_dir; /* symcache_dir(), or NULL */
 };
 
 static char *xstrdup(const char *s)
@@ -87,6 +91,7 @@ struct symbolizer *sym_new(void)
 	/* (no reading ahead when modules may be fetched from a server: only
 	 * what is shown is worth a download) */
 	s->no_prefetch = debuginfod_on();
+	s->cache_dir = symcache_dir();
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	return s;
@@ -112,6 +117,8 @@ void sym_free(struct symbolizer *s)
 	for (size_t i = 0; i < s->npreps; i++) {
 		if (s->preps[i].state != TAKEN && s->preps[i].dwfl)
 			dwfl_end(s->preps[i].dwfl);
+		if (s->preps[i].state != TAKEN)
+			symcache_close(s->preps[i].kept);
 		free(s->preps[i].path);
 	}
 	free(s->preps);
@@ -119,6 +126,7 @@ void sym_free(struct symbolizer *s)
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	for (size_t i = 0; i < s->nmods; i++) {
+		symcache_close(s->mods[i].kept);
 		if (s->mods[i].dwfl)
 			dwfl_end(s->mods[i].dwfl);
 		free(s->mods[i].path);
@@ -261,6 +269,16 @@ static void open_dwfl(const char *path, const uint8_t *build_id, uint32_t build_
  * READY; the main thread takes it from there (module_open), or opens a
  * module itself that the thread has not begun. */
 
+/* The frames kept for a module file that was opened: none without a
+ * build-id, which is what names them. */
+static struct symcache *cache_load(struct symbolizer *s, const char *path, const uint8_t *id,
+				   uint32_t id_len)
+{
+	if (!s->cache_dir || !id_len)
+		return NULL;
+	return symcache_load(s->cache_dir, id, id_len, base_name(path));
+}
+
 static void *prefetch_main(void *arg)
 {
 	struct symbolizer *s = arg;
@@ -284,7 +302,8 @@ static void *prefetch_main(void *arg)
 		Dwfl_Module *mod;
 		int changed;
 		open_dwfl(path, id, id_len, &dwfl, &mod, &changed);
-		if (mod) {
+		struct symcache *kept = mod ? cache_load(s, path, id, id_len) : NULL;
+		if (mod && !symcache_count(kept)) {
 			Dwarf_Addr bias;
 			dwfl_module_getdwarf(mod, &bias);
 			dwfl_module_getsymtab(mod);
@@ -293,6 +312,7 @@ static void *prefetch_main(void *arg)
 		q = &s->preps[i]; /* (preps may have moved) */
 		q->dwfl = dwfl;
 		q->mod = mod;
+		q->kept = kept;
 		q->changed = changed;
 		q->state = READY;
 		pthread_cond_broadcast(&s->cv);
@@ -370,6 +390,7 @@ static int take_prep(struct symbolizer *s, struct sym_module *m, int *changed)
 	q = &s->preps[i];
 	m->dwfl = q->dwfl;
 	m->mod = q->mod;
+	m->kept = q->kept;
 	*changed = q->changed;
 	q->state = TAKEN;
 	pthread_mutex_unlock(&s->mu);
@@ -392,8 +413,11 @@ static struct sym_module *module_open(struct symbolizer *s, const struct mr_proc
 	memcpy(m->build_id, rm->build_id, rm->build_id_len);
 	m->build_id_len = rm->build_id_len;
 	int changed = 0;
-	if (!take_prep(s, m, &changed))
+	if (!take_prep(s, m, &changed)) {
 		open_dwfl(path, rm->build_id, rm->build_id_len, &m->dwfl, &m->mod, &changed);
+		if (m->mod)
+			m->kept = cache_load(s, path, rm->build_id, rm->build_id_len);
+	}
 	if (changed)
 		warnmsg("warning: %s has changed since it was recorded (its build-id differs):"
 			" its frames are shown as raw addresses", path);
@@ -512,6 +536,19 @@ static char *root_first(const struct text *t)
 	return out;
 }
 
+/* The file m's DWARF was read from: its separate debug file, or the
+ * module file itself; NULL when it has none (its frames then come from
+ * the symbol table alone, which costs too little to keep). */
+static const char *debug_file(struct sym_module *m)
+{
+	const char *main_file = NULL, *debug = NULL;
+	Dwarf_Addr bias;
+	if (!m->mod || !dwfl_module_getdwarf(m->mod, &bias))
+		return NULL;
+	dwfl_module_info(m->mod, NULL, NULL, NULL, NULL, NULL, &main_file, &debug);
+	return debug ? debug : main_file;
+}
+
 static size_t addr_hash(const struct sym_module *m, uint64_t a)
 {
 	uint64_t h = ((uint64_t)(uintptr_t)m ^ a * 0x9e3779b97f4a7c15ull);
@@ -568,10 +605,17 @@ const char *sym_frames(struct symbolizer *s, const struct mr_proc *p, uint64_t i
 			return s->cache[j].text;
 		j = (j + 1) & (s->cache_cap - 1);
 	}
-	struct text t = { NULL, 0, 0 };
-	describe(&t, m, a, a + 1);
-	s->cache[j] = (struct addr_entry){ m, a, root_first(&t) };
+	const char *kept = symcache_get(m->kept, a);
+	if (kept) {
+		s->cache[j] = (struct addr_entry){ m, a, xstrdup(kept) };
+	} else {
+		struct text t = { NULL, 0, 0 };
+		describe(&t, m, a, a + 1);
+		s->cache[j] = (struct addr_entry){ m, a, root_first(&t) };
+		free(t.s);
+		if (m->kept)
+			symcache_put(m->kept, a, s->cache[j].text, debug_file(m));
+	}
 	s->cache_count++;
-	free(t.s);
 	return s->cache[j].text;
 }

@@ -238,6 +238,93 @@ debug_split() {
 	fi
 }
 
+# build_id FILE: FILE's GNU build-id in hex
+build_id() {
+	readelf -n "$1" | awk '/Build ID:/ { print $3 }'
+}
+
+@test "frames named once are kept in the symbol cache by build-id, and read back while the debug file is unchanged" {
+	command -v objcopy > /dev/null || skip "objcopy (binutils) is not installed"
+	debug_split d
+	memray-record -q -o c.bin d/prog chain > /dev/null
+	id=$(build_id d/prog)
+	[ -n "$id" ]
+	cache=$MEMRAY_SYMBOL_CACHE
+	memray-fold c.bin > cold.txt
+	grep -q 'chain_c (allocs.c:' cold.txt
+	# the file names the debug file the frames came from
+	[ -f "$cache/$id" ]
+	head -1 "$cache/$id" | grep -q '^memray-c symbol cache 1 '
+	grep -qx "$PWD/d/prog.debug" "$cache/$id"
+	grep -q '^chain_c (allocs.c:' "$cache/$id"
+	memray-fold c.bin > warm.txt
+	cmp cold.txt warm.txt
+	# what is kept is what is shown: a name changed in the cache (same
+	# length) is read back, by memray-fold (prefetched) and memray-tree
+	sed -i 's/^chain_c (allocs.c:/chain_X (allocs.c:/' "$cache/$id"
+	memray-fold c.bin | grep -q 'chain_X (allocs.c:'
+	memray-tree -m 0 c.bin | grep -q 'chain_X (allocs.c:'
+	! memray-fold c.bin | grep -q 'chain_c' || false
+	# the debug file changed (its time): named from the DWARF again, and kept anew
+	touch d/prog.debug
+	memray-fold c.bin > again.txt
+	cmp cold.txt again.txt
+	! grep -q '^chain_X' "$cache/$id" || false
+	# the debug file moved to .debug/: not the one the frames came from
+	sed -i 's/^chain_c (allocs.c:/chain_X (allocs.c:/' "$cache/$id"
+	mkdir d/.debug
+	mv d/prog.debug d/.debug/
+	memray-fold c.bin > moved.txt
+	cmp cold.txt moved.txt
+	grep -qx "$PWD/d/.debug/prog.debug" "$cache/$id"
+	# a malformed file: said once, not used, written anew
+	printf 'not a cache\n' > "$cache/$id"
+	run memray-fold c.bin
+	assert_success
+	assert_line "memray-fold: warning: symbol cache $cache/$id: it is not a memray-c symbol cache; not used, and written anew"
+	[ "$(grep -c 'warning: symbol cache' <<< "$output")" -eq 1 ]
+	memray-fold c.bin 2> err.txt > fixed.txt
+	cmp cold.txt fixed.txt
+	[ ! -s err.txt ]
+	head -1 "$cache/$id" | grep -q '^memray-c symbol cache 1 '
+	# cut in the middle of an entry
+	head -c -3 "$cache/$id" > cut && cp cut "$cache/$id"
+	run memray-fold c.bin
+	assert_success
+	assert_line --partial "symbol cache $cache/$id: a counted field does not fit its count; not used"
+	# another version of memray-c's file: not read, without a word, and replaced
+	sed -i '1s/.*/memray-c symbol cache 1 0.0.0-other/; s/^chain_c (allocs.c:/chain_X (allocs.c:/' "$cache/$id"
+	memray-fold c.bin 2> err.txt > other.txt
+	cmp cold.txt other.txt
+	[ ! -s err.txt ]
+	! grep -q '0.0.0-other' "$cache/$id" || false
+}
+
+@test "the symbol cache's place: MEMRAY_SYMBOL_CACHE, XDG_CACHE_HOME, ~/.cache, off; a place that cannot be written is done without" {
+	cc -O1 -g -o prog "$BATS_TEST_DIRNAME/../fixtures/allocs.c" -ldl -lpthread
+	memray-record -q -o c.bin ./prog chain > /dev/null
+	id=$(build_id prog)
+	memray-fold c.bin > want.txt
+	grep -q 'chain_c (allocs.c:' want.txt
+	# DWARF in the binary itself: the binary is the debug file named
+	grep -qx "$PWD/prog" "$MEMRAY_SYMBOL_CACHE/$id"
+	(unset MEMRAY_SYMBOL_CACHE; XDG_CACHE_HOME=$PWD/xdg memray-fold c.bin > xdg.txt)
+	cmp want.txt xdg.txt
+	[ -f "xdg/memray-c/symbols/$id" ]
+	(unset MEMRAY_SYMBOL_CACHE XDG_CACHE_HOME; HOME=$PWD/home memray-fold c.bin > home.txt)
+	cmp want.txt home.txt
+	[ -f "home/.cache/memray-c/symbols/$id" ]
+	for off in off ""; do
+		MEMRAY_SYMBOL_CACHE=$off HOME=$PWD/home2 XDG_CACHE_HOME=$PWD/xdg2 memray-fold c.bin > off.txt
+		cmp want.txt off.txt
+		[ ! -e home2 ] && [ ! -e xdg2 ]
+	done
+	touch file
+	MEMRAY_SYMBOL_CACHE=$PWD/file/symbols memray-fold c.bin 2> err.txt > ro.txt
+	cmp want.txt ro.txt
+	[ ! -s err.txt ]
+}
+
 @test "frames of many modules read ahead by the prefetch thread are named as without it" {
 	# Python with --native: frames in python3, libc and extension modules
 	memray-record -q --native -o n.bin /usr/bin/python3 -c '

@@ -7,6 +7,9 @@ load /usr/lib/bats/bats-assert/load.bash
 BIN=$MEMRAY_BUILD/bin
 FIX=$MEMRAY_BUILD/fixtures
 export LC_ALL=C PATH="$BIN:$PATH"
+# each test's own symbol cache (memray-fold(1)): a test reads frames named
+# by its own readings only
+export MEMRAY_SYMBOL_CACHE="${BATS_TEST_TMPDIR:-${BATS_FILE_TMPDIR:-/tmp}}/symbols"
 
 setup() {
 	cd "$BATS_TEST_TMPDIR"

@@ -1,0 +1,435 @@
+/*
+ * symcache.c - see symcache.h.
+ *
+ * A cache file, dir/<build-id in hex>, is text with counted fields:
+ *
+ *	memray-c symbol cache 1 VERSION\n
+ *	id HEX\n
+ *	module LEN\n BYTES\n
+ *	debug SIZE SECONDS NANOSECONDS LEN\n BYTES\n
+ *	ADDR LEN\n BYTES\n			(an entry, as many as there are)
+ *
+ * VERSION is memray-c's own: another version may name frames otherwise.
+ * debug is the debug file the entries were named from (the module file
+ * itself when its DWARF is its own), by its path and by its size and
+ * modification time when they were. An entry is a module address (hex)
+ * and its frames as sym_frames gives them.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "stream.h"
+#include "symcache.h"
+#include "util.h"
+
+#define CACHE_MAGIC "memray-c symbol cache 1 " MEMRAY_VERSION
+#define FILE_MAX (64u << 20)   /* a bigger file is not read */
+#define TEXT_MAX (64u << 10)   /* an entry's text, at most */
+#define ENTRIES_MAX (1u << 20) /* entries kept for a module, at most */
+
+struct kept {
+	uint64_t addr;
+	char *text; /* NULL: an empty slot */
+};
+
+struct symcache {
+	char *dir, *module;
+	uint8_t id[MR_BUILD_ID_MAX];
+	uint32_t id_len;
+	char *debug_path; /* what the entries were named from, or NULL */
+	struct kept *tab;
+	size_t cap, count;
+	int fresh; /* put added entries: write the file anew */
+};
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(xrealloc(NULL, n), s, n);
+}
+
+const char *symcache_dir(void)
+{
+	static char dir[4096];
+	static int done;
+	if (done)
+		return dir[0] ? dir : NULL;
+	done = 1;
+	const char *env = getenv("MEMRAY_SYMBOL_CACHE");
+	int n = -1;
+	if (env) {
+		if (*env && strcmp(env, "off") != 0)
+			n = snprintf(dir, sizeof(dir), "%s", env);
+	} else if (getenv("XDG_CACHE_HOME") && getenv("XDG_CACHE_HOME")[0] == '/') {
+		n = snprintf(dir, sizeof(dir), "%s/memray-c/symbols", getenv("XDG_CACHE_HOME"));
+	} else if (getenv("HOME") && getenv("HOME")[0] == '/') {
+		n = snprintf(dir, sizeof(dir), "%s/.cache/memray-c/symbols", getenv("HOME"));
+	}
+	if (n <= 0 || (size_t)n >= sizeof(dir))
+		dir[0] = 0;
+	return dir[0] ? dir : NULL;
+}
+
+struct symcache *symcache_new(const char *dir, const uint8_t *id, uint32_t id_len,
+			      const char *module)
+{
+	struct symcache *c = xrealloc(NULL, sizeof(*c));
+	memset(c, 0, sizeof(*c));
+	c->dir = xstrdup(dir);
+	c->module = xstrdup(module);
+	c->id_len = id_len > MR_BUILD_ID_MAX ? MR_BUILD_ID_MAX : id_len;
+	memcpy(c->id, id, c->id_len);
+	return c;
+}
+
+size_t symcache_count(const struct symcache *c)
+{
+	return c ? c->count : 0;
+}
+
+static size_t slot_of(uint64_t addr, size_t cap)
+{
+	uint64_t h = addr * 0x9e3779b97f4a7c15ull;
+	return (size_t)(h >> 24) & (cap - 1);
+}
+
+static void clear(struct symcache *c)
+{
+	for (size_t i = 0; i < c->cap; i++)
+		free(c->tab[i].text);
+	free(c->tab);
+	c->tab = NULL;
+	c->cap = c->count = 0;
+}
+
+/* Adds addr's text (taken, not copied) unless addr is kept already. */
+static void add(struct symcache *c, uint64_t addr, char *text)
+{
+	if ((c->count + 1) * 2 > c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 256;
+		struct kept *t = xrealloc(NULL, cap * sizeof(*t));
+		memset(t, 0, cap * sizeof(*t));
+		for (size_t i = 0; i < c->cap; i++)
+			if (c->tab[i].text) {
+				size_t j = slot_of(c->tab[i].addr, cap);
+				while (t[j].text)
+					j = (j + 1) & (cap - 1);
+				t[j] = c->tab[i];
+			}
+		free(c->tab);
+		c->tab = t;
+		c->cap = cap;
+	}
+	size_t j = slot_of(addr, c->cap);
+	while (c->tab[j].text) {
+		if (c->tab[j].addr == addr) {
+			free(text);
+			return;
+		}
+		j = (j + 1) & (c->cap - 1);
+	}
+	c->tab[j] = (struct kept){ addr, text };
+	c->count++;
+}
+
+const char *symcache_get(const struct symcache *c, uint64_t addr)
+{
+	if (!c || !c->count)
+		return NULL;
+	size_t j = slot_of(addr, c->cap);
+	while (c->tab[j].text) {
+		if (c->tab[j].addr == addr)
+			return c->tab[j].text;
+		j = (j + 1) & (c->cap - 1);
+	}
+	return NULL;
+}
+
+static void hex_of(char *out, const uint8_t *id, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", id[i]);
+	out[2 * n] = 0;
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+struct cursor {
+	const char *p, *end;
+	const char *why;
+};
+
+/* The next line, without its '\n', in *line (NUL-free); 0, or -1 at the
+ * end or at a line that is not one. */
+static int next_line(struct cursor *k, char *line, size_t cap)
+{
+	const char *nl = memchr(k->p, '\n', (size_t)(k->end - k->p));
+	if (!nl) {
+		k->why = k->p == k->end ? "it ends too soon" : "its last line is cut";
+		return -1;
+	}
+	size_t n = (size_t)(nl - k->p);
+	if (n >= cap || memchr(k->p, 0, n)) {
+		k->why = "a line is too long or holds a NUL byte";
+		return -1;
+	}
+	memcpy(line, k->p, n);
+	line[n] = 0;
+	k->p = nl + 1;
+	return 0;
+}
+
+/* Unsigned decimal (base 10) or hex (base 16) numbers of a line, all of
+ * it, separated by one space each. */
+static int numbers(const char *s, int base, uint64_t *v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (!(base == 16 ? (s[0] >= '0' && s[0] <= '9') || (s[0] >= 'a' && s[0] <= 'f')
+				 : s[0] >= '0' && s[0] <= '9'))
+			return -1;
+		char *e;
+		errno = 0;
+		unsigned long long x = strtoull(s, &e, base);
+		if (errno || e - s > 20)
+			return -1;
+		v[i] = x;
+		if (i + 1 < n && *e != ' ')
+			return -1;
+		s = e + (i + 1 < n);
+	}
+	return *s ? -1 : 0;
+}
+
+/* len bytes and a '\n' after them: a copy with a NUL added. */
+static char *counted(struct cursor *k, uint64_t len)
+{
+	if (len > TEXT_MAX || (uint64_t)(k->end - k->p) < len + 1 || k->p[len] != '\n' ||
+	    memchr(k->p, 0, (size_t)len)) {
+		k->why = "a counted field does not fit its count";
+		return NULL;
+	}
+	char *s = xrealloc(NULL, (size_t)len + 1);
+	memcpy(s, k->p, (size_t)len);
+	s[len] = 0;
+	k->p += len + 1;
+	return s;
+}
+
+/* A "KEY NUMBERS... LEN\n" line and the field it counts. */
+static char *keyed(struct cursor *k, const char *key, uint64_t *v, int n)
+{
+	char line[256];
+	size_t kl = strlen(key);
+	if (next_line(k, line, sizeof(line)) < 0)
+		return NULL;
+	if (strncmp(line, key, kl) != 0 || line[kl] != ' ' || numbers(line + kl + 1, 10, v, n) < 0) {
+		k->why = "a header line is not what it should be";
+		return NULL;
+	}
+	return counted(k, v[n - 1]);
+}
+
+int symcache_parse(struct symcache *c, const char *buf, size_t len, const char **why)
+{
+	struct cursor k = { buf, buf + len, NULL };
+	char line[256], want[2 * MR_BUILD_ID_MAX + 8];
+	uint64_t v[4];
+	char *module = NULL, *debug = NULL;
+	clear(c);
+	free(c->debug_path);
+	c->debug_path = NULL;
+	if (next_line(&k, line, sizeof(line)) < 0)
+		goto bad;
+	if (strncmp(line, "memray-c symbol cache ", 22) != 0) {
+		k.why = "it is not a memray-c symbol cache";
+		goto bad;
+	}
+	if (strcmp(line, CACHE_MAGIC) != 0) {
+		*why = NULL; /* another version's: not read, not malformed */
+		return 1;
+	}
+	memcpy(want, "id ", 3);
+	hex_of(want + 3, c->id, c->id_len);
+	if (next_line(&k, line, sizeof(line)) < 0)
+		goto bad;
+	if (strcmp(line, want) != 0) {
+		k.why = "it is another module's (its id line is not its name)";
+		goto bad;
+	}
+	if (!(module = keyed(&k, "module", v, 1)) || !(debug = keyed(&k, "debug", v, 4)))
+		goto bad;
+	if (strcmp(module, c->module) != 0 || debug[0] != '/') {
+		/* another name for the same file (a copy, a link): frames
+		 * without debug information name it, so not these */
+		free(module);
+		free(debug);
+		*why = NULL;
+		return 1;
+	}
+	free(module);
+	module = NULL;
+	struct stat st;
+	if (stat(debug, &st) != 0 || (uint64_t)st.st_size != v[0] ||
+	    (uint64_t)st.st_mtim.tv_sec != v[1] || (uint64_t)st.st_mtim.tv_nsec != v[2]) {
+		free(debug); /* the debug file has changed or gone: not these */
+		*why = NULL;
+		return 1;
+	}
+	while (k.p < k.end) {
+		if (next_line(&k, line, sizeof(line)) < 0)
+			goto bad;
+		char *sp = strchr(line, ' ');
+		if (!sp) {
+			k.why = "an entry's line is not an address and a length";
+			goto bad;
+		}
+		*sp = 0;
+		uint64_t n;
+		if (numbers(line, 16, &v[0], 1) < 0 || numbers(sp + 1, 10, &n, 1) < 0) {
+			k.why = "an entry's line is not an address and a length";
+			goto bad;
+		}
+		char *text = counted(&k, n);
+		if (!text)
+			goto bad;
+		if (c->count >= ENTRIES_MAX) {
+			free(text);
+			k.why = "it holds too many entries";
+			goto bad;
+		}
+		add(c, v[0], text);
+	}
+	c->debug_path = debug;
+	return 0;
+bad:
+	free(module);
+	free(debug);
+	clear(c);
+	*why = k.why;
+	return -1;
+}
+
+struct symcache *symcache_load(const char *dir, const uint8_t *id, uint32_t id_len,
+			       const char *module)
+{
+	struct symcache *c = symcache_new(dir, id, id_len, module);
+	char hex[2 * MR_BUILD_ID_MAX + 1], path[4200];
+	hex_of(hex, c->id, c->id_len);
+	snprintf(path, sizeof(path), "%s/%s", dir, hex);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return c;
+	struct stat st;
+	const char *why = NULL;
+	char *buf = NULL;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		why = "it is not a regular file";
+	} else if ((uint64_t)st.st_size > FILE_MAX) {
+		why = "it is too big";
+	} else {
+		size_t n = (size_t)st.st_size, got = 0;
+		buf = xrealloc(NULL, n);
+		while (got < n) {
+			ssize_t r = read(fd, buf + got, n - got);
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		if (got != n)
+			why = "it cannot be read";
+		else if (symcache_parse(c, buf, n, &why) == 0)
+			why = NULL;
+	}
+	free(buf);
+	close(fd);
+	if (why)
+		warnmsg("warning: symbol cache %s: %s; not used, and written anew", path, why);
+	return c;
+}
+
+void symcache_put(struct symcache *c, uint64_t addr, const char *text, const char *debug_path)
+{
+	if (!c || !debug_path || debug_path[0] != '/' || strlen(text) > TEXT_MAX)
+		return;
+	if (!c->debug_path || strcmp(c->debug_path, debug_path) != 0) {
+		clear(c); /* named from another file than those kept */
+		free(c->debug_path);
+		c->debug_path = xstrdup(debug_path);
+	}
+	if (c->count >= ENTRIES_MAX || symcache_get(c, addr))
+		return;
+	add(c, addr, xstrdup(text));
+	c->fresh = 1;
+}
+
+/* ---- writing --------------------------------------------------------------- */
+
+static int make_dirs(const char *dir)
+{
+	char p[4096];
+	snprintf(p, sizeof(p), "%s", dir);
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s)
+			continue;
+		char was = *s;
+		*s = 0;
+		if (mkdir(p, 0755) != 0 && errno != EEXIST)
+			return -1;
+		if (!was)
+			return 0;
+		*s = was;
+	}
+}
+
+/* The file written to a name of its own, then renamed over the old one:
+ * a reader at the same time sees one or the other, whole. */
+static void save(const struct symcache *c)
+{
+	struct stat st;
+	if (stat(c->debug_path, &st) != 0 || make_dirs(c->dir) != 0)
+		return;
+	char hex[2 * MR_BUILD_ID_MAX + 1], path[4200], tmp[4300];
+	hex_of(hex, c->id, c->id_len);
+	snprintf(path, sizeof(path), "%s/%s", c->dir, hex);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.tmp", c->dir, hex, (long)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	FILE *f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(tmp);
+		return;
+	}
+	fprintf(f, "%s\nid %s\nmodule %zu\n%s\ndebug %" PRIu64 " %" PRIu64 " %" PRIu64 " %zu\n%s\n",
+		CACHE_MAGIC, hex, strlen(c->module), c->module, (uint64_t)st.st_size,
+		(uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec, strlen(c->debug_path),
+		c->debug_path);
+	for (size_t i = 0; i < c->cap; i++)
+		if (c->tab[i].text)
+			fprintf(f, "%" PRIx64 " %zu\n%s\n", c->tab[i].addr, strlen(c->tab[i].text),
+				c->tab[i].text);
+	int bad = ferror(f);
+	if (fclose(f) != 0 || bad || rename(tmp, path) != 0)
+		unlink(tmp);
+}
+
+void symcache_close(struct symcache *c)
+{
+	if (!c)
+		return;
+	if (c->fresh && c->debug_path)
+		save(c);
+	clear(c);
+	free(c->debug_path);
+	free(c->dir);
+	free(c->module);
+	free(c);
+}

@@ -1,0 +1,163 @@
+/*
+ * test_symcache.c - the symbol cache's file (lib/symcache.c): what is
+ * put is read back, only while its debug file is unchanged; every cut
+ * and every malformed field of a file is refused, never half read.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../lib/symcache.h"
+#include "unit.h"
+
+static const uint8_t id[] = { 0xab, 0x01, 0xfe, 0x42 };
+
+static char *slurp(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = malloc(1 << 20);
+	*n = fread(buf, 1, 1 << 20, f);
+	fclose(f);
+	return buf;
+}
+
+static void write_file(const char *path, const char *s, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	fwrite(s, 1, n, f);
+	fclose(f);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/test_symcache.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char debug[256], other[256], cache_dir[256], file[300];
+	snprintf(debug, sizeof(debug), "%s/lib.debug", dir);
+	snprintf(other, sizeof(other), "%s/other.debug", dir);
+	snprintf(cache_dir, sizeof(cache_dir), "%s/a/b", dir); /* made on writing */
+	snprintf(file, sizeof(file), "%s/ab01fe42", cache_dir);
+	write_file(debug, "dwarf", 5);
+	write_file(other, "dwarf, another", 14);
+
+	/* nothing kept yet */
+	struct symcache *c = symcache_load(cache_dir, id, sizeof(id), "libx.so");
+	CHECK_EQ_U64(symcache_count(c), 0);
+	CHECK(symcache_get(c, 0x10) == NULL);
+	/* put from another debug file first: dropped when the file changes */
+	symcache_put(c, 0x99, "from other", other);
+	CHECK_EQ_U64(symcache_count(c), 1);
+	symcache_put(c, 0x10, "main (a.c:3)", debug);
+	symcache_put(c, 0x20, "outer (a.c:9)\ninner (b.h:2)", debug);
+	symcache_put(c, 0x10, "not this one", debug); /* the first text stays */
+	symcache_put(c, 0xffffffffffffffffull, "f \"x\" (\xc3\xa9.c:1)", debug);
+	CHECK_EQ_U64(symcache_count(c), 3);
+	CHECK(symcache_get(c, 0x99) == NULL);
+	symcache_close(c);
+
+	/* read back, exactly */
+	c = symcache_load(cache_dir, id, sizeof(id), "libx.so");
+	CHECK_EQ_U64(symcache_count(c), 3);
+	CHECK_EQ_STR(symcache_get(c, 0x10), "main (a.c:3)");
+	CHECK_EQ_STR(symcache_get(c, 0x20), "outer (a.c:9)\ninner (b.h:2)");
+	CHECK_EQ_STR(symcache_get(c, 0xffffffffffffffffull), "f \"x\" (\xc3\xa9.c:1)");
+	CHECK(symcache_get(c, 0x30) == NULL);
+	symcache_close(c);
+
+	/* another module name (another link to the file): not these */
+	c = symcache_load(cache_dir, id, sizeof(id), "liby.so");
+	CHECK_EQ_U64(symcache_count(c), 0);
+	symcache_close(c);
+
+	/* every cut of the file is refused, and so is every byte changed in
+	 * its header's counts */
+	size_t n = 0;
+	char *buf = slurp(file, &n);
+	CHECK(buf != NULL && n > 100);
+	const char *why = NULL;
+	c = symcache_new(cache_dir, id, sizeof(id), "libx.so");
+	CHECK_EQ_U64(symcache_parse(c, buf, n, &why), 0);
+	CHECK_EQ_U64(symcache_count(c), 3);
+	/* (a cut at the end of an entry, or of the header, leaves a file with
+	 * fewer entries: the 3 entries' starts, read as such) */
+	size_t refused = 0, fewer = 0;
+	for (size_t k = 0; k < n; k++) {
+		why = NULL;
+		int r = symcache_parse(c, buf, k, &why);
+		refused += r == -1 && why != NULL && symcache_count(c) == 0;
+		fewer += r == 0 && buf[k - 1] == '\n' && symcache_count(c) == fewer;
+	}
+	CHECK_EQ_U64(fewer, 3);
+	CHECK_EQ_U64(refused + fewer, n);
+	/* a length one too big or too small, in each counted field */
+	for (char *p = buf; (p = memchr(p, '\n', (size_t)(buf + n - p))) != NULL; p++) {
+		char *sp = p;
+		while (sp > buf && sp[-1] != ' ' && sp[-1] != '\n')
+			sp--;
+		if (sp == buf || sp[-1] != ' ' || sp[0] < '1' || sp[0] > '9' || p[-1] == '0' ||
+		    p[-1] == '9' || strncmp(sp - 1, " 1 ", 3) == 0)
+			continue;
+		for (int d = -1; d <= 1; d += 2) {
+			p[-1] = (char)(p[-1] + d);
+			why = NULL;
+			int r = symcache_parse(c, buf, n, &why);
+			/* a debug field's size or time changed reads as another
+			 * debug file's (1); a count changed is malformed (-1) */
+			CHECK(r != 0);
+			CHECK_EQ_U64(symcache_count(c), 0);
+			p[-1] = (char)(p[-1] - d);
+		}
+	}
+	CHECK_EQ_U64(symcache_parse(c, buf, n, &why), 0);
+	/* another module's id, not a cache, another version */
+	char *bad = malloc(n + 16);
+	memcpy(bad, buf, n);
+	char *idl = strstr(bad, "id ab01fe42");
+	idl[3] = 'c';
+	CHECK_EQ_U64((uint64_t)(int64_t)symcache_parse(c, bad, n, &why), (uint64_t)-1);
+	CHECK_EQ_STR(why, "it is another module's (its id line is not its name)");
+	memcpy(bad, "xemray", 6);
+	CHECK_EQ_U64((uint64_t)(int64_t)symcache_parse(c, bad, n, &why), (uint64_t)-1);
+	CHECK_EQ_STR(why, "it is not a memray-c symbol cache");
+	memcpy(bad, buf, n);
+	char *nl = memchr(bad, '\n', n);
+	nl[-1] = 'x'; /* the version */
+	CHECK_EQ_U64(symcache_parse(c, bad, n, &why), 1);
+	CHECK(why == NULL);
+	/* an entry's address that is not hex */
+	memcpy(bad, buf, n);
+	char *e = strstr(bad, "\n10 12\n");
+	CHECK(e != NULL);
+	if (e) {
+		e[1] = 'g';
+		CHECK_EQ_U64((uint64_t)(int64_t)symcache_parse(c, bad, n, &why), (uint64_t)-1);
+		CHECK_EQ_STR(why, "an entry's line is not an address and a length");
+	}
+	free(bad);
+	symcache_close(c);
+
+	/* the debug file changed since: the entries are not read */
+	struct timespec t[2] = { { 0, UTIME_OMIT }, { 12345, 6789 } };
+	CHECK(utimensat(AT_FDCWD, debug, t, 0) == 0);
+	c = symcache_load(cache_dir, id, sizeof(id), "libx.so");
+	CHECK_EQ_U64(symcache_count(c), 0);
+	symcache_close(c);
+
+	free(buf);
+	unlink(file);
+	unlink(debug);
+	unlink(other);
+	char sub[300];
+	snprintf(sub, sizeof(sub), "%s/a/b", dir);
+	rmdir(sub);
+	snprintf(sub, sizeof(sub), "%s/a", dir);
+	rmdir(sub);
+	rmdir(dir);
+	return unit_done();
+}
