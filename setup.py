@@ -20,7 +20,7 @@ TOOLS = ["memray-record", "memray-fold", "memray-stat", "memray-leaks",
 # the lib/ sources the reader needs: lib/stream_read.c and what it calls
 # (stream_write.c for the allocator names), lib/replay.c and lib/collapse.c's
 # collapse_visit with what they call
-LIB = ["stream_read", "stream_write", "input", "util", "replay", "live", "symbolize",
+LIB = ["stream_read", "stream_write", "input", "util", "replay", "live", "symbolize", "symcache",
        "intern", "collapse", "frame_norm"]
 
 
@@ -66,7 +66,11 @@ setup(
     distclass=BinaryDistribution,
     ext_modules=ext_modules,
     # setuptools' own build tree apart from the Makefile's build/lib
+    # build_ext "force": the extension is built afresh every time, since
+    # setuptools keeps a built one whose sources are older than it even
+    # when the list of sources has changed
     options={"build": {"build_base": "build/py"},
+             "build_ext": {"force": True},
              "bdist_wheel": {"py_limited_api": "cp39"},
              "egg_info": {"egg_base": "build/py"}},
 )
