@@ -29,7 +29,7 @@ struct sym_module {
 };
 
 struct addr_entry {
-	const struct sym_module *m;
+	size_t m; /* the module's index in mods (which moves as it grows) */
 	uint64_t addr;
 	char *text;
 };
@@ -138,6 +138,25 @@ void sym_free(struct symbolizer *s)
 	free(s);
 }
 
+/* cand, opened, if its build-id is want's: *found is then its path. */
+static int open_if_id(const char *cand, const unsigned char *want, int want_len, char **found)
+{
+	int f = open(cand, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -1;
+	Elf *e = elf_begin(f, ELF_C_READ_MMAP, NULL);
+	const void *bits = NULL;
+	ssize_t got = e ? dwelf_elf_gnu_build_id(e, &bits) : -1;
+	int same = got == want_len && memcmp(bits, want, (size_t)got) == 0;
+	elf_end(e);
+	if (!same) {
+		close(f);
+		return -1;
+	}
+	*found = xstrdup(cand);
+	return f;
+}
+
 /* The debug file named link for the module file at path (absolute):
  * beside it, in .debug/ there, or under /usr/lib/debug; only one whose
  * build-id is want. */
@@ -151,21 +170,40 @@ static int find_by_link(const char *path, const char *link, const unsigned char 
 		int n = snprintf(cand, sizeof(cand), where[i], dir, path, link);
 		if (n < 0 || (size_t)n >= sizeof(cand) || strcmp(cand, path) == 0)
 			continue;
-		int f = open(cand, O_RDONLY | O_CLOEXEC);
-		if (f < 0)
-			continue;
-		Elf *e = elf_begin(f, ELF_C_READ_MMAP, NULL);
-		const void *bits = NULL;
-		ssize_t got = e ? dwelf_elf_gnu_build_id(e, &bits) : -1;
-		int same = got == want_len && memcmp(bits, want, (size_t)got) == 0;
-		elf_end(e);
-		if (same) {
-			*found = xstrdup(cand);
+		int f = open_if_id(cand, want, want_len, found);
+		if (f >= 0)
 			return f;
-		}
-		close(f);
 	}
 	return -1;
+}
+
+/* The debug file named by build-id under /usr/lib/debug/.build-id, as
+ * libdw's build-id search finds it. */
+static int find_by_id(const unsigned char *want, int want_len, char **found)
+{
+	char cand[64 + 2 * MR_BUILD_ID_MAX];
+	int n = snprintf(cand, sizeof(cand), "/usr/lib/debug/.build-id/%02x/", want[0]);
+	for (int i = 1; i < want_len; i++)
+		n += snprintf(cand + n, sizeof(cand) - (size_t)n, "%02x", want[i]);
+	snprintf(cand + n, sizeof(cand) - (size_t)n, ".debug");
+	return open_if_id(cand, want, want_len, found);
+}
+
+/* The search of find_debuginfo below, for a module with a build-id and
+ * debuginfod off: by build-id, then by debuglink name (if link) in three
+ * places, for path and for the file it resolves to. */
+static int find_separate(const char *path, const unsigned char *want, int want_len,
+			 const char *link, char **found)
+{
+	int fd = find_by_id(want, want_len, found);
+	if (fd >= 0 || !link || !path || path[0] != '/')
+		return fd;
+	char *real = realpath(path, NULL);
+	const char *paths[2] = { path, real && strcmp(real, path) != 0 ? real : NULL };
+	for (int k = 0; k < 2 && fd < 0 && paths[k]; k++)
+		fd = find_by_link(paths[k], link, want, want_len, found);
+	free(real);
+	return fd;
 }
 
 /* Where a module's separate debug file is found. libdw's standard search
@@ -193,16 +231,7 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 		return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
 						    debuglink_file, debuglink_crc,
 						    debuginfo_file_name);
-	int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name,
-					      debuglink_file, debuglink_crc, debuginfo_file_name);
-	if (fd >= 0 || !debuglink_file || !file_name || file_name[0] != '/')
-		return fd;
-	char *real = realpath(file_name, NULL);
-	const char *paths[2] = { file_name, real && strcmp(real, file_name) != 0 ? real : NULL };
-	for (int k = 0; k < 2 && fd < 0 && paths[k]; k++)
-		fd = find_by_link(paths[k], debuglink_file, want, want_len, debuginfo_file_name);
-	free(real);
-	return fd;
+	return find_separate(file_name, want, want_len, debuglink_file, debuginfo_file_name);
 }
 
 static const Dwfl_Callbacks callbacks = {
@@ -269,14 +298,86 @@ static void open_dwfl(const char *path, const uint8_t *build_id, uint32_t build_
  * READY; the main thread takes it from there (module_open), or opens a
  * module itself that the thread has not begun. */
 
-/* The frames kept for a module file that was opened: none without a
- * build-id, which is what names them. */
-static struct symcache *cache_load(struct symbolizer *s, const char *path, const uint8_t *id,
-				   uint32_t id_len)
+/* Whether ELF e has a section named name with contents; for DWARF, any
+ * of those with which libdw takes a file as having it. */
+static int has_section(Elf *e, const char *name)
 {
-	if (!s->cache_dir || !id_len)
+	size_t shstrndx;
+	if (elf_getshdrstrndx(e, &shstrndx) != 0)
+		return 0;
+	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn)) != NULL;) {
+		GElf_Shdr sh;
+		const char *n;
+		if (gelf_getshdr(scn, &sh) && sh.sh_type != SHT_NOBITS && sh.sh_size &&
+		    (n = elf_strptr(e, shstrndx, sh.sh_name)) && strcmp(n, name) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int has_dwarf(Elf *e)
+{
+	static const char *const names[] = { ".debug_info", ".debug_line", ".debug_frame",
+					     ".zdebug_info", ".zdebug_line", ".zdebug_frame" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (has_section(e, names[i]))
+			return 1;
+	return 0;
+}
+
+/* The file the module at path will have its DWARF read from, found before
+ * it is read, as libdw finds it: the module file when it has DWARF of its
+ * own, else the separate debug file of find_debuginfo's search; its path
+ * in *src and its state in *st. -1 when there is none, or when the frames
+ * would depend on more than that one file or could not be told apart
+ * from another reading's: a dwz file (.gnu_debugaltlink), debuginfod
+ * (whose files libdw does not name), a debuglink without a CRC. */
+static int debug_source(Dwfl_Module *mod, const char *path, const uint8_t *id, uint32_t id_len,
+			char **src, struct stat *st)
+{
+	Dwarf_Addr bias;
+	Elf *e = debuginfod_on() ? NULL : dwfl_module_getelf(mod, &bias);
+	if (!e)
+		return -1;
+	if (has_dwarf(e)) {
+		if (has_section(e, ".gnu_debugaltlink") || stat(path, st) != 0)
+			return -1;
+		*src = xstrdup(path);
+		return 0;
+	}
+	GElf_Word crc = 0;
+	const char *link = dwelf_elf_gnu_debuglink(e, &crc);
+	if (link && crc == 0)
+		return -1;
+	char *found = NULL;
+	int fd = find_separate(path, id, (int)id_len, link, &found);
+	if (fd < 0)
+		return -1;
+	Elf *d = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	int ok = d && has_dwarf(d) && !has_section(d, ".gnu_debugaltlink") && fstat(fd, st) == 0;
+	elf_end(d);
+	close(fd);
+	if (!ok) {
+		free(found);
+		return -1;
+	}
+	*src = found;
+	return 0;
+}
+
+/* The frames kept for a module file that was opened, when the file its
+ * DWARF will come from is known: none without a build-id, which is what
+ * names them. */
+static struct symcache *cache_load(struct symbolizer *s, Dwfl_Module *mod, const char *path,
+				   const uint8_t *id, uint32_t id_len)
+{
+	char *src;
+	struct stat st;
+	if (!s->cache_dir || !id_len || debug_source(mod, path, id, id_len, &src, &st) < 0)
 		return NULL;
-	return symcache_load(s->cache_dir, id, id_len, base_name(path));
+	struct symcache *c = symcache_load(s->cache_dir, id, id_len, base_name(path), src, &st);
+	free(src);
+	return c;
 }
 
 static void *prefetch_main(void *arg)
@@ -302,7 +403,7 @@ static void *prefetch_main(void *arg)
 		Dwfl_Module *mod;
 		int changed;
 		open_dwfl(path, id, id_len, &dwfl, &mod, &changed);
-		struct symcache *kept = mod ? cache_load(s, path, id, id_len) : NULL;
+		struct symcache *kept = mod ? cache_load(s, mod, path, id, id_len) : NULL;
 		if (mod && !symcache_count(kept)) {
 			Dwarf_Addr bias;
 			dwfl_module_getdwarf(mod, &bias);
@@ -416,7 +517,7 @@ static struct sym_module *module_open(struct symbolizer *s, const struct mr_proc
 	if (!take_prep(s, m, &changed)) {
 		open_dwfl(path, rm->build_id, rm->build_id_len, &m->dwfl, &m->mod, &changed);
 		if (m->mod)
-			m->kept = cache_load(s, path, rm->build_id, rm->build_id_len);
+			m->kept = cache_load(s, m->mod, path, rm->build_id, rm->build_id_len);
 	}
 	if (changed)
 		warnmsg("warning: %s has changed since it was recorded (its build-id differs):"
@@ -549,9 +650,9 @@ static const char *debug_file(struct sym_module *m)
 	return debug ? debug : main_file;
 }
 
-static size_t addr_hash(const struct sym_module *m, uint64_t a)
+static size_t addr_hash(size_t m, uint64_t a)
 {
-	uint64_t h = ((uint64_t)(uintptr_t)m ^ a * 0x9e3779b97f4a7c15ull);
+	uint64_t h = ((uint64_t)m << 48 ^ a * 0x9e3779b97f4a7c15ull);
 	return (size_t)(h ^ (h >> 29));
 }
 
@@ -599,19 +700,20 @@ const char *sym_frames(struct symbolizer *s, const struct mr_proc *p, uint64_t i
 		s->cache = c;
 		s->cache_cap = cap;
 	}
-	size_t j = addr_hash(m, a) & (s->cache_cap - 1);
+	size_t mi = (size_t)(m - s->mods);
+	size_t j = addr_hash(mi, a) & (s->cache_cap - 1);
 	while (s->cache[j].text) {
-		if (s->cache[j].m == m && s->cache[j].addr == a)
+		if (s->cache[j].m == mi && s->cache[j].addr == a)
 			return s->cache[j].text;
 		j = (j + 1) & (s->cache_cap - 1);
 	}
 	const char *kept = symcache_get(m->kept, a);
 	if (kept) {
-		s->cache[j] = (struct addr_entry){ m, a, xstrdup(kept) };
+		s->cache[j] = (struct addr_entry){ mi, a, xstrdup(kept) };
 	} else {
 		struct text t = { NULL, 0, 0 };
 		describe(&t, m, a, a + 1);
-		s->cache[j] = (struct addr_entry){ m, a, root_first(&t) };
+		s->cache[j] = (struct addr_entry){ mi, a, root_first(&t) };
 		free(t.s);
 		if (m->kept)
 			symcache_put(m->kept, a, s->cache[j].text, debug_file(m));

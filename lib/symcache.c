@@ -10,10 +10,10 @@
  *	ADDR LEN\n BYTES\n			(an entry, as many as there are)
  *
  * VERSION is memray-c's own: another version may name frames otherwise.
- * debug is the debug file the entries were named from (the module file
- * itself when its DWARF is its own), by its path and by its size and
- * modification time when they were. An entry is a module address (hex)
- * and its frames as sym_frames gives them.
+ * debug is the file the entries were named from (the module file itself
+ * when its DWARF is its own), by its path and by its size and
+ * modification time when it was found. An entry is a module address
+ * (hex) and its frames as sym_frames gives them.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -43,7 +43,8 @@ struct symcache {
 	char *dir, *module;
 	uint8_t id[MR_BUILD_ID_MAX];
 	uint32_t id_len;
-	char *debug_path; /* what the entries were named from, or NULL */
+	char *debug_path; /* what the entries are named from */
+	uint64_t debug_size, debug_sec, debug_nsec; /* as it was found */
 	struct kept *tab;
 	size_t cap, count;
 	int fresh; /* put added entries: write the file anew */
@@ -78,7 +79,7 @@ const char *symcache_dir(void)
 }
 
 struct symcache *symcache_new(const char *dir, const uint8_t *id, uint32_t id_len,
-			      const char *module)
+			      const char *module, const char *debug_path, const struct stat *st)
 {
 	struct symcache *c = xrealloc(NULL, sizeof(*c));
 	memset(c, 0, sizeof(*c));
@@ -86,6 +87,10 @@ struct symcache *symcache_new(const char *dir, const uint8_t *id, uint32_t id_le
 	c->module = xstrdup(module);
 	c->id_len = id_len > MR_BUILD_ID_MAX ? MR_BUILD_ID_MAX : id_len;
 	memcpy(c->id, id, c->id_len);
+	c->debug_path = xstrdup(debug_path);
+	c->debug_size = (uint64_t)st->st_size;
+	c->debug_sec = (uint64_t)st->st_mtim.tv_sec;
+	c->debug_nsec = (uint64_t)st->st_mtim.tv_nsec;
 	return c;
 }
 
@@ -243,8 +248,6 @@ int symcache_parse(struct symcache *c, const char *buf, size_t len, const char *
 	uint64_t v[4];
 	char *module = NULL, *debug = NULL;
 	clear(c);
-	free(c->debug_path);
-	c->debug_path = NULL;
 	if (next_line(&k, line, sizeof(line)) < 0)
 		goto bad;
 	if (strncmp(line, "memray-c symbol cache ", 22) != 0) {
@@ -265,20 +268,15 @@ int symcache_parse(struct symcache *c, const char *buf, size_t len, const char *
 	}
 	if (!(module = keyed(&k, "module", v, 1)) || !(debug = keyed(&k, "debug", v, 4)))
 		goto bad;
-	if (strcmp(module, c->module) != 0 || debug[0] != '/') {
-		/* another name for the same file (a copy, a link): frames
-		 * without debug information name it, so not these */
-		free(module);
-		free(debug);
-		*why = NULL;
-		return 1;
-	}
+	/* named from another file than the one this reading finds, or from
+	 * that file before it changed; or another name for the module (a
+	 * copy, a link), which a frame without a symbol shows: not these */
+	int other = strcmp(module, c->module) != 0 || strcmp(debug, c->debug_path) != 0 ||
+		    v[0] != c->debug_size || v[1] != c->debug_sec || v[2] != c->debug_nsec;
 	free(module);
-	module = NULL;
-	struct stat st;
-	if (stat(debug, &st) != 0 || (uint64_t)st.st_size != v[0] ||
-	    (uint64_t)st.st_mtim.tv_sec != v[1] || (uint64_t)st.st_mtim.tv_nsec != v[2]) {
-		free(debug); /* the debug file has changed or gone: not these */
+	free(debug);
+	module = debug = NULL;
+	if (other) {
 		*why = NULL;
 		return 1;
 	}
@@ -306,7 +304,6 @@ int symcache_parse(struct symcache *c, const char *buf, size_t len, const char *
 		}
 		add(c, v[0], text);
 	}
-	c->debug_path = debug;
 	return 0;
 bad:
 	free(module);
@@ -317,24 +314,25 @@ bad:
 }
 
 struct symcache *symcache_load(const char *dir, const uint8_t *id, uint32_t id_len,
-			       const char *module)
+			       const char *module, const char *debug_path, const struct stat *st)
 {
-	struct symcache *c = symcache_new(dir, id, id_len, module);
+	struct symcache *c = symcache_new(dir, id, id_len, module, debug_path, st);
 	char hex[2 * MR_BUILD_ID_MAX + 1], path[4200];
 	hex_of(hex, c->id, c->id_len);
 	snprintf(path, sizeof(path), "%s/%s", dir, hex);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* (O_NONBLOCK: a FIFO there is refused, not waited on) */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return c;
-	struct stat st;
+	struct stat fs;
 	const char *why = NULL;
 	char *buf = NULL;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &fs) != 0 || !S_ISREG(fs.st_mode)) {
 		why = "it is not a regular file";
-	} else if ((uint64_t)st.st_size > FILE_MAX) {
+	} else if ((uint64_t)fs.st_size > FILE_MAX) {
 		why = "it is too big";
 	} else {
-		size_t n = (size_t)st.st_size, got = 0;
+		size_t n = (size_t)fs.st_size, got = 0;
 		buf = xrealloc(NULL, n);
 		while (got < n) {
 			ssize_t r = read(fd, buf + got, n - got);
@@ -349,20 +347,19 @@ struct symcache *symcache_load(const char *dir, const uint8_t *id, uint32_t id_l
 	}
 	free(buf);
 	close(fd);
-	if (why)
-		warnmsg("warning: symbol cache %s: %s; not used, and written anew", path, why);
+	if (why) {
+		/* removed, so that it is said once */
+		warnmsg("warning: symbol cache %s: %s; removed", path, why);
+		unlink(path);
+	}
 	return c;
 }
 
 void symcache_put(struct symcache *c, uint64_t addr, const char *text, const char *debug_path)
 {
-	if (!c || !debug_path || debug_path[0] != '/' || strlen(text) > TEXT_MAX)
+	/* (only what was named from the file found when c was made) */
+	if (!c || !debug_path || strcmp(debug_path, c->debug_path) != 0 || strlen(text) > TEXT_MAX)
 		return;
-	if (!c->debug_path || strcmp(c->debug_path, debug_path) != 0) {
-		clear(c); /* named from another file than those kept */
-		free(c->debug_path);
-		c->debug_path = xstrdup(debug_path);
-	}
 	if (c->count >= ENTRIES_MAX || symcache_get(c, addr))
 		return;
 	add(c, addr, xstrdup(text));
@@ -380,7 +377,7 @@ static int make_dirs(const char *dir)
 			continue;
 		char was = *s;
 		*s = 0;
-		if (mkdir(p, 0755) != 0 && errno != EEXIST)
+		if (mkdir(p, 0700) != 0 && errno != EEXIST)
 			return -1;
 		if (!was)
 			return 0;
@@ -388,20 +385,21 @@ static int make_dirs(const char *dir)
 	}
 }
 
-/* The file written to a name of its own, then renamed over the old one:
- * a reader at the same time sees one or the other, whole. */
+/* The file written to a new file of its own (mkstemp: never one that is
+ * there, a link or another writer's), then renamed over the old one: a
+ * reader at the same time sees one or the other, whole. */
 static void save(const struct symcache *c)
 {
-	struct stat st;
-	if (stat(c->debug_path, &st) != 0 || make_dirs(c->dir) != 0)
+	if (make_dirs(c->dir) != 0)
 		return;
 	char hex[2 * MR_BUILD_ID_MAX + 1], path[4200], tmp[4300];
 	hex_of(hex, c->id, c->id_len);
 	snprintf(path, sizeof(path), "%s/%s", c->dir, hex);
-	snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.tmp", c->dir, hex, (long)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", c->dir, hex);
+	int fd = mkstemp(tmp);
 	if (fd < 0)
 		return;
+	fchmod(fd, 0644);
 	FILE *f = fdopen(fd, "w");
 	if (!f) {
 		close(fd);
@@ -409,9 +407,8 @@ static void save(const struct symcache *c)
 		return;
 	}
 	fprintf(f, "%s\nid %s\nmodule %zu\n%s\ndebug %" PRIu64 " %" PRIu64 " %" PRIu64 " %zu\n%s\n",
-		CACHE_MAGIC, hex, strlen(c->module), c->module, (uint64_t)st.st_size,
-		(uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec, strlen(c->debug_path),
-		c->debug_path);
+		CACHE_MAGIC, hex, strlen(c->module), c->module, c->debug_size, c->debug_sec,
+		c->debug_nsec, strlen(c->debug_path), c->debug_path);
 	for (size_t i = 0; i < c->cap; i++)
 		if (c->tab[i].text)
 			fprintf(f, "%" PRIx64 " %zu\n%s\n", c->tab[i].addr, strlen(c->tab[i].text),
@@ -425,7 +422,7 @@ void symcache_close(struct symcache *c)
 {
 	if (!c)
 		return;
-	if (c->fresh && c->debug_path)
+	if (c->fresh)
 		save(c);
 	clear(c);
 	free(c->debug_path);

@@ -8,9 +8,9 @@
  * package's file (libc6-dbg's: 50 ms) before it can name one address.
  * A module's frames are what its build-id and its debug file make them,
  * so they are kept in a file named by the build-id, with the debug
- * file's path, size and modification time; a later reading takes them
- * from there while that debug file is unchanged, and reads the DWARF only
- * for an address not kept yet.
+ * file's path, size and modification time; a later reading that finds
+ * the same debug file, unchanged, takes them from there, and reads the
+ * DWARF only for an address not kept yet.
  *
  * The directory is $MEMRAY_SYMBOL_CACHE ("off" or empty: no cache), or
  * memray-c/symbols under $XDG_CACHE_HOME, or under ~/.cache. A cache
@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 struct symcache;
 
@@ -29,27 +30,32 @@ struct symcache;
 const char *symcache_dir(void);
 
 /* The kept frames of the module whose build-id is id (id_len bytes, at
- * least 1) and whose file's base name is module, from dir: the file's
- * entries when it names a debug file that is unchanged, else none. A
- * file that is there but malformed is reported once on stderr and left
- * to be written anew. */
+ * least 1) and whose file's base name is module, from dir, when they were
+ * named from debug_path (the module file itself when its DWARF is its
+ * own) as st finds it now (size, modification time), the file this
+ * reading finds; else none. A file that is there but malformed is
+ * reported once on stderr and removed. */
 struct symcache *symcache_load(const char *dir, const uint8_t *id, uint32_t id_len,
-			       const char *module);
+			       const char *module, const char *debug_path, const struct stat *st);
 
 /* The text kept for module address addr, or NULL. */
 const char *symcache_get(const struct symcache *c, uint64_t addr);
 
-/* Keeps text for addr, named by reading debug_path's DWARF. */
+/* Keeps text for addr, named by reading debug_path's DWARF: only when it
+ * is c's debug_path. */
 void symcache_put(struct symcache *c, uint64_t addr, const char *text, const char *debug_path);
 
-/* Writes the file anew when put added frames; then frees c. */
+/* Writes the file anew when put added frames, with the debug file as
+ * symcache_load was given it; then frees c. */
 void symcache_close(struct symcache *c);
 
-/* The parse of a cache file's bytes, for the unit tests: 0 and the
- * entries in c (whose debug file is then checked), or -1 and why. */
-int symcache_parse(struct symcache *c, const char *buf, size_t len, const char **why);
+/* For the unit tests: c without reading its file, and the parse of a
+ * cache file's bytes: 0 and the entries in c, 1 when they are another
+ * version's or named from another file than c's, -1 and why when it is
+ * malformed. */
 struct symcache *symcache_new(const char *dir, const uint8_t *id, uint32_t id_len,
-			      const char *module);
+			      const char *module, const char *debug_path, const struct stat *st);
+int symcache_parse(struct symcache *c, const char *buf, size_t len, const char **why);
 size_t symcache_count(const struct symcache *c);
 
 #endif

@@ -277,11 +277,20 @@ build_id() {
 	memray-fold c.bin > moved.txt
 	cmp cold.txt moved.txt
 	grep -qx "$PWD/d/.debug/prog.debug" "$cache/$id"
-	# a malformed file: said once, not used, written anew
+	# a copy of the program with no debug file beside it: named as
+	# without a cache, though its build-id is the same
+	mkdir e
+	cp d/prog e/prog
+	memray-record -q -o e.bin e/prog chain > /dev/null
+	MEMRAY_SYMBOL_CACHE=off memray-fold e.bin > e-cold.txt
+	grep -q 'chain_c (prog)' e-cold.txt
+	memray-fold e.bin > e-warm.txt
+	cmp e-cold.txt e-warm.txt
+	# a malformed file: said once, removed, and written anew
 	printf 'not a cache\n' > "$cache/$id"
 	run memray-fold c.bin
 	assert_success
-	assert_line "memray-fold: warning: symbol cache $cache/$id: it is not a memray-c symbol cache; not used, and written anew"
+	assert_line "memray-fold: warning: symbol cache $cache/$id: it is not a memray-c symbol cache; removed"
 	[ "$(grep -c 'warning: symbol cache' <<< "$output")" -eq 1 ]
 	memray-fold c.bin 2> err.txt > fixed.txt
 	cmp cold.txt fixed.txt
@@ -291,7 +300,7 @@ build_id() {
 	head -c -3 "$cache/$id" > cut && cp cut "$cache/$id"
 	run memray-fold c.bin
 	assert_success
-	assert_line --partial "symbol cache $cache/$id: a counted field does not fit its count; not used"
+	assert_line --partial "symbol cache $cache/$id: a counted field does not fit its count; removed"
 	# another version of memray-c's file: not read, without a word, and replaced
 	sed -i '1s/.*/memray-c symbol cache 1 0.0.0-other/; s/^chain_c (allocs.c:/chain_X (allocs.c:/' "$cache/$id"
 	memray-fold c.bin 2> err.txt > other.txt

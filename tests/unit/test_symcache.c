@@ -45,14 +45,17 @@ int main(void)
 	snprintf(file, sizeof(file), "%s/ab01fe42", cache_dir);
 	write_file(debug, "dwarf", 5);
 	write_file(other, "dwarf, another", 14);
+	struct stat st, st_other;
+	CHECK(stat(debug, &st) == 0 && stat(other, &st_other) == 0);
 
 	/* nothing kept yet */
-	struct symcache *c = symcache_load(cache_dir, id, sizeof(id), "libx.so");
+	struct symcache *c = symcache_load(cache_dir, id, sizeof(id), "libx.so", debug, &st);
 	CHECK_EQ_U64(symcache_count(c), 0);
 	CHECK(symcache_get(c, 0x10) == NULL);
-	/* put from another debug file first: dropped when the file changes */
+	/* named from another file than the one found: not kept */
 	symcache_put(c, 0x99, "from other", other);
-	CHECK_EQ_U64(symcache_count(c), 1);
+	symcache_put(c, 0x98, "from none", NULL);
+	CHECK_EQ_U64(symcache_count(c), 0);
 	symcache_put(c, 0x10, "main (a.c:3)", debug);
 	symcache_put(c, 0x20, "outer (a.c:9)\ninner (b.h:2)", debug);
 	symcache_put(c, 0x10, "not this one", debug); /* the first text stays */
@@ -62,7 +65,7 @@ int main(void)
 	symcache_close(c);
 
 	/* read back, exactly */
-	c = symcache_load(cache_dir, id, sizeof(id), "libx.so");
+	c = symcache_load(cache_dir, id, sizeof(id), "libx.so", debug, &st);
 	CHECK_EQ_U64(symcache_count(c), 3);
 	CHECK_EQ_STR(symcache_get(c, 0x10), "main (a.c:3)");
 	CHECK_EQ_STR(symcache_get(c, 0x20), "outer (a.c:9)\ninner (b.h:2)");
@@ -71,7 +74,15 @@ int main(void)
 	symcache_close(c);
 
 	/* another module name (another link to the file): not these */
-	c = symcache_load(cache_dir, id, sizeof(id), "liby.so");
+	c = symcache_load(cache_dir, id, sizeof(id), "liby.so", debug, &st);
+	CHECK_EQ_U64(symcache_count(c), 0);
+	symcache_close(c);
+	/* another debug file found this time (a copy of the module without
+	 * one beside it, one installed since): not these */
+	c = symcache_load(cache_dir, id, sizeof(id), "libx.so", other, &st);
+	CHECK_EQ_U64(symcache_count(c), 0);
+	symcache_close(c);
+	c = symcache_load(cache_dir, id, sizeof(id), "libx.so", debug, &st_other);
 	CHECK_EQ_U64(symcache_count(c), 0);
 	symcache_close(c);
 
@@ -81,7 +92,7 @@ int main(void)
 	char *buf = slurp(file, &n);
 	CHECK(buf != NULL && n > 100);
 	const char *why = NULL;
-	c = symcache_new(cache_dir, id, sizeof(id), "libx.so");
+	c = symcache_new(cache_dir, id, sizeof(id), "libx.so", debug, &st);
 	CHECK_EQ_U64(symcache_parse(c, buf, n, &why), 0);
 	CHECK_EQ_U64(symcache_count(c), 3);
 	/* (a cut at the end of an entry, or of the header, leaves a file with
@@ -145,7 +156,20 @@ int main(void)
 	/* the debug file changed since: the entries are not read */
 	struct timespec t[2] = { { 0, UTIME_OMIT }, { 12345, 6789 } };
 	CHECK(utimensat(AT_FDCWD, debug, t, 0) == 0);
-	c = symcache_load(cache_dir, id, sizeof(id), "libx.so");
+	struct stat now;
+	CHECK(stat(debug, &now) == 0);
+	c = symcache_load(cache_dir, id, sizeof(id), "libx.so", debug, &now);
+	CHECK_EQ_U64(symcache_count(c), 0);
+	symcache_close(c);
+	/* a malformed file is removed (said once) */
+	write_file(file, "memray-c symbol cache 1 x\n", 5);
+	c = symcache_load(cache_dir, id, sizeof(id), "libx.so", debug, &now);
+	CHECK_EQ_U64(symcache_count(c), 0);
+	symcache_close(c);
+	CHECK(access(file, F_OK) != 0);
+	/* a FIFO in its place is not waited on */
+	CHECK(mkfifo(file, 0600) == 0);
+	c = symcache_load(cache_dir, id, sizeof(id), "libx.so", debug, &now);
 	CHECK_EQ_U64(symcache_count(c), 0);
 	symcache_close(c);
 
