@@ -428,7 +428,7 @@ void mr_w_memory(struct mr_writer *w, uint64_t time_us, uint64_t rss, uint64_t h
  * keeps the other one's. */
 static inline size_t age_slot(uint64_t addr)
 {
-	return (size_t)(((addr >> 4) * 0x9e3779b97f4a7c15ull) >> (64 - 15)) & (MR_AGE_SLOTS - 2);
+	return (size_t)(((addr >> 4) * 0x9e3779b97f4a7c15ull) >> (64 - MR_AGE_BITS)) & (MR_AGE_SLOTS - 2);
 }
 
 /* Allocation number n_allocs (just counted) made the block at addr: it
@@ -454,13 +454,22 @@ static inline uint32_t age_try(const struct mr_writer *w, uint64_t addr, uint32_
 
 /* The younger slot first: an address made again within the window is in
  * the ring twice, and its latest allocation is the live one, whose age
- * repeats when blocks are freed in the order they were made. */
-static inline uint32_t age_of(const struct mr_writer *w, uint64_t addr)
+ * repeats when blocks are freed in the order they were made. The block
+ * is being released: the slot that found it forgets it, as older than
+ * any, so that the next allocation there takes it and not the other
+ * slot, which may hold a block that lives long (a slot is a cache line's
+ * half, and most blocks die young: without this, one in twenty frees of
+ * Python objects missed blocks still in the window). */
+static inline uint32_t age_take(struct mr_writer *w, uint64_t addr)
 {
-	const uint32_t *t = &w->age_slot[age_slot(addr)];
+	uint32_t *t = &w->age_slot[age_slot(addr)];
 	uint32_t n = (uint32_t)w->n_allocs, y = n - t[0] > n - t[1];
 	uint32_t age = age_try(w, addr, t[y]);
-	return age ? age : age_try(w, addr, t[!y]);
+	if (!age && (age = age_try(w, addr, t[!y])) != 0)
+		y = !y;
+	if (age)
+		t[y] = n - 0x80000000u;
+	return age;
 }
 
 /* Version 3: the addresses released lately, by number, so that an
@@ -518,7 +527,7 @@ void mr_w_alloc(struct mr_writer *w, int allocator, uint64_t addr, uint64_t size
 void mr_w_free(struct mr_writer *w, int allocator, uint64_t addr, uint64_t len)
 {
 	struct rec r;
-	uint32_t age = allocator == MR_MUNMAP ? 0 : age_of(w, addr);
+	uint32_t age = allocator == MR_MUNMAP ? 0 : age_take(w, addr);
 	int64_t d = (int64_t)age - (int64_t)w->last_age;
 	if (age && age == w->last_age) {
 		rec_init(w, &r, MR_TAG_FREE_AGAIN | allocator);
@@ -550,7 +559,7 @@ void mr_w_move(struct mr_writer *w, int allocator, uint64_t old_addr,
 	struct rec r;
 	/* a block grown where it was made (realloc), by its age: the age
 	 * register stays the frees' */
-	uint32_t age = allocator == MR_MREMAP || stack != w->last_stack ? 0 : age_of(w, old_addr);
+	uint32_t age = allocator == MR_MREMAP || stack != w->last_stack ? 0 : age_take(w, old_addr);
 	if (age) {
 		rec_init(w, &r, MR_TAG_MOVE_AGED | allocator);
 		rec_u(&r, age);
