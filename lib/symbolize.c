@@ -182,6 +182,8 @@ static int find_by_link(const char *path, const char *link, const unsigned char 
 static int find_by_id(const unsigned char *want, int want_len, char **found)
 {
 	char cand[64 + 2 * MR_BUILD_ID_MAX];
+	if (want_len < 2 || want_len > MR_BUILD_ID_MAX)
+		return -1;
 	int n = snprintf(cand, sizeof(cand), "/usr/lib/debug/.build-id/%02x/", want[0]);
 	for (int i = 1; i < want_len; i++)
 		n += snprintf(cand + n, sizeof(cand) - (size_t)n, "%02x", want[i]);
@@ -227,7 +229,8 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 	const unsigned char *want;
 	GElf_Addr vaddr;
 	int want_len = dwfl_module_build_id(mod, &want, &vaddr);
-	if (debuginfod_on() || want_len <= 0 || (debuglink_file && debuglink_crc == 0))
+	if (debuginfod_on() || want_len <= 0 || want_len > MR_BUILD_ID_MAX ||
+	    (debuglink_file && debuglink_crc == 0))
 		return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
 						    debuglink_file, debuglink_crc,
 						    debuginfo_file_name);

@@ -6,13 +6,15 @@
  *	memray-c symbol cache 1 VERSION\n
  *	id HEX\n
  *	module LEN\n BYTES\n
- *	debug SIZE SECONDS NANOSECONDS LEN\n BYTES\n
+ *	debug SIZE SECONDS NANOSECONDS INODE CSECONDS CNANOSECONDS LEN\n BYTES\n
  *	ADDR LEN\n BYTES\n			(an entry, as many as there are)
  *
  * VERSION is memray-c's own: another version may name frames otherwise.
  * debug is the file the entries were named from (the module file itself
- * when its DWARF is its own), by its path and by its size and
- * modification time when it was found. An entry is a module address
+ * when its DWARF is its own), by its path and by its size, modification
+ * time, inode and change time when it was found (a file replaced by
+ * another of the same size and time, as cp -p or rsync -t do, is another
+ * inode or another change time). An entry is a module address
  * (hex) and its frames as sym_frames gives them.
  */
 #define _GNU_SOURCE
@@ -44,7 +46,7 @@ struct symcache {
 	uint8_t id[MR_BUILD_ID_MAX];
 	uint32_t id_len;
 	char *debug_path; /* what the entries are named from */
-	uint64_t debug_size, debug_sec, debug_nsec; /* as it was found */
+	uint64_t debug_st[6]; /* as it was found: size, mtime (s, ns), inode, ctime (s, ns) */
 	struct kept *tab;
 	size_t cap, count;
 	int fresh; /* put added entries: write the file anew */
@@ -88,9 +90,12 @@ struct symcache *symcache_new(const char *dir, const uint8_t *id, uint32_t id_le
 	c->id_len = id_len > MR_BUILD_ID_MAX ? MR_BUILD_ID_MAX : id_len;
 	memcpy(c->id, id, c->id_len);
 	c->debug_path = xstrdup(debug_path);
-	c->debug_size = (uint64_t)st->st_size;
-	c->debug_sec = (uint64_t)st->st_mtim.tv_sec;
-	c->debug_nsec = (uint64_t)st->st_mtim.tv_nsec;
+	c->debug_st[0] = (uint64_t)st->st_size;
+	c->debug_st[1] = (uint64_t)st->st_mtim.tv_sec;
+	c->debug_st[2] = (uint64_t)st->st_mtim.tv_nsec;
+	c->debug_st[3] = (uint64_t)st->st_ino;
+	c->debug_st[4] = (uint64_t)st->st_ctim.tv_sec;
+	c->debug_st[5] = (uint64_t)st->st_ctim.tv_nsec;
 	return c;
 }
 
@@ -245,7 +250,7 @@ int symcache_parse(struct symcache *c, const char *buf, size_t len, const char *
 {
 	struct cursor k = { buf, buf + len, NULL };
 	char line[256], want[2 * MR_BUILD_ID_MAX + 8];
-	uint64_t v[4];
+	uint64_t v[7];
 	char *module = NULL, *debug = NULL;
 	clear(c);
 	if (next_line(&k, line, sizeof(line)) < 0)
@@ -266,13 +271,13 @@ int symcache_parse(struct symcache *c, const char *buf, size_t len, const char *
 		k.why = "it is another module's (its id line is not its name)";
 		goto bad;
 	}
-	if (!(module = keyed(&k, "module", v, 1)) || !(debug = keyed(&k, "debug", v, 4)))
+	if (!(module = keyed(&k, "module", v, 1)) || !(debug = keyed(&k, "debug", v, 7)))
 		goto bad;
 	/* named from another file than the one this reading finds, or from
 	 * that file before it changed; or another name for the module (a
 	 * copy, a link), which a frame without a symbol shows: not these */
 	int other = strcmp(module, c->module) != 0 || strcmp(debug, c->debug_path) != 0 ||
-		    v[0] != c->debug_size || v[1] != c->debug_sec || v[2] != c->debug_nsec;
+		    memcmp(v, c->debug_st, sizeof(c->debug_st)) != 0;
 	free(module);
 	free(debug);
 	module = debug = NULL;
@@ -321,7 +326,7 @@ struct symcache *symcache_load(const char *dir, const uint8_t *id, uint32_t id_l
 	hex_of(hex, c->id, c->id_len);
 	snprintf(path, sizeof(path), "%s/%s", dir, hex);
 	/* (O_NONBLOCK: a FIFO there is refused, not waited on) */
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return c;
 	struct stat fs;
@@ -349,8 +354,8 @@ struct symcache *symcache_load(const char *dir, const uint8_t *id, uint32_t id_l
 	close(fd);
 	if (why) {
 		/* removed, so that it is said once */
-		warnmsg("warning: symbol cache %s: %s; removed", path, why);
-		unlink(path);
+		int gone = unlink(path) == 0;
+		warnmsg("warning: symbol cache %s: %s; %s", path, why, gone ? "removed" : "not used");
 	}
 	return c;
 }
@@ -406,9 +411,11 @@ static void save(const struct symcache *c)
 		unlink(tmp);
 		return;
 	}
-	fprintf(f, "%s\nid %s\nmodule %zu\n%s\ndebug %" PRIu64 " %" PRIu64 " %" PRIu64 " %zu\n%s\n",
-		CACHE_MAGIC, hex, strlen(c->module), c->module, c->debug_size, c->debug_sec,
-		c->debug_nsec, strlen(c->debug_path), c->debug_path);
+	fprintf(f, "%s\nid %s\nmodule %zu\n%s\ndebug", CACHE_MAGIC, hex, strlen(c->module),
+		c->module);
+	for (int i = 0; i < 6; i++)
+		fprintf(f, " %" PRIu64, c->debug_st[i]);
+	fprintf(f, " %zu\n%s\n", strlen(c->debug_path), c->debug_path);
 	for (size_t i = 0; i < c->cap; i++)
 		if (c->tab[i].text)
 			fprintf(f, "%" PRIx64 " %zu\n%s\n", c->tab[i].addr, strlen(c->tab[i].text),

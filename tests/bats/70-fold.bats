@@ -334,6 +334,17 @@ build_id() {
 	[ ! -s err.txt ]
 }
 
+@test "a module whose build-id is longer than a stream's (200 bytes) is named, its debug file looked for by libdw's own search" {
+	printf '#include <stdio.h>\n#include <stdlib.h>\nint main(void) { char *p = malloc(1000); printf("%%p\\n", (void *)p); free(p); return 0; }\n' > p.c
+	cc -g -o plong p.c -Wl,--build-id=0x$(printf 'ab%.0s' $(seq 100)) || skip "the linker takes no build-id of 100 bytes"
+	[ "$(build_id plong | wc -c)" -eq 201 ]
+	strip -g plong # no DWARF of its own: a debug file is looked for
+	memray-record -q -o long.bin ./plong > /dev/null
+	run memray-fold long.bin
+	assert_success
+	assert_output --partial ';main (plong);'
+}
+
 @test "frames of many modules read ahead by the prefetch thread are named as without it" {
 	# Python with --native: frames in python3, libc and extension modules
 	memray-record -q --native -o n.bin /usr/bin/python3 -c '

@@ -1607,9 +1607,10 @@ static void tally_frees(const struct script *s)
 	}
 }
 
-/* The writer names a freed block by its age whenever it is one of the
- * latest MR_AGE_WINDOW allocations, however busy its table: here, as in
- * a Python program's objects, each round makes and frees 8 blocks that
+/* The writer names a freed block by its age when it is one of the latest
+ * MR_AGE_WINDOW allocations, in a table as busy as a Python program's
+ * objects keep it (a two-way table cannot promise it for every pattern):
+ * each round makes and frees 8 blocks that
  * die young at addresses used again and again, and keeps one of 1000
  * blocks that live a thousand rounds (9000 allocations: in the window).
  * A table slot that forgot nothing would lose long-lived blocks to the
