@@ -8,7 +8,7 @@
  * package's file (libc6-dbg's: 50 ms) before it can name one address.
  * A module's frames are what its build-id and its debug file make them,
  * so they are kept in a file named by the build-id, with the debug
- * file's path, size and modification time; a later reading that finds
+ * file's path, size, times and inode; a later reading that finds
  * the same debug file, unchanged, takes them from there, and reads the
  * DWARF only for an address not kept yet.
  *
@@ -32,7 +32,7 @@ const char *symcache_dir(void);
 /* The kept frames of the module whose build-id is id (id_len bytes, at
  * least 1) and whose file's base name is module, from dir, when they were
  * named from debug_path (the module file itself when its DWARF is its
- * own) as st finds it now (size, modification time), the file this
+ * own) as st finds it now (size, times, inode), the file this
  * reading finds; else none. A file that is there but malformed is
  * reported once on stderr and removed. */
 struct symcache *symcache_load(const char *dir, const uint8_t *id, uint32_t id_len,
