@@ -264,9 +264,7 @@ static void put_mapping(struct pb *out, struct profile *pp, uint32_t id, struct 
 			hi = mod->segs[k].vaddr + mod->segs[k].size;
 	}
 	char hex[2 * MR_BUILD_ID_MAX + 1];
-	for (uint32_t k = 0; k < mod->build_id_len; k++)
-		snprintf(hex + 2 * k, 3, "%02x", mod->build_id[k]);
-	hex[2 * mod->build_id_len] = 0;
+	hex_string(hex, mod->build_id, mod->build_id_len);
 	const char *path = mr_string(mp.proc, mod->path);
 	pb_uint(m, 1, id);
 	/* the whole image, from its first segment, which starts the file:

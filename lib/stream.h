@@ -18,9 +18,7 @@
 #define MR_MAGIC_LEN 4
 #define MR_FORMAT_VERSION 3
 #define MR_AGE_WINDOW 16384/* a FREE may name one of this many latest allocations */
-#ifndef MR_AGE_BITS
 #define MR_AGE_BITS 16
-#endif
 #define MR_AGE_SLOTS (1u << MR_AGE_BITS) /* the writer's table of their addresses */
 #define MR_FREED_WINDOW 16 /* an address may name one of this many latest released ones */
 #define MR_FREED_SLOTS 64  /* the writer's table of them */

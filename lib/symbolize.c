@@ -71,12 +71,6 @@ struct symbolizer {
 	const char *cache_dir; /* symcache_dir(), or NULL */
 };
 
-static char *xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	return memcpy(xrealloc(NULL, n), s, n);
-}
-
 /* Whether a debuginfod server is configured. */
 static int debuginfod_on(void)
 {
@@ -181,13 +175,11 @@ static int find_by_link(const char *path, const char *link, const unsigned char 
  * libdw's build-id search finds it. */
 static int find_by_id(const unsigned char *want, int want_len, char **found)
 {
-	char cand[64 + 2 * MR_BUILD_ID_MAX];
+	char hex[2 * MR_BUILD_ID_MAX + 1], cand[64 + 2 * MR_BUILD_ID_MAX];
 	if (want_len < 2 || want_len > MR_BUILD_ID_MAX)
 		return -1;
-	int n = snprintf(cand, sizeof(cand), "/usr/lib/debug/.build-id/%02x/", want[0]);
-	for (int i = 1; i < want_len; i++)
-		n += snprintf(cand + n, sizeof(cand) - (size_t)n, "%02x", want[i]);
-	snprintf(cand + n, sizeof(cand) - (size_t)n, ".debug");
+	hex_string(hex, want, (size_t)want_len);
+	snprintf(cand, sizeof(cand), "/usr/lib/debug/.build-id/%.2s/%s.debug", hex, hex + 2);
 	return open_if_id(cand, want, want_len, found);
 }
 

@@ -52,12 +52,6 @@ struct symcache {
 	int fresh; /* put added entries: write the file anew */
 };
 
-static char *xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	return memcpy(xrealloc(NULL, n), s, n);
-}
-
 const char *symcache_dir(void)
 {
 	static char dir[4096];
@@ -162,13 +156,6 @@ const char *symcache_get(const struct symcache *c, uint64_t addr)
 	return NULL;
 }
 
-static void hex_of(char *out, const uint8_t *id, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", id[i]);
-	out[2 * n] = 0;
-}
-
 /* ---- reading --------------------------------------------------------------- */
 
 struct cursor {
@@ -264,7 +251,7 @@ int symcache_parse(struct symcache *c, const char *buf, size_t len, const char *
 		return 1;
 	}
 	memcpy(want, "id ", 3);
-	hex_of(want + 3, c->id, c->id_len);
+	hex_string(want + 3, c->id, c->id_len);
 	if (next_line(&k, line, sizeof(line)) < 0)
 		goto bad;
 	if (strcmp(line, want) != 0) {
@@ -323,7 +310,7 @@ struct symcache *symcache_load(const char *dir, const uint8_t *id, uint32_t id_l
 {
 	struct symcache *c = symcache_new(dir, id, id_len, module, debug_path, st);
 	char hex[2 * MR_BUILD_ID_MAX + 1], path[4200];
-	hex_of(hex, c->id, c->id_len);
+	hex_string(hex, c->id, c->id_len);
 	snprintf(path, sizeof(path), "%s/%s", dir, hex);
 	/* (O_NONBLOCK: a FIFO there is refused, not waited on) */
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
@@ -398,7 +385,7 @@ static void save(const struct symcache *c)
 	if (make_dirs(c->dir) != 0)
 		return;
 	char hex[2 * MR_BUILD_ID_MAX + 1], path[4200], tmp[4300];
-	hex_of(hex, c->id, c->id_len);
+	hex_string(hex, c->id, c->id_len);
 	snprintf(path, sizeof(path), "%s/%s", c->dir, hex);
 	snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", c->dir, hex);
 	int fd = mkstemp(tmp);

@@ -191,6 +191,23 @@ void *xrealloc(void *p, size_t n)
 	return q;
 }
 
+char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(xrealloc(NULL, n), s, n);
+}
+
+char *hex_string(char *out, const uint8_t *b, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * n] = 0;
+	return out;
+}
+
 const char *mr_signal_name(int sig)
 {
 	static char rt[16];

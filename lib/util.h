@@ -41,6 +41,10 @@ void usage_exit(const char *text, int status) __attribute__((noreturn));
 /* realloc that dies (exit status 2, "out of memory") when memory runs
  * out; n 0 gives a block of 1 byte, never NULL. */
 void *xrealloc(void *p, size_t n);
+/* A copy of s, by xrealloc. */
+char *xstrdup(const char *s);
+/* The n bytes at b in lower-case hex, into out (2n + 1 bytes); out. */
+char *hex_string(char *out, const uint8_t *b, size_t n);
 
 /* The process id in s, or dies with exit status 2 naming the option. */
 long pid_arg(const char *opt, const char *s);
