@@ -392,6 +392,8 @@ int open_output(const char *path, int force)
 /* ---- running ------------------------------------------------------------ */
 
 static pid_t child;
+/* A pidfd of child (Linux 5.3+), readable once it has ended; -1: none. */
+static int child_pidfd = -1;
 
 /* The rescue area shared with the program's tracker (struct mr_rescue):
  * a memfd, its number here passed as MEMRAY_RESCUE. */
@@ -705,6 +707,9 @@ static void start_program(struct run *r)
 		die(EXIT_USAGE, "cannot fork: %s", strerror(errno));
 	if (child == 0)
 		exec_program(r);
+#ifdef SYS_pidfd_open
+	child_pidfd = (int)syscall(SYS_pidfd_open, child, 0); /* (close-on-exec) */
+#endif
 	close(r->data[1]);
 	close(r->errp[1]);
 	close(r->go[0]);
@@ -778,6 +783,21 @@ static int program_ended(struct run *r)
 		return 1;
 	}
 	return 0;
+}
+
+/* Waits up to ms milliseconds, or until the program ends if that is
+ * sooner: the data pipe's end mostly comes just before the program can be
+ * reaped (a process closes its descriptors before it is a zombie), and a
+ * plain nap there held every recording back by its length. */
+static void nap_unless_ended(int ms)
+{
+	if (child_pidfd >= 0) {
+		struct pollfd pf = { child_pidfd, POLLIN, 0 };
+		poll(&pf, 1, ms);
+		return;
+	}
+	struct timespec t = { 0, (long)ms * 1000000 };
+	nanosleep(&t, NULL);
 }
 
 /* The rescue's writer: whole chunks on to the output, as if they had
@@ -968,8 +988,7 @@ static void relay(struct run *r)
 			/* every writer let go, but the program runs on: one that
 			 * closed its descriptors opens the pipe again through this
 			 * process's end when it next writes */
-			struct timespec t = { 0, 10 * 1000000 };
-			nanosleep(&t, NULL);
+			nap_unless_ended(10);
 			continue;
 		}
 		if (k <= 0)
