@@ -16,8 +16,17 @@
  * another of the same size and time, as cp -p or rsync -t do, is another
  * inode or another change time). An entry is a module address
  * (hex) and its frames as sym_frames gives them.
+ *
+ * The cache is kept from growing without end as debuginfod's client keeps
+ * its own: a file is touched when a reading uses it (at most once a day),
+ * and once a day (the mtime of dir/.cleaned says when it was last done)
+ * the first reading removes the cache files not used for UNUSED_DAYS
+ * days, and the temporary files of a writer that was killed, a day old.
+ * Nothing else in the directory is touched: only regular files named as
+ * the cache names them, that begin as its files do.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -25,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "stream.h"
@@ -35,6 +45,8 @@
 #define FILE_MAX (64u << 20)   /* a bigger file is not read */
 #define TEXT_MAX (64u << 10)   /* an entry's text, at most */
 #define ENTRIES_MAX (1u << 20) /* entries kept for a module, at most */
+#define DAY (24 * 60 * 60)
+#define UNUSED_DAYS 7          /* a cache file not used for as long is removed */
 
 struct kept {
 	uint64_t addr;
@@ -305,9 +317,86 @@ bad:
 	return -1;
 }
 
+/* ---- cleaning ------------------------------------------------------------- */
+
+/* A cache file's name: a build-id in hex. */
+static int cache_name(const char *s)
+{
+	size_t n = strspn(s, "0123456789abcdef");
+	return n > 0 && n % 2 == 0 && n <= 2 * MR_BUILD_ID_MAX && !s[n];
+}
+
+/* A temporary file's, as save() makes them: .HEX.XXXXXX */
+static int temp_name(const char *s)
+{
+	if (s[0] != '.')
+		return 0;
+	size_t n = strspn(s + 1, "0123456789abcdef");
+	return n > 0 && n % 2 == 0 && s[1 + n] == '.' && strlen(s + 2 + n) == 6;
+}
+
+/* Whether the file is one of the cache's by what it holds: a cache file
+ * of any version (or, for a killed writer's, nothing yet). */
+static int ours(int dfd, const char *name, const struct stat *fs)
+{
+	if (fs->st_size == 0)
+		return 1;
+	static const char magic[] = "memray-c symbol cache ";
+	char head[sizeof(magic) - 1];
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int yes = read(fd, head, sizeof(head)) == (ssize_t)sizeof(head) &&
+		  memcmp(head, magic, sizeof(head)) == 0;
+	close(fd);
+	return yes;
+}
+
+int symcache_clean(const char *dir, time_t now)
+{
+	char stamp[4200];
+	snprintf(stamp, sizeof(stamp), "%s/.cleaned", dir);
+	struct stat st;
+	if (stat(stamp, &st) == 0 && st.st_mtime <= now && now - st.st_mtime < DAY)
+		return 0;
+	/* the stamp first: another reader at the same time leaves it be */
+	int fd = open(stamp, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+		      0644);
+	if (fd < 0)
+		return 0; /* (no directory yet, or not ours to write) */
+	struct timespec times[2] = { { now, 0 }, { now, 0 } };
+	int stamped = futimens(fd, times) == 0;
+	close(fd);
+	DIR *d = stamped ? opendir(dir) : NULL;
+	if (!d)
+		return 0;
+	int removed = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int cache = cache_name(e->d_name);
+		if (!cache && !temp_name(e->d_name))
+			continue;
+		struct stat fs;
+		if (fstatat(dirfd(d), e->d_name, &fs, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(fs.st_mode) || fs.st_mtime > now)
+			continue;
+		if (now - fs.st_mtime >= (cache ? UNUSED_DAYS * DAY : DAY) &&
+		    ours(dirfd(d), e->d_name, &fs) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+			removed++;
+	}
+	closedir(d);
+	return removed;
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
 struct symcache *symcache_load(const char *dir, const uint8_t *id, uint32_t id_len,
 			       const char *module, const char *debug_path, const struct stat *st)
 {
+	/* once a process (the prefetch thread loads too) */
+	static int cleaned;
+	if (!__atomic_exchange_n(&cleaned, 1, __ATOMIC_ACQ_REL))
+		symcache_clean(dir, time(NULL));
 	struct symcache *c = symcache_new(dir, id, id_len, module, debug_path, st);
 	char hex[2 * MR_BUILD_ID_MAX + 1], path[4200];
 	hex_string(hex, c->id, c->id_len);
@@ -336,6 +425,9 @@ struct symcache *symcache_load(const char *dir, const uint8_t *id, uint32_t id_l
 			why = "it cannot be read";
 		else if (symcache_parse(c, buf, n, &why) == 0)
 			why = NULL;
+		/* used: touched, once a day at most (see symcache_clean) */
+		if (!why && c->count && fs.st_mtime <= time(NULL) - DAY)
+			futimens(fd, NULL);
 	}
 	free(buf);
 	close(fd);

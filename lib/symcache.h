@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 struct symcache;
 
@@ -48,6 +49,12 @@ void symcache_put(struct symcache *c, uint64_t addr, const char *text, const cha
 /* Writes the file anew when put added frames, with the debug file as
  * symcache_load was given it; then frees c. */
 void symcache_close(struct symcache *c);
+
+/* Removes from dir the cache files not used for 7 days and the temporary
+ * files of a killed writer, a day old, when dir/.cleaned (which it then
+ * touches) is a day old or missing: symcache_load does this once a
+ * process. The number of files removed. */
+int symcache_clean(const char *dir, time_t now);
 
 /* For the unit tests: c without reading its file, and the parse of a
  * cache file's bytes: 0 and the entries in c, 1 when they are another

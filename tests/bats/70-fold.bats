@@ -334,6 +334,41 @@ build_id() {
 	[ ! -s err.txt ]
 }
 
+@test "the symbol cache is kept small: files a week unused and a killed writer's day-old files go, once a day; a file used is touched" {
+	cc -O1 -g -o prog "$BATS_TEST_DIRNAME/../fixtures/allocs.c" -ldl -lpthread
+	memray-record -q -o c.bin ./prog chain > /dev/null
+	id=$(build_id prog)
+	cache=$MEMRAY_SYMBOL_CACHE
+	memray-fold c.bin > want.txt
+	# (the first reading found no cache to clean; the next one stamps it)
+	[ -f "$cache/$id" ] && [ ! -e "$cache/.cleaned" ]
+	memray-fold c.bin > /dev/null
+	[ -f "$cache/.cleaned" ]
+	# another module's file unused for 8 days, one of 6, a writer's left
+	# a day ago, and what is not the cache's own
+	head -2 "$cache/$id" > "$cache/ab01"
+	cp "$cache/ab01" "$cache/ab02"
+	cp "$cache/ab01" "$cache/.ab03.Xy12Zq"
+	echo mine > "$cache/ab04"
+	echo mine > "$cache/notes"
+	touch -d '8 days ago' "$cache/ab01" "$cache/ab04" "$cache/notes" "$cache/$id"
+	touch -d '6 days ago' "$cache/ab02"
+	touch -d '25 hours ago' "$cache/.ab03.Xy12Zq"
+	# cleaned today already: nothing goes; the file used is touched
+	memray-fold c.bin > again.txt
+	cmp want.txt again.txt
+	[ -f "$cache/ab01" ] && [ -f "$cache/.ab03.Xy12Zq" ]
+	[ -n "$(find "$cache/$id" -mmin -5)" ]
+	# a day later: the week-old file and the writer's go
+	touch -d '25 hours ago' "$cache/.cleaned"
+	memray-stat c.bin > /dev/null
+	[ ! -e "$cache/ab01" ] && [ ! -e "$cache/.ab03.Xy12Zq" ]
+	[ -f "$cache/ab02" ] && [ -f "$cache/ab04" ] && [ -f "$cache/notes" ] && [ -f "$cache/$id" ]
+	[ -n "$(find "$cache/.cleaned" -mmin -5)" ]
+	memray-fold c.bin > last.txt
+	cmp want.txt last.txt
+}
+
 @test "a module whose build-id is longer than a stream's (200 bytes) is named, its debug file looked for by libdw's own search" {
 	printf '#include <stdio.h>\n#include <stdlib.h>\nint main(void) { char *p = malloc(1000); printf("%%p\\n", (void *)p); free(p); return 0; }\n' > p.c
 	cc -g -o plong p.c -Wl,--build-id=0x$(printf 'ab%.0s' $(seq 100)) || skip "the linker takes no build-id of 100 bytes"

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../lib/symcache.h"
@@ -32,6 +33,89 @@ static void write_file(const char *path, const char *s, size_t n)
 	FILE *f = fopen(path, "wb");
 	fwrite(s, 1, n, f);
 	fclose(f);
+}
+
+#define DAYS(n) ((time_t)(n) * 24 * 60 * 60)
+
+/* dir/name, written with s and its mtime at t */
+static void aged(const char *dir, const char *name, const char *s, time_t t)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	write_file(path, s, strlen(s));
+	struct timespec ts[2] = { { t, 0 }, { t, 0 } };
+	utimensat(AT_FDCWD, path, ts, 0);
+}
+
+static int there(const char *dir, const char *name)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+/* symcache_clean: only the cache's own files, by name, kind and what
+ * they begin with; cache files a week unused, a killed writer's a day
+ * old; once a day, by the stamp */
+static void test_clean(const char *top)
+{
+	char d[300];
+	snprintf(d, sizeof(d), "%s/clean", top);
+	CHECK(mkdir(d, 0700) == 0);
+	time_t now = time(NULL);
+	const char *magic = "memray-c symbol cache 1 0.0.1\nid ab01\n";
+	aged(d, "ab01", magic, now - DAYS(8));            /* removed */
+	aged(d, "ab02", magic, now - DAYS(6));            /* used this week */
+	aged(d, "ab03", "hello", now - DAYS(8));          /* not a cache's */
+	aged(d, "notes.txt", magic, now - DAYS(30));      /* not its name */
+	aged(d, "abc", magic, now - DAYS(30));            /* odd: not a build-id */
+	aged(d, "AB06", magic, now - DAYS(30));           /* not as it names them */
+	aged(d, ".ab01.Xy12Zq", magic, now - DAYS(2));    /* a killed writer's: removed */
+	aged(d, ".ab07.Xy12Zq", "", now - DAYS(2));       /* removed, empty */
+	aged(d, ".ab02.Xy12Zq", "", now - 3600);          /* maybe being written */
+	aged(d, "ab08", magic, now + DAYS(3));            /* from the future: kept */
+	char p[400], q[400];
+	snprintf(p, sizeof(p), "%s/ab04", d);
+	snprintf(q, sizeof(q), "%s/ab01", d);
+	CHECK(symlink(q, p) == 0);                         /* a link: kept */
+	snprintf(p, sizeof(p), "%s/ab05", d);
+	CHECK(mkdir(p, 0700) == 0);                        /* a directory: kept */
+	CHECK_EQ_U64(symcache_clean(d, now), 3);
+	CHECK(!there(d, "ab01"));
+	CHECK(!there(d, ".ab01.Xy12Zq"));
+	CHECK(!there(d, ".ab07.Xy12Zq"));
+	const char *kept[] = { "ab02", "ab03", "notes.txt", "abc", "AB06", ".ab02.Xy12Zq",
+			       "ab08", "ab04", "ab05", ".cleaned" };
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		CHECK(there(d, kept[i]));
+	/* not again the same day, though ab02 is now old */
+	aged(d, "ab02", magic, now - DAYS(9));
+	CHECK_EQ_U64(symcache_clean(d, now + 3600), 0);
+	CHECK(there(d, "ab02"));
+	/* a day later it is, and the writer's file of an hour before is
+	 * then a day old too */
+	CHECK_EQ_U64(symcache_clean(d, now + DAYS(1)), 2);
+	CHECK(!there(d, "ab02"));
+	CHECK(!there(d, ".ab02.Xy12Zq"));
+	/* a stamp from the future is no stamp */
+	aged(d, ".cleaned", "", now + DAYS(5));
+	aged(d, "ab09", magic, now - DAYS(10));
+	CHECK_EQ_U64(symcache_clean(d, now), 1);
+	CHECK(!there(d, "ab09"));
+	/* no directory: nothing, and none made */
+	snprintf(p, sizeof(p), "%s/none", top);
+	CHECK_EQ_U64(symcache_clean(p, now), 0);
+	CHECK(access(p, F_OK) != 0);
+
+	const char *left[] = { "ab03", "notes.txt", "abc", "AB06", "ab08", "ab04", ".cleaned" };
+	for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", d, left[i]);
+		CHECK(unlink(p) == 0);
+	}
+	snprintf(p, sizeof(p), "%s/ab05", d);
+	CHECK(rmdir(p) == 0);
+	CHECK(rmdir(d) == 0);
 }
 
 int main(void)
@@ -72,6 +156,20 @@ int main(void)
 	CHECK_EQ_STR(symcache_get(c, 0xffffffffffffffffull), "f \"x\" (\xc3\xa9.c:1)");
 	CHECK(symcache_get(c, 0x30) == NULL);
 	symcache_close(c);
+	/* a file used is touched, so that cleaning keeps it (once a day at
+	 * most: one used yesterday keeps its time) */
+	struct timespec old[2] = { { 0, UTIME_OMIT }, { time(NULL) - DAYS(6), 0 } };
+	CHECK(utimensat(AT_FDCWD, file, old, 0) == 0);
+	c = symcache_load(cache_dir, id, sizeof(id), "libx.so", debug, &st);
+	CHECK_EQ_U64(symcache_count(c), 3);
+	symcache_close(c);
+	struct stat used;
+	CHECK(stat(file, &used) == 0 && used.st_mtime > time(NULL) - 60);
+	old[1].tv_sec = time(NULL) - 3600;
+	CHECK(utimensat(AT_FDCWD, file, old, 0) == 0);
+	c = symcache_load(cache_dir, id, sizeof(id), "libx.so", debug, &st);
+	symcache_close(c);
+	CHECK(stat(file, &used) == 0 && used.st_mtime == old[1].tv_sec);
 
 	/* another module name (another link to the file): not these */
 	c = symcache_load(cache_dir, id, sizeof(id), "liby.so", debug, &st);
@@ -172,6 +270,8 @@ int main(void)
 	c = symcache_load(cache_dir, id, sizeof(id), "libx.so", debug, &now);
 	CHECK_EQ_U64(symcache_count(c), 0);
 	symcache_close(c);
+
+	test_clean(dir);
 
 	free(buf);
 	unlink(file);
