@@ -20,8 +20,8 @@
  * The cache is kept from growing without end as debuginfod's client keeps
  * its own: a file is touched when a reading uses it (at most once a day),
  * and once a day (the mtime of dir/.cleaned says when it was last done)
- * the first reading removes the cache files not used for UNUSED_DAYS
- * days, and the temporary files of a writer that was killed, a day old.
+ * the first reading removes the cache files neither written nor touched
+ * for UNUSED_DAYS days, and the temporary files of a writer that was killed, a day old.
  * Nothing else in the directory is touched: only regular files named as
  * the cache names them, that begin as its files do.
  */
@@ -336,11 +336,12 @@ static int temp_name(const char *s)
 }
 
 /* Whether the file is one of the cache's by what it holds: a cache file
- * of any version (or, for a killed writer's, nothing yet). */
-static int ours(int dfd, const char *name, const struct stat *fs)
+ * of any version, or nothing yet for a killed writer's (temp: save()
+ * renames a cache file into place whole). */
+static int ours(int dfd, const char *name, const struct stat *fs, int temp)
 {
 	if (fs->st_size == 0)
-		return 1;
+		return temp;
 	static const char magic[] = "memray-c symbol cache ";
 	char head[sizeof(magic) - 1];
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
@@ -364,8 +365,7 @@ int symcache_clean(const char *dir, time_t now)
 		      0644);
 	if (fd < 0)
 		return 0; /* (no directory yet, or not ours to write) */
-	struct timespec times[2] = { { now, 0 }, { now, 0 } };
-	int stamped = futimens(fd, times) == 0;
+	int stamped = futimens(fd, NULL) == 0;
 	close(fd);
 	DIR *d = stamped ? opendir(dir) : NULL;
 	if (!d)
@@ -373,15 +373,15 @@ int symcache_clean(const char *dir, time_t now)
 	int removed = 0;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
-		int cache = cache_name(e->d_name);
-		if (!cache && !temp_name(e->d_name))
+		int cache = cache_name(e->d_name), temp = !cache && temp_name(e->d_name);
+		if (!cache && !temp)
 			continue;
 		struct stat fs;
 		if (fstatat(dirfd(d), e->d_name, &fs, AT_SYMLINK_NOFOLLOW) != 0 ||
 		    !S_ISREG(fs.st_mode) || fs.st_mtime > now)
 			continue;
 		if (now - fs.st_mtime >= (cache ? UNUSED_DAYS * DAY : DAY) &&
-		    ours(dirfd(d), e->d_name, &fs) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+		    ours(dirfd(d), e->d_name, &fs, temp) && unlinkat(dirfd(d), e->d_name, 0) == 0)
 			removed++;
 	}
 	closedir(d);

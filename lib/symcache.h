@@ -50,7 +50,8 @@ void symcache_put(struct symcache *c, uint64_t addr, const char *text, const cha
  * symcache_load was given it; then frees c. */
 void symcache_close(struct symcache *c);
 
-/* Removes from dir the cache files not used for 7 days and the temporary
+/* Removes from dir the cache files neither written nor touched by a
+ * reading that used them for 7 days, and the temporary
  * files of a killed writer, a day old, when dir/.cleaned (which it then
  * touches) is a day old or missing: symcache_load does this once a
  * process. The number of files removed. */

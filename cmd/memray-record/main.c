@@ -418,6 +418,11 @@ static void rescue_create(void)
 }
 
 static volatile sig_atomic_t child_reaped;
+/* SIGCHLD as memray-record was started with: given back to the program.
+ * memray-record itself needs it at its default, or a SIGCHLD ignored by
+ * whoever started it would reap the program (and gdb, attaching) unseen:
+ * its status lost, and its end never found. */
+static struct sigaction chld_given;
 static volatile sig_atomic_t forwarded; /* the last signal passed on */
 
 /* A signal for memray-record goes to the program, which ends by it (or
@@ -685,6 +690,7 @@ __attribute__((noreturn)) static void exec_program(struct run *r)
 	char ok;
 	if (r->default_name && read(r->go[0], &ok, 1) != 1)
 		_exit(127);
+	sigaction(SIGCHLD, &chld_given, NULL);
 	execv(r->path, r->argv);
 	int e = errno;
 	if (write(r->errp[1], &e, sizeof(e)) < 0)
@@ -1176,6 +1182,11 @@ static void parse_options(int argc, char **argv, struct opts *o)
 int main(int argc, char **argv)
 {
 	progname = "memray-record";
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGCHLD, &dfl, &chld_given);
 	struct opts o;
 	parse_options(argc, argv, &o);
 	if (o.pid >= 0 && o.idle)

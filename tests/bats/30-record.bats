@@ -144,6 +144,26 @@ load helper
 	assert_output --partial "ended by signal 6 (SIGABRT); the stream is complete and says so"
 }
 
+@test "started with SIGCHLD ignored: the program's end and exit status are seen at once, and the program gets SIGCHLD ignored as it was given" {
+	# (a SIGCHLD ignored reaps children unseen: memray-record takes it
+	# back to the default for itself only)
+	run timeout 20 python3 -c '
+import os, signal, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+os.execvp(sys.argv[1], sys.argv[1:])' memray-record -f -o a.bin python3 -c '
+import signal, sys
+print(signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN)
+sys.exit(3)'
+	assert_failure 3
+	assert_line True
+	refute_output --partial "still running"
+	memray-stat a.bin > /dev/null
+	# and as usual without
+	run memray-record -q -f -o a.bin python3 -c 'import signal; print(signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL)'
+	assert_success
+	assert_output True
+}
+
 # ended_by SIG: memray-record of a sleeping program, ended from outside
 # by SIG: the stream is complete and says which signal ended it.
 ended_by() {

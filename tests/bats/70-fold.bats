@@ -341,7 +341,8 @@ build_id() {
 	cache=$MEMRAY_SYMBOL_CACHE
 	memray-fold c.bin > want.txt
 	# (the first reading found no cache to clean; the next one stamps it)
-	[ -f "$cache/$id" ] && [ ! -e "$cache/.cleaned" ]
+	[ -f "$cache/$id" ]
+	[ ! -e "$cache/.cleaned" ]
 	memray-fold c.bin > /dev/null
 	[ -f "$cache/.cleaned" ]
 	# another module's file unused for 8 days, one of 6, a writer's left
@@ -351,19 +352,24 @@ build_id() {
 	cp "$cache/ab01" "$cache/.ab03.Xy12Zq"
 	echo mine > "$cache/ab04"
 	echo mine > "$cache/notes"
-	touch -d '8 days ago' "$cache/ab01" "$cache/ab04" "$cache/notes" "$cache/$id"
+	: > "$cache/ab05"
+	touch -d '8 days ago' "$cache/ab01" "$cache/ab04" "$cache/ab05" "$cache/notes" "$cache/$id"
 	touch -d '6 days ago' "$cache/ab02"
 	touch -d '25 hours ago' "$cache/.ab03.Xy12Zq"
 	# cleaned today already: nothing goes; the file used is touched
 	memray-fold c.bin > again.txt
 	cmp want.txt again.txt
-	[ -f "$cache/ab01" ] && [ -f "$cache/.ab03.Xy12Zq" ]
+	[ -f "$cache/ab01" ]
+	[ -f "$cache/.ab03.Xy12Zq" ]
 	[ -n "$(find "$cache/$id" -mmin -5)" ]
 	# a day later: the week-old file and the writer's go
 	touch -d '25 hours ago' "$cache/.cleaned"
 	memray-stat c.bin > /dev/null
-	[ ! -e "$cache/ab01" ] && [ ! -e "$cache/.ab03.Xy12Zq" ]
-	[ -f "$cache/ab02" ] && [ -f "$cache/ab04" ] && [ -f "$cache/notes" ] && [ -f "$cache/$id" ]
+	[ ! -e "$cache/ab01" ]
+	[ ! -e "$cache/.ab03.Xy12Zq" ]
+	for f in ab02 ab04 ab05 notes "$id"; do
+		[ -f "$cache/$f" ] || { echo "$f was removed"; false; }
+	done
 	[ -n "$(find "$cache/.cleaned" -mmin -5)" ]
 	memray-fold c.bin > last.txt
 	cmp want.txt last.txt

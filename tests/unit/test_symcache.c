@@ -78,15 +78,23 @@ static void test_clean(const char *top)
 	char p[400], q[400];
 	snprintf(p, sizeof(p), "%s/ab04", d);
 	snprintf(q, sizeof(q), "%s/ab01", d);
+	struct timespec old[2] = { { now - DAYS(30), 0 }, { now - DAYS(30), 0 } };
 	CHECK(symlink(q, p) == 0);                         /* a link: kept */
+	CHECK(utimensat(AT_FDCWD, p, old, AT_SYMLINK_NOFOLLOW) == 0);
 	snprintf(p, sizeof(p), "%s/ab05", d);
 	CHECK(mkdir(p, 0700) == 0);                        /* a directory: kept */
+	CHECK(utimensat(AT_FDCWD, p, old, 0) == 0);
+	snprintf(p, sizeof(p), "%s/ab0a", d);
+	CHECK(mkfifo(p, 0600) == 0);                       /* a FIFO: kept */
+	CHECK(utimensat(AT_FDCWD, p, old, 0) == 0);
+	aged(d, "ab0b", "", now - DAYS(30));               /* empty: not a cache's */
+	aged(d, ".ab0c.Xy12Zq", "not ours", now - DAYS(2)); /* not a writer's */
 	CHECK_EQ_U64(symcache_clean(d, now), 3);
 	CHECK(!there(d, "ab01"));
 	CHECK(!there(d, ".ab01.Xy12Zq"));
 	CHECK(!there(d, ".ab07.Xy12Zq"));
 	const char *kept[] = { "ab02", "ab03", "notes.txt", "abc", "AB06", ".ab02.Xy12Zq",
-			       "ab08", "ab04", "ab05", ".cleaned" };
+			       "ab08", "ab04", "ab05", "ab0a", "ab0b", ".ab0c.Xy12Zq", ".cleaned" };
 	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
 		CHECK(there(d, kept[i]));
 	/* not again the same day, though ab02 is now old */
@@ -108,7 +116,8 @@ static void test_clean(const char *top)
 	CHECK_EQ_U64(symcache_clean(p, now), 0);
 	CHECK(access(p, F_OK) != 0);
 
-	const char *left[] = { "ab03", "notes.txt", "abc", "AB06", "ab08", "ab04", ".cleaned" };
+	const char *left[] = { "ab03", "notes.txt", "abc", "AB06", "ab08", "ab04", "ab0a", "ab0b",
+			       ".ab0c.Xy12Zq", ".cleaned" };
 	for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s", d, left[i]);
 		CHECK(unlink(p) == 0);
