@@ -68,7 +68,8 @@ kept_apart() {
 	assert_line 'thread_name id=2 name="worker-two"'
 	t1=$(dump t.bin | awk '$3 == "alloc" && $4 == "valloc" && $6 == "size=984"' | field thread)
 	t2=$(dump t.bin | awk '$3 == "alloc" && $4 == "valloc" && $6 == "size=985"' | field thread)
-	[ "$t1" = 2 ] && [ "$t2" = 2 ]
+	[ "$t1" = 2 ]
+	[ "$t2" = 2 ]
 	tid=$(dump t.bin | awk '$3 == "thread" && $4 == "id=2"' | field tid)
 	[ "$tid" != "$main_tid" ]
 	# libunwind's own cache, unmapped when the thread exits, is not the program's
@@ -159,7 +160,8 @@ unwind_line() { # FILE: the check's numbers, "N D L", of each process
 	memray-record -q --interval 20 -o s.bin "$FIX/allocs" sleep 1 > /dev/null
 	run bash -c "memray-stat --dump s.bin | awk '\$3 == \"memory\"'"
 	n=${#lines[@]}
-	[ "$n" -ge 20 ] && [ "$n" -le 70 ]
+	[ "$n" -ge 20 ]
+	[ "$n" -le 70 ]
 	echo "$output" | awk '{ split($4, t, "="); split($5, r, "="); split($6, h, "=")
 		if (r[2] <= 0) exit 1
 		if (NR > 1 && t[2] <= last) exit 2

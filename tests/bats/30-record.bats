@@ -123,7 +123,8 @@ load helper
 		ms=$(( ($(date +%s%N) - start) / 1000000 ))
 		echo "$opt: ${ms} ms"
 		# not before the other thread is done, and not much after
-		[ "$ms" -ge 600 ] && [ "$ms" -lt 5000 ]
+		[ "$ms" -ge 600 ]
+		[ "$ms" -lt 5000 ]
 		assert_line --partial "worker 0x"
 		run memray-stat pe.bin
 		assert_success

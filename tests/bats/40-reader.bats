@@ -176,7 +176,9 @@ PY
 	python3 "$BATS_TEST_DIRNAME/../stream_spec.py" --chunks churn.bin > chunks.txt
 	cat chunks.txt
 	read -r _ n _ joined _ longest < chunks.txt
-	[ "$joined" -gt 10 ] && [ "$longest" -eq $((16 * 4084)) ] && [ "$n" -lt 200 ]
+	[ "$joined" -gt 10 ]
+	[ "$longest" -eq $((16 * 4084)) ]
+	[ "$n" -lt 200 ]
 	# several processes, and a program image after an exec
 	memray-record -q --follow-fork -o fork.bin sh -c \
 		'python3 -c "import os; os.fork() or os._exit(0); os.wait()"; exec python3 ring.py'

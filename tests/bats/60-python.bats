@@ -325,7 +325,10 @@ same_output() {
 	"$PY" "$PYDIR/same_output.py" > plain.out 2> plain.err
 	local plain=$? recorded=0
 	memray-record -q -f -o s.bin "$PY" "$PYDIR/same_output.py" > rec.out 2> rec.err || recorded=$?
-	[ "$plain" = "$recorded" ] && [ "$plain" = 1 ] && cmp plain.out rec.out && cmp plain.err rec.err
+	[ "$plain" = "$recorded" ]
+	[ "$plain" = 1 ]
+	cmp plain.out rec.out
+	cmp plain.err rec.err
 }
 
 @test "the program's output, exceptions and exit status are the same with and without recording" {
@@ -380,7 +383,9 @@ rawthreads() {
 	local t1 t2
 	t1=$(dump r.bin | awk "\$3 == \"alloc\" && \$6 == \"size=$(pysz 121213)\"" | field thread)
 	t2=$(dump r.bin | awk "\$3 == \"alloc\" && \$6 == \"size=$(pysz 131314)\"" | field thread)
-	[ "$t1" != 1 ] && [ "$t2" != 1 ] && [ "$t1" != "$t2" ]
+	[ "$t1" != 1 ]
+	[ "$t2" != 1 ]
+	[ "$t1" != "$t2" ]
 }
 
 @test "raw _thread threads and a thread started from C (pthread_create through ctypes) carry their own threads and stacks" {

@@ -107,7 +107,8 @@ agree() {
 		want=$("$py" -c 'print(sum(range(10)))')
 		ver=$("$py" -c 'import platform; print(platform.python_version())')
 		run --separate-stderr memray-record -f -o old.bin "$py" -c 'print(sum(range(10)))'
-		[ "$status" = 0 ] && [ "$output" = "$want" ]
+		[ "$status" = 0 ]
+		[ "$output" = "$want" ]
 		echo "$stderr" > old.err
 		says_native_only old.err old.bin "$ver" "memray-c reads CPython 3.9 to 3.15"
 	done

@@ -88,7 +88,8 @@ main:$l3 300"
 	assert_line --regexp "^# peak=[0-9]+$"
 	assert_line --regexp "^# duration_ms=(19|20|21)[0-9][0-9]$"
 	n=$(memray-fold s.bin | sed -n 's/^# timeline="ms,rss,heap \(.*\)"$/\1/p' | wc -w)
-	[ "$n" -ge 400 ] && [ "$n" -le 1000 ]
+	[ "$n" -ge 400 ]
+	[ "$n" -le 1000 ]
 }
 
 @test "Python stacks: pure Python by default, hybrid with --native, names escaped" {
@@ -326,7 +327,8 @@ build_id() {
 	for off in off ""; do
 		MEMRAY_SYMBOL_CACHE=$off HOME=$PWD/home2 XDG_CACHE_HOME=$PWD/xdg2 memray-fold c.bin > off.txt
 		cmp want.txt off.txt
-		[ ! -e home2 ] && [ ! -e xdg2 ]
+		[ ! -e home2 ]
+		[ ! -e xdg2 ]
 	done
 	touch file
 	MEMRAY_SYMBOL_CACHE=$PWD/file/symbols memray-fold c.bin 2> err.txt > ro.txt
@@ -611,7 +613,9 @@ PY
 	memray-fold --temporal s.bin > s.folded
 	run live_check s.folded
 	assert_success
-	[ "${lines[0]% *}" -ge 400 ] && [ "${lines[0]% *}" -le 1000 ] && [ "${lines[0]#* }" -gt 400 ]
+	[ "${lines[0]% *}" -ge 400 ]
+	[ "${lines[0]% *}" -le 1000 ]
+	[ "${lines[0]#* }" -gt 400 ]
 	# and still only stacks to flamegraph.pl and speedscope
 	want=$(memray-stat --json w.bin | python3 -c "import json, sys; print(json.load(sys.stdin)['peak_bytes'])")
 	[ "$(total_by '^(.*)\s+?(\d+(?:\.\d*)?)$' w.folded)" = "$want" ]
@@ -716,7 +720,8 @@ while time.time() < end:
 PY
 	memray-record -q --interval 1 -o c.bin /usr/bin/python3 churn.py 0.3
 	read -r differ nms < <(same_ms c.bin c2.bin 3 1)
-	[ "$differ" -gt 20 ] && [ "$nms" -lt 1000 ]
+	[ "$differ" -gt 20 ]
+	[ "$nms" -lt 1000 ]
 	memray-fold --temporal c2.bin > c2.folded
 	run live_check c2.folded
 	assert_success
@@ -733,10 +738,12 @@ PY
 	# three records in one millisecond, the first and the third can be kept
 	memray-record -q --interval 1 -o l.bin /usr/bin/python3 churn.py 1.5
 	read -r differ nms < <(same_ms l.bin l2.bin 20 2)
-	[ "$differ" -gt 50 ] && [ "$nms" -gt 1000 ]
+	[ "$differ" -gt 50 ]
+	[ "$nms" -gt 1000 ]
 	memray-fold --temporal l2.bin > l2.folded
 	run live_check l2.folded
 	assert_success
-	[ "${lines[0]% *}" -ge 500 ] && [ "${lines[0]% *}" -le 1000 ]
+	[ "${lines[0]% *}" -ge 500 ]
+	[ "${lines[0]% *}" -le 1000 ]
 	[ -z "$(memray-stat --timeline l2.bin | cut -d, -f1 | uniq -d)" ]
 }

@@ -60,7 +60,8 @@ need_gdb() {
 	[[ "$line" == "<module> ($LOOP:28);main ($LOOP:22);grow ($LOOP:10) "* ]]
 	# plausible bytes: the peak holds between 1 and 21 of its 100 kB buffers
 	bytes=${line##* }
-	[ "$bytes" -ge 100000 ] && [ "$bytes" -le 2200000 ]
+	[ "$bytes" -ge 100000 ]
+	[ "$bytes" -le 2200000 ]
 	# the stream says it was attached, and is complete
 	memray-stat --dump rec.bin | grep -m1 ' header ' | grep -q 'flags=python,pymalloc,attached'
 	run memray-stat rec.bin
@@ -84,7 +85,8 @@ need_gdb() {
 	[[ "$line" == *"main (allocs.c"*";attach_target (allocs.c:"* ]]
 	# 4096 bytes every half millisecond or so, for 2 s: at least 100 of them
 	bytes=${line##* }
-	[ "$bytes" -ge $((100 * 4096)) ] && [ $((bytes % 4096)) -eq 0 ]
+	[ "$bytes" -ge $((100 * 4096)) ]
+	[ $((bytes % 4096)) -eq 0 ]
 	memray-stat --dump rec.bin | grep -m1 ' header ' | grep -q 'flags=native,attached'
 }
 

@@ -27,7 +27,8 @@ counts_of_site() {
 	assert_line --index 1 '# diff="before after"'
 	[ "$(grep -cF "$SITE " d.folded)" -eq 1 ]
 	read -r b a <<< "$(counts_of_site d.folded)"
-	[ "$b" -eq 3000003 ] && [ "$a" -eq 4000004 ]
+	[ "$b" -eq 3000003 ]
+	[ "$a" -eq 4000004 ]
 	# every line: a stack and two integers, sorted by stack
 	grep -v '^#' d.folded | grep -Evq ' [0-9]+ [0-9]+$' && false
 	grep -v '^#' d.folded | awk '{ $NF = ""; $(NF - 1) = ""; print }' | LC_ALL=C sort -c
@@ -61,12 +62,14 @@ a;d 0 7"
 	memray-diff -m count before.bin after.bin > counts.folded
 	head -1 counts.folded | grep -qx '# metric="count"'
 	read -r b a <<< "$(counts_of_site counts.folded)"
-	[ "$b" -eq 3 ] && [ "$a" -eq 4 ]
+	[ "$b" -eq 3 ]
+	[ "$a" -eq 4 ]
 	# a stream against collapsed stacks of the other run
 	memray-fold before.bin > before.folded
 	memray-diff before.folded after.bin > mixed.folded
 	read -r b a <<< "$(counts_of_site mixed.folded)"
-	[ "$b" -eq 3000003 ] && [ "$a" -eq 4000004 ]
+	[ "$b" -eq 3000003 ]
+	[ "$a" -eq 4000004 ]
 	# different metrics are reported
 	run memray-diff counts.folded after.bin
 	assert_output --partial "the runs measure different things"

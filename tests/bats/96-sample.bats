@@ -43,7 +43,8 @@ compare() {
 		e=$(value_of full.sites "$pat")
 		a=$(value_of sampled.sites "$pat")
 		echo "$metric $pat: $e vs $a"
-		[ -n "$e" ] && [ -n "$a" ]
+		[ -n "$e" ]
+		[ -n "$a" ]
 		within 10 "$e" "$a"
 	done
 }
@@ -186,14 +187,17 @@ assert d["top_temporary"] is None'
 	f=$(memray-stat --dump one.bin | awk '$3 == "free"' | wc -l)
 	fa=$(memray-stat --dump full.bin | awk '$3 == "alloc"' | wc -l)
 	echo "$a $f $fa"
-	[ "$a" -ge $((fa - 10)) ] && [ "$f" -ge $((a - 50)) ]
+	[ "$a" -ge $((fa - 10)) ]
+	[ "$f" -ge $((a - 50)) ]
 	# a large gap: few blocks, and a free for each freed one only
 	memray-record -q -o few.bin --sample-bytes 1M --seed 4 "$FIX/sampling"
 	memray-stat --dump few.bin > few.dump
 	a=$(awk '$3 == "alloc" && $4 != "mmap"' few.dump | wc -l)
 	f=$(awk '$3 == "free" && $4 == "free"' few.dump | wc -l)
 	echo "$a $f"
-	[ "$a" -gt 100 ] && [ "$a" -lt 2000 ] && [ "$f" -le "$a" ]
+	[ "$a" -gt 100 ]
+	[ "$a" -lt 2000 ]
+	[ "$f" -le "$a" ]
 	# the grown buffer's samples move with it
 	awk '$3 == "move" && $4 == "realloc"' few.dump | grep -q .
 	# nothing freed that was not allocated in the stream

@@ -175,7 +175,8 @@ cell() {
 	assert_line --regexp "^display: <memray-c flame graph $BATS_FILE_TMPDIR/memray-results/memray-flamegraph-[^/]*\.html>$"
 	local page
 	page=$(echo "$output" | sed -n 's/^display: <memray-c flame graph \(.*\)>$/\1/p')
-	[ -f "$page" ] && [ -f "${page%.html}.bin" ]
+	[ -f "$page" ]
+	[ -f "${page%.html}.bin" ]
 	run memray-fold "${page%.html}.bin"
 	assert_line --regexp "make_buffers_deep \(.*:2\) 3000001$"
 }
