@@ -206,6 +206,13 @@ static void out_write(struct out *o, const void *data, size_t n)
 		ssize_t k = write(o->fd, p, n);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			/* an output given non-blocking (a pipe its reader set
+			 * O_NONBLOCK on): waited for, as a blocking one is */
+			struct pollfd pf = { o->fd, POLLOUT, 0 };
+			if (poll(&pf, 1, -1) >= 0 || errno == EINTR)
+				continue;
+		}
 		if (k <= 0) {
 			o->cut = 1;
 			o->err = k < 0 ? errno : EIO;
@@ -727,9 +734,15 @@ static void start_program(struct run *r)
 	sa.sa_sigaction = forward;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
+	/* (one memray-record was started with ignored stays ignored, as for
+	 * the program: nohup's SIGHUP, a script's background job's SIGINT) */
 	int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP };
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct sigaction given;
+		if (sigaction(sigs[i], NULL, &given) == 0 && given.sa_handler == SIG_IGN)
+			continue;
 		sigaction(sigs[i], &sa, NULL);
+	}
 }
 
 /* The default output, memray-PROGRAM.PID.bin, now that the pid is known;

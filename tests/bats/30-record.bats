@@ -165,6 +165,49 @@ sys.exit(3)'
 	assert_output True
 }
 
+@test "a signal memray-record was started with ignored stays ignored (nohup): not passed on, the recording goes on to the program's end" {
+	python3 -c '
+import os, signal, sys
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+os.execvp(sys.argv[1], sys.argv[1:])' memray-record -f -o h.bin python3 -c '
+import signal, time
+time.sleep(3)
+print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, "done")' > h.out 2> h.err &
+	local rec=$!
+	sleep 0.5
+	kill -HUP $rec
+	wait $rec
+	cat h.out h.err
+	grep -qx "True done" h.out
+	! grep -q "still running" h.err || false
+	run memray-stat h.bin
+	assert_success
+}
+
+@test "standard output given non-blocking (a pipe its reader set O_NONBLOCK on) gets the whole stream" {
+	python3 -c '
+import fcntl, os, subprocess, sys, time
+r, w = os.pipe()
+fcntl.fcntl(w, fcntl.F_SETFL, fcntl.fcntl(w, fcntl.F_GETFL) | os.O_NONBLOCK)
+p = subprocess.Popen(sys.argv[1:], stdout=w, stderr=open("nb.err", "w"))
+os.close(w)
+time.sleep(0.5)  # the pipe fills meanwhile
+with open("nb.bin", "wb") as out:
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        out.write(b)
+        time.sleep(0.001)
+sys.exit(p.wait())' memray-record -q python3 -c 'for i in range(100000): bytearray(600)'
+	[ ! -s nb.err ]
+	[ "$(stat -c %s nb.bin)" -gt 200000 ]
+	run memray-stat nb.bin
+	assert_success
+	n=$(sed -n 's/^allocations: *//p' <<< "$output")
+	[ "$n" -ge 100000 ]
+}
+
 # ended_by SIG: memray-record of a sleeping program, ended from outside
 # by SIG: the stream is complete and says which signal ended it.
 ended_by() {
