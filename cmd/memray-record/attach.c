@@ -473,8 +473,7 @@ static void make_fifos(long pid)
 }
 
 /* Blocks SIGINT, SIGTERM and SIGHUP, which on_stop records when the loop
- * waits (with the mask *old), unless memray-record was started with them
- * ignored; SIGPIPE is ignored. */
+ * waits (with the mask *old); SIGPIPE is ignored. */
 static void block_stops(sigset_t *old)
 {
 	sigset_t stops;
@@ -486,14 +485,15 @@ static void block_stops(sigset_t *old)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
-	/* (one memray-record was started with ignored stays ignored: nohup) */
-	int sigs[] = { SIGINT, SIGTERM, SIGHUP };
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-		struct sigaction given;
-		if (sigaction(sigs[i], NULL, &given) == 0 && given.sa_handler == SIG_IGN)
-			continue;
-		sigaction(sigs[i], &sa, NULL);
-	}
+	/* SIGINT and SIGTERM stop the recording even where memray-record was
+	 * started with them ignored (a job a script put in the background
+	 * ignores SIGINT: its kill -INT is how the script says stop); a
+	 * SIGHUP ignored stays ignored (nohup) */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	struct sigaction given;
+	if (sigaction(SIGHUP, NULL, &given) != 0 || given.sa_handler != SIG_IGN)
+		sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 }
 

@@ -425,12 +425,44 @@ static void rescue_create(void)
 }
 
 static volatile sig_atomic_t child_reaped;
+/* Descriptors 0, 1 and 2 that were closed when memray-record started:
+ * /dev/null stands in them for its own time, so that no pipe or memfd of
+ * its own is made under them (and written to as standard output); the
+ * program gets them closed, as they were given. */
+static int std_closed[3];
+
+static void hold_std(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		int n = open("/dev/null", fd ? O_WRONLY : O_RDONLY);
+		if (n == fd)
+			std_closed[fd] = 1;
+		else if (n >= 0)
+			close(n);
+	}
+}
+
+/* The stream to standard output, which must be there. */
+static void stdout_open(void)
+{
+	if (std_closed[1])
+		die(EXIT_USAGE, "standard output is closed: there is nowhere to write the stream "
+		    "(give -o FILE)");
+}
 /* SIGCHLD as memray-record was started with: given back to the program.
  * memray-record itself needs it at its default, or a SIGCHLD ignored by
  * whoever started it would reap the program (and gdb, attaching) unseen:
  * its status lost, and its end never found. */
 static struct sigaction chld_given;
 static volatile sig_atomic_t forwarded; /* the last signal passed on */
+/* Signals memray-record was started with ignored (nohup's SIGHUP, the
+ * SIGINT of a job a script put in the background), by bit: passed on all
+ * the same (the program, which got them ignored too, may have chosen to
+ * take them), but the recording is not ended by them; it goes on while
+ * the program does. */
+static unsigned given_ignored;
 
 /* A signal for memray-record goes to the program, which ends by it (or
  * not) and so ends the recording. One the terminal sent (Ctrl-C, Ctrl-\,
@@ -449,7 +481,8 @@ static void forward(int sig, siginfo_t *info, void *ctx)
 		return;
 	if (child > 0 && !child_reaped) {
 		kill(child, sig);
-		forwarded = sig;
+		if (!(given_ignored & 1u << sig))
+			forwarded = sig;
 	}
 }
 
@@ -597,6 +630,7 @@ static int attach(const struct opts *o, int nargs)
 	if (o->output && strcmp(o->output, "-") != 0) {
 		out.name = o->output;
 	} else if (o->output || !isatty(STDOUT_FILENO)) {
+		stdout_open();
 		out.to_stdout = 1;
 		out.fd = STDOUT_FILENO;
 		out.name = "standard output";
@@ -653,6 +687,8 @@ static void choose_output(struct run *r)
 		r->created = r->out.fd >= 0;
 		r->out.name = o->output;
 	} else if (o->output || !isatty(STDOUT_FILENO)) {
+		if (!r->why)
+			stdout_open();
 		r->to_stdout = 1;
 		r->out.fd = STDOUT_FILENO;
 		r->out.name = "standard output";
@@ -688,8 +724,18 @@ __attribute__((noreturn)) static void exec_program(struct run *r)
 		dup2(r->prog_out, STDOUT_FILENO);
 		dup2(r->prog_out, STDERR_FILENO);
 	} else if (r->to_stdout) {
-		dup2(STDERR_FILENO, STDOUT_FILENO);
+		/* (stderr given closed: the program's stdout is closed too) */
+		if (std_closed[2])
+			close(STDOUT_FILENO);
+		else
+			dup2(STDERR_FILENO, STDOUT_FILENO);
+	} else if (std_closed[1]) {
+		close(STDOUT_FILENO);
 	}
+	if (std_closed[0])
+		close(STDIN_FILENO);
+	if (std_closed[2] && r->prog_out < 0)
+		close(STDERR_FILENO);
 	if (!r->why) {
 		int fd = dup(r->data[1]); /* without close-on-exec */
 		child_env(r->tracker, fd, read_end, r->o);
@@ -734,14 +780,11 @@ static void start_program(struct run *r)
 	sa.sa_sigaction = forward;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	/* (one memray-record was started with ignored stays ignored, as for
-	 * the program: nohup's SIGHUP, a script's background job's SIGINT) */
 	int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP };
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		struct sigaction given;
-		if (sigaction(sigs[i], NULL, &given) == 0 && given.sa_handler == SIG_IGN)
-			continue;
-		sigaction(sigs[i], &sa, NULL);
+		if (sigaction(sigs[i], &sa, &given) == 0 && given.sa_handler == SIG_IGN)
+			given_ignored |= 1u << sigs[i];
 	}
 }
 
@@ -1195,6 +1238,7 @@ static void parse_options(int argc, char **argv, struct opts *o)
 int main(int argc, char **argv)
 {
 	progname = "memray-record";
+	hold_std();
 	struct sigaction dfl;
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;

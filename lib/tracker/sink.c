@@ -484,6 +484,9 @@ static int fd_floor(void)
 	 * high that the kernel's table of descriptors grows much) */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
 		floor = (int)(rl.rlim_cur > 16384 ? 16384 : rl.rlim_cur) - 64;
+	/* (a limit of 200 or less: halfway, where 100 may be past it) */
+	else if (rl.rlim_cur <= 200)
+		floor = rl.rlim_cur / 2 > 3 ? (int)rl.rlim_cur / 2 : 3;
 	return floor;
 }
 

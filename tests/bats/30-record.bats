@@ -165,7 +165,7 @@ sys.exit(3)'
 	assert_output True
 }
 
-@test "a signal memray-record was started with ignored stays ignored (nohup): not passed on, the recording goes on to the program's end" {
+@test "a signal memray-record was started with ignored (nohup) does not end the recording: the program, given it ignored too, is recorded to its end" {
 	python3 -c '
 import os, signal, sys
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -206,6 +206,45 @@ sys.exit(p.wait())' memray-record -q python3 -c 'for i in range(100000): bytearr
 	assert_success
 	n=$(sed -n 's/^allocations: *//p' <<< "$output")
 	[ "$n" -ge 100000 ]
+}
+
+@test "a low limit of open files (ulimit -n 16 and 64, hard too): the program is recorded" {
+	for n in 16 64; do
+		run bash -c 'ulimit -n "$1" && memray-record -q -f -o l.bin "$2" chain' _ "$n" "$FIX/allocs"
+		assert_success
+		refute_output --partial "did not load the tracker"
+		run memray-fold l.bin
+		assert_success
+		assert_output --partial "chain_c (allocs.c:"
+	done
+}
+
+# std_seen: which of the program's descriptors 0, 1, 2 are open, into std.txt
+std_seen='s=; for f in 0 1 2; do if [ -e /proc/$$/fd/$f ]; then s="$s$f "; fi; done; echo "$s" > std.txt'
+
+@test "descriptors 0, 1, 2 closed when memray-record starts: the program gets them closed, nothing of memray-record's is made under them" {
+	# stdout closed and the stream meant for it: said, nothing run
+	run bash -c 'memray-record sh -c ": > ran" 2>&1 1>&-'
+	assert_failure 2
+	assert_output "memray-record: standard output is closed: there is nowhere to write the stream (give -o FILE)"
+	[ ! -e ran ]
+	# with -o FILE: the program sees what it sees without memray-record
+	sh -c "$std_seen" 0<&- 1>&-
+	[ "$(cat std.txt)" = "2 " ]
+	memray-record -q -f -o a.bin sh -c "$std_seen" 0<&- 1>&-
+	[ "$(cat std.txt)" = "2 " ]
+	sh -c "$std_seen" 2>&-
+	[ "$(cat std.txt)" = "0 1 " ]
+	memray-record -q -f -o a.bin sh -c "$std_seen" 2>&-
+	[ "$(cat std.txt)" = "0 1 " ]
+	run memray-stat a.bin
+	assert_success
+	# the stream to stdout, stderr closed: the program's stdout (which
+	# goes to memray-record's stderr) is closed too
+	memray-record -q sh -c "$std_seen" 2>&- > b.bin
+	[ "$(cat std.txt)" = "0 " ]
+	run memray-stat b.bin
+	assert_success
 }
 
 # ended_by SIG: memray-record of a sleeping program, ended from outside

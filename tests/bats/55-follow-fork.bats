@@ -241,16 +241,27 @@ each_pid_has() {
 	[ "$status" -eq 130 ]
 	grep -q KeyboardInterrupt py.txt
 	memray-stat py.bin | grep -q "SIGINT"
-	# a program that ignores it (sh started in the background here
-	# ignores SIGINT) is left running after 2 s, the recording ended
-	memray-record -o ign.bin sh -c '"$0" sleep 20' "$FIX/allocs" > ign.txt 2>&1 &
+	# a program that ignores it: memray-record, started in the background
+	# here, was given SIGINT ignored too (as sh was), and records on to
+	# the program's end
+	memray-record -o ign.bin sh -c '"$0" sleep 3' "$FIX/allocs" > ign.txt 2>&1 &
 	rec=$!
 	sleep 0.5
 	setsid kill -INT $rec
+	wait $rec
+	cat ign.txt
+	! grep -q "still running" ign.txt || false
+	memray-stat ign.bin > /dev/null
+	# one it was not given ignored, that the program ignores, ends the
+	# recording 2 s later, the program left running
+	memray-record -o ign2.bin sh -c 'trap "" TERM; "$0" sleep 20' "$FIX/allocs" > ign2.txt 2>&1 &
+	rec=$!
+	sleep 0.5
+	kill -TERM $rec
 	status=0
 	wait $rec || status=$?
-	[ "$status" -eq 130 ]
-	grep -q "'sh' is still running 2 s after SIGINT was passed on to it: the recording ends here" ign.txt
+	[ "$status" -eq 143 ]
+	grep -q "'sh' is still running 2 s after SIGTERM was passed on to it: the recording ends here" ign2.txt
 	pkill -f "$FIX/allocs sleep 20" || true
 }
 

@@ -90,6 +90,23 @@ need_gdb() {
 	memray-stat --dump rec.bin | grep -m1 ' header ' | grep -q 'flags=native,attached'
 }
 
+@test "a SIGHUP memray-record was started with ignored (nohup) does not end the recording" {
+	need_gdb
+	start_target "$FIX/allocs" attach-loop stop
+	python3 -c '
+import os, signal, sys
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+os.execvp(sys.argv[1], sys.argv[1:])' memray-record -p "$TPID" --duration 2 -o hup.bin 2> rec.err 3>&- &
+	rec=$!
+	for _ in $(seq 300); do grep -q recording rec.err && break; sleep 0.05; done
+	kill -HUP "$rec"
+	wait "$rec"
+	cat rec.err
+	! grep -q "stopped recording" rec.err || false
+	run memray-stat hup.bin
+	assert_success
+}
+
 @test "Ctrl-C ends the recording; the program goes on; a second attach works too" {
 	need_gdb
 	start_target "$FIX/allocs" attach-loop stop
