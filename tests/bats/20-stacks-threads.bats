@@ -44,7 +44,9 @@ kept_apart() {
 @test "native stacks are on for native programs and off with --no-native" {
 	memray-record -q -o on.bin "$FIX/allocs" chain > /dev/null
 	dump on.bin | head -1 | grep -q "flags=native"
-	[ "$(alloc_stack on.bin valloc 984)" != 0 ]
+	s=$(alloc_stack on.bin valloc 984)
+	[ -n "$s" ]
+	[ "$s" != 0 ]
 	memray-record -q --no-native -o off.bin "$FIX/allocs" chain > /dev/null
 	dump off.bin | head -1 | grep -q "flags=none"
 	[ "$(alloc_stack off.bin valloc 984)" = 0 ]
@@ -153,7 +155,8 @@ unwind_line() { # FILE: the check's numbers, "N D L", of each process
 @test "modules carry build-ids that match the files" {
 	memray-record -q -o b.bin "$FIX/allocs" none
 	id=$(dump b.bin | grep " module .*fixtures/allocs\"" | field build_id)
-	readelf -n "$FIX/allocs" | grep -q "Build ID: $id"
+	[ -n "$id" ]
+	readelf -n "$FIX/allocs" | grep -qx " *Build ID: $id"
 }
 
 @test "memory records: RSS above 0, heap at least 984, times increasing about an interval apart" {

@@ -4,7 +4,7 @@
 load helper
 
 @test "the stream goes to stdout when it is a pipe, and the program's stdout to stderr" {
-	run bash -c "memray-record '$FIX/allocs' stdout 2>err.txt | memray-stat --dump > d.txt"
+	run bash -c "set -o pipefail; memray-record '$FIX/allocs' stdout 2>err.txt | memray-stat --dump > d.txt"
 	assert_success
 	grep -q "^program output$" err.txt
 	head -1 d.txt | grep -q " header version=3 "
@@ -267,11 +267,13 @@ ended_by() {
 	grep -q "ended by signal $num (SIG$sig); the stream is complete" err.txt || { cat err.txt; return 1; }
 	memray-stat s.bin > stat.txt || { echo "$sig: memray-stat exits $?"; return 1; }
 	grep -q "^ended by: *signal $num (SIG$sig)$" stat.txt || { cat stat.txt; return 1; }
-	[ "$(memray-stat --json s.bin | python3 -c 'import json,sys; print(json.load(sys.stdin)["end_signal"])')" = "$num" ]
+	[ "$(memray-stat --json s.bin | python3 -c 'import json,sys; print(json.load(sys.stdin)["end_signal"])')" = "$num" ] ||
+		{ echo "$sig: end_signal"; return 1; }
 	# what the program allocated before the signal is there
-	memray-stat --dump s.bin | grep -q " alloc valloc .*size=984" &&
-	memray-stat --dump s.bin | tail -2 | head -1 | grep -q " memory " &&
-	memray-stat --dump s.bin | grep -q " signal signal=$num name=SIG$sig$"
+	memray-stat --dump s.bin > dump.txt || return 1
+	grep -q " alloc valloc .*size=984" dump.txt || { echo "$sig: no valloc"; return 1; }
+	tail -2 dump.txt | head -1 | grep -q " memory " || { echo "$sig: no last memory record"; return 1; }
+	grep -q " signal signal=$num name=SIG$sig$" dump.txt
 }
 
 @test "a program ended by SIGTERM, SIGHUP, SIGUSR1 or SIGALRM from outside leaves a complete stream that says so" {
@@ -353,10 +355,12 @@ slow_reader_run() {
 }
 
 @test "a program that raises a signal on itself: complete stream, same status; its signal actions look as without recording" {
+	st=0
 	"$FIX/allocs" sigview 15 > plain.out || st=$?
 	[ "$st" = 143 ]
 	run memray-record -f -o v.bin "$FIX/allocs" sigview 15
 	assert_failure 143
+	st=0
 	memray-record -q -f -o v.bin "$FIX/allocs" sigview 15 > rec.out || st=$?
 	[ "$st" = 143 ]
 	diff <(grep -v '^0x' plain.out) <(grep -v '^0x' rec.out)

@@ -35,6 +35,7 @@ print("end")'
 	assert_line --regexp "^allocations: +200[0-9]{2}$"
 	# a program that ends normally gets no such message
 	run memray-record -o ok.bin "$FIX/allocs" chain
+	assert_success
 	refute_output --partial "stopped before it ended"
 }
 

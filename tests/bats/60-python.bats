@@ -31,7 +31,8 @@ threads() {
 	local t1 t2
 	t1=$(dump t.bin | awk "\$3 == \"alloc\" && \$6 == \"size=$(pysz 111112)\"" | field thread)
 	t2=$(dump t.bin | awk "\$3 == \"alloc\" && \$6 == \"size=$(pysz 222223)\"" | field thread)
-	[ "$t1" != 1 ] && [ "$t2" != 1 ] && [ "$t1" != "$t2" ] || { echo "threads $t1 $t2"; return 1; }
+	[ -n "$t1" ] && [ -n "$t2" ] && [ "$t1" != 1 ] && [ "$t2" != 1 ] && [ "$t1" != "$t2" ] ||
+		{ echo "threads $t1 $t2"; return 1; }
 	# the thread's own stack starts in threading's bootstrap, not in the main thread's frames
 	pystack_of t.bin "\$6 == \"size=$(pysz 111112)\"" | head -1 | grep -Eq "^(Thread\.)?_bootstrap threading.py:"
 }
@@ -199,8 +200,9 @@ thread_start_names() {
 	local mode=$1 i
 	shift
 	for i in $(seq 50); do
-		memray-record -q -o - "$PY" "$PYDIR/thread_start.py" "$mode" | memray-stat --dump > d.txt ||
-			{ echo "run $i: exit $?"; return 1; }
+		memray-record -q -o - "$PY" "$PYDIR/thread_start.py" "$mode" | memray-stat --dump > d.txt
+		local ps="${PIPESTATUS[*]}"
+		[ "$ps" = "0 0" ] || { echo "run $i: exit $ps"; return 1; }
 		awk -v want="$*" '
 			function setname(id, n) { gsub(/^name="|"$/, "", n); name[id] = n }
 			$3 == "thread" { split($4, a, "="); setname(a[2], $6) }
@@ -322,8 +324,8 @@ interrupted_starts() {
 }
 
 same_output() {
-	"$PY" "$PYDIR/same_output.py" > plain.out 2> plain.err
-	local plain=$? recorded=0
+	local plain=0 recorded=0
+	"$PY" "$PYDIR/same_output.py" > plain.out 2> plain.err || plain=$?
 	memray-record -q -f -o s.bin "$PY" "$PYDIR/same_output.py" > rec.out 2> rec.err || recorded=$?
 	[ "$plain" = "$recorded" ]
 	[ "$plain" = 1 ]
@@ -383,6 +385,8 @@ rawthreads() {
 	local t1 t2
 	t1=$(dump r.bin | awk "\$3 == \"alloc\" && \$6 == \"size=$(pysz 121213)\"" | field thread)
 	t2=$(dump r.bin | awk "\$3 == \"alloc\" && \$6 == \"size=$(pysz 131314)\"" | field thread)
+	[ -n "$t1" ]
+	[ -n "$t2" ]
 	[ "$t1" != 1 ]
 	[ "$t2" != 1 ]
 	[ "$t1" != "$t2" ]

@@ -71,10 +71,10 @@ main:$l3 300"
 @test "every line loads in flamegraph.pl and speedscope: integers, one space, nothing after" {
 	memray-record -q -o d.bin "$FIX/demo" > /dev/null
 	memray-fold d.bin > d.folded
-	grep -v '^# ' d.folded | grep -Ev '^.* [0-9]+$' && false
+	grep -v '^# ' d.folded | grep -Ev '^.*[^ ] [0-9]+$' && false
 	[ "$(grep -vc '^# ' d.folded)" -gt 1 ]
 	for m in total count leaked temporary; do
-		memray-fold -m $m d.bin | grep -v '^# ' | grep -Ev '^.* [0-9]+$' && false
+		memray-fold -m $m d.bin | grep -v '^# ' | grep -Ev '^.*[^ ] [0-9]+$' && false
 	done
 	true
 }
@@ -561,7 +561,8 @@ PY
 @test "a threaded Python recording's annotations and source lines are no stacks to flamegraph.pl and speedscope" {
 	memray-record -q -o t.bin /usr/bin/python3 "$BATS_TEST_DIRNAME/../fixtures/py/threads.py"
 	memray-fold -m total t.bin > t.folded 2> /dev/null
-	grep -q '^# stack.threads=' t.folded && grep -q '^# source=' t.folded
+	grep -q '^# stack.threads=' t.folded
+	grep -q '^# source=' t.folded
 	want=$(memray-stat --json t.bin | python3 -c "import json, sys; print(json.load(sys.stdin)['bytes_allocated'])")
 	[ "$(total_by '^(.*)\s+?(\d+(?:\.\d*)?)$' t.folded)" = "$want" ]
 	[ "$(total_by '^(.*) (\d+)$' t.folded)" = "$want" ]
@@ -745,5 +746,7 @@ PY
 	assert_success
 	[ "${lines[0]% *}" -ge 500 ]
 	[ "${lines[0]% *}" -le 1000 ]
-	[ -z "$(memray-stat --timeline l2.bin | cut -d, -f1 | uniq -d)" ]
+	memray-stat --timeline l2.bin > l2.csv
+	[ "$(wc -l < l2.csv)" -gt 1 ]
+	[ -z "$(cut -d, -f1 l2.csv | uniq -d)" ]
 }

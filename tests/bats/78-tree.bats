@@ -98,7 +98,7 @@ load helper
 	[ "${#lines[@]}" -eq 1001 ]
 	[[ "${lines[1000]}" == *"f999" ]]
 	# 20,000 levels crashed on the recursion's stack before; in 256 MB now
-	run bash -c "$(vlimit 262144) timeout -k 5 60 memray-tree -a --depth 20000 deep.folded | tail -1"
+	run bash -c "set -o pipefail; $(vlimit 262144) timeout -k 5 60 memray-tree -a --depth 20000 deep.folded | tail -1"
 	assert_success
 	[[ "$output" == *"5 B (100.0%) f19999" ]]
 }

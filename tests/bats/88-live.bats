@@ -26,7 +26,9 @@ heaps() {
 	[ "$(sort -u steps.txt | wc -l)" -ge 4 ]
 	grep -q "steps.py:9)" live.txt
 	# the end line: the peak holds the five buffers (47.7 MiB) and little else
-	sed -n 's/^end .* peak \([0-9.]*\) MiB .*/\1/p' live.txt | awk '{ exit !($1 >= 47.7 && $1 < 56) }'
+	peak=$(sed -n 's/^end .* peak \([0-9.]*\) MiB .*/\1/p' live.txt)
+	[ -n "$peak" ]
+	awk -v p="$peak" 'BEGIN { exit !(p >= 47.7 && p < 56) }'
 	[ "$(tail -1 live.txt)" = "the program has ended" ]
 }
 

@@ -297,7 +297,8 @@ os.execvp(sys.argv[1], sys.argv[1:])' memray-record -p "$TPID" --duration 2 -o h
 	need_gdb
 	start_target "$FIX/allocs" attach-loop stop
 	start=$(date +%s)
-	memray-record -q -p "$TPID" | head -c 100 > /dev/null
+	memray-record -q -p "$TPID" 2> rec.err | head -c 100 > head.bin
+	[ "$(wc -c < head.bin)" -eq 100 ] || { cat rec.err; false; }
 	# without --duration: it stopped because its output closed
 	[ $(($(date +%s) - start)) -lt 20 ]
 	kill -0 "$TPID"

@@ -68,7 +68,6 @@ compare() {
 		within 10 "$e" "$a"
 	done
 	# mappings are never sampled: exactly 16 MiB at the peak
-	[ "$(value_of sampled.sites 'mapped (sampling.c')" = "" ] || true
 	sites sampled.bin peak | grep -F "mapped (sampling.c" | cut -f2 | grep -qx 16777216
 	# most events are left out of the stream
 	full_size=$(stat -c %s full.bin)
@@ -107,8 +106,10 @@ compare() {
 	[ "${#a[@]}" -eq 2 ]
 	memray-stat --dump "${a[0]}" | awk '$3 == "alloc" { print $4, $6, $7 }' > one
 	memray-stat --dump "${a[1]}" | awk '$3 == "alloc" { print $4, $6, $7 }' > two
-	memray-stat --dump s8-*.bin | awk '$3 == "alloc" { print $4, $6, $7 }' > three
+	memray-stat --dump s8-*.bin > s8.dump
+	awk '$3 == "alloc" { print $4, $6, $7 }' s8.dump > three
 	[ "$(wc -l < one)" -gt 100 ]
+	[ "$(wc -l < three)" -gt 100 ]
 	cmp one two
 	! cmp -s one three || false
 }
@@ -172,6 +173,7 @@ assert d["top_temporary"] is None'
 @test "the program runs as it would: its output, exit status and the realloc'd data unchanged" {
 	run memray-record -q -o s.bin --sample-bytes 4K --seed 9 "$FIX/sampling"
 	echo "$output"
+	assert_success
 	plain=$("$FIX/sampling")
 	[ "$output" = "$plain" ]
 	[[ "$output" == "checksum "* ]]
@@ -296,6 +298,7 @@ assert abs(d["frees"] - d["allocations"]) <= 0.01 * d["allocations"], d'
 	wait "$TPID"
 	# 8 threads, 16 bytes each a millisecond: about 128 KB a second, so
 	# a gap of 1 MiB samples one such block every 8 s or so
+	memray-stat two.bin > /dev/null
 	n=$(memray-stat --dump two.bin | awk '$3 == "alloc" && $6 == "size=16"' | wc -l)
 	full=$(memray-stat --dump full.bin | awk '$3 == "alloc" && $6 == "size=16"' | wc -l)
 	echo "16-byte samples: $n (full recording: $full blocks)"
