@@ -437,11 +437,22 @@ static void hold_std(void)
 		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
 			continue;
 		int n = open("/dev/null", fd ? O_WRONLY : O_RDONLY);
+		if (n < 0) /* (no /dev: a descriptor nothing can be written to) */
+			n = open("/", O_PATH);
 		if (n == fd)
 			std_closed[fd] = 1;
 		else if (n >= 0)
 			close(n);
 	}
+}
+
+/* In the program, before exec: the ones given closed, closed again (but
+ * where the program's own are put: keep[fd]). */
+static void give_back_std(const int keep[3])
+{
+	for (int fd = 0; fd < 3; fd++)
+		if (std_closed[fd] && !keep[fd])
+			close(fd);
 }
 
 /* The stream to standard output, which must be there. */
@@ -462,7 +473,7 @@ static volatile sig_atomic_t forwarded; /* the last signal passed on */
  * the same (the program, which got them ignored too, may have chosen to
  * take them), but the recording is not ended by them; it goes on while
  * the program does. */
-static unsigned given_ignored;
+static volatile sig_atomic_t given_ignored;
 
 /* A signal for memray-record goes to the program, which ends by it (or
  * not) and so ends the recording. One the terminal sent (Ctrl-C, Ctrl-\,
@@ -481,7 +492,7 @@ static void forward(int sig, siginfo_t *info, void *ctx)
 		return;
 	if (child > 0 && !child_reaped) {
 		kill(child, sig);
-		if (!(given_ignored & 1u << sig))
+		if (!((unsigned)given_ignored & 1u << sig))
 			forwarded = sig;
 	}
 }
@@ -607,6 +618,8 @@ static int idle(const struct opts *o, char **prog_argv, int nargs)
 	unsetenv("MEMRAY_RECORDER");
 	unsetenv("MEMRAY_RESCUE");
 	setenv("MEMRAY_IDLE", "1", 1);
+	static const int none[3];
+	give_back_std(none);
 	execv(path, prog_argv);
 	int e = errno;
 	warnmsg("cannot run '%s': %s", prog_argv[0], strerror(e));
@@ -720,24 +733,25 @@ __attribute__((noreturn)) static void exec_program(struct run *r)
 	close(r->data[0]);
 	close(r->errp[0]);
 	close(r->go[1]);
+	int keep[3] = { 0, 0, 0 };
 	if (r->prog_out >= 0) {
 		dup2(r->prog_out, STDOUT_FILENO);
 		dup2(r->prog_out, STDERR_FILENO);
-	} else if (r->to_stdout) {
+		keep[1] = keep[2] = 1;
+	} else if (r->to_stdout && !r->why) {
 		/* (stderr given closed: the program's stdout is closed too) */
 		if (std_closed[2])
 			close(STDOUT_FILENO);
 		else
 			dup2(STDERR_FILENO, STDOUT_FILENO);
-	} else if (std_closed[1]) {
-		close(STDOUT_FILENO);
+		keep[1] = 1;
 	}
-	if (std_closed[0])
-		close(STDIN_FILENO);
-	if (std_closed[2] && r->prog_out < 0)
-		close(STDERR_FILENO);
+	give_back_std(keep);
 	if (!r->why) {
-		int fd = dup(r->data[1]); /* without close-on-exec */
+		/* (without close-on-exec; never under 0, 1 or 2, which the
+		 * program would write to before the tracker moves it, or
+		 * without it when the tracker is not loaded after all) */
+		int fd = fcntl(r->data[1], F_DUPFD, 3);
 		child_env(r->tracker, fd, read_end, r->o);
 	}
 	char ok;
@@ -780,12 +794,17 @@ static void start_program(struct run *r)
 	sa.sa_sigaction = forward;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
+	/* (which were given ignored, all of them before forward can run) */
 	int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP };
+	unsigned ignored = 0;
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		struct sigaction given;
-		if (sigaction(sigs[i], &sa, &given) == 0 && given.sa_handler == SIG_IGN)
-			given_ignored |= 1u << sigs[i];
+		if (sigaction(sigs[i], NULL, &given) == 0 && given.sa_handler == SIG_IGN)
+			ignored |= 1u << sigs[i];
 	}
+	given_ignored = (sig_atomic_t)ignored;
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
 }
 
 /* The default output, memray-PROGRAM.PID.bin, now that the pid is known;

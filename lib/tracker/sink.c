@@ -482,7 +482,9 @@ static int fd_floor(void)
 	/* (past the numbers a program that puts a file of its own under
 	 * every number up to 4096 reaches, with a limit that allows it; not so
 	 * high that the kernel's table of descriptors grows much) */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256)
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return floor;
+	if (rl.rlim_cur > 256)
 		floor = (int)(rl.rlim_cur > 16384 ? 16384 : rl.rlim_cur) - 64;
 	/* (a limit of 200 or less: halfway, where 100 may be past it) */
 	else if (rl.rlim_cur <= 200)

@@ -245,6 +245,22 @@ std_seen='s=; for f in 0 1 2; do if [ -e /proc/$$/fd/$f ]; then s="$s$f "; fi; d
 	[ "$(cat std.txt)" = "0 " ]
 	run memray-stat b.bin
 	assert_success
+	# --idle runs the program as it was given too
+	memray-record --idle sh -c "$std_seen" 1>&-
+	[ "$(cat std.txt)" = "0 2 " ]
+}
+
+@test "a program that does not load the tracker after all (a script run by a static interpreter) never writes into the stream" {
+	printf '#include <unistd.h>\nint main(void) { write(1, "HELLO\\n", 6); write(2, "", 0); return 0; }\n' > sp.c
+	cc -static -o sp sp.c 2> /dev/null || skip "no static libc"
+	printf '#!%s\n' "$PWD/sp" > scr
+	chmod +x scr
+	run bash -c 'memray-record -f -o s.bin ./scr 2>&1 1>&-'
+	assert_output --partial "did not load the tracker"
+	! grep -q HELLO s.bin || false
+	# and one known not to: its standard output is its own, no stream
+	run bash -c 'memray-record ./sp | od -c'
+	assert_output --partial "H   E   L   L   O"
 }
 
 # ended_by SIG: memray-record of a sleeping program, ended from outside
