@@ -21,7 +21,7 @@
  * its own: a file is touched when a reading uses it (at most once a day),
  * and once a day (the mtime of dir/.cleaned says when it was last done)
  * the first reading removes the cache files neither written nor touched
- * for UNUSED_DAYS days, and the temporary files of a writer that was killed, a day old.
+ * for UNUSED_DAYS days, and a killed writer's temporary files a day old.
  * Nothing else in the directory is touched: only regular files named as
  * the cache names them, that begin as its files do.
  */
@@ -41,7 +41,9 @@
 #include "symcache.h"
 #include "util.h"
 
-#define CACHE_MAGIC "memray-c symbol cache 1 " MEMRAY_VERSION
+/* what every cache file begins with, of any version; then this one's */
+#define CACHE_KIND "memray-c symbol cache "
+#define CACHE_MAGIC CACHE_KIND "1 " MEMRAY_VERSION
 #define FILE_MAX (64u << 20)   /* a bigger file is not read */
 #define TEXT_MAX (64u << 10)   /* an entry's text, at most */
 #define ENTRIES_MAX (1u << 20) /* entries kept for a module, at most */
@@ -254,7 +256,7 @@ int symcache_parse(struct symcache *c, const char *buf, size_t len, const char *
 	clear(c);
 	if (next_line(&k, line, sizeof(line)) < 0)
 		goto bad;
-	if (strncmp(line, "memray-c symbol cache ", 22) != 0) {
+	if (strncmp(line, CACHE_KIND, sizeof(CACHE_KIND) - 1) != 0) {
 		k.why = "it is not a memray-c symbol cache";
 		goto bad;
 	}
@@ -342,13 +344,12 @@ static int ours(int dfd, const char *name, const struct stat *fs, int temp)
 {
 	if (fs->st_size == 0)
 		return temp;
-	static const char magic[] = "memray-c symbol cache ";
-	char head[sizeof(magic) - 1];
+	char head[sizeof(CACHE_KIND) - 1];
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
 	int yes = read(fd, head, sizeof(head)) == (ssize_t)sizeof(head) &&
-		  memcmp(head, magic, sizeof(head)) == 0;
+		  memcmp(head, CACHE_KIND, sizeof(head)) == 0;
 	close(fd);
 	return yes;
 }

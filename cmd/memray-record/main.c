@@ -1258,10 +1258,7 @@ int main(int argc, char **argv)
 {
 	progname = "memray-record";
 	hold_std();
-	struct sigaction dfl;
-	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	sigemptyset(&dfl.sa_mask);
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigaction(SIGCHLD, &dfl, &chld_given);
 	struct opts o;
 	parse_options(argc, argv, &o);
