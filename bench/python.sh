@@ -12,10 +12,10 @@
 #                       workload, which takes milliseconds (default 5)
 #   BENCH_COMPILE_PKGS  stdlib packages that the compileall workload
 #                       byte-compiles (default: see COMPILE_PKGS below)
-#   BENCH_PY_SCALE      size of the objects, buffers, calls and deep
+#   BENCH_PY_SCALE      size of the objects, buffers, calls, deep and shallow
 #                       workloads in percent of their defaults (default 100;
 #                       25 for a quick run)
-#   BENCH_PY_WORKLOADS  which workloads (default: all six, in the order below)
+#   BENCH_PY_WORKLOADS  which workloads (default: all seven, in the order below)
 #   BENCH_PY_MODES      which modes (default: all; plain is always run)
 #   BENCH_CALLGRIND     0 to skip the instruction counts (default 1: counted
 #                       when valgrind is installed)
@@ -34,10 +34,12 @@
 #               packages, copied again before every run
 #   deep        deep.py: 2.4 million 600-byte bytearrays made and dropped
 #               42 frames deep (a recursive chain 40 deep, then a loop)
+#   shallow     deep.py with a chain 1 deep: the same loop 3 frames deep, so
+#               that deep over shallow is what the 39 frames more cost
 #   startup     empty.py: an empty script
 #
 # Instructions: after the timed rounds, one run of objects, calls,
-# compileall and deep in the modes plain, memray-record and --native under
+# compileall, deep and shallow in the modes plain, memray-record and --native under
 # valgrind --tool=callgrind --trace-children=yes (every process counted,
 # memray-record's own too), at BENCH_CG_SCALE of the default size; the
 # counts are stable from run to run where wall times on a busy machine are
@@ -63,7 +65,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 STARTUP_REPS=${BENCH_STARTUP_REPS:-5}
 COMPILE_PKGS=${BENCH_COMPILE_PKGS:-json email http xml asyncio unittest logging multiprocessing concurrent importlib urllib}
 SCALE=${BENCH_PY_SCALE:-100}
-WORKLOADS=${BENCH_PY_WORKLOADS:-objects buffers calls compileall deep startup}
+WORKLOADS=${BENCH_PY_WORKLOADS:-objects buffers calls compileall deep shallow startup}
 CG_SCALE=${BENCH_CG_SCALE:-10}
 CG_COMPILE_PKGS=${BENCH_CG_COMPILE_PKGS:-json email http}
 HEAPTRACK=/usr/bin/heaptrack
@@ -91,7 +93,7 @@ case $STARTUP_REPS in ''|*[!0-9]*|0) die "BENCH_STARTUP_REPS must be a positive 
 positive_int BENCH_PY_SCALE "$SCALE"
 positive_int BENCH_CG_SCALE "$CG_SCALE"
 for w in $WORKLOADS; do
-	case $w in objects|buffers|calls|compileall|deep|startup) ;;
+	case $w in objects|buffers|calls|compileall|deep|shallow|startup) ;;
 	*) die "BENCH_PY_WORKLOADS: unknown workload '$w'" ;; esac
 done
 [ -n "$WORKLOADS" ] || die "BENCH_PY_WORKLOADS is empty"
@@ -197,6 +199,7 @@ wl_args() {
 	calls) ARGS=("$PYDIR/calls.py" "$N_CALLS") ;;
 	compileall) ARGS=(-m compileall -q -f "$tmp/src") ;;
 	deep) ARGS=("$PYDIR/deep.py" "$N_DEEP") ;;
+	shallow) ARGS=("$PYDIR/deep.py" "$N_DEEP" 1) ;;
 	startup) ARGS=("$PYDIR/empty.py") ;;
 	esac
 }
@@ -331,6 +334,7 @@ for w in $WORKLOADS; do
 	calls) echo "== calls: bench/py/calls.py ($N_CALLS x recursive fib(25)) ==" ;;
 	compileall) echo "== compileall: python3 -m compileall -q -f on a fresh copy of $COMPILE_PKGS ==" ;;
 	deep) echo "== deep: bench/py/deep.py ($N_DEEP 600-byte bytearrays, 42 frames deep) ==" ;;
+	shallow) echo "== shallow: bench/py/deep.py $N_DEEP 1 (the same bytearrays, 3 frames deep) ==" ;;
 	startup) echo "== startup: bench/py/empty.py (an empty script) ==" ;;
 	esac
 	reps=1
@@ -417,7 +421,7 @@ done
 CG_MODES=
 for m in plain memray native; do has_word "$m" "$MODES" && CG_MODES="$CG_MODES $m"; done
 CG_WORKLOADS=
-for w in objects calls compileall deep; do has_word "$w" "$WORKLOADS" && CG_WORKLOADS="$CG_WORKLOADS $w"; done
+for w in objects calls compileall deep shallow; do has_word "$w" "$WORKLOADS" && CG_WORKLOADS="$CG_WORKLOADS $w"; done
 if have_callgrind && [ -n "$CG_WORKLOADS" ]; then
 	scale "$CG_SCALE"
 	echo
@@ -428,6 +432,7 @@ if have_callgrind && [ -n "$CG_WORKLOADS" ]; then
 		calls) echo "calls.py $N_CALLS (x fib(25))" ;;
 		compileall) echo "compileall of $CG_COMPILE_PKGS" ;;
 		deep) echo "deep.py $N_DEEP" ;;
+		shallow) echo "deep.py $N_DEEP 1" ;;
 		esac >"$tmp/$w.cgsize"
 		printf '  %-11s (%s):' "$w" "$(cat "$tmp/$w.cgsize")"
 		for m in $CG_MODES; do
@@ -526,6 +531,26 @@ verdict18 objects memray ir "$T18_OBJECTS"
 verdict18 calls memray ir "$T18_CALLS_IR"
 verdict18 compileall memray wall "$T18_COMPILEALL"
 verdict18 compileall memray ir "$T18_COMPILEALL"
+
+# What depth costs: deep and shallow are the same loop 42 and 3 frames deep.
+# Instructions added per bytearray (one malloc and its free) over plain's,
+# from the callgrind runs, and the ratios to plain side by side.
+if has_word deep "$WORKLOADS" && has_word shallow "$WORKLOADS"; then
+	for m in memray native heaptrack; do
+		has_word "$m" "$MODES" || continue
+		line="deep (42 frames) against shallow (3 frames), $(mode_label "$m" | sed 's/^ *//'):"
+		line="$line wall $(x_plain deep "$m")x against $(x_plain shallow "$m")x plain"
+		if [ -s "$tmp/deep.$m.ir" ] && [ -s "$tmp/shallow.$m.ir" ]; then
+			scale "$CG_SCALE"
+			line="$line; instructions $(ir_plain deep "$m")x against $(ir_plain shallow "$m")x,"
+			line="$line $(awk -v d="$(cat "$tmp/deep.$m.ir")" -v dp="$(cat "$tmp/deep.plain.ir")" \
+				-v s="$(cat "$tmp/shallow.$m.ir")" -v sp="$(cat "$tmp/shallow.plain.ir")" -v n="$N_DEEP" \
+				'BEGIN { printf "%.0f against %.0f added per bytearray", (d - dp) / n, (s - sp) / n }')"
+			scale "$SCALE"
+		fi
+		echo "  $line"
+	done
+fi
 
 if has_word startup "$WORKLOADS" && has_word memray "$MODES"; then
 d_ms=$(awk -v t="$(cat "$tmp/startup.memray.med")" -v p="$(cat "$tmp/startup.plain.med")" \

@@ -8,7 +8,7 @@
 # lines to $BENCH_RESULTS (default BUILD_DIR/bench/results.txt; make bench
 # empties it first and runs this script last).  Whatever is missing from
 # that file is measured here first, by running the script that measures it:
-#   py.*       bench/python.sh, workloads objects calls compileall deep and
+#   py.*       bench/python.sh, workloads objects calls compileall deep shallow and
 #              modes memray native heaptrack unless BENCH_PY_WORKLOADS and
 #              BENCH_PY_MODES say otherwise
 #   size.*     bench/streams.sh
@@ -46,7 +46,7 @@ has_key() { grep -q "^$1" "$BENCH_RESULTS"; }
 
 if ! has_key 'py\.deep\.'; then
 	echo "== summary.sh: running bench/python.sh =="
-	BENCH_PY_WORKLOADS=${BENCH_PY_WORKLOADS:-objects calls compileall deep} \
+	BENCH_PY_WORKLOADS=${BENCH_PY_WORKLOADS:-objects calls compileall deep shallow} \
 	BENCH_PY_MODES=${BENCH_PY_MODES:-memray native heaptrack} \
 		"$here/python.sh" "$BUILD" || die "bench/python.sh failed"
 fi
@@ -57,7 +57,7 @@ SID_KEY=sid.${SID_PY##*/}
 if [ "${BENCH_SID:-1}" != 0 ] && ! has_key "$SID_KEY\\.py\\.deep\\."; then
 	echo "== summary.sh: running bench/python.sh on sid's $SID_PY (tests/sid.sh bench) =="
 	MEMRAY_SID_PYTHONS=$SID_PY \
-	BENCH_PY_WORKLOADS=${BENCH_PY_WORKLOADS:-objects calls compileall deep} \
+	BENCH_PY_WORKLOADS=${BENCH_PY_WORKLOADS:-objects calls compileall deep shallow} \
 	BENCH_PY_MODES=${BENCH_PY_MODES:-memray native} \
 		"$here/../tests/sid.sh" bench ||
 		echo "summary.sh: sid's $SID_PY could not be benched (tests/sid.sh says why); its rows are not measured" >&2
@@ -118,6 +118,8 @@ row "deep: wall x plain (default mode)" "$(get py.deep.memray.wall)" "$(get py.d
 row "deep: instructions x plain (default mode)" "$(get py.deep.memray.ir)" "" "<= 1.4"
 row "deep: wall x plain (--native)" "$(get py.deep.native.wall)" "$(get py.deep.heaptrack.wall)" "<= 4"
 row "deep: instructions x plain (--native)" "$(get py.deep.native.ir)" "" "-"
+row "shallow (3 frames): wall x plain (default mode)" "$(get py.shallow.memray.wall)" "$(get py.shallow.heaptrack.wall)" "-"
+row "shallow: instructions x plain (default mode)" "$(get py.shallow.memray.ir)" "" "-"
 row "objects: wall x plain (default mode)" "$(get py.objects.memray.wall)" "$(get py.objects.heaptrack.wall)" "<= 1.15"
 row "objects: instructions x plain (default mode)" "$(get py.objects.memray.ir)" "" "<= 1.15"
 row "calls: wall x plain (default mode)" "$(get py.calls.memray.wall)" "$(get py.calls.heaptrack.wall)" "-"
@@ -131,6 +133,8 @@ row "$V deep: wall x plain (default mode)" "$(get $S.deep.memray.wall)" "" "<= 1
 row "$V deep: instructions x plain (default mode)" "$(get $S.deep.memray.ir)" "" "<= 1.4"
 row "$V deep: wall x plain (--native)" "$(get $S.deep.native.wall)" "" "<= 4"
 row "$V deep: instructions x plain (--native)" "$(get $S.deep.native.ir)" "" "-"
+row "$V shallow: wall x plain (default mode)" "$(get $S.shallow.memray.wall)" "" "-"
+row "$V shallow: instructions x plain (default mode)" "$(get $S.shallow.memray.ir)" "" "-"
 row "$V objects: wall x plain (default mode)" "$(get $S.objects.memray.wall)" "" "<= 1.15"
 row "$V objects: instructions x plain (default mode)" "$(get $S.objects.memray.ir)" "" "<= 1.15"
 row "$V calls: instructions x plain (default mode)" "$(get $S.calls.memray.ir)" "" "<= 1.02"
@@ -161,7 +165,7 @@ echo
 echo "notes:"
 echo "  x plain: the recorder's median wall time (interleaved rounds) or callgrind instructions (one run,"
 echo "    every process summed, memray-record's own included) over the plain run's"
-for w in objects calls compileall deep; do
+for w in objects calls compileall deep shallow; do
 	[ -n "$(get "py.$w.cgsize")" ] && echo "  callgrind size, $w: $(get "py.$w.cgsize" | tr '_' ' ')"
 done
 echo "  heaptrack: $HEAPTRACK_CG_NOTE"
