@@ -1,8 +1,10 @@
 /*
  * input.h - reading a stream from a file or stdin, plain or compressed.
  *
- * Compression (gzip, zstd, xz, lz4, bzip2, ...) is recognised by content
- * through libarchive's raw format with every filter enabled.
+ * Compression is recognised by content: gzip and zstd are decoded with
+ * zlib and libzstd (a file cut short gives what was written before the
+ * cut), the rest (xz, lz4, bzip2, ...) through libarchive's raw format
+ * with every filter enabled.
  */
 #ifndef MEMRAY_INPUT_H
 #define MEMRAY_INPUT_H

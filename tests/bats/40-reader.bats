@@ -29,6 +29,84 @@ setup_file() {
 	done
 }
 
+@test "a compressed recording cut short gives all that gzip and zstd decode before the cut" {
+	f=$BATS_FILE_TMPDIR/demo.bin
+	# gzip: memray-record's own; what gzip -d gives of the cut file is the
+	# reference
+	memray-record -q --compress=gzip -o demo.gz "$FIX/demo" > /dev/null
+	zsize=$(stat -c %s demo.gz)
+	for part in 1 2 3; do
+		cut=$((zsize * part / 4))
+		head -c $cut demo.gz > cut.gz
+		gzip -dc cut.gz > ref.bin 2> /dev/null || true
+		memray-stat --dump ref.bin > want.txt 2> /dev/null || true
+		[ "$(wc -l < want.txt)" -gt $((part * 100)) ]
+		st=0
+		memray-stat --dump cut.gz > got.txt 2> err.txt || st=$?
+		[ "$st" = 2 ] || { echo "gzip cut at $cut: exit $st"; cat err.txt; false; }
+		grep -q "^memray-stat: cut.gz: " err.txt
+		cmp want.txt got.txt || { echo "gzip cut at $cut: $(wc -l < got.txt) lines, gzip -d gives $(wc -l < want.txt)"; false; }
+	done
+	# zstd: a frame per 8 KiB of the stream, as a recorder that flushes
+	# writes it; cut within frame k + 1, the first k frames' bytes are the
+	# reference (zstd -d gives nothing of a cut file)
+	split -b 8192 -d -a 3 "$f" piece.
+	: > demo.zst
+	n=0
+	for p in piece.*; do
+		zstd -q -c "$p" >> demo.zst
+		n=$((n + 1))
+		echo "$(stat -c %s demo.zst)" >> ends.txt
+	done
+	[ $n -gt 8 ]
+	for k in 2 5 8; do
+		from=$(sed -n "${k}p" ends.txt)
+		to=$(sed -n "$((k + 1))p" ends.txt)
+		head -c $(((from + to) / 2)) demo.zst > cut.zst
+		head -c $((k * 8192)) "$f" > ref.bin
+		memray-stat --dump ref.bin > want.txt 2> /dev/null || true
+		[ "$(wc -l < want.txt)" -gt $((k * 50)) ]
+		st=0
+		memray-stat --dump cut.zst > got.txt 2> err.txt || st=$?
+		[ "$st" = 2 ] || { echo "zstd cut in frame $((k + 1)): exit $st"; cat err.txt; false; }
+		grep -q "^memray-stat: cut.zst: " err.txt
+		cmp want.txt got.txt || { echo "zstd cut in frame $((k + 1)): $(wc -l < got.txt) lines, want $(wc -l < want.txt)"; false; }
+	done
+	# cut within the first block: nothing to give, and said so (it had
+	# read as an empty input)
+	head -c 100 demo.gz > tiny.gz
+	run memray-stat tiny.gz
+	assert_failure 2
+	refute_output --partial "empty input"
+	assert_output --partial "tiny.gz"
+	head -c 2000 demo.zst > tiny.zst
+	run memray-stat tiny.zst
+	assert_failure 2
+	assert_output --partial "tiny.zst: read error at byte 0: the zstd data ends early"
+}
+
+@test "a compressed file damaged or followed by something else says so after what it held" {
+	f=$BATS_FILE_TMPDIR/demo.bin
+	gzip -c "$f" > demo.gz
+	dump "$f" > full.txt
+	{ cat demo.gz; echo trailing; } > tail.gz
+	run memray-stat --dump tail.gz
+	assert_failure 2
+	assert_output --partial "tail.gz: read error at byte $(stat -c %s "$f"): data that is not gzip's after the gzip data"
+	memray-stat --dump tail.gz 2> /dev/null > got.txt || true
+	cmp full.txt got.txt
+	# two recordings' gzip members one after the other read as both
+	cat demo.gz demo.gz > two.gz
+	run memray-stat two.gz
+	assert_success
+	# a byte changed in the middle of the deflate data
+	cp demo.gz bad.gz
+	printf '\xff\xff\xff\xff' | dd of=bad.gz bs=1 seek=$(($(stat -c %s demo.gz) / 2)) conv=notrunc 2> /dev/null
+	run memray-stat bad.gz
+	assert_failure 2
+	assert_output --partial "bad.gz"
+}
+
 @test "truncation at every byte offset never crashes the reader and always reports where" {
 	f=$BATS_FILE_TMPDIR/small.bin
 	size=$(stat -c %s "$f")
