@@ -410,13 +410,15 @@ static struct mr_rescue *rescue;
 static void rescue_create(void)
 {
 	int fd = (int)syscall(SYS_memfd_create, "memray-rescue", MFD_CLOEXEC);
-	if (fd < 0)
-		return;
 	void *m = MAP_FAILED;
-	if (ftruncate(fd, (off_t)sizeof(struct mr_rescue)) == 0)
+	if (fd >= 0 && ftruncate(fd, (off_t)sizeof(struct mr_rescue)) == 0)
 		m = mmap(NULL, sizeof(struct mr_rescue), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
-		close(fd);
+		/* (ulimit -f below its size: EFBIG) */
+		warnmsg("no rescue area (%s): the last events of a program killed outright "
+			"would be lost", strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return;
 	}
 	rescue = m;
@@ -467,6 +469,10 @@ static void stdout_open(void)
  * whoever started it would reap the program (and gdb, attaching) unseen:
  * its status lost, and its end never found. */
 static struct sigaction chld_given;
+/* SIGXFSZ likewise: memray-record ignores it, so that a limit of file
+ * size (ulimit -f) cuts the output with EFBIG, said as a full disk is,
+ * where the signal killed it and left the program running alone. */
+static struct sigaction xfsz_given;
 static volatile sig_atomic_t forwarded; /* the last signal passed on */
 /* Signals memray-record was started with ignored (nohup's SIGHUP, the
  * SIGINT of a job a script put in the background), by bit: passed on all
@@ -758,6 +764,7 @@ __attribute__((noreturn)) static void exec_program(struct run *r)
 	if (r->default_name && read(r->go[0], &ok, 1) != 1)
 		_exit(127);
 	sigaction(SIGCHLD, &chld_given, NULL);
+	sigaction(SIGXFSZ, &xfsz_given, NULL);
 	execv(r->path, r->argv);
 	int e = errno;
 	if (write(r->errp[1], &e, sizeof(e)) < 0)
@@ -1260,6 +1267,8 @@ int main(int argc, char **argv)
 	hold_std();
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigaction(SIGCHLD, &dfl, &chld_given);
+	struct sigaction ign = { .sa_handler = SIG_IGN };
+	sigaction(SIGXFSZ, &ign, &xfsz_given);
 	struct opts o;
 	parse_options(argc, argv, &o);
 	if (o.pid >= 0 && o.idle)

@@ -25,6 +25,36 @@ print("end")'
 	[ "$(cat done.txt)" = done ]
 }
 
+@test "a limit of file size (ulimit -f): the stream is cut and said so, the program runs to its end, and gets SIGXFSZ as it was given" {
+	# 8 KiB: the rescue area (a memfd of about 460 KiB) cannot be made
+	# either, and that is said
+	run bash -c "ulimit -f 8; memray-record -o big.bin /usr/bin/python3 -c '$ALLOCATE' '$BATS_TEST_TMPDIR/done.txt'; echo status \$?"
+	assert_line "status 0"
+	assert_line "end"
+	assert_line "memray-record: the stream in big.bin is incomplete: File too large"
+	assert_line --partial "memray-record: no rescue area (File too large)"
+	[ "$(cat done.txt)" = done ]
+	[ "$(stat -c %s big.bin)" = $((8 * 1024)) ]
+	# what fitted is there
+	run memray-stat big.bin
+	assert_failure 2
+	assert_line --partial "big.bin: truncated at byte"
+	n=$(memray-stat big.bin 2> /dev/null | awk '$1 == "allocations:" { print $2 }')
+	[ -n "$n" ]
+	[ "$n" -gt 10 ]
+	# the program's own file past the limit: SIGXFSZ kills it as without
+	# memray-record (dd: Python ignores SIGXFSZ itself)
+	run bash -c "ulimit -f 1000; memray-record -q -o small.bin /bin/dd if=/dev/zero of=own.txt bs=1M count=2 2> /dev/null; echo status \$?"
+	assert_line "status 153"
+	[ "$(stat -c %s own.txt)" = $((1000 * 1024)) ]
+	run memray-stat small.bin
+	assert_success
+	# and a program given SIGXFSZ ignored gets EFBIG, not the signal
+	run bash -c "trap '' XFSZ; ulimit -f 1000; memray-record -q -f -o small.bin /bin/dd if=/dev/zero of=own.txt bs=1M count=2 2>&1; echo status \$?"
+	assert_line --partial "File too large"
+	assert_line "status 1"
+}
+
 @test "close_range(3, ~0U, 0), then files of its own: none gets tracker bytes, and the recording goes on to the end" {
 	run memray-record -o c.bin "$FIX/allocs" close-range "$BATS_TEST_TMPDIR/mine.txt"
 	assert_success
