@@ -724,11 +724,22 @@ static void open_program_output(struct run *r)
 	r->prog_out = -1;
 	if (!file)
 		return;
-	r->prog_out = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	r->prog_out = open(file, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (r->prog_out < 0 && errno == ELOOP)
 		die(EXIT_USAGE, "'%s' is a symbolic link; not following it", file);
 	if (r->prog_out < 0)
 		die(EXIT_USAGE, "cannot create '%s': %s", file, strerror(errno));
+	/* not the stream's own file (-o, or standard output sent there):
+	 * the program's output would be written over the recording */
+	struct stat ps, os;
+	if (fstat(r->prog_out, &ps) == 0 && S_ISREG(ps.st_mode)) {
+		if (r->out.fd >= 0 && fstat(r->out.fd, &os) == 0 && os.st_dev == ps.st_dev &&
+		    os.st_ino == ps.st_ino)
+			die(EXIT_USAGE, "--program-output '%s' is the file the stream is written to (%s)",
+			    file, r->to_stdout ? "standard output" : "-o");
+		if (ftruncate(r->prog_out, 0) < 0)
+			die(EXIT_USAGE, "cannot truncate '%s': %s", file, strerror(errno));
+	}
 }
 
 /* In the child: the program, with the tracker preloaded to write into the

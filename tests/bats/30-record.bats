@@ -629,6 +629,27 @@ to err" ]
 	[ ! -e elsewhere ]
 }
 
+@test "--program-output naming the stream's own file is refused before anything runs, by any path to it" {
+	run memray-record -o same.bin --program-output same.bin /usr/bin/python3 -c 'open("ran", "w")'
+	assert_failure 2
+	assert_output "memray-record: --program-output 'same.bin' is the file the stream is written to (-o)"
+	[ ! -e ran ]
+	# another name of it, and standard output sent to it
+	ln same.bin hard.bin
+	run memray-record -f -o same.bin --program-output ./hard.bin /bin/true
+	assert_failure 2
+	assert_output --partial "is the file the stream is written to (-o)"
+	run bash -c 'memray-record --program-output out.bin /bin/true > out.bin'
+	assert_failure 2
+	assert_output "memray-record: --program-output 'out.bin' is the file the stream is written to (standard output)"
+	# a file written before is kept whole until then: an existing program
+	# output is emptied only once accepted
+	echo before > prog.log
+	memray-record -q -f -o same.bin --program-output prog.log /usr/bin/python3 -c 'print("after")'
+	[ "$(cat prog.log)" = after ]
+	memray-stat same.bin > /dev/null
+}
+
 @test "unshare -U and -r, and nsenter into a user namespace, work under memray-record, with and without --follow-fork" {
 	unshare -U true 2> /dev/null || skip "user namespaces are not allowed here"
 	for follow in "" --follow-fork; do
