@@ -18,6 +18,25 @@ int ingest_file(struct ingest *g, struct replay *r, const char *path, long pid)
 	return ingest_input(g, r, in, pid);
 }
 
+/* Whether a stack of the processes read (pid's, when pid >= 0) was cut:
+ * deeper than the tracker keeps, it begins with the tracker's label
+ * "[stack cut: ...]" (a frame of no file and line 0). */
+static int saw_cut(const struct mr_reader *rd, long pid)
+{
+	for (size_t i = 0; i < rd->nprocs; i++) {
+		const struct mr_proc *p = rd->procs[i];
+		if (pid >= 0 && p->pid != (uint32_t)pid)
+			continue;
+		for (size_t f = 0; f < p->nframes; f++) {
+			const struct mr_pyframe *pf = &p->frames[f];
+			if (!pf->file && !pf->line &&
+			    strncmp(mr_string(p, pf->function), "[stack cut", 10) == 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
 int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long pid)
 {
 	struct mr_reader *rd = malloc(sizeof(*rd));
@@ -65,6 +84,10 @@ int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long p
 		warnmsg("%s: empty: no memray stream in it", mr_input_name(in));
 	else if (rd->warn[0])
 		warnmsg("%s: %s", mr_input_name(in), rd->warn);
+	if (seen && saw_cut(rd, pid))
+		warnmsg("%s: stacks deeper than the tracker keeps (2048 Python frames, 256 native"
+			" ones) were cut: their outermost frames are not recorded, and a"
+			" '[stack cut: ...]' frame stands for them", mr_input_name(in));
 	mr_input_close(in);
 	rd->in = NULL;
 	/* nothing read at all (bad magic, an empty input): not a stream */

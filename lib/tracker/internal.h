@@ -370,7 +370,12 @@ struct capture {
 			  * not merged again) */
 	int hparts, hleft; /* the merge's: see stack.c's pystate */
 	int why;         /* Python stacks only, none found: enum py_none */
+	int cut;         /* deeper than is kept: CUT_PY or CUT_NATIVE, and
+			  * the stack's root is a label that says so (Python
+			  * stacks without native ones: known when pysame is
+			  * 0, the only time it is read) */
 };
+enum { CUT_PY = 1, CUT_NATIVE = 2 }; /* (stack.c: CUT_PY is 1) */
 
 extern int native_stacks;
 extern int python_stacks;       /* the program is CPython and frames are walked */

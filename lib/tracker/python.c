@@ -755,11 +755,27 @@ static const void *innermost_frame(void)
 	return f;
 }
 
-int python_walk(struct pyent *out, int max)
+/* Whether a frame is one python_walk keeps (Python code, not C's). */
+static int walk_keeps(const void *f)
+{
+	if (L->owner_shim && AT(f, L->f_owner, char) >= L->owner_shim)
+		return 0;
+	const void *code = frame_code(f);
+	return code && frame_lasti(f, code) >= 0;
+}
+
+int python_walk(struct pyent *out, int max, int *cut)
 {
 	const void *f = innermost_frame();
 	int n = 0;
-	for (; f && n < max; f = AT(f, L->f_back, const void *)) {
+	*cut = 0;
+	for (; f; f = AT(f, L->f_back, const void *)) {
+		if (n == max) {
+			/* cut: when a frame it would keep is left */
+			for (; f && !*cut; f = AT(f, L->f_back, const void *))
+				*cut = walk_keeps(f);
+			break;
+		}
 		char owner = L->owner_shim ? AT(f, L->f_owner, char) : 0;
 		if (L->owner_shim && owner >= L->owner_shim) {
 			/* 3.12+: owned by C code, not Python code. The one owned

@@ -65,9 +65,10 @@ enum py_none {
 /* For a thread with no Python frame now: why, given whether it has run
  * Python code before; 0 when the program is not a CPython read here. */
 int python_why_none(int seen_frames);
-/* The calling thread's frames, root first, into out (at most max);
- * returns how many. Outside the lock. */
-int python_walk(struct pyent *out, int max);
+/* The calling thread's frames, root first, into out (at most max: the
+ * innermost); returns how many, with *cut 1 when frames it would keep
+ * were left at the root. Outside the lock. */
+int python_walk(struct pyent *out, int max, int *cut);
 /* The same, knowing the stack walked last (prev, root first, n frames):
  * returns how many of prev, from the root, are still the calling thread's
  * frames, exactly, with the frames above them in top (innermost first,

@@ -44,6 +44,7 @@
 #define TC_WAYS 4
 struct tway {
 	int depth;
+	int cut;   /* the stack was cut (CUT_NATIVE): its root is the label */
 	uintptr_t ips[MAX_FRAMES];
 	uint32_t ids[MAX_FRAMES];
 };
@@ -75,6 +76,12 @@ struct pymemo {
 struct pystate {
 	int seen; /* the thread has run Python code */
 	int depth;
+	/* whether prev (as interned), cur (as walked) and the last hybrid
+	 * stack interned were cut (c->cut): the levels kept from the root
+	 * of a stack are its innermost, under a label. A level's frame,
+	 * unchanged, has the same callers, so a stack that shares a level
+	 * with another is cut as it is. */
+	int prev_cut, cur_cut, hcut;   /* (CUT_PY or 0) */
 	int curn; /* hybrid stacks: frames of cur that are the last walk's */
 	struct pyent prev[MAX_PY_FRAMES];
 	struct pyent cur[MAX_PY_FRAMES];
@@ -103,6 +110,7 @@ struct pystate {
 	struct pymemo memo[PY_MEMO];
 };
 static uintptr_t eval_lo, eval_hi; /* the interpreter's evaluation loop */
+static uint32_t cut_node(int cut);
 /* the Python items of hybrid stacks, levels 0 to MAX_PY_FRAMES - 1 in
  * order: a run of levels is copied from here whole */
 static struct hcur py_items[MAX_PY_FRAMES];
@@ -233,8 +241,14 @@ static void capture_python(struct capture *c)
 	if (same >= 0 && same + ntop <= MAX_PY_FRAMES) {
 		for (int k = 0; k < ntop; k++)
 			s->cur[same + k] = s->top[ntop - 1 - k];
-		if (native_stacks)
+		/* cut as the levels kept are (same 0: the walk reached the
+		 * root); pure Python stacks need it only when no level is
+		 * kept (intern_python, memo_python), and it is 0 then */
+		if (native_stacks) {
 			set_runs(s->cur, same, same + ntop);
+			s->cur_cut = same && s->cur_cut;
+			c->cut = s->cur_cut; /* (CUT_PY is 1) */
+		}
 		c->pysame = same;
 		if (same < s->stable)
 			s->stable = same;
@@ -244,14 +258,15 @@ static void capture_python(struct capture *c)
 		return;
 	}
 	s->stable = 0;
-	c->pyn = s->curn = python_walk(s->cur, MAX_PY_FRAMES);
+	c->pyn = s->curn = python_walk(s->cur, MAX_PY_FRAMES, &s->cur_cut);
+	c->cut = s->cur_cut; /* (CUT_PY is 1) */
 	if (native_stacks)
 		set_runs(s->cur, 0, c->pyn);
 	if (c->pyn)
 		s->seen = 1;
 	else if (!native_stacks)
 		c->why = python_why_none(s->seen);
-	while (c->pysame < c->pyn && c->pysame < s->depth &&
+	while (s->cur_cut == s->prev_cut && c->pysame < c->pyn && c->pysame < s->depth &&
 	       s->prev[c->pysame].frame == s->cur[c->pysame].frame &&
 	       s->prev[c->pysame].code == s->cur[c->pysame].code &&
 	       s->prev[c->pysame].lasti == s->cur[c->pysame].lasti)
@@ -410,7 +425,7 @@ static void hybrid(struct capture *c)
 	 * the same levels of cur, unchanged since (before `unstable`: Python
 	 * items keep cur's order) */
 	const struct hcur *last = s->hc[s->hlast] + s->hstart[s->hlast];
-	int k = 0, lim = n < s->hdepth ? n : s->hdepth;
+	int k = 0, lim = c->cut != s->hcut ? 0 : n < s->hdepth ? n : s->hdepth;
 	if (unstable >= 0 && n - 1 - unstable < lim)
 		lim = n - 1 - unstable;
 	/* eight items at a time while they are equal (libc's vector compare:
@@ -427,7 +442,8 @@ static __attribute__((noinline)) uint32_t intern_hybrid(const struct capture *c)
 	struct pystate *s = pyts;
 	if (c->hsame < 0) /* the last stack again, unmerged (unchanged) */
 		return s->hnode[s->hdepth - 1];
-	uint32_t parent = c->hsame ? s->hnode[c->hsame - 1] : 0;
+	uint32_t parent = c->hsame ? s->hnode[c->hsame - 1] : cut_node(c->cut);
+	s->hcut = c->cut;
 	const struct hcur *hc = s->hc[!s->hlast] + s->hstart[!s->hlast];
 	for (int i = c->hsame; i < c->hn; i++) {
 		const struct hcur *h = &hc[i];
@@ -567,7 +583,7 @@ static inline int is_self(const void *ip)
  * not ours. */
 static void unwind_compare(void **fast, int n, int max)
 {
-	void *slow[MAX_FRAMES];
+	void *slow[MAX_FRAMES + 1];
 	int m = backtrace_ips(slow, max), i = 0, j = 0;
 	while (i < n && is_self(fast[i]))
 		i++;
@@ -628,7 +644,7 @@ static int gated_backtrace(void **ips, int max)
 static inline int hybrid_unchanged(struct capture *c, void *const *leaf_first, int n)
 {
 	const struct pystate *s = pyts;
-	if (!s->hdepth || s->hleft || s->stable != c->pyn || s->hpyn != c->pyn ||
+	if (!s->hdepth || s->hleft || s->hcut != c->cut || s->stable != c->pyn || s->hpyn != c->pyn ||
 	    s->hipn != n || s->hparts != __atomic_load_n(&eval_nparts, __ATOMIC_ACQUIRE))
 		return 0;
 	/* leaf first, where they differ; hips is root first */
@@ -646,8 +662,14 @@ static inline int hybrid_unchanged(struct capture *c, void *const *leaf_first, i
  * short. */
 static __attribute__((noinline)) void capture_native(struct capture *c)
 {
-	void *raw[MAX_FRAMES];
-	int n = gated_backtrace(raw, MAX_FRAMES);
+	/* one more than is kept, to know when the stack is deeper: it is
+	 * then cut, its innermost frames kept */
+	void *raw[MAX_FRAMES + 1];
+	int n = gated_backtrace(raw, MAX_FRAMES + 1);
+	if (n > MAX_FRAMES) {
+		n = MAX_FRAMES;
+		c->cut = CUT_NATIVE;
+	}
 	int skip = 0;
 	while (skip < n && is_self(raw[skip]))
 		skip++;
@@ -665,7 +687,7 @@ static __attribute__((noinline)) void capture_native(struct capture *c)
 		k = ts.cache;
 		for (int w = 0; k && m && w < TC_WAYS; w++) {
 			const struct tway *y = &k->w[w];
-			if (y->depth != m)
+			if (y->depth != m || y->cut != c->cut)
 				continue;
 			int i = 0;
 			while (i < m && y->ips[m - 1 - i] == (uintptr_t)leaf[i])
@@ -689,6 +711,8 @@ static __attribute__((noinline)) void capture_native(struct capture *c)
 	for (int w = 0; w < TC_WAYS; w++) {
 		const struct tway *y = &k->w[w];
 		int i = 0;
+		if (y->cut != c->cut)
+			continue;
 		while (i < m && i < y->depth && y->ips[i] == c->ips[i])
 			i++;
 		if (i > c->same) {
@@ -702,7 +726,7 @@ static __attribute__((noinline)) void capture_native(struct capture *c)
 void capture(struct capture *c)
 {
 	thread_fresh();
-	c->n = c->same = c->hn = c->hsame = 0;
+	c->n = c->same = c->hn = c->hsame = c->cut = 0;
 	capture_python(c);
 	if (native_stacks)
 		capture_native(c);
@@ -719,7 +743,9 @@ static inline struct pymemo *memo_slot(struct pystate *s, uint32_t parent, const
 static __attribute__((noinline)) uint32_t intern_python(const struct capture *c)
 {
 	struct pystate *s = pyts;
-	uint32_t parent = c->pysame ? s->prev[c->pysame - 1].node : 0;
+	uint32_t parent = c->pysame ? s->prev[c->pysame - 1].node : cut_node(c->cut);
+	if (!c->pysame)
+		s->prev_cut = c->cut;
 	for (int i = c->pysame; i < c->pyn; i++) {
 		const struct pyent *e = &s->cur[i];
 		uint32_t frame = python_frame_id(&writer, e);
@@ -749,6 +775,14 @@ static __attribute__((noinline)) uint32_t intern_python(const struct capture *c)
 static __attribute__((noinline)) int memo_python(const struct capture *c, uint32_t *node)
 {
 	struct pystate *s = pyts;
+	if (!c->pysame) {
+		/* a cut stack's label is made under the lock */
+		if (c->cut) {
+			s->depth = 0;
+			return 0;
+		}
+		s->prev_cut = 0;
+	}
 	uint32_t parent = c->pysame ? s->prev[c->pysame - 1].node : 0;
 	int i;
 	for (i = c->pysame; i < c->pyn; i++) {
@@ -800,6 +834,30 @@ static __attribute__((noinline)) uint32_t why_node(int why)
 	return why_nodes[why];
 }
 
+/* The label at the root of a stack cut (c->cut), or 0 (the trie's root)
+ * for a whole one. Locked. */
+static const char *const cut_text[] = {
+	[CUT_PY] = "[stack cut: deeper than 2048 Python frames]",
+	[CUT_NATIVE] = "[stack cut: deeper than 256 native frames]",
+};
+static uint32_t cut_nodes[3], cut_gen;
+
+static __attribute__((noinline)) uint32_t cut_node(int cut)
+{
+	if (!cut)
+		return 0;
+	if (cut_gen != stream_gen) {
+		memset(cut_nodes, 0, sizeof(cut_nodes));
+		cut_gen = stream_gen;
+	}
+	if (!cut_nodes[cut]) {
+		const char *t = cut_text[cut];
+		uint32_t frame = mr_w_pyframe(&writer, mr_w_string(&writer, t, strlen(t)), 0, 0);
+		cut_nodes[cut] = trie_node(0, PY_NODE | frame);
+	}
+	return cut_nodes[cut];
+}
+
 /* A native stack's nodes, from the first frame not in the thread's
  * cache. Locked. */
 static __attribute__((noinline)) uint32_t intern_native(const struct capture *c)
@@ -808,7 +866,7 @@ static __attribute__((noinline)) uint32_t intern_native(const struct capture *c)
 	if (c->same && c->same == c->n)
 		return k->w[c->way].ids[c->n - 1]; /* a stack kept whole */
 	const struct tway *from = k && c->same ? &k->w[c->way] : NULL;
-	uint32_t parent = c->same ? from->ids[c->same - 1] : 0;
+	uint32_t parent = c->same ? from->ids[c->same - 1] : cut_node(c->cut);
 	/* kept in place of the way replaced next, with the prefix it shares */
 	struct tway *to = k ? &k->w[k->next++ % TC_WAYS] : NULL;
 	if (to && from && to != from) {
@@ -822,8 +880,10 @@ static __attribute__((noinline)) uint32_t intern_native(const struct capture *c)
 			to->ids[i] = parent;
 		}
 	}
-	if (to)
+	if (to) {
 		to->depth = c->n;
+		to->cut = c->cut;
+	}
 	return parent;
 }
 

@@ -59,8 +59,10 @@ _Static_assert(sizeof(struct urule) == 16, "four rules a cache line");
 struct uwalk {
 	uintptr_t sp, bp;
 	int n, max, nread, bp_used;
-	uintptr_t at[2 * MAX_FRAMES + 2], val[2 * MAX_FRAMES + 2];
-	void *ips[MAX_FRAMES];
+	/* (up to MAX_FRAMES + 1 frames: capture_native asks for one more
+	 * than it keeps, to know a stack it cuts) */
+	uintptr_t at[2 * MAX_FRAMES + 4], val[2 * MAX_FRAMES + 4];
+	void *ips[MAX_FRAMES + 1];
 };
 #define UW_WAYS 4 /* walks kept: the last four kept */
 

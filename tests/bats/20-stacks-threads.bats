@@ -142,6 +142,28 @@ unwind_line() { # FILE: the check's numbers, "N D L", of each process
 	awk '$1 < 1000 || $2 != 0 || $3 < 1 { exit 1 }' sig.n
 }
 
+@test "native stacks deeper than 256 frames: the innermost kept under a [stack cut] label, said once by the readers; shallower ones whole" {
+	for unwind in "" libunwind; do
+		MEMRAY_UNWIND=$unwind memray-record -q -f -o deep.bin "$FIX/allocs" deep 400 > /dev/null
+		memray-fold deep.bin > deep.folded 2> deep.err
+		[ "$(grep -c "stacks deeper than the tracker keeps" deep.err)" = 1 ]
+		# the deepest stacks: the label, then deep() frames only
+		grep '^\[stack cut: deeper than 256 native frames\];deep (allocs.c:105);deep (allocs.c:105);' deep.folded > cut.txt
+		[ -s cut.txt ]
+		awk -F';' 'NF > 257 { exit 1 }' cut.txt
+		! grep -q '_start\|main (allocs' cut.txt || false
+		# the shallower ones (the allocations on the way back) whole
+		grep -v '^#' deep.folded | grep -v '^\[stack cut' | grep -q '^_start (allocs);__libc_start_main'
+		run memray-stat deep.bin
+		assert_success
+		assert_output --partial "stacks deeper than the tracker keeps"
+	done
+	memray-record -q -f -o shallow.bin "$FIX/allocs" deep 200 > /dev/null
+	run memray-fold shallow.bin
+	assert_success
+	refute_output --partial "stack cut"
+}
+
 @test "MEMRAY_UNWIND=libunwind records the stacks the tracker's own unwinder does" {
 	memray-record -q -f -o own.bin "$FIX/demo" > /dev/null
 	MEMRAY_UNWIND=libunwind memray-record -q -f -o lib.bin "$FIX/demo" > /dev/null

@@ -109,6 +109,52 @@ recursion() {
 	on_every_python recursion
 }
 
+# Stacks deeper than the 2048 Python frames kept: the innermost kept
+# under a label, exactly from 2049 frames on, said once by the readers.
+cut_stacks() {
+	cat > cut.py <<'PY'
+import sys
+sys.setrecursionlimit(10000)
+def down(n, size):
+    if n == 0:
+        return bytearray(size)
+    return down(n - 1, size)
+keep = [down(2046, 111110), down(2047, 222221), down(2999, 333332), down(10, 444443)]
+PY
+	memray-record -q -f -o cut.bin "$PY" cut.py || return 1
+	local s label="[stack cut: deeper than 2048 Python frames] :0"
+	s=$(pystack_of cut.bin "\$6 == \"size=$(pysz 111111)\"")
+	[ "$(echo "$s" | wc -l)" = 2048 ] || { echo "2048 frames: $(echo "$s" | wc -l)"; return 1; }
+	[ "$(echo "$s" | head -1)" = "<module> cut.py:7" ] || { echo "2048 frames: $(echo "$s" | head -1)"; return 1; }
+	for sz in 222222 333333; do
+		s=$(pystack_of cut.bin "\$6 == \"size=$(pysz $sz)\"")
+		[ "$(echo "$s" | wc -l)" = 2049 ] || { echo "$sz: $(echo "$s" | wc -l) lines"; return 1; }
+		[ "$(echo "$s" | head -1)" = "$label" ] || { echo "$sz: $(echo "$s" | head -1)"; return 1; }
+		[ "$(echo "$s" | sed -n 2p)" = "down cut.py:6" ] || { echo "$sz: $(echo "$s" | sed -n 2p)"; return 1; }
+		[ "$(echo "$s" | tail -1)" = "down cut.py:5" ] || { echo "$sz: $(echo "$s" | tail -1)"; return 1; }
+	done
+	s=$(pystack_of cut.bin "\$6 == \"size=$(pysz 444444)\"")
+	[ "$(echo "$s" | head -1)" = "<module> cut.py:7" ] || { echo "after: $(echo "$s" | head -1)"; return 1; }
+	memray-fold cut.bin > cut.folded 2> cut.err || return 1
+	[ "$(grep -c "stacks deeper than the tracker keeps" cut.err)" = 1 ] || { cat cut.err; return 1; }
+	[ "$(grep -c '^\[stack cut: deeper than 2048 Python frames\];down ([^;]*cut.py:6);' cut.folded)" -ge 1 ] || return 1
+	# with native frames too, the label is the root of the merged stack
+	# (3.9 and 3.10 run the evaluation loop in C frames for each call:
+	# their native stack is cut first, at 256 frames)
+	memray-record -q -f --native -o cutn.bin "$PY" cut.py || return 1
+	memray-fold -m total cutn.bin > cutn.folded 2> cutn.err || return 1
+	grep -q "stacks deeper than the tracker keeps" cutn.err || { cat cutn.err; return 1; }
+	grep -Eq '^\[stack cut: deeper than (2048 Python|256 native) frames\];' cutn.folded || return 1
+	# (a native stack cut keeps every Python frame, put at the root)
+	! grep '^\[stack cut: deeper than 2048 Python' cutn.folded | grep -q 'cut.py:7)' ||
+		{ echo "--native: a stack cut has its Python root"; return 1; }
+	grep -v '^\[stack cut' cutn.folded | grep -q 'cut.py:7);' || { echo "--native: no whole stack"; return 1; }
+}
+
+@test "Python stacks deeper than 2048 frames: the innermost 2048 under a [stack cut] label, from 2049 frames on exactly, and the readers say so" {
+	on_every_python cut_stacks
+}
+
 modules() {
 	cd "$PYDIR" &&
 	memray-record -q -f -o "$BATS_TEST_TMPDIR/m.bin" "$PY" -m modmain &&
