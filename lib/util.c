@@ -47,11 +47,20 @@ void bad_option(int c, const char *arg)
 
 void usage_exit(const char *text, int status)
 {
-	if (status == EXIT_OK)
+	if (status == EXIT_OK) {
 		fputs(text, stdout);
-	else
+		if (close_stdout() < 0) /* (a full disk, a closed stdout) */
+			status = EXIT_USAGE;
+	} else {
 		fprintf(stderr, "%.*s", (int)(strstr(text, "\n\n") - text + 1), text);
+	}
 	exit(status);
+}
+
+void version_exit(void)
+{
+	printf("%s %s\n", progname, MEMRAY_VERSION);
+	exit(close_stdout() < 0 ? EXIT_USAGE : EXIT_OK);
 }
 
 long pid_arg(const char *opt, const char *s)

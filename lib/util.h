@@ -37,6 +37,9 @@ void bad_option(int c, const char *arg);
  * status: all of it on stdout for --help (status 0), only the usage
  * lines on stderr after a mistake. */
 void usage_exit(const char *text, int status) __attribute__((noreturn));
+/* --version: "PROGNAME VERSION" on stdout, then exit (2 when it cannot be
+ * written). */
+void version_exit(void) __attribute__((noreturn));
 
 /* realloc that dies (exit status 2, "out of memory") when memory runs
  * out; n 0 gives a block of 1 byte, never NULL. */

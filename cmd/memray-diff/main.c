@@ -388,7 +388,7 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "invalid --top '%s': expected a number from 1", optarg);
 			break;
 		case 'h': usage(EXIT_OK); break;
-		case 'V': printf("memray-diff %s\n", MEMRAY_VERSION); return EXIT_OK;
+		case 'V': version_exit();
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}

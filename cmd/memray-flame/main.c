@@ -47,7 +47,7 @@ static const char usage_text[] =
 	"  -w, --min-width PERCENT leave out frames under PERCENT of the total\n"
 	"                          (default 0: only the --max-frames budget prunes)\n"
 	"  -n, --max-frames N      at most N frames in the page, the smallest left out\n"
-	"                          (default 200000)\n"
+	"                          (1 to 50000000, default 200000)\n"
 	"  -i, --inverted          open inverted: the allocating functions are the\n"
 	"                          roots, their callers above them\n"
 	"      --no-source         leave the text of Python source lines out of the page\n"
@@ -1154,7 +1154,7 @@ int main(int argc, char **argv)
 		case 'i': inverted = 1; break;
 		case NO_SOURCE: sources.wanted = 0; break;
 		case 'h': usage(EXIT_OK); break;
-		case VERSION: printf("memray-flame %s\n", MEMRAY_VERSION); return EXIT_OK;
+		case VERSION: version_exit();
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}

@@ -106,7 +106,7 @@ int main(int argc, char **argv)
 			pid = pid_arg("--pid", optarg);
 			break;
 		case 'h': usage(EXIT_OK); break;
-		case VERSION: printf("memray-fold %s\n", MEMRAY_VERSION); return EXIT_OK;
+		case VERSION: version_exit();
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
@@ -137,6 +137,17 @@ int main(int argc, char **argv)
 	const char *why = metric_unavailable(&r, o.metric);
 	if (why)
 		die(EXIT_USAGE, "%s", why);
+	/* frames asked for that the recording does not have: said, and the
+	 * stacks written as they are */
+	uint64_t have = 0;
+	for (size_t i = 0; i < r.nprocs; i++)
+		have |= r.procs[i].proc->header.flags;
+	if (o.frames == FRAMES_NATIVE && r.nprocs && !(have & MR_F_NATIVE))
+		warnmsg("--native: the recording has no native frames (memray-record records "
+			"them for Python with --native): its stacks are written as they are");
+	if (o.frames == FRAMES_PYTHON && r.nprocs && !(have & MR_F_PYTHON))
+		warnmsg("--python-only: the recording has no Python frames (the program is "
+			"not a CPython read by the tracker): its stacks are [unknown]");
 	if (format == FORMAT_PPROF)
 		pprof_write(stdout, &r, sym, &o);
 	else if (format == FORMAT_SPEEDSCOPE)

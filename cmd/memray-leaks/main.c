@@ -86,6 +86,9 @@ static void load_suppressions(const char *path)
 			die(EXIT_USAGE, "out of memory");
 		sups[nsups++] = (struct suppression){ g, 0, 0, strdup(p) };
 	}
+	/* (a directory opens, and fails at the first read: EISDIR) */
+	if (ferror(f))
+		die(EXIT_USAGE, "cannot read '%s': %m", path);
 	free(line);
 	fclose(f);
 }
@@ -192,7 +195,7 @@ int main(int argc, char **argv)
 		case NATIVE: o.frames = FRAMES_NATIVE; break;
 		case PYTHON_ONLY: o.frames = FRAMES_PYTHON; break;
 		case 'h': usage(EXIT_OK); break;
-		case VERSION: printf("memray-leaks %s\n", MEMRAY_VERSION); return EXIT_OK;
+		case VERSION: version_exit();
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}

@@ -345,7 +345,7 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "invalid --top '%s': expected 1 to 100", optarg);
 			break;
 		case 'h': usage(EXIT_OK); break;
-		case VERSION: printf("memray-live %s\n", MEMRAY_VERSION); return EXIT_OK;
+		case VERSION: version_exit();
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}

@@ -46,7 +46,8 @@ static const char usage_text[] =
 	"\n"
 	"  -o, --output FILE   write the stream to FILE ('-' for stdout)\n"
 	"  -f, --force         overwrite FILE if it exists\n"
-	"  -z, --compress[=zstd|gzip]\n"
+	"  -z                  compress the stream with zstd\n"
+	"      --compress[=zstd|gzip]\n"
 	"                      compress the stream with zstd (the default) or gzip\n"
 	"      --native        record native stacks (default unless PROGRAM is Python)\n"
 	"      --no-native     do not record native stacks\n"
@@ -1243,7 +1244,7 @@ static void parse_options(int argc, char **argv, struct opts *o)
 		case 'D':
 			o->duration = strtod(optarg, &end);
 			if (*end || end == optarg || !(o->duration > 0) || o->duration > 1e7)
-				die(EXIT_USAGE, "invalid --duration '%s': expected seconds, more than 0",
+				die(EXIT_USAGE, "invalid --duration '%s': expected seconds, more than 0 and at most 1e7 (about 115 days)",
 				    optarg);
 			break;
 		case 'i':
@@ -1266,7 +1267,7 @@ static void parse_options(int argc, char **argv, struct opts *o)
 				    optarg);
 			break;
 		case 'h': usage(EXIT_OK); break;
-		case 'V': printf("memray-record %s\n", MEMRAY_VERSION); exit(EXIT_OK);
+		case 'V': version_exit();
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}

@@ -3,6 +3,8 @@
  * peak, allocator mix, sizes, top sites; as text or JSON; CI budgets.
  * With --dump, every record as one line of text.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -52,8 +54,9 @@ static void usage(int status)
 	usage_exit(usage_text, status);
 }
 
-/* Reads one input for --dump; returns 0, or 2 after reporting damage. */
-static int dump_one(const char *path)
+/* Reads one input for --dump (pid's records only, when pid >= 0, counted
+ * in *seen); returns 0, or 2 after reporting damage. */
+static int dump_one(const char *path, long pid, unsigned long *seen)
 {
 	char err[600];
 	struct mr_input *in = mr_input_open(path, err, sizeof(err));
@@ -65,8 +68,12 @@ static int dump_one(const char *path)
 	struct mr_record rec;
 	int rc;
 	mr_reader_init(&r, in);
-	while ((rc = mr_next(&r, &rec)) == 1)
+	while ((rc = mr_next(&r, &rec)) == 1) {
+		if (pid >= 0 && rec.proc->pid != (uint32_t)pid)
+			continue;
+		(*seen)++;
 		mr_dump_record(stdout, &rec);
+	}
 	if (rc < 0)
 		warnmsg("%s: %s", mr_input_name(in), r.err);
 	else if (r.warn[0])
@@ -157,13 +164,33 @@ static size_t last_image(const struct replay *r, uint32_t pid)
 }
 
 /* The command line of r->procs[k], at most n bytes. */
+/* The command line of process k, its arguments joined by spaces, with
+ * backslashes, newlines, tabs and other control bytes escaped as frames
+ * are (\\, \n, \t, \xNN): an argument cannot make lines of the report,
+ * nor reach the terminal as an escape sequence. */
 static const char *command_of(const struct replay *r, size_t k, char *buf, size_t n)
 {
 	const struct mr_proc *p = r->procs[k].proc;
 	size_t o = 0;
 	buf[0] = 0;
-	for (uint32_t i = 0; i < p->header.argc && o < n; i++)
-		o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? " " : "", p->header.argv[i]);
+	for (uint32_t i = 0; i < p->header.argc && o + 5 < n; i++) {
+		if (i)
+			buf[o++] = ' ';
+		for (const unsigned char *c = (const unsigned char *)p->header.argv[i];
+		     *c && o + 5 < n; c++) {
+			if (*c == '\\')
+				o += (size_t)snprintf(buf + o, n - o, "\\\\");
+			else if (*c == '\n')
+				o += (size_t)snprintf(buf + o, n - o, "\\n");
+			else if (*c == '\t')
+				o += (size_t)snprintf(buf + o, n - o, "\\t");
+			else if (*c < 0x20 || *c == 0x7f)
+				o += (size_t)snprintf(buf + o, n - o, "\\x%02x", *c);
+			else
+				buf[o++] = (char)*c;
+		}
+		buf[o] = 0;
+	}
 	return buf;
 }
 
@@ -584,13 +611,17 @@ int main(int argc, char **argv)
 		case MAX_PEAK: max_peak = size_arg("--max-peak", optarg); has_peak = 1; break;
 		case MAX_LEAKED: max_leaked = size_arg("--max-leaked", optarg); has_leaked = 1; break;
 		case MAX_ALLOCS:
+			errno = 0;
 			max_allocs = strtoull(optarg, &end, 10);
-			if (*end || end == optarg || optarg[0] == '-')
-				die(EXIT_USAGE, "invalid --max-allocations '%s'", optarg);
+			/* (strtoull takes blanks and a sign before the digits,
+			 * and gives its largest value past it) */
+			if (*end || end == optarg || !isdigit((unsigned char)optarg[0]) || errno == ERANGE)
+				die(EXIT_USAGE, "invalid --max-allocations '%s': expected a count, 0 to %llu",
+				    optarg, (unsigned long long)UINT64_MAX);
 			has_allocs = 1;
 			break;
 		case 'h': usage(EXIT_OK); break;
-		case VERSION: printf("memray-stat %s\n", MEMRAY_VERSION); return EXIT_OK;
+		case VERSION: version_exit();
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
@@ -602,13 +633,21 @@ int main(int argc, char **argv)
 		die(EXIT_USAGE, "--metric and --sort apply to --by-function only");
 	int status = EXIT_OK;
 	if (dump) {
+		if (top_given || has_peak || has_leaked || has_allocs)
+			die(EXIT_USAGE, "--top and the --max-* budgets are the report's: --dump "
+				"prints every record");
+		unsigned long seen = 0;
 		if (optind == argc)
-			status = dump_one("-");
+			status = dump_one("-", pid, &seen);
 		for (int i = optind; i < argc; i++)
-			if (dump_one(argv[i]) != EXIT_OK)
+			if (dump_one(argv[i], pid, &seen) != EXIT_OK)
 				status = EXIT_USAGE;
 		if (close_stdout() < 0)
 			status = EXIT_USAGE;
+		if (pid >= 0 && !seen && status == EXIT_OK) {
+			warnmsg("no process %ld in the input", pid);
+			status = EXIT_USAGE;
+		}
 		return status;
 	}
 	struct replay r;

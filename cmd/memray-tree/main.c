@@ -94,11 +94,16 @@ static uint32_t child(uint32_t parent, const char *s, size_t n)
 	return id;
 }
 
+static const char *reading; /* the input being read, for messages */
+
 static void add_stack(void *ctx, const char *s, size_t n, uint64_t value)
 {
 	(void)ctx;
 	uint32_t at = 0;
-	nodes[0].value += value;
+	/* (every node's value is at most the root's) */
+	if (__builtin_add_overflow(nodes[0].value, value, &nodes[0].value))
+		die(EXIT_USAGE, "%s: the values add up to more than 2^64: not a profile "
+		    "memray-tree can draw", reading);
 	for (size_t i = 0; i < n;) {
 		const char *semi = memchr(s + i, ';', n - i);
 		size_t len = semi ? (size_t)(semi - (s + i)) : n - i;
@@ -118,8 +123,13 @@ static void add_stack2(void *ctx, const char *s, size_t n, uint64_t before, uint
 static void add_meta(void *ctx, const char *key, const char *value)
 {
 	(void)ctx;
-	if (strcmp(key, "metric") == 0)
+	if (strcmp(key, "metric") == 0) {
+		static int said;
+		if (metric[0] && strcmp(metric, value) != 0 && !said++)
+			warnmsg("inputs of different metrics (%s, %s) are added together", metric,
+				value);
 		snprintf(metric, sizeof(metric), "%s", value);
+	}
 	else if (strcmp(key, "sampled") == 0)
 		sampled = 1;
 }
@@ -157,10 +167,16 @@ static uint32_t *kids_of(uint32_t id, size_t *n)
 
 static void print_line(uint32_t id, const char *prefix, int last, const struct style *st)
 {
-	char h[16];
+	char h[24];
 	double pct = nodes[0].value ? 100.0 * (double)nodes[id].value / (double)nodes[0].value : 0;
+	/* counts of allocations (memray-fold -m count) as they are, bytes
+	 * for people */
+	if (strcmp(metric, "count") == 0)
+		snprintf(h, sizeof(h), "%" PRIu64, nodes[id].value);
+	else
+		human_size(h, nodes[id].value);
 	printf("%s%s%s%s%s (%.1f%%) %s\n", prefix, id == 0 ? "" : last ? st->last : st->tee, st->on,
-	       human_size(h, nodes[id].value), st->off, pct, nodes[id].name);
+	       h, st->off, pct, nodes[id].name);
 }
 
 /* Without --depth, a tree is drawn this deep at most: each line repeats
@@ -234,6 +250,7 @@ static int read_one(const char *path, struct replay *r, struct ingest *g, int *s
 		warnmsg("%s", err);
 		return EXIT_REFUSED;
 	}
+	reading = mr_input_name(in);
 	if (mr_input_is_stream(in)) {
 		(*streams)++;
 		return ingest_input(g, r, in, pid);
@@ -271,7 +288,7 @@ int main(int argc, char **argv)
 			break;
 		case 'm':
 			min_percent = strtod(optarg, &end);
-			if (*end || end == optarg || min_percent < 0 || min_percent > 100)
+			if (*end || end == optarg || !(min_percent >= 0 && min_percent <= 100))
 				die(EXIT_USAGE, "invalid --min-percent '%s': expected 0 to 100", optarg);
 			break;
 		case 'b':
@@ -282,7 +299,7 @@ int main(int argc, char **argv)
 		case 'a': ascii = 1; break;
 		case 'p': pid = pid_arg("--pid", optarg); break;
 		case 'h': usage(EXIT_OK); break;
-		case 'V': printf("memray-tree %s\n", MEMRAY_VERSION); return EXIT_OK;
+		case 'V': version_exit();
 		default: bad_option(c, argv[optind - 1]); usage(EXIT_USAGE);
 		}
 	}
@@ -315,12 +332,12 @@ int main(int argc, char **argv)
 		struct symbolizer *sym = sym_new();
 		struct collapsed *v;
 		size_t n = collapse_lines(&r, sym, &o, &v);
+		reading = "the streams";
 		for (size_t i = 0; i < n; i++)
 			add_stack(NULL, v[i].text, v[i].len, v[i].value);
 		collapse_lines_free(v, n);
 		sym_free(sym);
-		if (!metric[0])
-			snprintf(metric, sizeof(metric), "peak");
+		add_meta(NULL, "metric", "peak");
 		sampled |= r.sample_bytes != 0;
 	}
 	static const struct style plain = { "|-- ", "`-- ", "|   ", "    ", "", "" };

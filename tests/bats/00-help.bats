@@ -22,6 +22,16 @@ options() { grep -o -- '--[a-z][a-z-]*' | sort -u; }
 	done
 }
 
+@test "--help and --version into a full disk: a message and exit 2, for every tool" {
+	for t in $TOOLS; do
+		for o in --help --version; do
+			run bash -c "$t $o > /dev/full"
+			[ "$status" = 2 ] || { echo "$t $o: exit $status"; false; }
+			assert_output "$t: error writing to standard output: No space left on device"
+		done
+	done
+}
+
 @test "every tool has a man page that renders without errors" {
 	for t in $TOOLS; do
 		[ -f "$MAN/$t.1" ]

@@ -120,3 +120,40 @@ for s in d["top_by_count"]:
 assert any(s["bytes"] == 984 and s["count"] == 1 for s in d["top_by_count"]), d["top_by_count"]
 '
 }
+
+@test "--dump: --pid prints that process's records only, a missing one is an error; --top and the budgets are refused" {
+	memray-record -q -f --follow-fork -o ff.bin "$FIX/allocs" forkmany 3 > /dev/null
+	pids=$(memray-stat --dump ff.bin | awk '$3 == "header" { print $2 }')
+	[ "$(echo "$pids" | wc -l)" = 4 ]
+	child=$(echo "$pids" | sed -n 2p)
+	memray-stat --dump --pid "$child" ff.bin > one.txt
+	[ "$(awk '{ print $2 }' one.txt | sort -u)" = "$child" ]
+	[ "$(grep -c ' header ' one.txt)" = 1 ]
+	run memray-stat --dump --pid 1 ff.bin
+	assert_failure 2
+	assert_output "memray-stat: no process 1 in the input"
+	for o in "-n 3" "--max-peak 1" "--max-leaked 1" "--max-allocations 1"; do
+		run memray-stat --dump $o ff.bin
+		assert_failure 2
+		assert_output "memray-stat: --top and the --max-* budgets are the report's: --dump prints every record"
+	done
+}
+
+@test "--max-allocations takes digits only: a sign, blanks or a count past 2^64 are refused" {
+	for v in ' -1' '-1' '+5' ' 5' 99999999999999999999 ''; do
+		run memray-stat --max-allocations "$v" "$BATS_FILE_TMPDIR/demo.bin"
+		assert_failure 2
+		assert_output --partial "invalid --max-allocations '$v'"
+	done
+	run memray-stat --max-allocations 18446744073709551615 "$BATS_FILE_TMPDIR/demo.bin"
+	assert_success
+}
+
+@test "the report's command line: a newline or an escape in an argument is shown escaped, never as a line or on the terminal" {
+	memray-record -q -f -o nl.bin /usr/bin/python3 -c pass $'x\npeak heap:       0 (0 B) at 0.000 s\e[31m\\'
+	run memray-stat nl.bin
+	assert_success
+	assert_line 'command:         /usr/bin/python3 -c pass x\npeak heap:       0 (0 B) at 0.000 s\x1b[31m\\'
+	[ "$(grep -c '^peak heap' <<< "$output")" = 1 ]
+	! grep -q $'\e' <<< "$output" || false
+}

@@ -750,3 +750,24 @@ PY
 	[ "$(wc -l < l2.csv)" -gt 1 ]
 	[ -z "$(cut -d, -f1 l2.csv | uniq -d)" ]
 }
+
+@test "--native on a recording without native frames, --python-only on one without Python frames: said, the stacks written as they are" {
+	memray-record -q -f -o p.bin /usr/bin/python3 -c 'x = bytearray(1000000)'
+	run memray-fold --native p.bin
+	assert_success
+	assert_line --index 0 "memray-fold: --native: the recording has no native frames (memray-record records them for Python with --native): its stacks are written as they are"
+	memray-fold --native p.bin 2> /dev/null > a.txt
+	memray-fold p.bin > b.txt
+	cmp a.txt b.txt
+	memray-record -q -f -o c.bin "$FIX/demo" > /dev/null
+	run memray-fold --python-only c.bin
+	assert_success
+	assert_line --index 0 "memray-fold: --python-only: the recording has no Python frames (the program is not a CPython read by the tracker): its stacks are [unknown]"
+	# both present: nothing said
+	memray-record -q -f --native -o n.bin /usr/bin/python3 -c 'x = bytearray(1000000)'
+	for o in --native --python-only; do
+		run bash -c "memray-fold $o n.bin 2>&1 > /dev/null"
+		assert_success
+		assert_output ""
+	done
+}

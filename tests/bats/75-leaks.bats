@@ -68,3 +68,11 @@ load helper
 	run memray-leaks --bogus d.bin
 	assert_failure 2
 }
+
+@test "a suppressions file that cannot be read (a directory) is an error, exit 2" {
+	memray-record -q -o l.bin "$FIX/peaks" leak
+	mkdir sd
+	run memray-leaks -s sd l.bin
+	assert_failure 2
+	assert_output "memray-leaks: cannot read 'sd': Is a directory"
+}

@@ -102,3 +102,29 @@ load helper
 	assert_success
 	[[ "$output" == *"5 B (100.0%) f19999" ]]
 }
+
+@test "counts (memray-fold -m count) are shown as counts; values past 2^64 and NaN are refused; inputs of different metrics are said" {
+	memray-record -q -o d.bin "$FIX/demo" > /dev/null
+	n=$(memray-stat d.bin | awk '$1 == "allocations:" { print $2 }')
+	[ -n "$n" ]
+	memray-fold -m count d.bin > count.folded
+	run memray-tree count.folded
+	assert_success
+	assert_line --index 0 "$n (100.0%) total count"
+	printf 'a;b 9999999999999999999\na;c 9999999999999999999\n' > big.folded
+	run memray-tree big.folded
+	assert_failure 2
+	assert_output "memray-tree: big.folded: the values add up to more than 2^64: not a profile memray-tree can draw"
+	for v in nan NaN inf -0.5 101; do
+		run memray-tree -m "$v" d.bin
+		assert_failure 2
+		assert_output "memray-tree: invalid --min-percent '$v': expected 0 to 100"
+	done
+	memray-fold d.bin > peak.folded
+	run memray-tree count.folded peak.folded
+	assert_success
+	assert_line --index 0 "memray-tree: inputs of different metrics (count, peak) are added together"
+	run memray-tree count.folded d.bin
+	assert_success
+	assert_line --index 0 "memray-tree: inputs of different metrics (count, peak) are added together"
+}
