@@ -164,11 +164,11 @@ static size_t last_image(const struct replay *r, uint32_t pid)
 }
 
 /* The command line of r->procs[k], at most n bytes. */
-/* The command line of process k, its arguments joined by spaces, with
- * backslashes, newlines, tabs and other control bytes escaped as frames
- * are (\\, \n, \t, \xNN): an argument cannot make lines of the report,
- * nor reach the terminal as an escape sequence. */
-static const char *command_of(const struct replay *r, size_t k, char *buf, size_t n)
+/* The command line of process k, its arguments joined by spaces; for
+ * text (escape), with backslashes, newlines, tabs and other control bytes
+ * escaped as frames are (\\, \n, \t, \xNN): an argument cannot make
+ * lines of the report, nor reach the terminal as an escape sequence. */
+static const char *command_of(const struct replay *r, size_t k, char *buf, size_t n, int escape)
 {
 	const struct mr_proc *p = r->procs[k].proc;
 	size_t o = 0;
@@ -178,7 +178,9 @@ static const char *command_of(const struct replay *r, size_t k, char *buf, size_
 			buf[o++] = ' ';
 		for (const unsigned char *c = (const unsigned char *)p->header.argv[i];
 		     *c && o + 5 < n; c++) {
-			if (*c == '\\')
+			if (!escape)
+				buf[o++] = (char)*c;
+			else if (*c == '\\')
 				o += (size_t)snprintf(buf + o, n - o, "\\\\");
 			else if (*c == '\n')
 				o += (size_t)snprintf(buf + o, n - o, "\\n");
@@ -195,12 +197,12 @@ static const char *command_of(const struct replay *r, size_t k, char *buf, size_
 }
 
 /* The program memray-record ran: the first process, as it ended. */
-static const char *command(struct replay *r, char *buf, size_t n)
+static const char *command(struct replay *r, char *buf, size_t n, int escape)
 {
 	buf[0] = 0;
 	if (!r->nprocs)
 		return buf;
-	return command_of(r, last_image(r, r->procs[0].proc->pid), buf, n);
+	return command_of(r, last_image(r, r->procs[0].proc->pid), buf, n, escape);
 }
 
 /* Distinct processes: calls f(k, peak) for each pid's last image with the
@@ -222,7 +224,7 @@ static void print_process(struct replay *r, size_t k, uint64_t peak)
 	char h[16], cmd[4096];
 	const struct mr_proc *p = r->procs[k].proc;
 	printf("  %8u %8u  %10s  %s", p->pid, p->header.ppid, human_size(h, peak),
-	       command_of(r, k, cmd, sizeof(cmd)));
+	       command_of(r, k, cmd, sizeof(cmd), 1));
 	if (p->end_signal)
 		printf("  (ended by SIG%s)", mr_signal_name(p->end_signal));
 	putchar('\n');
@@ -247,7 +249,7 @@ static void json_process(struct replay *r, size_t k, uint64_t peak)
 	else
 		printf(",\"end_signal\":null");
 	printf(",\"command\":");
-	command_of(r, k, cmd, sizeof(cmd));
+	command_of(r, k, cmd, sizeof(cmd), 0);
 	json_string(stdout, cmd, strlen(cmd));
 	putchar('}');
 	json_first = 0;
@@ -283,7 +285,7 @@ static double sampling_error(const struct replay *r, uint64_t x)
 static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 {
 	char h[16], cmd[4096];
-	printf("command:         %s\n", command(r, cmd, sizeof(cmd)));
+	printf("command:         %s\n", command(r, cmd, sizeof(cmd), 1));
 	char py[512];
 	if (replay_python_note(r, py, sizeof(py), NULL))
 		printf("python:          %s\n", py);
@@ -387,7 +389,7 @@ static void json_sites(const char *key, const struct top *t, size_t top, int byt
 static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 {
 	char cmd[4096];
-	command(r, cmd, sizeof(cmd));
+	command(r, cmd, sizeof(cmd), 0);
 	printf("{\"command\":");
 	json_str(cmd, strlen(cmd));
 	printf(",\"pid\":%u", r->nprocs ? r->procs[0].proc->pid : 0);
