@@ -379,6 +379,8 @@ void collapse_meta(FILE *out, struct replay *r, const struct collapse_opts *o)
 		collapse_meta_str(out, "python", py, strlen(py));
 	if (r->sample_bytes) /* every value below is an estimate */
 		fprintf(out, "# sampled=%" PRIu64 "\n", r->sample_bytes);
+	if (r->damage) /* what came after it is not in what follows */
+		collapse_meta_str(out, "damaged", r->damage, strlen(r->damage));
 	fprintf(out, "# peak=%" PRIu64 "\n", r->peak);
 	fprintf(out, "# peak_ms=%" PRIu64 "\n", r->peak_time_us / 1000);
 	fprintf(out, "# peak_rss=%" PRIu64 "\n", r->peak_rss);

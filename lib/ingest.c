@@ -1,3 +1,5 @@
+#define _GNU_SOURCE
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,8 +80,11 @@ int ingest_input(struct ingest *g, struct replay *r, struct mr_input *in, long p
 	}
 	if (shown >= 0)
 		fputs("\r\033[K", stderr);
-	if (rc < 0)
+	if (rc < 0) {
 		warnmsg("%s: %s", mr_input_name(in), rd->err);
+		if (!r->damage && asprintf(&r->damage, "%s: %s", mr_input_name(in), rd->err) < 0)
+			r->damage = NULL;
+	}
 	else if (!seen)
 		warnmsg("%s: empty: no memray stream in it", mr_input_name(in));
 	else if (rd->warn[0])

@@ -27,6 +27,7 @@ void replay_free(struct replay *r)
 	free(r->procs);
 	free(r->sites);
 	free(r->index);
+	free(r->damage);
 	memset(r, 0, sizeof(*r));
 }
 

@@ -80,6 +80,10 @@ struct replay {
 	 * or it may have replaced the last point, of the same millisecond). */
 	void (*on_timepoint)(void *ctx, struct replay *r);
 	void *timepoint_ctx;
+	/* the first damage an input read had ("NAME: truncated at byte N:
+	 * ..."): what follows it was not replayed; the readers write it
+	 * with their output (set by ingest.c); NULL: none */
+	char *damage;
 };
 
 void replay_init(struct replay *r, int by_thread);

@@ -238,6 +238,8 @@ int main(int argc, char **argv)
 		count += v[i].count;
 	}
 	if (do_report) {
+		if (r.damage)
+			printf("damaged: %s (blocks freed after it show as leaked)\n", r.damage);
 		if (r.sample_bytes)
 			printf("estimated from a sampled stream (one sample per %" PRIu64
 			       " bytes allocated on average):\n", r.sample_bytes);

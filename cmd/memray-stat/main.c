@@ -286,6 +286,8 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 {
 	char h[16], cmd[4096];
 	printf("command:         %s\n", command(r, cmd, sizeof(cmd), 1));
+	if (r->damage)
+		printf("damaged:         %s (nothing after it is counted)\n", r->damage);
 	char py[512];
 	if (replay_python_note(r, py, sizeof(py), NULL))
 		printf("python:          %s\n", py);
@@ -398,6 +400,13 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	each_process(r, json_process);
 	putchar(']');
 	printf(",\"duration_ms\":%" PRIu64, r->duration_us / 1000);
+	/* the first damage read, after which nothing is counted; null:
+	 * every input was whole */
+	printf(",\"damaged\":");
+	if (r->damage)
+		json_string(stdout, r->damage, strlen(r->damage));
+	else
+		fputs("null", stdout);
 	/* the signal the program ended by, null when it ended by itself */
 	if (end_signal(r))
 		printf(",\"end_signal\":%d", end_signal(r));

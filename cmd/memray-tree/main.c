@@ -50,6 +50,7 @@ static size_t nnodes, nodes_cap;
 static uint32_t *index_;
 static size_t index_cap;
 static char metric[32] = "";
+static char *damaged; /* the first input's damage ("# damaged=" or a stream's) */
 static int sampled; /* the values are estimates from a sampled stream */
 
 static uint64_t hash(uint32_t parent, const char *s, size_t n)
@@ -132,6 +133,8 @@ static void add_meta(void *ctx, const char *key, const char *value)
 	}
 	else if (strcmp(key, "sampled") == 0)
 		sampled = 1;
+	else if (strcmp(key, "damaged") == 0 && !damaged)
+		damaged = strdup(value);
 }
 
 /* ---- printing ------------------------------------------------------------ */
@@ -339,6 +342,8 @@ int main(int argc, char **argv)
 		sym_free(sym);
 		add_meta(NULL, "metric", "peak");
 		sampled |= r.sample_bytes != 0;
+		if (r.damage)
+			add_meta(NULL, "damaged", r.damage);
 	}
 	static const struct style plain = { "|-- ", "`-- ", "|   ", "    ", "", "" };
 	static const struct style boxes = { "├── ", "└── ", "│   ", "    ", "\033[1;33m", "\033[0m" };
@@ -352,6 +357,9 @@ int main(int argc, char **argv)
 	if (print_tree(&st))
 		warnmsg("stacks deeper than %d frames are drawn to that depth only "
 			"(--depth N draws N)", DRAW_DEPTH);
+	if (damaged)
+		printf("damaged: %s (nothing after it is in the tree)\n", damaged);
+	free(damaged);
 	nodes[0].name = NULL;
 out:
 	for (size_t i = 0; i < nnodes; i++)

@@ -292,3 +292,40 @@ old_version() {
 @test "a recording of format version 1 (an earlier memray-c) is read as before" {
 	old_version 1 1769 1738
 }
+
+@test "a damaged recording says so in what each reader writes, not only on stderr: fold's metadata, stat's report and JSON, tree, leaks, the flame page" {
+	f=$BATS_FILE_TMPDIR/demo.bin
+	head -c 3000 "$f" > cut.bin
+	msg=$(memray-stat cut.bin 2>&1 > /dev/null | sed 's/^memray-stat: //')
+	case $msg in "cut.bin: truncated at byte "*) ;; *) echo "$msg"; false ;; esac
+	memray-fold cut.bin > cut.folded 2> /dev/null || true
+	grep -qxF "# damaged=\"$msg\"" cut.folded
+	memray-stat cut.bin > report.txt 2> /dev/null || true
+	grep -qxF "damaged:         $msg (nothing after it is counted)" report.txt
+	memray-stat --json cut.bin > s.json 2> /dev/null || true
+	[ "$(python3 -c 'import json; print(json.load(open("s.json"))["damaged"])')" = "$msg" ]
+	memray-stat --json "$f" > whole.json
+	[ "$(python3 -c 'import json; print(json.load(open("whole.json"))["damaged"])')" = None ]
+	memray-tree cut.bin > tree.txt 2> /dev/null || true
+	[ "$(tail -n 1 tree.txt)" = "damaged: $msg (nothing after it is in the tree)" ]
+	memray-tree cut.folded > tree2.txt
+	[ "$(tail -n 1 tree2.txt)" = "damaged: $msg (nothing after it is in the tree)" ]
+	memray-leaks --report cut.bin > leaks.txt 2> /dev/null || true
+	[ "$(head -n 1 leaks.txt)" = "damaged: $msg (blocks freed after it show as leaked)" ]
+	# the page, from the folded text (a pipeline's status lost) and from
+	# the stream
+	memray-flame cut.folded > a.html
+	memray-flame cut.bin > b.html 2> /dev/null || true
+	for h in a.html b.html; do
+		python3 - "$h" "$msg" <<'PY'
+import json, re, sys
+page = open(sys.argv[1]).read()
+data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S).group(1))
+assert ["damaged", sys.argv[2]] in data["meta"], data["meta"]
+assert 'id="damaged"' in page
+PY
+	done
+	# nothing of it for a whole recording
+	memray-fold "$f" > whole.folded
+	! grep -q '^# damaged' whole.folded || false
+}
