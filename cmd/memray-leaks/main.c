@@ -76,11 +76,24 @@ static void load_suppressions(const char *path)
 		if (!len)
 			die(EXIT_USAGE, "%s:%d: empty pattern", path, lineno);
 		int head = p[0] == '^', tail = p[len - 1] == '$';
-		char *g = malloc(len + 3);
+		/* an fnmatch pattern where only '*' is special, as in
+		 * LeakSanitizer's: '?', '[', ']' and '\\' stand for themselves
+		 * (a label such as [Python start-up] was a class of
+		 * characters, and matched every frame) */
+		char *g = malloc(2 * len + 3);
 		if (!g)
 			die(EXIT_USAGE, "out of memory");
-		snprintf(g, len + 3, "%s%.*s%s", head ? "" : "*", (int)(len - head - tail), p + head,
-			 tail ? "" : "*");
+		size_t k = 0;
+		if (!head)
+			g[k++] = '*';
+		for (size_t i = (size_t)head; i < len - (size_t)tail; i++) {
+			if (strchr("?[]\\", p[i]))
+				g[k++] = '\\';
+			g[k++] = p[i];
+		}
+		if (!tail)
+			g[k++] = '*';
+		g[k] = 0;
 		sups = realloc(sups, (nsups + 1) * sizeof(*sups));
 		if (!sups)
 			die(EXIT_USAGE, "out of memory");

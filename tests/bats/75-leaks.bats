@@ -76,3 +76,28 @@ load helper
 	assert_failure 2
 	assert_output "memray-leaks: cannot read 'sd': Is a directory"
 }
+
+@test "suppression patterns: only '*' is a wildcard; brackets, '?' and backslashes are themselves (a label is no class of characters)" {
+	memray-record -q -f -o lk.bin /usr/bin/python3 -c 'import os
+keep = [bytearray(1000000) for _ in range(3)]
+os._exit(0)'
+	total=$(memray-leaks lk.bin 2> /dev/null | grep -v '^#' | awk '{ n += $NF } END { print n }')
+	start=$(memray-leaks lk.bin 2> /dev/null | grep '^\[Python start-up\]' | awk '{ n += $NF } END { print n + 0 }')
+	[ "$start" -gt 0 ]
+	[ "$total" -gt $((start + 3000000)) ]
+	printf 'leak:[Python start-up]\n' > s.supp
+	run bash -c 'memray-leaks --fail -s s.supp lk.bin 2>&1 > /dev/null'
+	assert_failure 1
+	assert_line --regexp "^memray-leaks: suppressed $start bytes in [0-9]+ allocations by leak:\[Python start-up\]$"
+	assert_line --partial "bytes leaked in"
+	left=$(memray-leaks -s s.supp lk.bin 2> /dev/null | grep -v '^#' | awk '{ n += $NF } END { print n }')
+	[ "$left" = $((total - start)) ]
+	# '?' is no wildcard: nothing matches '<modul?>'
+	printf 'leak:<modul?>\n' > q.supp
+	left=$(memray-leaks -s q.supp lk.bin 2> /dev/null | grep -v '^#' | awk '{ n += $NF } END { print n }')
+	[ "$left" = "$total" ]
+	# '*' is
+	printf 'leak:<modul*>\n' > star.supp
+	left=$(memray-leaks -s star.supp lk.bin 2> /dev/null | grep -v '^#' | awk '{ n += $NF } END { print n }')
+	[ "$left" -lt $((total - 3000000)) ]
+}
