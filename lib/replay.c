@@ -72,7 +72,7 @@ uint64_t site_value(const struct replay *r, const struct site *s, enum metric m)
 		return (uint64_t)(s->snap_epoch == r->high_epoch ? s->snap_bytes : s->cur_bytes);
 	case METRIC_TOTAL: return s->total_bytes;
 	case METRIC_COUNT: return s->total_count;
-	case METRIC_LEAKED: return (uint64_t)s->cur_bytes;
+	case METRIC_LEAKED: return (uint64_t)(s->cur_bytes + s->gone_bytes);
 	case METRIC_TEMPORARY: return s->temp_bytes;
 	}
 	return 0;
@@ -85,7 +85,7 @@ uint64_t site_count(const struct replay *r, const struct site *s, enum metric m)
 		return (uint64_t)(s->snap_epoch == r->high_epoch ? s->snap_count : s->cur_count);
 	case METRIC_TOTAL:
 	case METRIC_COUNT: return s->total_count;
-	case METRIC_LEAKED: return (uint64_t)s->cur_count;
+	case METRIC_LEAKED: return (uint64_t)(s->cur_count + s->gone_count);
 	case METRIC_TEMPORARY: return s->temp_count;
 	}
 	return 0;
@@ -175,6 +175,11 @@ static void on_release(void *ctx, uint32_t site, uint64_t addr, uint64_t bytes, 
 	s->cur_bytes -= (int64_t)bytes;
 	s->cur_count -= count;
 	r->live -= bytes;
+	if (r->ending) {
+		s->gone_bytes += (int64_t)bytes;
+		s->gone_count += count;
+		r->gone += bytes;
+	}
 	if (r->cur)
 		r->cur->bytes -= bytes;
 	int t = r->releasing_thread;
@@ -364,6 +369,14 @@ void replay_record(struct replay *r, const struct mr_record *rec)
 		uint64_t t = common_time(r, p, rec->time_us);
 		if (t > r->duration_us)
 			r->duration_us = t;
+		if (rec->tag == MR_TAG_TRAILER) {
+			/* the process has ended: its memory is given back, and
+			 * what it never freed is leaked (gone); an exec's image
+			 * gives its memory back when the next one starts */
+			r->ending = 1;
+			live_release_all(&rp->live);
+			r->ending = 0;
+		}
 	}
 }
 

@@ -24,6 +24,8 @@ struct site {
 	struct mr_proc *proc;
 	uint32_t stack, thread;
 	int64_t cur_bytes, cur_count;     /* live now */
+	int64_t gone_bytes, gone_count;   /* live when their process ended:
+					   * leaked, but no longer in memory */
 	int64_t snap_bytes, snap_count;   /* live at the latest high, if changed since */
 	uint64_t snap_epoch;
 	uint64_t total_bytes, total_count;
@@ -71,6 +73,11 @@ struct replay {
 	uint64_t alloc_count[MR_ALLOCATOR_END], alloc_bytes[MR_ALLOCATOR_END];
 	uint64_t histogram[65]; /* allocations by size: [0] size 0, [k] 2^(k-1) <= size < 2^k */
 	int releasing_thread; /* the thread whose free is being replayed, or -1 */
+	/* Bytes still live in processes that have ended (their TRAILER): not
+	 * in live, whose peak is memory in use at one time, but leaked
+	 * (live at end is live + gone). */
+	uint64_t gone;
+	int ending; /* a process's blocks are being released at its end */
 	uint64_t sample_bytes; /* a sampled stream was read (the largest mean gap):
 				* every value is an estimate */
 	struct replay_proc *cur;

@@ -304,7 +304,10 @@ static void print_text(struct replay *r, struct symbolizer *sym, size_t top)
 	printf("peak heap:       %" PRIu64 " (%s) at %.3f s\n", r->peak, human_size(h, r->peak),
 	       (double)r->peak_time_us / 1e6);
 	printf("peak RSS:        %" PRIu64 " (%s)\n", r->peak_rss, human_size(h, r->peak_rss));
-	printf("live at end:     %" PRIu64 " (%s)\n", r->live, human_size(h, r->live));
+	/* (blocks never freed: of the processes that ended, and of those
+	 * the stream ends with) */
+	printf("live at end:     %" PRIu64 " (%s)\n", r->live + r->gone,
+	       human_size(h, r->live + r->gone));
 	printf("duration:        %.3f s\n", (double)r->duration_us / 1e6);
 	int sig = end_signal(r);
 	if (sig)
@@ -442,7 +445,7 @@ static void print_json(struct replay *r, struct symbolizer *sym, size_t top)
 	printf(",\"peak_bytes\":%" PRIu64 ",\"peak_ms\":%" PRIu64, r->peak, r->peak_time_us / 1000);
 	printf(",\"peak_rss\":%" PRIu64, r->peak_rss);
 	printf(",\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64, r->n_allocs, r->n_frees);
-	printf(",\"bytes_allocated\":%" PRIu64 ",\"leaked_bytes\":%" PRIu64, r->bytes_allocated, r->live);
+	printf(",\"bytes_allocated\":%" PRIu64 ",\"leaked_bytes\":%" PRIu64, r->bytes_allocated, r->live + r->gone);
 	printf(",\"allocators\":{");
 	int first = 1;
 	for (int a = 1; a < MR_ALLOCATOR_END; a++)
@@ -693,9 +696,9 @@ int main(int argc, char **argv)
 			est, human_size(l, max_peak));
 		status = status ? status : EXIT_CHECK;
 	}
-	if (has_leaked && r.live > max_leaked) {
+	if (has_leaked && r.live + r.gone > max_leaked) {
 		warnmsg("%s still live at the end%s is over the budget of --max-leaked %s",
-			human_size(h, r.live), est, human_size(l, max_leaked));
+			human_size(h, r.live + r.gone), est, human_size(l, max_leaked));
 		status = status ? status : EXIT_CHECK;
 	}
 	if (has_allocs && r.n_allocs > max_allocs) {

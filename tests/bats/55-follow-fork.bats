@@ -60,7 +60,8 @@ each_pid_has() {
 	assert_success
 	[ "$(grep -c "^ *[0-9]* *[0-9]* .* $FIX/allocs chain\$" <<< "$output")" -eq 2 ]
 	assert_line --regexp " (/usr/bin/)?cat$"
-	memray-fold s.bin | grep -q "chain_c (allocs.c:"
+	# (the whole run: the children end before the peak, their memory given back)
+	memray-fold -m total s.bin | grep -q "chain_c (allocs.c:"
 	printf 'all: a b\na:\n\t%s chain > /dev/null\nb:\n\t%s chain > /dev/null\n' "$FIX/allocs" "$FIX/allocs" > Makefile
 	memray-record -q -o m.bin --follow-fork make -s -j2
 	run memray-stat m.bin
@@ -328,4 +329,22 @@ each_pid_has() {
 	run memray-stat tl.bin
 	assert_success
 	[ "$(sed -n 's/^duration: *\([0-9]*\)\..*/\1/p' <<< "$output")" -ge 1 ]
+}
+
+@test "children run one after another: the merged peak is one child's at a time, not their sum; what they never freed is still leaked" {
+	memray-record -q -f --follow-fork -o seq.bin /usr/bin/python3 -c 'import subprocess, sys
+for i in range(3):
+    subprocess.run([sys.executable, "-c", "import os; x = bytearray(10_000_000); os._exit(0)"])'
+	peak=$(memray-stat --json seq.bin | python3 -c 'import json, sys; print(json.load(sys.stdin)["peak_bytes"])')
+	leaked=$(memray-stat --json seq.bin | python3 -c 'import json, sys; print(json.load(sys.stdin)["leaked_bytes"])')
+	# each child: 10 MB and its start-up; three at once would be 30 MB more
+	[ "$peak" -gt 10000000 ]
+	[ "$peak" -lt 25000000 ] || { echo "peak $peak"; false; }
+	[ "$leaked" -gt 30000000 ]
+	# every child's 10 MB at its line, as leaked
+	n=$(memray-leaks seq.bin 2> /dev/null | grep -v '^#' | grep '(<string>:1)' | awk '{ s += $NF } END { print s + 0 }')
+	[ "$n" -ge 30000000 ] || { echo "leaked at the line: $n"; false; }
+	# the peak's stacks: one child's bytearray, not three
+	n=$(memray-fold seq.bin | grep -v '^#' | awk '$NF >= 10000000' | awk '{ s += $NF } END { print s + 0 }')
+	[ "$n" -lt 20000000 ] || { echo "peak stacks $n"; false; }
 }
