@@ -82,7 +82,12 @@ recordings are removed.
 
 The tracker must be in the process: when it is not, pytest runs itself
 again under `memray-record --idle`, which preloads the tracker recording
-nothing until a test starts; the tests see the environment as it was. The
+nothing until a test starts; the tests see the environment as it was.
+pytest run by a program (pytest.main()) is not started again, since the
+program would be: it is a usage error, and the program is run under
+`memray-record --idle PROGRAM` instead. A process recorded already (by
+memray-record, or a memray_c.Tracker) cannot record its tests: a test with
+a limit then fails, saying why, and the others are warned of. The
 tracker and the tools are the ones memray_c._tools finds: MEMRAY_TRACKER,
 the wheel's own, or those of memray-record in PATH (or the checkout's
 build/).
@@ -336,11 +341,29 @@ def _command_line():
         return [os.fsdecode(a) for a in f.read().split(b"\0")[:-1]]
 
 
+def _started_as_pytest():
+    """Whether this process is pytest as a command (the pytest script,
+    python -m pytest): what running it again runs pytest and nothing
+    else. pytest.main() called from a program is not: running the
+    program again would do all it did before pytest twice, and read a
+    standard input it has read."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name in ("pytest", "pytest.__main__", "py.test"):
+        return True
+    return os.path.basename(sys.argv[0] if sys.argv else "") in ("pytest", "py.test")
+
+
 def _run_again(config, tracker):
     """Replaces this process with pytest run again under memray-record
     --idle, with what the plugin added to the environment listed in
     REEXEC_MARK: "t" MEMRAY_TRACKER, "m" PYTHONMALLOC. Returns only by
     raising UsageError."""
+    if not _started_as_pytest():
+        raise pytest.UsageError(
+            "--memray: the tracker is not in this process, and pytest runs inside "
+            "another program (pytest.main()), which cannot be started again: run "
+            "the program as `memray-record --idle PROGRAM ...`, or pytest as a "
+            "command (pytest --memray, python -m pytest --memray)")
     record = _tool(tracker, "memray-record")
     if not record:
         raise pytest.UsageError("--memray: cannot find memray-record (put it in PATH)")
@@ -499,9 +522,15 @@ class MemrayPlugin:
         started = self.lib.memray_start_ex(os.fsencode(path), flags, 10, 0, 0) == 0
         if not started:
             err = ctypes.get_errno()
-            item.warn(pytest.PytestWarning(
-                f"memray-c: not recorded: {os.strerror(err)} (is the process recorded "
-                "already, by memray-record or a memray_c.Tracker?)"))
+            why = (f"not recorded: {os.strerror(err)} (is the process recorded "
+                   "already, by memray-record or a memray_c.Tracker?)")
+            # a limit that cannot be checked fails its test, as
+            # pytest-memray's does; a test without one is only warned of
+            limits = self.limits.get(item.nodeid, [])
+            if limits:
+                pytest.fail(f"memray-c: {', '.join(str(m) for m in limits)} cannot be "
+                            f"checked: {why}", pytrace=False)
+            item.warn(pytest.PytestWarning(f"memray-c: {why}"))
         try:
             yield
         finally:

@@ -306,3 +306,32 @@ run_pytest_cached() {
 	[ "$status" -eq 4 ]
 	assert_output --partial "most_allocations = all in $BATS_TEST_TMPDIR/pytest.ini: expected a number of tests (0 for all), not 'all'"
 }
+
+@test "pytest.main() inside a program, without the tracker: a usage error, and the program is not started again (it ran twice, and read its standard input again)" {
+	cat > once.py <<'PY'
+import sys
+import pytest
+open("log.txt", "a").write("ran %s\n" % sys.stdin.read().strip())
+sys.exit(pytest.main(["-p", "memray_c.pytest_plugin", "-p", "no:cacheprovider", "--memray", "-q", "test_budget.py"]))
+PY
+	run bash -c "echo input | PYTHONPATH=$PLUGIN $PY3 once.py"
+	echo "$output"
+	[ "$status" -eq 4 ]
+	assert_output --partial "--memray: the tracker is not in this process, and pytest runs inside another program (pytest.main())"
+	[ "$(cat log.txt)" = "ran input" ]
+	# under memray-record --idle, as the message says, it runs
+	run bash -c "echo input | EXPECT_TRACKER=1 PYTHONPATH=$PLUGIN memray-record --idle $PY3 once.py"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	assert_output --partial "2 failed, 4 passed"
+	[ "$(wc -l < log.txt)" = 2 ]
+}
+
+@test "a process recorded already (pytest --memray under memray-record): a test with a limit fails, since it cannot be checked; the others are warned of" {
+	PYTHONPATH=$PLUGIN EXPECT_TRACKER=1 run memray-record -q -f -o whole.bin $PY3 -m pytest -p memray_c.pytest_plugin -p no:cacheprovider --memray test_budget.py
+	echo "$output"
+	[ "$status" -eq 1 ]
+	assert_line --regexp "^FAILED test_budget.py::test_over_limit( - .*)?$"
+	assert_output --partial "cannot be checked: not recorded: Device or resource busy"
+	assert_output --partial "memray-c: not recorded: Device or resource busy"
+}
