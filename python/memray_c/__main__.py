@@ -3,8 +3,10 @@
     python3 -m memray_c run [OPTIONS] script.py [ARGS...]
     python3 -m memray_c run [OPTIONS] -m module [ARGS...]
     python3 -m memray_c run [OPTIONS] -c code [ARGS...]
-        records this interpreter running the script, exactly as
-        `memray-record [OPTIONS] -- python3 script.py ARGS` does; OPTIONS
+        records this interpreter running the script, as `memray-record
+        [OPTIONS] -- python3 script.py ARGS` does, into memray run's file,
+        memray-SCRIPT.PID.bin (MODULE for -m, python-c for -c), unless -o
+        FILE (or -o - for standard output) says where; OPTIONS
         are memray-record's (-o FILE, -f, --native, --follow-fork,
         --trace-python-allocators, --sample-bytes N, ...), memray's
         `--output` and `--force` among them
@@ -58,6 +60,15 @@ def _run(args):
                  "-c code [ARGS...])")
     if program[0] in ("-m", "-c") and len(program) < 2:
         sys.exit(f"memray_c run: {program[0]} needs an argument")
+    # as memray run does: the recording goes to memray-SCRIPT.PID.bin
+    # (this process's pid, which memray-record keeps), never to standard
+    # output, where the program's own output goes
+    named = any(o in ("-o", "--output", "-p", "--pid") or o.startswith("--output=")
+                for o in opts)
+    if not named:
+        what = (program[1] if program[0] == "-m" else "python-c" if program[0] == "-c"
+                else os.path.basename(program[0]))
+        opts += ["-o", f"memray-{what}.{os.getpid()}.bin"]
     _tools.run_tool("memray-record", opts + ["--", sys.executable] + program)
 
 

@@ -141,3 +141,19 @@ assert t.stats.peak >= 2_000_000, t.stats'
 	run v/bin/memray-stat x.bin
 	assert_success
 }
+
+@test "python -m memray_c run writes memray run's file, memray-SCRIPT.PID.bin, even when standard output is no terminal; -o - still streams" {
+	cd "$BATS_TEST_TMPDIR"
+	printf 'import sys\nx = bytearray(3000000)\nprint("out of the program")\n' > gt.py
+	PYTHONPATH=$ROOT/python /usr/bin/python3 -m memray_c run -q gt.py > log.txt
+	[ "$(cat log.txt)" = "out of the program" ]
+	f=$(ls memray-gt.py.*.bin)
+	[ -n "$f" ]
+	memray-fold "$f" | grep -q '<module> ([^)]*gt.py:2) 30000[0-9][0-9]$'
+	PYTHONPATH=$ROOT/python /usr/bin/python3 -m memray_c run -q -m json.tool --help > /dev/null
+	ls memray-json.tool.*.bin
+	PYTHONPATH=$ROOT/python /usr/bin/python3 -m memray_c run -q -c 'pass' > /dev/null
+	ls memray-python-c.*.bin
+	PYTHONPATH=$ROOT/python /usr/bin/python3 -m memray_c run -q -o - gt.py 2> /dev/null > s.bin
+	memray-stat s.bin > /dev/null
+}
