@@ -141,7 +141,8 @@ static int by_key(const void *a, const void *b)
 static uint64_t key_of(const struct site *s, enum order o)
 {
 	switch (o) {
-	case BY_LIVE: return s->cur_bytes > 0 ? (uint64_t)s->cur_bytes : 0;
+	/* (with what ended processes left: live at end, as before they end) */
+	case BY_LIVE: return s->cur_bytes + s->gone_bytes > 0 ? (uint64_t)(s->cur_bytes + s->gone_bytes) : 0;
 	case BY_TOTAL: return s->total_bytes;
 	case BY_COUNT: return s->total_count;
 	}
@@ -232,7 +233,7 @@ static void batch_line(struct symbolizer *sym, double t, int final)
 	size_t n = top_sites(BY_LIVE, 0, top, 1);
 	char *name = n ? leaf(sym, top[0].site, 0) : NULL;
 	printf("%s%.1fs heap %s peak %s rss %s allocations %" PRIu64 " frees %" PRIu64,
-	       final ? "end " : "", t, human_size(h1, S.r.live), human_size(h2, S.r.peak),
+	       final ? "end " : "", t, human_size(h1, S.r.live + S.r.gone), human_size(h2, S.r.peak),
 	       human_size(h3, S.rss), S.r.n_allocs, S.r.n_frees);
 	if (n)
 		printf(" top %s %s", human_size(h4, top[0].key), name ? name : "?");
@@ -291,7 +292,7 @@ static void screen(struct symbolizer *sym, double t, enum order o, int by_thread
 			: "  (the stream stopped)") : "",
 	       paused ? "  [paused]" : "");
 	printf("heap %s   peak %s   rss %s   allocations %" PRIu64 "%s\n",
-	       human_size(h1, S.r.live), human_size(h2, S.r.peak), human_size(h3, S.rss),
+	       human_size(h1, S.r.live + S.r.gone), human_size(h2, S.r.peak), human_size(h3, S.rss),
 	       S.r.n_allocs, S.r.sample_bytes ? "   (sampled: estimates)" : "");
 	spark(&S.r, cols - 1 < 200 ? cols - 1 : 200);
 	printf("\n\033[1mtop sites by %s%s\033[0m\n", order_names[o], by_thread ? ", per thread" : "");

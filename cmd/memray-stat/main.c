@@ -365,6 +365,35 @@ static void json_str(const char *s, size_t n)
 	json_string(stdout, s, n);
 }
 
+/* A frame of a collapsed line as it was named: its escapes (\\, \n,
+ * \t, \xNN: memray-fold(1)) undone, for JSON, which escapes as it
+ * must. */
+static void json_frame(const char *s, size_t n)
+{
+	char *b = xrealloc(NULL, n + 1);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\\' && i + 1 < n) {
+			char c = s[i + 1];
+			if (c == '\\' || c == 'n' || c == 't') {
+				b[k++] = c == 'n' ? '\n' : c == 't' ? '\t' : '\\';
+				i++;
+				continue;
+			}
+			unsigned v;
+			if (c == 'x' && i + 3 < n && sscanf(s + i + 2, "%2x", &v) == 1 &&
+			    isxdigit((unsigned char)s[i + 2]) && isxdigit((unsigned char)s[i + 3])) {
+				b[k++] = (char)v;
+				i += 3;
+				continue;
+			}
+		}
+		b[k++] = s[i];
+	}
+	json_string(stdout, b, k);
+	free(b);
+}
+
 /* Sites as JSON. The sites by count carry counts as their values: their
  * bytes are those of the same stack by bytes (bytes, when given). */
 /* With bytes set, the bytes shown are those allocated, not the metric. */
@@ -383,7 +412,7 @@ static void json_sites(const char *key, const struct top *t, size_t top, int byt
 			if (!first)
 				putchar(',');
 			first = 0;
-			json_str(s, len);
+			json_frame(s, len);
 			s += len + 1;
 		}
 		printf("]}");

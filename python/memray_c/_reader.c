@@ -823,7 +823,7 @@ static PyObject *stream_summary(PyObject *self, PyObject *unused)
 	    dict_set(d, "peak_rss", U64(r->peak_rss)) || dict_set(d, "allocations", U64(r->n_allocs)) ||
 	    dict_set(d, "frees", U64(r->n_frees)) ||
 	    dict_set(d, "bytes_allocated", U64(r->bytes_allocated)) ||
-	    dict_set(d, "leaked_bytes", U64(r->live)) || dict_set(d, "duration_us", U64(r->duration_us)) ||
+	    dict_set(d, "leaked_bytes", U64(r->live + r->gone)) || dict_set(d, "duration_us", U64(r->duration_us)) ||
 	    dict_set(d, "sampled", U64(r->sample_bytes)) ||
 	    dict_set(d, "python_note", py ? ctext(py) : (Py_INCREF(Py_None), Py_None)) ||
 	    dict_set(d, "records", U64(s->nrecords)))

@@ -45,8 +45,16 @@ print("ok")'
 	memray-record -q -o h.bin /usr/bin/python3 h.py
 	memray-stat --json h.bin > h.json
 	! grep -q '</script>' h.json || false
-	run python3 -c 'import json; d = json.load(open("h.json")); print([f for s in d["top_by_bytes"] for f in s["stack"] if "script" in f][0])'
-	assert_output --regexp '^</script>"x\\n \(/.*h.py:2\)$'
+	# the name as it was: a newline, not memray-fold's escape of it
+	run python3 -c 'import json; d = json.load(open("h.json")); print(repr([f for s in d["top_by_bytes"] for f in s["stack"] if "script" in f][0]))'
+	assert_output --regexp "^'</script>\"x\\\\n \(/.*h.py:2\)'$"
+	# and a backslash, a semicolon and a tab in a file's name
+	mkdir -p 'a\b;c	d'
+	printf 'x = bytearray(20000000)\n' > 'a\b;c	d/s.py'
+	memray-record -q -f -o s.bin /usr/bin/python3 'a\b;c	d/s.py'
+	memray-stat --json s.bin > s.json
+	run python3 -c 'import json; d = json.load(open("s.json")); print(repr(d["top_by_bytes"][0]["stack"][-1]))'
+	assert_output --regexp "^'<module> \(/.*/a\\\\\\\\b;c\\\\td/s.py:1\)'$"
 }
 
 @test "--timeline prints CSV: ms, rss, heap" {
