@@ -145,6 +145,12 @@ int collapse_is_import_system(const char *file, size_t n)
 }
 
 /* CPython's own native code: libpython, or the interpreter executable. */
+static int is_tracker_module(const char *module)
+{
+	const char *b = strrchr(module, '/');
+	return strcmp(b ? b + 1 : module, "libmemray-tracker.so") == 0;
+}
+
 static int is_cpython_module(const struct mr_proc *p, const char *module)
 {
 	const char *b = strrchr(module, '/');
@@ -272,6 +278,11 @@ void collapse_visit(struct replay *r, struct symbolizer *sym, const struct colla
 		const char *module;
 		const char *text = sym_frames(sym, p, node->value, &module);
 		if (hybrid && !o->all_frames && is_cpython_module(p, module))
+			continue;
+		/* the tracker's own frames (its pthread_create, which stays
+		 * on the stack of what the new thread's start allocates): not
+		 * the program's, as memray-stream(5) says */
+		if (is_tracker_module(module))
 			continue;
 		unsigned count = 1;
 		for (const char *c = text; *c; c++)

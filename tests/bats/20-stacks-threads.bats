@@ -194,3 +194,12 @@ unwind_line() { # FILE: the check's numbers, "N D L", of each process
 		END { exit big ? 0 : 3 }'
 	dump s.bin | head -1 | grep -q "interval_us=20000"
 }
+
+@test "no frame of the tracker's own in the stacks: its pthread_create is not the program's" {
+	memray-record -q -f -o pp.bin "$FIX/pingpong" > /dev/null 2>&1
+	memray-fold pp.bin > pp.folded
+	grep -q 'main (pingpong.c:[0-9]*);allocate_stack' pp.folded
+	! grep -q 'hooks.c\|libmemray-tracker' pp.folded || false
+	memray-fold --format speedscope pp.bin > pp.json
+	! grep -q 'hooks.c' pp.json || false
+}
