@@ -245,14 +245,32 @@ void out_start(struct out *o)
 	}
 }
 
+/* Whether the compressor should write out what it holds now: every 256
+ * KiB of stream, or a second after it last did. A compressor holds up to
+ * a block (zstd's is 128 KiB) that a file cut short, by a killed
+ * memray-record or a full disk, would lose with it; flushed, a reader
+ * gets everything up to the last flush (memray-stream(5)). */
+static int flush_due(struct out *o, size_t n)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	long long now = (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+	o->unflushed += n;
+	if (o->unflushed < 256 * 1024 && now - o->flushed_ms < 1000)
+		return 0;
+	o->unflushed = 0;
+	o->flushed_ms = now;
+	return 1;
+}
+
 static void out_zstd(struct out *o, const void *data, size_t n, int finish)
 {
 	unsigned char buf[65536];
 	ZSTD_inBuffer in = { data, n, 0 };
+	ZSTD_EndDirective how = finish ? ZSTD_e_end : flush_due(o, n) ? ZSTD_e_flush : ZSTD_e_continue;
 	for (;;) {
 		ZSTD_outBuffer zo = { buf, sizeof(buf), 0 };
-		size_t left = ZSTD_compressStream2(o->zc, &zo, &in,
-						   finish ? ZSTD_e_end : ZSTD_e_continue);
+		size_t left = ZSTD_compressStream2(o->zc, &zo, &in, how);
 		if (ZSTD_isError(left)) {
 			/* cannot happen with valid arguments; keep what is written */
 			if (!o->cut) {
@@ -262,7 +280,7 @@ static void out_zstd(struct out *o, const void *data, size_t n, int finish)
 			return;
 		}
 		out_write(o, buf, zo.pos);
-		if (finish ? left == 0 : in.pos == in.size && zo.pos < zo.size)
+		if (how != ZSTD_e_continue ? left == 0 : in.pos == in.size && zo.pos < zo.size)
 			return;
 	}
 }
@@ -280,10 +298,11 @@ void out_data(struct out *o, const void *data, size_t n, int finish)
 	unsigned char buf[65536];
 	o->z.next_in = (unsigned char *)data;
 	o->z.avail_in = (uInt)n;
+	int how = finish ? Z_FINISH : flush_due(o, n) ? Z_SYNC_FLUSH : Z_NO_FLUSH;
 	do {
 		o->z.next_out = buf;
 		o->z.avail_out = sizeof(buf);
-		deflate(&o->z, finish ? Z_FINISH : Z_NO_FLUSH);
+		deflate(&o->z, how);
 		out_write(o, buf, sizeof(buf) - o->z.avail_out);
 	} while (o->z.avail_out == 0);
 }
@@ -408,7 +427,7 @@ static int child_pidfd = -1;
 static int rescue_fd = -1;
 static struct mr_rescue *rescue;
 
-static void rescue_create(void)
+static void rescue_create(int quiet)
 {
 	int fd = (int)syscall(SYS_memfd_create, "memray-rescue", MFD_CLOEXEC);
 	void *m = MAP_FAILED;
@@ -416,8 +435,9 @@ static void rescue_create(void)
 		m = mmap(NULL, sizeof(struct mr_rescue), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
 		/* (ulimit -f below its size: EFBIG) */
-		warnmsg("no rescue area (%s): the last events of a program killed outright "
-			"would be lost", strerror(errno));
+		if (!quiet)
+			warnmsg("no rescue area (%s): the last events of a program killed outright "
+				"would be lost", strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return;
@@ -627,6 +647,10 @@ static int idle(const struct opts *o, char **prog_argv, int nargs)
 	setenv("MEMRAY_IDLE", "1", 1);
 	static const int none[3];
 	give_back_std(none);
+	/* (the signals as memray-record was given them, as for a program
+	 * it records) */
+	sigaction(SIGCHLD, &chld_given, NULL);
+	sigaction(SIGXFSZ, &xfsz_given, NULL);
 	execv(path, prog_argv);
 	int e = errno;
 	warnmsg("cannot run '%s': %s", prog_argv[0], strerror(e));
@@ -735,9 +759,12 @@ static void open_program_output(struct run *r)
 	struct stat ps, os;
 	if (fstat(r->prog_out, &ps) == 0 && S_ISREG(ps.st_mode)) {
 		if (r->out.fd >= 0 && fstat(r->out.fd, &os) == 0 && os.st_dev == ps.st_dev &&
-		    os.st_ino == ps.st_ino)
+		    os.st_ino == ps.st_ino) {
+			if (r->created) /* (nothing was written to it) */
+				unlink(r->out.name);
 			die(EXIT_USAGE, "--program-output '%s' is the file the stream is written to (%s)",
 			    file, r->to_stdout ? "standard output" : "-o");
+		}
 		if (ftruncate(r->prog_out, 0) < 0)
 			die(EXIT_USAGE, "cannot truncate '%s': %s", file, strerror(errno));
 	}
@@ -788,7 +815,7 @@ __attribute__((noreturn)) static void exec_program(struct run *r)
  * signals that would end it on to the program (forward). */
 static void start_program(struct run *r)
 {
-	rescue_create();
+	rescue_create(r->o->quiet);
 	if (pipe2(r->data, O_CLOEXEC) < 0 || pipe2(r->errp, O_CLOEXEC) < 0 ||
 	    pipe2(r->go, O_CLOEXEC) < 0)
 		die(EXIT_USAGE, "cannot create a pipe: %s", strerror(errno));

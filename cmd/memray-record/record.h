@@ -25,6 +25,10 @@ struct out {
 	int created;   /* a file this run created (removed if nothing is recorded) */
 	int to_stdout;
 	unsigned long long bytes_in, bytes_out;
+	/* compressed: what came in since the compressor last flushed, and
+	 * when that was (CLOCK_MONOTONIC, ms) */
+	unsigned long long unflushed;
+	long long flushed_ms;
 };
 
 enum { COMPRESS_NONE, COMPRESS_ZSTD, COMPRESS_GZIP };

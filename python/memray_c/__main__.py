@@ -34,6 +34,37 @@ def _usage(status):
     sys.exit(status)
 
 
+def _names_output(opt):
+    """Whether one of memray-record's options as given says where the
+    stream goes: -o FILE, -oFILE, -qfo FILE, --output[=FILE] or an
+    abbreviation of it (getopt_long takes one), or --pid."""
+    if opt.startswith("--"):
+        name = opt[2:].split("=", 1)[0]
+        return "output".startswith(name) or (len(name) >= 2 and "pid".startswith(name))
+    if opt.startswith("-") and len(opt) > 1:
+        # a cluster of short options: -o or -p, and what follows is its value
+        for c in opt[1:]:
+            if c in "op":
+                return True
+            if c not in "fzqh":
+                return False
+    return False
+
+
+def _takes_next(opt):
+    """Whether memray-record's option as given takes the next argument as
+    its value: -o FILE, -qfo FILE, --output FILE, --out FILE, ..."""
+    if opt.startswith("--"):
+        if "=" in opt:
+            return False
+        name = opt[2:]
+        return any(w.startswith("--" + name) for w in _RECORD_WITH_ARG if w.startswith("--")) \
+            and not any(w == "--" + name for w in ("--native", "--no-native", "--force",
+                                                    "--follow-fork", "--idle", "--quiet"))
+    # a cluster of short options whose last one takes a value
+    return len(opt) > 1 and opt[-1] in "op" and all(c in "fzqh" for c in opt[1:-1])
+
+
 def _run(args):
     """memray-record's options, then what python3 itself is given."""
     opts = []
@@ -48,7 +79,7 @@ def _run(args):
         if a in ("-h", "--help"):
             _usage(0)
         opts.append(a)
-        if a in _RECORD_WITH_ARG:
+        if _takes_next(a):
             if i + 1 >= len(args):
                 sys.exit(f"memray_c run: {a} needs an argument")
             opts.append(args[i + 1])
@@ -63,8 +94,7 @@ def _run(args):
     # as memray run does: the recording goes to memray-SCRIPT.PID.bin
     # (this process's pid, which memray-record keeps), never to standard
     # output, where the program's own output goes
-    named = any(o in ("-o", "--output", "-p", "--pid") or o.startswith("--output=")
-                for o in opts)
+    named = any(_names_output(o) for o in opts)
     if not named:
         what = (program[1] if program[0] == "-m" else "python-c" if program[0] == "-c"
                 else os.path.basename(program[0]))

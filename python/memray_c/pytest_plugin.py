@@ -350,7 +350,9 @@ def _started_as_pytest():
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and spec.name in ("pytest", "pytest.__main__", "py.test"):
         return True
-    return os.path.basename(sys.argv[0] if sys.argv else "") in ("pytest", "py.test")
+    # the scripts pip and Debian install: pytest, py.test, pytest-3, ...
+    name = os.path.basename(sys.argv[0] if sys.argv else "")
+    return re.fullmatch(r"(pytest|py\.test)(-?[0-9][0-9.]*)?", name) is not None
 
 
 def _run_again(config, tracker):

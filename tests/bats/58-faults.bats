@@ -55,6 +55,40 @@ print("end")'
 	assert_line "status 1"
 }
 
+@test "--idle gives the program SIGXFSZ and SIGCHLD as memray-record was given them" {
+	# (bit 25 of SigIgn is SIGXFSZ, bit 17 SIGCHLD)
+	ign() { awk '$1 == "SigIgn:" { print $2 }' "$1"; }
+	memray-record --idle /bin/cat /proc/self/status > plain.txt
+	# (bash's trap does not ignore SIGCHLD itself: Python does)
+	python3 -c 'import os, signal, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+os.execvp(sys.argv[1], sys.argv[1:])' memray-record --idle /bin/cat /proc/self/status > ignored.txt
+	python3 -c "import sys; m = int(sys.argv[1], 16); sys.exit(m >> 24 & 1 or m >> 16 & 1)" "$(ign plain.txt)"
+	python3 -c "import sys; m = int(sys.argv[1], 16); sys.exit(not (m >> 24 & 1 and m >> 16 & 1))" "$(ign ignored.txt)"
+	run bash -c "ulimit -f 100; memray-record --idle /bin/dd if=/dev/zero of=own.txt bs=1M count=1 2> /dev/null; echo status \$?"
+	assert_line "status 153"
+}
+
+@test "memray-record killed while it compresses: the file holds what came up to a second before (zstd and gzip flushed every second or 256 KiB)" {
+	printf 'import time\nkeep = []\nfor i in range(60):\n    keep.append([bytearray(1000) for _ in range(100)])\n    time.sleep(0.05)\n' > slow.py
+	for z in -z --compress=gzip; do
+		rm -f k.z
+		memray-record -q $z -o k.z /usr/bin/python3 slow.py &
+		p=$!
+		sleep 2
+		kill -9 $p
+		wait $p || true
+		pkill -f slow.py || true
+		run memray-stat k.z
+		assert_failure 2
+		assert_line --regexp "^memray-stat: k.z: read error at byte [0-9]+: the (zstd|gzip) data ends early"
+		n=$(memray-stat k.z 2> /dev/null | awk '$1 == "allocations:" { print $2 }')
+		[ -n "$n" ]
+		[ "$n" -gt 1000 ] || { echo "$z: $n allocations"; false; }
+	done
+}
+
 @test "close_range(3, ~0U, 0), then files of its own: none gets tracker bytes, and the recording goes on to the end" {
 	run memray-record -o c.bin "$FIX/allocs" close-range "$BATS_TEST_TMPDIR/mine.txt"
 	assert_success

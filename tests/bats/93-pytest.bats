@@ -335,3 +335,12 @@ PY
 	assert_output --partial "cannot be checked: not recorded: Device or resource busy"
 	assert_output --partial "memray-c: not recorded: Device or resource busy"
 }
+
+@test "pytest as Debian installs it (pytest-3) is pytest as a command: run again under the tracker" {
+	command -v pytest-3 > /dev/null || skip "no pytest-3 here"
+	PYTHONPATH=$PLUGIN EXPECT_TRACKER=1 run pytest-3 -p memray_c.pytest_plugin -p no:cacheprovider --memray test_budget.py
+	echo "$output"
+	[ "$status" -eq 1 ]
+	assert_output --partial "2 failed, 4 passed"
+	refute_output --partial "pytest runs inside another program"
+}

@@ -156,4 +156,12 @@ assert t.stats.peak >= 2_000_000, t.stats'
 	ls memray-python-c.*.bin
 	PYTHONPATH=$ROOT/python /usr/bin/python3 -m memray_c run -q -o - gt.py 2> /dev/null > s.bin
 	memray-stat s.bin > /dev/null
+	# where -o is said in any of the ways memray-record takes it, the
+	# recording goes there only
+	rm -f memray-gt.py.*.bin
+	for o in -oa.bin --out=b.bin "-qfo c.bin" "--output d.bin" "--outp e.bin"; do
+		PYTHONPATH=$ROOT/python /usr/bin/python3 -m memray_c run -q -f $o gt.py > /dev/null
+	done
+	for f in a b c d e; do memray-stat $f.bin > /dev/null; done
+	! ls memray-gt.py.*.bin 2> /dev/null || false
 }
