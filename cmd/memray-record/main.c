@@ -754,20 +754,57 @@ static void open_program_output(struct run *r)
 		die(EXIT_USAGE, "'%s' is a symbolic link; not following it", file);
 	if (r->prog_out < 0)
 		die(EXIT_USAGE, "cannot create '%s': %s", file, strerror(errno));
-	/* not the stream's own file (-o, or standard output sent there):
-	 * the program's output would be written over the recording */
-	struct stat ps, os;
-	if (fstat(r->prog_out, &ps) == 0 && S_ISREG(ps.st_mode)) {
-		if (r->out.fd >= 0 && fstat(r->out.fd, &os) == 0 && os.st_dev == ps.st_dev &&
-		    os.st_ino == ps.st_ino) {
-			if (r->created) /* (nothing was written to it) */
-				unlink(r->out.name);
-			die(EXIT_USAGE, "--program-output '%s' is the file the stream is written to (%s)",
-			    file, r->to_stdout ? "standard output" : "-o");
-		}
-		if (ftruncate(r->prog_out, 0) < 0)
-			die(EXIT_USAGE, "cannot truncate '%s': %s", file, strerror(errno));
+	struct stat ps;
+	if (fstat(r->prog_out, &ps) == 0 && S_ISREG(ps.st_mode) && ftruncate(r->prog_out, 0) < 0)
+		die(EXIT_USAGE, "cannot truncate '%s': %s", file, strerror(errno));
+}
+
+/* The path a file has or would have: its directory's real path and its
+ * name, into buf; NULL when the directory cannot be resolved. */
+static char *canonical(const char *path, char *buf, size_t n)
+{
+	char dir[PATH_MAX], real[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	const char *name = slash ? slash + 1 : path;
+	if (slash)
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path) ? (int)(slash - path) : 1, path);
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (!realpath(dir, real))
+		return NULL;
+	snprintf(buf, n, "%s/%s", real, name);
+	return buf;
+}
+
+/* --program-output must not be the stream's own file (-o, or standard
+ * output sent there): the program's output would be written over the
+ * recording. Checked before either is opened, so that a file given with
+ * -f is not emptied for nothing; by inode when both exist, by directory
+ * and name when neither does. */
+static void program_output_check(const struct opts *o)
+{
+	const char *po = o->program_output;
+	if (!po)
+		return;
+	int to_file = o->output && strcmp(o->output, "-") != 0;
+	struct stat a, b;
+	int have_po = stat(po, &a) == 0;
+	int same;
+	if (to_file) {
+		int have_out = stat(o->output, &b) == 0;
+		char x[PATH_MAX + 256], y[PATH_MAX + 256];
+		same = have_po && have_out ? a.st_dev == b.st_dev && a.st_ino == b.st_ino
+		     : !have_po && !have_out && canonical(po, x, sizeof(x)) &&
+		       canonical(o->output, y, sizeof(y)) && strcmp(x, y) == 0;
+	} else if (o->output || !isatty(STDOUT_FILENO)) {
+		same = have_po && fstat(STDOUT_FILENO, &b) == 0 && S_ISREG(b.st_mode) &&
+		       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	} else {
+		return; /* a default name, made of the program's pid */
 	}
+	if (same)
+		die(EXIT_USAGE, "--program-output '%s' is the file the stream is written to (%s)", po,
+		    to_file ? "-o" : "standard output");
 }
 
 /* In the child: the program, with the tracker preloaded to write into the
@@ -1194,6 +1231,7 @@ static int record(const struct opts *o, char **prog_argv)
 		return rc;
 	if (r->why)
 		warnmsg("'%s' %s: it will run, but nothing can be recorded", prog_argv[0], r->why);
+	program_output_check(o);
 	choose_output(r);
 	open_program_output(r);
 	start_program(r);

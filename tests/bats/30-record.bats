@@ -634,11 +634,16 @@ to err" ]
 	assert_failure 2
 	assert_output "memray-record: --program-output 'same.bin' is the file the stream is written to (-o)"
 	[ ! -e ran ]
+	# checked before anything is opened: no -o file made
+	[ ! -e same.bin ]
 	# another name of it, and standard output sent to it
+	echo kept > same.bin
 	ln same.bin hard.bin
 	run memray-record -f -o same.bin --program-output ./hard.bin /bin/true
 	assert_failure 2
 	assert_output --partial "is the file the stream is written to (-o)"
+	# and a file given with -f is not emptied for nothing
+	[ "$(cat same.bin)" = kept ]
 	run bash -c 'memray-record --program-output out.bin /bin/true > out.bin'
 	assert_failure 2
 	assert_output "memray-record: --program-output 'out.bin' is the file the stream is written to (standard output)"
