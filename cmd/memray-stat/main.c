@@ -173,11 +173,11 @@ static const char *command_of(const struct replay *r, size_t k, char *buf, size_
 	const struct mr_proc *p = r->procs[k].proc;
 	size_t o = 0;
 	buf[0] = 0;
-	for (uint32_t i = 0; i < p->header.argc && o + 5 < n; i++) {
+	for (uint32_t i = 0; i < p->header.argc && o + 9 < n; i++) {
 		if (i)
 			buf[o++] = ' ';
 		for (const unsigned char *c = (const unsigned char *)p->header.argv[i];
-		     *c && o + 5 < n; c++) {
+		     *c && o + 9 < n; c++) {
 			if (!escape)
 				buf[o++] = (char)*c;
 			else if (*c == '\\')
@@ -188,6 +188,12 @@ static const char *command_of(const struct replay *r, size_t k, char *buf, size_
 				o += (size_t)snprintf(buf + o, n - o, "\\t");
 			else if (*c < 0x20 || *c == 0x7f)
 				o += (size_t)snprintf(buf + o, n - o, "\\x%02x", *c);
+			else if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) {
+				/* a C1 control in UTF-8 (U+009B is a CSI to some
+				 * terminals) */
+				o += (size_t)snprintf(buf + o, n - o, "\\xc2\\x%02x", c[1]);
+				c++;
+			}
 			else
 				buf[o++] = (char)*c;
 		}

@@ -164,6 +164,10 @@ assert any(s["bytes"] == 984 and s["count"] == 1 for s in d["top_by_count"]), d[
 	assert_line 'command:         /usr/bin/python3 -c pass x\npeak heap:       0 (0 B) at 0.000 s\x1b[31m\\'
 	[ "$(grep -c '^peak heap' <<< "$output")" = 1 ]
 	! grep -q $'\e' <<< "$output" || false
+	# a C1 control in UTF-8 (U+009B, a CSI to some terminals) too
+	memray-record -q -f -o c1.bin /usr/bin/python3 -c pass $'a\xc2\x9b31mb'
+	run memray-stat c1.bin
+	assert_line 'command:         /usr/bin/python3 -c pass a\xc2\x9b31mb'
 	# JSON has the argument as it was
 	memray-stat --json nl.bin > nl.json
 	run python3 -c 'import json; print(repr(json.load(open("nl.json"))["command"]))'
