@@ -419,6 +419,13 @@ static int decode_event(struct mr_proc *p, struct cur *c, struct mr_record *rec,
 		break;
 	}
 	}
+	/* no block or mapping is larger than an address space (2^57 bytes,
+	 * x86-64's with five levels of page tables): a size past it is a
+	 * damaged value, said where it is rather than counted */
+	if (rec->size > (uint64_t)1 << 57 || rec->old_size > (uint64_t)1 << 57) {
+		*why = "a size larger than any address space";
+		return -1;
+	}
 	return 0;
 }
 

@@ -393,7 +393,8 @@ static void write_full_stream(struct script *s)
 	s_free(s, MR_MUNMAP, 0x7f0000201000, 4096);
 	s_move(s, MR_MREMAP, 0x7f0000200000, 4096, 0x7f0000400000, 12 * 4096, ids.n[4]);
 	s_alloc(s, MR_MALLOC, 0x5555deadbeef, 0, 0);
-	s_alloc(s, MR_CALLOC, 0x5555deadbee0, UINT64_MAX, ids.n[8]);
+	/* the largest size a reader takes: no address space holds more */
+	s_alloc(s, MR_CALLOC, 0x5555deadbee0, (uint64_t)1 << 57, ids.n[8]);
 
 	/* The compact forms: blocks freed in the order they were made (one
 	 * age again and again), at ages that change, an address made twice
@@ -1008,6 +1009,57 @@ static void test_compact_forms(void)
 				printf("  case %zu: error \"%s\", want \"%s: ...%s\"\n", k, r.err, at,
 				       cases[k].want);
 			CHECK_EQ_U64(r.count, 4);
+		}
+	}
+}
+
+/* A size no address space holds (past 2^57 bytes) is damage at its
+ * record, not a block counted: a damaged varint there had made a 192 PiB
+ * peak. 2^57 itself is a size. */
+static void test_size_past_any_address_space(void)
+{
+	const uint64_t sizes[] = { (uint64_t)1 << 57, ((uint64_t)1 << 57) + 1, UINT64_MAX };
+	for (size_t k = 0; k < 3; k++) {
+		for (int munmap = 0; munmap < 2; munmap++) {
+			uint8_t payload[128], file[MR_CHUNK_MAX];
+			size_t n = 0;
+			payload[n++] = MR_TAG_HEADER;
+			n += varint_put(payload + n, 3);
+			n += varint_put(payload + n, 0); /* tool_version */
+			for (int i = 0; i < 6; i++)
+				n += varint_put(payload + n, i == 4 ? MR_F_NATIVE : 1);
+			n += varint_put(payload + n, 0); /* argc */
+			n += varint_put(payload + n, 0); /* exe */
+			payload[n++] = MR_TAG_NODE_NATIVE;
+			n += varint_put(payload + n, 1);
+			n += varint_put(payload + n, 0x10);
+			size_t good = n;
+			if (munmap) {
+				payload[n++] = MR_TAG_FREE | MR_MUNMAP;
+				n += varint_put(payload + n, 0x20); /* +16 */
+				n += varint_put(payload + n, sizes[k]);
+			} else {
+				payload[n++] = MR_TAG_ALLOC | MR_MALLOC;
+				n += varint_put(payload + n, 0x20); /* +16 */
+				n += varint_put(payload + n, sizes[k]);
+				n += varint_put(payload + n, 1);
+			}
+			payload[n++] = MR_TAG_TRAILER;
+			for (int i = 0; i < 5; i++)
+				n += varint_put(payload + n, 0);
+			write_file(tmpfile_path, file, chunk(file, payload, n));
+			struct result r = read_stream(tmpfile_path, NULL, 0, 0, NULL);
+			if (k == 0) {
+				CHECK(!strstr(r.err, "address space"));
+				CHECK_EQ_U64(r.count, 3); /* header, node, the event */
+			} else {
+				char at[64];
+				snprintf(at, sizeof(at), "corrupt at byte %zu", MR_CHUNK_HEADER + good);
+				if (!CHECK(starts_with(r.err, at) &&
+					   strstr(r.err, "a size larger than any address space")))
+					printf("  size %" PRIu64 ": error \"%s\"\n", sizes[k], r.err);
+				CHECK_EQ_U64(r.count, 2);
+			}
 		}
 	}
 }
@@ -1667,6 +1719,7 @@ int main(void)
 	test_huge_lengths();
 	test_bad_stack_id();
 	test_compact_forms();
+	test_size_past_any_address_space();
 	test_string_prefix_bounds();
 	test_joined_chunks();
 	test_man_example();
