@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -325,24 +326,39 @@ static void write_script(long pid, const char *lib, const char *dir, int native,
 			fprintf(f, "break *%s", fns[i]);
 		fputs(" if !$memray_in_loader()\n", f);
 	}
+	/* The two strings are written into a mapping of their own, made and
+	 * unmade by the system call itself: a string literal passed to a
+	 * call, gdb puts in the process with its malloc and never frees (78
+	 * bytes left in the program, and in its recording when the attach
+	 * is refused because one is running already). */
+	if (strlen(lib) >= 4096 || strlen(dir) >= 4096)
+		die(EXIT_USAGE, "the tracker's path or the session's directory is too long");
 	fprintf(f, "commands 1-%zu\n", nb);
-	fputs(""
-	      "  silent\n"
-	      "  disable breakpoints\n"
-	      "  printf \"MEMRAY-HIT\\n\"\n"
-	      "  set $memray_h = (void *) dlopen(", f);
+	fprintf(f,
+		"  silent\n"
+		"  disable breakpoints\n"
+		"  printf \"MEMRAY-HIT\\n\"\n"
+		"  set $memray_m = (char *) ((long (*)(long, ...)) syscall)(%dL, 0L, 8192L, 3L, 0x22L, -1L, 0L)\n"
+		"  if (long) $memray_m == -1\n"
+		"    printf \"MEMRAY-DLOPEN-FAILED no memory could be mapped in the process\\n\"\n"
+		"  else\n"
+		"    set {char [%zu]} $memray_m = ", (int)SYS_mmap, strlen(lib) + 1);
 	gdb_string(f, lib);
-	fputs(", 2)\n"
-	      "  if $memray_h == 0\n"
-	      "    printf \"MEMRAY-DLOPEN-FAILED %s\\n\", (char *) dlerror()\n"
-	      "  else\n"
-	      "    printf \"MEMRAY-RESULT %d\\n\", ((int (*)(const char *, int, long, "
-	      "unsigned long long, unsigned long long)) memray_attach)(", f);
+	fprintf(f, "\n    set {char [%zu]} ($memray_m + 4096) = ", strlen(dir) + 1);
 	gdb_string(f, dir);
-	fprintf(f, ", %d, %ldL, %lluULL, %lluULL)\n"
+	fprintf(f, "\n"
+		   "    set $memray_h = (void *) dlopen($memray_m, 2)\n"
+		   "    if $memray_h == 0\n"
+		   "      printf \"MEMRAY-DLOPEN-FAILED %%s\\n\", (char *) dlerror()\n"
+		   "    else\n"
+		   "      printf \"MEMRAY-RESULT %%d\\n\", ((int (*)(const char *, int, long, "
+		   "unsigned long long, unsigned long long)) memray_attach)($memray_m + 4096, "
+		   "%d, %ldL, %lluULL, %lluULL)\n"
+		   "    end\n"
+		   "    set $memray_u = ((long (*)(long, ...)) syscall)(%dL, $memray_m, 8192L)\n"
 		   "  end\n"
 		   "end\n"
-		   "continue\n", native, interval_us, a->sample_bytes, a->seed);
+		   "continue\n", native, interval_us, a->sample_bytes, a->seed, (int)SYS_munmap);
 	fclose(f);
 }
 

@@ -182,6 +182,33 @@ os.execvp(sys.argv[1], sys.argv[1:])' memray-record -p "$TPID" --duration 2 -o h
 	memray-fold first.bin | grep -q attach_target
 }
 
+@test "a refused attach leaves nothing in the process, nor in the recording it is refused for" {
+	need_gdb
+	cat > window.py <<'PY'
+import os, sys, time
+import memray_c
+t = memray_c.start(sys.argv[1], overwrite=True)
+print("ready", os.getpid(), flush=True)
+for i in range(60):
+    b = bytearray(10000)
+    time.sleep(0.02)
+s = t.stop()
+print("stats", s.allocations, s.live, flush=True)
+PY
+	PYTHONPATH=$BATS_TEST_DIRNAME/../../python /usr/bin/python3 window.py alone.bin > alone.out
+	start_target env PYTHONPATH=$BATS_TEST_DIRNAME/../../python /usr/bin/python3 window.py w.bin
+	pid=$(sed -n 's/^ready //p' target.out)
+	run memray-record -p "$pid" --duration 1 -o second.bin
+	echo "$output"
+	[ "$status" -eq 2 ]
+	assert_output --partial "is being recorded already"
+	wait "$TPID"
+	TPID=
+	grep '^stats' alone.out
+	grep '^stats' target.out
+	[ "$(grep '^stats' target.out)" = "$(grep '^stats' alone.out)" ]
+}
+
 @test "a missing process: exit 2, a clear message, no file" {
 	run memray-record --pid 999999999 -o rec.bin
 	[ "$status" -eq 2 ]
