@@ -135,8 +135,10 @@ class Tracker:
                     started with PYTHONMALLOC=malloc needs no wrapping.
                     Object-heavy code runs several times slower.
     sample_bytes    record one heap allocation in about every sample_bytes
-                    bytes allocated (memray-record --sample-bytes); seed
-                    makes the samples repeatable
+                    bytes allocated (memray-record --sample-bytes: 1 byte to
+                    1 GiB; 0, every allocation); seed (below 2**64) makes
+                    the samples repeatable; ValueError names either when
+                    it is out of range
     memory_interval_ms
                     milliseconds between the memory records of the file
     overwrite       replace file_name if it exists (else FileExistsError,
@@ -157,8 +159,13 @@ class Tracker:
         self.native_traces = native_traces
         self.follow_fork = bool(follow_fork)
         self.trace_python_allocators = bool(trace_python_allocators)
-        if int(sample_bytes) < 0 or int(seed) < 0:
-            raise ValueError("sample_bytes and seed must be 0 or more")
+        # memray-record's bounds: a gap of 1 byte to 1 GiB (0: every
+        # allocation), a seed below 2**64 (beyond, ctypes would wrap it)
+        if not 0 <= int(sample_bytes) <= 1 << 30:
+            raise ValueError(f"sample_bytes {sample_bytes}: expected 0 (no sampling) or a "
+                             "size from 1 byte to 1 GiB")
+        if not 0 <= int(seed) < 1 << 64:
+            raise ValueError(f"seed {seed}: expected 0 to 2**64 - 1")
         if not 0 < int(memory_interval_ms) <= 3600 * 1000:
             raise ValueError("memory_interval_ms must be between 1 and 3600000")
         self.sample_bytes = int(sample_bytes)

@@ -436,6 +436,19 @@ def test_python_allocators_heap_in_memory_records(tmp_path):
 def test_bad_options_leave_the_file_alone(tmp_path):
     out = tmp_path / "keep.bin"
     out.write_text("precious")
-    with pytest.raises(OSError):
+    # (refused by name before anything is opened: ValueError)
+    with pytest.raises(ValueError, match="sample_bytes"):
         memray_c.Tracker(out, sample_bytes=1 << 62, overwrite=True).start()
     assert out.read_text() == "precious"
+
+
+def test_sample_bytes_and_seed_out_of_range_are_refused_by_name(tmp_path):
+    # ctypes would wrap them: 2**64 + 4096 sampled every 4096 bytes
+    for kwargs, name in (({"sample_bytes": 2**64 + 4096}, "sample_bytes"),
+                         ({"sample_bytes": 2**30 + 1}, "sample_bytes"),
+                         ({"sample_bytes": -1}, "sample_bytes"),
+                         ({"seed": 2**64}, "seed"),
+                         ({"seed": -1}, "seed")):
+        with pytest.raises(ValueError, match=name):
+            memray_c.Tracker(str(tmp_path / "t.bin"), **kwargs)
+    memray_c.Tracker(str(tmp_path / "t.bin"), sample_bytes=2**30, seed=2**64 - 1)
