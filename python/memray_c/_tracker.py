@@ -69,6 +69,10 @@ def _load():
     if _lib is not None:
         return _lib, _preloaded
     path = _tools.loaded_tracker() or _tools.tracker_path()
+    if not path and os.environ.get("MEMRAY_TRACKER"):
+        raise RuntimeError(
+            f"memray_c: MEMRAY_TRACKER names {os.environ['MEMRAY_TRACKER']!r}, which is "
+            "not a file (unset it to use the wheel's tracker)")
     if not path:
         raise RuntimeError(
             "memray_c: cannot find libmemray-tracker.so (install the memray-c wheel, "

@@ -452,3 +452,12 @@ def test_sample_bytes_and_seed_out_of_range_are_refused_by_name(tmp_path):
         with pytest.raises(ValueError, match=name):
             memray_c.Tracker(str(tmp_path / "t.bin"), **kwargs)
     memray_c.Tracker(str(tmp_path / "t.bin"), sample_bytes=2**30, seed=2**64 - 1)
+
+
+def test_a_wrong_memray_tracker_is_named():
+    r = subprocess.run([sys.executable, "-c", "import memray_c; memray_c.Tracker('n.bin').start()"],
+                       env=dict(os.environ, MEMRAY_TRACKER="/nonexistent/libmemray-tracker.so"),
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "MEMRAY_TRACKER names '/nonexistent/libmemray-tracker.so', which is not a file" \
+        in r.stderr
