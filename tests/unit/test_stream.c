@@ -895,6 +895,26 @@ static void test_bad_stack_id(void)
 	script_free(&s);
 }
 
+
+/* A payload's start for the record tests: a HEADER of the version with
+ * native stacks and nothing else, then native node 1 (ip 0x10). Returns
+ * its length. */
+static size_t tiny_header(uint8_t *p, uint64_t version)
+{
+	size_t n = 0;
+	p[n++] = MR_TAG_HEADER;
+	n += varint_put(p + n, version);
+	n += varint_put(p + n, 0); /* tool_version */
+	for (int i = 0; i < 6; i++)
+		n += varint_put(p + n, i == 4 ? MR_F_NATIVE : 1);
+	n += varint_put(p + n, 0); /* argc */
+	n += varint_put(p + n, 0); /* exe */
+	p[n++] = MR_TAG_NODE_NATIVE;
+	n += varint_put(p + n, 1);
+	n += varint_put(p + n, 0x10);
+	return n;
+}
+
 /* The compact forms cost what memray-stream(5) says: a FREE of the
  * oldest of a ring of blocks is one byte, an ALLOC from the last stack
  * has no stack field. A FREE_AGED whose age is out of bounds, a
@@ -965,16 +985,7 @@ static void test_compact_forms(void)
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		uint8_t payload[128], file[MR_CHUNK_MAX];
 		size_t n = 0;
-		payload[n++] = MR_TAG_HEADER;
-		n += varint_put(payload + n, cases[k].version);
-		n += varint_put(payload + n, 0); /* tool_version */
-		for (int i = 0; i < 6; i++)
-			n += varint_put(payload + n, i == 4 ? MR_F_NATIVE : 1);
-		n += varint_put(payload + n, 0); /* argc */
-		n += varint_put(payload + n, 0); /* exe */
-		payload[n++] = MR_TAG_NODE_NATIVE;
-		n += varint_put(payload + n, 1);
-		n += varint_put(payload + n, 0x10);
+		n += tiny_header(payload + n, cases[k].version);
 		for (int i = 0; i < 2; i++) {
 			payload[n++] = MR_TAG_ALLOC | MR_MALLOC;
 			n += varint_put(payload + n, 0x20); /* +16 */
@@ -1023,16 +1034,7 @@ static void test_size_past_any_address_space(void)
 		for (int munmap = 0; munmap < 2; munmap++) {
 			uint8_t payload[128], file[MR_CHUNK_MAX];
 			size_t n = 0;
-			payload[n++] = MR_TAG_HEADER;
-			n += varint_put(payload + n, 3);
-			n += varint_put(payload + n, 0); /* tool_version */
-			for (int i = 0; i < 6; i++)
-				n += varint_put(payload + n, i == 4 ? MR_F_NATIVE : 1);
-			n += varint_put(payload + n, 0); /* argc */
-			n += varint_put(payload + n, 0); /* exe */
-			payload[n++] = MR_TAG_NODE_NATIVE;
-			n += varint_put(payload + n, 1);
-			n += varint_put(payload + n, 0x10);
+			n += tiny_header(payload + n, 3);
 			size_t good = n;
 			if (munmap) {
 				payload[n++] = MR_TAG_FREE | MR_MUNMAP;
