@@ -806,56 +806,46 @@ miss:
 	return 0;
 }
 
-/* Python stacks without native ones: an allocation made with no Python
- * frame gets a frame that says why (enum py_none), in place of no stack
- * at all; with native stacks its C frames say more. Locked. */
-static const char *const why_text[PY_NONE_END] = {
+/* Labels: frames that are no code, each a PYFRAME of no file and line 0
+ * (memray-stream(5)), made once a stream at the trie's root.
+ * - Python stacks without native ones: an allocation made with no Python
+ *   frame gets a frame that says why (enum py_none), in place of no stack
+ *   at all; with native stacks its C frames say more.
+ * - A stack cut (c->cut) hangs under one that says so (LABEL_CUT + cut - 1). */
+enum { LABEL_CUT = PY_NONE_END, LABEL_END = PY_NONE_END + CUT_NATIVE };
+static const char *const label_text[LABEL_END] = {
 	[PY_NONE_STARTUP] = "[Python start-up]",
 	[PY_NONE_SHUTDOWN] = "[Python shutdown]",
 	[PY_NONE_THREAD_START] = "[thread start-up]",
 	[PY_NONE_NO_STATE] = "[outside Python]",
 	[PY_NONE_BETWEEN] = "[no Python frame]",
+	[LABEL_CUT + CUT_PY - 1] = "[stack cut: deeper than 2048 Python frames]",
+	[LABEL_CUT + CUT_NATIVE - 1] = "[stack cut: deeper than 256 native frames]",
 };
-static uint32_t why_nodes[PY_NONE_END], why_gen;
+static uint32_t label_nodes[LABEL_END], label_gen;
 
-static __attribute__((noinline)) uint32_t why_node(int why)
+/* Label k's node; 0 (the trie's root) for none. Locked. */
+static __attribute__((noinline)) uint32_t label_node(int k)
 {
-	if (why <= 0 || why >= PY_NONE_END)
+	if (k <= 0 || k >= LABEL_END)
 		return 0;
-	if (why_gen != stream_gen) {
-		memset(why_nodes, 0, sizeof(why_nodes));
-		why_gen = stream_gen;
+	if (label_gen != stream_gen) {
+		memset(label_nodes, 0, sizeof(label_nodes));
+		label_gen = stream_gen;
 	}
-	if (!why_nodes[why]) {
-		const char *t = why_text[why];
+	if (!label_nodes[k]) {
+		const char *t = label_text[k];
 		uint32_t frame = mr_w_pyframe(&writer, mr_w_string(&writer, t, strlen(t)), 0, 0);
-		why_nodes[why] = trie_node(0, PY_NODE | frame);
+		label_nodes[k] = trie_node(0, PY_NODE | frame);
 	}
-	return why_nodes[why];
+	return label_nodes[k];
 }
 
-/* The label at the root of a stack cut (c->cut), or 0 (the trie's root)
- * for a whole one. Locked. */
-static const char *const cut_text[] = {
-	[CUT_PY] = "[stack cut: deeper than 2048 Python frames]",
-	[CUT_NATIVE] = "[stack cut: deeper than 256 native frames]",
-};
-static uint32_t cut_nodes[3], cut_gen;
-
-static __attribute__((noinline)) uint32_t cut_node(int cut)
+/* The root a stack's frames hang under: its cut's label, or the trie's
+ * root for a whole one. Locked. */
+static uint32_t cut_node(int cut)
 {
-	if (!cut)
-		return 0;
-	if (cut_gen != stream_gen) {
-		memset(cut_nodes, 0, sizeof(cut_nodes));
-		cut_gen = stream_gen;
-	}
-	if (!cut_nodes[cut]) {
-		const char *t = cut_text[cut];
-		uint32_t frame = mr_w_pyframe(&writer, mr_w_string(&writer, t, strlen(t)), 0, 0);
-		cut_nodes[cut] = trie_node(0, PY_NODE | frame);
-	}
-	return cut_nodes[cut];
+	return cut ? label_node(LABEL_CUT + cut - 1) : 0;
 }
 
 /* A native stack's nodes, from the first frame not in the thread's
@@ -923,7 +913,7 @@ uint32_t intern(const struct capture *c)
 		pyts->depth = c->pyn;
 		return pyts->prev[c->pyn - 1].node;
 	}
-	return c->pyn ? intern_python(c) : why_node(c->why);
+	return c->pyn ? intern_python(c) : label_node(c->why);
 }
 
 /* The calling thread is past its key destructor: its caches go, and
